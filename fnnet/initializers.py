@@ -1,0 +1,169 @@
+"""Weight initialisers (the book's section 6.2): each is a frozen record called as
+``init(key, shape, fan_in, fan_out) -> array`` (float32).
+
+fan_in / fan_out are the number of inputs / outputs of one unit: for an Affine weight ``(in, out)``
+they are ``in`` and ``out``; for a convolution weight ``(FN, C, FH, FW)`` they are ``C*FH*FW`` and
+``FN*FH*FW``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import attrs
+import numpy as np
+
+from fnnet._types import DEFAULT_DTYPE, Array
+from fnnet.random import Key
+
+__all__ = [
+    "Initializer",
+    "Normal",
+    "Uniform",
+    "Zeros",
+    "XavierNormal",
+    "XavierUniform",
+    "HeNormal",
+    "HeUniform",
+    "LeCunNormal",
+    "normal",
+    "xavier_normal",
+    "xavier_uniform",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "zeros",
+    "default_for_activation",
+]
+
+
+class Initializer(Protocol):
+    """Anything called as ``init(key, shape, fan_in, fan_out)`` returning a float32 array."""
+
+    def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array: ...
+
+
+def _positive(inst: object, attribute: "attrs.Attribute[float]", value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a positive finite number, got {value!r}")
+
+
+def _normal(key: Key, shape: tuple[int, ...], std: float) -> Array:
+    return (key.generator().standard_normal(shape, dtype=np.float64) * std).astype(DEFAULT_DTYPE)
+
+
+def _uniform(key: Key, shape: tuple[int, ...], limit: float) -> Array:
+    return key.generator().uniform(-limit, limit, shape).astype(DEFAULT_DTYPE)
+
+
+@attrs.frozen
+class Normal:
+    """N(0, std²): the book's ``weight_init_std`` (0.01 in its TwoLayerNet)."""
+
+    std: float = attrs.field(default=0.01, validator=_positive)
+
+    def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
+        return _normal(key, shape, self.std)
+
+
+@attrs.frozen
+class Uniform:
+    """U(-limit, limit)."""
+
+    limit: float = attrs.field(default=0.05, validator=_positive)
+
+    def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
+        return _uniform(key, shape, self.limit)
+
+
+@attrs.frozen
+class Zeros:
+    """All zeros (biases; never for weights, which would then stay symmetric)."""
+
+    def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
+        return np.zeros(shape, dtype=DEFAULT_DTYPE)
+
+
+@attrs.frozen
+class XavierNormal:
+    """Glorot normal: std = gain * sqrt(2 / (fan_in + fan_out)); suits sigmoid and tanh."""
+
+    gain: float = attrs.field(default=1.0, validator=_positive)
+
+    def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
+        return _normal(key, shape, self.gain * math.sqrt(2.0 / (fan_in + fan_out)))
+
+
+@attrs.frozen
+class XavierUniform:
+    """Glorot uniform: limit = gain * sqrt(6 / (fan_in + fan_out))."""
+
+    gain: float = attrs.field(default=1.0, validator=_positive)
+
+    def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
+        return _uniform(key, shape, self.gain * math.sqrt(6.0 / (fan_in + fan_out)))
+
+
+@attrs.frozen
+class LeCunNormal:
+    """std = sqrt(1 / fan_in): what the book calls "Xavier" (``weight_init_std='sigmoid'``)."""
+
+    def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
+        return _normal(key, shape, math.sqrt(1.0 / fan_in))
+
+
+@attrs.frozen
+class HeNormal:
+    """He normal: std = sqrt(2 / fan_in); suits ReLU (the book's ``weight_init_std='relu'``)."""
+
+    def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
+        return _normal(key, shape, math.sqrt(2.0 / fan_in))
+
+
+@attrs.frozen
+class HeUniform:
+    """He uniform: limit = sqrt(6 / fan_in)."""
+
+    def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
+        return _uniform(key, shape, math.sqrt(6.0 / fan_in))
+
+
+def normal(std: float = 0.01) -> Normal:
+    """N(0, std²) initialiser."""
+    return Normal(std)
+
+
+def xavier_normal(gain: float = 1.0) -> XavierNormal:
+    """Glorot normal initialiser."""
+    return XavierNormal(gain)
+
+
+def xavier_uniform(gain: float = 1.0) -> XavierUniform:
+    """Glorot uniform initialiser."""
+    return XavierUniform(gain)
+
+
+def he_normal() -> HeNormal:
+    """He normal initialiser."""
+    return HeNormal()
+
+
+def he_uniform() -> HeUniform:
+    """He uniform initialiser."""
+    return HeUniform()
+
+
+def lecun_normal() -> LeCunNormal:
+    """sqrt(1/fan_in) normal initialiser (the book's "Xavier")."""
+    return LeCunNormal()
+
+
+def zeros() -> Zeros:
+    """All-zeros initialiser."""
+    return Zeros()
+
+
+def default_for_activation(activation: str) -> Initializer:
+    """He for ReLU-like activations, Xavier (Glorot normal) for sigmoid/tanh/identity."""
+    return HeNormal() if activation.lower() in ("relu",) else XavierNormal()

@@ -1,0 +1,28 @@
+"""Layers: immutable records with pure ``init`` / ``forward`` / ``backward``."""
+
+from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
+from fnnet.layers.combinators import Residual, Serial, Summary, residual, serial, summary
+from fnnet.layers.core import Add, Affine, AffineParams, Flatten, Identity, Mul, ReLU, Sigmoid, Softmax, Tanh
+
+__all__ = [
+    "EVAL",
+    "TRAIN",
+    "Ctx",
+    "Layer",
+    "Serial",
+    "Residual",
+    "Summary",
+    "serial",
+    "residual",
+    "summary",
+    "Affine",
+    "AffineParams",
+    "Flatten",
+    "Identity",
+    "Mul",
+    "Add",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+]

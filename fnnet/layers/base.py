@@ -1,0 +1,132 @@
+"""The layer contract: immutable records with pure ``init`` / ``forward`` / ``backward``.
+
+Every layer is a frozen attrs record of hyperparameters. Its parameters are a separate immutable
+record (a NamedTuple of arrays, or ``None`` when it has none):
+
+- ``layer.init(key, in_shape) -> (params, out_shape)``; shapes exclude the batch dimension.
+- ``layer.forward(params, x, ctx) -> (y, cache)``; ``ctx`` says train/eval, carries the random key
+  and, for stateful layers (BatchNorm), their state. Evaluation is the default.
+- ``layer.backward(params, cache, dout) -> (dx, grads)``; ``grads`` has the type of ``params``.
+- ``layer.init_state(in_shape) -> state`` and ``layer.new_state(cache) -> state`` carry explicit
+  non-trainable state (``None`` for stateless layers).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import attrs
+import numpy as np
+
+from fnnet._types import Array, Shape
+from fnnet.random import Key
+
+__all__ = ["Ctx", "EVAL", "TRAIN", "Layer", "check_rank", "check_dout", "check_dtype"]
+
+
+@attrs.frozen
+class Ctx:
+    """What a forward pass needs besides params and input.
+
+    Attributes:
+        train: training mode (batch statistics in BatchNorm, dropping in Dropout).
+        key: the random key for layers that draw random numbers (Dropout); ``None`` if absent.
+        state: explicit non-trainable state of the layer (BatchNorm running statistics); for a
+            ``serial`` pipeline a tuple with one entry per layer.
+        input_grad: whether ``backward`` must compute the input gradient ``dx``. A training step
+            sets it to ``False`` so the first layer skips that work; ``dx`` is then a read-only
+            array of zeros of the right shape.
+    """
+
+    train: bool = False
+    key: Key | None = None
+    state: Any = None
+    input_grad: bool = True
+
+
+#: The evaluation context (the default everywhere).
+EVAL = Ctx()
+#: A training context with no key and no state (enough for layers without randomness or state).
+TRAIN = Ctx(train=True)
+
+
+class Layer(abc.ABC):
+    """Base class of every layer (and of pipelines, which are layers too)."""
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        """The layer's kind, used in error messages and summaries."""
+        return type(self).__name__
+
+    @abc.abstractmethod
+    def init(self, key: Key, in_shape: Shape) -> tuple[Any, Shape]:
+        """Create parameters for inputs of shape ``(N, *in_shape)``.
+
+        Returns:
+            ``(params, out_shape)`` where outputs have shape ``(N, *out_shape)``.
+        """
+
+    @abc.abstractmethod
+    def forward(self, params: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any]:
+        """Compute ``y = f(params, x)``; returns ``(y, cache)`` for :meth:`backward`."""
+
+    @abc.abstractmethod
+    def backward(self, params: Any, cache: Any, dout: Array) -> tuple[Array, Any]:
+        """Given ``dL/dy`` of ``y``'s shape, return ``(dL/dx, dL/dparams)``."""
+
+    def init_state(self, in_shape: Shape) -> Any:
+        """Initial non-trainable state (``None`` for stateless layers)."""
+        return None
+
+    def new_state(self, cache: Any) -> Any:
+        """The state after the forward pass that produced ``cache`` (``None`` if stateless)."""
+        return None
+
+    def apply(self, params: Any, x: Array, ctx: Ctx = EVAL) -> Array:
+        """Forward pass returning only the output (inference convenience)."""
+        return self.forward(params, x, ctx)[0]
+
+
+def _fmt(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("N" if s is None else str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def check_rank(layer: Layer, x: Array, rank: int, what: str = "input") -> None:
+    """Raise ``ValueError`` naming ``layer`` unless ``x.ndim == rank``."""
+    if x.ndim != rank:
+        raise ValueError(f"{layer.name}: expected {what} of rank {rank}, got shape {_fmt(x.shape)}")
+
+
+def check_dtype(layer: Layer, x: Array, dtype: np.dtype[Any]) -> None:
+    """Raise ``ValueError`` naming ``layer`` unless ``x`` has the parameters' ``dtype``."""
+    if x.dtype != dtype:
+        raise ValueError(
+            f"{layer.name}: expected input of dtype {dtype} (the parameters' dtype), got {x.dtype}; "
+            f"cast the input with x.astype(np.{dtype}) or the params with fnnet.astype(params, ...)"
+        )
+
+
+def check_dout(layer: Layer, dout: Array, shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` naming ``layer`` unless ``dout`` has the forward output's shape."""
+    if dout.shape != shape:
+        raise ValueError(f"{layer.name}.backward: expected dout of shape {_fmt(shape)}, got {_fmt(dout.shape)}")
+
+
+def no_input_grad(x_shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
+    """A read-only zero array standing in for an input gradient nobody asked for."""
+    return np.broadcast_to(np.zeros((), dtype=dtype), x_shape)
+
+
+def positive_int(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: a positive int (not bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a positive int, got {value!r}")
+
+
+def nonneg_int(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: a non-negative int (not bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a non-negative int, got {value!r}")
