@@ -143,12 +143,14 @@ def check_grads(
         A :class:`GradCheck` with the max relative error for every parameter path and for ``"x"``.
     """
     y0, _ = layer.forward(params, x, ctx)
+    loss_fn: Callable[[Array, Any], tuple[float, Array]]
     if loss is None:
         r = (key or make_key(0)).generator().standard_normal(y0.shape).astype(y0.dtype)
 
-        def loss_fn(y: Array, _t: Any) -> tuple[float, Array]:
+        def projection(y: Array, _t: Any) -> tuple[float, Array]:
             return float(np.sum(y * r)), r
 
+        loss_fn = projection
     else:
         loss_fn = loss
 

@@ -31,6 +31,10 @@ def _check_layers(inst: object, attribute: "attrs.Attribute[Any]", value: tuple[
             raise ValueError(f"serial: argument {i} is not a Layer: {layer!r}")
 
 
+def _as_tuple(layers: Any) -> tuple[Layer, ...]:
+    return tuple(layers)
+
+
 @attrs.frozen
 class Serial(Layer):
     """Layers applied one after another; itself a layer.
@@ -39,7 +43,7 @@ class Serial(Layer):
     re-raised as ``ValueError`` prefixed with ``layer i (Kind)``.
     """
 
-    layers: tuple[Layer, ...] = attrs.field(converter=tuple, validator=_check_layers)
+    layers: tuple[Layer, ...] = attrs.field(converter=_as_tuple, validator=_check_layers)
 
     def init(self, key: Key, in_shape: Shape) -> tuple[tuple[Any, ...], Shape]:
         params = []

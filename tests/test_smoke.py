@@ -1,0 +1,4 @@
+def test_import() -> None:
+    import fnnet
+
+    assert fnnet.__version__
