@@ -1,0 +1,95 @@
+"""Dropout (the book's section 6.4.3), inverted: the scaling happens in training, not evaluation."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import attrs
+import numpy as np
+
+from fnnet._types import Array, Shape
+from fnnet.layers.base import EVAL, Ctx, Layer, check_dout
+from fnnet.random import Key
+
+__all__ = ["Dropout", "DropoutCache"]
+
+
+class DropoutCache(NamedTuple):
+    """The scaled keep mask (``None`` in evaluation) and the input shape."""
+
+    mask: Array | None  # 1 / (1 - rate) where a unit is kept, 0 where dropped; x's dtype
+    shape: tuple[int, ...]
+
+
+def _rate(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
+        0.0 <= value < 1.0
+    ):
+        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a number in [0, 1), got {value!r}")
+
+
+@attrs.frozen
+class Dropout(Layer):
+    """Inverted dropout: in training each unit is kept with probability ``1 - rate`` and kept units
+    are scaled by ``1 / (1 - rate)``; in evaluation the layer is the identity. Any input shape.
+
+    Scaling in training keeps the expected output equal to the input, so evaluation needs no
+    correction. The book's ``Dropout`` instead passes kept units unscaled in training and multiplies
+    by ``1 - rate`` in evaluation: its evaluation output is ``(1 - rate) * x`` where fnnet's is
+    ``x``. Weights trained by the book's code therefore convert by multiplying the weights (not the
+    bias) of the layer that follows each Dropout by ``1 - rate``; training curves are the same in
+    distribution, since both versions differ only by that constant factor.
+
+    The mask is drawn from ``ctx.key`` only (``ctx.key.generator()``), so the same key gives the
+    same mask; a training forward without a key raises ``ValueError``.
+
+    Attributes:
+        rate: the probability of dropping a unit, in ``[0, 1)`` (the book's ``dropout_ratio``).
+    """
+
+    rate: float = attrs.field(default=0.5, validator=_rate)
+
+    def init(self, key: Key, in_shape: Shape) -> tuple[None, Shape]:
+        """No parameters; the output shape is ``in_shape``."""
+        return None, tuple(in_shape)
+
+    def forward(self, params: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, DropoutCache]:
+        """Drop and rescale (training) or pass through (evaluation).
+
+        Args:
+            params: ``None``.
+            x: any shape ``(N, ...)``, floating point.
+            ctx: ``ctx.train`` selects the mode; ``ctx.key`` (required in training) draws the mask.
+        Returns:
+            ``(y, cache)`` with ``y`` of ``x``'s shape (``x`` itself in evaluation).
+        """
+        if x.dtype.kind != "f":
+            raise ValueError(f"{self.name}: expected a floating point input, got dtype {x.dtype}")
+        if not ctx.train:
+            return x, DropoutCache(None, x.shape)
+        if ctx.key is None:
+            raise ValueError(
+                f"{self.name}: a training forward pass needs a random key to draw the mask, but ctx.key "
+                "is None; pass Ctx(train=True, key=fnnet.key(seed)) (a fresh fold_in/split key per step)"
+            )
+        u = ctx.key.generator().random(x.shape, dtype=np.float32)  # uniform in [0, 1)
+        one = x.dtype.type(1)
+        # P(u >= rate) = 1 - rate: keep those units, scaled by 1 / (1 - rate) so that E[y] = x
+        mask = np.multiply(u >= self.rate, one / (one - x.dtype.type(self.rate)), dtype=x.dtype)
+        return x * mask, DropoutCache(mask, x.shape)
+
+    def backward(self, params: None, cache: DropoutCache, dout: Array) -> tuple[Array, None]:
+        """``dx = dout * mask`` (training) or ``dout`` (evaluation); no parameter gradients.
+
+        Args:
+            params: ``None``.
+            cache: from :meth:`forward`.
+            dout: ``dL/dy``, the shape of ``x``.
+        Returns:
+            ``(dx, None)`` with ``dx`` of ``x``'s shape.
+        """
+        if dout.shape != cache.shape:
+            check_dout(self, dout, cache.shape)
+        if cache.mask is None:
+            return dout, None
+        return dout * cache.mask, None
