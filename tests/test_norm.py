@@ -1,0 +1,386 @@
+"""BatchNorm: gradients, batch and running statistics, explicit state, errors, pipelines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import fnnet
+from fnnet._types import Array, Shape
+from fnnet.layers.base import Ctx
+from fnnet.layers.combinators import serial
+from fnnet.layers.core import Affine, Flatten, ReLU
+from fnnet.layers.norm import DEFAULT_EPS, BatchNorm, BatchNormParams, BatchNormState
+from fnnet.tree import tree_astype, tree_leaves
+
+# The projection check_grads uses is drawn from this key; inputs come from other seeds so that the
+# projection is never (nearly) an affine function of x, which BatchNorm would map to a zero gradient.
+PROJ_KEY = fnnet.key(12345)
+GRAD_TOL = 1e-6  # float64 central differences on smooth functions agree to ~1e-9
+
+SHAPES_2D = [(4,), (7,)]
+SHAPES_4D = [(2, 3, 3), (3, 2, 4)]
+ALL_SHAPES = SHAPES_2D + SHAPES_4D
+
+
+def _axes(x: Array) -> tuple[int, ...]:
+    return (0,) if x.ndim == 2 else (0, 2, 3)
+
+
+def _per_channel(a: Array, x: Array) -> Array:
+    """Reshape a ``(C,)`` array to broadcast against ``x``."""
+    return a.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def _inputs(in_shape: Shape, n: int = 5, seed: int = 1) -> Array:
+    rng = np.random.default_rng(seed)
+    c = in_shape[0]
+    # channels with different means and scales, so per-channel statistics matter
+    loc = _per_channel(rng.uniform(-3, 3, c), np.empty((1,) + tuple(in_shape)))
+    scale = _per_channel(rng.uniform(0.5, 4, c), np.empty((1,) + tuple(in_shape)))
+    x: Array = rng.standard_normal((n,) + tuple(in_shape)) * scale + loc
+    return x
+
+
+def _params64(in_shape: Shape, seed: int = 2) -> BatchNormParams:
+    rng = np.random.default_rng(seed)
+    c = in_shape[0]
+    return BatchNormParams(rng.uniform(0.5, 2.0, c), rng.normal(0, 1, c))
+
+
+def _trained_state(in_shape: Shape, dtype: Any = np.float64, seed: int = 3) -> BatchNormState:
+    rng = np.random.default_rng(seed)
+    c = in_shape[0]
+    return BatchNormState(
+        rng.normal(0, 1, c).astype(dtype), rng.uniform(0.5, 3.0, c).astype(dtype), np.asarray(4, np.int64)
+    )
+
+
+# --- gradients -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("in_shape", ALL_SHAPES)
+@pytest.mark.parametrize("n", [3, 6])
+def test_gradients_training_mode(in_shape: Shape, n: int) -> None:
+    bn = BatchNorm()
+    state = tree_astype(bn.init_state(in_shape), np.float64)
+    check = fnnet.check_grads(
+        bn, _params64(in_shape), _inputs(in_shape, n), ctx=Ctx(train=True, state=state), key=PROJ_KEY
+    )
+    assert set(check.errors) == {"gamma", "beta", "x"}
+    assert check.max_error < GRAD_TOL, str(check)
+
+
+@pytest.mark.parametrize("in_shape", ALL_SHAPES)
+def test_gradients_eval_mode(in_shape: Shape) -> None:
+    check = fnnet.check_grads(
+        BatchNorm(), _params64(in_shape), _inputs(in_shape), ctx=Ctx(state=_trained_state(in_shape)), key=PROJ_KEY
+    )
+    assert check.max_error < GRAD_TOL, str(check)
+
+
+@pytest.mark.parametrize("in_shape", ALL_SHAPES)
+def test_input_grad_false_skips_dx_only(in_shape: Shape) -> None:
+    bn, p, x = BatchNorm(), _params64(in_shape), _inputs(in_shape)
+    dout = np.random.default_rng(7).standard_normal(x.shape)
+    y, cache = bn.forward(p, x, Ctx(train=True))
+    dx, grads = bn.backward(p, cache, dout)
+    y2, cache2 = bn.forward(p, x, Ctx(train=True, input_grad=False))
+    dx2, grads2 = bn.backward(p, cache2, dout)
+    np.testing.assert_array_equal(y, y2)
+    assert dx2.shape == dx.shape and not np.any(dx2)
+    np.testing.assert_array_equal(grads.gamma, grads2.gamma)
+    np.testing.assert_array_equal(grads.beta, grads2.beta)
+
+
+# --- batch statistics ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("in_shape", ALL_SHAPES)
+def test_training_output_is_standardised_per_feature_or_channel(in_shape: Shape) -> None:
+    bn = BatchNorm()
+    p, x = _params64(in_shape), _inputs(in_shape, n=8)
+    y, _ = bn.forward(p, x, Ctx(train=True))
+    xhat = (y - _per_channel(p.beta, x)) / _per_channel(p.gamma, x)  # undo gamma/beta
+    axes = _axes(x)
+    batch_var = x.var(axis=axes)
+    np.testing.assert_allclose(xhat.mean(axis=axes), 0.0, atol=1e-12)
+    # the variance is var / (var + eps), not exactly 1
+    np.testing.assert_allclose(xhat.var(axis=axes), batch_var / (batch_var + DEFAULT_EPS), rtol=1e-12)
+
+
+def test_4d_statistics_are_per_channel_not_per_position() -> None:
+    """Unlike the book (one statistic per (c, h, w)), positions of one channel share statistics."""
+    in_shape = (2, 3, 3)
+    rng = np.random.default_rng(4)
+    # every position gets its own offset, so per-position statistics would remove it
+    x = rng.standard_normal((6,) + in_shape) + rng.uniform(-5, 5, (1,) + in_shape)
+    p = BatchNorm().init(fnnet.key(0), in_shape)[0]
+    y, _ = BatchNorm().forward(tree_astype(p, np.float64), x, Ctx(train=True))
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0.0, atol=1e-12)
+    assert np.abs(y.mean(axis=0)).max() > 0.5  # per-position means stay non-zero
+
+
+# --- running statistics ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("in_shape", ALL_SHAPES)
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
+def test_running_statistics_follow_the_formula(in_shape: Shape, momentum: float) -> None:
+    bn = BatchNorm(momentum=momentum)
+    p = _params64(in_shape)
+    state = tree_astype(bn.init_state(in_shape), np.float64)
+    run_mean, run_var = state.mean, state.var
+    for step, seed in enumerate([11, 12, 13], start=1):
+        x = _inputs(in_shape, n=4, seed=seed)
+        _, cache = bn.forward(p, x, Ctx(train=True, state=state))
+        state = bn.new_state(cache)
+        axes = _axes(x)
+        run_mean = momentum * run_mean + (1 - momentum) * x.mean(axis=axes)
+        run_var = momentum * run_var + (1 - momentum) * x.var(axis=axes)  # biased, as in the book
+        np.testing.assert_allclose(state.mean, run_mean, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(state.var, run_var, rtol=1e-12)
+        assert state.count.shape == () and state.count.dtype == np.int64 and int(state.count) == step
+
+
+def test_init_state_values() -> None:
+    bn = BatchNorm()
+    for in_shape, c in [((5,), 5), ((3, 4, 4), 3)]:
+        s = bn.init_state(in_shape)
+        assert isinstance(s, BatchNormState)
+        np.testing.assert_array_equal(s.mean, np.zeros(c))
+        np.testing.assert_array_equal(s.var, np.ones(c))
+        assert s.mean.dtype == s.var.dtype == np.float32
+        assert s.count.shape == () and s.count.dtype == np.int64 and int(s.count) == 0
+
+
+@pytest.mark.parametrize("in_shape", ALL_SHAPES)
+def test_training_without_state_starts_from_init_state(in_shape: Shape) -> None:
+    bn, p, x = BatchNorm(), _params64(in_shape), _inputs(in_shape)
+    from_none = bn.new_state(bn.forward(p, x, Ctx(train=True))[1])
+    explicit = tree_astype(bn.init_state(in_shape), np.float64)
+    from_init = bn.new_state(bn.forward(p, x, Ctx(train=True, state=explicit))[1])
+    for a, b in zip(tree_leaves(from_none), tree_leaves(from_init)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("in_shape", ALL_SHAPES)
+def test_eval_uses_running_statistics(in_shape: Shape) -> None:
+    bn, p, x = BatchNorm(eps=1e-3), _params64(in_shape), _inputs(in_shape)
+    state = _trained_state(in_shape)
+    y, cache = bn.forward(p, x, Ctx(state=state))
+    mean, var = _per_channel(state.mean, x), _per_channel(state.var, x)
+    expected = _per_channel(p.gamma, x) * (x - mean) / np.sqrt(var + 1e-3) + _per_channel(p.beta, x)
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    # each sample is normalised on its own: evaluating one sample gives its row of the batch output
+    np.testing.assert_allclose(bn.forward(p, x[2:3], Ctx(state=state))[0], y[2:3], rtol=1e-12, atol=1e-12)
+    assert bn.new_state(cache) is state  # evaluation leaves the state as it was
+
+
+def test_eval_differs_from_training_output() -> None:
+    """Evaluation must not fall back on batch statistics."""
+    in_shape = (4,)
+    bn, p, x = BatchNorm(), _params64(in_shape), _inputs(in_shape)
+    y_train, _ = bn.forward(p, x, Ctx(train=True))
+    y_eval, _ = bn.forward(p, x, Ctx(state=_trained_state(in_shape)))
+    assert np.abs(y_train - y_eval).max() > 0.1
+
+
+@pytest.mark.parametrize("in_shape", ALL_SHAPES)
+def test_never_updated_statistics_raise(in_shape: Shape) -> None:
+    bn, x = BatchNorm(), _inputs(in_shape).astype(np.float32)
+    p = bn.init(fnnet.key(0), in_shape)[0]
+    with pytest.raises(ValueError, match=r"BatchNorm: .*never updated.*train=True"):
+        bn.forward(p, x)  # ctx.state is None
+    with pytest.raises(ValueError, match=r"BatchNorm: .*never updated.*count == 0"):
+        bn.forward(p, x, Ctx(state=bn.init_state(in_shape)))
+    # after one training pass the same call works
+    state = bn.new_state(bn.forward(p, x, Ctx(train=True, state=bn.init_state(in_shape)))[1])
+    y, _ = bn.forward(p, x, Ctx(state=state))
+    assert y.shape == x.shape and np.all(np.isfinite(y))
+
+
+# --- purity, state kept out of params -------------------------------------------------------------
+
+
+def _read_only(tree: Any) -> Any:
+    def freeze(a: Any) -> Any:
+        b = np.array(a)
+        b.setflags(write=False)
+        return b
+
+    return fnnet.tree_map(freeze, tree)
+
+
+@pytest.mark.parametrize("in_shape", ALL_SHAPES)
+@pytest.mark.parametrize("train", [True, False])
+def test_inputs_and_state_never_mutated(in_shape: Shape, train: bool) -> None:
+    bn = BatchNorm()
+    p, x, state = _read_only(_params64(in_shape)), _read_only(_inputs(in_shape)), _read_only(_trained_state(in_shape))
+    copies = [np.copy(a) for a in tree_leaves((p, x, state))]
+    dout = _read_only(np.random.default_rng(5).standard_normal(x.shape))
+    y, cache = bn.forward(p, x, Ctx(train=train, state=state))
+    bn.backward(p, cache, dout)
+    new = bn.new_state(cache)
+    for before, after in zip(copies, tree_leaves((p, x, state))):
+        np.testing.assert_array_equal(before, after)
+    if train:
+        assert int(new.count) == int(state.count) + 1
+        assert not any(np.shares_memory(a, b) for a in tree_leaves(new) for b in tree_leaves(state))
+
+
+def test_state_is_not_in_params() -> None:
+    bn = BatchNorm()
+    params, out_shape = bn.init(fnnet.key(0), (3, 4, 4))
+    assert out_shape == (3, 4, 4)
+    assert isinstance(params, BatchNormParams) and params._fields == ("gamma", "beta")
+    np.testing.assert_array_equal(params.gamma, np.ones(3))
+    np.testing.assert_array_equal(params.beta, np.zeros(3))
+    assert params.gamma.dtype == params.beta.dtype == np.float32
+    _, grads = bn.backward(params, bn.forward(params, np.ones((2, 3, 4, 4), np.float32), Ctx(train=True))[1],
+                           np.ones((2, 3, 4, 4), np.float32))
+    assert type(grads) is BatchNormParams  # an optimizer mapping over (grads, params) never sees state
+
+
+@given(
+    n=st.integers(2, 5),
+    in_shape=st.sampled_from(ALL_SHAPES),
+    seed=st.integers(0, 2**16),
+    train=st.booleans(),
+)
+@settings(max_examples=30, deadline=None)
+def test_property_inputs_unchanged(n: int, in_shape: Shape, seed: int, train: bool) -> None:
+    bn = BatchNorm()
+    x = np.random.default_rng(seed).standard_normal((n,) + in_shape).astype(np.float32)
+    p = BatchNormParams(*np.random.default_rng(seed + 1).standard_normal((2, in_shape[0])).astype(np.float32))
+    state = _trained_state(in_shape, np.float32, seed)
+    before = [a.copy() for a in tree_leaves((p, x, state))]
+    y, cache = bn.forward(p, x, Ctx(train=train, state=state))
+    bn.backward(p, cache, y)
+    for b, a in zip(before, tree_leaves((p, x, state))):
+        np.testing.assert_array_equal(b, a)
+
+
+# --- dtypes ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("in_shape", ALL_SHAPES)
+@pytest.mark.parametrize("train", [True, False])
+def test_float32_stays_float32(in_shape: Shape, train: bool) -> None:
+    bn = BatchNorm()
+    p = bn.init(fnnet.key(0), in_shape)[0]
+    x = _inputs(in_shape).astype(np.float32)
+    state = _trained_state(in_shape, np.float32)
+    y, cache = bn.forward(p, x, Ctx(train=train, state=state))
+    dx, grads = bn.backward(p, cache, y)
+    new = bn.new_state(cache)
+    assert y.dtype == dx.dtype == grads.gamma.dtype == grads.beta.dtype == np.float32
+    assert new.mean.dtype == new.var.dtype == np.float32 and new.count.dtype == np.int64
+
+
+def test_state_keeps_its_dtype() -> None:
+    """A float32 state updated by a float64 pass stays float32 (checkpoints restore against it)."""
+    bn, in_shape = BatchNorm(), (4,)
+    state = bn.init_state(in_shape)
+    new = bn.new_state(bn.forward(_params64(in_shape), _inputs(in_shape), Ctx(train=True, state=state))[1])
+    assert new.mean.dtype == new.var.dtype == np.float32
+
+
+# --- validation and errors ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("momentum", [-0.1, 1.0, 1.5, float("nan"), True, "0.9"])
+def test_bad_momentum_raises(momentum: Any) -> None:
+    with pytest.raises(ValueError, match="BatchNorm: momentum"):
+        BatchNorm(momentum=momentum)
+
+
+@pytest.mark.parametrize("eps", [0.0, -1e-5, float("nan"), float("inf"), True])
+def test_bad_eps_raises(eps: Any) -> None:
+    with pytest.raises(ValueError, match="BatchNorm: eps"):
+        BatchNorm(eps=eps)
+
+
+def test_good_hyperparameters_accepted() -> None:
+    assert BatchNorm(momentum=0.0).momentum == 0.0
+    assert BatchNorm(momentum=np.float64(0.99), eps=np.float64(1e-3)).eps == 1e-3
+    assert BatchNorm().eps == DEFAULT_EPS and BatchNorm().momentum == 0.9
+
+
+def test_shape_rank_dtype_errors_name_the_layer() -> None:
+    bn = BatchNorm()
+    p = bn.init(fnnet.key(0), (4,))[0]
+    with pytest.raises(ValueError, match=r"BatchNorm: expected input of rank 2 .* got shape \(3, 4, 2\)"):
+        bn.forward(p, np.zeros((3, 4, 2), np.float32), Ctx(train=True))
+    with pytest.raises(ValueError, match=r"BatchNorm: expected input \(N, 4\) with 4 features, got shape \(3, 5\)"):
+        bn.forward(p, np.zeros((3, 5), np.float32), Ctx(train=True))
+    with pytest.raises(ValueError, match=r"BatchNorm: expected input \(N, 4, H, W\) .* got shape \(2, 3, 5, 5\)"):
+        bn.forward(p, np.zeros((2, 3, 5, 5), np.float32), Ctx(train=True))
+    with pytest.raises(ValueError, match=r"BatchNorm: expected input of dtype float32 .* got float64"):
+        bn.forward(p, np.zeros((3, 4)), Ctx(train=True))
+    with pytest.raises(ValueError, match=r"BatchNorm: .*more than one value per feature"):
+        bn.forward(p, np.zeros((1, 4), np.float32), Ctx(train=True))
+    with pytest.raises(ValueError, match=r"BatchNorm: expected input shape \(D,\) or \(C, H, W\)"):
+        bn.init(fnnet.key(0), (3, 4))
+    with pytest.raises(ValueError, match=r"BatchNorm: expected state.mean .* shape \(4,\), got shape \(3,\)"):
+        bn.forward(p, np.zeros((3, 4), np.float32), Ctx(train=True, state=bn.init_state((3,))))
+    with pytest.raises(ValueError, match=r"BatchNorm: expected ctx.state to be a BatchNormState"):
+        bn.forward(p, np.zeros((3, 4), np.float32), Ctx(state=(np.zeros(4), np.ones(4), np.asarray(1))))
+    _, cache = bn.forward(p, np.ones((3, 4), np.float32), Ctx(train=True))
+    with pytest.raises(ValueError, match=r"BatchNorm.backward: expected dout of shape \(3, 4\), got \(3, 5\)"):
+        bn.backward(p, cache, np.ones((3, 5), np.float32))
+
+
+# --- through serial ---------------------------------------------------------------------------------
+
+
+def test_serial_threads_state() -> None:
+    model = serial(Affine(6), BatchNorm(momentum=0.8), ReLU(), Affine(3))
+    in_shape = (5,)
+    params, _ = model.init(fnnet.key(1), in_shape)
+    state = model.init_state(in_shape)
+    assert isinstance(state, tuple) and len(state) == 4
+    assert state[0] is None and state[2] is None and state[3] is None
+    assert isinstance(state[1], BatchNormState) and state[1].mean.shape == (6,) and int(state[1].count) == 0
+    assert isinstance(params[1], BatchNormParams)
+    assert fnnet.tree_size(params) == (5 * 6 + 6) + (6 + 6) + (6 * 3 + 3)  # no running statistics
+
+    x = np.random.default_rng(6).standard_normal((8, 5)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"layer 1 \(BatchNorm\): .*never updated"):
+        model.forward(params, x, Ctx(state=state))
+
+    for step in range(1, 3):
+        _, cache = model.forward(params, x, Ctx(train=True, state=state))
+        h = model.layers[0].apply(params[0], x)  # BatchNorm's input
+        prev = state[1]
+        state = model.new_state(cache)
+        assert isinstance(state, tuple) and len(state) == 4 and state[0] is None
+        np.testing.assert_allclose(state[1].mean, 0.8 * prev.mean + 0.2 * h.mean(axis=0), rtol=1e-5, atol=1e-6)
+        assert int(state[1].count) == step
+
+    y, _ = model.forward(params, x, Ctx(state=state))
+    h = model.layers[0].apply(params[0], x)
+    h = BatchNorm(momentum=0.8).apply(params[1], h, Ctx(state=state[1]))
+    expected = model.layers[3].apply(params[3], np.maximum(h, 0))
+    np.testing.assert_allclose(y, expected, rtol=1e-6)
+
+
+def test_serial_4d_state_and_gradients() -> None:
+    model = serial(BatchNorm(), Flatten(), Affine(3))
+    in_shape = (2, 3, 3)
+    params = tree_astype(model.init(fnnet.key(2), in_shape)[0], np.float64)
+    params = (_params64((2,)),) + params[1:]
+    state = tree_astype(model.init_state(in_shape), np.float64)
+    assert state[0].mean.shape == (2,)
+    x = _inputs(in_shape, n=4)
+    check = fnnet.check_grads(model, params, x, ctx=Ctx(train=True, state=state), key=PROJ_KEY)
+    assert "0/gamma" in check.errors and "2/w" in check.errors
+    assert check.max_error < GRAD_TOL, str(check)
+    new = model.new_state(model.forward(params, x, Ctx(train=True, state=state))[1])
+    np.testing.assert_allclose(new[0].mean, 0.1 * x.mean(axis=(0, 2, 3)), rtol=1e-12)
+    check = fnnet.check_grads(model, params, x, ctx=Ctx(state=new), key=PROJ_KEY)
+    assert check.max_error < GRAD_TOL, str(check)
