@@ -45,7 +45,8 @@ class Initializer(Protocol):
 
 
 def _positive(inst: object, attribute: "attrs.Attribute[float]", value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and value > 0):
         raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a positive finite number, got {value!r}")
 
 
@@ -165,5 +166,16 @@ def zeros() -> Zeros:
 
 
 def default_for_activation(activation: str) -> Initializer:
-    """He for ReLU-like activations, Xavier (Glorot normal) for sigmoid/tanh/identity."""
-    return HeNormal() if activation.lower() in ("relu",) else XavierNormal()
+    """He normal for ``"relu"``, Xavier (Glorot normal) for ``"sigmoid"``, ``"tanh"``, ``"identity"``.
+
+    Names are case-insensitive; any other name raises ``ValueError`` (a typo must not silently
+    pick an initialiser).
+    """
+    name = activation.lower()
+    if name == "relu":
+        return HeNormal()
+    if name in ("sigmoid", "tanh", "identity"):
+        return XavierNormal()
+    raise ValueError(
+        f"default_for_activation: unknown activation {activation!r}; expected relu, sigmoid, tanh or identity"
+    )
