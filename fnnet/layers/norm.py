@@ -98,11 +98,13 @@ class BatchNorm(Layer):
     - The book flattens a convolution output to ``(N, C*H*W)`` and normalises each of those
       ``C*H*W`` features separately, with ``C*H*W`` gammas and betas. fnnet uses the usual
       per-channel ("spatial") batch norm for 4-D inputs: one mean, variance, gamma and beta per
-      channel, shared by every position. For a 2-D input both agree. To get the book's behaviour
-      on a conv output, put a :class:`~fnnet.layers.core.Flatten` before the BatchNorm.
+      channel, shared by every position. For a 2-D input both agree (the book's networks only use
+      BatchNorm after Affine layers). The book's per-position behaviour on a conv output is
+      ``Flatten`` followed by BatchNorm, whose output then stays flat, ``(N, C*H*W)``.
     - The running variance starts at ones (the book starts it at zeros); see :meth:`init_state`.
     - Evaluating with statistics that were never updated raises instead of silently using the
-      initial values.
+      initial values, and so does training with one value per feature/channel (a 2-D batch of
+      one), where the book silently outputs ``beta`` and a zero input gradient.
 
     As in the book, the running statistics follow
     ``running = momentum * running + (1 - momentum) * batch`` with the biased batch variance.
