@@ -1,0 +1,262 @@
+"""Loss functions (the book's chapter 4, its SoftmaxWithLoss of chapter 5, and logistic regression).
+
+Every loss is a pure function ``loss(y, t) -> (value, grad)``: ``value`` is a Python float and
+``grad`` is ``d value / d y``, an array of ``y``'s shape and dtype. Neither argument is written to.
+
+Classification losses take the class scores on the last axis, ``y`` of shape ``(N, K)`` (or
+``(K,)`` for one sample, or ``(..., K)``), and targets ``t`` that are either integer labels of shape
+``y.shape[:-1]`` (values in ``[0, K)``) or one-hot / probability rows of ``y``'s own shape. "Batch
+size" ``N`` is the number of rows, ``prod(y.shape[:-1])`` (1 for a single sample), and
+batch losses are averaged over it, as in the book.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fnnet import functions as F
+from fnnet._types import Array
+
+__all__ = [
+    "CROSS_ENTROPY_DELTA",
+    "sum_squared_error",
+    "mean_squared_error",
+    "cross_entropy",
+    "softmax_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "accuracy",
+]
+
+#: The log guard δ of :func:`cross_entropy`: ``log(y + δ)`` stays finite when a predicted
+#: probability is exactly 0 (``log(1e-7) ≈ -16.1``, a large but finite penalty). The book's value.
+CROSS_ENTROPY_DELTA = 1e-7
+
+
+# --- argument checking ---------------------------------------------------------------------------
+
+
+def _shape(s: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, s)) + (",)" if len(s) == 1 else ")")
+
+
+def _floating(fn: str, name: str, y: Any, *, min_rank: int = 0) -> Array:
+    """``y`` as an array; ValueError unless it is floating point of rank >= ``min_rank``."""
+    a = np.asarray(y)
+    if a.dtype.kind != "f":
+        raise ValueError(f"{fn}: expected {name} of a floating point dtype, got dtype {a.dtype}")
+    if a.ndim < min_rank:
+        raise ValueError(
+            f"{fn}: expected {name} of rank >= {min_rank} with classes on the last axis, got shape {_shape(a.shape)}"
+        )
+    return a
+
+
+def _class_targets(fn: str, y: Array, t: Any, *, cast: bool = True) -> tuple[Array, bool]:
+    """Validate classification targets against scores ``y`` of shape ``(..., K)``.
+
+    Returns:
+        ``(t, True)`` for integer labels of shape ``y.shape[:-1]`` (checked to lie in ``[0, K)``),
+        or ``(t, False)`` for one-hot / probability rows of ``y.shape``, cast to ``y.dtype`` if ``cast``.
+    """
+    ta = np.asarray(t)
+    k = y.shape[-1]
+    if ta.shape == y.shape and ta.dtype.kind in "fiub":
+        return (ta.astype(y.dtype, copy=False) if cast else ta), False
+    if ta.shape == y.shape[:-1] and ta.dtype.kind in "iu":
+        if ta.size and (ta.min() < 0 or ta.max() >= k):
+            raise ValueError(
+                f"{fn}: labels must lie in [0, {k}) for {k} classes, got values in [{ta.min()}, {ta.max()}]"
+            )
+        return ta, True
+    if ta.shape == y.shape[:-1]:
+        raise ValueError(f"{fn}: expected integer labels of shape {_shape(ta.shape)}, got dtype {ta.dtype}")
+    raise ValueError(
+        f"{fn}: expected t as integer labels of shape {_shape(y.shape[:-1])} or one-hot targets of shape "
+        f"{_shape(y.shape)} (y has shape {_shape(y.shape)}), got shape {_shape(ta.shape)} dtype {ta.dtype}"
+    )
+
+
+def _n_rows(fn: str, y: Array) -> int:
+    """The batch size ``N = prod(y.shape[:-1])``; ValueError if there are no rows or no classes."""
+    k = y.shape[-1]
+    if k == 0 or y.size == 0:
+        raise ValueError(f"{fn}: expected at least one sample and one class, got y of shape {_shape(y.shape)}")
+    return int(y.size // k)
+
+
+def _label_index(t: Array) -> tuple[Array, ...]:
+    """Index picking entry ``t[i...]`` of every row of a ``(*t.shape, K)`` array (any rank, any layout)."""
+    return (*np.indices(t.shape, sparse=True), t)
+
+
+def _one_hot(t: Array, k: int, dtype: np.dtype[Any]) -> Array:
+    """Integer labels of shape ``S`` to one-hot rows of shape ``(*S, k)``."""
+    out: Array = (t[..., None] == np.arange(k)).astype(dtype)
+    return out
+
+
+def _regression_targets(fn: str, y: Array, t: Any) -> Array:
+    """Targets of ``y``'s shape (cast to its dtype); integer labels are one-hot encoded when y has a class axis."""
+    ta = np.asarray(t)
+    if ta.shape == y.shape and ta.dtype.kind in "fiub":
+        return ta.astype(y.dtype, copy=False)
+    if y.ndim >= 1 and ta.shape == y.shape[:-1] and ta.dtype.kind in "iu":
+        t_lab, _ = _class_targets(fn, y, ta)
+        return _one_hot(t_lab, y.shape[-1], y.dtype)
+    raise ValueError(
+        f"{fn}: expected t of y's shape {_shape(y.shape)}"
+        + (f" (or integer labels of shape {_shape(y.shape[:-1])})" if y.ndim >= 1 else "")
+        + f", got shape {_shape(ta.shape)} dtype {ta.dtype}"
+    )
+
+
+# --- losses --------------------------------------------------------------------------------------
+
+
+def sum_squared_error(y: Array, t: Any) -> tuple[float, Array]:
+    """The book's sum of squared errors ``E = 0.5 * Σ (y - t)²``, summed over every element.
+
+    Args:
+        y: predictions, any shape, floating point.
+        t: targets of ``y``'s shape, or integer labels of shape ``y.shape[:-1]`` (one-hot encoded).
+    Returns:
+        ``(E, dE/dy)`` with ``dE/dy = y - t`` of ``y``'s shape and dtype.
+    """
+    fn = "sum_squared_error"
+    ya = _floating(fn, "y", y)
+    d = ya - _regression_targets(fn, ya, t)
+    return 0.5 * float(np.vdot(d, d)), d
+
+
+def mean_squared_error(y: Array, t: Any) -> tuple[float, Array]:
+    """Mean squared error ``E = (1/n) Σ (y - t)²`` with ``n = y.size``: the mean over *all* elements
+    (batch and output dimensions alike), without the book's factor 0.5.
+
+    Args:
+        y: predictions, any non-empty shape, floating point.
+        t: targets of ``y``'s shape, or integer labels of shape ``y.shape[:-1]`` (one-hot encoded).
+    Returns:
+        ``(E, dE/dy)`` with ``dE/dy = 2 (y - t) / n`` of ``y``'s shape and dtype.
+    """
+    fn = "mean_squared_error"
+    ya = _floating(fn, "y", y)
+    if ya.size == 0:
+        raise ValueError(f"{fn}: expected a non-empty y, got shape {_shape(ya.shape)}")
+    d = ya - _regression_targets(fn, ya, t)
+    n = ya.size
+    return float(np.vdot(d, d)) / n, d * (2.0 / n)
+
+
+def cross_entropy(y: Array, t: Any) -> tuple[float, Array]:
+    """The book's batch cross-entropy on probabilities, ``E = -Σ t log(y + δ) / N``.
+
+    ``δ`` is :data:`CROSS_ENTROPY_DELTA`. For labels the sum picks ``log(y[i, t_i] + δ)`` of each
+    row. Prefer :func:`softmax_cross_entropy` on logits for training: it is exact and stable.
+
+    Args:
+        y: predicted probabilities ``(N, K)`` (or ``(K,)``, or ``(..., K)``), floating point.
+        t: integer labels ``y.shape[:-1]`` or one-hot / probability targets of ``y``'s shape.
+    Returns:
+        ``(E, dE/dy)`` with ``dE/dy = -t / (y + δ) / N`` of ``y``'s shape and dtype.
+    """
+    fn = "cross_entropy"
+    ya = _floating(fn, "y", y, min_rank=1)
+    ta, labels = _class_targets(fn, ya, t)
+    n = _n_rows(fn, ya)
+    if labels:
+        at = _label_index(ta)
+        picked = ya[at] + CROSS_ENTROPY_DELTA
+        grad = np.zeros_like(ya)
+        grad[at] = -1.0 / (picked * n)
+        return -float(np.log(picked).sum()) / n, grad
+    guarded = ya + CROSS_ENTROPY_DELTA
+    return -float(np.vdot(ta, np.log(guarded))) / n, ta / guarded * (-1.0 / n)
+
+
+def softmax_cross_entropy(logits: Array, t: Any) -> tuple[float, Array]:
+    """Softmax followed by cross-entropy, fused (the book's SoftmaxWithLoss): ``E = -Σ t log p / N``
+    with ``p = softmax(logits)``, computed through the stable log-softmax.
+
+    Args:
+        logits: class scores ``(N, K)`` (or ``(K,)``, or ``(..., K)``), floating point.
+        t: integer labels ``logits.shape[:-1]`` or one-hot / probability targets of its shape.
+    Returns:
+        ``(E, dE/dlogits)`` with ``dE/dlogits = (p - t) / N`` of ``logits``' shape and dtype (for
+        targets whose rows do not sum to 1 the exact ``(p Σ_k t_k - t) / N``).
+    """
+    fn = "softmax_cross_entropy"
+    x = _floating(fn, "logits", logits, min_rank=1)
+    ta, labels = _class_targets(fn, x, t)
+    n = _n_rows(fn, x)
+    # log p = z - log Σ exp z with z = x - max(x): exp(z) <= 1 never overflows, and log p stays
+    # finite even where p itself underflows to 0.
+    z = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    s = e.sum(axis=-1, keepdims=True)
+    log_s = np.log(s)
+    if labels:
+        at = _label_index(ta)
+        loss = (float(log_s.sum()) - float(z[at].sum())) / n
+        grad = e * ((1.0 / n) / s)  # p / N, in a fresh array of x's dtype
+        grad[at] -= 1.0 / n
+        return loss, grad
+    z -= log_s  # z now holds log p (our own scratch array)
+    loss = -float(np.vdot(ta, z)) / n
+    grad = e * (ta.sum(axis=-1, keepdims=True) / s) - ta
+    grad *= 1.0 / n
+    return loss, grad
+
+
+def binary_cross_entropy_with_logits(z: Array, t: Any) -> tuple[float, Array]:
+    """Logistic-regression loss on logits, the mean over all ``n = z.size`` elements of
+    ``-[t log σ(z) + (1 - t) log(1 - σ(z))]``.
+
+    Computed as ``max(z, 0) - z t + log(1 + exp(-|z|))``, the same quantity rearranged so that
+    ``exp`` only ever sees non-positive numbers: no overflow, finite for ``|z|`` up to 1e4 and beyond.
+
+    Args:
+        z: logits, any non-empty shape, floating point.
+        t: targets in ``[0, 1]`` (0/1 labels or probabilities) of ``z``'s shape; bool, int or float.
+    Returns:
+        ``(E, dE/dz)`` with ``dE/dz = (σ(z) - t) / n`` of ``z``'s shape and dtype.
+    """
+    fn = "binary_cross_entropy_with_logits"
+    za = _floating(fn, "z", z)
+    ta = np.asarray(t)
+    if ta.shape != za.shape or ta.dtype.kind not in "fiub":
+        raise ValueError(
+            f"{fn}: expected t of z's shape {_shape(za.shape)} with values in [0, 1], "
+            f"got shape {_shape(ta.shape)} dtype {ta.dtype}"
+        )
+    if za.size == 0:
+        raise ValueError(f"{fn}: expected a non-empty z, got shape {_shape(za.shape)}")
+    if ta.dtype.kind != "b" and (ta.min() < 0 or ta.max() > 1):
+        raise ValueError(f"{fn}: targets must lie in [0, 1], got values in [{ta.min()}, {ta.max()}]")
+    ta = ta.astype(za.dtype, copy=False)
+    n = za.size
+    per_element = np.maximum(za, 0) - za * ta + np.log1p(np.exp(-np.abs(za)))
+    return float(per_element.sum()) / n, (F.sigmoid(za) - ta) * (1.0 / n)
+
+
+def accuracy(y: Array, t: Any) -> float:
+    """Fraction of rows whose highest score (argmax over the last axis) is the target class.
+
+    Args:
+        y: scores or probabilities ``(N, K)`` (or ``(K,)``, or ``(..., K)``).
+        t: integer labels ``y.shape[:-1]`` or one-hot / probability targets of ``y``'s shape.
+    Returns:
+        The accuracy in ``[0, 1]``.
+    """
+    fn = "accuracy"
+    ya = np.asarray(y)
+    if ya.ndim < 1 or ya.dtype.kind not in "fiub":
+        raise ValueError(
+            f"{fn}: expected numeric scores of rank >= 1 with classes on the last axis, "
+            f"got shape {_shape(ya.shape)} dtype {ya.dtype}"
+        )
+    ta, labels = _class_targets(fn, ya, t, cast=False)
+    _n_rows(fn, ya)
+    target = ta if labels else ta.argmax(axis=-1)
+    return float(np.mean(ya.argmax(axis=-1) == target))
