@@ -15,7 +15,7 @@ import numpy as np
 
 from fnnet._types import Array, Tree
 from fnnet.layers.base import EVAL, Ctx, Layer
-from fnnet.random import Key, key as make_key
+from fnnet.random import Key, fold_in, key as make_key
 from fnnet.tree import tree_flatten, tree_paths, tree_unflatten
 
 __all__ = ["numerical_diff", "numerical_gradient", "gradient_descent", "check_grads", "GradCheck"]
@@ -23,6 +23,9 @@ __all__ = ["numerical_diff", "numerical_gradient", "gradient_descent", "check_gr
 #: Central-difference step. 1e-4 balances truncation error O(h²) against float64 round-off
 #: O(eps/h) for O(1) inputs; the book uses the same value.
 DEFAULT_H = 1e-4
+#: Default key of check_grads' random projection; folded so it cannot coincide with a test's
+#: ``default_rng(0)`` data (a projection correlated with the input can hide gradient errors).
+_PROJECTION_KEY = fold_in(make_key(0), 0x5EED)
 
 
 def numerical_diff(f: Callable[[float], float], x: float, h: float = DEFAULT_H) -> float:
@@ -145,7 +148,7 @@ def check_grads(
     y0, _ = layer.forward(params, x, ctx)
     loss_fn: Callable[[Array, Any], tuple[float, Array]]
     if loss is None:
-        r = (key or make_key(0)).generator().standard_normal(y0.shape).astype(y0.dtype)
+        r = (key or _PROJECTION_KEY).generator().standard_normal(y0.shape).astype(y0.dtype)
 
         def projection(y: Array, _t: Any) -> tuple[float, Array]:
             return float(np.sum(y * r)), r
