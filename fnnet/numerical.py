@@ -16,7 +16,7 @@ import numpy as np
 from fnnet._types import Array, Tree
 from fnnet.layers.base import EVAL, Ctx, Layer
 from fnnet.random import Key, fold_in, key as make_key
-from fnnet.tree import tree_flatten, tree_paths, tree_unflatten
+from fnnet.tree import tree_flatten, tree_paths, tree_structure, tree_unflatten
 
 __all__ = ["numerical_diff", "numerical_gradient", "gradient_descent", "check_grads", "GradCheck"]
 
@@ -160,6 +160,8 @@ def check_grads(
     y, cache = layer.forward(params, x, ctx)
     _, dy = loss_fn(y, t)
     dx, grads = layer.backward(params, cache, dy)
+    if tree_structure(grads) != tree_structure(params):  # else zip() below would skip parameters
+        raise ValueError(f"check_grads: {layer.name}.backward returned grads whose structure differs from params'")
 
     def value(p: Tree, xx: Array) -> float:
         return loss_fn(layer.forward(p, xx, ctx)[0], t)[0]
