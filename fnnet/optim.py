@@ -180,6 +180,8 @@ def _walk1(f: Callable[[Any], Any], t: Any) -> Any:
 def _walk2(f: Callable[[Any, Any], Any], t: Any, r: Any) -> Any:
     tt = type(t)
     if tt is _ndarray:
+        if r is None:
+            raise _Mismatch
         return f(t, r)
     if t is None:
         if r is not None:
@@ -195,6 +197,9 @@ def _walk2(f: Callable[[Any, Any], Any], t: Any, r: Any) -> Any:
 def _walk_n(f: Callable[..., tuple[Any, ...]], n: int, t: Any, rest: Sequence[Any]) -> tuple[Any, ...]:
     tt = type(t)
     if tt is _ndarray:
+        for r in rest:
+            if r is None:
+                raise _Mismatch
         return f(t, *rest)
     if t is None:
         for r in rest:
@@ -229,8 +234,8 @@ def _tmap(f: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
             return _walk2(f, tree, rest[0])
         return _walk_n(lambda *a: (f(*a),), 1, tree, rest)[0]
     except _Mismatch:
-        pass
-    return tree_map(f, tree, *rest)  # raises a ValueError naming the path on a mismatch
+        _raise_mismatch(tree, rest)
+    return tree_map(f, tree, *rest)
 
 
 def _tmap_n(f: Callable[..., tuple[Any, ...]], n: int, tree: Tree, *rest: Tree) -> tuple[Tree, ...]:
@@ -238,8 +243,13 @@ def _tmap_n(f: Callable[..., tuple[Any, ...]], n: int, tree: Tree, *rest: Tree) 
     try:
         return _walk_n(f, n, tree, rest)
     except _Mismatch:
-        tree_map(lambda *a: None, tree, *rest)  # raises a ValueError naming the path
+        _raise_mismatch(tree, rest)
         raise AssertionError("unreachable") from None  # pragma: no cover
+
+
+def _raise_mismatch(tree: Tree, rest: Sequence[Tree]) -> None:
+    tree_map(lambda *a: None, tree, *rest)  # raises a ValueError naming the path
+    raise ValueError("optim: tree structures differ: an array in the first tree faces None in another")
 
 
 def _add_keep_dtype(p: Any, u: Any) -> Any:
