@@ -1,0 +1,582 @@
+"""Data sets: IDX readers, MNIST / Fashion-MNIST loaders, a checked downloader and keyed batching.
+
+Three names are known to :func:`load_mnist`:
+
+- ``"mnist-small"`` (the default): the real MNIST *test* set (10,000 digits) shipped inside the
+  package, split into a fixed 8,000-image training part (its first 8,000 images) and a 2,000-image
+  test part (its last 2,000). Every digit class appears in both parts. Note the MNIST test set's
+  second half comes from writers whose digits are harder to read, so accuracy on this 2,000-image
+  test part is a little lower than on the full MNIST test set.
+- ``"mnist"`` and ``"fashion-mnist"``: the real 60,000 + 10,000 sets, read from the four IDX files
+  ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte`` and
+  ``t10k-labels-idx1-ubyte`` (each raw or gzip-compressed with ``.gz``) found in the first of
+  :func:`search_paths`. Fashion-MNIST installs on Debian with
+  ``apt-get install dataset-fashion-mnist``; both can be fetched with :func:`download`.
+
+A directory path holding those four files is accepted as a name too. :func:`load_mnist_test`
+gives the whole embedded 10,000-image MNIST test set (the book's evaluation set).
+
+The helpers :func:`shuffle`, :func:`train_val_split` and :func:`batches` draw their randomness
+from an explicit :class:`fnnet.random.Key` and never write into their inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import math
+import os
+import tempfile
+import urllib.request
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from fnnet._types import Array
+from fnnet.random import Key
+
+__all__ = [
+    "NUM_CLASSES",
+    "MNIST_SMALL_TRAIN",
+    "MNIST_SMALL_TEST",
+    "read_idx",
+    "load_mnist",
+    "load_mnist_test",
+    "search_paths",
+    "download",
+    "shuffle",
+    "train_val_split",
+    "batches",
+]
+
+#: Number of classes in MNIST and Fashion-MNIST (labels 0..9).
+NUM_CLASSES = 10
+#: Size of the training part of ``"mnist-small"`` (the first images of the embedded test set).
+MNIST_SMALL_TRAIN = 8000
+#: Size of the test part of ``"mnist-small"`` (the last images of the embedded test set).
+MNIST_SMALL_TEST = 2000
+
+#: Pixel values are bytes; ``normalize`` divides by this to map them into [0, 1].
+_PIXEL_MAX = 255
+
+_EMBEDDED_DIR = Path(__file__).resolve().parent / "data"
+_EMBEDDED_IMAGES = "t10k-images-idx3-ubyte.gz"
+_EMBEDDED_LABELS = "t10k-labels-idx1-ubyte.gz"
+
+_DOWNLOADABLE = ("mnist", "fashion-mnist")
+_NAMES = ("mnist-small",) + _DOWNLOADABLE
+
+# The four files of a full set, without the optional ".gz".
+_TRAIN_IMAGES = "train-images-idx3-ubyte"
+_TRAIN_LABELS = "train-labels-idx1-ubyte"
+_TEST_IMAGES = "t10k-images-idx3-ubyte"
+_TEST_LABELS = "t10k-labels-idx1-ubyte"
+_FILES = (_TRAIN_IMAGES, _TRAIN_LABELS, _TEST_IMAGES, _TEST_LABELS)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+# IDX type codes (third byte of the magic number) -> element type, big-endian as the format says.
+_IDX_DTYPES: Mapping[int, np.dtype[Any]] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_IDX_MAGIC_SIZE = 4
+_IDX_DIM_SIZE = 4  # each dimension is a big-endian uint32
+
+Data = tuple[tuple[Array, Array], tuple[Array, Array]]
+
+
+# --------------------------------------------------------------------------------------------
+# IDX files
+# --------------------------------------------------------------------------------------------
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when it is gzip (by suffix or by content)."""
+    raw = path.read_bytes()
+    if path.suffix == ".gz" or raw[:2] == _GZIP_MAGIC:
+        if raw[:2] != _GZIP_MAGIC:
+            raise ValueError(f"read_idx: {path}: named .gz but is not gzip data (starts with {raw[:4]!r})")
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"read_idx: {path}: corrupt or truncated gzip data ({e})") from None
+    return raw
+
+
+def read_idx(path: str | os.PathLike[str]) -> Array:
+    """Read an IDX file (the MNIST format), raw or gzip-compressed.
+
+    The header is a magic number (two zero bytes, a type code, the number of dimensions ``ndim``)
+    and ``ndim`` big-endian uint32 sizes; the payload must hold exactly ``prod(sizes)`` elements.
+
+    Args:
+        path: the file, e.g. ``t10k-images-idx3-ubyte.gz``.
+    Returns:
+        A new array of shape ``sizes`` in native byte order (uint8 for MNIST images and labels).
+    Raises:
+        ValueError: naming the file, if it is truncated, not gzip although named ``.gz``, corrupt,
+            has a bad magic number or a payload whose size does not match its header.
+    """
+    p = Path(path)
+    data = _read_bytes(p)
+    if len(data) < _IDX_MAGIC_SIZE:
+        raise ValueError(f"read_idx: {p}: truncated: {len(data)} bytes, shorter than the 4-byte magic number")
+    zero0, zero1, code, ndim = data[:_IDX_MAGIC_SIZE]
+    if zero0 != 0 or zero1 != 0 or code not in _IDX_DTYPES:
+        raise ValueError(
+            f"read_idx: {p}: bad magic number {data[:4].hex()} (expected 0000 then a type code in "
+            f"{sorted(f'{c:02x}' for c in _IDX_DTYPES)} and the number of dimensions): not an IDX file"
+        )
+    if ndim == 0:
+        raise ValueError(f"read_idx: {p}: bad magic number {data[:4].hex()}: zero dimensions")
+    header = _IDX_MAGIC_SIZE + _IDX_DIM_SIZE * ndim
+    if len(data) < header:
+        raise ValueError(f"read_idx: {p}: truncated header: {ndim} dimensions need {header} bytes, file has {len(data)}")
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=_IDX_MAGIC_SIZE))
+    dtype = _IDX_DTYPES[code]
+    # Python ints: no overflow however large the header claims the sizes are.
+    expected = math.prod(shape) * dtype.itemsize
+    got = len(data) - header
+    if got != expected:
+        what = "truncated" if got < expected else "too long"
+        raise ValueError(
+            f"read_idx: {p}: {what}: header says shape {shape} of {dtype.newbyteorder('=')} "
+            f"({expected} payload bytes), file has {got} payload bytes"
+        )
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+# --------------------------------------------------------------------------------------------
+# Finding and loading data sets
+# --------------------------------------------------------------------------------------------
+
+
+def _user_cache_root() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "fnnet"
+
+
+def search_paths(name: str, path: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The directories :func:`load_mnist` searches for data set ``name``, in order.
+
+    Args:
+        name: ``"mnist"`` or ``"fashion-mnist"``.
+        path: an explicit directory, searched first.
+    Returns:
+        ``[path, $FNNET_DATA/name, $XDG_CACHE_HOME/fnnet/name (or ~/.cache/fnnet/name),
+        /usr/share/datasets/name]`` (entries whose source is unset are left out).
+    """
+    dirs: list[Path] = []
+    if path is not None:
+        dirs.append(Path(path))
+    env = os.environ.get("FNNET_DATA")
+    if env:
+        dirs.append(Path(env) / name)
+    dirs.append(_user_cache_root() / name)
+    dirs.append(Path("/usr/share/datasets") / name)
+    return dirs
+
+
+def _find_file(directory: Path, stem: str) -> Path | None:
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _find_set(directory: Path) -> tuple[dict[str, Path] | None, str]:
+    """The four files in ``directory`` (or None) and, when absent, why."""
+    if not directory.is_dir():
+        return None, "no such directory"
+    found = {stem: _find_file(directory, stem) for stem in _FILES}
+    missing = [stem for stem, f in found.items() if f is None]
+    if missing:
+        return None, "missing " + ", ".join(f"{m}[.gz]" for m in missing)
+    return {stem: f for stem, f in found.items() if f is not None}, ""
+
+
+def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> FileNotFoundError:
+    lines = [f"  {d}: {why}" for d, why in tried]
+    files = ", ".join(f"{f}[.gz]" for f in _FILES)
+    if name not in _DOWNLOADABLE:  # a directory given as the name
+        return FileNotFoundError(f"load_mnist: no data set in directory {name!r}; it needs {files}:\n" + lines[0])
+    if not os.environ.get("FNNET_DATA"):
+        lines.insert(1 if path_given else 0, f"  $FNNET_DATA/{name}: FNNET_DATA is not set")
+    how = [
+        f"fnnet.datasets.download({name!r}) (downloads into {_user_cache_root() / name})",
+        f"put the four files in $FNNET_DATA/{name}, or pass path=DIRECTORY",
+    ]
+    if name == "fashion-mnist":
+        how.insert(0, "on Debian/Ubuntu: apt-get install dataset-fashion-mnist (installs /usr/share/datasets/fashion-mnist)")
+    return FileNotFoundError(
+        f"load_mnist: data set {name!r} not found; it needs {files}. Looked in:\n" + "\n".join(lines)
+        + "\nGet it with one of:\n" + "\n".join(f"  - {h}" for h in how)
+    )
+
+
+def _pair(images_file: Path, labels_file: Path) -> tuple[Array, Array]:
+    """Read and cross-check one (images, labels) pair: uint8 (N, H, W) and uint8 (N,) in 0..9."""
+    x = read_idx(images_file)
+    t = read_idx(labels_file)
+    if x.ndim != 3 or x.dtype != np.uint8:
+        raise ValueError(f"load_mnist: {images_file}: expected uint8 images (N, H, W), got {x.dtype} {x.shape}")
+    if t.ndim != 1 or t.dtype != np.uint8:
+        raise ValueError(f"load_mnist: {labels_file}: expected uint8 labels (N,), got {t.dtype} {t.shape}")
+    if len(x) != len(t):
+        raise ValueError(f"load_mnist: {images_file} has {len(x)} images but {labels_file} has {len(t)} labels")
+    if t.size and int(t.max()) >= NUM_CLASSES:
+        raise ValueError(f"load_mnist: {labels_file}: label {int(t.max())} out of range 0..{NUM_CLASSES - 1}")
+    return x, t
+
+
+@functools.lru_cache(maxsize=1)
+def _embedded() -> tuple[Array, Array]:
+    """The embedded MNIST test set as read-only uint8 arrays, read once per process."""
+    x, t = _pair(_EMBEDDED_DIR / _EMBEDDED_IMAGES, _EMBEDDED_DIR / _EMBEDDED_LABELS)
+    x.flags.writeable = False
+    t.flags.writeable = False
+    return x, t
+
+
+def _prepare(
+    x: Array, t: Array, *, normalize: bool, flatten: bool, one_hot: bool, dtype: Any
+) -> tuple[Array, Array]:
+    """Apply the book's options to uint8 images (N, H, W) and uint8 labels (N,); returns new arrays."""
+    n = len(x)
+    if normalize:
+        xs = x.astype(dtype) / np.asarray(_PIXEL_MAX, dtype=dtype)
+    else:
+        xs = x.copy()
+    xs = xs.reshape(n, -1) if flatten else xs.reshape(n, 1, *x.shape[1:])
+    if one_hot:
+        ts = np.zeros((n, NUM_CLASSES), dtype=dtype)
+        ts[np.arange(n), t] = 1  # fills a fresh array, never an input
+    else:
+        ts = t.astype(np.int64)
+    return xs, ts
+
+
+def _check_dtype(dtype: Any, normalize: bool, one_hot: bool) -> None:
+    if (normalize or one_hot) and np.dtype(dtype).kind != "f":
+        raise ValueError(f"load_mnist: dtype must be a floating dtype for normalize/one_hot, got {np.dtype(dtype)}")
+
+
+def load_mnist_test(
+    *, normalize: bool = True, flatten: bool = True, one_hot: bool = False, dtype: Any = np.float32
+) -> tuple[Array, Array]:
+    """The whole embedded MNIST test set (10,000 digits), the set the book evaluates on.
+
+    Args:
+        normalize, flatten, one_hot, dtype: as in :func:`load_mnist`.
+    Returns:
+        ``(x, t)``: images ``(10000, 784)`` (or ``(10000, 1, 28, 28)``), labels ``(10000,)`` int64
+        (or ``(10000, 10)`` one-hot).
+    """
+    _check_dtype(dtype, normalize, one_hot)
+    x, t = _embedded()
+    return _prepare(x, t, normalize=normalize, flatten=flatten, one_hot=one_hot, dtype=dtype)
+
+
+def load_mnist(
+    name: str = "mnist-small",
+    *,
+    path: str | os.PathLike[str] | None = None,
+    normalize: bool = True,
+    flatten: bool = True,
+    one_hot: bool = False,
+    dtype: Any = np.float32,
+) -> Data:
+    """Load an MNIST-style data set with the book's options.
+
+    Args:
+        name: ``"mnist-small"`` (embedded, 8,000 train / 2,000 test), ``"mnist"``,
+            ``"fashion-mnist"`` (60,000 / 10,000, looked up in :func:`search_paths`), or a
+            directory holding the four IDX files.
+        path: for ``"mnist"`` / ``"fashion-mnist"``, a directory searched before the others.
+        normalize: pixels as ``pixels / 255`` in ``dtype`` (else the raw uint8 bytes).
+        flatten: images as ``(N, H*W)`` (else ``(N, 1, H, W)``; MNIST has ``H = W = 28``).
+        one_hot: labels as ``(N, 10)`` rows of ``dtype`` with a single 1 (else int64 ``(N,)``).
+        dtype: the floating dtype of normalized images and one-hot labels.
+    Returns:
+        ``((x_train, t_train), (x_test, t_test))``, all new arrays.
+    Raises:
+        FileNotFoundError: the set is not found; the message lists every place looked in and how
+            to get the data.
+        ValueError: an unknown name, or a corrupt or inconsistent file (named in the message).
+    """
+    _check_dtype(dtype, normalize, one_hot)
+    opts: dict[str, Any] = {"normalize": normalize, "flatten": flatten, "one_hot": one_hot, "dtype": dtype}
+    if name == "mnist-small":
+        if path is not None:
+            raise ValueError("load_mnist: 'mnist-small' is embedded in the package; path is not used for it")
+        x, t = _embedded()
+        n_train = MNIST_SMALL_TRAIN
+        return _prepare(x[:n_train], t[:n_train], **opts), _prepare(x[n_train:], t[n_train:], **opts)
+    if name in _DOWNLOADABLE:
+        dirs = search_paths(name, path)
+    elif os.path.isdir(name):
+        if path is not None:
+            raise ValueError(f"load_mnist: name {name!r} is a directory already; path is not used with it")
+        dirs = [Path(name)]
+    else:
+        raise ValueError(f"load_mnist: unknown data set {name!r}; expected one of {_NAMES} or a directory")
+    tried: list[tuple[Path, str]] = []
+    for d in dirs:
+        files, why = _find_set(d)
+        if files is not None:
+            train = _pair(files[_TRAIN_IMAGES], files[_TRAIN_LABELS])
+            test = _pair(files[_TEST_IMAGES], files[_TEST_LABELS])
+            if train[0].shape[1:] != test[0].shape[1:]:
+                raise ValueError(
+                    f"load_mnist: {d}: training images are {train[0].shape[1:]}, test images {test[0].shape[1:]}"
+                )
+            return _prepare(*train, **opts), _prepare(*test, **opts)
+        tried.append((d, why))
+    raise _not_found(name, tried, path_given=path is not None)
+
+
+# --------------------------------------------------------------------------------------------
+# Downloading
+# --------------------------------------------------------------------------------------------
+
+
+class _Source(NamedTuple):
+    mirrors: tuple[str, ...]  # base URLs, tried in order
+    md5: Mapping[str, str]  # file name -> MD5 of the file as served (gzip-compressed)
+
+
+_SOURCES: Mapping[str, _Source] = {
+    # MD5s of the .gz files as published with torchvision's MNIST loader (torchvision/datasets/mnist.py);
+    # the same files are served by every mirror below.
+    "mnist": _Source(
+        (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ),
+        {
+            f"{_TRAIN_IMAGES}.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            f"{_TRAIN_LABELS}.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            f"{_TEST_IMAGES}.gz": "9fb629c4189551a2d022fa330f9573f3",
+            f"{_TEST_LABELS}.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+    ),
+    # MD5s from the "MD5 Checksum" column of Fashion-MNIST's README (zalandoresearch/fashion-mnist;
+    # also shipped by Debian as /usr/share/doc/dataset-fashion-mnist/README.md.gz).
+    "fashion-mnist": _Source(
+        (
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        ),
+        {
+            f"{_TRAIN_IMAGES}.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            f"{_TRAIN_LABELS}.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            f"{_TEST_IMAGES}.gz": "bef4ecab320f06d8554ea6380940ec79",
+            f"{_TEST_LABELS}.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+    ),
+}
+
+_DOWNLOAD_TIMEOUT_S = 60.0
+
+
+def _urlopen(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+        data: bytes = response.read()
+    return data
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def download(
+    name: str,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    fetch: Callable[[str], bytes] | None = None,
+) -> Path:
+    """Download ``"mnist"`` or ``"fashion-mnist"`` into the cache, verifying every file's MD5.
+
+    Files already present with the right checksum are kept. Each file is tried on every mirror in
+    turn; it is written (atomically: temporary file in the same directory, then ``os.replace``)
+    only when its checksum matches, so a failed download leaves no file behind.
+
+    Args:
+        name: ``"mnist"`` or ``"fashion-mnist"``.
+        cache_dir: the root directory; files go to ``cache_dir/name``. Default: the user cache,
+            ``$XDG_CACHE_HOME/fnnet`` or ``~/.cache/fnnet``, which :func:`load_mnist` searches.
+        fetch: ``url -> bytes`` (default: ``urllib``); inject one to use a proxy or a test double.
+    Returns:
+        The directory holding the four ``.gz`` files (pass it as ``path`` to :func:`load_mnist`).
+    Raises:
+        ValueError: an unknown name, or a file that no mirror served with the right checksum
+            (the message lists each mirror's failure).
+    """
+    if name not in _SOURCES:
+        raise ValueError(f"download: unknown data set {name!r}; expected one of {tuple(_SOURCES)}")
+    source = _SOURCES[name]
+    get = _urlopen if fetch is None else fetch
+    root = _user_cache_root() if cache_dir is None else Path(cache_dir)
+    target = root / name
+    target.mkdir(parents=True, exist_ok=True)
+    for filename, md5 in source.md5.items():
+        dest = target / filename
+        if dest.is_file() and _md5(dest.read_bytes()) == md5:
+            continue
+        failures: list[str] = []
+        for base in source.mirrors:
+            url = base + filename
+            try:
+                data = get(url)
+            except Exception as e:  # any network failure: try the next mirror
+                failures.append(f"{url}: {type(e).__name__}: {e}")
+                continue
+            got = _md5(data)
+            if got != md5:
+                failures.append(f"{url}: MD5 {got}, expected {md5}")
+                continue
+            _write_atomic(dest, data)
+            break
+        else:
+            raise ValueError(f"download: could not get {filename} for {name!r}:\n  " + "\n  ".join(failures))
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# Shuffling, splitting and batching
+# --------------------------------------------------------------------------------------------
+
+
+def _common_length(where: str, arrays: tuple[Any, ...]) -> int:
+    if not arrays:
+        raise ValueError(f"{where}: need at least one array")
+    lengths = [len(a) for a in arrays]
+    if len(set(lengths)) != 1:
+        raise ValueError(f"{where}: arrays must have the same length (first dimension), got {lengths}")
+    return lengths[0]
+
+
+def _check_key(where: str, key: Any) -> Key:
+    if not isinstance(key, Key):
+        raise ValueError(f"{where}: key must be a fnnet.random.Key, got {key!r}")
+    return key
+
+
+def shuffle(key: Key, *arrays: Array) -> tuple[Array, ...]:
+    """Shuffle several arrays with one permutation drawn from ``key``.
+
+    Args:
+        key: the random key.
+        *arrays: arrays of equal length ``N`` (first dimension).
+    Returns:
+        New arrays ``a[perm]`` in the same order, the same ``perm`` for all.
+    """
+    n = _common_length("shuffle", arrays)
+    perm = _check_key("shuffle", key).generator().permutation(n)
+    return tuple(np.asarray(a)[perm] for a in arrays)
+
+
+def train_val_split(
+    key: Key, x: Array, t: Array, *, val_size: int | float
+) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+    """Split ``(x, t)`` at random into a training and a validation part.
+
+    Args:
+        key: the random key choosing the validation samples.
+        x: inputs ``(N, ...)``.
+        t: targets ``(N, ...)``.
+        val_size: the number of validation samples (an int in ``[1, N-1]``) or their share (a float
+            in ``(0, 1)``, rounded to a count that must leave at least one sample on each side).
+    Returns:
+        ``((x_train, t_train), (x_val, t_val))``: new arrays, each sample in exactly one part.
+    """
+    n = _common_length("train_val_split", (x, t))
+    if isinstance(val_size, bool) or not isinstance(val_size, (int, float, np.integer, np.floating)):
+        raise ValueError(f"train_val_split: val_size must be an int or a float, got {val_size!r}")
+    if isinstance(val_size, (float, np.floating)):
+        if not 0.0 < val_size < 1.0:
+            raise ValueError(f"train_val_split: a fractional val_size must be in (0, 1), got {val_size}")
+        n_val = int(round(float(val_size) * n))
+    else:
+        n_val = int(val_size)
+    if not 1 <= n_val <= n - 1:
+        raise ValueError(
+            f"train_val_split: val_size {val_size!r} gives {n_val} validation samples out of {n}; "
+            "need at least 1 validation and 1 training sample"
+        )
+    perm = _check_key("train_val_split", key).generator().permutation(n)
+    val, train = perm[:n_val], perm[n_val:]
+    xa, ta = np.asarray(x), np.asarray(t)
+    return (xa[train], ta[train]), (xa[val], ta[val])
+
+
+def batches(
+    key: Key | None,
+    x: Array,
+    t: Array,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    drop_last: bool = False,
+) -> Iterator[tuple[Array, Array]]:
+    """Mini-batches ``(x_batch, t_batch)`` covering the data once (one epoch).
+
+    Args:
+        key: the random key of this epoch's order; may be ``None`` only when ``shuffle=False``.
+        x: inputs ``(N, ...)``.
+        t: targets ``(N, ...)``.
+        batch_size: samples per batch, a positive int.
+        shuffle: visit the samples in a random order drawn from ``key`` (else in order).
+        drop_last: leave out a last batch smaller than ``batch_size``.
+    Returns:
+        An iterator of ``(x_batch, t_batch)`` of ``batch_size`` samples (the last one may be
+        smaller unless ``drop_last``). Arguments are checked when this is called, not when iterated.
+    """
+    n = _common_length("batches", (x, t))
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batches: batch_size must be a positive int, got {batch_size!r}")
+    xa, ta = np.asarray(x), np.asarray(t)
+    order: Array | None = None
+    if shuffle:
+        if key is None:
+            raise ValueError("batches: shuffle=True needs a key (pass key=None only with shuffle=False)")
+        order = _check_key("batches", key).generator().permutation(n)
+    stop = n - n % batch_size if drop_last else n
+    return _iterate(xa, ta, order, int(batch_size), stop)
+
+
+def _iterate(x: Array, t: Array, order: Array | None, batch_size: int, stop: int) -> Iterator[tuple[Array, Array]]:
+    for start in range(0, stop, batch_size):
+        end = min(start + batch_size, stop)
+        if order is None:
+            yield x[start:end], t[start:end]
+        else:
+            idx = order[start:end]
+            yield x[idx], t[idx]
