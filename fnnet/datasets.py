@@ -67,6 +67,9 @@ _EMBEDDED_DIR = Path(__file__).resolve().parent / "data"
 _EMBEDDED_IMAGES = "t10k-images-idx3-ubyte.gz"
 _EMBEDDED_LABELS = "t10k-labels-idx1-ubyte.gz"
 
+#: Where system packages install data sets (Debian's dataset-fashion-mnist: <dir>/fashion-mnist/*.gz).
+_SYSTEM_DATA_DIR = Path("/usr/share/datasets")
+
 _DOWNLOADABLE = ("mnist", "fashion-mnist")
 _NAMES = ("mnist-small",) + _DOWNLOADABLE
 
@@ -183,7 +186,7 @@ def search_paths(name: str, path: str | os.PathLike[str] | None = None) -> list[
     if env:
         dirs.append(Path(env) / name)
     dirs.append(_user_cache_root() / name)
-    dirs.append(Path("/usr/share/datasets") / name)
+    dirs.append(_SYSTEM_DATA_DIR / name)
     return dirs
 
 
@@ -217,7 +220,7 @@ def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> Fi
         f"put the four files in $FNNET_DATA/{name}, or pass path=DIRECTORY",
     ]
     if name == "fashion-mnist":
-        how.insert(0, "on Debian/Ubuntu: apt-get install dataset-fashion-mnist (installs /usr/share/datasets/fashion-mnist)")
+        how.insert(0, f"on Debian/Ubuntu: apt-get install dataset-fashion-mnist (installs {_SYSTEM_DATA_DIR / name})")
     return FileNotFoundError(
         f"load_mnist: data set {name!r} not found; it needs {files}. Looked in:\n" + "\n".join(lines)
         + "\nGet it with one of:\n" + "\n".join(f"  - {h}" for h in how)
