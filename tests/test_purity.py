@@ -1,0 +1,282 @@
+"""Property tests: no public function writes into the arrays it is given.
+
+Every check goes through :func:`call_unchanged`, which snapshots every array leaf of the arguments
+(shape, dtype and raw bytes) and compares after the call. In the ``readonly`` variant it instead
+passes read-only copies, so that an in-place write raises at the very line that makes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, arrays
+
+from fnnet import functions as F
+from fnnet._types import Array, Tree
+from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
+from fnnet.layers.combinators import serial
+from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
+from fnnet.losses import (
+    accuracy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    mean_squared_error,
+    softmax_cross_entropy,
+    sum_squared_error,
+)
+from fnnet.numerical import check_grads, numerical_gradient
+from fnnet.random import key
+from fnnet.tree import (
+    tree_astype,
+    tree_flatten,
+    tree_global_norm,
+    tree_leaves,
+    tree_map,
+    tree_map_with_path,
+    tree_paths,
+    tree_size,
+    tree_structure,
+    tree_unflatten,
+    tree_zeros_like,
+)
+
+R = TypeVar("R")
+
+FAST = settings(max_examples=25, deadline=None)
+READONLY = pytest.mark.parametrize("readonly", [False, True], ids=["snapshot", "readonly"])
+
+
+def _frozen_copy(leaf: Any) -> Any:
+    if not isinstance(leaf, np.ndarray):
+        return leaf
+    c = leaf.copy()
+    c.flags.writeable = False
+    return c
+
+
+def call_unchanged(fn: Callable[..., R], *args: Tree, readonly: bool = False) -> R:
+    """Call ``fn(*args)`` and assert that no array leaf of ``args`` changed.
+
+    Args:
+        fn: the function under test.
+        args: trees of arrays (and other leaves) passed positionally.
+        readonly: pass read-only copies of every array instead, so in-place writes raise.
+    Returns:
+        Whatever ``fn`` returns.
+    """
+    if readonly:
+        args = tuple(tree_map(_frozen_copy, a) for a in args)
+    watched = [leaf for leaf in tree_leaves(args) if isinstance(leaf, np.ndarray)]
+    before = [(a.shape, a.dtype, a.tobytes()) for a in watched]
+    out = fn(*args)
+    for i, (a, (shape, dtype, raw)) in enumerate(zip(watched, before)):
+        assert (a.shape, a.dtype) == (shape, dtype), f"argument array {i} changed shape or dtype"
+        assert a.tobytes() == raw, f"argument array {i} was written to"
+    return out
+
+
+# --- strategies ----------------------------------------------------------------------------------
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+
+
+def _floats(lo: float = -10.0, hi: float = 10.0) -> st.SearchStrategy[float]:
+    return st.floats(lo, hi, width=32)  # representable in float32 and float64 alike
+
+
+def _array(dtype: Any, shape: tuple[int, ...], lo: float = -10.0, hi: float = 10.0) -> st.SearchStrategy[Array]:
+    return arrays(dtype, shape, elements=_floats(lo, hi))
+
+
+@st.composite
+def batches(draw: st.DrawFn, min_dims: int = 1, max_dims: int = 4, lo: float = -10.0, hi: float = 10.0) -> Array:
+    """A float32 or float64 array of 1 to 5 entries per axis."""
+    shape = draw(array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=1, max_side=5))
+    return draw(_array(draw(DTYPES), shape, lo, hi))
+
+
+@st.composite
+def class_scores(draw: st.DrawFn, lo: float = -10.0, hi: float = 10.0) -> tuple[Array, Array, Array]:
+    """Scores ``(..., K)``, integer labels ``(...)`` and the matching one-hot targets."""
+    y = draw(batches(min_dims=1, max_dims=3, lo=lo, hi=hi))
+    k = y.shape[-1]
+    labels = draw(arrays(np.int64, y.shape[:-1], elements=st.integers(0, k - 1)))
+    one_hot = (labels[..., None] == np.arange(k)).astype(draw(st.sampled_from([y.dtype, np.float64, np.int64])))
+    return y, labels, one_hot
+
+
+class WB(NamedTuple):
+    w: Array
+    b: Array
+
+
+@st.composite
+def trees(draw: st.DrawFn) -> Tree:
+    """A nested tree (tuple, dict, list, None, NamedTuple) of small float arrays."""
+    small = batches(min_dims=0, max_dims=2)
+    return (draw(small), {"k": [draw(small), None], "a": draw(small)}, WB(draw(small), draw(small)))
+
+
+# --- layers --------------------------------------------------------------------------------------
+
+ELEMENTWISE: list[Layer] = [ReLU(), Sigmoid(), Tanh(), Identity(), Softmax(), Flatten()]
+
+
+@READONLY
+@pytest.mark.parametrize("layer", ELEMENTWISE, ids=lambda layer: layer.name)
+@FAST
+@given(x=batches(), data=st.data())
+def test_parameter_free_layers(layer: Layer, readonly: bool, x: Array, data: st.DataObject) -> None:
+    ctx = data.draw(st.sampled_from([EVAL, TRAIN]))
+    y, cache = call_unchanged(lambda xx: layer.forward(None, xx, ctx), x, readonly=readonly)
+    dout = data.draw(_array(x.dtype, y.shape))
+    call_unchanged(lambda c, d: layer.backward(None, c, d), cache, dout, readonly=readonly)
+
+
+@READONLY
+@FAST
+@given(data=st.data())
+def test_affine(readonly: bool, data: st.DataObject) -> None:
+    dtype = data.draw(DTYPES)
+    n, out = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    feature_shape = data.draw(array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=3))
+    d_in = int(np.prod(feature_shape))
+    x = data.draw(_array(dtype, (n, *feature_shape)))
+    params = AffineParams(data.draw(_array(dtype, (d_in, out))), data.draw(_array(dtype, (out,))))
+    ctx = Ctx(input_grad=data.draw(st.booleans()))
+    layer = Affine(out)
+    y, cache = call_unchanged(lambda p, xx: layer.forward(p, xx, ctx), params, x, readonly=readonly)
+    dout = data.draw(_array(dtype, y.shape))
+    call_unchanged(lambda p, c, d: layer.backward(p, c, d), params, cache, dout, readonly=readonly)
+
+
+@READONLY
+@FAST
+@given(data=st.data())
+def test_serial(readonly: bool, data: st.DataObject) -> None:
+    model = serial(Affine(4), ReLU(), Affine(3), Tanh(), Affine(2), Sigmoid(), Flatten(), Affine(3), Softmax(), Identity())
+    dtype = data.draw(DTYPES)
+    params = tree_astype(model.init(key(data.draw(st.integers(0, 2**16))), (2, 3))[0], dtype)
+    x = data.draw(_array(dtype, (data.draw(st.integers(1, 4)), 2, 3)))
+    ctx = Ctx(train=data.draw(st.booleans()), input_grad=data.draw(st.booleans()))
+    y, cache = call_unchanged(lambda p, xx: model.forward(p, xx, ctx), params, x, readonly=readonly)
+    dout = data.draw(_array(dtype, y.shape))
+    call_unchanged(lambda p, c, d: model.backward(p, c, d), params, cache, dout, readonly=readonly)
+
+
+# --- losses --------------------------------------------------------------------------------------
+
+
+@READONLY
+@pytest.mark.parametrize("loss", [softmax_cross_entropy, accuracy], ids=lambda f: f.__name__)
+@FAST
+@given(scores=class_scores())
+def test_losses_on_logits(loss: Callable[[Array, Array], Any], readonly: bool, scores: tuple[Array, Array, Array]) -> None:
+    y, labels, one_hot = scores
+    call_unchanged(loss, y, labels, readonly=readonly)
+    call_unchanged(loss, y, one_hot, readonly=readonly)
+
+
+@READONLY
+@FAST
+@given(scores=class_scores(lo=0.0, hi=1.0))
+def test_cross_entropy(readonly: bool, scores: tuple[Array, Array, Array]) -> None:
+    y, labels, one_hot = scores
+    call_unchanged(cross_entropy, y, labels, readonly=readonly)
+    call_unchanged(cross_entropy, y, one_hot, readonly=readonly)
+
+
+@READONLY
+@pytest.mark.parametrize("loss", [sum_squared_error, mean_squared_error], ids=lambda f: f.__name__)
+@FAST
+@given(y=batches(min_dims=0), data=st.data())
+def test_squared_errors(loss: Callable[[Array, Array], Any], readonly: bool, y: Array, data: st.DataObject) -> None:
+    t = data.draw(_array(data.draw(DTYPES), y.shape))
+    call_unchanged(loss, y, t, readonly=readonly)
+
+
+@READONLY
+@FAST
+@given(z=batches(min_dims=0, lo=-1e4, hi=1e4), data=st.data())
+def test_binary_cross_entropy(readonly: bool, z: Array, data: st.DataObject) -> None:
+    t = data.draw(_array(data.draw(DTYPES), z.shape, 0.0, 1.0))
+    call_unchanged(binary_cross_entropy_with_logits, z, t, readonly=readonly)
+
+
+# --- numerical gradients -------------------------------------------------------------------------
+
+
+def _smooth(tree: Tree) -> float:
+    return float(sum(np.sum(np.sin(leaf.astype(np.float64))) for leaf in tree_leaves(tree)))
+
+
+@READONLY
+@settings(max_examples=15, deadline=None)
+@given(tree=trees())
+def test_numerical_gradient(readonly: bool, tree: Tree) -> None:
+    grads = call_unchanged(lambda t: numerical_gradient(_smooth, t), tree, readonly=readonly)
+    assert tree_structure(grads) == tree_structure(tree)
+
+
+@READONLY
+@settings(max_examples=10, deadline=None)
+@given(data=st.data())
+def test_check_grads(readonly: bool, data: st.DataObject) -> None:
+    layer = serial(Affine(3), Tanh(), Affine(2))
+    params = tree_astype(layer.init(key(data.draw(st.integers(0, 99))), (4,))[0], np.float64)
+    x = data.draw(_array(np.float64, (data.draw(st.integers(1, 3)), 4), -2.0, 2.0))
+    report = call_unchanged(lambda p, xx: check_grads(layer, p, xx), params, x, readonly=readonly)
+    assert report.max_error < 1e-5
+
+
+# --- tree utilities ------------------------------------------------------------------------------
+
+
+@READONLY
+@FAST
+@given(tree=trees())
+def test_tree_functions(readonly: bool, tree: Tree) -> None:
+    leaves, treedef = call_unchanged(tree_flatten, tree, readonly=readonly)
+    call_unchanged(lambda ls: tree_unflatten(treedef, ls), leaves, readonly=readonly)
+    call_unchanged(tree_leaves, tree, readonly=readonly)
+    call_unchanged(tree_structure, tree, readonly=readonly)
+    call_unchanged(tree_paths, tree, readonly=readonly)
+    call_unchanged(tree_size, tree, readonly=readonly)
+    call_unchanged(tree_global_norm, tree, readonly=readonly)
+    call_unchanged(tree_zeros_like, tree, readonly=readonly)
+    call_unchanged(lambda t: tree_astype(t, np.float64), tree, readonly=readonly)
+    call_unchanged(lambda t: tree_astype(t, np.float32), tree, readonly=readonly)
+    call_unchanged(lambda t: tree_map(lambda a: a * 2, t), tree, readonly=readonly)
+    call_unchanged(lambda t: tree_map_with_path(lambda p, a: a, t), tree, readonly=readonly)
+    call_unchanged(lambda a, b: tree_map(np.add, a, b), tree, tree_zeros_like(tree), readonly=readonly)
+
+
+# --- activation functions ------------------------------------------------------------------------
+
+
+@READONLY
+@pytest.mark.parametrize(
+    "fn", [F.step, F.sigmoid, F.relu, F.tanh, F.identity, F.softmax, F.log_softmax], ids=lambda f: f.__name__
+)
+@FAST
+@given(x=batches(lo=-1e3, hi=1e3))
+def test_functions(fn: Callable[[Array], Array], readonly: bool, x: Array) -> None:
+    call_unchanged(fn, x, readonly=readonly)
+
+
+def test_call_unchanged_catches_writes() -> None:
+    """The helper itself: an in-place write is caught in both variants."""
+
+    def scale_in_place(a: Array) -> Array:
+        a *= 2
+        return a
+
+    with pytest.raises(AssertionError, match="written to"):
+        call_unchanged(scale_in_place, np.ones(3))
+    with pytest.raises(ValueError, match="read-only"):
+        call_unchanged(lambda t: scale_in_place(t[0]), (np.ones(3),), readonly=True)
