@@ -255,11 +255,14 @@ def _raise_mismatch(tree: Tree, rest: Sequence[Tree]) -> None:
 def _add_keep_dtype(p: Any, u: Any) -> Any:
     r = p + u
     dt = getattr(p, "dtype", None)
-    return r if dt is None or r.dtype == dt else r.astype(dt)
+    if dt is None or (type(r) is _ndarray and r.dtype == dt):
+        return r
+    return np.asarray(r, dtype=dt)  # the param's dtype; a 0-d param stays an array, not a scalar
 
 
 def apply_updates(params: Tree, updates: Tree) -> Tree:
-    """New parameters ``p + u`` leaf by leaf, each keeping its parameter's dtype.
+    """New parameters ``p + u`` leaf by leaf, each keeping its parameter's dtype (and 0-d arrays
+    staying arrays).
 
     Args:
         params: any tree of arrays.
@@ -751,6 +754,9 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
     def leaf(u: Array, p: Array, m: Any) -> Array:
         return u + lam * p if m else u
 
+    def leaf_default_mask(u: Array, p: Array) -> Array:  # default_decay_mask, inlined
+        return u + lam * p if np.ndim(p) >= 2 else u
+
     def init(params: Tree) -> EmptyState:
         return EmptyState()
 
@@ -759,6 +765,8 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
             raise ValueError("add_decayed_weights: update needs params (call update(grads, state, params))")
         if lam == 0.0:
             return updates, state
+        if mask is None:
+            return _tmap(leaf_default_mask, updates, params), state
         return _tmap(leaf, updates, params, _resolve_mask(mask, params)), state
 
     return GradientTransformation(init, update)

@@ -435,6 +435,8 @@ def test_apply_updates_keeps_param_dtype_and_handles_any_tree() -> None:
     assert out["a"].dtype == np.float32 and out["b"][1].dtype == np.float64
     np.testing.assert_array_equal(out["a"], 1.5)
     assert out["b"][0] is None
+    scalar = optim.apply_updates(np.array(1.0, np.float32), np.float64(0.25))
+    assert isinstance(scalar, np.ndarray) and scalar.shape == () and scalar.dtype == np.float32
     with pytest.raises(ValueError, match="structures differ"):
         optim.apply_updates((np.ones(2), np.ones(2)), (np.ones(2),))
     opt = optim.adam()
