@@ -16,15 +16,19 @@ _SPLIT = 0
 _FOLD = 1
 
 
-def _check_seed(_inst: object, _attr: object, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+def _is_index(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 0
+
+
+def _seed(value: object) -> int:
+    # Validate before converting: int(1.5), int(True) or int("3") would silently succeed.
+    if not _is_index(value):
         raise ValueError(f"Key: seed must be a non-negative int, got {value!r}")
+    return int(value)  # type: ignore[call-overload]
 
 
 def _check_path(_inst: object, _attr: object, value: tuple[int, ...]) -> None:
-    if not isinstance(value, tuple) or any(
-        isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 0 for p in value
-    ):
+    if not isinstance(value, tuple) or not all(_is_index(p) for p in value):
         raise ValueError(f"Key: path must be a tuple of non-negative ints, got {value!r}")
 
 
@@ -32,7 +36,7 @@ def _check_path(_inst: object, _attr: object, value: tuple[int, ...]) -> None:
 class Key:
     """An immutable random key: a seed and a path of split/fold indices."""
 
-    seed: int = attrs.field(validator=_check_seed, converter=int)
+    seed: int = attrs.field(converter=_seed)
     path: tuple[int, ...] = attrs.field(default=(), validator=_check_path)
 
     def generator(self) -> np.random.Generator:
@@ -57,13 +61,13 @@ def split(k: Key, n: int = 2) -> tuple[Key, ...]:
     Returns:
         A tuple of ``n`` keys, each different from ``k`` and from each other.
     """
-    if not isinstance(n, int) or n < 1:
+    if not _is_index(n) or n < 1:
         raise ValueError(f"split: n must be a positive int, got {n!r}")
-    return tuple(Key(k.seed, k.path + (_SPLIT, i)) for i in range(n))
+    return tuple(Key(k.seed, k.path + (_SPLIT, i)) for i in range(int(n)))
 
 
 def fold_in(k: Key, data: int) -> Key:
     """Derive a new key from ``k`` and a non-negative integer (an epoch, a step, a trial index)."""
-    if isinstance(data, bool) or not isinstance(data, (int, np.integer)) or data < 0:
+    if not _is_index(data):
         raise ValueError(f"fold_in: data must be a non-negative int, got {data!r}")
     return Key(k.seed, k.path + (_FOLD, int(data)))

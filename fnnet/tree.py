@@ -37,6 +37,8 @@ def _is_namedtuple(x: object) -> bool:
 
 def _children(t: Any) -> tuple[str, Any, list[tuple[str, Any]]] | None:
     """Return (kind, aux, [(path_key, child)]) for a container, None for a leaf."""
+    if type(t) is np.ndarray:
+        return None
     if t is None:
         return ("none", None, [])
     if _is_namedtuple(t):
@@ -66,8 +68,10 @@ def _rebuild(kind: str, aux: Any, children: Sequence[Any], like: Any = None) -> 
     if kind == "dict":
         return dict(zip(aux, children))
     if kind == "attrs":
-        names = [a.name for a in attrs.fields(aux)]
-        return aux(**dict(zip(names, children)))
+        fields = attrs.fields(aux)
+        if any(not a.init for a in fields):
+            raise ValueError(f"tree: cannot rebuild {aux.__name__}: it has init=False fields")
+        return aux(**{a.alias: c for a, c in zip(fields, children)})
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -138,9 +142,16 @@ def tree_map(f: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
     return _map(f, tree, rest, "")
 
 
+def _leaf_against(rest: Sequence[Any], path: str, t: Any) -> None:
+    for r in rest:
+        if type(r) is not np.ndarray and _children(r) is not None:
+            raise ValueError(f"tree_map: structures differ at {path or '<root>'}: {_describe(t)} vs {_describe(r)}")
+
+
 def _map(f: Callable[..., Any], t: Any, rest: Sequence[Any], path: str) -> Any:
-    node = _children(t)
+    node = None if type(t) is np.ndarray else _children(t)  # ndarray first: the common leaf
     if node is None:
+        _leaf_against(rest, path, t)
         return f(t, *rest)
     kind, aux, kids = node
     rest_kids: list[list[tuple[str, Any]]] = []
@@ -170,6 +181,7 @@ def tree_map_with_path(f: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
     def go(t: Any, rs: Sequence[Any], path: str) -> Any:
         node = _children(t)
         if node is None:
+            _leaf_against(rs, path, t)
             return f(path, t, *rs)
         kind, aux, kids = node
         rkids = []

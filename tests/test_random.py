@@ -86,11 +86,6 @@ def test_negative_seed_raises(seed: int) -> None:
         key(seed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fnnet/random.py bug: Key.seed has converter=int, which runs before the validator, so "
-    "1.5 -> 1, True -> 1 and '3' -> 3 are silently accepted and None raises TypeError",
-)
 @pytest.mark.parametrize("seed", [1.5, True, "3", None])
 def test_non_integer_seed_raises(seed: Any) -> None:
     with pytest.raises(ValueError, match=r"Key: seed must be a non-negative int"):
@@ -103,11 +98,6 @@ def test_bad_split_count_raises(n: Any) -> None:
         split(key(0), n)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fnnet/random.py bug: split checks isinstance(n, int), so it accepts True and rejects "
-    "np.int64 (fold_in accepts np.integer and rejects bool)",
-)
 def test_split_count_accepts_numpy_ints_and_rejects_bool() -> None:
     n: Any = np.int64(3)
     assert len(split(key(0), n)) == 3

@@ -161,23 +161,12 @@ def test_mismatched_structures_raise_naming_the_path(a: Tree, b: Tree, where: st
         tree_map_with_path(lambda p, x, y: x + y, a, b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fnnet/tree.py bug: where the first tree has a leaf, _map calls f(leaf, *rest) without "
-    "checking that rest holds leaves too, so a container in another tree is passed to f "
-    "(here x + (x, x) silently broadcasts to a (2, 2) array)",
-)
 def test_leaf_against_container_raises() -> None:
     x = _a(2)
     with pytest.raises(ValueError, match=r"structures differ at 0"):
         tree_map(lambda u, v: u + v, (x,), ((x, x),))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fnnet/tree.py bug: _rebuild calls cls(**{field.name: ...}), which fails for attrs fields "
-    "with a leading underscore (init alias drops it) or init=False; use field.alias / skip init=False",
-)
 def test_attrs_records_with_private_fields() -> None:
     @attrs.frozen
     class Private:
