@@ -132,6 +132,10 @@ def _entry_keys(where: str, paths: list[str]) -> list[str]:
     return keys
 
 
+def _what(x: Any) -> str:
+    return f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else f"a {type(x).__name__}"
+
+
 def _describe(shape: tuple[int, ...], dtype: np.dtype[Any]) -> str:
     return f"shape {shape} dtype {dtype}"
 
@@ -246,8 +250,8 @@ def _manifest(where: str, p: Path, npz: Any) -> dict[str, Any]:
         raise ValueError(f"{where}: {p}: no {_MANIFEST_KEY!r} entry: not an fnnet checkpoint")
     try:
         raw = npz[_MANIFEST_KEY]
-        if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError(f"manifest is {raw.dtype} {raw.shape}, expected uint8 bytes")
+        if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError(f"the manifest entry is {_what(raw)}, expected a 1-d uint8 array")
         m = json.loads(raw.tobytes().decode("utf-8"), object_hook=_decode)
     except _READ_ERRORS as e:
         raise ValueError(f"{where}: {p}: corrupt manifest: {e}") from None
@@ -348,6 +352,8 @@ def load(path: str | os.PathLike[str], like: Tree) -> tuple[Tree, dict[str, Any]
                 a = npz[key]
             except _READ_ERRORS as err:
                 raise ValueError(f"{where}: {p}: cannot read leaf {pth or '<root>'!r} (corrupt file?): {err}") from None
+            if not isinstance(a, np.ndarray):
+                raise ValueError(f"{where}: {p}: corrupt file: leaf {pth or '<root>'!r} is {_what(a)}, not an .npy array")
             if a.shape != saved_shape or a.dtype != saved_dtype:
                 raise ValueError(
                     f"{where}: {p}: corrupt file: leaf {pth or '<root>'!r} holds {_describe(a.shape, a.dtype)}, "
