@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, NamedTuple, NoReturn, Protocol, cast
 
 import attrs
 import numpy as np
@@ -235,7 +235,6 @@ def _tmap(f: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
         return _walk_n(lambda *a: (f(*a),), 1, tree, rest)[0]
     except _Mismatch:
         _raise_mismatch(tree, rest)
-    return tree_map(f, tree, *rest)
 
 
 def _tmap_n(f: Callable[..., tuple[Any, ...]], n: int, tree: Tree, *rest: Tree) -> tuple[Tree, ...]:
@@ -244,10 +243,9 @@ def _tmap_n(f: Callable[..., tuple[Any, ...]], n: int, tree: Tree, *rest: Tree) 
         return _walk_n(f, n, tree, rest)
     except _Mismatch:
         _raise_mismatch(tree, rest)
-        raise AssertionError("unreachable") from None  # pragma: no cover
 
 
-def _raise_mismatch(tree: Tree, rest: Sequence[Tree]) -> None:
+def _raise_mismatch(tree: Tree, rest: Sequence[Tree]) -> NoReturn:
     tree_map(lambda *a: None, tree, *rest)  # raises a ValueError naming the path
     raise ValueError("optim: tree structures differ: an array in the first tree faces None in another")
 
@@ -859,7 +857,7 @@ def nesterov(lr: float | Schedule = 0.01, momentum: float = 0.9) -> GradientTran
     ``v`` in the first step is the velocity *before* this update, as in Bengio et al. (2013,
     arXiv:1212.0901), the reformulation the book's sample code cites. (That code adds ``μ²`` times
     the already-updated velocity, i.e. ``W ← W + μ³ v − (1 + μ + μ²) η g``, which is not
-    Nesterov's method and diverges where this form converges.)
+    Nesterov's method and can diverge where this form converges.)
 
     Args:
         lr: η, a positive float or a schedule; momentum: μ in [0, 1) (book defaults 0.01, 0.9).
