@@ -8,6 +8,8 @@ ever touches NumPy's global random state.
 
 from __future__ import annotations
 
+import operator
+
 import attrs
 import numpy as np
 
@@ -17,14 +19,14 @@ _FOLD = 1
 
 
 def _is_index(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 0
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and bool(value >= 0)
 
 
 def _seed(value: object) -> int:
     # Validate before converting: int(1.5), int(True) or int("3") would silently succeed.
     if not _is_index(value):
         raise ValueError(f"Key: seed must be a non-negative int, got {value!r}")
-    return int(value)  # type: ignore[call-overload]
+    return operator.index(value)  # type: ignore[arg-type]
 
 
 def _check_path(_inst: object, _attr: object, value: tuple[int, ...]) -> None:
@@ -47,6 +49,15 @@ class Key:
         return f"Key(seed={self.seed}, path={self.path})"
 
 
+def _derive(k: Key, path: tuple[int, ...]) -> Key:
+    # k is valid and the appended indices were checked, so skip re-validating the whole path
+    # (fold_in runs once per training step).
+    new = object.__new__(Key)
+    object.__setattr__(new, "seed", k.seed)
+    object.__setattr__(new, "path", path)
+    return new
+
+
 def key(seed: int) -> Key:
     """Make the root key for ``seed`` (a non-negative int)."""
     return Key(seed)
@@ -63,11 +74,11 @@ def split(k: Key, n: int = 2) -> tuple[Key, ...]:
     """
     if not _is_index(n) or n < 1:
         raise ValueError(f"split: n must be a positive int, got {n!r}")
-    return tuple(Key(k.seed, k.path + (_SPLIT, i)) for i in range(int(n)))
+    return tuple(_derive(k, k.path + (_SPLIT, i)) for i in range(int(n)))
 
 
 def fold_in(k: Key, data: int) -> Key:
     """Derive a new key from ``k`` and a non-negative integer (an epoch, a step, a trial index)."""
     if not _is_index(data):
         raise ValueError(f"fold_in: data must be a non-negative int, got {data!r}")
-    return Key(k.seed, k.path + (_FOLD, int(data)))
+    return _derive(k, k.path + (_FOLD, int(data)))

@@ -2,6 +2,8 @@
 
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
 from fnnet.layers.combinators import Residual, Serial, Summary, residual, serial, summary
+from fnnet.layers.dropout import Dropout
+from fnnet.layers.norm import BatchNorm, BatchNormParams, BatchNormState
 from fnnet.layers.core import Add, Affine, AffineParams, Flatten, Identity, Mul, ReLU, Sigmoid, Softmax, Tanh
 
 __all__ = [
@@ -25,4 +27,8 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "BatchNorm",
+    "BatchNormParams",
+    "BatchNormState",
+    "Dropout",
 ]

@@ -1,0 +1,53 @@
+"""A tiny progress display: a bar on a terminal, a line per epoch otherwise, nothing when quiet."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    """Reports training progress to ``stream`` (stderr by default).
+
+    ``mode`` is ``"auto"`` (a bar if the stream is a terminal, else lines), ``"bar"``, ``"lines"`` or
+    ``"quiet"``.
+    """
+
+    def __init__(self, total_epochs: int, steps_per_epoch: int, mode: str = "auto", stream: TextIO | None = None):
+        if mode not in ("auto", "bar", "lines", "quiet"):
+            raise ValueError(f"Progress: mode must be auto, bar, lines or quiet, got {mode!r}")
+        self.stream = stream if stream is not None else sys.stderr
+        if mode == "auto":
+            mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "lines"
+        self.mode = mode
+        self.total_epochs = total_epochs
+        self.steps = steps_per_epoch
+        self._last_draw = 0.0
+        self._t0 = time.perf_counter()
+
+    def step(self, epoch: int, i: int, loss: float) -> None:
+        """Called after each training step (``i`` counts from 0 within the epoch)."""
+        if self.mode != "bar":
+            return
+        now = time.perf_counter()
+        if now - self._last_draw < 0.1 and i + 1 < self.steps:
+            return
+        self._last_draw = now
+        width = 30
+        done = int(width * (i + 1) / max(self.steps, 1))
+        bar = "#" * done + "-" * (width - done)
+        self.stream.write(
+            f"\repoch {epoch + 1}/{self.total_epochs} [{bar}] {i + 1}/{self.steps} loss {loss:.4f}"
+        )
+        self.stream.flush()
+
+    def epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Called at the end of an epoch with its metrics."""
+        if self.mode == "quiet":
+            return
+        parts = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        elapsed = time.perf_counter() - self._t0
+        prefix = "\r\x1b[K" if self.mode == "bar" else ""
+        self.stream.write(f"{prefix}epoch {epoch + 1}/{self.total_epochs} {parts} ({elapsed:.1f}s)\n")
+        self.stream.flush()

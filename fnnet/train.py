@@ -1,0 +1,311 @@
+"""Training, end to end: one pure step and a seeded, resumable ``fit`` loop.
+
+One step is the whole data flow of DESIGN.md::
+
+    batch -> model.forward(params, x, ctx) -> loss(y, t) -> model.backward(...) -> grads
+          -> optimizer.update(grads, opt_state, params) -> new params, new opt_state
+
+``fit`` repeats it over keyed shuffles. The epoch and step counters live in the :class:`TrainState`,
+so training N epochs equals training k, saving, loading and training N-k, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import attrs
+import numpy as np
+
+from fnnet._progress import Progress
+from fnnet._types import Array, Shape, Tree
+from fnnet.datasets import batches
+from fnnet.layers.base import EVAL, Ctx, Layer
+from fnnet.losses import accuracy, softmax_cross_entropy
+from fnnet.optim import GradientTransformation, apply_updates, l2_penalty
+from fnnet.random import Key, fold_in, split
+from fnnet.tree import tree_map
+
+__all__ = [
+    "LossFn",
+    "TrainState",
+    "StepMetrics",
+    "History",
+    "FitResult",
+    "NonFiniteLossError",
+    "init_train_state",
+    "make_train_step",
+    "evaluate",
+    "predict",
+    "fit",
+]
+
+#: ``loss(y, t) -> (value, dvalue/dy)``, e.g. :func:`fnnet.losses.softmax_cross_entropy`.
+LossFn = Callable[[Array, Any], tuple[float, Array]]
+
+# Key streams: fit's key is split once into a shuffling stream and a per-step stream (Dropout).
+_SHUFFLE, _STEP = 0, 1
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training (a tree: checkpoint it with :func:`fnnet.save`).
+
+    Attributes:
+        params: the model's parameters.
+        opt_state: the optimizer's state.
+        model_state: explicit non-trainable state (BatchNorm statistics), ``model.init_state``.
+        step: number of steps taken (0-d int64 array).
+        epoch: number of completed epochs (0-d int64 array).
+    """
+
+    params: Tree
+    opt_state: Tree
+    model_state: Tree
+    step: Array
+    epoch: Array
+
+
+class StepMetrics(NamedTuple):
+    """What one training step reports."""
+
+    loss: float
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when the loss is NaN or infinite; ``state`` is the last good :class:`TrainState`."""
+
+    def __init__(self, message: str, step: int, state: TrainState, history: History | None = None):
+        super().__init__(message)
+        self.step = step
+        self.state = state
+        self.history = history
+
+
+def init_train_state(
+    model: Layer, optimizer: GradientTransformation, key: Key, in_shape: Shape
+) -> TrainState:
+    """Initialise params (from ``key``), optimizer state and model state for inputs ``(N, *in_shape)``."""
+    params, _ = model.init(key, in_shape)
+    return TrainState(
+        params, optimizer.init(params), model.init_state(in_shape), _counter(0), _counter(0)
+    )
+
+
+def _counter(n: int) -> Array:
+    return np.array(n, dtype=np.int64)
+
+
+def make_train_step(
+    model: Layer,
+    loss: LossFn = softmax_cross_entropy,
+    optimizer: GradientTransformation | None = None,
+    *,
+    weight_decay: float = 0.0,
+    decay_mask: Any = None,
+) -> Callable[[TrainState, Array, Any, Key | None], tuple[TrainState, StepMetrics]]:
+    """Build the pure training step ``step(state, x, t, key) -> (new_state, metrics)``.
+
+    Args:
+        model: any layer or pipeline.
+        loss: ``loss(y, t) -> (value, dy)``.
+        optimizer: a gradient transformation (required).
+        weight_decay: the book's coupled L2 coefficient λ: adds ``0.5·λ·ΣW²`` to the loss and
+            ``λ·W`` to the gradient of every leaf selected by ``decay_mask`` (default: weights with
+            ndim >= 2, not biases or BatchNorm scale/shift).
+    Returns:
+        ``step(state, x, t, key)`` for a batch ``x`` of shape ``(N, *in_shape)`` and targets ``t``;
+        ``key`` drives Dropout (may be ``None`` for models without randomness). Raises
+        :class:`NonFiniteLossError` (carrying the unchanged input state) on a NaN/inf loss.
+    """
+    if optimizer is None:
+        raise ValueError("make_train_step: an optimizer is required, e.g. fnnet.optim.sgd(0.1)")
+    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
+        raise ValueError(f"make_train_step: weight_decay must be >= 0, got {weight_decay!r}")
+    update = optimizer.update
+
+    def step(state: TrainState, x: Array, t: Any, key: Key | None = None) -> tuple[TrainState, StepMetrics]:
+        params = state.params
+        ctx = Ctx(True, key, state.model_state, False)  # input_grad=False: nobody needs dL/dx
+        y, cache = model.forward(params, x, ctx)
+        value, dy = loss(y, t)
+        if weight_decay:
+            penalty, dpen = l2_penalty(params, weight_decay, decay_mask)
+            value += penalty
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"non-finite loss {value} at step {int(state.step)} (epoch {int(state.epoch)}); "
+                "lower the learning rate or check the data",
+                int(state.step),
+                state,
+            )
+        _, grads = model.backward(params, cache, dy)
+        if weight_decay:
+            grads = tree_map(operator.add, grads, dpen)
+        updates, opt_state = update(grads, state.opt_state, params)
+        new = TrainState(
+            apply_updates(params, updates), opt_state, model.new_state(cache), _counter(int(state.step) + 1), state.epoch
+        )
+        return new, StepMetrics(value)
+
+    return step
+
+
+def predict(model: Layer, params: Tree, x: Array, *, state: Tree = None, batch_size: int = 1000) -> Array:
+    """Evaluation-mode outputs for ``x`` (``(N, *in_shape)``), computed in batches; shape ``(N, *out)``."""
+    if batch_size < 1:
+        raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
+    ctx = EVAL if state is None else Ctx(False, None, state, True)
+    outs = [model.forward(params, x[i : i + batch_size], ctx)[0] for i in range(0, len(x), batch_size)]
+    return np.concatenate(outs) if outs else np.zeros((0,))
+
+
+def evaluate(
+    model: Layer,
+    params: Tree,
+    x: Array,
+    t: Array,
+    *,
+    state: Tree = None,
+    loss: LossFn = softmax_cross_entropy,
+    batch_size: int = 1000,
+) -> dict[str, float]:
+    """Mean loss and accuracy of ``model`` in evaluation mode on ``(x, t)``.
+
+    Returns:
+        ``{"loss": ..., "acc": ...}``.
+    """
+    total, correct, n = 0.0, 0.0, len(x)
+    if n == 0:
+        raise ValueError("evaluate: empty data set")
+    ctx = EVAL if state is None else Ctx(False, None, state, True)
+    for i in range(0, n, batch_size):
+        xb, tb = x[i : i + batch_size], t[i : i + batch_size]
+        y = model.forward(params, xb, ctx)[0]
+        total += loss(y, tb)[0] * len(xb)
+        correct += accuracy(y, tb) * len(xb)
+    return {"loss": total / n, "acc": correct / n}
+
+
+@attrs.frozen
+class History:
+    """Training history: the loss of every step and the metrics of every epoch.
+
+    ``epochs`` is a tuple of dicts such as ``{"train_acc": 0.93, "val_acc": 0.92, "time": 1.2}``.
+    """
+
+    step_loss: tuple[float, ...] = ()
+    epochs: tuple[dict[str, float], ...] = ()
+
+    def metric(self, name: str) -> list[float]:
+        """One metric over the epochs, e.g. ``history.metric("test_acc")``."""
+        return [e[name] for e in self.epochs if name in e]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return {"step_loss": list(self.step_loss), "epochs": [dict(e) for e in self.epochs]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> History:
+        """Inverse of :meth:`to_json`."""
+        return cls(tuple(float(v) for v in d["step_loss"]), tuple(dict(e) for e in d["epochs"]))
+
+
+@attrs.frozen
+class FitResult:
+    """What :func:`fit` returns."""
+
+    state: TrainState
+    history: History
+
+
+def _sample(key: Key, x: Array, t: Array, n: int | None) -> tuple[Array, Array]:
+    if n is None or n >= len(x):
+        return x, t
+    idx = np.sort(key.generator().choice(len(x), n, replace=False))
+    return x[idx], t[idx]
+
+
+def fit(
+    model: Layer,
+    optimizer: GradientTransformation,
+    train: tuple[Array, Array],
+    *,
+    key: Key,
+    epochs: int,
+    batch_size: int = 100,
+    loss: LossFn = softmax_cross_entropy,
+    state: TrainState | None = None,
+    history: History | None = None,
+    val: tuple[Array, Array] | None = None,
+    test: tuple[Array, Array] | None = None,
+    eval_train: bool = True,
+    eval_sample: int | None = None,
+    weight_decay: float = 0.0,
+    decay_mask: Any = None,
+    progress: str = "auto",
+    on_epoch: Callable[[TrainState, History], None] | None = None,
+) -> FitResult:
+    """Train ``model`` for ``epochs`` epochs of shuffled mini-batches.
+
+    Args:
+        model: any layer; optimizer: a gradient transformation.
+        train: ``(x, t)`` with ``x`` of shape ``(N, *in_shape)`` and labels ``(N,)`` or one-hot.
+        key: the one seed of the run. Params are initialised from ``split(key)[0]``; the shuffle of
+            epoch ``e`` uses ``fold_in(shuffle_key, e)`` and step ``s`` uses ``fold_in(step_key, s)``.
+        epochs: total epochs to reach; when resuming from ``state`` (whose ``epoch`` counts the
+            epochs already done), only the remaining ones run.
+        state, history: resume from these (e.g. loaded with :func:`fnnet.load`).
+        val, test: evaluated after every epoch (``val_acc``, ``test_acc``); ``eval_train`` adds
+            ``train_acc``; ``eval_sample`` evaluates on a keyed random sample of that many items.
+        weight_decay, decay_mask: the book's coupled L2 (see :func:`make_train_step`).
+        progress: ``"auto"``, ``"bar"``, ``"lines"`` or ``"quiet"``.
+        on_epoch: called with the state and history after each epoch (e.g. to checkpoint).
+    Returns:
+        A :class:`FitResult` with the final state and the history. On a NaN/inf loss raises
+        :class:`NonFiniteLossError` whose ``state``/``history`` are the last good ones.
+    """
+    x, t = train
+    if len(x) != len(t):
+        raise ValueError(f"fit: x has {len(x)} samples but t has {len(t)}")
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"fit: batch_size must be a positive int, got {batch_size!r}")
+    init_key, shuffle_key, step_key, eval_key = split(key, 4)
+    if state is None:
+        state = init_train_state(model, optimizer, init_key, tuple(x.shape[1:]))
+    hist = history if history is not None else History()
+    step = make_train_step(model, loss, optimizer, weight_decay=weight_decay, decay_mask=decay_mask)
+    steps_per_epoch = math.ceil(len(x) / batch_size)
+    bar = Progress(epochs, steps_per_epoch, progress)
+
+    for epoch in range(int(state.epoch), epochs):
+        t0 = time.perf_counter()
+        losses: list[float] = []
+        for i, (xb, tb) in enumerate(batches(fold_in(shuffle_key, epoch), x, t, batch_size)):
+            try:
+                state, m = step(state, xb, tb, fold_in(step_key, int(state.step)))
+            except NonFiniteLossError as e:
+                hist = History(hist.step_loss + tuple(losses), hist.epochs)
+                raise NonFiniteLossError(str(e), e.step, e.state, hist) from None
+            losses.append(m.loss)
+            bar.step(epoch, i, m.loss)
+        state = state._replace(epoch=_counter(epoch + 1))
+        metrics: dict[str, float] = {"loss": float(np.mean(losses)) if losses else float("nan")}
+        ek = fold_in(eval_key, epoch)
+        sets = [("train", (x, t) if eval_train else None), ("val", val), ("test", test)]
+        for j, (name, data) in enumerate(sets):
+            if data is not None:
+                xs, ts = _sample(fold_in(ek, j), data[0], data[1], eval_sample)
+                metrics[f"{name}_acc"] = evaluate(model, state.params, xs, ts, state=state.model_state, loss=loss)[
+                    "acc"
+                ]
+        metrics["time"] = time.perf_counter() - t0
+        hist = History(hist.step_loss + tuple(losses), hist.epochs + (metrics,))
+        bar.epoch(epoch, {k: v for k, v in metrics.items() if k != "time"})
+        if on_epoch is not None:
+            on_epoch(state, hist)
+    return FitResult(state, hist)
