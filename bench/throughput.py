@@ -1,0 +1,161 @@
+"""Training throughput: fnnet's train step against a hand-written NumPy step (and PyTorch).
+
+    python bench/throughput.py --model two-layer-net
+    python bench/throughput.py --model simple-convnet --torch /path/to/torch-venv/bin/python
+
+Reports the median train-step samples/s at batch 100 in float32 over ``--repeats`` timed blocks,
+the peak memory of one step (tracemalloc: NumPy reports its array allocations to it), and ratios
+measured in this one run. For ``two-layer-net`` the reference is a plain-NumPy step of the same
+maths (forward, softmax cross-entropy, backward, SGD). With ``--torch PYTHON`` it also runs
+``bench/torch_reference.py`` under that interpreter (a separate virtual environment with
+``torch==2.13.0``; torch is never a dependency of fnnet) and prints fnnet / PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+import fnnet
+from fnnet import models
+from fnnet.optim import sgd
+from fnnet.train import TrainState, init_train_state, make_train_step
+
+BATCH = 100
+LR = 0.01
+
+
+def _model(name: str) -> tuple[fnnet.Serial, tuple[int, ...]]:
+    if name == "two-layer-net":
+        return models.two_layer_net(), (784,)
+    builder = getattr(models, name.replace("-", "_"), None)
+    if builder is None:
+        raise SystemExit(f"unknown model {name}")
+    return builder(), (1, 28, 28)
+
+
+def _time(step: Callable[[], object], repeats: int, block: int) -> list[float]:
+    """Samples/s of ``block`` calls, ``repeats`` times (after one warm-up block)."""
+    for _ in range(max(1, block // 4)):
+        step()
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(block):
+            step()
+        rates.append(block * BATCH / (time.perf_counter() - t0))
+    return rates
+
+
+def _peak_mb(step: Callable[[], object]) -> float:
+    tracemalloc.start()
+    step()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def fnnet_step(name: str) -> Callable[[], object]:
+    """A closure running one fnnet train step (new state each call, as in training)."""
+    model, in_shape = _model(name)
+    g = fnnet.key(1).generator()
+    x = g.random((BATCH, *in_shape), dtype=np.float32)
+    t = g.integers(0, 10, BATCH)
+    opt = sgd(LR)
+    step = make_train_step(model, optimizer=opt)
+    holder: list[TrainState] = [init_train_state(model, opt, fnnet.key(0), in_shape)]
+    k = fnnet.key(2)
+
+    def run() -> object:
+        holder[0], m = step(holder[0], x, t, k)
+        return m
+
+    return run
+
+
+def numpy_two_layer_step() -> Callable[[], object]:
+    """The same two-layer net step written directly in NumPy (the reference)."""
+    g = fnnet.key(1).generator()
+    x = g.random((BATCH, 784), dtype=np.float32)
+    t = g.integers(0, 10, BATCH)
+    p = {
+        "w1": (g.standard_normal((784, 50)) * 0.01).astype(np.float32),
+        "b1": np.zeros(50, np.float32),
+        "w2": (g.standard_normal((50, 10)) * 0.01).astype(np.float32),
+        "b2": np.zeros(10, np.float32),
+    }
+    rows = np.arange(BATCH)
+
+    def run() -> object:
+        a1 = x @ p["w1"] + p["b1"]
+        z1 = np.maximum(a1, 0)
+        a2 = z1 @ p["w2"] + p["b2"]
+        e = np.exp(a2 - a2.max(axis=1, keepdims=True))
+        y = e / e.sum(axis=1, keepdims=True)
+        loss = -np.log(y[rows, t]).mean()
+        dy = y
+        dy[rows, t] -= 1
+        dy /= BATCH
+        da1 = (dy @ p["w2"].T) * (a1 > 0)
+        grads = {"w2": z1.T @ dy, "b2": dy.sum(axis=0), "w1": x.T @ da1, "b1": da1.sum(axis=0)}
+        for k in p:
+            p[k] = p[k] - LR * grads[k]
+        return loss
+
+    return run
+
+
+def torch_rate(python: str, name: str, repeats: int) -> list[float]:
+    """Run bench/torch_reference.py under ``python`` and return its per-block samples/s."""
+    script = Path(__file__).with_name("torch_reference.py")
+    proc = subprocess.run(
+        [python, str(script), "--model", name, "--repeats", str(repeats), "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    rates: list[float] = json.loads(proc.stdout.strip().splitlines()[-1])["rates"]
+    return rates
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure and print throughput and ratios."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="two-layer-net", choices=["two-layer-net", "simple-convnet", "deep-convnet"])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--block", type=int, default=0, help="steps per timed block (default by model)")
+    ap.add_argument("--torch", default=None, help="python of a venv with torch==2.13.0, for the comparison")
+    args = ap.parse_args(argv)
+    block = args.block or {"two-layer-net": 200, "simple-convnet": 10, "deep-convnet": 3}[args.model]
+
+    rows: dict[str, list[float]] = {}
+    fn = fnnet_step(args.model)
+    ref = numpy_two_layer_step() if args.model == "two-layer-net" else None
+    # Interleave the measurements so machine noise hits both alike.
+    for _ in range(args.repeats):
+        rows.setdefault("fnnet", []).extend(_time(fn, 1, block))
+        if ref is not None:
+            rows.setdefault("plain NumPy", []).extend(_time(ref, 1, block))
+    if args.torch:
+        rows["PyTorch 2.13 CPU"] = torch_rate(args.torch, args.model, args.repeats)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    print(f"model {args.model}, batch {BATCH}, float32, median of {args.repeats} blocks")
+    for k, v in med.items():
+        print(f"  {k:<18} {v:>12,.0f} samples/s")
+    print(f"  fnnet peak memory of one step: {_peak_mb(fn):.1f} MB (tracemalloc)")
+    for k, v in med.items():
+        if k != "fnnet":
+            print(f"ratio fnnet / {k}: {med['fnnet'] / v:.2f}")
+
+
+if __name__ == "__main__":
+    main()
+
+
