@@ -29,6 +29,15 @@ workers need fnnet installed too), the same call with the client's executor::
         result = random_search(MLPTrial(), space, key=fnnet.key(0), n_trials=100,
                                executor=client.get_executor())
 
+Bits and BLAS threads. A trial's result is a function of its key and of the floating-point
+order of its matrix products, which OpenBLAS changes with its thread count. Dask's workers run one
+BLAS thread (``OPENBLAS_NUM_THREADS=1``, set by the nanny); a process pool's workers inherit the
+parent's setting. To reproduce a cluster's trials bit for bit locally, or a local search in a
+pool, run every process with the same setting, preferably 1: set ``OPENBLAS_NUM_THREADS=1``
+(and ``OMP_``/``MKL_NUM_THREADS``) before NumPy is imported. For these small MLPs one thread is
+also several times faster than several, and oversubscribing cores with multi-threaded workers
+is far slower still (see ``examples/ch06_hyperparameter_optimization.py`` for measurements).
+
 fnnet itself never imports Dask. The executors pickle the objective and the trial arguments to ship
 them to workers (that is their transport); results are saved as JSON, never pickled.
 """
@@ -421,7 +430,8 @@ class SearchResult:
     def table(self, top: int | None = None) -> str:
         """A text table of the trials, best first (at most ``top`` rows), for printing."""
         rows = self.sorted()[:top] if top is not None else self.sorted()
-        metric_names = sorted({m for t in self.ok for m in t.metrics}, key=lambda m: (m != SCORE, m))
+        metric_names = sorted({m for t in self.ok for m in t.metrics},
+                              key=lambda m: (m != SCORE, not m.endswith("_acc"), m))
         header = ["rank", "trial", *metric_names, *self.space, "seconds", "status"]
         body = []
         for rank, t in enumerate(rows, 1):
