@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fnnet.initializers import Initializer, Normal, default_for_activation
+from fnnet.initializers import HeNormal, Initializer, Normal, default_for_activation
 from fnnet.layers.base import Layer
 from fnnet.layers.combinators import Serial, serial
+from fnnet.layers.conv import Conv2D, MaxPool2D
 from fnnet.layers.core import Affine, Identity, ReLU, Sigmoid, Tanh
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.norm import BatchNorm
 
-__all__ = ["two_layer_net", "mlp", "ACTIVATIONS"]
+__all__ = ["two_layer_net", "mlp", "simple_convnet", "deep_convnet", "DEEP_CONVNET_BLOCKS", "ACTIVATIONS"]
 
 #: Activation names accepted by :func:`mlp`.
 ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity}
@@ -65,4 +66,89 @@ def mlp(
         if dropout > 0:
             layers.append(Dropout(dropout))
     layers.append(Affine(output_size, w_init=init))
+    return serial(*layers)
+
+
+def simple_convnet(
+    filters: int = 30,
+    kernel: int = 5,
+    pad: int = 0,
+    stride: int = 1,
+    hidden: int = 100,
+    output_size: int = 10,
+    *,
+    w_init: Initializer | None = None,
+) -> Serial:
+    """The book's SimpleConvNet (section 7.5): ``Conv -> ReLU -> MaxPool(2) -> Affine -> ReLU -> Affine``.
+
+    Input ``(N, C, H, W)`` (MNIST: ``(N, 1, 28, 28)``, not flattened); output logits
+    ``(N, output_size)``. With the defaults on MNIST the shapes are ``(30, 24, 24) -> (30, 12, 12)
+    -> 4320 -> 100 -> 10``, those of the book's trained ``params.pkl``.
+
+    Args:
+        filters, kernel, pad, stride: the convolution's ``FN``, ``FH = FW``, padding and stride.
+        hidden: units of the hidden Affine layer.
+        output_size: number of classes.
+        w_init: initialiser of every weight. Default He normal (``std = sqrt(2 / fan_in)``), as in
+            the book's DeepConvNet; the book's SimpleConvNet itself uses N(0, 0.01²)
+            (``w_init=fnnet.initializers.Normal(0.01)``), which trains too but more slowly.
+    """
+    init = w_init if w_init is not None else HeNormal()
+    return serial(
+        Conv2D(filters, kernel, stride=stride, pad=pad, w_init=init),
+        ReLU(),
+        MaxPool2D(2),
+        Affine(hidden, w_init=init),
+        ReLU(),
+        Affine(output_size, w_init=init),
+    )
+
+
+#: The book's DeepConvNet convolutions, ``(filters, pad)`` of each 3x3 stride-1 conv, in blocks of
+#: two followed by a 2x2 max pool. On 28x28 inputs: 28 -> 14 -> (14 + 2*2 - 2 = 16) -> 8 -> 4.
+DEEP_CONVNET_BLOCKS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
+    ((16, 1), (16, 1)),
+    ((32, 1), (32, 2)),
+    ((64, 1), (64, 1)),
+)
+
+
+def deep_convnet(output_size: int = 10, dropout: float = 0.5, *, hidden: int = 50, batchnorm: bool = False) -> Serial:
+    """The book's DeepConvNet (section 8.1): six 3x3 convs with ReLU, a 2x2 max pool after every
+    second, then ``Affine(50) -> ReLU -> Dropout -> Affine -> Dropout``.
+
+    Input ``(N, 1, 28, 28)`` (not flattened); the convolutions leave ``(64, 4, 4)``, flattened to
+    1024 features for the first Affine; output logits ``(N, output_size)``. Every weight is He
+    initialised, as in the book. Dropout is fnnet's inverted dropout (the identity in evaluation);
+    the last one only scales the training logits, as in the book. To load the book's trained
+    ``deep_convnet_params.pkl``, multiply the last Affine's weights by ``1 - dropout`` (see
+    :class:`fnnet.layers.dropout.Dropout`).
+
+    Args:
+        output_size: number of classes.
+        dropout: drop rate of both Dropout layers (0 = no Dropout layers).
+        hidden: units of the hidden Affine layer (the book's 50).
+        batchnorm: insert a BatchNorm after every convolution and the hidden Affine (before the
+            ReLU); not in the book's network, but it trains faster.
+    """
+    if not (0.0 <= dropout < 1.0):
+        raise ValueError(f"deep_convnet: dropout must be in [0, 1), got {dropout!r}")
+    he = HeNormal()
+    layers: list[Layer] = []
+    for block in DEEP_CONVNET_BLOCKS:
+        for filters, pad in block:
+            layers.append(Conv2D(filters, 3, stride=1, pad=pad, w_init=he))
+            if batchnorm:
+                layers.append(BatchNorm())
+            layers.append(ReLU())
+        layers.append(MaxPool2D(2, stride=2))
+    layers.append(Affine(hidden, w_init=he))
+    if batchnorm:
+        layers.append(BatchNorm())
+    layers.append(ReLU())
+    if dropout > 0:
+        layers.append(Dropout(dropout))
+    layers.append(Affine(output_size, w_init=he))
+    if dropout > 0:
+        layers.append(Dropout(dropout))
     return serial(*layers)
