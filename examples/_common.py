@@ -282,7 +282,7 @@ def draw_overfit(histories: dict[str, History], title: str) -> Callable[[Any], A
             ax.set_title(f"{title}: {name}")
             ax.set_xlabel("epochs")
             ax.set_ylabel("accuracy")
-            ax.set_ylim(0, 1.0)
+            ax.set_ylim(0, 1.02)
             ax.legend(loc="lower right")
         return fig
 
