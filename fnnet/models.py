@@ -22,7 +22,10 @@ ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh":
 
 
 def two_layer_net(hidden_size: int = 50, output_size: int = 10, weight_init_std: float = 0.01) -> Serial:
-    """The book's TwoLayerNet (section 4.5/5.7): ``Affine -> ReLU -> Affine``, weights N(0, std²).
+    """The book's TwoLayerNet of section 5.7: ``Affine -> ReLU -> Affine``, weights N(0, std²).
+
+    (Section 4.5's version uses a sigmoid instead: ``mlp((50,), activation="sigmoid",
+    w_init=Normal(0.01))``.)
 
     Train it with :func:`fnnet.losses.softmax_cross_entropy` (the book's SoftmaxWithLoss).
     Input ``(N, 784)`` (or any ``(N, ...)``, flattened), output logits ``(N, output_size)``.
@@ -113,7 +116,14 @@ DEEP_CONVNET_BLOCKS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
 )
 
 
-def deep_convnet(output_size: int = 10, dropout: float = 0.5, *, hidden: int = 50, batchnorm: bool = False) -> Serial:
+def deep_convnet(
+    output_size: int = 10,
+    dropout: float = 0.5,
+    *,
+    hidden: int = 50,
+    batchnorm: bool = False,
+    blocks: Sequence[Sequence[tuple[int, int]]] = DEEP_CONVNET_BLOCKS,
+) -> Serial:
     """The book's DeepConvNet (section 8.1): six 3x3 convs with ReLU, a 2x2 max pool after every
     second, then ``Affine(50) -> ReLU -> Dropout -> Affine -> Dropout``.
 
@@ -130,12 +140,14 @@ def deep_convnet(output_size: int = 10, dropout: float = 0.5, *, hidden: int = 5
         hidden: units of the hidden Affine layer (the book's 50).
         batchnorm: insert a BatchNorm after every convolution and the hidden Affine (before the
             ReLU); not in the book's network, but it trains faster.
+        blocks: ``(filters, pad)`` of the 3x3 convolutions, grouped into blocks that each end in a
+            2x2 max pool; the default :data:`DEEP_CONVNET_BLOCKS` is the book's.
     """
     if not (0.0 <= dropout < 1.0):
         raise ValueError(f"deep_convnet: dropout must be in [0, 1), got {dropout!r}")
     he = HeNormal()
     layers: list[Layer] = []
-    for block in DEEP_CONVNET_BLOCKS:
+    for block in blocks:
         for filters, pad in block:
             layers.append(Conv2D(filters, 3, stride=1, pad=pad, w_init=he))
             if batchnorm:
