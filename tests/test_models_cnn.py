@@ -186,3 +186,17 @@ def test_models_match_the_conv_layers_directly() -> None:
     h = pool.apply(None, h).reshape(3, -1)
     h = np.maximum(h @ params[3].w + params[3].b, 0)
     np.testing.assert_allclose(model.apply(params, x), h @ params[5].w + params[5].b, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_trains_and_evaluates_the_simple_convnet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``fnnet train --model simple-convnet`` feeds unflattened images; its checkpoint evaluates the same."""
+    from fnnet.cli import MODEL_DEFAULTS, main
+
+    assert MODEL_DEFAULTS["simple-convnet"][1] is False and MODEL_DEFAULTS["deep-convnet"][1] is False
+    out = tmp_path / "run"
+    assert main(["train", "--model", "simple-convnet", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    acc = float(printed.removeprefix("test accuracy "))
+    assert 0.85 < acc <= 1.0  # one epoch of Adam on 8,000 digits
+    assert main(["evaluate", str(out)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == printed
