@@ -33,6 +33,7 @@ CONV_CASES: list[tuple[int, int, int, int, Pair, Pair, Pair]] = [
     (2, 6, 7, 3, (1, 1), (3, 2), (0, 0)),  # 1x1 kernel, uneven strides, rows never read
     (3, 9, 7, 2, (5, 2), (2, 3), (2, 0)),  # odd sizes with strides that leave a remainder
     (1, 5, 8, 2, (2, 4), (1, 2), (1, 0)),  # one channel with stride and padding
+    (2, 6, 5, 2, (3, 3), (2, 2), (3, 3)),  # stride 2 with pad > kernel - 1: dilated dout is cropped
 ]
 
 # (window, stride, pad); stride None means the window
