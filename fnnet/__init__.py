@@ -7,6 +7,7 @@ key. See the README for the book chapter → fnnet name table.
 
 from fnnet import checkpoint, datasets, functions, hparam, initializers, layers, losses, models, optim, tree
 from fnnet.checkpoint import load, save
+from fnnet.functions import identity, log_softmax, relu, sigmoid, softmax, step, tanh
 from fnnet.losses import (
     accuracy,
     binary_cross_entropy_with_logits,
@@ -16,32 +17,24 @@ from fnnet.losses import (
     sum_squared_error,
 )
 from fnnet.optim import adagrad, adam, adamw, apply_updates, chain, momentum, nesterov, rmsprop, sgd
-from fnnet.train import (
-    FitResult,
-    History,
-    NonFiniteLossError,
-    TrainState,
-    evaluate,
-    fit,
-    init_train_state,
-    make_train_step,
-    predict,
-)
-from fnnet.functions import identity, log_softmax, relu, sigmoid, softmax, step, tanh
 from fnnet.layers import (
     EVAL,
     TRAIN,
     Add,
     Affine,
+    AffineParams,
+    AvgPool2D,
     BatchNorm,
     BatchNormParams,
     BatchNormState,
-    Dropout,
-    AffineParams,
+    Conv2D,
+    ConvParams,
     Ctx,
+    Dropout,
     Flatten,
     Identity,
     Layer,
+    MaxPool2D,
     Mul,
     ReLU,
     Residual,
@@ -56,6 +49,17 @@ from fnnet.layers import (
 )
 from fnnet.numerical import GradCheck, check_grads, gradient_descent, numerical_diff, numerical_gradient
 from fnnet.random import Key, fold_in, key, split
+from fnnet.train import (
+    FitResult,
+    History,
+    NonFiniteLossError,
+    TrainState,
+    evaluate,
+    fit,
+    init_train_state,
+    make_train_step,
+    predict,
+)
 from fnnet.tree import (
     tree_astype as astype,
     tree_flatten,
@@ -121,6 +125,10 @@ __all__ = [
     "TRAIN",
     "Add",
     "Affine",
+    "AvgPool2D",
+    "Conv2D",
+    "ConvParams",
+    "MaxPool2D",
     "BatchNorm",
     "BatchNormParams",
     "BatchNormState",

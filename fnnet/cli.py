@@ -45,13 +45,6 @@ OPTIMIZERS: dict[str, Callable[[float], optim.GradientTransformation]] = {
 CHECKPOINT_FILE = "checkpoint.npz"
 
 
-def register_model(
-    name: str, builder: Callable[[], Serial], flat: bool, optimizer: str, lr: float, epochs: int
-) -> None:
-    """Make ``--model name`` available (used by the CNN models)."""
-    MODEL_DEFAULTS[name] = (builder, flat, optimizer, lr, epochs)
-
-
 def _load_data(name: str, flat: bool) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
     return datasets.load_mnist(name, flatten=flat, normalize=True)
 

@@ -2,6 +2,7 @@
 
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
 from fnnet.layers.combinators import Residual, Serial, Summary, residual, serial, summary
+from fnnet.layers.conv import AvgPool2D, Conv2D, ConvParams, MaxPool2D, col2im, im2col
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.norm import BatchNorm, BatchNormParams, BatchNormState
 from fnnet.layers.core import Add, Affine, AffineParams, Flatten, Identity, Mul, ReLU, Sigmoid, Softmax, Tanh
@@ -31,4 +32,10 @@ __all__ = [
     "BatchNormParams",
     "BatchNormState",
     "Dropout",
+    "Conv2D",
+    "ConvParams",
+    "MaxPool2D",
+    "AvgPool2D",
+    "im2col",
+    "col2im",
 ]
