@@ -218,13 +218,21 @@ def _geometry(h: int, w: int, kernel: Pair, stride: Pair, pad: Pair) -> _Patches
     return _Patches(fh, fw, stride[0], stride[1], h + 2 * pad[0], w + 2 * pad[1], pad, (1, 1), oh, ow)
 
 
-def _patch_chunks(src: Array, g: _Patches) -> Iterator[tuple[slice, Array]]:
+def _k_major(c: int) -> bool:
+    """Whether patches of ``c``-channel inputs are stored as ``(K, rows)``: with one channel that
+    copies whole patch rows of OW numbers at a time (channels-last rows hold only FW numbers).
+    Such short ``K`` also gets the bias as an extra column of ones, which costs the GEMM nothing
+    and saves a pass over the output (and gives ``db`` with ``dw``)."""
+    return c == 1
+
+
+def _patch_chunks(src: Array, g: _Patches, ones: bool = False) -> Iterator[tuple[slice, Array]]:
     """Yield ``(rows, col)`` for chunks of the batch: ``col`` is ``(n*OH*OW, FH*FW*C)`` for the samples
-    whose output rows are ``rows``.
+    whose output rows are ``rows`` (with a last column of ones if ``ones``).
 
     ``col`` lives in one scratch buffer reused for every chunk (it is only valid until the next
-    one); it may be stored transposed (``(K, n*OH*OW)`` memory, read through ``.T``), which is the
-    faster copy when there is a single channel.
+    one); it may be stored transposed (``(K, n*OH*OW)`` memory, read through ``.T``), see
+    :func:`_k_major`.
     """
     n_total, h, w, c = src.shape
     p = g.oh * g.ow
@@ -236,14 +244,16 @@ def _patch_chunks(src: Array, g: _Patches) -> Iterator[tuple[slice, Array]]:
     ws_src, ws_buf = _placement(w, g.wb, g.offset[1], g.dilation[1])
     # window views are built once; each chunk slices them (patches[n, oh, ow, i, j, c])
     patches = _windows(src if buf is None else buf, g)
-    # with one channel, the (K, rows) layout copies whole patch rows of OW numbers at a time
-    k_major = c == 1
-    scratch = np.empty((k, chunk * p) if k_major else (chunk * p, k), dtype=src.dtype)
+    k_major = _k_major(c)
+    kk = k + 1 if ones else k
+    scratch = np.empty((kk, chunk * p) if k_major else (chunk * p, kk), dtype=src.dtype)
     if k_major:
-        dst = scratch.reshape(g.fh, g.fw, c, chunk, g.oh, g.ow)
+        scratch[k:] = 1
+        dst = scratch[:k].reshape(g.fh, g.fw, c, chunk, g.oh, g.ow)
         patches = patches.transpose(3, 4, 5, 0, 1, 2)  # (i, j, c, n, oh, ow)
     else:
-        dst = scratch.reshape(chunk, g.oh, g.ow, g.fh, g.fw, c)
+        scratch[:, k:] = 1
+        dst = scratch[:, :k].reshape(chunk, g.oh, g.ow, g.fh, g.fw, c)
     for s in range(0, n_total, chunk):
         e = min(n_total, s + chunk)
         n = e - s
@@ -273,8 +283,13 @@ def _correlate(src: Array, g: _Patches, wmat: Array, b: Array | None) -> Array:
     """
     fn = wmat.shape[1]
     out = np.empty((src.shape[0] * g.oh * g.ow, fn), dtype=src.dtype)
-    b_row = None if b is None else np.tile(b, g.ow)  # one output row (OW pixels x FN): longer add loops
-    for rows, col in _patch_chunks(src, g):
+    ones = False
+    if b is not None and _k_major(src.shape[3]):
+        ones = True
+        wmat = np.concatenate([wmat, b[None, :]])
+    # one output row (OW pixels x FN) of biases: longer add loops than adding b to each pixel
+    b_row = None if b is None or ones else np.tile(b, g.ow)
+    for rows, col in _patch_chunks(src, g, ones):
         o = out[rows]
         np.matmul(col, wmat, out=o)
         if b_row is not None:
@@ -388,11 +403,13 @@ class Conv2D(Layer):
         g = _geometry(h, wd, (fh, fw), self.stride, self.pad)
         d2 = np.ascontiguousarray(_nhwc(dout)).reshape(-1, fn)  # (N*OH*OW, FN); free for our own outputs
         # dw = patches^T @ dout, accumulated over chunks of the batch (patches are rebuilt, not kept)
-        dwmat = np.zeros((fh * fw * c, fn), dtype=dout.dtype)
-        for rows, col in _patch_chunks(_nhwc(x), g):
+        ones = _k_major(c)  # the patches then end with a column of ones, whose row of dw is db
+        dwmat = np.zeros((fh * fw * c + ones, fn), dtype=dout.dtype)
+        for rows, col in _patch_chunks(_nhwc(x), g, ones):
             dwmat += col.T @ d2[rows]
-        dw = np.ascontiguousarray(dwmat.reshape(fh, fw, c, fn).transpose(3, 2, 0, 1))
-        db = np.ones(d2.shape[0], d2.dtype) @ d2  # column sums; BLAS is ~5x faster than sum(axis=0) here
+        dw = np.ascontiguousarray(dwmat[: fh * fw * c].reshape(fh, fw, c, fn).transpose(3, 2, 0, 1))
+        # db = column sums of dout; BLAS is ~5x faster than d2.sum(axis=0) here
+        db = dwmat[-1].copy() if ones else np.ones(d2.shape[0], d2.dtype) @ d2
         if not cache.input_grad:
             return no_input_grad(x.shape, dout.dtype), ConvParams(dw, db)
         # dx[n, y, x, c] = sum_{f,i,j} dout_dilated_padded[n, y + i, x + j, f] * w[f, c, FH-1-i, FW-1-j]:
