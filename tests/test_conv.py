@@ -44,6 +44,7 @@ POOL_CASES: list[tuple[Pair, Pair | None, Pair]] = [
     ((2, 3), (1, 1), (0, 0)),  # stride 1
     ((2, 2), (3, 3), (1, 0)),  # stride larger than the window: cells never read
     ((3, 3), None, (1, 1)),  # non-overlapping with padding
+    ((1, 1), (2, 2), (0, 0)),  # a one-cell window: plain subsampling
 ]
 
 POOL_SHAPES = [(2, 3, 6, 8), (2, 2, 7, 5)]  # even (exact tiling by 2x2) and odd sizes

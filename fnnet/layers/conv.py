@@ -540,11 +540,10 @@ class MaxPool2D(_Pool2D):
             (ph, pw) = self.pad
             xp = _alloc(x, (n, c, h + 2 * ph, w + 2 * pw), -np.inf)
             xp[:, :, ph : ph + h, pw : pw + w] = x
-        windows = self._windows(oh, ow)
-        hs, ws = next(windows)
-        y = xp[:, :, hs, ws].copy(order="K")
-        for hs, ws in windows:
-            np.maximum(y, xp[:, :, hs, ws], out=y)
+        views = [xp[:, :, hs, ws] for hs, ws in self._windows(oh, ow)]
+        y = np.maximum(views[0], views[1]) if len(views) > 1 else views[0].copy(order="K")
+        for v in views[2:]:
+            np.maximum(y, v, out=y)  # y is our own fresh array
         return y, PoolCache(x, y, ctx.input_grad)
 
     def backward(self, params: None, cache: PoolCache, dout: Array) -> tuple[Array, None]:
@@ -631,11 +630,10 @@ class AvgPool2D(_Pool2D):
             (ph, pw) = self.pad
             xp = _alloc(x, (n, c, h + 2 * ph, w + 2 * pw), 0.0)
             xp[:, :, ph : ph + h, pw : pw + w] = x
-        windows = self._windows(oh, ow)
-        hs, ws = next(windows)
-        y = xp[:, :, hs, ws].copy(order="K")
-        for hs, ws in windows:
-            y += xp[:, :, hs, ws]
+        views = [xp[:, :, hs, ws] for hs, ws in self._windows(oh, ow)]
+        y = views[0] + views[1] if len(views) > 1 else views[0].copy(order="K")
+        for v in views[2:]:
+            y += v  # y is our own fresh array
         y *= x.dtype.type(1.0 / math.prod(self.window))
         return y, PoolCache(x, y, ctx.input_grad)
 
