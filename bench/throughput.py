@@ -17,7 +17,6 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable

@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from fnnet._io import atomic_write
 from fnnet._types import Array, Tree
 from fnnet.random import Key
 from fnnet.tree import tree_flatten, tree_paths, tree_unflatten
@@ -194,38 +194,15 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
         raise ValueError(f"{where}: {p}: meta is not JSON-serialisable: {e}") from None
     manifest_bytes = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            # The np.savez layout, written entry by entry: np.savez(f, **entries) would clash with
-            # its own parameter names for leaves at paths such as "file" or "allow_pickle".
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for k, a in zip(keys, arrays):
-                    _write_npy(zf, k, a)
-                _write_npy(zf, _MANIFEST_KEY, manifest_bytes)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(p.parent)
+    def write(f: BinaryIO) -> None:
+        # The np.savez layout, written entry by entry: np.savez(f, **entries) would clash with
+        # its own parameter names for leaves at paths such as "file" or "allow_pickle".
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for k, a in zip(keys, arrays):
+                _write_npy(zf, k, a)
+            _write_npy(zf, _MANIFEST_KEY, manifest_bytes)
 
-
-def _fsync_dir(d: Path) -> None:
-    """Make the rename durable where the platform allows syncing a directory."""
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    atomic_write(p, write)
 
 
 # --------------------------------------------------------------------------------------------

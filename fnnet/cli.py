@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 
 
 from fnnet import checkpoint, datasets, models, optim
+from fnnet._io import atomic_write_bytes
 from fnnet._types import Array
 from fnnet.layers.combinators import Serial, summary
 from fnnet.random import key as make_key
@@ -142,9 +142,7 @@ def _write_outputs(
     checkpoint.save(out / CHECKPOINT_FILE, result.state, meta={"config": config})
     metrics = {"config": config, "test_acc": final["acc"], "test_loss": final["loss"], "wall_seconds": wall,
                "history": result.history.to_json()}
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1))
-    os.replace(tmp, out / "metrics.json")
+    atomic_write_bytes(out / "metrics.json", json.dumps(metrics, indent=1).encode("utf-8"))
     _plot(result.history, out / "learning_curve.png")
 
 

@@ -27,7 +27,6 @@ import gzip
 import hashlib
 import math
 import os
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -36,6 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fnnet._io import atomic_write_bytes
 from fnnet._types import Array
 from fnnet.random import Key
 
@@ -403,22 +403,6 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def download(
     name: str,
     *,
@@ -465,7 +449,7 @@ def download(
             if got != md5:
                 failures.append(f"{url}: MD5 {got}, expected {md5}")
                 continue
-            _write_atomic(dest, data)
+            atomic_write_bytes(dest, data)
             break
         else:
             raise ValueError(f"download: could not get {filename} for {name!r}:\n  " + "\n  ".join(failures))

@@ -47,7 +47,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -59,6 +58,7 @@ from typing import Any, Literal, Union
 import attrs
 import numpy as np
 
+from fnnet._io import atomic_write_bytes
 from fnnet._types import Array
 from fnnet.random import Key, fold_in, split
 from fnnet.random import key as make_key
@@ -494,16 +494,7 @@ class SearchResult:
         """Write :meth:`to_json` to ``path`` atomically (a temporary file, then a rename)."""
         path = Path(path)
         text = json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, text.encode("utf-8"))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SearchResult:

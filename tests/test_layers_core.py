@@ -18,7 +18,7 @@ from fnnet.layers.base import Ctx, Layer
 from fnnet.layers.combinators import residual, serial, summary
 from fnnet.layers.core import Add, Affine, AffineParams, Flatten, Identity, Mul, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.numerical import numerical_gradient
-from fnnet.tree import tree_astype, tree_leaves, tree_paths, tree_size
+from fnnet.tree import tree_astype, tree_leaves, tree_paths
 
 GRAD_TOL = 1e-6  # float64 central differences of smooth functions agree with backprop to ~1e-9
 PROJ_KEY = fnnet.key(777)  # the random projection check_grads differentiates through
