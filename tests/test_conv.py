@@ -313,6 +313,14 @@ def test_conv_forward_errors_name_the_layer_and_say_expected_and_got() -> None:
         small.forward(p, np.zeros((1, 1, 4, 6), np.float32))
 
 
+def test_conv_rejects_params_of_another_kernel() -> None:
+    layer, params = _conv32()
+    with pytest.raises(ValueError, match=r"Conv2D: expected params w of shape \(FN, C, 3, 3\).*got w \(4, 3, 5, 5\)"):
+        layer.forward(Conv2D(4, 5).init(fnnet.key(29), (3, 8, 8))[0], np.zeros((1, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"got w \(4, 3, 3, 3\) and b \(3,\)"):
+        layer.forward(ConvParams(params.w, params.b[:3]), np.zeros((1, 3, 8, 8), np.float32))
+
+
 def test_pipeline_errors_carry_the_layer_index() -> None:
     model = serial(Conv2D(2, 3), ReLU(), MaxPool2D(2))
     params, _ = model.init(fnnet.key(17), (1, 8, 8))

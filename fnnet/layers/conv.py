@@ -369,6 +369,11 @@ class Conv2D(Layer):
             ``(y, cache)`` with ``y`` of shape ``(N, FN, OH, OW)`` (channels-last strides).
         """
         w = params.w
+        if w.ndim != 4 or w.shape[2:] != self.kernel or params.b.shape != (w.shape[0],):
+            raise ValueError(
+                f"{self.name}: expected params w of shape (FN, C, {self.kernel[0]}, {self.kernel[1]}) and b of "
+                f"shape (FN,), got w {w.shape} and b {params.b.shape}"
+            )
         check_rank(self, x, 4, "input (N, C, H, W)")
         if x.shape[1] != w.shape[1]:
             raise ValueError(
@@ -377,7 +382,7 @@ class Conv2D(Layer):
         if x.dtype != w.dtype:
             check_dtype(self, x, w.dtype)
         fn = w.shape[0]
-        g = self._geometry(x.shape[2], x.shape[3], (w.shape[2], w.shape[3]))
+        g = self._geometry(x.shape[2], x.shape[3], self.kernel)
         # columns (i, j, c) match the channels-last patches
         wmat = w.transpose(2, 3, 1, 0).reshape(-1, fn)
         out = _correlate(_nhwc(x), g, wmat, params.b)
