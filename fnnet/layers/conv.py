@@ -17,6 +17,10 @@ faster; three choices do most of the work:
 - **The input gradient as a correlation.** ``dx`` is the stride-1 correlation of ``dout`` (dilated
   by the stride and zero-padded) with the flipped, channel-swapped kernel: another patch GEMM
   instead of a scatter-add ``col2im``.
+
+Pooling takes one strided view per window cell (``x[:, :, i::sh, j::sw]``), so ``max`` is a few
+``np.maximum`` calls and its gradient goes, without fancy indexing, to the first maximal cell of
+each window. Everything stays in the input's dtype; no input array is ever written to.
 """
 
 from __future__ import annotations
