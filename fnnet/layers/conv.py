@@ -287,15 +287,22 @@ def _correlate(src: Array, g: _Patches, wmat: Array, b: Array | None) -> Array:
     """
     fn = wmat.shape[1]
     out = np.empty((src.shape[0] * g.oh * g.ow, fn), dtype=src.dtype)
-    ones = False
-    if b is not None and _k_major(src.shape[3]):
-        ones = True
-        wmat = np.concatenate([wmat, b[None, :]])
+    k_major = _k_major(src.shape[3])
+    if b is not None and k_major:
+        wmat = np.concatenate([wmat, b[None, :]])  # the patches get a column of ones
     # one output row (OW pixels x FN) of biases: longer add loops than adding b to each pixel
-    b_row = None if b is None or ones else np.tile(b, g.ow)
-    for rows, col in _patch_chunks(src, g, ones):
+    b_row = None if b is None or k_major else np.tile(b, g.ow)
+    stage = None
+    for rows, col in _patch_chunks(src, g, ones=b is not None and k_major):
         o = out[rows]
-        np.matmul(col, wmat, out=o)
+        if k_major:
+            # A short-K GEMM mostly writes its output; writing fresh pages from the BLAS threads
+            # costs several times more (they serialise on page faults) than copying them here.
+            stage = np.empty_like(o) if stage is None else stage
+            np.matmul(col, wmat, out=stage[: len(o)])
+            np.copyto(o, stage[: len(o)])
+        else:
+            np.matmul(col, wmat, out=o)
         if b_row is not None:
             o_rows = o.reshape(-1, g.ow * fn)
             o_rows += b_row  # our own fresh output: adding in place touches nobody's array
