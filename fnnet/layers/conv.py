@@ -420,7 +420,7 @@ class Conv2D(Layer):
         d2 = np.ascontiguousarray(_nhwc(dout)).reshape(-1, fn)  # (N*OH*OW, FN); free for our own outputs
         # dw = patches^T @ dout, accumulated over chunks of the batch (patches are rebuilt, not kept)
         ones = _k_major(c)  # the patches then end with a column of ones, whose row of dw is db
-        dwmat = np.zeros((fh * fw * c + ones, fn), dtype=dout.dtype)
+        dwmat = np.zeros((fh * fw * c + int(ones), fn), dtype=dout.dtype)
         for rows, col in _patch_chunks(_nhwc(x), g, ones):
             dwmat += col.T @ d2[rows]
         dw = np.ascontiguousarray(dwmat[: fh * fw * c].reshape(fh, fw, c, fn).transpose(3, 2, 0, 1))
@@ -431,8 +431,10 @@ class Conv2D(Layer):
         # dx[n, y, x, c] = sum_{f,i,j} dout_dilated_padded[n, y + i, x + j, f] * w[f, c, FH-1-i, FW-1-j]:
         # dout with (stride - 1) zeros between its pixels and FH-1-pad zeros around it (a negative
         # amount crops) correlated, stride 1, with the flipped kernel whose channel axes swap roles.
-        gd = _Patches(fh, fw, 1, 1, h + fh - 1, wd + fw - 1, (fh - 1 - g.offset[0], fw - 1 - g.offset[1]),
-                      (self.stride[0], self.stride[1]), h, wd)
+        gd = _Patches(
+            fh=fh, fw=fw, sh=1, sw=1, hb=h + fh - 1, wb=wd + fw - 1,
+            offset=(fh - 1 - self.pad[0], fw - 1 - self.pad[1]), dilation=self.stride, oh=h, ow=wd,
+        )  # fmt: skip
         wflip = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)  # rows (i, j, f)
         dx = _correlate(d2.reshape(n, g.oh, g.ow, fn), gd, wflip, None)
         return _nchw(dx.reshape(n, h, wd, c)), ConvParams(dw, db)
