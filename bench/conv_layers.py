@@ -36,6 +36,7 @@ from fnnet.layers.conv import Conv2D, MaxPool2D
 from fnnet.layers.core import Affine, ReLU
 from fnnet.layers.dropout import Dropout
 from fnnet.random import Key, fold_in, key as make_key
+from fnnet.runtime import keep_heap
 from fnnet.tree import tree_astype, tree_map
 
 BATCH = 100
@@ -44,35 +45,6 @@ IN_SHAPE = (1, 28, 28)
 LEARNING_RATE = 0.01
 ARCHS = ("simple", "deep")
 
-
-
-#: glibc mallopt parameters (malloc.h): M_TRIM_THRESHOLD and M_MMAP_THRESHOLD.
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-
-
-def keep_heap(trim_bytes: int = 1 << 30, mmap_bytes: int = 32 << 20) -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
-
-    By default glibc unmaps large freed blocks and trims the heap, so the next step's arrays are
-    fresh pages that the kernel must fault in and zero (measured here: a third of a SimpleConvNet
-    step). This is a process-wide allocator setting (the same as the environment variables
-    ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_MMAP_THRESHOLD_``); it changes no result.
-
-    Returns:
-        Whether both settings were accepted (False off glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_bytes)) and bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_bytes))
-    except (OSError, AttributeError):
-        return False
 
 def conv_stack(arch: str) -> list[Layer]:
     """The convolution/pooling part of ``arch`` ("simple": the book's SimpleConvNet, ch. 7;

@@ -14,7 +14,7 @@ maths (forward, softmax cross-entropy, backward, SGD). With ``--torch PYTHON`` i
 from __future__ import annotations
 
 import argparse
-import json
+import re
 import statistics
 import subprocess
 import time
@@ -27,6 +27,7 @@ import numpy as np
 import fnnet
 from fnnet import models
 from fnnet.optim import sgd
+from fnnet.runtime import keep_heap
 from fnnet.train import TrainState, init_train_state, make_train_step
 
 BATCH = 100
@@ -113,15 +114,16 @@ def numpy_two_layer_step() -> Callable[[], object]:
     return run
 
 
-def torch_rate(python: str, name: str, repeats: int) -> list[float]:
-    """Run bench/torch_reference.py under ``python`` and return its per-block samples/s."""
+def torch_rate(python: str, name: str, repeats: int, keep: bool) -> float:
+    """Run bench/torch_reference.py under ``python``; its median samples/s for ``name``."""
     script = Path(__file__).with_name("torch_reference.py")
-    proc = subprocess.run(
-        [python, str(script), "--model", name, "--repeats", str(repeats), "--json"],
-        capture_output=True, text=True, check=True,
-    )
-    rates: list[float] = json.loads(proc.stdout.strip().splitlines()[-1])["rates"]
-    return rates
+    arch = {"simple-convnet": "simple", "deep-convnet": "deep"}[name]
+    cmd = [python, str(script), "--arch", arch, "--repeats", str(repeats)] + (["--keep-heap"] if keep else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"median\s+([0-9.]+) samples/s", out)
+    if match is None:
+        raise SystemExit(f"could not read torch_reference.py output:\n{out}")
+    return float(match.group(1))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,7 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--block", type=int, default=0, help="steps per timed block (default by model)")
     ap.add_argument("--torch", default=None, help="python of a venv with torch==2.13.0, for the comparison")
+    ap.add_argument("--keep-heap", action="store_true", help="glibc keeps freed memory (fnnet.runtime.keep_heap), "
+                    "in this process and the PyTorch one")
     args = ap.parse_args(argv)
+    if args.keep_heap and not keep_heap():
+        print("--keep-heap: mallopt not available; default allocator")
     block = args.block or {"two-layer-net": 200, "simple-convnet": 10, "deep-convnet": 3}[args.model]
 
     rows: dict[str, list[float]] = {}
@@ -142,10 +148,11 @@ def main(argv: list[str] | None = None) -> None:
         rows.setdefault("fnnet", []).extend(_time(fn, 1, block))
         if ref is not None:
             rows.setdefault("plain NumPy", []).extend(_time(ref, 1, block))
-    if args.torch:
-        rows["PyTorch 2.13 CPU"] = torch_rate(args.torch, args.model, args.repeats)
     med = {k: statistics.median(v) for k, v in rows.items()}
-    print(f"model {args.model}, batch {BATCH}, float32, median of {args.repeats} blocks")
+    if args.torch and args.model != "two-layer-net":
+        med["PyTorch 2.13 CPU"] = torch_rate(args.torch, args.model, args.repeats, args.keep_heap)
+    heap = "keep-heap" if args.keep_heap else "default allocator"
+    print(f"model {args.model}, batch {BATCH}, float32, median of {args.repeats} blocks, {heap}")
     for k, v in med.items():
         print(f"  {k:<18} {v:>12,.0f} samples/s")
     print(f"  fnnet peak memory of one step: {_peak_mb(fn):.1f} MB (tracemalloc)")

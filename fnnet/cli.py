@@ -21,6 +21,7 @@ from fnnet._io import atomic_write_bytes
 from fnnet._types import Array
 from fnnet.layers.combinators import Serial, summary
 from fnnet.random import key as make_key
+from fnnet.runtime import keep_heap
 from fnnet.train import FitResult, History, NonFiniteLossError, evaluate, fit
 
 #: ``--model`` name -> (builder, flat input?, default optimizer, default lr, default epochs).
@@ -90,6 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"fnnet: {e}", file=sys.stderr)
         return 2
+    keep_heap()  # an application setting: reuse freed memory across steps (see fnnet.runtime)
     model = builder()
     in_shape = tuple(int(s) for s in x_train.shape[1:])
 

@@ -109,7 +109,8 @@ class ReLU(_Elementwise):
     def backward(self, params: None, cache: Array, dout: Array) -> tuple[Array, None]:
         if dout.shape != cache.shape:
             check_dout(self, dout, cache.shape)
-        return np.where(cache > 0, dout, dout.dtype.type(0)), None
+        # A multiply by the boolean mask is several times faster than np.where on large arrays.
+        return dout * (cache > 0), None
 
 
 @attrs.frozen
