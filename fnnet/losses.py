@@ -197,7 +197,7 @@ def softmax_cross_entropy(logits: Array, t: Any) -> tuple[float, Array]:
     s = e.sum(axis=-1, keepdims=True)
     log_s = np.log(s)
     if labels:
-        at = _label_index(ta)
+        at = (np.arange(n), ta) if x.ndim == 2 else _label_index(ta)  # 2-D: the common, cheaper index
         loss = (float(log_s.sum()) - float(z[at].sum())) / n
         grad = e * ((1.0 / n) / s)  # p / N, in a fresh array of x's dtype
         grad[at] -= 1.0 / n

@@ -14,7 +14,7 @@ record (a NamedTuple of arrays, or ``None`` when it has none):
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import numpy as np
@@ -55,6 +55,10 @@ class Layer(abc.ABC):
     """Base class of every layer (and of pipelines, which are layers too)."""
 
     __slots__ = ()
+
+    #: Whether ``forward`` draws random numbers from ``ctx.key``. Pipelines derive a per-layer key
+    #: (``fold_in(ctx.key, i)``) only for layers that set this, keeping the step cheap.
+    uses_key: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -117,7 +121,11 @@ def check_dout(layer: Layer, dout: Array, shape: tuple[int, ...]) -> None:
 
 def no_input_grad(x_shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
     """A read-only zero array standing in for an input gradient nobody asked for."""
-    return np.broadcast_to(np.zeros((), dtype=dtype), x_shape)
+    zero = np.zeros((), dtype=dtype)
+    # A zero-strided view of one zero: costs no memory; built directly (np.broadcast_to is slower).
+    out: Array = np.ndarray(x_shape, dtype=dtype, buffer=zero, strides=(0,) * len(x_shape))
+    out.flags.writeable = False
+    return out
 
 
 def positive_int(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:

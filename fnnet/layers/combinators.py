@@ -45,6 +45,11 @@ class Serial(Layer):
 
     layers: tuple[Layer, ...] = attrs.field(converter=_as_tuple, validator=_check_layers)
 
+    @property
+    def uses_key(self) -> bool:  # type: ignore[override]
+        """True if any of the layers draws random numbers."""
+        return any(layer.uses_key for layer in self.layers)
+
     def init(self, key: Key, in_shape: Shape) -> tuple[tuple[Any, ...], Shape]:
         params = []
         shape = tuple(in_shape)
@@ -78,7 +83,7 @@ class Serial(Layer):
         for i, layer in enumerate(self.layers):
             sub = Ctx(
                 ctx.train,
-                None if ctx.key is None else fold_in(ctx.key, i),
+                None if ctx.key is None or not layer.uses_key else fold_in(ctx.key, i),
                 None if states is None else states[i],
                 ctx.input_grad or i > 0,
             )
@@ -118,6 +123,11 @@ class Residual(Layer):
     """``y = f(x) + x`` for a layer ``f`` that keeps the shape; params and state are ``f``'s."""
 
     inner: Layer
+
+    @property
+    def uses_key(self) -> bool:  # type: ignore[override]
+        """True if the inner layer draws random numbers."""
+        return self.inner.uses_key
 
     def init(self, key: Key, in_shape: Shape) -> tuple[Any, Shape]:
         p, out = self.inner.init(key, in_shape)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import attrs
 import numpy as np
@@ -50,6 +50,7 @@ class Dropout(Layer):
     """
 
     rate: float = attrs.field(default=0.5, validator=_rate)
+    uses_key: ClassVar[bool] = True
 
     def init(self, key: Key, in_shape: Shape) -> tuple[None, Shape]:
         """No parameters; the output shape is ``in_shape``."""
