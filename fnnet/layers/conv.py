@@ -472,13 +472,27 @@ def _alloc(like: Array, shape: tuple[int, int, int, int], fill: float | None) ->
     return np.empty(shape, like.dtype) if fill is None else np.full(shape, fill, like.dtype)
 
 
+@attrs.frozen
 class _Pool2D(Layer):
-    """Shared shape logic of the pooling layers: windows ``(wh, ww)`` moved by ``stride``."""
+    """Shared fields and shape logic of the pooling layers: windows ``(wh, ww)`` moved by ``stride``."""
 
-    __slots__ = ()
-    window: Pair
-    stride: Pair | None
-    pad: Pair
+    window: Pair = attrs.field(converter=_pair, validator=_positive_pair)
+    stride: Pair | None = attrs.field(default=None, converter=attrs.converters.optional(_pair),
+                                      validator=attrs.validators.optional(_positive_pair))
+    pad: Pair = attrs.field(default=(0, 0), converter=_pair, validator=_nonneg_pair)
+
+    def __attrs_post_init__(self) -> None:
+        _check_pool_pad(self)
+
+    def _padded(self, x: Array, fill: float) -> Array:
+        """``x`` with ``pad`` cells of ``fill`` around H and W (``x`` itself when there is no pad)."""
+        if self.pad == (0, 0):
+            return x
+        n, c, h, w = x.shape
+        ph, pw = self.pad
+        xp = _alloc(x, (n, c, h + 2 * ph, w + 2 * pw), fill)
+        xp[:, :, ph : ph + h, pw : pw + w] = x
+        return xp
 
     @property
     def strides(self) -> Pair:
@@ -534,14 +548,6 @@ class MaxPool2D(_Pool2D):
         pad: an int or pair.
     """
 
-    window: Pair = attrs.field(converter=_pair, validator=_positive_pair)
-    stride: Pair | None = attrs.field(default=None, converter=attrs.converters.optional(_pair),
-                                      validator=attrs.validators.optional(_positive_pair))
-    pad: Pair = attrs.field(default=(0, 0), converter=_pair, validator=_nonneg_pair)
-
-    def __attrs_post_init__(self) -> None:
-        _check_pool_pad(self)
-
     def forward(self, params: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, PoolCache]:
         """Maximum over each window.
 
@@ -553,11 +559,7 @@ class MaxPool2D(_Pool2D):
         """
         oh, ow = self._check(x)
         n, c, h, w = x.shape
-        xp = x
-        if self.pad != (0, 0):
-            (ph, pw) = self.pad
-            xp = _alloc(x, (n, c, h + 2 * ph, w + 2 * pw), -np.inf)
-            xp[:, :, ph : ph + h, pw : pw + w] = x
+        xp = self._padded(x, -np.inf)
         views = [xp[:, :, hs, ws] for hs, ws in self._windows(oh, ow)]
         y = np.maximum(views[0], views[1]) if len(views) > 1 else views[0].copy(order="K")
         for v in views[2:]:
@@ -624,14 +626,6 @@ class AvgPool2D(_Pool2D):
         pad: an int or pair.
     """
 
-    window: Pair = attrs.field(converter=_pair, validator=_positive_pair)
-    stride: Pair | None = attrs.field(default=None, converter=attrs.converters.optional(_pair),
-                                      validator=attrs.validators.optional(_positive_pair))
-    pad: Pair = attrs.field(default=(0, 0), converter=_pair, validator=_nonneg_pair)
-
-    def __attrs_post_init__(self) -> None:
-        _check_pool_pad(self)
-
     def forward(self, params: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, PoolCache]:
         """Mean over each window.
 
@@ -643,11 +637,7 @@ class AvgPool2D(_Pool2D):
         """
         oh, ow = self._check(x)
         n, c, h, w = x.shape
-        xp = x
-        if self.pad != (0, 0):
-            (ph, pw) = self.pad
-            xp = _alloc(x, (n, c, h + 2 * ph, w + 2 * pw), 0.0)
-            xp[:, :, ph : ph + h, pw : pw + w] = x
+        xp = self._padded(x, 0.0)
         views = [xp[:, :, hs, ws] for hs, ws in self._windows(oh, ow)]
         y = views[0] + views[1] if len(views) > 1 else views[0].copy(order="K")
         for v in views[2:]:
