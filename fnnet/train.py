@@ -236,6 +236,7 @@ def fit(
     key: Key,
     epochs: int,
     batch_size: int = 100,
+    drop_last: bool = False,
     loss: LossFn = softmax_cross_entropy,
     state: TrainState | None = None,
     history: History | None = None,
@@ -255,6 +256,8 @@ def fit(
         train: ``(x, t)`` with ``x`` of shape ``(N, *in_shape)`` and labels ``(N,)`` or one-hot.
         key: the one seed of the run. Params are initialised from ``split(key)[0]``; the shuffle of
             epoch ``e`` uses ``fold_in(shuffle_key, e)`` and step ``s`` uses ``fold_in(step_key, s)``.
+        batch_size: samples per step; ``drop_last`` skips an epoch's final short batch (useful
+            with BatchNorm, which cannot normalise a batch of one).
         epochs: total epochs to reach; when resuming from ``state`` (whose ``epoch`` counts the
             epochs already done), only the remaining ones run.
         state, history: resume from these (e.g. loaded with :func:`fnnet.load`).
@@ -279,13 +282,15 @@ def fit(
         state = init_train_state(model, optimizer, init_key, tuple(x.shape[1:]))
     hist = history if history is not None else History()
     step = make_train_step(model, loss, optimizer, weight_decay=weight_decay, decay_mask=decay_mask)
-    steps_per_epoch = math.ceil(len(x) / batch_size)
+    steps_per_epoch = len(x) // batch_size if drop_last else math.ceil(len(x) / batch_size)
     bar = Progress(epochs, steps_per_epoch, progress)
 
     for epoch in range(int(state.epoch), epochs):
         t0 = time.perf_counter()
         losses: list[float] = []
-        for i, (xb, tb) in enumerate(batches(fold_in(shuffle_key, epoch), x, t, batch_size)):
+        for i, (xb, tb) in enumerate(
+            batches(fold_in(shuffle_key, epoch), x, t, batch_size, drop_last=drop_last)
+        ):
             try:
                 state, m = step(state, xb, tb, fold_in(step_key, int(state.step)))
             except NonFiniteLossError as e:

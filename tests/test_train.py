@@ -160,3 +160,13 @@ def test_progress_modes(mode: str) -> None:
 def test_progress_rejects_unknown_mode() -> None:
     with pytest.raises(ValueError, match="mode"):
         Progress(1, 1, "fancy")
+
+
+def test_drop_last_skips_the_short_batch_that_batchnorm_cannot_take() -> None:
+    x, t = _blobs(41)  # 41 = 2 * 20 + 1: the last batch would hold one sample
+    model = models.mlp((8,), 3, batchnorm=True)
+    with pytest.raises(ValueError, match="BatchNorm"):
+        fit(model, sgd(0.1), (x, t), key=fnnet.key(0), epochs=1, batch_size=20, progress="quiet")
+    res = fit(model, sgd(0.1), (x, t), key=fnnet.key(0), epochs=2, batch_size=20, drop_last=True,
+              progress="quiet")
+    assert len(res.history.step_loss) == 4 and int(res.state.step) == 4
