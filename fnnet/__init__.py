@@ -5,7 +5,7 @@ Layers are immutable records with ``init(key, in_shape)``, ``forward(params, x, 
 key. See the README for the book chapter → fnnet name table.
 """
 
-from fnnet import checkpoint, datasets, functions, hparam, initializers, layers, losses, models, optim, tree
+from fnnet import checkpoint, datasets, functions, hparam, initializers, layers, losses, models, optim, parallel, tree
 from fnnet.checkpoint import load, save
 from fnnet.functions import identity, log_softmax, relu, sigmoid, softmax, step, tanh
 from fnnet.losses import (
@@ -87,6 +87,7 @@ __all__ = [
     "losses",
     "models",
     "optim",
+    "parallel",
     "tree",
     "load",
     "save",

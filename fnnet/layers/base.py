@@ -60,6 +60,18 @@ class Layer(abc.ABC):
     #: (``fold_in(ctx.key, i)``) only for layers that set this, keeping the step cheap.
     uses_key: ClassVar[bool] = False
 
+    #: Whether, in training, one sample's output depends on the other samples of the batch
+    #: (BatchNorm's batch statistics). A train step splits the batch into shards that run on
+    #: separate cores only for layers that leave this False.
+    couples_batch: ClassVar[bool] = False
+
+    #: Whether splitting a training batch across threads pays for this layer: its work per
+    #: sample far exceeds its parameter count (a convolution reuses each weight at every output
+    #: pixel), so the weight gradient every shard computes and the sum of those are cheap next to
+    #: the work shared out. For fully connected layers they are not (the gradient is as large as
+    #: the work). A train step splits its batch by default when some layer says so.
+    splits_well: ClassVar[bool] = False
+
     @property
     def name(self) -> str:
         """The layer's kind, used in error messages and summaries."""

@@ -50,6 +50,16 @@ class Serial(Layer):
         """True if any of the layers draws random numbers."""
         return any(layer.uses_key for layer in self.layers)
 
+    @property
+    def couples_batch(self) -> bool:  # type: ignore[override]
+        """True if any of the layers mixes samples of a batch in training."""
+        return any(layer.couples_batch for layer in self.layers)
+
+    @property
+    def splits_well(self) -> bool:  # type: ignore[override]
+        """True if any of the layers gains from splitting the batch across threads."""
+        return any(layer.splits_well for layer in self.layers)
+
     def init(self, key: Key, in_shape: Shape) -> tuple[tuple[Any, ...], Shape]:
         params = []
         shape = tuple(in_shape)
@@ -128,6 +138,16 @@ class Residual(Layer):
     def uses_key(self) -> bool:  # type: ignore[override]
         """True if the inner layer draws random numbers."""
         return self.inner.uses_key
+
+    @property
+    def couples_batch(self) -> bool:  # type: ignore[override]
+        """True if the inner layer mixes samples of a batch in training."""
+        return self.inner.couples_batch
+
+    @property
+    def splits_well(self) -> bool:  # type: ignore[override]
+        """True if the inner layer gains from splitting the batch across threads."""
+        return self.inner.splits_well
 
     def init(self, key: Key, in_shape: Shape) -> tuple[Any, Shape]:
         p, out = self.inner.init(key, in_shape)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import attrs
 import numpy as np
@@ -338,6 +338,8 @@ class Conv2D(Layer):
         stride, pad: an int or an ``(along H, along W)`` pair.
         w_init, b_init: initialisers (He normal and zeros by default); ``fan_in = C*FH*FW``.
     """
+
+    splits_well: ClassVar[bool] = True  # each weight is used at every output pixel
 
     out_channels: int = attrs.field(validator=positive_int)
     kernel: Pair = attrs.field(converter=_pair, validator=_positive_pair)

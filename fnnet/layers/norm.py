@@ -9,7 +9,7 @@ sees them and nothing is mutated.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import attrs
 import numpy as np
@@ -113,6 +113,8 @@ class BatchNorm(Layer):
         momentum: weight of the old running statistics, in ``[0, 1)``.
         eps: added to the variance before the square root, ``> 0`` (default :data:`DEFAULT_EPS`).
     """
+
+    couples_batch: ClassVar[bool] = True  # batch statistics: a train step never splits its batch
 
     momentum: float = attrs.field(default=0.9, validator=_momentum)
     eps: float = attrs.field(default=DEFAULT_EPS, validator=_eps)

@@ -1,0 +1,305 @@
+"""Data parallelism: shard arithmetic, the thread runner, BLAS thread control and sharded train steps."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fnnet
+from fnnet import models, parallel
+from fnnet.layers import Affine, BatchNorm, Conv2D, Dropout, Flatten, ReLU, residual, serial
+from fnnet.optim import sgd
+from fnnet.train import (
+    DEFAULT_SHARDS,
+    NonFiniteLossError,
+    TrainState,
+    evaluate,
+    fit,
+    init_train_state,
+    make_train_step,
+    predict,
+)
+from fnnet.tree import tree_leaves, tree_map
+
+
+@given(st.integers(0, 300), st.integers(1, 9))
+def test_shard_slices_cover_the_batch_in_balanced_contiguous_runs(n: int, shards: int) -> None:
+    parts = parallel.shard_slices(n, shards)
+    assert len(parts) == min(n, shards)
+    covered = [i for s in parts for i in range(s.start, s.stop)]
+    assert covered == list(range(n))
+    sizes = [s.stop - s.start for s in parts]
+    if sizes:
+        assert max(sizes) - min(sizes) <= 1
+        assert sizes == sorted(sizes, reverse=True)
+        assert min(sizes) >= 1
+
+
+def test_shard_slices_rejects_zero_shards() -> None:
+    with pytest.raises(ValueError, match="shards must be positive"):
+        parallel.shard_slices(10, 0)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_run_shards_keeps_order(threads: int) -> None:
+    items = list(range(11))
+    assert parallel.run_shards(lambda i: i * i, items, threads) == [i * i for i in items]
+    assert parallel.run_shards(lambda i: i, [], threads) == []
+
+
+def test_run_shards_runs_items_concurrently() -> None:
+    # Each item waits for the other at a barrier: this only returns if both run at once.
+    barrier = threading.Barrier(2, timeout=10)
+    assert parallel.run_shards(lambda i: (barrier.wait(), i)[1], [0, 1], 2) == [0, 1]
+
+
+def test_run_shards_with_one_thread_stays_in_the_caller() -> None:
+    me = threading.get_ident()
+    assert parallel.run_shards(lambda _: threading.get_ident(), [0, 1, 2], 1) == [me, me, me]
+
+
+def test_run_shards_raises_after_every_run_finished() -> None:
+    finished: list[int] = []
+
+    def work(i: int) -> int:
+        if i == 1:
+            raise RuntimeError("shard 1 failed")
+        finished.append(i)
+        return i
+
+    with pytest.raises(RuntimeError, match="shard 1 failed"):
+        parallel.run_shards(work, [0, 1, 2, 3], 2)
+    # runs: items (0, 1) in the caller, (2, 3) in a worker, which finishes before the error is raised
+    assert sorted(finished) == [0, 2, 3]
+    with pytest.raises(ValueError, match="threads must be positive"):
+        parallel.run_shards(work, [0], 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="NumPy's bundled OpenBLAS is looked up on Linux")
+def test_blas_thread_count_is_found_and_restored() -> None:
+    before = parallel.blas_threads()
+    assert before is not None and before >= 1
+    with parallel.single_threaded_blas() as ok:
+        assert ok
+        assert parallel.blas_threads() == 1
+        with parallel.single_threaded_blas():  # nested
+            assert parallel.blas_threads() == 1
+        assert parallel.blas_threads() == 1  # the inner exit does not restore early
+    assert parallel.blas_threads() == before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="NumPy's bundled OpenBLAS is looked up on Linux")
+def test_blas_thread_count_restored_after_concurrent_users_and_errors() -> None:
+    before = parallel.blas_threads()
+    inside: list[int | None] = []
+    barrier = threading.Barrier(2, timeout=10)
+
+    def user(_: int) -> None:
+        with parallel.single_threaded_blas():
+            barrier.wait()
+            inside.append(parallel.blas_threads())
+            barrier.wait()
+
+    parallel.run_shards(user, [0, 1], 2)
+    assert inside == [1, 1]
+    with pytest.raises(KeyError):
+        with parallel.single_threaded_blas():
+            raise KeyError("boom")
+    assert parallel.blas_threads() == before
+
+
+def test_default_threads_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(parallel.THREADS_ENV, "3")
+    assert parallel.default_threads() == 3
+    monkeypatch.setenv(parallel.THREADS_ENV, "zero")
+    with pytest.raises(ValueError, match="FNNET_NUM_THREADS must be a positive integer"):
+        parallel.default_threads()
+    monkeypatch.setenv(parallel.THREADS_ENV, "0")
+    with pytest.raises(ValueError, match="FNNET_NUM_THREADS"):
+        parallel.default_threads()
+    monkeypatch.delenv(parallel.THREADS_ENV)
+    assert 1 <= parallel.default_threads() <= parallel.available_cores()
+
+
+def _child_runs_shards(queue: Any) -> None:
+    queue.put(parallel.run_shards(lambda i: i + 1, [0, 1, 2, 3], 2))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork start method")
+def test_thread_pool_works_in_a_forked_child() -> None:
+    parallel.run_shards(lambda i: i, [0, 1], 2)  # the parent's pool exists before the fork
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child_runs_shards, args=(queue,))
+    proc.start()
+    try:
+        assert queue.get(timeout=60) == [1, 2, 3, 4]
+    finally:
+        proc.join(60)
+    assert proc.exitcode == 0
+
+
+# --- layer flags ------------------------------------------------------------------------------
+
+
+def test_layer_flags_propagate_through_pipelines() -> None:
+    assert Conv2D(4, 3).splits_well and not Conv2D(4, 3).couples_batch
+    assert not Affine(3).splits_well
+    assert BatchNorm().couples_batch
+    conv_net = serial(Conv2D(4, 3), ReLU(), Flatten(), Affine(10))
+    assert conv_net.splits_well and not conv_net.couples_batch
+    assert residual(serial(Conv2D(2, 3, pad=1))).splits_well
+    assert serial(conv_net, BatchNorm()).couples_batch
+    assert residual(BatchNorm()).couples_batch
+    assert not models.two_layer_net().splits_well
+
+
+# --- sharded train steps ------------------------------------------------------------------------
+
+
+def _conv_setup(dtype: Any = np.float64, n: int = 7) -> tuple[fnnet.Serial, TrainState, np.ndarray, np.ndarray]:
+    model = serial(Conv2D(3, 3, pad=1), ReLU(), Flatten(), Affine(5))
+    g = fnnet.key(5).generator()
+    x = g.standard_normal((n, 2, 6, 6)).astype(dtype)
+    t = g.integers(0, 5, n)
+    state = init_train_state(model, sgd(0.1), fnnet.key(0), (2, 6, 6))
+    return model, fnnet.astype(state, dtype), x, t
+
+
+def _leaves_equal(a: Any, b: Any) -> bool:
+    return all(np.array_equal(u, v) for u, v in zip(tree_leaves(a), tree_leaves(b)))
+
+
+def test_sharded_step_matches_unsharded_to_rounding() -> None:
+    model, state, x, t = _conv_setup()
+    one, m1 = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
+    for shards in (2, 3, 7, 20):
+        many, m2 = make_train_step(model, optimizer=sgd(0.1), shards=shards)(state, x, t, None)
+        assert m2.loss == pytest.approx(m1.loss, rel=1e-12)
+        for a, b in zip(tree_leaves(many.params), tree_leaves(one.params)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+        assert int(many.step) == 1
+
+
+def test_threads_change_speed_not_bits() -> None:
+    model, state, x, t = _conv_setup(np.float32, n=40)
+    results = []
+    for threads in (1, 2, 4):
+        step = make_train_step(model, optimizer=sgd(0.1), shards=4, threads=threads)
+        s, m = state, None
+        for _ in range(3):
+            s, m = step(s, x, t, None)
+        results.append((s, m))
+    for s, m in results[1:]:
+        assert m is not None and results[0][1] is not None and m.loss == results[0][1].loss
+        assert _leaves_equal(s.params, results[0][0].params)
+
+
+def test_default_shards_follow_the_model() -> None:
+    model, state, x, t = _conv_setup()
+    default, _ = make_train_step(model, optimizer=sgd(0.1))(state, x, t, None)
+    explicit, _ = make_train_step(model, optimizer=sgd(0.1), shards=DEFAULT_SHARDS)(state, x, t, None)
+    single, _ = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
+    assert _leaves_equal(default.params, explicit.params)
+    assert not _leaves_equal(default.params, single.params)  # rounding differs: it really split
+    mlp = models.two_layer_net(8, 4, 3)
+    ms = init_train_state(mlp, sgd(0.1), fnnet.key(0), (8,))
+    xm, tm = x.reshape(7, -1)[:, :8].astype(np.float32), t % 3
+    d, _ = make_train_step(mlp, optimizer=sgd(0.1))(ms, xm, tm, None)
+    s1, _ = make_train_step(mlp, optimizer=sgd(0.1), shards=1)(ms, xm, tm, None)
+    assert _leaves_equal(d.params, s1.params)  # fully connected: not split by default
+
+
+def test_sharded_step_with_dropout_and_weight_decay_is_reproducible() -> None:
+    model = serial(Conv2D(3, 3), ReLU(), Flatten(), Dropout(0.5), Affine(4))
+    g = fnnet.key(9).generator()
+    x, t = g.standard_normal((10, 1, 5, 5)), g.integers(0, 4, 10)
+    state = fnnet.astype(init_train_state(model, sgd(0.1), fnnet.key(1), (1, 5, 5)), np.float64)
+    step = make_train_step(model, optimizer=sgd(0.1), shards=2, weight_decay=0.1)
+    a, ma = step(state, x, t, fnnet.key(3))
+    b, mb = step(state, x, t, fnnet.key(3))
+    c, _ = step(state, x, t, fnnet.key(4))
+    assert ma.loss == mb.loss and _leaves_equal(a.params, b.params)
+    assert not _leaves_equal(a.params, c.params)  # the key drives the masks
+    # the L2 term is counted once, not once per shard
+    plain, mp = make_train_step(model, optimizer=sgd(0.1), shards=2)(state, x, t, fnnet.key(3))
+    w = [leaf for leaf in tree_leaves(state.params) if leaf.ndim >= 2]
+    assert ma.loss - mp.loss == pytest.approx(0.05 * sum(float(np.sum(v * v)) for v in w), rel=1e-9)
+
+
+def test_batch_coupled_models_are_not_split() -> None:
+    model = serial(Conv2D(3, 3), BatchNorm(), ReLU(), Flatten(), Affine(4))
+    with pytest.raises(ValueError, match="shards=2 splits the batch.*BatchNorm"):
+        make_train_step(model, optimizer=sgd(0.1), shards=2)
+    g = fnnet.key(2).generator()
+    x, t = g.standard_normal((6, 1, 5, 5)).astype(np.float32), g.integers(0, 4, 6)
+    state = init_train_state(model, sgd(0.1), fnnet.key(0), (1, 5, 5))
+    auto, _ = make_train_step(model, optimizer=sgd(0.1))(state, x, t, None)
+    one, _ = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
+    assert _leaves_equal(auto.params, one.params) and _leaves_equal(auto.model_state, one.model_state)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_bad_shards_and_threads_are_refused(bad: Any) -> None:
+    model = models.simple_convnet()
+    with pytest.raises(ValueError, match="shards must be a positive int"):
+        make_train_step(model, optimizer=sgd(0.1), shards=bad)
+    with pytest.raises(ValueError, match="threads must be a positive int"):
+        make_train_step(model, optimizer=sgd(0.1), threads=bad)
+
+
+def test_sharded_step_raises_non_finite_loss_with_the_input_state() -> None:
+    model, state, x, t = _conv_setup()
+    bad = x.copy()
+    bad[-1, 0, 0, 0] = np.nan  # in the last shard only
+    with pytest.raises(NonFiniteLossError) as err:
+        make_train_step(model, optimizer=sgd(0.1), shards=2)(state, bad, t, None)
+    assert err.value.state is state
+
+
+def test_sharded_step_batches_smaller_than_the_shard_count() -> None:
+    model, state, x, t = _conv_setup()
+    single, _ = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x[:1], t[:1], None)
+    split, _ = make_train_step(model, optimizer=sgd(0.1), shards=4)(state, x[:1], t[:1], None)
+    assert _leaves_equal(single.params, split.params)  # one sample: one shard, same arithmetic
+
+
+def test_sharded_step_leaves_its_inputs_alone() -> None:
+    model, state, x, t = _conv_setup(np.float32, n=9)
+    copies = tree_map(np.copy, state), x.copy(), t.copy()
+    make_train_step(model, optimizer=sgd(0.1), shards=3, threads=2)(state, x, t, None)
+    assert _leaves_equal(state, copies[0]) and np.array_equal(x, copies[1]) and np.array_equal(t, copies[2])
+
+
+def test_evaluate_and_predict_do_not_depend_on_threads() -> None:
+    model, state, x, t = _conv_setup(np.float32, n=23)
+    ys = [predict(model, state.params, x, batch_size=4, threads=k) for k in (1, 2, 5)]
+    assert ys[0].shape == (23, 5)
+    assert all(np.array_equal(ys[0], y) for y in ys[1:])
+    evs = [evaluate(model, state.params, x, t, batch_size=4, threads=k) for k in (1, 3)]
+    assert evs[0] == evs[1]
+    with pytest.raises(ValueError, match="threads must be a positive int"):
+        predict(model, state.params, x, threads=0)
+    with pytest.raises(ValueError, match="x has 23 samples but t has 22"):
+        evaluate(model, state.params, x, t[:-1])
+
+
+def test_fit_results_do_not_depend_on_threads() -> None:
+    model = serial(Conv2D(2, 3), ReLU(), Flatten(), Affine(3))
+    g = fnnet.key(4).generator()
+    x, t = g.standard_normal((30, 1, 6, 6)).astype(np.float32), g.integers(0, 3, 30)
+    runs = [
+        fit(model, sgd(0.05), (x, t), key=fnnet.key(0), epochs=2, batch_size=8, progress="quiet", threads=k)
+        for k in (1, 2)
+    ]
+    assert runs[0].history.step_loss == runs[1].history.step_loss
+    no_time = [[{k: v for k, v in e.items() if k != "time"} for e in r.history.epochs] for r in runs]
+    assert no_time[0] == no_time[1] and "train_acc" in no_time[0][0]
+    assert _leaves_equal(runs[0].state.params, runs[1].state.params)
