@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", type=Path, default=None, help="directory for checkpoint, metrics.json and plot")
     tr.add_argument("--quiet", action="store_true", help="print only the final accuracy")
+    tr.add_argument("--threads", type=int, default=None,
+                    help="worker threads (default: the cores, or $FNNET_NUM_THREADS); changes speed, not results")
     ev = sub.add_parser("evaluate", help="report a checkpoint's accuracy")
     ev.add_argument("checkpoint", type=Path, help="a checkpoint.npz written by fnnet train --out, or its directory")
     ev.add_argument("--data", default="mnist-small")
@@ -86,6 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SystemExit(f"fnnet: --epochs must be at least 1, got {epochs}")
     if args.seed < 0:
         raise SystemExit(f"fnnet: --seed must be non-negative, got {args.seed}")
+    if args.threads is not None:
+        _positive("threads", args.threads)
     try:
         (x_train, t_train), (x_test, t_test) = _load_data(args.data, flat)
     except (FileNotFoundError, ValueError) as e:
@@ -114,12 +118,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             test=(x_test, t_test),
             eval_sample=2000,
             progress="quiet" if args.quiet else "auto",
+            threads=args.threads,
         )
     except NonFiniteLossError as e:
         print(f"fnnet: training stopped: {e}", file=sys.stderr)
         return 3
     wall = time.perf_counter() - t0
-    final = evaluate(model, result.state.params, x_test, t_test, state=result.state.model_state)
+    final = evaluate(model, result.state.params, x_test, t_test, state=result.state.model_state, threads=args.threads)
     if args.out is not None:
         _write_outputs(args, result, final, in_shape, opt_name, lr, epochs, wall)
     say(f"trained in {wall:.1f}s")

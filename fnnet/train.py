@@ -26,8 +26,9 @@ from fnnet.datasets import batches
 from fnnet.layers.base import EVAL, Ctx, Layer
 from fnnet.losses import accuracy, softmax_cross_entropy
 from fnnet.optim import GradientTransformation, apply_updates, l2_penalty
+from fnnet.parallel import default_threads, run_shards, shard_slices, single_threaded_blas
 from fnnet.random import Key, fold_in, split
-from fnnet.tree import tree_map
+from fnnet.tree import tree_leaves, tree_map
 
 __all__ = [
     "LossFn",
@@ -48,6 +49,11 @@ LossFn = Callable[[Array, Any], tuple[float, Array]]
 
 # Key streams: fit's key is split once into a shuffling stream and a per-step stream (Dropout).
 _SHUFFLE, _STEP = 0, 1
+
+#: Shards of a training batch by default, for models that gain from splitting (``splits_well``,
+#: e.g. any with a convolution) and have no batch-coupled layer: a fixed number, so results do
+#: not depend on the machine; threads only decide how many run at once.
+DEFAULT_SHARDS = 2
 
 
 class TrainState(NamedTuple):
@@ -98,6 +104,29 @@ def _counter(n: int) -> Array:
     return np.array(n, dtype=np.int64)
 
 
+def _positive(fn: str, name: str, value: Any) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _shard_count(model: Layer, shards: int | None, fn: str) -> int:
+    """The number of shards a training batch is split into (see :func:`make_train_step`)."""
+    if shards is None:
+        return DEFAULT_SHARDS if model.splits_well and not model.couples_batch else 1
+    n = _positive(fn, "shards", shards)
+    if n > 1 and model.couples_batch:
+        raise ValueError(
+            f"{fn}: shards={n} splits the batch, but {model.name} has a layer whose training output depends on "
+            "the whole batch (BatchNorm's batch statistics); use shards=1"
+        )
+    return n
+
+
+def _thread_count(threads: int | None, fn: str) -> int:
+    return default_threads() if threads is None else _positive(fn, "threads", threads)
+
+
 def make_train_step(
     model: Layer,
     loss: LossFn = softmax_cross_entropy,
@@ -105,6 +134,8 @@ def make_train_step(
     *,
     weight_decay: float = 0.0,
     decay_mask: Any = None,
+    shards: int | None = None,
+    threads: int | None = None,
 ) -> Callable[[TrainState, Array, Any, Key | None], tuple[TrainState, StepMetrics]]:
     """Build the pure training step ``step(state, x, t, key) -> (new_state, metrics)``.
 
@@ -115,6 +146,18 @@ def make_train_step(
         weight_decay: the book's coupled L2 coefficient λ: adds ``0.5·λ·ΣW²`` to the loss and
             ``λ·W`` to the gradient of every leaf selected by ``decay_mask`` (default: weights with
             ndim >= 2, not biases or BatchNorm scale/shift).
+        shards: split each batch into this many contiguous shards of rows, whose forward and
+            backward passes run on separate threads; the loss is computed once on the joined
+            outputs (so any loss works) and the shards' gradients are summed in order. Default
+            :data:`DEFAULT_SHARDS` (2) when the model gains from it (``model.splits_well``: it has
+            a convolution), else 1: for fully connected networks each shard's weight gradient
+            costs more than the split saves. A model with a batch-coupled layer
+            (``model.couples_batch``, e.g. BatchNorm) takes only 1; more raises ``ValueError``.
+            With more than one shard, BLAS runs single-threaded inside the step and shard ``i``
+            gets the key ``fold_in(key, i)``. The shard count is part of the arithmetic: results
+            agree across shard counts to rounding, and bit for bit for the same count.
+        threads: shards run at most this many at a time; results do not depend on it. Default
+            :func:`fnnet.parallel.default_threads` (the cores, or ``$FNNET_NUM_THREADS``).
     Returns:
         ``step(state, x, t, key)`` for a batch ``x`` of shape ``(N, *in_shape)`` and targets ``t``;
         ``key`` drives Dropout (may be ``None`` for models without randomness). Raises
@@ -124,16 +167,54 @@ def make_train_step(
         raise ValueError("make_train_step: an optimizer is required, e.g. fnnet.optim.sgd(0.1)")
     if not (weight_decay >= 0 and math.isfinite(weight_decay)):
         raise ValueError(f"make_train_step: weight_decay must be >= 0, got {weight_decay!r}")
+    n_shards = _shard_count(model, shards, "make_train_step")
+    n_threads = _thread_count(threads, "make_train_step")
     update = optimizer.update
 
     def step(state: TrainState, x: Array, t: Any, key: Key | None = None) -> tuple[TrainState, StepMetrics]:
         params = state.params
-        ctx = Ctx(True, key, state.model_state, False)  # input_grad=False: nobody needs dL/dx
-        y, cache = model.forward(params, x, ctx)
+        penalty, dpen = l2_penalty(params, weight_decay, decay_mask) if weight_decay else (0.0, None)
+        parts = shard_slices(len(x), n_shards) if n_shards > 1 else []
+        if len(parts) > 1 and tree_leaves(state.model_state):
+            raise ValueError(
+                "make_train_step: the model carries state, which shards cannot update consistently; "
+                "mark its stateful layers couples_batch = True or use shards=1"
+            )
+        if len(parts) <= 1:
+            ctx = Ctx(True, key, state.model_state, False)  # input_grad=False: nobody needs dL/dx
+            y, cache = model.forward(params, x, ctx)
+            value, dy = _loss(state, y, t, penalty)
+            _, grads = model.backward(params, cache, dy)
+            new_model_state = model.new_state(cache)
+        else:
+            with single_threaded_blas():
+                outs = run_shards(
+                    lambda i: model.forward(
+                        params, x[parts[i]], Ctx(True, None if key is None else fold_in(key, i), state.model_state, False)
+                    ),
+                    range(len(parts)),
+                    n_threads,
+                )
+                y = np.concatenate([o[0] for o in outs])
+                value, dy = _loss(state, y, t, penalty)
+                shard_grads = run_shards(
+                    lambda i: model.backward(params, outs[i][1], dy[parts[i]])[1], range(len(parts)), n_threads
+                )
+            grads = shard_grads[0]
+            for g in shard_grads[1:]:
+                grads = tree_map(operator.add, grads, g)
+            new_model_state = model.new_state(outs[0][1])
+        if dpen is not None:
+            grads = tree_map(operator.add, grads, dpen)
+        updates, opt_state = update(grads, state.opt_state, params)
+        new = TrainState(
+            apply_updates(params, updates), opt_state, new_model_state, _counter(int(state.step) + 1), state.epoch
+        )
+        return new, StepMetrics(value)
+
+    def _loss(state: TrainState, y: Array, t: Any, penalty: float) -> tuple[float, Array]:
         value, dy = loss(y, t)
-        if weight_decay:
-            penalty, dpen = l2_penalty(params, weight_decay, decay_mask)
-            value += penalty
+        value += penalty
         if not math.isfinite(value):
             raise NonFiniteLossError(
                 f"non-finite loss {value} at step {int(state.step)} (epoch {int(state.epoch)}); "
@@ -141,24 +222,34 @@ def make_train_step(
                 int(state.step),
                 state,
             )
-        _, grads = model.backward(params, cache, dy)
-        if weight_decay:
-            grads = tree_map(operator.add, grads, dpen)
-        updates, opt_state = update(grads, state.opt_state, params)
-        new = TrainState(
-            apply_updates(params, updates), opt_state, model.new_state(cache), _counter(int(state.step) + 1), state.epoch
-        )
-        return new, StepMetrics(value)
+        return value, dy
 
     return step
 
 
-def predict(model: Layer, params: Tree, x: Array, *, state: Tree = None, batch_size: int = 1000) -> Array:
-    """Evaluation-mode outputs for ``x`` (``(N, *in_shape)``), computed in batches; shape ``(N, *out)``."""
-    if batch_size < 1:
-        raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
+def _eval_batches(
+    model: Layer, params: Tree, x: Array, state: Tree, batch_size: int, threads: int | None, fn: str
+) -> list[tuple[slice, Array]]:
+    """Evaluation-mode outputs of consecutive batches, spread over threads; ``[(rows, y), ...]``."""
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"{fn}: batch_size must be a positive int, got {batch_size!r}")
+    n_threads = _thread_count(threads, fn)
     ctx = EVAL if state is None else Ctx(False, None, state, True)
-    outs = [model.forward(params, x[i : i + batch_size], ctx)[0] for i in range(0, len(x), batch_size)]
+    rows = [slice(i, min(i + batch_size, len(x))) for i in range(0, len(x), batch_size)]
+    with single_threaded_blas():
+        ys = run_shards(lambda r: model.forward(params, x[r], ctx)[0], rows, n_threads)
+    return list(zip(rows, ys))
+
+
+def predict(
+    model: Layer, params: Tree, x: Array, *, state: Tree = None, batch_size: int = 1000, threads: int | None = None
+) -> Array:
+    """Evaluation-mode outputs for ``x`` (``(N, *in_shape)``), computed in batches; shape ``(N, *out)``.
+
+    Batches run on up to ``threads`` threads (default :func:`fnnet.parallel.default_threads`),
+    each with single-threaded BLAS; the result does not depend on ``threads``.
+    """
+    outs = [y for _, y in _eval_batches(model, params, x, state, batch_size, threads, "predict")]
     return np.concatenate(outs) if outs else np.zeros((0,))
 
 
@@ -171,8 +262,11 @@ def evaluate(
     state: Tree = None,
     loss: LossFn = softmax_cross_entropy,
     batch_size: int = 1000,
+    threads: int | None = None,
 ) -> dict[str, float]:
     """Mean loss and accuracy of ``model`` in evaluation mode on ``(x, t)``.
+
+    Batches run as in :func:`predict`; the result does not depend on ``threads``.
 
     Returns:
         ``{"loss": ..., "acc": ...}``.
@@ -180,12 +274,12 @@ def evaluate(
     total, correct, n = 0.0, 0.0, len(x)
     if n == 0:
         raise ValueError("evaluate: empty data set")
-    ctx = EVAL if state is None else Ctx(False, None, state, True)
-    for i in range(0, n, batch_size):
-        xb, tb = x[i : i + batch_size], t[i : i + batch_size]
-        y = model.forward(params, xb, ctx)[0]
-        total += loss(y, tb)[0] * len(xb)
-        correct += accuracy(y, tb) * len(xb)
+    if len(t) != n:
+        raise ValueError(f"evaluate: x has {n} samples but t has {len(t)}")
+    for rows, y in _eval_batches(model, params, x, state, batch_size, threads, "evaluate"):
+        tb = t[rows]
+        total += loss(y, tb)[0] * len(tb)
+        correct += accuracy(y, tb) * len(tb)
     return {"loss": total / n, "acc": correct / n}
 
 
@@ -248,6 +342,8 @@ def fit(
     decay_mask: Any = None,
     progress: str = "auto",
     on_epoch: Callable[[TrainState, History], None] | None = None,
+    shards: int | None = None,
+    threads: int | None = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs of shuffled mini-batches.
 
@@ -266,6 +362,9 @@ def fit(
         weight_decay, decay_mask: the book's coupled L2 (see :func:`make_train_step`).
         progress: ``"auto"``, ``"bar"``, ``"lines"`` or ``"quiet"``.
         on_epoch: called with the state and history after each epoch (e.g. to checkpoint).
+        shards, threads: how each batch is split across threads (see :func:`make_train_step`);
+            ``threads`` also runs the evaluation batches in parallel. Only ``shards`` changes
+            results.
     Returns:
         A :class:`FitResult` with the final state and the history. On a NaN/inf loss raises
         :class:`NonFiniteLossError` whose ``state``/``history`` are the last good ones.
@@ -281,7 +380,9 @@ def fit(
     if state is None:
         state = init_train_state(model, optimizer, init_key, tuple(x.shape[1:]))
     hist = history if history is not None else History()
-    step = make_train_step(model, loss, optimizer, weight_decay=weight_decay, decay_mask=decay_mask)
+    step = make_train_step(
+        model, loss, optimizer, weight_decay=weight_decay, decay_mask=decay_mask, shards=shards, threads=threads
+    )
     steps_per_epoch = len(x) // batch_size if drop_last else math.ceil(len(x) / batch_size)
     bar = Progress(epochs, steps_per_epoch, progress)
 
@@ -305,9 +406,9 @@ def fit(
         for j, (name, data) in enumerate(sets):
             if data is not None:
                 xs, ts = _sample(fold_in(ek, j), data[0], data[1], eval_sample)
-                metrics[f"{name}_acc"] = evaluate(model, state.params, xs, ts, state=state.model_state, loss=loss)[
-                    "acc"
-                ]
+                metrics[f"{name}_acc"] = evaluate(
+                    model, state.params, xs, ts, state=state.model_state, loss=loss, threads=threads
+                )["acc"]
         metrics["time"] = time.perf_counter() - t0
         hist = History(hist.step_loss + tuple(losses), hist.epochs + (metrics,))
         bar.epoch(epoch, {k: v for k, v in metrics.items() if k != "time"})
