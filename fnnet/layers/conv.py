@@ -36,6 +36,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from fnnet._types import Array, Shape
 from fnnet.initializers import HeNormal, Initializer, Zeros
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, check_rank, no_input_grad, positive_int
+from fnnet.parallel import blas_threads
 from fnnet.random import Key, split
 
 __all__ = [
@@ -293,11 +294,13 @@ def _correlate(src: Array, g: _Patches, wmat: Array, b: Array | None) -> Array:
     # one output row (OW pixels x FN) of biases: longer add loops than adding b to each pixel
     b_row = None if b is None or k_major else np.tile(b, g.ow)
     stage = None
+    # A short-K GEMM mostly writes its output; writing fresh pages from several BLAS threads costs
+    # several times more (they serialise on page faults) than copying them here from a staging
+    # buffer. A single-threaded BLAS (as inside a sharded train step) writes them directly.
+    staged = k_major and blas_threads() != 1
     for rows, col in _patch_chunks(src, g, ones=b is not None and k_major):
         o = out[rows]
-        if k_major:
-            # A short-K GEMM mostly writes its output; writing fresh pages from the BLAS threads
-            # costs several times more (they serialise on page faults) than copying them here.
+        if staged:
             stage = np.empty_like(o) if stage is None else stage
             np.matmul(col, wmat, out=stage[: len(o)])
             np.copyto(o, stage[: len(o)])
