@@ -7,14 +7,16 @@ Reports the median train-step samples/s at batch 100 in float32 over ``--repeats
 the peak memory of one step (tracemalloc: NumPy reports its array allocations to it), and ratios
 measured in this one run. For ``two-layer-net`` the reference is a plain-NumPy step of the same
 maths (forward, softmax cross-entropy, backward, SGD). With ``--torch PYTHON`` it also runs
-``bench/torch_reference.py`` under that interpreter (a separate virtual environment with
-``torch==2.13.0``; torch is never a dependency of fnnet) and prints fnnet / PyTorch.
+``bench/torch_reference.py --serve`` under that interpreter (a separate virtual environment with
+``torch==2.13.0``; torch is never a dependency of fnnet), alternating its timed blocks with
+fnnet's, and prints fnnet / PyTorch. fnnet's step uses its defaults: the convolutional models
+split each batch into 2 shards on ``fnnet.parallel.default_threads()`` threads; PyTorch uses
+2 threads.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import subprocess
 import time
@@ -114,16 +116,36 @@ def numpy_two_layer_step() -> Callable[[], object]:
     return run
 
 
-def torch_rate(python: str, name: str, repeats: int, keep: bool) -> float:
-    """Run bench/torch_reference.py under ``python``; its median samples/s for ``name``."""
-    script = Path(__file__).with_name("torch_reference.py")
-    arch = {"simple-convnet": "simple", "deep-convnet": "deep"}[name]
-    cmd = [python, str(script), "--arch", arch, "--repeats", str(repeats)] + (["--keep-heap"] if keep else [])
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"median\s+([0-9.]+) samples/s", out)
-    if match is None:
-        raise SystemExit(f"could not read torch_reference.py output:\n{out}")
-    return float(match.group(1))
+class TorchReference:
+    """``bench/torch_reference.py --serve`` under another interpreter: a PyTorch train step that
+    times a block of steps whenever asked, so its blocks interleave with fnnet's."""
+
+    def __init__(self, python: str, name: str, keep: bool):
+        script = Path(__file__).with_name("torch_reference.py")
+        arch = {"simple-convnet": "simple", "deep-convnet": "deep"}[name]
+        cmd = [python, str(script), "--arch", arch, "--serve"] + (["--keep-heap"] if keep else [])
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.banner = self._line()  # "torch 2.13.0, threads 2, ..."
+        self._line()  # "ready" after the warm-up
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"torch_reference.py stopped (exit code {self.proc.wait()})")
+        return line.strip()
+
+    def block(self, steps: int) -> float:
+        """Samples/s of ``steps`` PyTorch train steps."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{steps}\n")
+        self.proc.stdin.flush()
+        return float(self._line())
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -143,14 +165,18 @@ def main(argv: list[str] | None = None) -> None:
     rows: dict[str, list[float]] = {}
     fn = fnnet_step(args.model)
     ref = numpy_two_layer_step() if args.model == "two-layer-net" else None
+    torch = TorchReference(args.torch, args.model, args.keep_heap) if args.torch and ref is None else None
     # Interleave the measurements so machine noise hits both alike.
     for _ in range(args.repeats):
         rows.setdefault("fnnet", []).extend(_time(fn, 1, block))
         if ref is not None:
             rows.setdefault("plain NumPy", []).extend(_time(ref, 1, block))
+        if torch is not None:
+            rows.setdefault("PyTorch 2.13 CPU", []).append(torch.block(block))
+    if torch is not None:
+        print(torch.banner)
+        torch.close()
     med = {k: statistics.median(v) for k, v in rows.items()}
-    if args.torch and args.model != "two-layer-net":
-        med["PyTorch 2.13 CPU"] = torch_rate(args.torch, args.model, args.repeats, args.keep_heap)
     heap = "keep-heap" if args.keep_heap else "default allocator"
     print(f"model {args.model}, batch {BATCH}, float32, median of {args.repeats} blocks, {heap}")
     for k, v in med.items():

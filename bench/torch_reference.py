@@ -20,8 +20,6 @@ N_CLASSES = 10
 IN_SHAPE = (1, 28, 28)
 LEARNING_RATE = 0.01
 
-
-
 #: glibc mallopt parameters (malloc.h): M_TRIM_THRESHOLD and M_MMAP_THRESHOLD.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -49,6 +47,7 @@ def keep_heap(trim_bytes: int = 1 << 30, mmap_bytes: int = 32 << 20) -> bool:
         return bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_bytes)) and bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_bytes))
     except (OSError, AttributeError):
         return False
+
 
 def build(arch: str) -> Any:
     """The architecture ``arch`` ("simple" or "deep") as a ``torch.nn.Sequential``."""
@@ -90,8 +89,8 @@ def build(arch: str) -> Any:
     raise ValueError(f"unknown architecture {arch!r}; expected 'simple' or 'deep'")
 
 
-def time_step(arch: str, repeats: int, steps: int, warmup: int, seed: int) -> list[float]:
-    """Samples/s of ``repeats`` timed runs of ``steps`` train steps each (after ``warmup`` steps)."""
+def make_step(arch: str, seed: int) -> Any:
+    """A closure running one train step of ``arch`` on a fixed random batch."""
     import torch  # type: ignore[import-not-found, unused-ignore]
 
     torch.manual_seed(seed)
@@ -108,15 +107,39 @@ def time_step(arch: str, repeats: int, steps: int, warmup: int, seed: int) -> li
         loss.backward()
         opt.step()
 
+    return step
+
+
+def time_block(step: Any, steps: int) -> float:
+    """Samples/s of ``steps`` consecutive calls of ``step``."""
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return BATCH * steps / (time.perf_counter() - t0)
+
+
+def serve(arch: str, warmup: int, seed: int) -> None:
+    """Answer each line ``STEPS`` on stdin with the samples/s of that many steps (until EOF).
+
+    Lets ``bench/throughput.py`` interleave PyTorch blocks with its own, so that machine noise
+    hits both alike.
+    """
+    import sys
+
+    step = make_step(arch, seed)
     for _ in range(warmup):
         step()
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        rates.append(BATCH * steps / (time.perf_counter() - t0))
-    return rates
+    print("ready", flush=True)
+    for line in sys.stdin:
+        print(f"{time_block(step, int(line)):.1f}", flush=True)
+
+
+def time_step(arch: str, repeats: int, steps: int, warmup: int, seed: int) -> list[float]:
+    """Samples/s of ``repeats`` timed runs of ``steps`` train steps each (after ``warmup`` steps)."""
+    step = make_step(arch, seed)
+    for _ in range(warmup):
+        step()
+    return [time_block(step, steps) for _ in range(repeats)]
 
 
 def main() -> None:
@@ -128,6 +151,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--serve", action="store_true", help="time blocks on request (one arch; see serve)")
     parser.add_argument(
         "--keep-heap", action="store_true", help="set glibc malloc to keep freed memory (see keep_heap)"
     )
@@ -139,6 +163,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH}, float32")
+    if args.serve:
+        if args.arch == "both":
+            parser.error("--serve needs --arch simple or --arch deep")
+        serve(args.arch, args.warmup, args.seed)
+        return
     archs = ("simple", "deep") if args.arch == "both" else (args.arch,)
     for arch in archs:
         rates = time_step(arch, args.repeats, args.steps, args.warmup, args.seed)
