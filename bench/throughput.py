@@ -17,8 +17,10 @@ split each batch into 2 shards on ``fnnet.parallel.default_threads()`` threads; 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -182,6 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     for k, v in med.items():
         print(f"  {k:<18} {v:>12,.0f} samples/s")
     print(f"  fnnet peak memory of one step: {_peak_mb(fn):.1f} MB (tracemalloc)")
+    if sys.platform.startswith("linux"):  # ru_maxrss is in KiB there
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"  fnnet process peak RSS: {rss:.0f} MB (interpreter, NumPy and data included)")
     for k, v in med.items():
         if k != "fnnet":
             print(f"ratio fnnet / {k}: {med['fnnet'] / v:.2f}")
