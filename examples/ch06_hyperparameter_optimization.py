@@ -11,7 +11,8 @@ Dask cluster with ``--scheduler tcp://host:8786`` (needs ``pip install 'dask[dis
 The last line reads ``best val_acc <v> lr <lr> weight_decay <wd>``.
 
 One BLAS thread per process. Unless you set them, the script sets ``OPENBLAS_NUM_THREADS``,
-``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` to 1 before NumPy loads, for two reasons: these small
+``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` to 1 before NumPy loads (and ``FNNET_NUM_THREADS`` to 1,
+so fnnet's evaluation does not add threads of its own in each worker), for two reasons: these small
 matrix products run several times faster on one thread than on several (measured on 2 cores: 30
 trials took 72 s with OpenBLAS's default 2 threads and 12 s with 1; a 2-process pool of 2-thread
 workers took 306 s, of 1-thread workers 7 s), and Dask starts its workers with one thread, so
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "FNNET_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # before NumPy is imported (see the module docstring)
 
 import argparse

@@ -21,6 +21,7 @@ from fnnet._io import atomic_write_bytes
 from fnnet._types import Array
 from fnnet.layers.combinators import Serial, summary
 from fnnet.random import key as make_key
+from fnnet.parallel import default_threads
 from fnnet.runtime import keep_heap
 from fnnet.train import FitResult, History, NonFiniteLossError, evaluate, fit
 
@@ -91,6 +92,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.threads is not None:
         _positive("threads", args.threads)
     try:
+        threads = args.threads if args.threads is not None else default_threads()
+    except ValueError as e:  # a bad $FNNET_NUM_THREADS
+        print(f"fnnet: {e}", file=sys.stderr)
+        return 2
+    try:
         (x_train, t_train), (x_test, t_test) = _load_data(args.data, flat)
     except (FileNotFoundError, ValueError) as e:
         print(f"fnnet: {e}", file=sys.stderr)
@@ -118,13 +124,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             test=(x_test, t_test),
             eval_sample=2000,
             progress="quiet" if args.quiet else "auto",
-            threads=args.threads,
+            threads=threads,
         )
     except NonFiniteLossError as e:
         print(f"fnnet: training stopped: {e}", file=sys.stderr)
         return 3
     wall = time.perf_counter() - t0
-    final = evaluate(model, result.state.params, x_test, t_test, state=result.state.model_state, threads=args.threads)
+    final = evaluate(model, result.state.params, x_test, t_test, state=result.state.model_state, threads=threads)
     if args.out is not None:
         _write_outputs(args, result, final, in_shape, opt_name, lr, epochs, wall)
     say(f"trained in {wall:.1f}s")

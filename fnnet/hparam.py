@@ -37,6 +37,8 @@ pool, run every process with the same setting, preferably 1: set ``OPENBLAS_NUM_
 (and ``OMP_``/``MKL_NUM_THREADS``) before NumPy is imported. For these small MLPs one thread is
 also several times faster than several, and oversubscribing cores with multi-threaded workers
 is far slower still (see ``examples/ch06_hyperparameter_optimization.py`` for measurements).
+In pool workers also set ``FNNET_NUM_THREADS=1``: fnnet otherwise spreads evaluation batches
+(and the shards of convolutional models) over threads in every worker; that changes speed only.
 
 fnnet itself never imports Dask. The executors pickle the objective and the trial arguments to ship
 them to workers (that is their transport); results are saved as JSON, never pickled.

@@ -45,6 +45,22 @@ def test_train_is_reproducible(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[0] == lines[1]
 
 
+def test_threads_change_nothing_but_speed(capsys: pytest.CaptureFixture[str]) -> None:
+    lines = []
+    for threads in ("1", "2"):
+        assert main(["train", "--epochs", "1", "--seed", "2", "--quiet", "--threads", threads]) == 0
+        lines.append(_last_line(capsys.readouterr().out))
+    assert lines[0] == lines[1]
+
+
+def test_bad_thread_environment_fails_clearly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FNNET_NUM_THREADS", "many")
+    assert main(["train", "--epochs", "1", "--quiet"]) == 2
+    assert "FNNET_NUM_THREADS must be a positive integer" in capsys.readouterr().err
+
+
 def test_train_shows_progress_and_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--epochs", "1", "--optimizer", "adam", "--lr", "0.001"]) == 0
     captured = capsys.readouterr()
@@ -58,6 +74,8 @@ def test_bad_arguments_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixtur
         main(["train", "--lr", "-1"])
     with pytest.raises(SystemExit, match="--epochs"):
         main(["train", "--epochs", "0"])
+    with pytest.raises(SystemExit, match="--threads must be positive"):
+        main(["train", "--threads", "0"])
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--quiet"]) == 2
     assert "nowhere" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "missing.npz")]) == 2
