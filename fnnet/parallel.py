@@ -209,6 +209,7 @@ class _Pool:
 
 
 _pool = _Pool()
+_in_worker = threading.local()  # .flag: this thread is running a run of run_shards for a caller
 
 
 def run_shards(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
@@ -216,19 +217,28 @@ def run_shards(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R
 
     Items are dealt into ``threads`` runs of consecutive items; the calling thread does the first
     run itself. Results keep the order of ``items``. An exception from any item is raised after
-    every run has finished.
+    every run has finished. Called from inside another ``run_shards`` item running on a pool
+    thread, it runs the items one after another (nested waits on one pool could deadlock).
     """
     if threads < 1:
         raise ValueError(f"run_shards: threads must be positive, got {threads}")
     runs = [range(s.start, s.stop) for s in shard_slices(len(items), threads)]
-    if len(runs) <= 1:
+    if len(runs) <= 1 or getattr(_in_worker, "flag", False):
+        # A worker that asked the pool for more help could wait on work queued behind itself.
         return [fn(item) for item in items]
 
     def do(run: range) -> list[R]:
         return [fn(items[i]) for i in run]
 
+    def work(run: range) -> list[R]:
+        _in_worker.flag = True
+        try:
+            return do(run)
+        finally:
+            _in_worker.flag = False
+
     pool = _pool.get(len(runs) - 1)
-    futures = [pool.submit(do, run) for run in runs[1:]]
+    futures = [pool.submit(work, run) for run in runs[1:]]
     try:
         first = do(runs[0])
     finally:

@@ -60,6 +60,19 @@ def test_run_shards_runs_items_concurrently() -> None:
     assert parallel.run_shards(lambda i: (barrier.wait(), i)[1], [0, 1], 2) == [0, 1]
 
 
+def test_nested_run_shards_finish() -> None:
+    # Items that themselves split their work: a pool thread must not wait on work queued behind it.
+    def outer(i: int) -> list[int]:
+        return parallel.run_shards(lambda j: 10 * i + j, [0, 1, 2], 2)
+
+    got: list[list[list[int]]] = []
+    runner = threading.Thread(target=lambda: got.append(parallel.run_shards(outer, [0, 1, 2, 3], 2)), daemon=True)
+    runner.start()
+    runner.join(60)  # a deadlock would hang here; fail instead
+    assert not runner.is_alive(), "nested run_shards deadlocked"
+    assert got == [[[10 * i + j for j in range(3)] for i in range(4)]]
+
+
 def test_run_shards_with_one_thread_stays_in_the_caller() -> None:
     me = threading.get_ident()
     assert parallel.run_shards(lambda _: threading.get_ident(), [0, 1, 2], 1) == [me, me, me]
