@@ -31,6 +31,7 @@ from typing import TypeVar
 import numpy as np
 
 __all__ = [
+    "Shards",
     "available_cores",
     "blas_threads",
     "default_threads",
@@ -247,3 +248,21 @@ def run_shards(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R
         if err is not None:
             raise err
     return first + [r for f in futures for r in f.result()]
+
+
+class Shards:
+    """A batch split into ``count`` shards of rows, run on up to ``threads`` threads.
+
+    Handed to :meth:`fnnet.layers.base.Layer.forward_shards`, so that a layer needing the whole
+    batch can still do its per-shard work in parallel.
+    """
+
+    __slots__ = ("count", "threads")
+
+    def __init__(self, count: int, threads: int):
+        self.count = count
+        self.threads = threads
+
+    def map(self, fn: Callable[[int], R]) -> list[R]:
+        """``[fn(0), ..., fn(count - 1)]``, computed on the threads (see :func:`run_shards`)."""
+        return run_shards(fn, range(self.count), self.threads)

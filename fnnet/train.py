@@ -21,9 +21,11 @@ import attrs
 import numpy as np
 
 from fnnet._progress import Progress
+from fnnet._sharded import SegmentedSerial
 from fnnet._types import Array, Shape, Tree
 from fnnet.datasets import batches
 from fnnet.layers.base import EVAL, Ctx, Layer
+from fnnet.layers.combinators import Serial
 from fnnet.losses import accuracy, softmax_cross_entropy
 from fnnet.optim import GradientTransformation, apply_updates, l2_penalty
 from fnnet.parallel import default_threads, run_shards, shard_slices, single_threaded_blas
@@ -112,13 +114,15 @@ def _positive(fn: str, name: str, value: Any) -> int:
 
 def _shard_count(model: Layer, shards: int | None, fn: str) -> int:
     """The number of shards a training batch is split into (see :func:`make_train_step`)."""
+    segmentable = not model.couples_batch or isinstance(model, Serial)
     if shards is None:
-        return DEFAULT_SHARDS if model.splits_well and not model.couples_batch else 1
+        return DEFAULT_SHARDS if model.splits_well and segmentable else 1
     n = _positive(fn, "shards", shards)
-    if n > 1 and model.couples_batch:
+    if n > 1 and not segmentable:
         raise ValueError(
             f"{fn}: shards={n} splits the batch, but {model.name} has a layer whose training output depends on "
-            "the whole batch (BatchNorm's batch statistics); use shards=1"
+            "the whole batch (BatchNorm's batch statistics) and is not a serial pipeline whose other layers "
+            "could run on shards; use shards=1"
         )
     return n
 
@@ -151,8 +155,10 @@ def make_train_step(
             outputs (so any loss works) and the shards' gradients are summed in order. Default
             :data:`DEFAULT_SHARDS` (2) when the model gains from it (``model.splits_well``: it has
             a convolution), else 1: for fully connected networks each shard's weight gradient
-            costs more than the split saves. A model with a batch-coupled layer
-            (``model.couples_batch``, e.g. BatchNorm) takes only 1; more raises ``ValueError``.
+            costs more than the split saves. In a ``serial`` pipeline, layers that need the whole
+            batch (``couples_batch``, e.g. BatchNorm) run once on the joined shards, so their
+            batch statistics are the full batch's; any other model with such a layer takes only
+            1 shard (more raises ``ValueError``).
             With more than one shard, BLAS runs single-threaded inside the step and shard ``i``
             gets the key ``fold_in(key, i)``. The shard count is part of the arithmetic: results
             agree across shard counts to rounding, and bit for bit for the same count.
@@ -170,17 +176,26 @@ def make_train_step(
     n_shards = _shard_count(model, shards, "make_train_step")
     n_threads = _thread_count(threads, "make_train_step")
     update = optimizer.update
+    # a pipeline with batch-coupled layers runs them on the joined batch, the rest on shards
+    segmented = SegmentedSerial(model) if n_shards > 1 and model.couples_batch and isinstance(model, Serial) else None
 
     def step(state: TrainState, x: Array, t: Any, key: Key | None = None) -> tuple[TrainState, StepMetrics]:
         params = state.params
         penalty, dpen = l2_penalty(params, weight_decay, decay_mask) if weight_decay else (0.0, None)
         parts = shard_slices(len(x), n_shards) if n_shards > 1 else []
-        if len(parts) > 1 and tree_leaves(state.model_state):
+        if len(parts) > 1 and segmented is None and tree_leaves(state.model_state):
             raise ValueError(
                 "make_train_step: the model carries state, which shards cannot update consistently; "
                 "mark its stateful layers couples_batch = True or use shards=1"
             )
-        if len(parts) <= 1:
+        if len(parts) > 1 and segmented is not None:
+            ctx = Ctx(True, key, state.model_state, False)
+            with single_threaded_blas():
+                y, seg_cache = segmented.forward(params, x, ctx, parts, n_threads)
+                value, dy = _loss(state, y, t, penalty)
+                grads = segmented.backward(params, seg_cache, dy, n_threads)
+            new_model_state = segmented.new_state(seg_cache)
+        elif len(parts) <= 1:
             ctx = Ctx(True, key, state.model_state, False)  # input_grad=False: nobody needs dL/dx
             y, cache = model.forward(params, x, ctx)
             value, dy = _loss(state, y, t, penalty)

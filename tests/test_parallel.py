@@ -247,16 +247,76 @@ def test_sharded_step_with_dropout_and_weight_decay_is_reproducible() -> None:
     assert ma.loss - mp.loss == pytest.approx(0.05 * sum(float(np.sum(v * v)) for v in w), rel=1e-9)
 
 
-def test_batch_coupled_models_are_not_split() -> None:
-    model = serial(Conv2D(3, 3), BatchNorm(), ReLU(), Flatten(), Affine(4))
-    with pytest.raises(ValueError, match="shards=2 splits the batch.*BatchNorm"):
+def _bn_setup(
+    dtype: Any = np.float64, n: int = 9, dropout: bool = False
+) -> tuple[fnnet.Serial, TrainState, np.ndarray, np.ndarray]:
+    model = serial(
+        Conv2D(3, 3, pad=1), BatchNorm(), ReLU(), residual(serial(Conv2D(3, 3, pad=1), BatchNorm())),
+        Flatten(), Affine(6), BatchNorm(), ReLU(), *([Dropout(0.3)] if dropout else []), Affine(4),
+    )  # fmt: skip
+    g = fnnet.key(2).generator()
+    x, t = g.standard_normal((n, 2, 5, 5)).astype(dtype), g.integers(0, 4, n)
+    state = fnnet.astype(init_train_state(model, sgd(0.1), fnnet.key(0), (2, 5, 5)), dtype)
+    return model, state, x, t
+
+
+def test_batch_coupled_pipelines_run_coupled_layers_on_the_whole_batch() -> None:
+    model, state, x, t = _bn_setup()
+    assert model.couples_batch and model.splits_well
+    one, m1 = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
+    for shards in (2, 3, 9):
+        many, m2 = make_train_step(model, optimizer=sgd(0.1), shards=shards)(state, x, t, None)
+        assert m2.loss == pytest.approx(m1.loss, rel=1e-12)
+        for a, b in zip(tree_leaves((many.params, many.model_state)), tree_leaves((one.params, one.model_state))):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)  # full-batch statistics, not per shard
+    auto, _ = make_train_step(model, optimizer=sgd(0.1))(state, x, t, None)
+    two, _ = make_train_step(model, optimizer=sgd(0.1), shards=2)(state, x, t, None)
+    assert _leaves_equal(auto.params, two.params) and _leaves_equal(auto.model_state, two.model_state)
+
+
+def test_batch_coupled_pipelines_do_not_depend_on_threads() -> None:
+    model, state, x, t = _bn_setup(np.float32, n=30, dropout=True)
+    runs = []
+    for threads in (1, 2, 3):
+        step = make_train_step(model, optimizer=sgd(0.1), shards=3, threads=threads)
+        s = state
+        for k in range(3):
+            s, m = step(s, x, t, fnnet.key(k))  # Dropout draws from the key
+        runs.append((s, m.loss))
+    for s, loss in runs[1:]:
+        assert loss == runs[0][1]
+        assert _leaves_equal(s, runs[0][0])
+
+
+def test_a_coupled_model_that_is_not_a_pipeline_is_not_split() -> None:
+    model = residual(serial(Conv2D(2, 3, pad=1), BatchNorm()))
+    with pytest.raises(ValueError, match="shards=2 splits the batch.*not a serial pipeline"):
         make_train_step(model, optimizer=sgd(0.1), shards=2)
     g = fnnet.key(2).generator()
-    x, t = g.standard_normal((6, 1, 5, 5)).astype(np.float32), g.integers(0, 4, 6)
-    state = init_train_state(model, sgd(0.1), fnnet.key(0), (1, 5, 5))
-    auto, _ = make_train_step(model, optimizer=sgd(0.1))(state, x, t, None)
-    one, _ = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
-    assert _leaves_equal(auto.params, one.params) and _leaves_equal(auto.model_state, one.model_state)
+    x = g.standard_normal((6, 2, 4, 4)).astype(np.float32)
+    t = g.standard_normal((6, 2, 4, 4)).astype(np.float32)
+    state = init_train_state(model, sgd(0.1), fnnet.key(0), (2, 4, 4))
+    auto, _ = make_train_step(model, fnnet.mean_squared_error, sgd(0.1))(state, x, t, None)
+    one, _ = make_train_step(model, fnnet.mean_squared_error, sgd(0.1), shards=1)(state, x, t, None)
+    assert _leaves_equal(auto, one)
+
+
+def test_segmented_step_names_the_failing_layer() -> None:
+    model, state, x, t = _bn_setup()
+    conv, bn = state.params[3]
+    params = list(state.params)
+    params[3] = (conv._replace(w=conv.w[:2]), bn)  # the residual's convolution loses a filter
+    with pytest.raises(ValueError, match=r"layer 3 \(Residual\)"):
+        make_train_step(model, optimizer=sgd(0.1), shards=2)(state._replace(params=tuple(params)), x, t, None)
+    with pytest.raises(ValueError, match=r"layer 0 \(Conv2D\)"):
+        make_train_step(model, optimizer=sgd(0.1), shards=2)(state, x[:, :1], t, None)
+
+
+def test_segmented_step_leaves_its_inputs_alone() -> None:
+    model, state, x, t = _bn_setup(np.float32, n=8)
+    copies = tree_map(np.copy, state), x.copy(), t.copy()
+    make_train_step(model, optimizer=sgd(0.1), shards=2, threads=2)(state, x, t, fnnet.key(1))
+    assert _leaves_equal(state, copies[0]) and np.array_equal(x, copies[1]) and np.array_equal(t, copies[2])
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
@@ -316,3 +376,74 @@ def test_fit_results_do_not_depend_on_threads() -> None:
     no_time = [[{k: v for k, v in e.items() if k != "time"} for e in r.history.epochs] for r in runs]
     assert no_time[0] == no_time[1] and "train_acc" in no_time[0][0]
     assert _leaves_equal(runs[0].state.params, runs[1].state.params)
+
+
+# --- the layer shard protocol -------------------------------------------------------------------
+
+
+def _split(a: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    return np.split(a, np.cumsum(sizes)[:-1])
+
+
+@pytest.mark.parametrize("shape", [(11, 5), (7, 3, 4, 5)])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_batchnorm_on_shards_equals_batchnorm_on_the_batch(shape: tuple[int, ...], input_grad: bool) -> None:
+    layer = BatchNorm()
+    g = fnnet.key(7).generator()
+    x = g.standard_normal(shape) * 3 + 1
+    params = fnnet.astype(layer.init(fnnet.key(0), shape[1:])[0], np.float64)
+    params = params._replace(gamma=params.gamma + g.standard_normal(shape[1]), beta=g.standard_normal(shape[1]))
+    state = fnnet.astype(layer.init_state(shape[1:]), np.float64)
+    ctx = fnnet.Ctx(train=True, state=state, input_grad=input_grad)
+    dout = g.standard_normal(shape)
+    y, cache = layer.forward(params, x, ctx)
+    dx, grads = layer.backward(params, cache, dout)
+    sizes = [4, 1, len(x) - 5]
+    shards = parallel.Shards(3, 2)
+    ys, scache = layer.forward_shards(params, _split(x, sizes), ctx, shards)
+    dxs, sgrads = layer.backward_shards(params, scache, _split(dout, sizes), shards)
+    assert [len(p) for p in ys] == sizes and [len(p) for p in dxs] == sizes
+    np.testing.assert_allclose(np.concatenate(ys), y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.concatenate(dxs), dx, rtol=1e-10, atol=1e-12)
+    for a, b in zip(tree_leaves((sgrads, layer.new_state(scache))), tree_leaves((grads, layer.new_state(cache)))):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_batchnorm_on_shards_validates_like_forward() -> None:
+    layer = BatchNorm()
+    params = layer.init(fnnet.key(0), (3,))[0]
+    shards = parallel.Shards(2, 2)
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match="expected input"):
+        layer.forward_shards(params, [x, np.ones((2, 4), np.float32)], fnnet.TRAIN, shards)
+    with pytest.raises(ValueError, match="more than one value per feature"):
+        layer.forward_shards(params, [x[:1]], fnnet.TRAIN, parallel.Shards(1, 1))
+    ys, cache = layer.forward_shards(params, [x, x * 2], fnnet.TRAIN, shards)
+    with pytest.raises(ValueError, match="expected dout of shape"):
+        layer.backward_shards(params, cache, [x, x[:1]], shards)
+
+
+def test_default_shard_protocol_joins_and_splits() -> None:
+    layer = Affine(4)
+    g = fnnet.key(3).generator()
+    x = g.standard_normal((9, 6))
+    params = fnnet.astype(layer.init(fnnet.key(0), (6,))[0], np.float64)
+    y, cache = layer.forward(params, x, fnnet.TRAIN)
+    dx, grads = layer.backward(params, cache, y)
+    shards = parallel.Shards(2, 2)
+    ys, scache = layer.forward_shards(params, _split(x, [5, 4]), fnnet.TRAIN, shards)
+    dxs, sgrads = layer.backward_shards(params, scache, ys, shards)
+    assert np.array_equal(np.concatenate(ys), y) and np.array_equal(np.concatenate(dxs), dx)
+    assert _leaves_equal(sgrads, grads)
+
+
+def test_join_rows_keeps_channels_last_memory() -> None:
+    from fnnet.layers.base import join_rows
+
+    parts = [np.arange(n * 24, dtype=np.float32).reshape(n, 2, 3, 4).transpose(0, 3, 1, 2) for n in (2, 3)]
+    joined = join_rows(parts)
+    assert np.array_equal(joined, np.concatenate(parts))
+    assert joined.transpose(0, 2, 3, 1).flags.c_contiguous
+    plain = [np.ones((2, 3)), np.zeros((1, 3))]
+    assert join_rows(plain).flags.c_contiguous and join_rows(plain).shape == (3, 3)
+    assert join_rows(plain[:1]) is plain[0]

@@ -14,15 +14,17 @@ record (a NamedTuple of arrays, or ``None`` when it has none):
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import attrs
 import numpy as np
 
 from fnnet._types import Array, Shape
+from fnnet.parallel import Shards
 from fnnet.random import Key
 
-__all__ = ["Ctx", "EVAL", "TRAIN", "Layer", "check_rank", "check_dout", "check_dtype"]
+__all__ = ["Ctx", "EVAL", "TRAIN", "Layer", "check_rank", "check_dout", "check_dtype", "join_rows"]
 
 
 @attrs.frozen
@@ -101,9 +103,49 @@ class Layer(abc.ABC):
         """The state after the forward pass that produced ``cache`` (``None`` if stateless)."""
         return None
 
+    def forward_shards(self, params: Any, xs: Sequence[Array], ctx: Ctx, shards: Shards) -> tuple[list[Array], Any]:
+        """Forward of one batch given as consecutive row shards ``xs`` (``shards.count`` of them).
+
+        A sharded train step calls this for layers that set :attr:`couples_batch`; the result
+        must be that of :meth:`forward` on the joined batch, split the same way. This default
+        joins the shards and calls :meth:`forward`; a layer may instead do its per-shard work on
+        ``shards.map`` (BatchNorm exchanges only its per-channel sums).
+
+        Returns:
+            ``(ys, cache)``: one output per shard and a cache for :meth:`backward_shards` and
+            :meth:`new_state`.
+        """
+        y, cache = self.forward(params, join_rows(xs), ctx)
+        return _split_like(y, xs), cache
+
+    def backward_shards(
+        self, params: Any, cache: Any, douts: Sequence[Array], shards: Shards
+    ) -> tuple[list[Array], Any]:
+        """Backward of :meth:`forward_shards`: ``(dxs, grads)`` with one ``dx`` per shard."""
+        dx, grads = self.backward(params, cache, join_rows(douts))
+        return _split_like(dx, douts), grads
+
     def apply(self, params: Any, x: Array, ctx: Ctx = EVAL) -> Array:
         """Forward pass returning only the output (inference convenience)."""
         return self.forward(params, x, ctx)[0]
+
+
+def join_rows(parts: Sequence[Array]) -> Array:
+    """Concatenate arrays along axis 0, keeping a channels-last memory order of 4-D parts."""
+    if len(parts) == 1:
+        return parts[0]
+    if parts[0].ndim == 4 and all(p.transpose(0, 2, 3, 1).flags.c_contiguous for p in parts):
+        return np.concatenate([p.transpose(0, 2, 3, 1) for p in parts]).transpose(0, 3, 1, 2)
+    return np.concatenate(parts)
+
+
+def _split_like(a: Array, parts: Sequence[Array]) -> list[Array]:
+    """``a`` cut along axis 0 into pieces as long as ``parts`` (views)."""
+    out, start = [], 0
+    for p in parts:
+        out.append(a[start : start + len(p)])
+        start += len(p)
+    return out
 
 
 def _fmt(shape: tuple[int | None, ...]) -> str:

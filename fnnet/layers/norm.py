@@ -9,6 +9,7 @@ sees them and nothing is mutated.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import attrs
@@ -16,6 +17,7 @@ import numpy as np
 
 from fnnet._types import DEFAULT_DTYPE, Array, Shape
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad
+from fnnet.parallel import Shards
 from fnnet.random import Key
 
 __all__ = ["BatchNorm", "BatchNormParams", "BatchNormState", "BatchNormCache", "DEFAULT_EPS"]
@@ -50,13 +52,31 @@ class BatchNormState(NamedTuple):
 class BatchNormCache(NamedTuple):
     """What :meth:`BatchNorm.backward` and :meth:`BatchNorm.new_state` need from the forward pass."""
 
-    xhat: Array | None  # training: the normalised input (x - mu) / sqrt(var + eps)
-    x: Array | None  # evaluation: the input (xhat is rebuilt only if backward is called)
+    xc: Array | None  # training: the centred input x - mu (xhat = xc * inv_std is never stored)
+    x: Array | None  # evaluation: the input (x - mean is rebuilt only if backward is called)
     mean: Array  # the mean used, broadcastable to x: (1, C) or (1, C, 1, 1)
     inv_std: Array  # 1 / sqrt(var + eps) used, same shape as mean
     train: bool
     input_grad: bool
     state: BatchNormState  # the updated state (training) or the input state (evaluation)
+
+
+class BatchNormShardCache(NamedTuple):
+    """What :meth:`BatchNorm.backward_shards` needs from :meth:`BatchNorm.forward_shards`."""
+
+    xcs: tuple[Array, ...]  # each shard's centred input x - mu (mu of the whole batch)
+    inv_std: Array  # 1 / sqrt(var + eps) of the whole batch, broadcastable to x
+    m: int  # values per channel in the whole batch
+    input_grad: bool
+    state: BatchNormState  # the updated state
+
+
+def _ordered_sum(parts: Sequence[Array]) -> Array:
+    """``parts[0] + parts[1] + ...`` in that order (a fixed order: the same bits on any thread count)."""
+    total = parts[0].copy()
+    for p in parts[1:]:
+        total += p
+    return total
 
 
 def _channel_sum(a: Array, b: Array | None = None) -> Array:
@@ -209,13 +229,7 @@ class BatchNorm(Layer):
         beta = params.beta.reshape(bshape)
 
         if ctx.train:
-            m = x.size // c  # values per feature/channel in this batch
-            if m < 2:  # one value per channel: var = 0, y = beta and dx = 0, silently
-                what = "feature" if x.ndim == 2 else "channel"
-                raise ValueError(
-                    f"{self.name}: training needs more than one value per {what} to compute batch "
-                    f"statistics, got input shape {x.shape}"
-                )
+            m = self._values_per_channel(x.shape, x.size // c, c)
             state = (
                 self.init_state((c,), dtype=x.dtype) if ctx.state is None else self._check_state(ctx.state, c)
             )
@@ -223,16 +237,10 @@ class BatchNorm(Layer):
             xc = x - mu
             var = (_channel_sum(xc, xc) / m).reshape(bshape)  # biased, as in the book
             inv_std = 1.0 / np.sqrt(var + self.eps)
-            xhat = np.multiply(xc, inv_std, out=xc)  # xc is our own scratch: reuse it
-            y = xhat * gamma
+            y = xc * (gamma * inv_std)  # gamma * xhat with the scales folded: one pass, not two
             y += beta
-            mom = self.momentum  # running = momentum * running + (1 - momentum) * batch; keeps its dtype
-            new_state = BatchNormState(
-                (mom * state.mean + (1 - mom) * mu.reshape(c)).astype(state.mean.dtype, copy=False),
-                (mom * state.var + (1 - mom) * var.reshape(c)).astype(state.var.dtype, copy=False),
-                np.asarray(np.asarray(state.count) + 1, dtype=np.int64),
-            )
-            return y, BatchNormCache(xhat, None, mu, inv_std, True, ctx.input_grad, new_state)
+            new_state = self._updated(state, mu, var)
+            return y, BatchNormCache(xc, None, mu, inv_std, True, ctx.input_grad, new_state)
 
         if ctx.state is None:
             raise ValueError(
@@ -255,6 +263,102 @@ class BatchNorm(Layer):
         y += beta - mean * scale
         return y, BatchNormCache(None, x, mean, inv_std, False, ctx.input_grad, state)
 
+    def _values_per_channel(self, shape: tuple[int, ...], m: int, c: int) -> int:
+        """``m``, checked: training needs at least two values per channel (shape: for the message)."""
+        if m < 2:  # one value per channel: var = 0, y = beta and dx = 0, silently
+            what = "feature" if len(shape) == 2 else "channel"
+            raise ValueError(
+                f"{self.name}: training needs more than one value per {what} to compute batch "
+                f"statistics, got input shape {shape}"
+            )
+        return m
+
+    def _updated(self, state: BatchNormState, mu: Array, var: Array) -> BatchNormState:
+        """Running statistics after a batch with mean ``mu`` and (biased) variance ``var``."""
+        c = state.mean.shape[0]
+        mom = self.momentum  # running = momentum * running + (1 - momentum) * batch; keeps its dtype
+        return BatchNormState(
+            (mom * state.mean + (1 - mom) * mu.reshape(c)).astype(state.mean.dtype, copy=False),
+            (mom * state.var + (1 - mom) * var.reshape(c)).astype(state.var.dtype, copy=False),
+            np.asarray(np.asarray(state.count) + 1, dtype=np.int64),
+        )
+
+    def forward_shards(
+        self, params: BatchNormParams, xs: Sequence[Array], ctx: Ctx, shards: Shards
+    ) -> tuple[list[Array], Any]:
+        """Training forward of a batch given as row shards, each shard's work on its own thread.
+
+        Equal to :meth:`forward` on the joined batch up to rounding: the shards exchange only
+        their per-channel sums (added in shard order), for the mean and then for the variance.
+
+        Args:
+            xs: the shards, each ``(n_i, C)`` or ``(n_i, C, H, W)``.
+            shards: the runner (``shards.count == len(xs)``).
+        Returns:
+            ``(ys, cache)`` with one output per shard.
+        """
+        if not ctx.train:
+            return super().forward_shards(params, xs, ctx, shards)
+        for x in xs:
+            self._check_input(params, x)
+        c = params.gamma.shape[0]
+        bshape = (1, c) if xs[0].ndim == 2 else (1, c, 1, 1)
+        full_shape = (sum(len(x) for x in xs), *xs[0].shape[1:])
+        m = self._values_per_channel(full_shape, sum(x.size for x in xs) // c, c)
+        state = self.init_state((c,), dtype=xs[0].dtype) if ctx.state is None else self._check_state(ctx.state, c)
+        mu = (_ordered_sum(shards.map(lambda s: _channel_sum(xs[s]))) / m).reshape(bshape)
+
+        def centre(s: int) -> tuple[Array, Array]:
+            xc = xs[s] - mu
+            return xc, _channel_sum(xc, xc)
+
+        centred = shards.map(centre)
+        var = (_ordered_sum([q for _, q in centred]) / m).reshape(bshape)
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        scale = params.gamma.reshape(bshape) * inv_std
+        beta = params.beta.reshape(bshape)
+
+        def output(s: int) -> Array:
+            y = centred[s][0] * scale
+            y += beta
+            return y
+
+        cache = BatchNormShardCache(tuple(xc for xc, _ in centred), inv_std, m, ctx.input_grad,
+                                    self._updated(state, mu, var))
+        return shards.map(output), cache
+
+    def backward_shards(
+        self, params: BatchNormParams, cache: Any, douts: Sequence[Array], shards: Shards
+    ) -> tuple[list[Array], BatchNormParams]:
+        """Backward of :meth:`forward_shards`: ``(dxs, BatchNormParams(dgamma, dbeta))``."""
+        if not isinstance(cache, BatchNormShardCache):
+            dxs, g = super().backward_shards(params, cache, douts, shards)
+            return dxs, g
+        for d, xc in zip(douts, cache.xcs):
+            if d.shape != xc.shape:
+                check_dout(self, d, xc.shape)
+        c = params.gamma.shape[0]
+        inv_std = cache.inv_std.reshape(c)
+        sums = shards.map(lambda s: (_channel_sum(douts[s]), _channel_sum(douts[s], cache.xcs[s])))
+        dbeta = _ordered_sum([b for b, _ in sums])
+        dgamma = _ordered_sum([g for _, g in sums]) * inv_std
+        grads = BatchNormParams(dgamma, dbeta)
+        if not cache.input_grad:
+            return [no_input_grad(xc.shape, d.dtype) for xc, d in zip(cache.xcs, douts)], grads
+        bshape = cache.inv_std.shape
+        scale = params.gamma.reshape(bshape) * cache.inv_std
+        k_xc = (inv_std * dgamma / cache.m).reshape(bshape)
+        k_0 = (dbeta / cache.m).reshape(bshape)
+
+        def dx(s: int) -> Array:  # as in backward: scale * (dout - dbeta/M - xhat * dgamma/M)
+            d: Array = cache.xcs[s] * k_xc
+            np.subtract(douts[s], d, out=d)  # d is our own scratch
+            d -= k_0
+            d *= scale
+            return d
+
+        return shards.map(dx), grads
+
     def backward(
         self, params: BatchNormParams, cache: BatchNormCache, dout: Array
     ) -> tuple[Array, BatchNormParams]:
@@ -268,35 +372,36 @@ class BatchNorm(Layer):
             ``(dx, BatchNormParams(dgamma, dbeta))``; ``dx`` has ``x``'s shape.
         """
         if cache.train:
-            assert cache.xhat is not None
-            xhat = cache.xhat
+            assert cache.xc is not None
+            xc = cache.xc
         else:
             assert cache.x is not None
-            xhat = (cache.x - cache.mean) * cache.inv_std
-        if dout.shape != xhat.shape:
-            check_dout(self, dout, xhat.shape)
+            xc = cache.x - cache.mean
+        if dout.shape != xc.shape:
+            check_dout(self, dout, xc.shape)
         c = params.gamma.shape[0]
+        bshape = cache.inv_std.shape
+        inv_std = cache.inv_std.reshape(c)
         dbeta = _channel_sum(dout)
-        dgamma = _channel_sum(dout, xhat)
+        dgamma = _channel_sum(dout, xc) * inv_std  # sum(dout * xhat), the scale taken out of the sum
         grads = BatchNormParams(dgamma, dbeta)
         if not cache.input_grad:
-            return no_input_grad(xhat.shape, dout.dtype), grads
-        scale = params.gamma.reshape(cache.inv_std.shape) * cache.inv_std
+            return no_input_grad(xc.shape, dout.dtype), grads
+        scale = params.gamma.reshape(bshape) * cache.inv_std
         if not cache.train:
             return dout * scale, grads  # mean and var are constants in evaluation
         # Training: mu and var depend on x. With dxhat = dout * gamma and M values per channel,
         #   dx = inv_std / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
         # and sum(dxhat) = gamma * dbeta, sum(dxhat * xhat) = gamma * dgamma, so
-        #   dx = gamma * inv_std * (dout - dbeta / M - xhat * dgamma / M).
-        m = xhat.size // c
-        bshape = cache.inv_std.shape
-        dx = xhat * (dgamma / m).reshape(bshape)
+        #   dx = gamma * inv_std * (dout - dbeta / M - xhat * dgamma / M), xhat = xc * inv_std.
+        m = xc.size // c
+        dx = xc * (inv_std * dgamma / m).reshape(bshape)
         np.subtract(dout, dx, out=dx)  # dx is our own scratch
         dx -= (dbeta / m).reshape(bshape)
         dx *= scale
         return dx, grads
 
-    def new_state(self, cache: BatchNormCache) -> BatchNormState:
+    def new_state(self, cache: BatchNormCache | BatchNormShardCache) -> BatchNormState:
         """The running statistics after the pass that produced ``cache``.
 
         Returns:
