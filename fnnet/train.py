@@ -24,7 +24,7 @@ from fnnet._progress import Progress
 from fnnet._sharded import SegmentedSerial
 from fnnet._types import Array, Shape, Tree
 from fnnet.datasets import batches
-from fnnet.layers.base import EVAL, Ctx, Layer
+from fnnet.layers.base import EVAL, Ctx, Layer, join_rows
 from fnnet.layers.combinators import Serial
 from fnnet.losses import accuracy, softmax_cross_entropy
 from fnnet.optim import GradientTransformation, apply_updates, l2_penalty
@@ -210,7 +210,7 @@ def make_train_step(
                     range(len(parts)),
                     n_threads,
                 )
-                y = np.concatenate([o[0] for o in outs])
+                y = join_rows([o[0] for o in outs])
                 value, dy = _loss(state, y, t, penalty)
                 shard_grads = run_shards(
                     lambda i: model.backward(params, outs[i][1], dy[parts[i]])[1], range(len(parts)), n_threads
