@@ -447,3 +447,35 @@ def test_join_rows_keeps_channels_last_memory() -> None:
     plain = [np.ones((2, 3)), np.zeros((1, 3))]
     assert join_rows(plain).flags.c_contiguous and join_rows(plain).shape == (3, 3)
     assert join_rows(plain[:1]) is plain[0]
+
+
+class _Counting(fnnet.Layer):
+    """An identity layer with state that does not declare couples_batch (for the refusal tests)."""
+
+    def init(self, key: fnnet.Key, in_shape: tuple[int, ...]) -> tuple[None, tuple[int, ...]]:
+        return None, tuple(in_shape)
+
+    def init_state(self, in_shape: tuple[int, ...]) -> np.ndarray:
+        return np.zeros((), np.int64)
+
+    def forward(self, params: None, x: np.ndarray, ctx: fnnet.Ctx = fnnet.EVAL) -> tuple[np.ndarray, Any]:
+        return x, ctx.state
+
+    def backward(self, params: None, cache: Any, dout: np.ndarray) -> tuple[np.ndarray, None]:
+        return dout, None
+
+    def new_state(self, cache: Any) -> Any:
+        return None if cache is None else cache + 1
+
+
+@pytest.mark.parametrize("with_batchnorm", [False, True])
+def test_stateful_layers_that_do_not_declare_coupling_are_not_split(with_batchnorm: bool) -> None:
+    layers = [Conv2D(2, 3), _Counting(), *([BatchNorm()] if with_batchnorm else []), Flatten(), Affine(3)]
+    model = serial(*layers)
+    g = fnnet.key(1).generator()
+    x, t = g.standard_normal((6, 1, 5, 5)).astype(np.float32), g.integers(0, 3, 6)
+    state = init_train_state(model, sgd(0.1), fnnet.key(0), (1, 5, 5))
+    with pytest.raises(ValueError, match="state"):
+        make_train_step(model, optimizer=sgd(0.1), shards=2)(state, x, t, None)
+    one, _ = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
+    assert int(one.model_state[1]) == 1
