@@ -109,8 +109,11 @@ class ReLU(_Elementwise):
     def backward(self, params: None, cache: Array, dout: Array) -> tuple[Array, None]:
         if dout.shape != cache.shape:
             check_dout(self, dout, cache.shape)
-        # A multiply by the boolean mask is several times faster than np.where on large arrays.
-        return dout * (cache > 0), None
+        # A multiply by a boolean mask is several times faster than np.where on large arrays; the
+        # mask is made in dout's memory order (the comparison reads cache in any order cheaply,
+        # while a product of two arrays of different orders runs several times slower).
+        mask = np.greater(cache, 0, out=np.empty_like(dout, dtype=np.bool_))
+        return dout * mask, None
 
 
 @attrs.frozen
