@@ -247,6 +247,35 @@ def test_maxpool_gradient_goes_to_the_first_of_tied_maxima(case: tuple[Pair, Pai
     assert np.sum(dx) == pytest.approx(np.sum(dout))  # each window's gradient goes to exactly one cell
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dout_channels_last", [False, True])
+def test_maxpool_tiled_backward_matches_the_reference_in_any_memory_order(
+    channels_last: bool, dout_channels_last: bool
+) -> None:
+    # windows that tile the input, continuous values (no ties): the one-comparison fast path
+    layer = MaxPool2D(2)
+    xl = _rng(13).standard_normal((3, 6, 8, 4))  # (N, H, W, C)
+    x = xl.transpose(0, 3, 1, 2) if channels_last else np.ascontiguousarray(xl.transpose(0, 3, 1, 2))
+    y, cache = layer.forward(None, x, Ctx(train=True))
+    d = _rng(14).standard_normal((3, 3, 4, 4))  # (N, OH, OW, C)
+    dout = d.transpose(0, 3, 1, 2) if dout_channels_last else np.ascontiguousarray(d.transpose(0, 3, 1, 2))
+    dx, _ = layer.backward(None, cache, dout)
+    np.testing.assert_array_equal(dx, ref_maxpool_grad(x, dout, (2, 2), (2, 2), (0, 0)))
+
+
+def test_maxpool_tiled_backward_with_a_tie_and_a_nan_window() -> None:
+    # one window without a hit (NaN) and one with two hits: the hit count alone would look untied
+    x = _rng(15).standard_normal((1, 1, 4, 4))
+    x[0, 0, 0, 0] = np.nan  # its window's maximum is NaN: no cell equals it (0 hits)
+    x[0, 0, 2, 2] = x[0, 0, 2, 3] = 5.0  # two tied maxima (2 hits): 4 hits for 4 windows in all
+    layer = MaxPool2D(2)
+    y, cache = layer.forward(None, x, Ctx(train=True))
+    dout = np.ones(y.shape)
+    dx, _ = layer.backward(None, cache, dout)
+    assert dx[0, 0, 2, 2] == 1.0 and dx[0, 0, 2, 3] == 0.0  # the first of the tied cells only
+    assert np.sum(dx[0, 0, 2:, 2:]) == 1.0
+
+
 def test_book_simple_convnet_pipeline_gradients() -> None:
     model = serial(Conv2D(3, 3, pad=1), ReLU(), MaxPool2D(2), Conv2D(2, (2, 3), stride=2), ReLU(), Affine(4))
     params, out_shape = model.init(fnnet.key(8), (2, 8, 8))

@@ -585,6 +585,10 @@ class MaxPool2D(_Pool2D):
         dout = _same_order(dout, y)
         n, c, h, w = x.shape
         (ph, pw), oh, ow = self.pad, y.shape[2], y.shape[3]
+        if self._tiles(h, w):
+            dx = self._untied_tiles_backward(x, y, dout)
+            if dx is not None:
+                return dx, None
         padded = (ph, pw) != (0, 0)
         xp = x
         if padded:
@@ -616,6 +620,26 @@ class MaxPool2D(_Pool2D):
         if padded:
             return dxp[:, :, ph : ph + h, pw : pw + w], None
         return dxp, None
+
+    def _untied_tiles_backward(self, x: Array, y: Array, dout: Array) -> Array | None:
+        """``dx`` for windows that tile the input when no window has two maximal cells, else ``None``.
+
+        Splitting ``H`` into ``(OH, wh)`` and ``W`` into ``(OW, ww)`` is a view in any memory order,
+        so one full-size comparison against the broadcast maxima and one full-size product with the
+        broadcast ``dout`` (in ``y``'s memory order) do the work of the per-cell loop. Without ties
+        (typical before a ReLU, rare after one) every window has exactly one hit.
+        """
+        n, c, h, w = x.shape
+        split = (n, c, y.shape[2], self.window[0], y.shape[3], self.window[1])
+        hit = x.reshape(split) == y[:, :, :, None, :, None]
+        if np.count_nonzero(hit) != y.size or np.isnan(y).any():  # ties (or NaN windows, no hit)
+            return None
+        dx = _alloc(x, (n, c, h, w), None)
+        dx6 = dx.reshape(split)
+        if not np.may_share_memory(dx6, dx):  # splitting axes never copies; the out= below needs a view
+            raise AssertionError("MaxPool2D: reshape of the gradient buffer copied")
+        np.multiply(dout[:, :, :, None, :, None], hit, out=dx6)
+        return dx
 
 
 @attrs.frozen
