@@ -18,6 +18,7 @@ from fnnet.layers.core import Affine, ReLU
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.norm import BatchNorm
 from fnnet.losses import softmax_cross_entropy
+from fnnet.tree import tree_leaves
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "examples" / "weights"
 MNIST = (1, 28, 28)
@@ -53,8 +54,43 @@ def test_parameter_shapes_and_counts_are_the_books(builder: Any, archive: str) -
 
 def test_simple_convnet_layout() -> None:
     s = summary(models.simple_convnet(), MNIST)
-    assert [r.kind for r in s.rows] == ["Conv2D", "ReLU", "MaxPool2D", "Affine", "ReLU", "Affine"]
-    assert [r.out_shape for r in s.rows[:4]] == [(30, 24, 24), (30, 24, 24), (30, 12, 12), (100,)]
+    assert [r.kind for r in s.rows] == ["Conv2D", "MaxPool2D", "ReLU", "Affine", "ReLU", "Affine"]
+    assert [r.out_shape for r in s.rows[:4]] == [(30, 24, 24), (30, 12, 12), (30, 12, 12), (100,)]
+    book = summary(models.simple_convnet(pool_first=False), MNIST)
+    assert [r.kind for r in book.rows] == ["Conv2D", "ReLU", "MaxPool2D", "Affine", "ReLU", "Affine"]
+
+
+def _book_order_pairs() -> list[tuple[Any, Any, tuple[int, ...]]]:
+    deep_blocks = (((3, 1), (3, 1)), ((4, 1), (4, 2)))
+    return [
+        (models.simple_convnet(4, 3, hidden=6, output_size=5),
+         models.simple_convnet(4, 3, hidden=6, output_size=5, pool_first=False), (1, 10, 10)),
+        (models.deep_convnet(dropout=0.0, hidden=5, blocks=deep_blocks),
+         models.deep_convnet(dropout=0.0, hidden=5, blocks=deep_blocks, pool_first=False), (1, 8, 8)),
+        (models.deep_convnet(dropout=0.0, hidden=5, blocks=deep_blocks, batchnorm=True),
+         models.deep_convnet(dropout=0.0, hidden=5, blocks=deep_blocks, batchnorm=True, pool_first=False), (1, 8, 8)),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["simple", "deep", "deep-bn"])
+def test_pooling_before_relu_is_the_books_function_bit_for_bit(index: int) -> None:
+    fast, book, in_shape = _book_order_pairs()[index]
+    params, _ = fast.init(fnnet.key(20), in_shape)
+    book_params, _ = book.init(fnnet.key(20), in_shape)
+    assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(params), tree_leaves(book_params)))
+    assert [type(p) for p in params] == [type(p) for p in book_params]  # the same positions
+    # inputs around zero: many windows hold negative maxima, ties and mixed signs
+    x = np.round(np.random.default_rng(21).standard_normal((4, *in_shape)), 1).astype(np.float32)
+    state = fast.init_state(in_shape)
+    ctx = Ctx(train=True, state=state, input_grad=True)
+    y, cache = fast.forward(params, x, ctx)
+    y_book, cache_book = book.forward(params, x, ctx)
+    assert np.array_equal(y, y_book)
+    dout = np.random.default_rng(22).standard_normal(y.shape).astype(np.float32)
+    dx, grads = fast.backward(params, cache, dout)
+    dx_book, grads_book = book.backward(params, cache_book, dout)
+    assert np.array_equal(dx, dx_book)
+    assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(grads), tree_leaves(grads_book)))
 
 
 def test_deep_convnet_layout() -> None:
@@ -66,10 +102,11 @@ def test_deep_convnet_layout() -> None:
     assert [shape for shape, _ in convs] == [(16, 28, 28), (16, 28, 28), (32, 14, 14), (32, 16, 16), (64, 8, 8), (64, 8, 8)]
     pools = [r.out_shape for r in s.rows if r.kind == "MaxPool2D"]
     assert pools == [(16, 14, 14), (32, 8, 8), (64, 4, 4)]  # 64 * 4 * 4 = 1024 features for Affine(50)
-    # every conv is followed by a ReLU; the head is the book's
+    # every conv is followed by a ReLU, or by the block's pool and then a ReLU; the head is the book's
     for i, layer in enumerate(model.layers):
         if isinstance(layer, Conv2D):
-            assert isinstance(model.layers[i + 1], ReLU)
+            nxt = model.layers[i + 1]
+            assert isinstance(nxt, ReLU) or (isinstance(nxt, MaxPool2D) and isinstance(model.layers[i + 2], ReLU))
     assert [r.kind for r in s.rows[-5:]] == ["Affine", "ReLU", "Dropout", "Affine", "Dropout"]
     assert [layer.rate for layer in model.layers if isinstance(layer, Dropout)] == [0.5, 0.5]
 
@@ -84,7 +121,8 @@ def test_deep_convnet_options(dropout: float, n_dropout: int) -> None:
     assert kinds.count(BatchNorm) == 7  # after each of the six convs and the hidden Affine
     for i, layer in enumerate(bn.layers):
         if isinstance(layer, BatchNorm):
-            assert isinstance(bn.layers[i - 1], (Conv2D, Affine)) and isinstance(bn.layers[i + 1], ReLU)
+            assert isinstance(bn.layers[i - 1], (Conv2D, Affine))
+            assert isinstance(bn.layers[i + 1], ReLU) or isinstance(bn.layers[i + 2], ReLU)  # maybe a pool between
 
 
 @pytest.mark.parametrize("dropout", [-0.1, 1.0, 1.5])
@@ -177,7 +215,7 @@ def test_deep_convnet_evaluation_ignores_the_key() -> None:
 
 
 def test_models_match_the_conv_layers_directly() -> None:
-    """simple_convnet is Conv2D -> ReLU -> MaxPool2D(2) -> Affine -> ReLU -> Affine, nothing hidden."""
+    """simple_convnet computes Conv2D -> ReLU -> MaxPool2D(2) -> Affine -> ReLU -> Affine, nothing hidden."""
     model = models.simple_convnet(filters=4, kernel=3, hidden=6, output_size=5)
     params, _ = model.init(fnnet.key(12), (1, 10, 10))
     x = np.random.default_rng(13).random((3, 1, 10, 10), dtype=np.float32)
