@@ -11,7 +11,8 @@ maths (forward, softmax cross-entropy, backward, SGD). With ``--torch PYTHON`` i
 ``torch==2.13.0``; torch is never a dependency of fnnet), alternating its timed blocks with
 fnnet's, and prints fnnet / PyTorch. fnnet's step uses its defaults: the convolutional models
 split each batch into 2 shards on ``fnnet.parallel.default_threads()`` threads; PyTorch uses
-2 threads.
+2 threads. fnnet's CNN builders pool before the ReLU (the same function, see
+``fnnet.models.simple_convnet``); ``--torch-pool-first`` also times PyTorch with that swap.
 """
 
 from __future__ import annotations
@@ -122,10 +123,11 @@ class TorchReference:
     """``bench/torch_reference.py --serve`` under another interpreter: a PyTorch train step that
     times a block of steps whenever asked, so its blocks interleave with fnnet's."""
 
-    def __init__(self, python: str, name: str, keep: bool):
+    def __init__(self, python: str, name: str, keep: bool, pool_first: bool = False):
         script = Path(__file__).with_name("torch_reference.py")
         arch = {"simple-convnet": "simple", "deep-convnet": "deep"}[name]
         cmd = [python, str(script), "--arch", arch, "--serve"] + (["--keep-heap"] if keep else [])
+        cmd += ["--pool-first"] if pool_first else []
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.banner = self._line()  # "torch 2.13.0, threads 2, ..."
         self._line()  # "ready" after the warm-up
@@ -157,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--block", type=int, default=0, help="steps per timed block (default by model)")
     ap.add_argument("--torch", default=None, help="python of a venv with torch==2.13.0, for the comparison")
+    ap.add_argument("--torch-pool-first", action="store_true",
+                    help="also time PyTorch with each max pool moved before its ReLU (fnnet's order)")
     ap.add_argument("--keep-heap", action="store_true", help="glibc keeps freed memory (fnnet.runtime.keep_heap), "
                     "in this process and the PyTorch one")
     args = ap.parse_args(argv)
@@ -168,6 +172,11 @@ def main(argv: list[str] | None = None) -> None:
     fn = fnnet_step(args.model)
     ref = numpy_two_layer_step() if args.model == "two-layer-net" else None
     torch = TorchReference(args.torch, args.model, args.keep_heap) if args.torch and ref is None else None
+    torch_pf = (
+        TorchReference(args.torch, args.model, args.keep_heap, pool_first=True)
+        if args.torch and ref is None and args.torch_pool_first
+        else None
+    )
     # Interleave the measurements so machine noise hits both alike.
     for _ in range(args.repeats):
         rows.setdefault("fnnet", []).extend(_time(fn, 1, block))
@@ -175,9 +184,12 @@ def main(argv: list[str] | None = None) -> None:
             rows.setdefault("plain NumPy", []).extend(_time(ref, 1, block))
         if torch is not None:
             rows.setdefault("PyTorch 2.13 CPU", []).append(torch.block(block))
-    if torch is not None:
-        print(torch.banner)
-        torch.close()
+        if torch_pf is not None:
+            rows.setdefault("PyTorch, pool first", []).append(torch_pf.block(block))
+    for t in (torch, torch_pf):
+        if t is not None:
+            print(t.banner)
+            t.close()
     med = {k: statistics.median(v) for k, v in rows.items()}
     heap = "keep-heap" if args.keep_heap else "default allocator"
     print(f"model {args.model}, batch {BATCH}, float32, median of {args.repeats} blocks, {heap}")

@@ -49,8 +49,25 @@ def keep_heap(trim_bytes: int = 1 << 30, mmap_bytes: int = 32 << 20) -> bool:
         return False
 
 
-def build(arch: str) -> Any:
-    """The architecture ``arch`` ("simple" or "deep") as a ``torch.nn.Sequential``."""
+def build(arch: str, pool_first: bool = False) -> Any:
+    """The architecture ``arch`` ("simple" or "deep") as a ``torch.nn.Sequential``.
+
+    ``pool_first`` swaps each ReLU with the max pool after it: the same function (as fnnet's
+    builders do by default), for a like-for-like comparison.
+    """
+    import torch.nn as nn  # type: ignore[import-not-found, unused-ignore]
+
+    net = _build(arch)
+    if not pool_first:
+        return net
+    mods = list(net)
+    for i in range(len(mods) - 1):
+        if isinstance(mods[i], nn.ReLU) and isinstance(mods[i + 1], nn.MaxPool2d):
+            mods[i], mods[i + 1] = mods[i + 1], mods[i]
+    return nn.Sequential(*mods)
+
+
+def _build(arch: str) -> Any:
     import torch.nn as nn  # type: ignore[import-not-found, unused-ignore]
 
     if arch == "simple":
@@ -89,12 +106,12 @@ def build(arch: str) -> Any:
     raise ValueError(f"unknown architecture {arch!r}; expected 'simple' or 'deep'")
 
 
-def make_step(arch: str, seed: int) -> Any:
+def make_step(arch: str, seed: int, pool_first: bool = False) -> Any:
     """A closure running one train step of ``arch`` on a fixed random batch."""
     import torch  # type: ignore[import-not-found, unused-ignore]
 
     torch.manual_seed(seed)
-    model = build(arch)
+    model = build(arch, pool_first)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -118,7 +135,7 @@ def time_block(step: Any, steps: int) -> float:
     return BATCH * steps / (time.perf_counter() - t0)
 
 
-def serve(arch: str, warmup: int, seed: int) -> None:
+def serve(arch: str, warmup: int, seed: int, pool_first: bool = False) -> None:
     """Answer each line ``STEPS`` on stdin with the samples/s of that many steps (until EOF).
 
     Lets ``bench/throughput.py`` interleave PyTorch blocks with its own, so that machine noise
@@ -126,7 +143,7 @@ def serve(arch: str, warmup: int, seed: int) -> None:
     """
     import sys
 
-    step = make_step(arch, seed)
+    step = make_step(arch, seed, pool_first)
     for _ in range(warmup):
         step()
     print("ready", flush=True)
@@ -151,6 +168,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pool-first", action="store_true", help="max pool before ReLU (the same function)")
     parser.add_argument("--serve", action="store_true", help="time blocks on request (one arch; see serve)")
     parser.add_argument(
         "--keep-heap", action="store_true", help="set glibc malloc to keep freed memory (see keep_heap)"
@@ -166,7 +184,7 @@ def main() -> None:
     if args.serve:
         if args.arch == "both":
             parser.error("--serve needs --arch simple or --arch deep")
-        serve(args.arch, args.warmup, args.seed)
+        serve(args.arch, args.warmup, args.seed, args.pool_first)
         return
     archs = ("simple", "deep") if args.arch == "both" else (args.arch,)
     for arch in archs:
