@@ -21,14 +21,13 @@ import attrs
 import numpy as np
 
 from fnnet._progress import Progress
-from fnnet._sharded import SegmentedSerial
 from fnnet._types import Array, Shape, Tree
 from fnnet.datasets import batches
 from fnnet.layers.base import EVAL, Ctx, Layer, join_rows
 from fnnet.layers.combinators import Serial
 from fnnet.losses import accuracy, softmax_cross_entropy
 from fnnet.optim import GradientTransformation, apply_updates, l2_penalty
-from fnnet.parallel import default_threads, run_shards, shard_slices, single_threaded_blas
+from fnnet.parallel import Shards, default_threads, run_shards, shard_slices, single_threaded_blas
 from fnnet.random import Key, fold_in, split
 from fnnet.tree import tree_leaves, tree_map
 
@@ -176,25 +175,28 @@ def make_train_step(
     n_shards = _shard_count(model, shards, "make_train_step")
     n_threads = _thread_count(threads, "make_train_step")
     update = optimizer.update
-    # a pipeline with batch-coupled layers runs them on the joined batch, the rest on shards
-    segmented = SegmentedSerial(model) if n_shards > 1 and model.couples_batch and isinstance(model, Serial) else None
+    # a pipeline runs through Serial.forward_shards (batch-coupled layers see the whole batch);
+    # any other model forward and backward per shard
+    pipeline = model if n_shards > 1 and isinstance(model, Serial) else None
 
     def step(state: TrainState, x: Array, t: Any, key: Key | None = None) -> tuple[TrainState, StepMetrics]:
         params = state.params
         penalty, dpen = l2_penalty(params, weight_decay, decay_mask) if weight_decay else (0.0, None)
         parts = shard_slices(len(x), n_shards) if n_shards > 1 else []
-        if len(parts) > 1 and segmented is None and tree_leaves(state.model_state):
+        if len(parts) > 1 and pipeline is None and tree_leaves(state.model_state):
             raise ValueError(
                 "make_train_step: the model carries state, which shards cannot update consistently; "
                 "mark its stateful layers couples_batch = True or use shards=1"
             )
-        if len(parts) > 1 and segmented is not None:
+        if len(parts) > 1 and pipeline is not None:
             ctx = Ctx(True, key, state.model_state, False)
+            runner = Shards(len(parts), n_threads)
             with single_threaded_blas():
-                y, seg_cache = segmented.forward(params, x, ctx, parts, n_threads)
+                ys, pipe_cache = pipeline.forward_shards(params, [x[r] for r in parts], ctx, runner)
+                y = join_rows(ys)
                 value, dy = _loss(state, y, t, penalty)
-                grads = segmented.backward(params, seg_cache, dy, n_threads)
-            new_model_state = segmented.new_state(seg_cache)
+                _, grads = pipeline.backward_shards(params, pipe_cache, [dy[r] for r in parts], runner)
+            new_model_state = pipeline.new_state(pipe_cache)
         elif len(parts) <= 1:
             ctx = Ctx(True, key, state.model_state, False)  # input_grad=False: nobody needs dL/dx
             y, cache = model.forward(params, x, ctx)

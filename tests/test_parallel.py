@@ -479,3 +479,24 @@ def test_stateful_layers_that_do_not_declare_coupling_are_not_split(with_batchno
         make_train_step(model, optimizer=sgd(0.1), shards=2)(state, x, t, None)
     one, _ = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
     assert int(one.model_state[1]) == 1
+
+
+def test_nested_pipelines_with_batchnorm_run_on_shards() -> None:
+    def block(filters: int) -> fnnet.Serial:
+        return serial(Conv2D(filters, 3, pad=1), BatchNorm(), ReLU())
+
+    model = serial(block(3), block(2), Flatten(), Affine(4))
+    g = fnnet.key(6).generator()
+    x, t = g.standard_normal((8, 1, 5, 5)), g.integers(0, 4, 8)
+    state = fnnet.astype(init_train_state(model, sgd(0.1), fnnet.key(0), (1, 5, 5)), np.float64)
+    # the inner blocks are split too: their caches are per-segment, not one joined pass
+    ctx = fnnet.Ctx(train=True, state=state.model_state, input_grad=False)
+    _, cache = model.forward_shards(state.params, [x[:4], x[4:]], ctx, parallel.Shards(2, 2))
+    from fnnet._sharded import SegmentedCache
+
+    assert isinstance(cache.caches[0], SegmentedCache) and isinstance(cache.caches[1], SegmentedCache)
+    one, m1 = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
+    two, m2 = make_train_step(model, optimizer=sgd(0.1), shards=2)(state, x, t, None)
+    assert m2.loss == pytest.approx(m1.loss, rel=1e-12)
+    for a, b in zip(tree_leaves((two.params, two.model_state)), tree_leaves((one.params, one.model_state))):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)

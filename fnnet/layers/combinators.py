@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import attrs
 
+from fnnet._sharded import SegmentedCache, SegmentedSerial
 from fnnet._types import Array, Shape
 from fnnet.layers.base import EVAL, Ctx, Layer
+from fnnet.parallel import Shards
 from fnnet.random import Key, fold_in, key as make_key, split
 from fnnet.tree import tree_size
 
@@ -115,7 +118,30 @@ class Serial(Layer):
                 raise ValueError(f"{_where(i, layer)}: {e}") from e
         return dout, tuple(grads)
 
-    def new_state(self, cache: SerialCache) -> tuple[Any, ...]:
+    def forward_shards(
+        self, params: tuple[Any, ...], xs: Sequence[Array], ctx: Ctx, shards: Shards
+    ) -> tuple[list[Array], SegmentedCache]:
+        """The pipeline on a batch given as row shards: runs of layers that treat samples
+        independently go through each shard on its own thread; a batch-coupled layer runs
+        through its own ``forward_shards`` (see :mod:`fnnet._sharded`)."""
+        self._check_params(params)
+        if ctx.state is not None and (not isinstance(ctx.state, tuple) or len(ctx.state) != len(self.layers)):
+            raise ValueError(f"Serial: expected ctx.state as a tuple of {len(self.layers)} entries")
+        return SegmentedSerial(self).forward(params, xs, ctx, shards)
+
+    def backward_shards(
+        self, params: tuple[Any, ...], cache: Any, douts: Sequence[Array], shards: Shards
+    ) -> tuple[list[Array], tuple[Any, ...]]:
+        """Backward of :meth:`forward_shards`: ``(dxs, grads)`` with one ``dx`` per shard."""
+        self._check_params(params)
+        if not isinstance(cache, SegmentedCache):
+            dxs, grads = super().backward_shards(params, cache, douts, shards)
+            return dxs, grads
+        return SegmentedSerial(self).backward(params, cache, douts, shards)
+
+    def new_state(self, cache: SerialCache | SegmentedCache) -> tuple[Any, ...]:
+        if isinstance(cache, SegmentedCache):
+            return SegmentedSerial(self).new_state(cache)
         return tuple(layer.new_state(c) for layer, c in zip(self.layers, cache.caches))
 
 
