@@ -23,10 +23,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from _book_weights import IN_SHAPE, SIMPLE_CONVNET_FILE, SIMPLE_CONVNET_SHAPES, load_weights
+from _common import save_figure
 from fnnet import models, optim
 from fnnet._types import Array
 from fnnet.datasets import load_mnist
@@ -79,15 +81,8 @@ def trained_filters(how: str, seed: int, epochs: int) -> tuple[Array, Array]:
     return before, after
 
 
-def draw(before: Array, after: Array, labels: tuple[str, str], out: Path) -> bool:
-    """Draw both filter sets as grids (6 x 5 each) to ``out``; False when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
+def draw(plt: Any, before: Array, after: Array, labels: tuple[str, str]) -> Any:
+    """Both filter sets as grids (6 x 5 each) in one figure, drawn with ``matplotlib.pyplot``."""
     rows, cols = 6, 5
     fig = plt.figure(figsize=(10, 6.5))
     halves = fig.add_gridspec(1, 2)
@@ -102,10 +97,7 @@ def draw(before: Array, after: Array, labels: tuple[str, str], out: Path) -> boo
                 ax.imshow(filters[i, 0], cmap="gray_r", interpolation="nearest")
             else:
                 ax.set_axis_off()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -122,10 +114,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     source = "the book's weights" if args.trained == "book" else f"fnnet.fit, {args.epochs} epoch(s) on mnist-small"
     r_before, r_after = neighbour_correlation(before), neighbour_correlation(after)
     print(f"filters {before.shape}: random init N(0, {BOOK_INIT_STD}^2) vs trained ({source})")
-    if draw(before, after, ("before training (random)", f"after training ({args.trained})"), args.out):
-        print(f"figure {args.out}")
-    else:
-        print("figure skipped (matplotlib is not installed)")
+    labels = ("before training (random)", f"after training ({args.trained})")
+    save_figure(lambda plt: draw(plt, before, after, labels), args.out)
     print(f"neighbour correlation random {r_before:.3f} trained {r_after:.3f}")
     if not r_after >= r_before + MIN_GAIN:
         print(f"trained filters should be smoother than random ones by at least {MIN_GAIN}", file=sys.stderr)

@@ -16,10 +16,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from _book_weights import DEEP_CONVNET_ACCURACY, deep_convnet_book, mnist_test, predict_labels
+from _common import save_figure
 from fnnet._types import Array
 
 #: Number of misclassified digits drawn (4 rows of 5).
@@ -27,19 +29,8 @@ GRID = 20
 DEFAULT_OUT = Path("runs") / "ch08_misclassified.png"
 
 
-def draw(images: Array, labels: Array, guesses: Array, out: Path) -> bool:
-    """Draw ``images`` ``(K, 1, 28, 28)`` titled ``label -> guess`` in a grid to ``out``.
-
-    Returns:
-        False when matplotlib is missing (nothing written).
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
+def draw(plt: Any, images: Array, labels: Array, guesses: Array) -> Any:
+    """A grid of ``images`` ``(K, 1, 28, 28)`` titled ``label -> guess``, drawn with ``matplotlib.pyplot``."""
     cols = 5
     rows = max(1, -(-len(images) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.0 * rows), squeeze=False)
@@ -53,10 +44,7 @@ def draw(images: Array, labels: Array, guesses: Array, out: Path) -> bool:
             ax.set_axis_off()
     fig.suptitle("misclassified: label -> guess")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -71,10 +59,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     shown = wrong[:GRID]
     for i in shown:
         print(f"image {i:5d}: label {t[i]} guess {guesses[i]}")
-    if draw(x[shown], t[shown], guesses[shown], args.out):
-        print(f"grid {args.out}")
-    else:
-        print("grid skipped (matplotlib is not installed)")
+    save_figure(lambda plt: draw(plt, x[shown], t[shown], guesses[shown]), args.out)
     expected = round((1.0 - DEEP_CONVNET_ACCURACY) * len(x))
     print(f"misclassified {len(wrong)} of {len(x)}")
     if len(wrong) != expected:
