@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+from _examples import EXAMPLES, run_example
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPT = EXAMPLES / "ch03_neuralnet_mnist.py"
 
 
 def test_ch03_example_prints_the_books_accuracy() -> None:
-    proc = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
+    lines = run_example(SCRIPT.name)
     assert lines[-1] == "accuracy 0.9352"
 
 

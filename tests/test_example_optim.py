@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+from _examples import EXAMPLES, HAS_MATPLOTLIB, run_example
 
 from fnnet import optim
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "ch06_optimizer_compare_naive.py"
+SCRIPT = EXAMPLES / "ch06_optimizer_compare_naive.py"
 LINE = re.compile(r"(\w+)\s+final \(\s*(\S+),\s*(\S+)\)\s+distance to minimum (\S+)\s+f = (\S+)")
 
 
 def test_example_runs_and_every_optimizer_gets_closer(tmp_path: Path) -> None:
     out = tmp_path / "fig" / "paths.png"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--out", str(out)], capture_output=True, text=True, timeout=120, cwd=tmp_path
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
+    lines = run_example(SCRIPT.name, "--out", str(out), cwd=tmp_path)
     assert lines[-1] == "optimizers ok"
     found = {m.group(1): m for m in map(LINE.match, lines) if m}
     assert sorted(found) == ["AdaGrad", "Adam", "Momentum", "SGD"]
@@ -34,7 +30,7 @@ def test_example_runs_and_every_optimizer_gets_closer(tmp_path: Path) -> None:
         assert abs(dist - np.hypot(x, y)) < 1e-3  # the printed distance belongs to the printed point
         assert abs(fval - (x * x / 20 + y * y)) <= 1e-3 * max(fval, 1e-3) + 1e-4
         assert dist < start
-    if importlib.util.find_spec("matplotlib") is not None:
+    if HAS_MATPLOTLIB:
         assert out.stat().st_size > 0
     else:
         assert not out.exists()

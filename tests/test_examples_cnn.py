@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -14,25 +11,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _examples import EXAMPLES, HAS_MATPLOTLIB, SINGLE_THREADED, run_example
 
 import fnnet
 from fnnet.layers.combinators import Serial
 from fnnet.layers.conv import Conv2D
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 
 def _run(script: str, *args: str, cwd: Path) -> list[str]:
-    """Run an example; assert it succeeded; return its stdout lines."""
-    # The convolutions run many small GEMMs; on this shared 2-core machine OpenBLAS's threads then
-    # wait for busy cores and a pass gets several times slower, so the scripts run single-threaded.
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout.strip().splitlines()
+    """Run an example single-threaded (see SINGLE_THREADED) in ``cwd``; its stdout lines."""
+    return run_example(script, *args, cwd=cwd, env=SINGLE_THREADED, timeout=300)
 
 
 def test_ch07_simple_convnet_scores_the_books_accuracy(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import re
 import subprocess
 import sys
@@ -14,34 +13,20 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from _examples import EXAMPLES, HAS_MATPLOTLIB, PNG_MAGIC, REPO, SINGLE_THREADED, run_example
 
 from fnnet.random import key
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 NUMBER = r"(-?\d+(?:\.\d+)?)"
-
 # These nets multiply small matrices: one BLAS thread is fastest, and on busy cores a multi-threaded
 # OpenBLAS spin-waits (steps measured 100 times slower here). The examples' results don't depend on it.
-ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+ENV = SINGLE_THREADED
 
 
 def _run(script: str, out: Path, *args: str) -> list[str]:
     """Run ``examples/<script> --quick --out <out>`` from the repository root; return its stdout lines."""
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), "--quick", "--out", str(out), *args],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
-    assert lines, result.stderr
-    if HAVE_MATPLOTLIB:
+    lines = run_example(script, "--quick", "--out", str(out), *args, env=ENV)
+    if HAS_MATPLOTLIB:
         assert f"figure saved to {out}" in lines
         assert out.read_bytes()[: len(PNG_MAGIC)] == PNG_MAGIC
     else:

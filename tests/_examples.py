@@ -1,0 +1,31 @@
+"""Shared by the example tests: where the examples are and how to run one as a script."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+#: One BLAS thread: on a busy 2-core machine OpenBLAS's threads wait for cores and small products
+#: get several times slower.
+SINGLE_THREADED = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run_example(
+    script: str, *args: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 120
+) -> list[str]:
+    """Run ``examples/<script> <args>``; assert it exited 0 and printed something; its stdout lines."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines, result.stderr
+    return lines
