@@ -531,6 +531,17 @@ class _Pool2D(Layer):
             for j in range(ww):
                 yield slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)
 
+    def _fold(self, x: Array, fill: float, op: np.ufunc) -> Array:
+        """``op`` folded over the window cells: ``op(... op(x_pad[cell 0], x_pad[cell 1]) ...)`` for
+        every output pixel, in a new array of ``x``'s memory order (padding cells hold ``fill``)."""
+        oh, ow = self._check(x)
+        xp = self._padded(x, fill)
+        views = [xp[:, :, hs, ws] for hs, ws in self._windows(oh, ow)]
+        y: Array = op(views[0], views[1]) if len(views) > 1 else views[0].copy(order="K")
+        for v in views[2:]:
+            op(y, v, out=y)  # y is our own fresh array
+        return y
+
     def _tiles(self, h: int, w: int) -> bool:
         """Whether the windows cover the input exactly once (stride = window, no pad, no remainder)."""
         return self.strides == self.window and self.pad == (0, 0) and h % self.window[0] == 0 and w % self.window[1] == 0
@@ -562,13 +573,7 @@ class MaxPool2D(_Pool2D):
         Returns:
             ``(y, cache)`` with ``y`` ``(N, C, OH, OW)`` in ``x``'s memory order.
         """
-        oh, ow = self._check(x)
-        n, c, h, w = x.shape
-        xp = self._padded(x, -np.inf)
-        views = [xp[:, :, hs, ws] for hs, ws in self._windows(oh, ow)]
-        y = np.maximum(views[0], views[1]) if len(views) > 1 else views[0].copy(order="K")
-        for v in views[2:]:
-            np.maximum(y, v, out=y)  # y is our own fresh array
+        y = self._fold(x, -np.inf, np.maximum)
         return y, PoolCache(x, y, ctx.input_grad)
 
     def backward(self, params: None, cache: PoolCache, dout: Array) -> tuple[Array, None]:
@@ -664,14 +669,8 @@ class AvgPool2D(_Pool2D):
         Returns:
             ``(y, cache)`` with ``y`` ``(N, C, OH, OW)`` in ``x``'s memory order.
         """
-        oh, ow = self._check(x)
-        n, c, h, w = x.shape
-        xp = self._padded(x, 0.0)
-        views = [xp[:, :, hs, ws] for hs, ws in self._windows(oh, ow)]
-        y = views[0] + views[1] if len(views) > 1 else views[0].copy(order="K")
-        for v in views[2:]:
-            y += v  # y is our own fresh array
-        y *= x.dtype.type(1.0 / math.prod(self.window))
+        y = self._fold(x, 0.0, np.add)
+        y *= x.dtype.type(1.0 / math.prod(self.window))  # y is our own fresh array
         return y, PoolCache(x, y, ctx.input_grad)
 
     def backward(self, params: None, cache: PoolCache, dout: Array) -> tuple[Array, None]:
