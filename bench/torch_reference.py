@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 BATCH = 100
@@ -20,33 +21,18 @@ N_CLASSES = 10
 IN_SHAPE = (1, 28, 28)
 LEARNING_RATE = 0.01
 
-#: glibc mallopt parameters (malloc.h): M_TRIM_THRESHOLD and M_MMAP_THRESHOLD.
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
+def keep_heap() -> bool:
+    """fnnet's :func:`fnnet.runtime.keep_heap`, loaded from its file: this interpreter (the torch
+    environment) has no fnnet installed, and the module needs only ctypes."""
+    import importlib.util
 
-
-def keep_heap(trim_bytes: int = 1 << 30, mmap_bytes: int = 32 << 20) -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
-
-    By default glibc unmaps large freed blocks and trims the heap, so the next step's arrays are
-    fresh pages that the kernel must fault in and zero (measured here: a third of a SimpleConvNet
-    step). This is a process-wide allocator setting (the same as the environment variables
-    ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_MMAP_THRESHOLD_``); it changes no result.
-
-    Returns:
-        Whether both settings were accepted (False off glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_bytes)) and bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_bytes))
-    except (OSError, AttributeError):
-        return False
+    path = Path(__file__).resolve().parents[1] / "fnnet" / "runtime.py"
+    spec = importlib.util.spec_from_file_location("fnnet_runtime", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return bool(module.keep_heap())
 
 
 def build(arch: str, pool_first: bool = False) -> Any:
