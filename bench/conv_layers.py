@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.functions import softmax
 from fnnet.layers.base import Ctx, Layer
 from fnnet.layers.combinators import Serial, serial

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from fnnet import models
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.datasets import load_mnist_test
 from fnnet.layers.combinators import Serial
 from fnnet.layers.conv import Conv2D, ConvParams

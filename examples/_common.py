@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.datasets import batches, load_mnist
 from fnnet.layers.base import Layer
 from fnnet.models import mlp

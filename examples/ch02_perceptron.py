@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.functions import step
 from fnnet.layers.core import Affine, AffineParams
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import fnnet
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.datasets import batches, load_mnist_test
 from fnnet.layers.core import AffineParams
 

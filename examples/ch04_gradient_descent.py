@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.numerical import gradient_descent
 
 INIT_X = (-3.0, 4.0)

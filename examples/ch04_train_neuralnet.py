@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from _common import example_parser, finish, save_figure
 
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.datasets import load_mnist
 from fnnet.layers.base import Layer
 from fnnet.losses import softmax_cross_entropy

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 import fnnet
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.layers.base import Layer
 from fnnet.layers.combinators import serial
 from fnnet.layers.core import Affine, ReLU

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from _common import example_parser, finish, save_figure
 
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.initializers import HeNormal, Initializer, LeCunNormal, Normal
 from fnnet.layers.base import Layer
 from fnnet.layers.core import Affine, ReLU, Sigmoid

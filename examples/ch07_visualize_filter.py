@@ -30,7 +30,7 @@ import numpy as np
 from _book_weights import IN_SHAPE, SIMPLE_CONVNET_FILE, SIMPLE_CONVNET_SHAPES, load_weights
 from _common import save_figure
 from fnnet import models, optim
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.datasets import load_mnist
 from fnnet.initializers import Normal
 from fnnet.random import key as make_key, split

@@ -22,7 +22,7 @@ import numpy as np
 
 from _book_weights import DEEP_CONVNET_ACCURACY, deep_convnet_book, mnist_test, predict_labels
 from _common import save_figure
-from fnnet._types import Array
+from fnnet.typing import Array
 
 #: Number of misclassified digits drawn (4 rows of 5).
 GRID = 20

@@ -19,7 +19,7 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.layers.base import Ctx, Layer
 from fnnet.parallel import Shards
 from fnnet.random import Key, fold_in

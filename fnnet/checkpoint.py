@@ -41,7 +41,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from fnnet._io import atomic_write
-from fnnet._types import Array, Tree
+from fnnet.typing import Array, Tree
 from fnnet.random import Key
 from fnnet.tree import tree_flatten, tree_paths, tree_unflatten
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from fnnet import checkpoint, datasets, models, optim
 from fnnet._io import atomic_write_bytes
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.layers.combinators import Serial, summary
 from fnnet.random import key as make_key
 from fnnet.parallel import default_threads

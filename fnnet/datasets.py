@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fnnet._io import atomic_write_bytes
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.random import Key
 
 __all__ = [

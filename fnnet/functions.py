@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fnnet._types import Array
+from fnnet.typing import Array
 
 __all__ = ["step", "sigmoid", "relu", "tanh", "identity", "softmax", "log_softmax"]
 

@@ -61,7 +61,7 @@ import attrs
 import numpy as np
 
 from fnnet._io import atomic_write_bytes
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.random import Key, fold_in, split
 from fnnet.random import key as make_key
 

@@ -14,7 +14,7 @@ from typing import Protocol
 import attrs
 import numpy as np
 
-from fnnet._types import DEFAULT_DTYPE, Array
+from fnnet.typing import DEFAULT_DTYPE, Array
 from fnnet.random import Key
 
 __all__ = [

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fnnet import functions as F
-from fnnet._types import Array
+from fnnet.typing import Array
 
 __all__ = [
     "CROSS_ENTROPY_DELTA",

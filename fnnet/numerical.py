@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from fnnet._types import Array, Tree
+from fnnet.typing import Array, Tree
 from fnnet.layers.base import EVAL, Ctx, Layer
 from fnnet.random import Key, fold_in, key as make_key
 from fnnet.tree import tree_flatten, tree_paths, tree_structure, tree_unflatten

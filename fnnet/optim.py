@@ -37,8 +37,8 @@ from typing import Any, NamedTuple, NoReturn, Protocol, cast
 import attrs
 import numpy as np
 
-from fnnet._types import Array, Tree
-from fnnet.layers.base import nonneg_int, positive_int
+from fnnet.typing import Array, Tree
+from fnnet._validate import nonneg_int, positive_int
 from fnnet.tree import tree_map
 
 __all__ = [

@@ -21,7 +21,7 @@ import attrs
 import numpy as np
 
 from fnnet._progress import Progress
-from fnnet._types import Array, Shape, Tree
+from fnnet.typing import Array, Shape, Tree
 from fnnet.datasets import batches
 from fnnet.layers.base import EVAL, Ctx, Layer, join_rows
 from fnnet.layers.combinators import Serial

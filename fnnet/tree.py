@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from fnnet._types import Array, Tree
+from fnnet.typing import Array, Tree
 
 __all__ = [
     "TreeDef",

@@ -17,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 
 import fnnet
 from fnnet import checkpoint
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.checkpoint import load, read_manifest, read_meta, save
 from fnnet.layers.core import AffineParams
 from fnnet.optim import adam, apply_updates, momentum

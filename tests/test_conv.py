@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import fnnet
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.layers import conv
 from fnnet.layers.base import Ctx, Layer
 from fnnet.layers.combinators import serial

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fnnet.datasets as ds
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.datasets import (
     MNIST_SMALL_TEST,
     MNIST_SMALL_TRAIN,

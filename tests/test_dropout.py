@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import fnnet
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.layers.base import EVAL, Ctx
 from fnnet.layers.combinators import serial
 from fnnet.layers.core import Affine, ReLU

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.functions import identity, log_softmax, relu, sigmoid, softmax, step, tanh
 
 Fn = Callable[[Array], Array]

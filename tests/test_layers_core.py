@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fnnet
-from fnnet._types import Array, Shape
+from fnnet.typing import Array, Shape
 from fnnet.layers.base import Ctx, Layer
 from fnnet.layers.combinators import residual, serial, summary
 from fnnet.layers.core import Add, Affine, AffineParams, Flatten, Identity, Mul, ReLU, Sigmoid, Softmax, Tanh

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.functions import log_softmax, softmax
 from fnnet.losses import (
     CROSS_ENTROPY_DELTA,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import fnnet
-from fnnet._types import Array, Shape
+from fnnet.typing import Array, Shape
 from fnnet.layers.base import Ctx
 from fnnet.layers.combinators import serial
 from fnnet.layers.core import Affine, Flatten, ReLU

@@ -10,7 +10,7 @@ import attrs
 import numpy as np
 import pytest
 
-from fnnet._types import Array, Shape, Tree
+from fnnet.typing import Array, Shape, Tree
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
 from fnnet.layers.combinators import serial
 from fnnet.layers.core import Affine, Sigmoid, Tanh

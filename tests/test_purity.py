@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
 from fnnet import functions as F
-from fnnet._types import Array, Tree
+from fnnet.typing import Array, Tree
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
 from fnnet.layers.combinators import serial
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh

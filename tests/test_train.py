@@ -11,7 +11,7 @@ import pytest
 import fnnet
 from fnnet import checkpoint, models
 from fnnet._progress import Progress
-from fnnet._types import Array
+from fnnet.typing import Array
 from fnnet.optim import adam, sgd
 from fnnet.train import History, NonFiniteLossError, TrainState, evaluate, fit, init_train_state, make_train_step
 from fnnet.tree import tree_leaves

@@ -8,7 +8,7 @@ import attrs
 import numpy as np
 import pytest
 
-from fnnet._types import Array, Tree
+from fnnet.typing import Array, Tree
 from fnnet.tree import (
     TreeDef,
     tree_astype,

@@ -20,9 +20,11 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
-from fnnet._types import Array, Shape
+from fnnet.typing import Array, Shape
 from fnnet.parallel import Shards
 from fnnet.random import Key
+
+from fnnet._validate import nonneg_int, positive_int
 
 __all__ = ["Ctx", "EVAL", "TRAIN", "Layer", "check_rank", "check_dout", "check_dtype", "join_rows"]
 
@@ -180,15 +182,3 @@ def no_input_grad(x_shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
     out: Array = np.ndarray(x_shape, dtype=dtype, buffer=zero, strides=(0,) * len(x_shape))
     out.flags.writeable = False
     return out
-
-
-def positive_int(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """attrs validator: a positive int (not bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a positive int, got {value!r}")
-
-
-def nonneg_int(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """attrs validator: a non-negative int (not bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a non-negative int, got {value!r}")

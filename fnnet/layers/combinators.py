@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import attrs
 
 from fnnet._sharded import SegmentedCache, SegmentedSerial
-from fnnet._types import Array, Shape
+from fnnet.typing import Array, Shape
 from fnnet.layers.base import EVAL, Ctx, Layer
 from fnnet.parallel import Shards
 from fnnet.random import Key, fold_in, key as make_key, split

@@ -33,7 +33,7 @@ import attrs
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from fnnet._types import Array, Shape
+from fnnet.typing import Array, Shape
 from fnnet.initializers import HeNormal, Initializer, Zeros
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, check_rank, no_input_grad, positive_int
 from fnnet.parallel import blas_threads

@@ -9,7 +9,7 @@ import attrs
 import numpy as np
 
 from fnnet import functions as F
-from fnnet._types import Array, Shape
+from fnnet.typing import Array, Shape
 from fnnet.initializers import Initializer, XavierNormal, Zeros
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad, positive_int
 from fnnet.random import Key, split

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, NamedTuple
 import attrs
 import numpy as np
 
-from fnnet._types import Array, Shape
+from fnnet.typing import Array, Shape
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout
 from fnnet.random import Key
 

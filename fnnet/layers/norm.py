@@ -15,7 +15,7 @@ from typing import Any, ClassVar, NamedTuple
 import attrs
 import numpy as np
 
-from fnnet._types import DEFAULT_DTYPE, Array, Shape
+from fnnet.typing import DEFAULT_DTYPE, Array, Shape
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad
 from fnnet.parallel import Shards
 from fnnet.random import Key
