@@ -32,9 +32,10 @@ from fnnet.typing import Array
 from fnnet.functions import softmax
 from fnnet.layers.base import Ctx, Layer
 from fnnet.layers.combinators import Serial, serial
-from fnnet.layers.conv import Conv2D, MaxPool2D
+from fnnet.layers.conv import Conv2D
 from fnnet.layers.core import Affine, ReLU
 from fnnet.layers.dropout import Dropout
+from fnnet.layers.pool import MaxPool2D
 from fnnet.random import Key, fold_in, key as make_key
 from fnnet.runtime import keep_heap
 from fnnet.tree import tree_astype, tree_map
@@ -97,20 +98,20 @@ def train_step(model: Serial, params: Any, x: Array, t: Array, key: Key, lr: flo
     Args:
         x: ``(N, 1, 28, 28)`` float32; t: ``(N,)`` integer labels; key: this step's dropout key.
     """
-    y, cache = model.forward(params, x, Ctx(train=True, key=key, input_grad=False))
+    y, _, cache = model.forward(params, None, x, Ctx(train=True, key=key))
     n = y.shape[0]
     onehot = np.zeros_like(y)
     onehot[np.arange(n), t] = 1
     dy = (softmax(y) - onehot) / y.dtype.type(n)
-    _, grads = model.backward(params, cache, dy)
+    _, grads = model.backward(params, cache, dy, input_grad=False)
     step = np.float32(lr)
     return tree_map(lambda p, g: p - step * g, params, grads)
 
 
 def stack_fwd_bwd(model: Serial, params: Any, x: Array, key: Key) -> None:
     """Forward and backward through ``model`` with ``dout = 1`` (the cost of the layers alone)."""
-    y, cache = model.forward(params, x, Ctx(train=True, key=key, input_grad=False))
-    model.backward(params, cache, np.ones_like(y))
+    y, _, cache = model.forward(params, None, x, Ctx(train=True, key=key))
+    model.backward(params, cache, np.ones_like(y), input_grad=False)
 
 
 def time_samples_per_s(fn: Callable[[int], object], batch: int, repeats: int, steps: int, warmup: int) -> list[float]:
@@ -147,19 +148,19 @@ def layer_times(problem: Problem, repeats: int) -> list[tuple[str, float, float]
     ctx_key = make_key(3)
     rows = []
     for i, layer in enumerate(model.layers):
-        ctx = Ctx(train=True, key=fold_in(ctx_key, i), input_grad=i > 0)
+        ctx = Ctx(train=True, key=fold_in(ctx_key, i))
         fwd, bwd = [], []
         for _ in range(repeats + 1):
             t0 = time.perf_counter()
-            y, cache = layer.forward(params[i], x, ctx)
+            y, _, cache = layer.forward(params[i], None, x, ctx)
             t1 = time.perf_counter()
             dout = np.ones_like(y)
             t2 = time.perf_counter()
-            layer.backward(params[i], cache, dout)
+            layer.backward(params[i], cache, dout, input_grad=i > 0)
             t3 = time.perf_counter()
             fwd.append(t1 - t0)
             bwd.append(t3 - t2)
-        rows.append((f"{i:>2} {layer.name}{tuple(y.shape[1:])}", 1e3 * statistics.median(fwd[1:]), 1e3 * statistics.median(bwd[1:])))
+        rows.append((f"{i:>2} {type(layer).__name__}{tuple(y.shape[1:])}", 1e3 * statistics.median(fwd[1:]), 1e3 * statistics.median(bwd[1:])))
         x = y
     return rows
 

@@ -35,11 +35,12 @@ Measured (seed 0, 10 epochs, 2 shared cores, ``OPENBLAS_NUM_THREADS=1``): ``bn-h
 test figure was seen, so its margin over the target is thin evidence. A later run with seed 1 (the
 seed and the default unchanged since) chose epoch 8 (validation 0.9260) and scored 0.9208, PASS,
 in 705 s (780 training samples/s; BatchNorm models then ran unsharded, on one core). Since
-BatchNorm pipelines train on two shards (``Layer.forward_shards``), a run with seed 2 chose epoch
-10 (validation 0.9298) and scored 0.9240, PASS, in 504 s (1,090 training samples/s).
+BatchNorm pipelines train on two shards (the training step's execution policy,
+``fnnet.train.step.choose_policy``), a run with seed 2 chose epoch 10 (validation 0.9298) and
+scored 0.9240, PASS, in 504 s (1,090 training samples/s).
 
 The train step and the evaluation passes run BLAS single-threaded on fnnet's own threads (see
-``fnnet.parallel``), whatever ``OPENBLAS_NUM_THREADS`` says.
+``fnnet.train.parallel``), whatever ``OPENBLAS_NUM_THREADS`` says.
 """
 
 from __future__ import annotations

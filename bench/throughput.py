@@ -10,8 +10,8 @@ maths (forward, softmax cross-entropy, backward, SGD). With ``--torch PYTHON`` i
 ``bench/torch_reference.py --serve`` under that interpreter (a separate virtual environment with
 ``torch==2.13.0``; torch is never a dependency of fnnet), alternating its timed blocks with
 fnnet's, and prints fnnet / PyTorch. fnnet's step uses its defaults: the convolutional models
-split each batch into 2 shards on ``fnnet.parallel.default_threads()`` threads; PyTorch uses
-2 threads. fnnet's CNN builders pool before the ReLU (the same function, see
+split each batch into 2 shards on ``fnnet.train.parallel.default_threads()`` threads (see
+``fnnet.train.step.choose_policy``); PyTorch uses 2 threads. fnnet's CNN builders pool before the ReLU (the same function, see
 ``fnnet.models.simple_convnet``); ``--torch-pool-first`` also times PyTorch with that swap.
 """
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fnnet.typing import Array
-from fnnet.functions import step
+from fnnet.functions import step_function
 from fnnet.layers.core import Affine, AffineParams
 
 #: The four input pairs (x1, x2), one per row.
@@ -47,7 +47,7 @@ TRUTH: dict[str, Callable[[bool, bool], bool]] = {
 }
 
 def perceptron(params: AffineParams, x: Array) -> Array:
-    """Fire where ``x @ w + b > 0``: an :class:`~fnnet.layers.core.Affine` map, then ``step``.
+    """Fire where ``x @ w + b > 0``: an :class:`~fnnet.layers.core.Affine` map, then ``step_function``.
 
     Args:
         params: ``w`` of shape ``(2, units)`` and ``b`` of shape ``(units,)``.
@@ -56,7 +56,7 @@ def perceptron(params: AffineParams, x: Array) -> Array:
         ``(N, units)`` array of 0.0 / 1.0.
     """
     units = params.b.shape[0]
-    return step(Affine(units).apply(params, x))
+    return step_function(Affine(units).apply(params, x))
 
 
 def xor(x: Array) -> Array:

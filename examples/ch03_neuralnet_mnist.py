@@ -61,7 +61,7 @@ def main() -> None:
     x, t = load_mnist_test(normalize=True, flatten=True, dtype=np.float32)
     correct = 0
     for x_batch, t_batch in batches(None, x, t, BATCH_SIZE, shuffle=False):
-        y, _ = model.forward(params, x_batch)
+        y = model.apply(params, x_batch)
         correct += int(np.sum(np.argmax(y, axis=1) == t_batch))
     accuracy = correct / len(x)
 

@@ -85,7 +85,7 @@ def loss_of(model: Layer, x: Array, t: Array) -> Any:
 
 def backprop_gradient(model: Layer, params: Any, x: Array, t: Array) -> Any:
     """One backpropagation gradient: forward, loss gradient, backward."""
-    y, cache = model.forward(params, x)
+    y, _, cache = model.forward(params, None, x)
     _, dy = softmax_cross_entropy(y, t)
     return model.backward(params, cache, dy)[1]
 

@@ -48,7 +48,7 @@ BOOK_NAMES = {"0/w": "W1", "0/b": "b1", "2/w": "W2", "2/b": "b2", "x": "x (input
 
 def mean_abs_differences(model: Layer, params: Any, x: Array, t: Array) -> dict[str, float]:
     """The book's check: ``mean|backprop - numerical|`` for each parameter path of ``params``."""
-    logits, cache = model.forward(params, x)
+    logits, _, cache = model.forward(params, None, x)
     _, dlogits = softmax_cross_entropy(logits, t)
     _, grads = model.backward(params, cache, dlogits)
     numeric = numerical_gradient(lambda p: softmax_cross_entropy(model.apply(p, x), t)[0], params)

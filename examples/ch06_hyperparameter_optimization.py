@@ -13,11 +13,9 @@ The last line reads ``best val_acc <v> lr <lr> weight_decay <wd>``.
 One BLAS thread per process. Unless you set them, the script sets ``OPENBLAS_NUM_THREADS``,
 ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` to 1 before NumPy loads (and ``FNNET_NUM_THREADS`` to 1,
 so fnnet's evaluation does not add threads of its own in each worker), for two reasons: these small
-matrix products run several times faster on one thread than on several (measured on 2 cores: 30
-trials took 72 s with OpenBLAS's default 2 threads and 12 s with 1; a 2-process pool of 2-thread
-workers took 306 s, of 1-thread workers 7 s), and Dask starts its workers with one thread, so
-all three ways of running give the same bits only with the same setting (OpenBLAS sums in a
-different order for another thread count).
+matrix products run several times faster on one thread than on several (``bench/hparam_threads.py``
+times both), and Dask starts its workers with one thread, so all three ways of running give the
+same bits only with the same setting (OpenBLAS sums in a different order for another thread count).
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ the accuracy barely moves: 16 bits are plenty for inference. Here the book's wei
 converted as in ``ch08_deep_convnet_mnist.py``) run once in float32 and once with every parameter
 cast by ``fnnet.astype(params, np.float16)`` and float16 images, so every activation is float16 too.
 
-NumPy has no BLAS for float16: its float16 matrix products are scalar loops, about 20 times slower
-than float32 ones. The float16 pass therefore uses the first ``--n`` test images (default 1000, a
-few tens of seconds); both accuracies are computed on those same images. ``--n 10000`` scores the
-whole test set (several minutes), where the float32 figure is the book's 0.9797.
+NumPy has no BLAS for float16: its float16 matrix products are scalar loops, far slower than
+float32 ones. The float16 pass therefore uses the first ``--n`` test images (default 1000); both
+accuracies are computed on those same images. ``--n 10000`` scores the whole test set (ten times
+as long), where the float32 figure is the book's 0.9797.
 
 Run: ``python examples/ch08_half_float.py [--n 10000]``; the last line is
 ``accuracy float32 <a> float16 <b>`` and the exit status is non-zero if they differ by more than

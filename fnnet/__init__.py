@@ -1,13 +1,19 @@
 """fnnet: functional, pure-function neural networks on NumPy.
 
-Layers are immutable records with ``init(key, in_shape)``, ``forward(params, x, ctx)`` and
+Layers are immutable records with ``init(key, in_shape)``, ``forward(params, state, x, ctx)`` and
 ``backward(params, cache, dout)``; optimizers return new parameter trees; randomness is an explicit
 key. See the README for the book chapter → fnnet name table.
+
+>>> import numpy as np, fnnet
+>>> model = fnnet.serial(fnnet.Affine(10), fnnet.Softmax())
+>>> params, out_shape = model.init(fnnet.key(0), (784,))
+>>> model.apply(params, np.zeros((1, 784), np.float32)).sum().round(4)
+np.float32(1.0)
 """
 
-from fnnet import checkpoint, datasets, functions, hparam, initializers, layers, losses, models, optim, parallel, tree
+from fnnet import checkpoint, datasets, errors, functions, graph, hparam, initializers, layers, losses, models, optim, train, tree
 from fnnet.checkpoint import load, save
-from fnnet.functions import identity, log_softmax, relu, sigmoid, softmax, step, tanh
+from fnnet.functions import identity, log_softmax, relu, sigmoid, softmax, step_function, tanh
 from fnnet.losses import (
     accuracy,
     binary_cross_entropy_with_logits,
@@ -20,7 +26,6 @@ from fnnet.optim import adagrad, adam, adamw, apply_updates, chain, momentum, ne
 from fnnet.layers import (
     EVAL,
     TRAIN,
-    Add,
     Affine,
     AffineParams,
     AvgPool2D,
@@ -35,7 +40,6 @@ from fnnet.layers import (
     Identity,
     Layer,
     MaxPool2D,
-    Mul,
     ReLU,
     Residual,
     Serial,
@@ -74,7 +78,7 @@ from fnnet.tree import (
     tree_zeros_like,
 )
 
-__version__ = "0.1.0"
+from fnnet._version import __version__
 
 __all__ = [
     "__version__",
@@ -87,7 +91,9 @@ __all__ = [
     "losses",
     "models",
     "optim",
-    "parallel",
+    "errors",
+    "graph",
+    "train",
     "tree",
     "load",
     "save",
@@ -120,11 +126,10 @@ __all__ = [
     "relu",
     "sigmoid",
     "softmax",
-    "step",
+    "step_function",
     "tanh",
     "EVAL",
     "TRAIN",
-    "Add",
     "Affine",
     "AvgPool2D",
     "Conv2D",
@@ -139,7 +144,6 @@ __all__ = [
     "Flatten",
     "Identity",
     "Layer",
-    "Mul",
     "ReLU",
     "Residual",
     "Serial",

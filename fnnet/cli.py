@@ -21,7 +21,7 @@ from fnnet._io import atomic_write_bytes
 from fnnet.typing import Array
 from fnnet.layers.combinators import Serial, summary
 from fnnet.random import key as make_key
-from fnnet.parallel import default_threads
+from fnnet.train.parallel import default_threads
 from fnnet.runtime import keep_heap
 from fnnet.train import FitResult, History, NonFiniteLossError, evaluate, fit
 

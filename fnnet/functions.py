@@ -1,4 +1,13 @@
-"""Activation functions and softmax (the book's chapter 3), as pure array functions."""
+"""Activation functions and softmax (the book's chapter 3), as pure array functions.
+
+>>> import numpy as np
+>>> from fnnet.functions import relu, softmax, step_function
+>>> x = np.array([-1.0, 0.5, 2.0])
+>>> step_function(x).tolist(), relu(x).tolist()
+([0.0, 1.0, 1.0], [0.0, 0.5, 2.0])
+>>> float(softmax(x).sum())
+1.0
+"""
 
 from __future__ import annotations
 
@@ -6,10 +15,10 @@ import numpy as np
 
 from fnnet.typing import Array
 
-__all__ = ["step", "sigmoid", "relu", "tanh", "identity", "softmax", "log_softmax"]
+__all__ = ["step_function", "sigmoid", "relu", "tanh", "identity", "softmax", "log_softmax"]
 
 
-def step(x: Array) -> Array:
+def step_function(x: Array) -> Array:
     """Step function: 1 where ``x > 0``, else 0, in ``x``'s dtype (any shape)."""
     x = np.asarray(x)
     return (x > 0).astype(x.dtype if x.dtype.kind == "f" else np.int64)

@@ -4,6 +4,11 @@
 fan_in / fan_out are the number of inputs / outputs of one unit: for an Affine weight ``(in, out)``
 they are ``in`` and ``out``; for a convolution weight ``(FN, C, FH, FW)`` they are ``C*FH*FW`` and
 ``FN*FH*FW``.
+
+>>> import fnnet
+>>> w = fnnet.initializers.HeNormal()(fnnet.key(0), (784, 100), 784, 100)
+>>> w.shape, w.dtype.name, round(float(w.std()), 2)
+((784, 100), 'float32', 0.05)
 """
 
 from __future__ import annotations

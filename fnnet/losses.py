@@ -8,6 +8,14 @@ Classification losses take the class scores on the last axis, ``y`` of shape ``(
 ``y.shape[:-1]`` (values in ``[0, K)``) or one-hot / probability rows of ``y``'s own shape. "Batch
 size" ``N`` is the number of rows, ``prod(y.shape[:-1])`` (1 for a single sample), and
 batch losses are averaged over it, as in the book.
+
+>>> import numpy as np
+>>> from fnnet.losses import mean_squared_error, softmax_cross_entropy
+>>> value, grad = softmax_cross_entropy(np.array([[2.0, 0.0, 0.0]]), np.array([0]))
+>>> round(value, 4), grad.shape
+(0.2395, (1, 3))
+>>> mean_squared_error(np.array([[1.0, 2.0]]), np.array([[1.0, 0.0]]))[0]
+2.0
 """
 
 from __future__ import annotations

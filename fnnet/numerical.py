@@ -3,6 +3,15 @@
 Unlike the book's ``numerical_gradient``, nothing here perturbs the caller's arrays: each leaf is
 copied once into a private buffer, the buffer is perturbed, and ``f`` is called on a tree holding
 that buffer in place of the leaf and the caller's untouched arrays everywhere else.
+
+>>> import numpy as np, fnnet
+>>> g = numerical_gradient(lambda x: float(np.sum(x ** 2)), np.array([3.0, 4.0]))
+>>> np.round(g, 6).tolist()
+[6.0, 8.0]
+>>> layer = fnnet.Affine(3)
+>>> params = fnnet.astype(layer.init(fnnet.key(0), (4,))[0], np.float64)
+>>> check_grads(layer, params, np.ones((2, 4))).max_error < 1e-6
+True
 """
 
 from __future__ import annotations
@@ -125,6 +134,7 @@ def check_grads(
     params: Tree,
     x: Array,
     *,
+    state: Tree = None,
     loss: Callable[[Array, Any], tuple[float, Array]] | None = None,
     t: Any = None,
     ctx: Ctx = EVAL,
@@ -137,6 +147,8 @@ def check_grads(
         layer: any layer or pipeline.
         params: its parameters (use float64, e.g. ``fnnet.astype(params, np.float64)``).
         x: an input batch ``(N, *in_shape)``, float64.
+        state: the layer's state (e.g. ``layer.init_state(in_shape)``); the same for every
+            evaluation.
         loss: ``loss(y, t) -> (value, dvalue/dy)``; defaults to the projection ``sum(y * r)``
             with a fixed random ``r`` (drawn from ``key``), which tests every output direction.
         t: targets passed to ``loss``.
@@ -145,7 +157,7 @@ def check_grads(
     Returns:
         A :class:`GradCheck` with the max relative error for every parameter path and for ``"x"``.
     """
-    y0, _ = layer.forward(params, x, ctx)
+    y0 = layer.forward(params, state, x, ctx)[0]
     loss_fn: Callable[[Array, Any], tuple[float, Array]]
     if loss is None:
         r = (key or _PROJECTION_KEY).generator().standard_normal(y0.shape).astype(y0.dtype)
@@ -157,14 +169,14 @@ def check_grads(
     else:
         loss_fn = loss
 
-    y, cache = layer.forward(params, x, ctx)
+    y, _, cache = layer.forward(params, state, x, ctx)
     _, dy = loss_fn(y, t)
     dx, grads = layer.backward(params, cache, dy)
     if tree_structure(grads) != tree_structure(params):  # else zip() below would skip parameters
-        raise ValueError(f"check_grads: {layer.name}.backward returned grads whose structure differs from params'")
+        raise ValueError(f"check_grads: {type(layer).__name__}.backward returned grads whose structure differs from params'")
 
     def value(p: Tree, xx: Array) -> float:
-        return loss_fn(layer.forward(p, xx, ctx)[0], t)[0]
+        return loss_fn(layer.forward(p, state, xx, ctx)[0], t)[0]
 
     num_p = numerical_gradient(lambda p: value(p, x), params, h)
     num_x = numerical_gradient(lambda xx: value(params, xx), x, h)

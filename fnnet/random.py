@@ -59,7 +59,13 @@ def _derive(k: Key, path: tuple[int, ...]) -> Key:
 
 
 def key(seed: int) -> Key:
-    """Make the root key for ``seed`` (a non-negative int)."""
+    """Make the root key for ``seed`` (a non-negative int).
+
+    >>> import fnnet
+    >>> k = fnnet.key(0)
+    >>> k.generator().integers(0, 100, 3).tolist() == k.generator().integers(0, 100, 3).tolist()
+    True
+    """
     return Key(seed)
 
 
@@ -71,6 +77,11 @@ def split(k: Key, n: int = 2) -> tuple[Key, ...]:
         n: how many keys, ``n >= 1``.
     Returns:
         A tuple of ``n`` keys, each different from ``k`` and from each other.
+
+    >>> import fnnet
+    >>> a, b = fnnet.split(fnnet.key(0))
+    >>> a, a == b
+    (Key(seed=0, path=(0, 0)), False)
     """
     if not _is_index(n) or n < 1:
         raise ValueError(f"split: n must be a positive int, got {n!r}")
@@ -78,7 +89,12 @@ def split(k: Key, n: int = 2) -> tuple[Key, ...]:
 
 
 def fold_in(k: Key, data: int) -> Key:
-    """Derive a new key from ``k`` and a non-negative integer (an epoch, a step, a trial index)."""
+    """Derive a new key from ``k`` and a non-negative integer (an epoch, a step, a trial index).
+
+    >>> import fnnet
+    >>> fnnet.fold_in(fnnet.key(3), 7)
+    Key(seed=3, path=(1, 7))
+    """
     if not _is_index(data):
         raise ValueError(f"fold_in: data must be a non-negative int, got {data!r}")
     return _derive(k, k.path + (_FOLD, int(data)))

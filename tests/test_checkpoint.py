@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 import pytest
+from _helpers import assert_bit_identical
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -22,7 +23,7 @@ from fnnet.checkpoint import load, read_manifest, read_meta, save
 from fnnet.layers.core import AffineParams
 from fnnet.optim import adam, apply_updates, momentum
 from fnnet.random import Key, fold_in, key, split
-from fnnet.tree import tree_flatten, tree_leaves, tree_map, tree_paths, tree_structure
+from fnnet.tree import tree_flatten, tree_leaves, tree_map, tree_paths
 
 
 class Pair(NamedTuple):
@@ -67,16 +68,6 @@ TREES: dict[str, Any] = {
     "none": None,
     "empty-tuple": (),
 }
-
-
-def assert_bit_identical(a: Any, b: Any) -> None:
-    """Same structure, same leaf types, shapes, dtypes and bytes (NaN payloads and -0.0 included)."""
-    assert tree_structure(a) == tree_structure(b)
-    for x, y in zip(tree_leaves(a), tree_leaves(b)):
-        assert type(x) is type(y)
-        xa, ya = np.asarray(x), np.asarray(y)
-        assert xa.shape == ya.shape and xa.dtype == ya.dtype
-        assert xa.tobytes() == ya.tobytes()
 
 
 def skeleton(tree: Any) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers import read_only
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -430,17 +431,10 @@ def test_download_rejects_unknown_names_and_the_tables_are_complete() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def frozen(a: Array) -> Array:
-    """A read-only copy: any write into it raises."""
-    b = np.array(a)
-    b.flags.writeable = False
-    return b
-
-
 @pytest.mark.parametrize("n, feature_shape", [(1, (3,)), (17, (2, 3)), (100, ())])
 def test_shuffle_same_permutation_deterministic_and_pure(n: int, feature_shape: tuple[int, ...]) -> None:
-    x = frozen(np.arange(n * int(np.prod(feature_shape))).reshape(n, *feature_shape))
-    t = frozen(np.arange(n) * 10)
+    x = read_only(np.arange(n * int(np.prod(feature_shape))).reshape(n, *feature_shape))
+    t = read_only(np.arange(n) * 10)
     xs, ts = shuffle(key(1), x, t)
     ids = xs.reshape(n, -1)[:, 0] // max(1, int(np.prod(feature_shape)))
     assert np.array_equal(ts, ids * 10)  # pairs kept together
@@ -463,8 +457,8 @@ def test_shuffle_validates() -> None:
 
 @pytest.mark.parametrize("n, val_size, n_val", [(10, 3, 3), (10, 0.25, 2), (50, 0.2, 10), (2, 1, 1), (7, 0.5, 4)])
 def test_train_val_split_partitions(n: int, val_size: float, n_val: int) -> None:
-    x = frozen(np.arange(n, dtype=np.float64)[:, None] * np.ones((1, 3)))
-    t = frozen(np.arange(n))
+    x = read_only(np.arange(n, dtype=np.float64)[:, None] * np.ones((1, 3)))
+    t = read_only(np.arange(n))
     (x_tr, t_tr), (x_val, t_val) = train_val_split(key(4), x, t, val_size=val_size)
     assert len(t_val) == n_val and len(t_tr) == n - n_val
     assert sorted(np.concatenate([t_tr, t_val]).tolist()) == list(range(n))  # each sample exactly once
@@ -499,8 +493,8 @@ def test_train_val_split_rejects_length_mismatch() -> None:
     seed=st.integers(0, 2**32),
 )
 def test_batches_cover_each_sample_once(n: int, batch_size: int, do_shuffle: bool, drop_last: bool, seed: int) -> None:
-    x = frozen(np.arange(n * 2).reshape(n, 2))
-    t = frozen(np.arange(n) + 1000)
+    x = read_only(np.arange(n * 2).reshape(n, 2))
+    t = read_only(np.arange(n) + 1000)
     k: Key | None = key(seed) if do_shuffle else None
     out = list(batches(k, x, t, batch_size, shuffle=do_shuffle, drop_last=drop_last))
     sizes = [len(tb) for _, tb in out]

@@ -35,12 +35,16 @@ GOOD = textwrap.dedent(
         assert_type(model, fnnet.Serial)
         params, out_shape = model.init(k_init, (4,))
         assert_type(out_shape, tuple[int, ...])
+        assert model.out_shape((4,)) == out_shape
         first: AffineParams = params[0]
         x = k_data.generator().standard_normal((5, 4)).astype(first.w.dtype)
-        y, cache = model.forward(params, x, fnnet.Ctx(train=True))
+        state = model.init_state((4,))
+        y, state, cache = model.forward(params, state, x, fnnet.Ctx(train=True, key=k_data))
         dx, grads = model.backward(params, cache, np.ones_like(y))
         assert dx.shape == x.shape and len(grads) == 3
-        return float(y.sum())
+        skipped, _ = model.backward(params, cache, np.ones_like(y), input_grad=False)
+        assert not skipped.any()
+        return float(model.apply(params, x, state=state).sum())
 
 
     if __name__ == "__main__":
@@ -51,12 +55,14 @@ GOOD = textwrap.dedent(
 # Each wrong call sits on its own line; the test looks the line numbers up in this text.
 BAD = textwrap.dedent(
     """\
+    import numpy as np
     import fnnet
 
     k = fnnet.key("zero")
     a, b = fnnet.split(fnnet.key(0), "2")
     layer = fnnet.Affine(4)
     params, out_shape = layer.init(fnnet.key(1), 4)
+    y, cache = layer.forward(params, np.ones((2, 3), np.float32))  # the old forward(params, x)
     """
 )
 
@@ -117,6 +123,9 @@ def test_downstream_wrong_calls_are_reported(tmp_path: Path) -> None:
         (_line_of(BAD, 'fnnet.key("zero")'), r'Argument 1 to "key" has incompatible type "str"; expected "int"'),
         (_line_of(BAD, 'split(fnnet.key(0), "2")'), r'Argument 2 to "split" has incompatible type "str"; expected "int"'),
         (_line_of(BAD, "layer.init("), r'Argument 2 to "init" of "Affine" has incompatible type "int"; expected "tuple'),
+        (_line_of(BAD, "layer.forward("), r'Missing positional argument "x" in call to "forward" of "Affine"'),
+        (_line_of(BAD, "layer.forward("), r"Too many values to unpack \(2 expected, 3 provided\)"),
+        (_line_of(BAD, "layer.forward("), r'Argument 2 to "forward" of "Affine" has incompatible type ".*"; expected "None"'),
     ]
     for line, message in expected:
         assert re.search(rf"downstream_bad\.py:{line}: error: {message}", output), output

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers import call_unchanged, global_rng_untouched, normal
 from hypothesis import given, settings, strategies as st
 
 import fnnet
-from fnnet.typing import Array
 from fnnet.layers.base import EVAL, Ctx
 from fnnet.layers.combinators import serial
 from fnnet.layers.core import Affine, ReLU
@@ -24,11 +24,6 @@ RATES = [0.1, 0.5, 0.8]
 Z = 5.0
 
 
-def _x(shape: tuple[int, ...], seed: int = 1, dtype: Any = np.float64) -> Array:
-    x: Array = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-    return x
-
-
 def _train(seed: int) -> Ctx:
     return Ctx(train=True, key=fnnet.key(seed))
 
@@ -36,16 +31,16 @@ def _train(seed: int) -> Ctx:
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("rate", RATES)
 def test_gradient_check_with_fixed_key(shape: tuple[int, ...], rate: float) -> None:
-    check = fnnet.check_grads(Dropout(rate), None, _x(shape), ctx=_train(3), key=fnnet.key(99))
+    check = fnnet.check_grads(Dropout(rate), None, normal(shape, 1), ctx=_train(3), key=fnnet.key(99))
     assert set(check.errors) == {"x"}
     assert check.max_error < 1e-8, str(check)  # the layer is linear in x: differences are exact
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_backward_applies_the_forward_mask(shape: tuple[int, ...]) -> None:
-    d, x = Dropout(0.4), _x(shape)
-    y, cache = d.forward(None, x, _train(5))
-    dout = _x(shape, seed=2)
+    d, x = Dropout(0.4), normal(shape, 1)
+    y, _, cache = d.forward(None, None, x, _train(5))
+    dout = normal(shape, 2)
     dx, grads = d.backward(None, cache, dout)
     assert grads is None
     kept = y != 0
@@ -55,10 +50,10 @@ def test_backward_applies_the_forward_mask(shape: tuple[int, ...]) -> None:
 
 def test_same_key_same_mask_different_key_different_mask() -> None:
     d, x = Dropout(0.5), np.ones((8, 50))
-    y1, c1 = d.forward(None, x, _train(7))
-    y2, c2 = d.forward(None, x, _train(7))
-    y3, c3 = d.forward(None, x, _train(8))
-    y4, _ = d.forward(None, x, Ctx(train=True, key=fnnet.fold_in(fnnet.key(7), 1)))
+    y1, _, c1 = d.forward(None, None, x, _train(7))
+    y2, _, c2 = d.forward(None, None, x, _train(7))
+    y3, _, c3 = d.forward(None, None, x, _train(8))
+    y4, _, _ = d.forward(None, None, x, Ctx(train=True, key=fnnet.fold_in(fnnet.key(7), 1)))
     assert c1.mask is not None and c2.mask is not None and c3.mask is not None
     np.testing.assert_array_equal(c1.mask, c2.mask)
     np.testing.assert_array_equal(y1, y2)
@@ -68,11 +63,8 @@ def test_same_key_same_mask_different_key_different_mask() -> None:
 
 
 def test_does_not_touch_global_rng() -> None:
-    before = np.random.get_state()
-    Dropout(0.5).forward(None, np.ones((10, 10)), _train(1))
-    next_draws = np.random.random(5)  # what the global stream gives after the forward pass
-    np.random.set_state(before)
-    np.testing.assert_array_equal(next_draws, np.random.random(5))  # ... equals the untouched stream
+    with global_rng_untouched():
+        Dropout(0.5).forward(None, None, np.ones((10, 10)), _train(1))
 
 
 @pytest.mark.parametrize("rate", RATES)
@@ -80,7 +72,7 @@ def test_does_not_touch_global_rng() -> None:
 def test_kept_fraction_and_inverted_scaling(rate: float, dtype: Any) -> None:
     n = 200 * 500
     x = np.ones((200, 500), dtype)
-    y, _ = Dropout(rate).forward(None, x, _train(11))
+    y, _, _ = Dropout(rate).forward(None, None, x, _train(11))
     kept = y != 0
     # Each unit is kept independently with p = 1 - rate, so the kept fraction is Binomial(n, p) / n
     # with standard deviation sqrt(p (1 - p) / n) (at most 0.0016 here).
@@ -96,8 +88,8 @@ def test_kept_fraction_and_inverted_scaling(rate: float, dtype: Any) -> None:
 def test_mean_preserved_for_general_input() -> None:
     """Averaged over many keys, inverted dropout returns the input itself, unit by unit."""
     rate, trials = 0.3, 400
-    x = _x((4, 6), seed=3) + 2.0
-    total = sum(Dropout(rate).apply(None, x, _train(s)) for s in range(trials))
+    x = normal((4, 6), 3) + 2.0
+    total = sum(Dropout(rate).apply(None, x, ctx=_train(s)) for s in range(trials))
     mean = total / trials
     # per unit: y = x / p with probability p, else 0, so std(mean) = |x| sqrt((1 - p) / (p trials))
     p = 1 - rate
@@ -107,22 +99,22 @@ def test_mean_preserved_for_general_input() -> None:
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("rate", RATES)
 def test_eval_is_identity(shape: tuple[int, ...], rate: float) -> None:
-    d, x = Dropout(rate), _x(shape)
+    d, x = Dropout(rate), normal(shape, 1)
     for ctx in (EVAL, Ctx(key=fnnet.key(1))):  # a key does not matter in evaluation
-        y, cache = d.forward(None, x, ctx)
+        y, _, cache = d.forward(None, None, x, ctx)
         np.testing.assert_array_equal(y, x)
-        dout = _x(shape, seed=4)
+        dout = normal(shape, 4)
         dx, _ = d.backward(None, cache, dout)
         np.testing.assert_array_equal(dx, dout)
 
 
 def test_training_without_key_raises() -> None:
     with pytest.raises(ValueError, match=r"Dropout: .*ctx.key is None"):
-        Dropout(0.5).forward(None, np.ones((2, 3)), Ctx(train=True))
+        Dropout(0.5).forward(None, None, np.ones((2, 3)), Ctx(train=True))
     model = serial(Affine(4), ReLU(), Dropout(0.5))
     params, _ = model.init(fnnet.key(0), (3,))
     with pytest.raises(ValueError, match=r"layer 2 \(Dropout\): .*key"):
-        model.forward(params, np.ones((2, 3), np.float32), Ctx(train=True))
+        model.forward(params, None, np.ones((2, 3), np.float32), Ctx(train=True))
 
 
 @pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, float("nan"), True, "0.5"])
@@ -132,8 +124,8 @@ def test_bad_rate_raises(rate: Any) -> None:
 
 
 def test_rate_zero_keeps_everything() -> None:
-    x = _x((5, 7))
-    y, _ = Dropout(0.0).forward(None, x, _train(1))
+    x = normal((5, 7), 1)
+    y, _, _ = Dropout(0.0).forward(None, None, x, _train(1))
     np.testing.assert_array_equal(y, x)
     assert Dropout().rate == 0.5
 
@@ -141,16 +133,16 @@ def test_rate_zero_keeps_everything() -> None:
 def test_errors_name_the_layer() -> None:
     d = Dropout(0.5)
     with pytest.raises(ValueError, match="Dropout: expected a floating point input"):
-        d.forward(None, np.ones((2, 3), np.int64), _train(1))
-    _, cache = d.forward(None, np.ones((2, 3)), _train(1))
+        d.forward(None, None, np.ones((2, 3), np.int64), _train(1))
+    _, _, cache = d.forward(None, None, np.ones((2, 3)), _train(1))
     with pytest.raises(ValueError, match=r"Dropout.backward: expected dout of shape \(2, 3\), got \(3, 2\)"):
         d.backward(None, cache, np.ones((3, 2)))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dtype_preserved(dtype: Any) -> None:
-    d, x = Dropout(0.3), _x((6, 7), dtype=dtype)
-    y, cache = d.forward(None, x, _train(2))
+    d, x = Dropout(0.3), normal((6, 7), 1, dtype=dtype)
+    y, _, cache = d.forward(None, None, x, _train(2))
     dx, _ = d.backward(None, cache, y)
     assert cache.mask is not None
     assert y.dtype == dx.dtype == cache.mask.dtype == dtype
@@ -169,15 +161,11 @@ def test_init_has_no_params() -> None:
 @settings(max_examples=40, deadline=None)
 def test_read_only_inputs_never_mutated(shape: tuple[int, ...], rate: float, seed: int, train: bool) -> None:
     d = Dropout(rate)
-    x = _x(shape, seed=seed, dtype=np.float32)
-    x.setflags(write=False)  # any write would raise
-    dout = _x(shape, seed=seed + 1, dtype=np.float32)
-    dout.setflags(write=False)
-    before = (x.copy(), dout.copy())
-    y, cache = d.forward(None, x, Ctx(train=train, key=fnnet.key(seed)))
-    dx, _ = d.backward(None, cache, dout)
-    np.testing.assert_array_equal(x, before[0])
-    np.testing.assert_array_equal(dout, before[1])
+    x = normal(shape, seed, dtype=np.float32)
+    dout = normal(shape, seed + 1, dtype=np.float32)
+    ctx = Ctx(train=train, key=fnnet.key(seed))
+    y, _, cache = call_unchanged(lambda xx: d.forward(None, None, xx, ctx), x, readonly=True)
+    dx, _ = call_unchanged(lambda c, dd: d.backward(None, c, dd), cache, dout, readonly=True)
     assert y.shape == dx.shape == shape
 
 
@@ -185,9 +173,9 @@ def test_serial_keys_per_layer() -> None:
     """Two Dropouts in one pipeline draw different masks from fold_in(key, index)."""
     model = serial(Dropout(0.5), Dropout(0.5))
     x = np.ones((10, 40))
-    y, cache = model.forward((None, None), x, _train(4))
+    y, _, cache = model.forward((None, None), None, x, _train(4))
     m0, m1 = cache.caches[0].mask, cache.caches[1].mask
     assert m0 is not None and m1 is not None and not np.array_equal(m0, m1)
     np.testing.assert_array_equal(y, x * m0 * m1)
-    check = fnnet.check_grads(model, (None, None), _x((3, 5)), ctx=_train(4))
+    check = fnnet.check_grads(model, (None, None), normal((3, 5), 1), ctx=_train(4))
     assert check.max_error < 1e-8, str(check)

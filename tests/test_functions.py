@@ -10,11 +10,12 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
+import fnnet
 from fnnet.typing import Array
-from fnnet.functions import identity, log_softmax, relu, sigmoid, softmax, step, tanh
+from fnnet.functions import identity, log_softmax, relu, sigmoid, softmax, step_function, tanh
 
 Fn = Callable[[Array], Array]
-ALL = [step, sigmoid, relu, tanh, identity, softmax, log_softmax]
+ALL = [step_function, sigmoid, relu, tanh, identity, softmax, log_softmax]
 SHAPES = [(7,), (4, 5), (2, 3, 4)]
 
 
@@ -41,14 +42,20 @@ def _exact_softmax(row: Array) -> list[float]:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_step(shape: tuple[int, ...]) -> None:
+def test_step_function(shape: tuple[int, ...]) -> None:
     x = _x(shape)
     x.reshape(-1)[0] = 0.0  # the step is 0 at 0
-    y = step(x)
+    y = step_function(x)
     assert y.shape == x.shape
     for xi, yi in zip(x.ravel(), y.ravel()):
         assert yi == (1.0 if xi > 0 else 0.0)
-    assert step(np.array([-2, 0, 3])).tolist() == [0, 0, 1]
+    assert step_function(np.array([-2, 0, 3])).tolist() == [0, 0, 1]
+
+
+def test_step_function_is_exported_under_its_own_name() -> None:
+    """``step`` would read as a training step next to ``fnnet.train``; the activation is ``step_function``."""
+    assert fnnet.step_function is step_function
+    assert not hasattr(fnnet, "step") and not hasattr(fnnet.functions, "step")
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers import outcome
 
 import fnnet
 import fnnet.optim
@@ -30,7 +31,7 @@ from fnnet.hparam import (
     sample,
 )
 from fnnet.random import Key, fold_in
-from fnnet.train import NonFiniteLossError
+from fnnet.train import NonFiniteLossError, TrainState
 
 SPACE: dict[str, Distribution] = {"lr": LogUniform(1e-6, 1e-2), "weight_decay": LogUniform(1e-8, 1e-4)}
 FAIL_ABOVE_LR = 3e-3  # the fake objective raises for learning rates above this
@@ -42,7 +43,8 @@ def fake_objective(hparams: dict[str, Value], key: Key) -> dict[str, float]:
     if lr > FAIL_ABOVE_LR:
         # train.NonFiniteLossError carries a state and cannot be rebuilt from its message alone: a
         # process pool could not even send it back, so the trial must be recorded in the worker.
-        raise NonFiniteLossError(f"non-finite loss at lr {lr}", 3, None)  # type: ignore[arg-type]
+        last_good = TrainState((), (), (), np.asarray(2, np.int64), np.asarray(0, np.int64))
+        raise NonFiniteLossError(f"non-finite loss at lr {lr}", 3, last_good)
     noise = float(key.generator().uniform(0, 0.01))
     return {"val_acc": 0.9 - abs(math.log10(lr) + 4) / 10 + noise, "train_acc": 0.95 + noise}
 
@@ -51,11 +53,6 @@ def bad_metrics_objective(hparams: dict[str, Value], key: Key) -> Any:
     """Returns something that is not a valid metrics dict, depending on the trial."""
     kind = int(hparams["kind"])
     return [{"train_acc": 0.5}, {"val_acc": float("nan")}, ["val_acc"], {"val_acc": "high"}, {"val_acc": 0.5}][kind]
-
-
-def _outcome(t: TrialResult) -> tuple[Any, ...]:
-    """Everything about a trial except its running time."""
-    return (t.index, t.hparams, t.metrics, t.status, t.error)
 
 
 def _search(n: int = 12, seed: int = 0, **kw: Any) -> SearchResult:
@@ -177,7 +174,7 @@ def test_trial_i_uses_fold_in_key_i_and_runs_in_order() -> None:
     for t in res.ok:  # the objective got the trial key: its noise is reproducible from fold_in(key, i)
         assert t.metrics == fake_objective(t.hparams, fold_in(fnnet.key(0), t.index))
     assert res.key == fnnet.key(0) and res.space == SPACE
-    assert [_outcome(t) for t in res.trials] == [_outcome(t) for t in _search(n).trials]
+    assert [outcome(t) for t in res.trials] == [outcome(t) for t in _search(n).trials]
     assert [t.hparams for t in _search(n, seed=1).trials] != [t.hparams for t in res.trials]
 
 
@@ -244,7 +241,7 @@ def test_results_come_back_in_trial_order_whatever_the_completion_order() -> Non
     assert res.trials[2].status == "failed" and res.trials[2].error == "RuntimeError: worker lost"
     assert res.trials[2].hparams == ref.trials[2].hparams
     others = [i for i in range(n) if i != 2]
-    assert [_outcome(res.trials[i]) for i in others] == [_outcome(ref.trials[i]) for i in others]
+    assert [outcome(res.trials[i]) for i in others] == [outcome(ref.trials[i]) for i in others]
 
 
 def test_process_pool_equals_in_process() -> None:
@@ -253,7 +250,7 @@ def test_process_pool_equals_in_process() -> None:
         pooled = _search(n, executor=ex)
     ref = _search(n)
     assert pooled.failed, "the seed should include failing trials (their errors must travel back)"
-    assert [_outcome(t) for t in pooled.trials] == [_outcome(t) for t in ref.trials]
+    assert [outcome(t) for t in pooled.trials] == [outcome(t) for t in ref.trials]
     assert pooled.to_json()["trials"][0]["hparams"] == ref.to_json()["trials"][0]["hparams"]
 
 
@@ -465,7 +462,7 @@ def test_mlp_trial_in_a_process_pool_gives_the_same_bits() -> None:
         pooled = random_search(TINY, space, key=fnnet.key(11), n_trials=3, executor=ex)
     ref = random_search(TINY, space, key=fnnet.key(11), n_trials=3)
     assert all(t.ok for t in ref.trials)
-    assert [_outcome(t) for t in pooled.trials] == [_outcome(t) for t in ref.trials]
+    assert [outcome(t) for t in pooled.trials] == [outcome(t) for t in ref.trials]
     assert pooled.objective == repr(TINY) and "MLPTrial" in pooled.objective
 
 

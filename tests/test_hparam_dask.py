@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import outcome
 
 import fnnet
-from fnnet.hparam import Distribution, LogUniform, MLPTrial, SearchResult, TrialResult, random_search, sample
+from fnnet.hparam import Distribution, LogUniform, MLPTrial, SearchResult, random_search, sample
 from fnnet.random import fold_in
 
 distributed = pytest.importorskip("distributed")
@@ -63,10 +64,6 @@ def test_workers_run_blas_with_this_process_thread_settings(client: Any) -> None
     assert len(theirs) == 2 and all(env == ours for env in theirs.values())
 
 
-def _outcome(t: TrialResult) -> tuple[Any, ...]:
-    return (t.index, t.hparams, t.metrics, t.status, t.error)
-
-
 def test_dask_search_equals_in_process(client: Any) -> None:
     with distributed.get_task_stream(client) as stream:
         dask_run = random_search(TRIAL, SPACE, key=fnnet.key(2024), n_trials=N_TRIALS,
@@ -74,7 +71,7 @@ def test_dask_search_equals_in_process(client: Any) -> None:
     local = random_search(TRIAL, SPACE, key=fnnet.key(2024), n_trials=N_TRIALS)
     assert all(t.ok for t in local.trials), [t.error for t in local.trials]
     assert [t.hparams for t in dask_run.trials] == [t.hparams for t in local.trials]
-    assert [_outcome(t) for t in dask_run.trials] == [_outcome(t) for t in local.trials]
+    assert [outcome(t) for t in dask_run.trials] == [outcome(t) for t in local.trials]
     # the trials really ran in the workers (both of them when the scheduler spread them)
     ran = [task for task in stream.data if "run_trial" in task["key"]]
     assert len(ran) == N_TRIALS

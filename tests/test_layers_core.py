@@ -1,6 +1,7 @@
 """Core layers and pipelines: gradients, errors that name the place, summaries, input_grad, records.
 
-Also the book's computational-graph nodes ``Mul`` and ``Add`` (section 5.4: the shopping example).
+Also the book's computational-graph nodes ``Mul`` and ``Add`` of :mod:`fnnet.graph` (section 5.4: the
+shopping example).
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from typing import Any
 import attrs
 import numpy as np
 import pytest
+from _helpers import assert_grads_ok, call_unchanged, init64, normal, rng
 
 import fnnet
-from fnnet.typing import Array, Shape
-from fnnet.layers.base import Ctx, Layer
+from fnnet.graph import Add, Mul
+from fnnet.layers.base import TRAIN, Layer, kind
 from fnnet.layers.combinators import residual, serial, summary
-from fnnet.layers.core import Add, Affine, AffineParams, Flatten, Identity, Mul, ReLU, Sigmoid, Softmax, Tanh
+from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.numerical import numerical_gradient
 from fnnet.tree import tree_astype, tree_leaves, tree_paths
+from fnnet.typing import Array, Shape
 
 GRAD_TOL = 1e-6  # float64 central differences of smooth functions agree with backprop to ~1e-9
 PROJ_KEY = fnnet.key(777)  # the random projection check_grads differentiates through
@@ -26,30 +29,15 @@ PROJ_KEY = fnnet.key(777)  # the random projection check_grads differentiates th
 KINK_MARGIN = 0.1
 
 
-def _x64(shape: tuple[int, ...], seed: int = 0) -> Array:
-    """A float64 batch of standard normal numbers."""
-    x: Array = np.random.default_rng(seed).standard_normal(shape)
-    return x
-
-
 def _away_from_zero(shape: tuple[int, ...], seed: int = 0) -> Array:
     """A float64 batch with |x| in [KINK_MARGIN, 2] and random signs (ReLU's kink avoided)."""
-    rng = np.random.default_rng(seed)
-    x: Array = rng.choice([-1.0, 1.0], size=shape) * rng.uniform(KINK_MARGIN, 2.0, size=shape)
+    r = rng(seed)
+    x: Array = r.choice([-1.0, 1.0], size=shape) * r.uniform(KINK_MARGIN, 2.0, size=shape)
     return x
-
-
-def _init64(layer: Layer, in_shape: Shape, seed: int = 1) -> tuple[Any, Shape]:
-    """Initialise ``layer`` and cast its params to float64."""
-    params, out_shape = layer.init(fnnet.key(seed), in_shape)
-    params = tree_astype(params, np.float64)
-    return params, out_shape
 
 
 def _assert_grads_ok(layer: Layer, params: Any, x: Array) -> None:
-    check = fnnet.check_grads(layer, params, x, key=PROJ_KEY)
-    assert set(check.errors) == set(tree_paths(params)) | {"x"}
-    assert check.max_error < GRAD_TOL, str(check)
+    assert_grads_ok(layer, params, x, tol=GRAD_TOL, key=PROJ_KEY)
 
 
 # --- gradient checks -----------------------------------------------------------------------------
@@ -60,23 +48,24 @@ def _assert_grads_ok(layer: Layer, params: Any, x: Array) -> None:
 @pytest.mark.parametrize("n", [1, 3])
 def test_affine_gradients(in_shape: Shape, out: int, n: int) -> None:
     layer = Affine(out)
-    params, out_shape = _init64(layer, in_shape)
+    params, out_shape = init64(layer, in_shape, 1)
     assert out_shape == (out,)
     # a random bias, so the check does not run only at b = 0
-    params = params._replace(b=_x64((out,), seed=5))
-    _assert_grads_ok(layer, params, _x64((n, *in_shape)))
+    params = params._replace(b=normal((out,), 5))
+    _assert_grads_ok(layer, params, normal((n, *in_shape), 0))
 
 
 @pytest.mark.parametrize("in_shape", [(2, 3, 4), (5, 1), (3,)])
 def test_affine_flattens_trailing_dims(in_shape: Shape) -> None:
     n = 4
     layer = Affine(3)
-    params, _ = _init64(layer, in_shape)
+    params, _ = init64(layer, in_shape, 1)
     assert params.w.shape == (math.prod(in_shape), 3)
-    x = _x64((n, *in_shape))
-    y, cache = layer.forward(params, x)
+    x = normal((n, *in_shape), 0)
+    y, state, cache = layer.forward(params, None, x)
+    assert state is None
     np.testing.assert_allclose(y, x.reshape(n, -1) @ params.w + params.b, rtol=1e-12)
-    dout = _x64(y.shape, seed=3)
+    dout = normal(y.shape, 3)
     dx, grads = layer.backward(params, cache, dout)
     assert dx.shape == x.shape
     np.testing.assert_allclose(dx, (dout @ params.w.T).reshape(x.shape), rtol=1e-12)
@@ -88,14 +77,14 @@ ACTIVATIONS: list[Layer] = [Sigmoid(), Tanh(), Identity(), Softmax()]
 ELEMENTWISE_SHAPES: list[Shape] = [(4,), (2, 3), (3, 2, 2)]
 
 
-@pytest.mark.parametrize("layer", ACTIVATIONS, ids=lambda layer: layer.name)
+@pytest.mark.parametrize("layer", ACTIVATIONS, ids=kind)
 @pytest.mark.parametrize("in_shape", ELEMENTWISE_SHAPES)
 @pytest.mark.parametrize("n", [1, 3])
 def test_activation_gradients(layer: Layer, in_shape: Shape, n: int) -> None:
     params, out_shape = layer.init(fnnet.key(0), in_shape)
     assert params is None and out_shape == in_shape
     # scale 3 reaches the saturating parts of sigmoid / tanh and peaked softmax rows
-    _assert_grads_ok(layer, params, 3 * _x64((n, *in_shape)))
+    _assert_grads_ok(layer, params, 3 * normal((n, *in_shape), 0))
 
 
 @pytest.mark.parametrize("in_shape", ELEMENTWISE_SHAPES)
@@ -103,7 +92,7 @@ def test_activation_gradients(layer: Layer, in_shape: Shape, n: int) -> None:
 def test_relu_gradients(in_shape: Shape, n: int) -> None:
     x = _away_from_zero((n, *in_shape))
     _assert_grads_ok(ReLU(), None, x)
-    y, cache = ReLU().forward(None, x)
+    y, _, cache = ReLU().forward(None, None, x)
     dx, _ = ReLU().backward(None, cache, np.ones_like(y))
     np.testing.assert_array_equal(dx, (x > 0).astype(np.float64))
 
@@ -112,8 +101,8 @@ def test_relu_gradients(in_shape: Shape, n: int) -> None:
 def test_flatten_gradients(in_shape: Shape) -> None:
     params, out_shape = Flatten().init(fnnet.key(0), in_shape)
     assert out_shape == (math.prod(in_shape),)
-    x = _x64((3, *in_shape))
-    y, _ = Flatten().forward(params, x)
+    x = normal((3, *in_shape), 0)
+    y, _, _ = Flatten().forward(params, None, x)
     assert y.shape == (3, *out_shape)
     _assert_grads_ok(Flatten(), params, x)
 
@@ -135,8 +124,8 @@ PIPELINES: dict[str, tuple[Layer, Shape]] = {
 @pytest.mark.parametrize("n", [2, 5])
 def test_pipeline_gradients(name: str, n: int) -> None:
     model, in_shape = PIPELINES[name]
-    params, out_shape = _init64(model, in_shape)
-    x = _x64((n, *in_shape), seed=n)
+    params, out_shape = init64(model, in_shape, 1)
+    x = normal((n, *in_shape), n)
     assert model.apply(params, x).shape == (n, *out_shape)
     _assert_grads_ok(model, params, x)
 
@@ -149,8 +138,8 @@ def test_nested_serial_params_nest() -> None:
 
 def test_residual_adds_its_input() -> None:
     inner = serial(Affine(3), Tanh())
-    params, _ = _init64(residual(inner), (3,))
-    x = _x64((4, 3))
+    params, _ = init64(residual(inner), (3,), 1)
+    x = normal((4, 3), 0)
     np.testing.assert_allclose(residual(inner).apply(params, x), inner.apply(params, x) + x, rtol=1e-12)
 
 
@@ -164,30 +153,30 @@ def test_grad_check_catches_a_wrong_backward() -> None:
 
     @attrs.frozen
     class SlightlyWrongAffine(Affine):
-        def backward(self, params: AffineParams, cache: Any, dout: Array) -> tuple[Array, AffineParams]:
-            dx, g = super().backward(params, cache, dout)
+        def backward(
+            self, params: AffineParams, cache: Any, dout: Array, input_grad: bool = True
+        ) -> tuple[Array, AffineParams]:
+            dx, g = super().backward(params, cache, dout, input_grad)
             return dx, g._replace(w=g.w * 1.01)
 
     layer = SlightlyWrongAffine(3)
-    params, _ = _init64(layer, (4,))
-    check = fnnet.check_grads(layer, params, _x64((2, 4)), key=PROJ_KEY)
+    params, _ = init64(layer, (4,), 1)
+    check = fnnet.check_grads(layer, params, normal((2, 4), 0), key=PROJ_KEY)
     assert check.errors["w"] > 1e-3
     assert check.errors["b"] < GRAD_TOL
 
 
-def test_forward_and_backward_never_write_into_arguments() -> None:
+@pytest.mark.parametrize("readonly", [False, True], ids=["snapshot", "readonly"])
+def test_forward_and_backward_never_write_into_arguments(readonly: bool) -> None:
     model, in_shape = PIPELINES["residual-in-serial"]
-    params, _ = _init64(model, in_shape)
-    x = _x64((3, *in_shape))
-    before = [a.copy() for a in tree_leaves(params)] + [x.copy()]
-    for a in tree_leaves(params) + [x]:
-        a.flags.writeable = False  # any write now raises
-    y, cache = model.forward(params, x, Ctx(train=True))
-    dout = _x64(y.shape, seed=9)
-    dout.flags.writeable = False
-    model.backward(params, cache, dout)
-    for a, b in zip(tree_leaves(params) + [x], before):
-        np.testing.assert_array_equal(a, b)
+    params, _ = init64(model, in_shape, 1)
+    x = normal((3, *in_shape), 0)
+    y, state, cache = call_unchanged(
+        lambda p, xx: model.forward(p, None, xx, TRAIN), params, x, readonly=readonly
+    )
+    assert state == model.init_state(in_shape) == (None, (None, None, None), None, None)
+    dout = normal(y.shape, 9)
+    call_unchanged(lambda p, c, d: model.backward(p, c, d), params, cache, dout, readonly=readonly)
 
 
 # --- errors that name the place ------------------------------------------------------------------
@@ -204,7 +193,7 @@ def test_shape_mismatch_in_forward_names_layer(n: int) -> None:
     model, params = _mlp32()
     x = np.ones((n, 6), np.float32)
     with pytest.raises(ValueError) as e:
-        model.forward(params, x)
+        model.forward(params, None, x)
     msg = str(e.value)
     assert msg.startswith("layer 0 (Affine): ")
     assert "expected input (N, 5)" in msg
@@ -217,7 +206,7 @@ def test_shape_mismatch_deep_in_pipeline_names_that_layer() -> None:
     wrong_last, _ = Affine(3).init(fnnet.key(1), (6,))
     params = (params[0], params[1], wrong_last)
     with pytest.raises(ValueError) as e:
-        model.forward(params, np.ones((2, 5), np.float32))
+        model.forward(params, None, np.ones((2, 5), np.float32))
     msg = str(e.value)
     assert msg.startswith("layer 2 (Affine): ")
     assert "expected input (N, 6)" in msg and "got shape (2, 4)" in msg
@@ -229,7 +218,7 @@ def test_shape_mismatch_in_nested_serial_names_outer_and_inner_layer() -> None:
     inner_wrong, _ = Affine(2).init(fnnet.key(1), (7,))
     params = (params[0], (params[1][0], inner_wrong))
     with pytest.raises(ValueError, match=r"^layer 1 \(Serial\): layer 1 \(Affine\): .*expected input \(N, 7\)"):
-        model.forward(params, np.ones((2, 3), np.float32))
+        model.forward(params, None, np.ones((2, 3), np.float32))
 
 
 @pytest.mark.parametrize(
@@ -247,7 +236,7 @@ def test_shape_mismatch_in_nested_serial_names_outer_and_inner_layer() -> None:
 )
 def test_wrong_dout_in_backward_names_layer(model: Layer, bad_layer: str) -> None:
     params, out_shape = model.init(fnnet.key(0), (5,))
-    y, cache = model.forward(params, np.ones((2, 5), np.float32))
+    y, _, cache = model.forward(params, None, np.ones((2, 5), np.float32))
     assert y.shape == (2, 3)
     kind = bad_layer.split("(")[1].rstrip(")")
     with pytest.raises(ValueError) as e:
@@ -264,7 +253,7 @@ def test_dtype_mismatch_names_layer(index: int) -> None:
     if index == 2:  # layer 0 in float64, layer 2 left in float32
         params = (tree_astype(params[0], np.float64), params[1], params[2])
     with pytest.raises(ValueError) as e:
-        model.forward(params, x)
+        model.forward(params, None, x)
     msg = str(e.value)
     assert msg.startswith(f"layer {index} (Affine): ")
     assert "expected input of dtype float32" in msg and "got float64" in msg
@@ -273,7 +262,7 @@ def test_dtype_mismatch_names_layer(index: int) -> None:
 def test_activation_rejects_integer_input() -> None:
     model = serial(Flatten(), Tanh())
     with pytest.raises(ValueError, match=r"^layer 1 \(Tanh\): Tanh: expected a floating point input, got dtype int"):
-        model.forward((None, None), np.ones((2, 3), np.int64))
+        model.forward((None, None), None, np.ones((2, 3), np.int64))
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "4"])
@@ -298,7 +287,15 @@ def test_serial_rejects_non_layers(position: int) -> None:
 def test_serial_rejects_params_of_the_wrong_length() -> None:
     model, params = _mlp32()
     with pytest.raises(ValueError, match="Serial: expected params as a tuple of 3 entries, got 2 entries"):
-        model.forward(params[:2], np.ones((1, 5), np.float32))
+        model.forward(params[:2], None, np.ones((1, 5), np.float32))
+
+
+def test_serial_rejects_state_of_the_wrong_length() -> None:
+    model, params = _mlp32()
+    with pytest.raises(ValueError, match="Serial: expected state as a tuple of 3 entries, got 2 entries"):
+        model.forward(params, (None, None), np.ones((1, 5), np.float32))
+    with pytest.raises(ValueError, match="Serial: expected state as a tuple of 3 entries, got list"):
+        model.forward(params, [None, None, None], np.ones((1, 5), np.float32))
 
 
 # --- summary ------------------------------------------------------------------------------------
@@ -319,7 +316,7 @@ def test_summary_from_init_alone(model: Any, in_shape: Shape) -> None:
     shape = in_shape
     for i, (row, layer, p) in enumerate(zip(s.rows, model.layers, params)):
         _, shape = layer.init(fnnet.key(0), shape)
-        assert (row.index, row.kind, row.out_shape) == (i, layer.name, shape)
+        assert (row.index, row.kind, row.out_shape) == (i, kind(layer), shape)
         assert row.params == sum(np.size(a) for a in tree_leaves(p))
     assert s.out_shape == out_shape
     assert s.total_params == sum(np.size(a) for a in tree_leaves(params))
@@ -350,15 +347,13 @@ def test_summary_error_names_layer() -> None:
 def test_affine_skips_dx_without_input_grad(in_shape: Shape) -> None:
     layer = Affine(3)
     params, _ = layer.init(fnnet.key(0), in_shape)
-    x = _x64((5, *in_shape)).astype(np.float32)
-    dout = _x64((5, 3), seed=1).astype(np.float32)
+    x = normal((5, *in_shape), 0, dtype=np.float32)
+    dout = normal((5, 3), 1, dtype=np.float32)
 
-    y_on, cache_on = layer.forward(params, x, Ctx(train=True, input_grad=True))
-    y_off, cache_off = layer.forward(params, x, Ctx(train=True, input_grad=False))
-    dx_on, g_on = layer.backward(params, cache_on, dout)
-    dx_off, g_off = layer.backward(params, cache_off, dout)
+    _, _, cache = layer.forward(params, None, x, TRAIN)
+    dx_on, g_on = layer.backward(params, cache, dout)
+    dx_off, g_off = layer.backward(params, cache, dout, input_grad=False)
 
-    np.testing.assert_array_equal(y_on, y_off)
     assert dx_on.flags.writeable and np.any(dx_on != 0)
     assert dx_off.shape == x.shape and dx_off.dtype == dout.dtype
     assert not dx_off.flags.writeable
@@ -369,13 +364,13 @@ def test_affine_skips_dx_without_input_grad(in_shape: Shape) -> None:
 
 def test_serial_without_input_grad_skips_only_the_first_dx() -> None:
     model, params = _mlp32()
-    x = _x64((3, 5)).astype(np.float32)
-    y, cache_on = model.forward(params, x, Ctx(train=True))
-    _, cache_off = model.forward(params, x, Ctx(train=True, input_grad=False))
+    x = normal((3, 5), 0, dtype=np.float32)
+    y, _, cache = model.forward(params, None, x, TRAIN)
     dout = np.ones_like(y)
-    dx_on, g_on = model.backward(params, cache_on, dout)
-    dx_off, g_off = model.backward(params, cache_off, dout)
+    dx_on, g_on = model.backward(params, cache, dout)
+    dx_off, g_off = model.backward(params, cache, dout, input_grad=False)
     assert not dx_off.flags.writeable and not np.any(dx_off) and np.any(dx_on != 0)
+    # layer 0's grads need layer 2's dx: equal grads show that only the first dx was skipped
     for a, b in zip(tree_leaves(g_on), tree_leaves(g_off)):
         np.testing.assert_array_equal(a, b)
 
@@ -457,11 +452,11 @@ BROADCAST_SHAPES = [((3, 4), (4,)), ((3, 4), (1, 4)), ((3, 1), (1, 4)), ((2, 3, 
 @pytest.mark.parametrize(("x_shape", "y_shape"), BROADCAST_SHAPES)
 @pytest.mark.parametrize("node", [Mul(), Add()], ids=["Mul", "Add"])
 def test_node_broadcasting_gradients(node: Any, x_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> None:
-    x, y = _x64(x_shape, seed=1), _x64(y_shape, seed=2)
-    out, cache = node.forward(x, y)
+    x, y = normal(x_shape, 1), normal(y_shape, 2)
+    out, cache = call_unchanged(node.forward, x, y, readonly=True)
     assert out.shape == np.broadcast_shapes(x_shape, y_shape)
-    r = _x64(out.shape, seed=3)
-    dx, dy = node.backward(cache, r)
+    r = normal(out.shape, 3)
+    dx, dy = call_unchanged(node.backward, cache, r, readonly=True)
     assert dx.shape == x_shape and dy.shape == y_shape
 
     def project(a: Array, b: Array) -> float:
@@ -469,3 +464,14 @@ def test_node_broadcasting_gradients(node: Any, x_shape: tuple[int, ...], y_shap
 
     np.testing.assert_allclose(dx, numerical_gradient(lambda a: project(a, y), x), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(dy, numerical_gradient(lambda b: project(x, b), y), rtol=1e-6, atol=1e-8)
+
+
+def test_graph_nodes_are_not_layers_and_live_in_fnnet_graph() -> None:
+    """Two inputs and no parameters: the nodes teach section 5.4 and are not exported as layers."""
+    assert fnnet.graph.Mul is Mul and fnnet.graph.Add is Add
+    assert not issubclass(Mul, Layer) and not issubclass(Add, Layer)
+    for namespace in (fnnet, fnnet.layers):
+        assert not hasattr(namespace, "Mul") and not hasattr(namespace, "Add")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        Mul().x = 1.0  # type: ignore[attr-defined]
+

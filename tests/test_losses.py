@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from _helpers import rng
 
-from fnnet.typing import Array
 from fnnet.functions import log_softmax, softmax
 from fnnet.losses import (
     CROSS_ENTROPY_DELTA,
@@ -21,6 +21,7 @@ from fnnet.losses import (
     sum_squared_error,
 )
 from fnnet.numerical import numerical_gradient
+from fnnet.typing import Array
 
 Loss = Callable[[Array, Array], tuple[float, Array]]
 
@@ -30,22 +31,19 @@ CLASS_SHAPES = [(5,), (4, 3), (2, 3, 4), (3, 1)]
 ANY_SHAPES = [(), (6,), (4, 3), (2, 3, 2)]
 
 GRAD_TOL = 1e-6
+SEED = 20160924  # the first salt of every rng() draw in this module
 
 
-def _rng(*salt: int) -> np.random.Generator:
-    return np.random.default_rng([20160924, *salt])
-
-
-def _labels(shape: tuple[int, ...], rng: np.random.Generator) -> Array:
-    return rng.integers(0, shape[-1], size=shape[:-1])
+def _labels(shape: tuple[int, ...], r: np.random.Generator) -> Array:
+    return r.integers(0, shape[-1], size=shape[:-1])
 
 
 def _one_hot(t: Array, k: int) -> Array:
     return np.eye(k)[t]
 
 
-def _probabilities(shape: tuple[int, ...], rng: np.random.Generator) -> Array:
-    return softmax(rng.standard_normal(shape))
+def _probabilities(shape: tuple[int, ...], r: np.random.Generator) -> Array:
+    return softmax(r.standard_normal(shape))
 
 
 @contextmanager
@@ -76,45 +74,45 @@ def _assert_grad_matches(loss: Loss, y: Array, t: Array) -> None:
 @pytest.mark.parametrize("shape", CLASS_SHAPES)
 @pytest.mark.parametrize("targets", ["labels", "one-hot"])
 def test_softmax_cross_entropy_gradient(shape: tuple[int, ...], targets: str) -> None:
-    rng = _rng(1, len(shape))
-    x = 2 * rng.standard_normal(shape)
-    t = _labels(shape, rng)
+    r = rng(SEED, 1, len(shape))
+    x = 2 * r.standard_normal(shape)
+    t = _labels(shape, r)
     _assert_grad_matches(softmax_cross_entropy, x, t if targets == "labels" else _one_hot(t, shape[-1]))
 
 
 @pytest.mark.parametrize("shape", CLASS_SHAPES)
 def test_softmax_cross_entropy_gradient_soft_targets(shape: tuple[int, ...]) -> None:
-    rng = _rng(2, len(shape))
-    x = rng.standard_normal(shape)
-    _assert_grad_matches(softmax_cross_entropy, x, _probabilities(shape, rng))
+    r = rng(SEED, 2, len(shape))
+    x = r.standard_normal(shape)
+    _assert_grad_matches(softmax_cross_entropy, x, _probabilities(shape, r))
     # rows that do not sum to 1: the gradient is still exact
-    _assert_grad_matches(softmax_cross_entropy, x, rng.random(shape))
+    _assert_grad_matches(softmax_cross_entropy, x, r.random(shape))
 
 
 @pytest.mark.parametrize("shape", CLASS_SHAPES)
 @pytest.mark.parametrize("targets", ["labels", "one-hot", "soft"])
 def test_cross_entropy_gradient(shape: tuple[int, ...], targets: str) -> None:
-    rng = _rng(3, len(shape))
+    r = rng(SEED, 3, len(shape))
     # probabilities away from 0: central differences of log y are accurate only where h << y
-    y = rng.uniform(0.2, 1.0, shape)
-    t = _labels(shape, rng)
-    tt = {"labels": t, "one-hot": _one_hot(t, shape[-1]), "soft": _probabilities(shape, rng)}[targets]
+    y = r.uniform(0.2, 1.0, shape)
+    t = _labels(shape, r)
+    tt = {"labels": t, "one-hot": _one_hot(t, shape[-1]), "soft": _probabilities(shape, r)}[targets]
     _assert_grad_matches(cross_entropy, y, tt)
 
 
 @pytest.mark.parametrize("loss", [sum_squared_error, mean_squared_error])
 @pytest.mark.parametrize("shape", ANY_SHAPES)
 def test_squared_error_gradient(loss: Loss, shape: tuple[int, ...]) -> None:
-    rng = _rng(4, len(shape))
-    _assert_grad_matches(loss, rng.standard_normal(shape), rng.standard_normal(shape))
+    r = rng(SEED, 4, len(shape))
+    _assert_grad_matches(loss, r.standard_normal(shape), r.standard_normal(shape))
 
 
 @pytest.mark.parametrize("shape", ANY_SHAPES)
 def test_binary_cross_entropy_gradient(shape: tuple[int, ...]) -> None:
-    rng = _rng(5, len(shape))
-    z = 3 * rng.standard_normal(shape)
-    _assert_grad_matches(binary_cross_entropy_with_logits, z, rng.random(shape))
-    _assert_grad_matches(binary_cross_entropy_with_logits, z, rng.integers(0, 2, size=shape))
+    r = rng(SEED, 5, len(shape))
+    z = 3 * r.standard_normal(shape)
+    _assert_grad_matches(binary_cross_entropy_with_logits, z, r.random(shape))
+    _assert_grad_matches(binary_cross_entropy_with_logits, z, r.integers(0, 2, size=shape))
 
 
 # --- values against the defining formulas --------------------------------------------------------
@@ -122,8 +120,8 @@ def test_binary_cross_entropy_gradient(shape: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize("shape", [(6,), (4, 3), (2, 3, 2)])
 def test_squared_error_values(shape: tuple[int, ...]) -> None:
-    rng = _rng(6, len(shape))
-    y, t = rng.standard_normal(shape), rng.standard_normal(shape)
+    r = rng(SEED, 6, len(shape))
+    y, t = r.standard_normal(shape), r.standard_normal(shape)
     sse, dsse = sum_squared_error(y, t)
     mse, dmse = mean_squared_error(y, t)
     assert sse == pytest.approx(0.5 * sum((a - b) ** 2 for a, b in zip(y.ravel(), t.ravel())))
@@ -134,8 +132,8 @@ def test_squared_error_values(shape: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize("shape", [(5,), (4, 3), (2, 3, 4)])
 def test_cross_entropy_is_the_books_formula(shape: tuple[int, ...]) -> None:
-    rng = _rng(7, len(shape))
-    y, t = _probabilities(shape, rng), _probabilities(shape, rng)
+    r = rng(SEED, 7, len(shape))
+    y, t = _probabilities(shape, r), _probabilities(shape, r)
     n = y.size // shape[-1]
     value, grad = cross_entropy(y, t)
     assert value == pytest.approx(-np.sum(t * np.log(y + CROSS_ENTROPY_DELTA)) / n)
@@ -153,9 +151,9 @@ def test_cross_entropy_delta_guards_zero_probability() -> None:
 
 @pytest.mark.parametrize("shape", [(5,), (4, 3), (2, 3, 4)])
 def test_softmax_cross_entropy_matches_softmax_then_cross_entropy(shape: tuple[int, ...]) -> None:
-    rng = _rng(8, len(shape))
-    x = rng.standard_normal(shape)
-    t = _labels(shape, rng)
+    r = rng(SEED, 8, len(shape))
+    x = r.standard_normal(shape)
+    t = _labels(shape, r)
     n = x.size // shape[-1]
     value, grad = softmax_cross_entropy(x, t)
     # the unfused book version differs only by the log guard δ
@@ -165,8 +163,8 @@ def test_softmax_cross_entropy_matches_softmax_then_cross_entropy(shape: tuple[i
 
 @pytest.mark.parametrize("shape", [(), (7,), (3, 4)])
 def test_binary_cross_entropy_values(shape: tuple[int, ...]) -> None:
-    rng = _rng(9, len(shape))
-    z, t = 3 * rng.standard_normal(shape), rng.random(shape)
+    r = rng(SEED, 9, len(shape))
+    z, t = 3 * r.standard_normal(shape), r.random(shape)
     value, grad = binary_cross_entropy_with_logits(z, t)
     s = 1 / (1 + np.exp(-z))
     n = max(z.size, 1)
@@ -175,8 +173,8 @@ def test_binary_cross_entropy_values(shape: tuple[int, ...]) -> None:
 
 
 def test_binary_cross_entropy_is_two_class_softmax_cross_entropy() -> None:
-    rng = _rng(10)
-    z, t = 4 * rng.standard_normal(8), rng.integers(0, 2, size=8)
+    r = rng(SEED, 10)
+    z, t = 4 * r.standard_normal(8), r.integers(0, 2, size=8)
     # P(class 1) = σ(z) = softmax([0, z])[1]
     logits = np.stack([np.zeros_like(z), z], axis=-1)
     b_value, b_grad = binary_cross_entropy_with_logits(z, t)
@@ -191,9 +189,9 @@ def test_binary_cross_entropy_is_two_class_softmax_cross_entropy() -> None:
 @pytest.mark.parametrize("loss", [softmax_cross_entropy, cross_entropy, sum_squared_error, mean_squared_error])
 @pytest.mark.parametrize("shape", CLASS_SHAPES)
 def test_labels_and_one_hot_agree(loss: Loss, shape: tuple[int, ...]) -> None:
-    rng = _rng(11, len(shape))
-    y = _probabilities(shape, rng)
-    t = _labels(shape, rng)
+    r = rng(SEED, 11, len(shape))
+    y = _probabilities(shape, r)
+    t = _labels(shape, r)
     v_lab, g_lab = loss(y, t)
     v_hot, g_hot = loss(y, _one_hot(t, shape[-1]))
     assert v_lab == pytest.approx(v_hot, rel=1e-12)
@@ -202,10 +200,10 @@ def test_labels_and_one_hot_agree(loss: Loss, shape: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize("shape", CLASS_SHAPES)
 def test_accuracy_counts_correct_rows(shape: tuple[int, ...]) -> None:
-    rng = _rng(12, len(shape))
-    t = _labels(shape, rng)
+    r = rng(SEED, 12, len(shape))
+    t = _labels(shape, r)
     k = shape[-1]
-    y = _one_hot(t, k) + 0.1 * rng.random(shape)  # argmax is t in every row
+    y = _one_hot(t, k) + 0.1 * r.random(shape)  # argmax is t in every row
     rows = y.reshape(-1, k)  # a view: y is a fresh contiguous array
     n = rows.shape[0]
     wrong = n // 2 if k > 1 else 0
@@ -263,9 +261,9 @@ def test_binary_cross_entropy_extreme_logits(dtype: type[np.floating], magnitude
     [softmax_cross_entropy, cross_entropy, sum_squared_error, mean_squared_error, binary_cross_entropy_with_logits],
 )
 def test_float32_in_float32_out_and_inputs_untouched(loss: Loss) -> None:
-    rng = _rng(13)
-    y = _probabilities((4, 3), rng).astype(np.float32)
-    t = rng.integers(0, 2, size=(4, 3)) if loss is binary_cross_entropy_with_logits else _labels((4, 3), rng)
+    r = rng(SEED, 13)
+    y = _probabilities((4, 3), r).astype(np.float32)
+    t = r.integers(0, 2, size=(4, 3)) if loss is binary_cross_entropy_with_logits else _labels((4, 3), r)
     y_before, t_before = y.copy(), t.copy()
     value, grad = loss(y, t)
     assert isinstance(value, float) and np.isfinite(value)
@@ -281,7 +279,7 @@ def test_float32_in_float32_out_and_inputs_untouched(loss: Loss) -> None:
 @pytest.mark.parametrize("loss", [softmax_cross_entropy, cross_entropy])
 def test_class_losses_reject_bad_targets(loss: Loss) -> None:
     name = loss.__name__
-    y = _probabilities((4, 5), _rng(14))
+    y = _probabilities((4, 5), rng(SEED, 14))
     with pytest.raises(ValueError, match=rf"{name}: expected t as integer labels of shape \(4,\) or one-hot "
                        r"targets of shape \(4, 5\).*got shape \(4, 3\)"):
         loss(y, np.zeros((4, 3)))

@@ -8,15 +8,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers import assert_bit_identical, assert_grads_ok, rng
 
 import fnnet
 from fnnet import models
-from fnnet.layers.base import Ctx
+from fnnet.layers.base import TRAIN, Ctx
 from fnnet.layers.combinators import Serial, summary
-from fnnet.layers.conv import Conv2D, MaxPool2D
+from fnnet.layers.conv import Conv2D
 from fnnet.layers.core import Affine, ReLU
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.norm import BatchNorm
+from fnnet.layers.pool import MaxPool2D
 from fnnet.losses import softmax_cross_entropy
 from fnnet.tree import tree_leaves
 
@@ -80,17 +82,18 @@ def test_pooling_before_relu_is_the_books_function_bit_for_bit(index: int) -> No
     assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(params), tree_leaves(book_params)))
     assert [type(p) for p in params] == [type(p) for p in book_params]  # the same positions
     # inputs around zero: many windows hold negative maxima, ties and mixed signs
-    x = np.round(np.random.default_rng(21).standard_normal((4, *in_shape)), 1).astype(np.float32)
+    x = np.round(rng(21).standard_normal((4, *in_shape)), 1).astype(np.float32)
     state = fast.init_state(in_shape)
-    ctx = Ctx(train=True, state=state, input_grad=True)
-    y, cache = fast.forward(params, x, ctx)
-    y_book, cache_book = book.forward(params, x, ctx)
+    assert_bit_identical(state, book.init_state(in_shape))
+    y, new_state, cache = fast.forward(params, state, x, TRAIN)
+    y_book, new_state_book, cache_book = book.forward(params, state, x, TRAIN)
     assert np.array_equal(y, y_book)
-    dout = np.random.default_rng(22).standard_normal(y.shape).astype(np.float32)
+    assert_bit_identical(new_state, new_state_book)
+    dout = rng(22).standard_normal(y.shape).astype(np.float32)
     dx, grads = fast.backward(params, cache, dout)
     dx_book, grads_book = book.backward(params, cache_book, dout)
     assert np.array_equal(dx, dx_book)
-    assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(grads), tree_leaves(grads_book)))
+    assert_bit_identical(grads, grads_book)
 
 
 def test_deep_convnet_layout() -> None:
@@ -162,10 +165,9 @@ def test_small_simple_convnet_gradients(
     params, out = model.init(fnnet.key(2), in_shape)
     assert out == (4,)
     params64 = fnnet.astype(params, np.float64)
-    x = np.random.default_rng(3).standard_normal((2, *in_shape))
+    x = rng(3).standard_normal((2, *in_shape))
     labels = np.array([1, 3])
-    result = fnnet.check_grads(model, params64, x, loss=softmax_cross_entropy, t=labels)
-    assert result.max_error < GRAD_TOL, str(result)
+    result = assert_grads_ok(model, params64, x, loss=softmax_cross_entropy, t=labels, tol=GRAD_TOL)
     assert len(result.errors) == 7  # w and b of the conv and both affines, and x
 
 
@@ -177,27 +179,26 @@ def test_small_deep_convnet_gradients_in_training_mode() -> None:
     params, out = model.init(fnnet.key(4), in_shape)
     assert out == (3,)
     params64 = fnnet.astype(params, np.float64)
-    x = np.random.default_rng(5).standard_normal((2, *in_shape))
+    x = rng(5).standard_normal((2, *in_shape))
     ctx = Ctx(train=True, key=fnnet.key(6))
-    result = fnnet.check_grads(model, params64, x, ctx=ctx)
-    assert result.max_error < GRAD_TOL, str(result)
+    assert_grads_ok(model, params64, x, ctx=ctx, tol=GRAD_TOL)
 
 
 @pytest.mark.parametrize("batchnorm", [False, True])
 def test_deep_convnet_forward_backward_is_finite(batchnorm: bool) -> None:
     model = models.deep_convnet(batchnorm=batchnorm)
     params, _ = model.init(fnnet.key(7), MNIST)
-    x = np.random.default_rng(8).random((2, *MNIST), dtype=np.float32)
+    x = rng(8).random((2, *MNIST), dtype=np.float32)
     state = model.init_state(MNIST)
-    y, cache = model.forward(params, x, Ctx(train=True, key=fnnet.key(9), state=state))
+    y, new_state, cache = model.forward(params, state, x, Ctx(train=True, key=fnnet.key(9)))
     assert y.shape == (2, 10) and y.dtype == np.float32 and np.all(np.isfinite(y))
     _, dy = softmax_cross_entropy(y, np.array([0, 1]))
     dx, grads = model.backward(params, cache, dy)
     assert dx.shape == x.shape
     assert fnnet.tree_structure(grads) == fnnet.tree_structure(params)
     assert all(np.all(np.isfinite(g)) for g in fnnet.tree_leaves(grads))
-    new_state = model.new_state(cache)
-    y_eval = model.apply(params, x, Ctx(state=new_state))
+    assert fnnet.tree_structure(new_state) == fnnet.tree_structure(state)
+    y_eval = model.apply(params, x, state=new_state)
     assert y_eval.shape == (2, 10) and np.all(np.isfinite(y_eval))
 
 
@@ -205,12 +206,12 @@ def test_deep_convnet_evaluation_ignores_the_key() -> None:
     """Evaluation is deterministic (Dropout is the identity); training draws masks from the key."""
     model = models.deep_convnet()
     params, _ = model.init(fnnet.key(10), MNIST)
-    x = np.random.default_rng(11).random((2, *MNIST), dtype=np.float32)
-    a = model.apply(params, x, Ctx(key=fnnet.key(1)))
-    b = model.apply(params, x, Ctx(key=fnnet.key(2)))
+    x = rng(11).random((2, *MNIST), dtype=np.float32)
+    a = model.apply(params, x, ctx=Ctx(key=fnnet.key(1)))
+    b = model.apply(params, x, ctx=Ctx(key=fnnet.key(2)))
     np.testing.assert_array_equal(a, b)
-    t1 = model.apply(params, x, Ctx(train=True, key=fnnet.key(1)))
-    t2 = model.apply(params, x, Ctx(train=True, key=fnnet.key(2)))
+    t1 = model.apply(params, x, ctx=Ctx(train=True, key=fnnet.key(1)))
+    t2 = model.apply(params, x, ctx=Ctx(train=True, key=fnnet.key(2)))
     assert not np.array_equal(t1, t2)
 
 
@@ -218,7 +219,7 @@ def test_models_match_the_conv_layers_directly() -> None:
     """simple_convnet computes Conv2D -> ReLU -> MaxPool2D(2) -> Affine -> ReLU -> Affine, nothing hidden."""
     model = models.simple_convnet(filters=4, kernel=3, hidden=6, output_size=5)
     params, _ = model.init(fnnet.key(12), (1, 10, 10))
-    x = np.random.default_rng(13).random((3, 1, 10, 10), dtype=np.float32)
+    x = rng(13).random((3, 1, 10, 10), dtype=np.float32)
     conv, pool = Conv2D(4, 3), MaxPool2D(2)
     h = np.maximum(conv.apply(params[0], x), 0)
     h = pool.apply(None, h).reshape(3, -1)

@@ -1,4 +1,4 @@
-"""BatchNorm: gradients, batch and running statistics, explicit state, errors, pipelines."""
+"""BatchNorm: gradients, batch and running statistics, explicit state, the batch sum, errors, pipelines."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers import assert_bit_identical, assert_grads_ok, call_unchanged, read_only, rng
 from hypothesis import given, settings, strategies as st
 
 import fnnet
-from fnnet.typing import Array, Shape
-from fnnet.layers.base import Ctx
+from fnnet.layers.base import TRAIN, Ctx
 from fnnet.layers.combinators import serial
 from fnnet.layers.core import Affine, Flatten, ReLU
-from fnnet.layers.norm import DEFAULT_EPS, BatchNorm, BatchNormParams, BatchNormState
+from fnnet.layers.norm import DEFAULT_EPS, BatchNorm, BatchNormCache, BatchNormParams, BatchNormState
 from fnnet.tree import tree_astype, tree_leaves
+from fnnet.typing import Array, Shape
 
 # The projection check_grads uses is drawn from this key; inputs come from other seeds so that the
 # projection is never (nearly) an affine function of x, which BatchNorm would map to a zero gradient.
@@ -36,26 +37,26 @@ def _per_channel(a: Array, x: Array) -> Array:
 
 
 def _inputs(in_shape: Shape, n: int = 5, seed: int = 1) -> Array:
-    rng = np.random.default_rng(seed)
+    r = rng(seed)
     c = in_shape[0]
     # channels with different means and scales, so per-channel statistics matter
-    loc = _per_channel(rng.uniform(-3, 3, c), np.empty((1,) + tuple(in_shape)))
-    scale = _per_channel(rng.uniform(0.5, 4, c), np.empty((1,) + tuple(in_shape)))
-    x: Array = rng.standard_normal((n,) + tuple(in_shape)) * scale + loc
+    loc = _per_channel(r.uniform(-3, 3, c), np.empty((1,) + tuple(in_shape)))
+    scale = _per_channel(r.uniform(0.5, 4, c), np.empty((1,) + tuple(in_shape)))
+    x: Array = r.standard_normal((n,) + tuple(in_shape)) * scale + loc
     return x
 
 
 def _params64(in_shape: Shape, seed: int = 2) -> BatchNormParams:
-    rng = np.random.default_rng(seed)
+    r = rng(seed)
     c = in_shape[0]
-    return BatchNormParams(rng.uniform(0.5, 2.0, c), rng.normal(0, 1, c))
+    return BatchNormParams(r.uniform(0.5, 2.0, c), r.normal(0, 1, c))
 
 
 def _trained_state(in_shape: Shape, dtype: Any = np.float64, seed: int = 3) -> BatchNormState:
-    rng = np.random.default_rng(seed)
+    r = rng(seed)
     c = in_shape[0]
     return BatchNormState(
-        rng.normal(0, 1, c).astype(dtype), rng.uniform(0.5, 3.0, c).astype(dtype), np.asarray(4, np.int64)
+        r.normal(0, 1, c).astype(dtype), r.uniform(0.5, 3.0, c).astype(dtype), np.asarray(4, np.int64)
     )
 
 
@@ -67,33 +68,30 @@ def _trained_state(in_shape: Shape, dtype: Any = np.float64, seed: int = 3) -> B
 def test_gradients_training_mode(in_shape: Shape, n: int) -> None:
     bn = BatchNorm()
     state = tree_astype(bn.init_state(in_shape), np.float64)
-    check = fnnet.check_grads(
-        bn, _params64(in_shape), _inputs(in_shape, n), ctx=Ctx(train=True, state=state), key=PROJ_KEY
+    check = assert_grads_ok(
+        bn, _params64(in_shape), _inputs(in_shape, n), state=state, ctx=TRAIN, key=PROJ_KEY, tol=GRAD_TOL
     )
     assert set(check.errors) == {"gamma", "beta", "x"}
-    assert check.max_error < GRAD_TOL, str(check)
 
 
 @pytest.mark.parametrize("in_shape", ALL_SHAPES)
 def test_gradients_eval_mode(in_shape: Shape) -> None:
-    check = fnnet.check_grads(
-        BatchNorm(), _params64(in_shape), _inputs(in_shape), ctx=Ctx(state=_trained_state(in_shape)), key=PROJ_KEY
+    assert_grads_ok(
+        BatchNorm(), _params64(in_shape), _inputs(in_shape), state=_trained_state(in_shape), key=PROJ_KEY, tol=GRAD_TOL
     )
-    assert check.max_error < GRAD_TOL, str(check)
 
 
 @pytest.mark.parametrize("in_shape", ALL_SHAPES)
-def test_input_grad_false_skips_dx_only(in_shape: Shape) -> None:
+@pytest.mark.parametrize("train", [True, False])
+def test_input_grad_false_skips_dx_only(in_shape: Shape, train: bool) -> None:
     bn, p, x = BatchNorm(), _params64(in_shape), _inputs(in_shape)
-    dout = np.random.default_rng(7).standard_normal(x.shape)
-    y, cache = bn.forward(p, x, Ctx(train=True))
+    dout = rng(7).standard_normal(x.shape)
+    _, _, cache = bn.forward(p, None if train else _trained_state(in_shape), x, Ctx(train=train))
     dx, grads = bn.backward(p, cache, dout)
-    y2, cache2 = bn.forward(p, x, Ctx(train=True, input_grad=False))
-    dx2, grads2 = bn.backward(p, cache2, dout)
-    np.testing.assert_array_equal(y, y2)
-    assert dx2.shape == dx.shape and not np.any(dx2)
-    np.testing.assert_array_equal(grads.gamma, grads2.gamma)
-    np.testing.assert_array_equal(grads.beta, grads2.beta)
+    dx2, grads2 = bn.backward(p, cache, dout, input_grad=False)
+    assert np.any(dx)
+    assert dx2.shape == dx.shape and dx2.dtype == dx.dtype and not np.any(dx2) and not dx2.flags.writeable
+    assert_bit_identical(grads2, grads)
 
 
 # --- batch statistics ----------------------------------------------------------------------------
@@ -103,7 +101,7 @@ def test_input_grad_false_skips_dx_only(in_shape: Shape) -> None:
 def test_training_output_is_standardised_per_feature_or_channel(in_shape: Shape) -> None:
     bn = BatchNorm()
     p, x = _params64(in_shape), _inputs(in_shape, n=8)
-    y, _ = bn.forward(p, x, Ctx(train=True))
+    y, _, _ = bn.forward(p, None, x, TRAIN)
     xhat = (y - _per_channel(p.beta, x)) / _per_channel(p.gamma, x)  # undo gamma/beta
     axes = _axes(x)
     batch_var = x.var(axis=axes)
@@ -115,11 +113,11 @@ def test_training_output_is_standardised_per_feature_or_channel(in_shape: Shape)
 def test_4d_statistics_are_per_channel_not_per_position() -> None:
     """Unlike the book (one statistic per (c, h, w)), positions of one channel share statistics."""
     in_shape = (2, 3, 3)
-    rng = np.random.default_rng(4)
+    r = rng(4)
     # every position gets its own offset, so per-position statistics would remove it
-    x = rng.standard_normal((6,) + in_shape) + rng.uniform(-5, 5, (1,) + in_shape)
+    x = r.standard_normal((6,) + in_shape) + r.uniform(-5, 5, (1,) + in_shape)
     p = BatchNorm().init(fnnet.key(0), in_shape)[0]
-    y, _ = BatchNorm().forward(tree_astype(p, np.float64), x, Ctx(train=True))
+    y, _, _ = BatchNorm().forward(tree_astype(p, np.float64), None, x, TRAIN)
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0.0, atol=1e-12)
     assert np.abs(y.mean(axis=0)).max() > 0.5  # per-position means stay non-zero
 
@@ -136,8 +134,7 @@ def test_running_statistics_follow_the_formula(in_shape: Shape, momentum: float)
     run_mean, run_var = state.mean, state.var
     for step, seed in enumerate([11, 12, 13], start=1):
         x = _inputs(in_shape, n=4, seed=seed)
-        _, cache = bn.forward(p, x, Ctx(train=True, state=state))
-        state = bn.new_state(cache)
+        _, state, _ = bn.forward(p, state, x, TRAIN)
         axes = _axes(x)
         run_mean = momentum * run_mean + (1 - momentum) * x.mean(axis=axes)
         run_var = momentum * run_var + (1 - momentum) * x.var(axis=axes)  # biased, as in the book
@@ -160,33 +157,31 @@ def test_init_state_values() -> None:
 @pytest.mark.parametrize("in_shape", ALL_SHAPES)
 def test_training_without_state_starts_from_init_state(in_shape: Shape) -> None:
     bn, p, x = BatchNorm(), _params64(in_shape), _inputs(in_shape)
-    from_none = bn.new_state(bn.forward(p, x, Ctx(train=True))[1])
+    from_none = bn.forward(p, None, x, TRAIN)[1]
     explicit = tree_astype(bn.init_state(in_shape), np.float64)
-    from_init = bn.new_state(bn.forward(p, x, Ctx(train=True, state=explicit))[1])
-    for a, b in zip(tree_leaves(from_none), tree_leaves(from_init)):
-        assert a.dtype == b.dtype
-        np.testing.assert_array_equal(a, b)
+    from_init = bn.forward(p, explicit, x, TRAIN)[1]
+    assert_bit_identical(from_none, from_init)
 
 
 @pytest.mark.parametrize("in_shape", ALL_SHAPES)
 def test_eval_uses_running_statistics(in_shape: Shape) -> None:
     bn, p, x = BatchNorm(eps=1e-3), _params64(in_shape), _inputs(in_shape)
     state = _trained_state(in_shape)
-    y, cache = bn.forward(p, x, Ctx(state=state))
+    y, new, _ = bn.forward(p, state, x)
     mean, var = _per_channel(state.mean, x), _per_channel(state.var, x)
     expected = _per_channel(p.gamma, x) * (x - mean) / np.sqrt(var + 1e-3) + _per_channel(p.beta, x)
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     # each sample is normalised on its own: evaluating one sample gives its row of the batch output
-    np.testing.assert_allclose(bn.forward(p, x[2:3], Ctx(state=state))[0], y[2:3], rtol=1e-12, atol=1e-12)
-    assert bn.new_state(cache) is state  # evaluation leaves the state as it was
+    np.testing.assert_allclose(bn.apply(p, x[2:3], state=state), y[2:3], rtol=1e-12, atol=1e-12)
+    assert new is state  # evaluation leaves the state as it was
 
 
 def test_eval_differs_from_training_output() -> None:
     """Evaluation must not fall back on batch statistics."""
     in_shape = (4,)
     bn, p, x = BatchNorm(), _params64(in_shape), _inputs(in_shape)
-    y_train, _ = bn.forward(p, x, Ctx(train=True))
-    y_eval, _ = bn.forward(p, x, Ctx(state=_trained_state(in_shape)))
+    y_train = bn.apply(p, x, ctx=TRAIN)
+    y_eval = bn.apply(p, x, state=_trained_state(in_shape))
     assert np.abs(y_train - y_eval).max() > 0.1
 
 
@@ -194,40 +189,27 @@ def test_eval_differs_from_training_output() -> None:
 def test_never_updated_statistics_raise(in_shape: Shape) -> None:
     bn, x = BatchNorm(), _inputs(in_shape).astype(np.float32)
     p = bn.init(fnnet.key(0), in_shape)[0]
-    with pytest.raises(ValueError, match=r"BatchNorm: .*never updated.*train=True"):
-        bn.forward(p, x)  # ctx.state is None
+    with pytest.raises(ValueError, match=r"BatchNorm: .*state is None.*never updated.*train=True"):
+        bn.forward(p, None, x)
     with pytest.raises(ValueError, match=r"BatchNorm: .*never updated.*count == 0"):
-        bn.forward(p, x, Ctx(state=bn.init_state(in_shape)))
+        bn.forward(p, bn.init_state(in_shape), x)
     # after one training pass the same call works
-    state = bn.new_state(bn.forward(p, x, Ctx(train=True, state=bn.init_state(in_shape)))[1])
-    y, _ = bn.forward(p, x, Ctx(state=state))
+    state = bn.forward(p, bn.init_state(in_shape), x, TRAIN)[1]
+    y, _, _ = bn.forward(p, state, x)
     assert y.shape == x.shape and np.all(np.isfinite(y))
 
 
 # --- purity, state kept out of params -------------------------------------------------------------
 
 
-def _read_only(tree: Any) -> Any:
-    def freeze(a: Any) -> Any:
-        b = np.array(a)
-        b.setflags(write=False)
-        return b
-
-    return fnnet.tree_map(freeze, tree)
-
-
 @pytest.mark.parametrize("in_shape", ALL_SHAPES)
 @pytest.mark.parametrize("train", [True, False])
 def test_inputs_and_state_never_mutated(in_shape: Shape, train: bool) -> None:
     bn = BatchNorm()
-    p, x, state = _read_only(_params64(in_shape)), _read_only(_inputs(in_shape)), _read_only(_trained_state(in_shape))
-    copies = [np.copy(a) for a in tree_leaves((p, x, state))]
-    dout = _read_only(np.random.default_rng(5).standard_normal(x.shape))
-    y, cache = bn.forward(p, x, Ctx(train=train, state=state))
-    bn.backward(p, cache, dout)
-    new = bn.new_state(cache)
-    for before, after in zip(copies, tree_leaves((p, x, state))):
-        np.testing.assert_array_equal(before, after)
+    p, x, state = read_only(_params64(in_shape)), read_only(_inputs(in_shape)), read_only(_trained_state(in_shape))
+    dout = read_only(rng(5).standard_normal(x.shape))
+    y, new, cache = call_unchanged(lambda pp, ss, xx: bn.forward(pp, ss, xx, Ctx(train=train)), p, state, x)
+    call_unchanged(bn.backward, p, cache, dout)
     if train:
         assert int(new.count) == int(state.count) + 1
         assert not any(np.shares_memory(a, b) for a in tree_leaves(new) for b in tree_leaves(state))
@@ -241,8 +223,8 @@ def test_state_is_not_in_params() -> None:
     np.testing.assert_array_equal(params.gamma, np.ones(3))
     np.testing.assert_array_equal(params.beta, np.zeros(3))
     assert params.gamma.dtype == params.beta.dtype == np.float32
-    _, grads = bn.backward(params, bn.forward(params, np.ones((2, 3, 4, 4), np.float32), Ctx(train=True))[1],
-                           np.ones((2, 3, 4, 4), np.float32))
+    x = np.ones((2, 3, 4, 4), np.float32)
+    _, grads = bn.backward(params, bn.forward(params, None, x, TRAIN)[2], x)
     assert type(grads) is BatchNormParams  # an optimizer mapping over (grads, params) never sees state
 
 
@@ -255,14 +237,12 @@ def test_state_is_not_in_params() -> None:
 @settings(max_examples=30, deadline=None)
 def test_property_inputs_unchanged(n: int, in_shape: Shape, seed: int, train: bool) -> None:
     bn = BatchNorm()
-    x = np.random.default_rng(seed).standard_normal((n,) + in_shape).astype(np.float32)
-    p = BatchNormParams(*np.random.default_rng(seed + 1).standard_normal((2, in_shape[0])).astype(np.float32))
+    x = rng(seed).standard_normal((n,) + in_shape).astype(np.float32)
+    p = BatchNormParams(*rng(seed + 1).standard_normal((2, in_shape[0])).astype(np.float32))
     state = _trained_state(in_shape, np.float32, seed)
-    before = [a.copy() for a in tree_leaves((p, x, state))]
-    y, cache = bn.forward(p, x, Ctx(train=train, state=state))
-    bn.backward(p, cache, y)
-    for b, a in zip(before, tree_leaves((p, x, state))):
-        np.testing.assert_array_equal(b, a)
+    forward = lambda pp, ss, xx: bn.forward(pp, ss, xx, Ctx(train=train))  # noqa: E731
+    y, _, cache = call_unchanged(forward, p, state, x, readonly=True)
+    call_unchanged(bn.backward, p, cache, y, readonly=True)
 
 
 # --- dtypes ---------------------------------------------------------------------------------------
@@ -275,9 +255,8 @@ def test_float32_stays_float32(in_shape: Shape, train: bool) -> None:
     p = bn.init(fnnet.key(0), in_shape)[0]
     x = _inputs(in_shape).astype(np.float32)
     state = _trained_state(in_shape, np.float32)
-    y, cache = bn.forward(p, x, Ctx(train=train, state=state))
+    y, new, cache = bn.forward(p, state, x, Ctx(train=train))
     dx, grads = bn.backward(p, cache, y)
-    new = bn.new_state(cache)
     assert y.dtype == dx.dtype == grads.gamma.dtype == grads.beta.dtype == np.float32
     assert new.mean.dtype == new.var.dtype == np.float32 and new.count.dtype == np.int64
 
@@ -286,7 +265,7 @@ def test_state_keeps_its_dtype() -> None:
     """A float32 state updated by a float64 pass stays float32 (checkpoints restore against it)."""
     bn, in_shape = BatchNorm(), (4,)
     state = bn.init_state(in_shape)
-    new = bn.new_state(bn.forward(_params64(in_shape), _inputs(in_shape), Ctx(train=True, state=state))[1])
+    new = bn.forward(_params64(in_shape), state, _inputs(in_shape), TRAIN)[1]
     assert new.mean.dtype == new.var.dtype == np.float32
 
 
@@ -315,22 +294,24 @@ def test_shape_rank_dtype_errors_name_the_layer() -> None:
     bn = BatchNorm()
     p = bn.init(fnnet.key(0), (4,))[0]
     with pytest.raises(ValueError, match=r"BatchNorm: expected input of rank 2 .* got shape \(3, 4, 2\)"):
-        bn.forward(p, np.zeros((3, 4, 2), np.float32), Ctx(train=True))
+        bn.forward(p, None, np.zeros((3, 4, 2), np.float32), TRAIN)
     with pytest.raises(ValueError, match=r"BatchNorm: expected input \(N, 4\) with 4 features, got shape \(3, 5\)"):
-        bn.forward(p, np.zeros((3, 5), np.float32), Ctx(train=True))
+        bn.forward(p, None, np.zeros((3, 5), np.float32), TRAIN)
     with pytest.raises(ValueError, match=r"BatchNorm: expected input \(N, 4, H, W\) .* got shape \(2, 3, 5, 5\)"):
-        bn.forward(p, np.zeros((2, 3, 5, 5), np.float32), Ctx(train=True))
+        bn.forward(p, None, np.zeros((2, 3, 5, 5), np.float32), TRAIN)
     with pytest.raises(ValueError, match=r"BatchNorm: expected input of dtype float32 .* got float64"):
-        bn.forward(p, np.zeros((3, 4)), Ctx(train=True))
+        bn.forward(p, None, np.zeros((3, 4)), TRAIN)
     with pytest.raises(ValueError, match=r"BatchNorm: .*more than one value per feature"):
-        bn.forward(p, np.zeros((1, 4), np.float32), Ctx(train=True))
+        bn.forward(p, None, np.zeros((1, 4), np.float32), TRAIN)
     with pytest.raises(ValueError, match=r"BatchNorm: expected input shape \(D,\) or \(C, H, W\)"):
         bn.init(fnnet.key(0), (3, 4))
     with pytest.raises(ValueError, match=r"BatchNorm: expected state.mean .* shape \(4,\), got shape \(3,\)"):
-        bn.forward(p, np.zeros((3, 4), np.float32), Ctx(train=True, state=bn.init_state((3,))))
-    with pytest.raises(ValueError, match=r"BatchNorm: expected ctx.state to be a BatchNormState"):
-        bn.forward(p, np.zeros((3, 4), np.float32), Ctx(state=(np.zeros(4), np.ones(4), np.asarray(1))))
-    _, cache = bn.forward(p, np.ones((3, 4), np.float32), Ctx(train=True))
+        bn.forward(p, bn.init_state((3,)), np.zeros((3, 4), np.float32), TRAIN)
+    with pytest.raises(ValueError, match=r"BatchNorm: expected state to be a BatchNormState, got tuple"):
+        bn.forward(p, (np.zeros(4), np.ones(4), np.asarray(1)), np.zeros((3, 4), np.float32))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"BatchNorm: expected state.count as a 0-d integer array, got shape \(1,\)"):
+        bn.forward(p, BatchNormState(np.zeros(4), np.ones(4), np.ones(1, np.int64)), np.zeros((3, 4), np.float32))
+    _, _, cache = bn.forward(p, None, np.ones((3, 4), np.float32), TRAIN)
     with pytest.raises(ValueError, match=r"BatchNorm.backward: expected dout of shape \(3, 4\), got \(3, 5\)"):
         bn.backward(p, cache, np.ones((3, 5), np.float32))
 
@@ -349,22 +330,24 @@ def test_serial_threads_state() -> None:
     assert isinstance(params[1], BatchNormParams)
     assert fnnet.tree_size(params) == (5 * 6 + 6) + (6 + 6) + (6 * 3 + 3)  # no running statistics
 
-    x = np.random.default_rng(6).standard_normal((8, 5)).astype(np.float32)
+    x = rng(6).standard_normal((8, 5)).astype(np.float32)
     with pytest.raises(ValueError, match=r"layer 1 \(BatchNorm\): .*never updated"):
-        model.forward(params, x, Ctx(state=state))
+        model.forward(params, state, x)
+    with pytest.raises(ValueError, match=r"layer 1 \(BatchNorm\): .*state is None"):
+        model.apply(params, x)  # no state at all
 
     for step in range(1, 3):
-        _, cache = model.forward(params, x, Ctx(train=True, state=state))
+        prev = state
+        _, state, _ = model.forward(params, state, x, TRAIN)
         h = model.layers[0].apply(params[0], x)  # BatchNorm's input
-        prev = state[1]
-        state = model.new_state(cache)
         assert isinstance(state, tuple) and len(state) == 4 and state[0] is None
-        np.testing.assert_allclose(state[1].mean, 0.8 * prev.mean + 0.2 * h.mean(axis=0), rtol=1e-5, atol=1e-6)
-        assert int(state[1].count) == step
+        np.testing.assert_allclose(state[1].mean, 0.8 * prev[1].mean + 0.2 * h.mean(axis=0), rtol=1e-5, atol=1e-6)
+        assert int(state[1].count) == step and int(prev[1].count) == step - 1  # the old state is intact
 
-    y, _ = model.forward(params, x, Ctx(state=state))
+    y, same, _ = model.forward(params, state, x)
+    assert same == state and same[1] is state[1]
     h = model.layers[0].apply(params[0], x)
-    h = BatchNorm(momentum=0.8).apply(params[1], h, Ctx(state=state[1]))
+    h = BatchNorm(momentum=0.8).apply(params[1], h, state=state[1])
     expected = model.layers[3].apply(params[3], np.maximum(h, 0))
     np.testing.assert_allclose(y, expected, rtol=1e-6)
 
@@ -377,10 +360,71 @@ def test_serial_4d_state_and_gradients() -> None:
     state = tree_astype(model.init_state(in_shape), np.float64)
     assert state[0].mean.shape == (2,)
     x = _inputs(in_shape, n=4)
-    check = fnnet.check_grads(model, params, x, ctx=Ctx(train=True, state=state), key=PROJ_KEY)
+    check = assert_grads_ok(model, params, x, state=state, ctx=TRAIN, key=PROJ_KEY, tol=GRAD_TOL)
     assert "0/gamma" in check.errors and "2/w" in check.errors
-    assert check.max_error < GRAD_TOL, str(check)
-    new = model.new_state(model.forward(params, x, Ctx(train=True, state=state))[1])
+    new = model.forward(params, state, x, TRAIN)[1]
     np.testing.assert_allclose(new[0].mean, 0.1 * x.mean(axis=(0, 2, 3)), rtol=1e-12)
-    check = fnnet.check_grads(model, params, x, ctx=Ctx(state=new), key=PROJ_KEY)
-    assert check.max_error < GRAD_TOL, str(check)
+    assert_grads_ok(model, params, x, state=new, key=PROJ_KEY, tol=GRAD_TOL)
+
+
+# --- the batch sum ----------------------------------------------------------------------------------
+
+
+def _twice(a: Array) -> Array:
+    """The batch sum of two shards whose partial sums are equal (the shard and a copy of it)."""
+    return a + a
+
+
+@pytest.mark.parametrize("in_shape", ALL_SHAPES)
+def test_a_shard_is_normalised_as_the_whole_batch_through_batch_sum(in_shape: Shape) -> None:
+    """A shard whose ``batch_sum`` adds the other shard's partial sums gives its rows of the whole
+    batch's output, the whole batch's running statistics and input gradient, and its share of the
+    parameter gradients. Here the other shard is a copy of this one, so its sums are this one's."""
+    bn, p, state = BatchNorm(), _params64(in_shape), _trained_state(in_shape)
+    x = _inputs(in_shape, n=3)
+    dout = rng(8).standard_normal(x.shape)
+    whole = np.concatenate([x, x])
+    y_all, state_all, cache_all = bn.forward(p, state, whole, TRAIN)
+    dx_all, g_all = bn.backward(p, cache_all, np.concatenate([dout, dout]))
+
+    y, new, cache = bn.forward(p, state, x, Ctx(train=True, batch_sum=_twice))
+    assert isinstance(cache, BatchNormCache) and cache.batch_sum is _twice
+    assert cache.m == cache_all.m == whole.size // in_shape[0]  # values per channel in the whole batch
+    dx, g = bn.backward(p, cache, dout)
+    np.testing.assert_allclose(y, y_all[:3], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_all[:3], rtol=1e-10, atol=1e-12)
+    for a, b in zip(tree_leaves(new), tree_leaves(state_all)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(2 * g.gamma, g_all.gamma, rtol=1e-10)  # the shares sum to the whole
+    np.testing.assert_allclose(2 * g.beta, g_all.beta, rtol=1e-10)
+
+
+@pytest.mark.parametrize("in_shape", ALL_SHAPES)
+def test_every_shard_makes_the_same_batch_sum_calls(in_shape: Shape) -> None:
+    """Shards of different sizes exchange the same sequence of shapes (else the exchange would hang)."""
+    bn, p = BatchNorm(), _params64(in_shape)
+    calls: dict[int, list[tuple[int, ...]]] = {}
+    for n in (2, 5):
+        seen: list[tuple[int, ...]] = []
+
+        def recording(a: Array) -> Array:
+            seen.append(a.shape)
+            return a
+
+        x = _inputs(in_shape, n=n)
+        _, _, cache = bn.forward(p, None, x, Ctx(train=True, batch_sum=recording))
+        bn.backward(p, cache, np.ones_like(x))
+        bn.backward(p, cache, np.ones_like(x), input_grad=False)
+        calls[n] = seen
+    c = in_shape[0]
+    assert calls[2] == calls[5] == [(c + 1,), (c,), (2 * c,)]
+
+
+def test_evaluation_never_calls_batch_sum() -> None:
+    def forbidden(a: Array) -> Array:
+        raise AssertionError("batch_sum called in evaluation")
+
+    bn, p = BatchNorm(), _params64((4,))
+    x = _inputs((4,))
+    _, _, cache = bn.forward(p, _trained_state((4,)), x, Ctx(batch_sum=forbidden))
+    bn.backward(p, cache, np.ones_like(x))

@@ -9,19 +9,20 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 import pytest
+from _helpers import assert_bit_identical, call_unchanged, init64, read_only, rng
 
-from fnnet.typing import Array, Shape, Tree
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
 from fnnet.layers.combinators import serial
 from fnnet.layers.core import Affine, Sigmoid, Tanh
+from fnnet.layers.dropout import Dropout
+from fnnet.layers.norm import BatchNorm
 from fnnet.losses import softmax_cross_entropy
 from fnnet.numerical import check_grads, gradient_descent, numerical_diff, numerical_gradient
 from fnnet.random import Key, key
 from fnnet.tree import tree_astype, tree_leaves, tree_map, tree_structure
+from fnnet.typing import Array, Shape, Tree
 
-
-def _rng(*salt: int) -> np.random.Generator:
-    return np.random.default_rng([4, *salt])
+SEED = 4  # the first salt of every rng() draw in this module
 
 
 # --- numerical_diff ------------------------------------------------------------------------------
@@ -70,7 +71,7 @@ def _df(tree: Tree) -> Tree:
 
 
 def _trees() -> list[Tree]:
-    r = _rng(1)
+    r = rng(SEED, 1)
     return [
         r.standard_normal((3, 2)),
         (r.standard_normal(4), r.standard_normal((2, 3))),
@@ -99,7 +100,7 @@ def test_numerical_gradient_of_the_books_function_2() -> None:
 
 
 def test_numerical_gradient_keeps_float32() -> None:
-    x = _rng(2).standard_normal((2, 3)).astype(np.float32)
+    x = rng(SEED, 2).standard_normal((2, 3)).astype(np.float32)
     g = numerical_gradient(lambda a: float(np.sum(a.astype(np.float64) ** 2)), x, h=1e-2)
     assert g.dtype == np.float32
     np.testing.assert_allclose(g, 2 * x, rtol=1e-3, atol=1e-3)
@@ -123,16 +124,13 @@ def test_numerical_gradient_never_writes_into_its_argument(tree: Tree) -> None:
             assert a.tobytes() == s.tobytes(), "numerical_gradient wrote into the caller's array"
         return _f(t)
 
-    numerical_gradient(watching, tree)
+    call_unchanged(lambda t: numerical_gradient(watching, t), tree)
     assert calls == 2 * sum(a.size for a in originals)
-    for a, s in zip(originals, saved):
-        assert a.tobytes() == s.tobytes()
 
 
 def test_numerical_gradient_leaves_arguments_intact_when_f_raises() -> None:
     tree = _trees()[4]
-    originals = [a for a in tree_leaves(tree) if isinstance(a, np.ndarray)]
-    saved = [a.copy() for a in originals]
+    saved = read_only(tree)  # a copy
     calls = 0
 
     def failing(t: Tree) -> float:
@@ -144,12 +142,11 @@ def test_numerical_gradient_leaves_arguments_intact_when_f_raises() -> None:
 
     with pytest.raises(RuntimeError, match="boom"):
         numerical_gradient(failing, tree)
-    for a, s in zip(originals, saved):
-        assert a.tobytes() == s.tobytes()
+    assert_bit_identical(tree, saved)
 
 
 def test_numerical_gradient_accepts_read_only_arrays() -> None:
-    x = _rng(3).standard_normal((2, 3))
+    x = rng(SEED, 3).standard_normal((2, 3))
     x.flags.writeable = False
     np.testing.assert_allclose(numerical_gradient(lambda a: float(np.sum(a**2)), x), 2 * x, atol=1e-8)
 
@@ -197,21 +194,24 @@ class Scale(Layer):
     dw_factor: float = 1.0
     drop_grads: bool = False
 
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape)
+
     def init(self, key: Key, in_shape: Shape) -> tuple[ScaleParams, Shape]:
         return ScaleParams(key.generator().standard_normal(in_shape)), in_shape
 
-    def forward(self, params: ScaleParams, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Array]:
-        return x * params.w, x
+    def forward(self, params: ScaleParams, state: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any, Array]:
+        return x * params.w, state, x
 
-    def backward(self, params: ScaleParams, cache: Array, dout: Array) -> tuple[Array, Any]:
+    def backward(self, params: ScaleParams, cache: Array, dout: Array, input_grad: bool = True) -> tuple[Array, Any]:
         dw = self.dw_factor * (dout * cache).sum(axis=0)
         return self.dx_factor * dout * params.w, (None if self.drop_grads else ScaleParams(dw))
 
 
 def _init64(layer: Layer, in_shape: Shape, batch: int = 3, seed: int = 0) -> tuple[Tree, Array]:
-    params, _ = layer.init(key(seed), in_shape)
-    x = _rng(5, seed).standard_normal((batch, *in_shape))
-    return tree_astype(params, np.float64), x
+    """Float64 params from ``key(seed)`` and a float64 batch of ``batch`` inputs."""
+    params, _ = init64(layer, in_shape, seed)
+    return params, rng(SEED, 5, seed).standard_normal((batch, *in_shape))
 
 
 def test_check_grads_correct_layers_have_tiny_errors() -> None:
@@ -229,7 +229,7 @@ def test_check_grads_correct_layers_have_tiny_errors() -> None:
 def test_check_grads_through_a_pipeline_and_a_loss() -> None:
     model = serial(Affine(6), Tanh(), Affine(4), Sigmoid(), Affine(3))
     params, x = _init64(model, (2, 3), batch=5)
-    t = _rng(6).integers(0, 3, size=5)
+    t = rng(SEED, 6).integers(0, 3, size=5)
     report = check_grads(model, params, x, loss=softmax_cross_entropy, t=t, ctx=TRAIN)
     assert set(report.errors) == {"0/w", "0/b", "2/w", "2/b", "4/w", "4/b", "x"}
     assert report.max_error < 1e-6
@@ -255,3 +255,36 @@ def test_check_grads_flags_missing_parameter_gradients() -> None:
     params, x = _init64(bug, (4,))
     with pytest.raises(ValueError, match=r"Scale.*grads"):
         check_grads(bug, params, x)
+
+
+@attrs.frozen
+class Drift(Scale):
+    """``y = x * w + state``, returning ``state + 1`` as its new state: a forward pass that changes
+    the state, so reusing the returned state would shift every evaluation."""
+
+    def init_state(self, in_shape: Shape) -> Array:
+        return np.zeros(in_shape)
+
+    def forward(self, params: ScaleParams, state: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any, Array]:
+        return x * params.w + state, state + 1.0, x
+
+
+def test_check_grads_gives_every_evaluation_the_same_state() -> None:
+    layer = Drift()
+    params, x = _init64(layer, (4,))
+    state = rng(SEED, 7).standard_normal(4)
+    report = call_unchanged(lambda p, xx, st: check_grads(layer, p, xx, state=st), params, x, state, readonly=True)
+    assert set(report.errors) == {"w", "x"}
+    assert report.max_error < 1e-7
+
+
+def test_check_grads_in_training_mode_with_state_and_key() -> None:
+    """BatchNorm through batch statistics and Dropout with one fixed mask, state and key given."""
+    model = serial(Affine(5), Tanh(), BatchNorm(), Dropout(0.3), Affine(2))
+    params, x = _init64(model, (3,), batch=6)
+    state = tree_astype(model.init_state((3,)), np.float64)
+    report = check_grads(model, params, x, state=state, ctx=Ctx(train=True, key=key(8)))
+    assert set(report.errors) == {"0/w", "0/b", "2/gamma", "2/beta", "4/w", "4/b", "x"}
+    assert report.max_error < 1e-6, str(report)
+    with pytest.raises(ValueError, match=r"layer 2 \(BatchNorm\): .*state is None"):
+        check_grads(model, params, x)  # evaluation without running statistics

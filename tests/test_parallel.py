@@ -1,4 +1,4 @@
-"""Data parallelism: shard arithmetic, the thread runner, BLAS thread control and sharded train steps."""
+"""Threads outside the layers: the shard runner, the ordered batch sum, BLAS limits, the policy."""
 
 from __future__ import annotations
 
@@ -9,121 +9,159 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fnnet
-from fnnet import models, parallel
-from fnnet.layers import Affine, BatchNorm, Conv2D, Dropout, Flatten, ReLU, residual, serial
+from fnnet import models
+from fnnet.layers import Affine, BatchNorm, Conv2D, Ctx, Dropout, Flatten, Layer, ReLU, residual, serial
 from fnnet.optim import sgd
-from fnnet.train import (
-    DEFAULT_SHARDS,
-    NonFiniteLossError,
-    TrainState,
-    evaluate,
-    fit,
-    init_train_state,
-    make_train_step,
-    predict,
-)
-from fnnet.tree import tree_leaves, tree_map
+from fnnet.train import choose_policy, evaluate, fit, init_train_state, make_train_step, predict
+from fnnet.train import parallel
+from fnnet.train.step import SHARD_MIN_VOLUME, TrainState, join_rows
+from fnnet.tree import tree_leaves
+from fnnet.typing import Array, Shape
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork and threadpoolctl's BLAS lookup")
 
 
-@given(st.integers(0, 300), st.integers(1, 9))
+@given(st.integers(0, 50), st.integers(1, 8))
 def test_shard_slices_cover_the_batch_in_balanced_contiguous_runs(n: int, shards: int) -> None:
     parts = parallel.shard_slices(n, shards)
     assert len(parts) == min(n, shards)
     covered = [i for s in parts for i in range(s.start, s.stop)]
     assert covered == list(range(n))
-    sizes = [s.stop - s.start for s in parts]
-    if sizes:
-        assert max(sizes) - min(sizes) <= 1
-        assert sizes == sorted(sizes, reverse=True)
-        assert min(sizes) >= 1
+    if parts:
+        sizes = [s.stop - s.start for s in parts]
+        assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
 
 
 def test_shard_slices_rejects_zero_shards() -> None:
     with pytest.raises(ValueError, match="shards must be positive"):
-        parallel.shard_slices(10, 0)
+        parallel.shard_slices(4, 0)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
 def test_run_shards_keeps_order(threads: int) -> None:
-    items = list(range(11))
-    assert parallel.run_shards(lambda i: i * i, items, threads) == [i * i for i in items]
-    assert parallel.run_shards(lambda i: i, [], threads) == []
+    assert parallel.run_shards(lambda i: i * 10, list(range(7)), threads) == [i * 10 for i in range(7)]
 
 
 def test_run_shards_runs_items_concurrently() -> None:
-    # Each item waits for the other at a barrier: this only returns if both run at once.
-    barrier = threading.Barrier(2, timeout=10)
-    assert parallel.run_shards(lambda i: (barrier.wait(), i)[1], [0, 1], 2) == [0, 1]
+    barrier = threading.Barrier(2, timeout=10)  # each item waits for the other: only concurrency passes
+    assert parallel.run_shards(lambda i: barrier.wait() * 0 + i, [0, 1], 2) == [0, 1]
 
 
 def test_nested_run_shards_finish() -> None:
-    # Items that themselves split their work: a pool thread must not wait on work queued behind it.
     def outer(i: int) -> list[int]:
-        return parallel.run_shards(lambda j: 10 * i + j, [0, 1, 2], 2)
+        return parallel.run_shards(lambda j: i * 10 + j, [0, 1, 2], 2)
 
-    got: list[list[list[int]]] = []
-    runner = threading.Thread(target=lambda: got.append(parallel.run_shards(outer, [0, 1, 2, 3], 2)), daemon=True)
-    runner.start()
-    runner.join(60)  # a deadlock would hang here; fail instead
-    assert not runner.is_alive(), "nested run_shards deadlocked"
-    assert got == [[[10 * i + j for j in range(3)] for i in range(4)]]
-
-
-def test_run_shards_with_one_thread_stays_in_the_caller() -> None:
-    me = threading.get_ident()
-    assert parallel.run_shards(lambda _: threading.get_ident(), [0, 1, 2], 1) == [me, me, me]
+    assert parallel.run_shards(outer, [0, 1, 2, 3], 2) == [[i * 10 + j for j in range(3)] for i in range(4)]
 
 
 def test_run_shards_raises_after_every_run_finished() -> None:
-    finished: list[int] = []
+    done: list[int] = []
 
     def work(i: int) -> int:
-        if i == 1:
-            raise RuntimeError("shard 1 failed")
-        finished.append(i)
+        if i == 0:
+            raise KeyError("first")
+        done.append(i)
         return i
 
-    with pytest.raises(RuntimeError, match="shard 1 failed"):
+    with pytest.raises(KeyError):
         parallel.run_shards(work, [0, 1, 2, 3], 2)
-    # runs: items (0, 1) in the caller, (2, 3) in a worker, which finishes before the error is raised
-    assert sorted(finished) == [0, 2, 3]
-    with pytest.raises(ValueError, match="threads must be positive"):
-        parallel.run_shards(work, [0], 0)
+    assert sorted(done) == [2, 3]  # the failing run stopped at item 0; the other run finished
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="NumPy's bundled OpenBLAS is looked up on Linux")
-def test_blas_thread_count_is_found_and_restored() -> None:
+def test_pool_is_safe_for_callers_asking_for_different_thread_counts() -> None:
+    errors: list[BaseException] = []
+
+    def caller(k: int) -> None:
+        try:
+            for i in range(40):
+                threads = 1 + (k + i) % 4
+                assert parallel.run_shards(lambda j: j + 1, list(range(6)), threads) == [1, 2, 3, 4, 5, 6]
+        except BaseException as e:  # collected for the assertion below
+            errors.append(e)
+
+    callers = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    for c in callers:
+        c.start()
+    for c in callers:
+        c.join(60)
+    assert errors == []
+
+
+def test_concurrent_fits_and_predicts_with_different_threads() -> None:
+    model = serial(Conv2D(2, 3), ReLU(), Flatten(), Affine(3))
+    g = fnnet.key(3).generator()
+    x, t = g.standard_normal((24, 1, 6, 6)).astype(np.float32), g.integers(0, 3, 24)
+    errors: list[BaseException] = []
+    outs: list[Array] = []
+
+    def caller(k: int) -> None:
+        try:
+            for i in range(10):
+                r = fit(model, sgd(0.1), (x, t), key=fnnet.key(0), epochs=1, batch_size=12, shards=2,
+                        threads=1 + (k + i) % 3, progress="quiet", eval_train=False)  # fmt: skip
+                outs.append(predict(model, r.state.params, x, batch_size=5, threads=1 + i % 4))
+        except BaseException as e:  # collected for the assertion below
+            errors.append(e)
+
+    callers = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    for c in callers:
+        c.start()
+    for c in callers:
+        c.join(120)
+    assert errors == [] and len(outs) == 40
+    assert all(np.array_equal(o, outs[0]) for o in outs)
+
+
+# --- the ordered batch sum ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_shard_group_sums_in_shard_order_on_any_thread_count(threads: int) -> None:
+    group = parallel.ShardGroup(5, threads)
+    parts = [np.array([0.1 * (s + 1), 1e8 if s == 0 else 1.0], np.float32) for s in range(5)]
+    expected = parts[0].copy()
+    for p in parts[1:]:
+        expected += p
+    outs = group.run(lambda s: group.batch_sum(s)(parts[s]))
+    again = group.run(lambda s: group.batch_sum(s)(parts[s]))  # a second round (a backward pass)
+    for o in outs + again:
+        assert np.array_equal(o, expected)
+
+
+def test_shard_group_failure_in_one_shard_reaches_the_caller_without_hanging() -> None:
+    group = parallel.ShardGroup(3, 2)
+
+    def work(s: int) -> Array:
+        if s == 2:
+            raise KeyError("shard 2")
+        return group.batch_sum(s)(np.ones(2))
+
+    with pytest.raises(KeyError, match="shard 2"):
+        group.run(work)
+
+
+# --- BLAS threads ---------------------------------------------------------------------------------
+
+
+@linux
+def test_blas_limit_sets_and_restores() -> None:
     before = parallel.blas_threads()
     assert before is not None and before >= 1
-    with parallel.single_threaded_blas() as ok:
-        assert ok
+    with parallel.blas_limit(1):
         assert parallel.blas_threads() == 1
-        with parallel.single_threaded_blas():  # nested
+        with parallel.blas_limit(1):
             assert parallel.blas_threads() == 1
         assert parallel.blas_threads() == 1  # the inner exit does not restore early
+        with pytest.raises(ValueError, match="held at 1 thread"):
+            with parallel.blas_limit(2):
+                pass
     assert parallel.blas_threads() == before
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="NumPy's bundled OpenBLAS is looked up on Linux")
-def test_blas_thread_count_restored_after_concurrent_users_and_errors() -> None:
-    before = parallel.blas_threads()
-    inside: list[int | None] = []
-    barrier = threading.Barrier(2, timeout=10)
-
-    def user(_: int) -> None:
-        with parallel.single_threaded_blas():
-            barrier.wait()
-            inside.append(parallel.blas_threads())
-            barrier.wait()
-
-    parallel.run_shards(user, [0, 1], 2)
-    assert inside == [1, 1]
     with pytest.raises(KeyError):
-        with parallel.single_threaded_blas():
+        with parallel.blas_limit(1):
             raise KeyError("boom")
     assert parallel.blas_threads() == before
 
@@ -131,372 +169,228 @@ def test_blas_thread_count_restored_after_concurrent_users_and_errors() -> None:
 def test_default_threads_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(parallel.THREADS_ENV, "3")
     assert parallel.default_threads() == 3
-    monkeypatch.setenv(parallel.THREADS_ENV, "zero")
-    with pytest.raises(ValueError, match="FNNET_NUM_THREADS must be a positive integer"):
-        parallel.default_threads()
-    monkeypatch.setenv(parallel.THREADS_ENV, "0")
-    with pytest.raises(ValueError, match="FNNET_NUM_THREADS"):
-        parallel.default_threads()
+    for bad in ("zero", "0", "-2"):
+        monkeypatch.setenv(parallel.THREADS_ENV, bad)
+        with pytest.raises(ValueError, match="FNNET_NUM_THREADS must be a positive integer"):
+            parallel.default_threads()
     monkeypatch.delenv(parallel.THREADS_ENV)
-    assert 1 <= parallel.default_threads() <= parallel.available_cores()
+    assert parallel.default_threads() == parallel.available_cores()
 
 
-def _child_runs_shards(queue: Any) -> None:
-    queue.put(parallel.run_shards(lambda i: i + 1, [0, 1, 2, 3], 2))
+def _child_report(queue: Any) -> None:
+    queue.put((parallel.run_shards(lambda i: i + 1, [0, 1, 2, 3], 2), parallel.blas_threads()))
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork start method")
-def test_thread_pool_works_in_a_forked_child() -> None:
+@linux
+def test_a_forked_child_has_a_working_pool_and_the_parents_blas_threads() -> None:
     parallel.run_shards(lambda i: i, [0, 1], 2)  # the parent's pool exists before the fork
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child_runs_shards, args=(queue,))
-    proc.start()
+    before = parallel.blas_threads()
+    inside, leave = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with parallel.blas_limit(1):
+            inside.set()
+            leave.wait(30)
+
+    h = threading.Thread(target=holder)
+    h.start()
+    inside.wait(30)
     try:
-        assert queue.get(timeout=60) == [1, 2, 3, 4]
-    finally:
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_child_report, args=(queue,))
+        proc.start()
+        result = queue.get(timeout=60)
         proc.join(60)
+    finally:
+        leave.set()
+        h.join(30)
+    assert result == ([1, 2, 3, 4], before)
     assert proc.exitcode == 0
 
 
-# --- layer flags ------------------------------------------------------------------------------
+# --- the sharded training step --------------------------------------------------------------------
 
 
-def test_layer_flags_propagate_through_pipelines() -> None:
-    assert Conv2D(4, 3).splits_well and not Conv2D(4, 3).couples_batch
-    assert not Affine(3).splits_well
-    assert BatchNorm().couples_batch
-    conv_net = serial(Conv2D(4, 3), ReLU(), Flatten(), Affine(10))
-    assert conv_net.splits_well and not conv_net.couples_batch
-    assert residual(serial(Conv2D(2, 3, pad=1))).splits_well
-    assert serial(conv_net, BatchNorm()).couples_batch
-    assert residual(BatchNorm()).couples_batch
-    assert not models.two_layer_net().splits_well
-
-
-# --- sharded train steps ------------------------------------------------------------------------
-
-
-def _conv_setup(dtype: Any = np.float64, n: int = 7) -> tuple[fnnet.Serial, TrainState, np.ndarray, np.ndarray]:
-    model = serial(Conv2D(3, 3, pad=1), ReLU(), Flatten(), Affine(5))
+def _setup(model: Layer, in_shape: Shape, n: int, dtype: Any = np.float64) -> tuple[TrainState, Array, Array]:
     g = fnnet.key(5).generator()
-    x = g.standard_normal((n, 2, 6, 6)).astype(dtype)
+    x = g.standard_normal((n, *in_shape)).astype(dtype)
     t = g.integers(0, 5, n)
-    state = init_train_state(model, sgd(0.1), fnnet.key(0), (2, 6, 6))
-    return model, fnnet.astype(state, dtype), x, t
+    return fnnet.astype(init_train_state(model, sgd(0.1), fnnet.key(0), in_shape), dtype), x, t
 
 
-def _leaves_equal(a: Any, b: Any) -> bool:
-    return all(np.array_equal(u, v) for u, v in zip(tree_leaves(a), tree_leaves(b)))
+def _conv() -> Layer:
+    return serial(Conv2D(3, 3, pad=1), ReLU(), Flatten(), Affine(5))
 
 
-def test_sharded_step_matches_unsharded_to_rounding() -> None:
-    model, state, x, t = _conv_setup()
+def _bn_conv() -> Layer:
+    inner = serial(Conv2D(3, 3, pad=1), BatchNorm(), ReLU())
+    return serial(Conv2D(3, 3, pad=1), BatchNorm(), ReLU(), residual(inner), Flatten(), Affine(6), BatchNorm(), Affine(5))
+
+
+def _same(a: Any, b: Any) -> bool:
+    la, lb = tree_leaves(a), tree_leaves(b)
+    return len(la) == len(lb) and all(np.array_equal(u, v) for u, v in zip(la, lb))
+
+
+@pytest.mark.parametrize("build", [_conv, _bn_conv])
+def test_sharded_step_matches_unsharded_to_rounding(build: Any) -> None:
+    model = build()
+    state, x, t = _setup(model, (2, 6, 6), 7)
     one, m1 = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
-    for shards in (2, 3, 7, 20):
+    for shards in (2, 3, 7):  # uneven shards too
         many, m2 = make_train_step(model, optimizer=sgd(0.1), shards=shards)(state, x, t, None)
         assert m2.loss == pytest.approx(m1.loss, rel=1e-12)
-        for a, b in zip(tree_leaves(many.params), tree_leaves(one.params)):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-        assert int(many.step) == 1
+        for a, b in zip(tree_leaves(many), tree_leaves(one)):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-11)
 
 
-def test_threads_change_speed_not_bits() -> None:
-    model, state, x, t = _conv_setup(np.float32, n=40)
+@pytest.mark.parametrize("build", [_conv, _bn_conv])
+def test_threads_change_speed_not_bits(build: Any) -> None:
+    model = build()
+    state, x, t = _setup(model, (2, 6, 6), 40, np.float32)
     results = []
     for threads in (1, 2, 4):
-        step = make_train_step(model, optimizer=sgd(0.1), shards=4, threads=threads)
-        s, m = state, None
-        for _ in range(3):
-            s, m = step(s, x, t, None)
-        results.append((s, m))
-    for s, m in results[1:]:
-        assert m is not None and results[0][1] is not None and m.loss == results[0][1].loss
-        assert _leaves_equal(s.params, results[0][0].params)
-
-
-def test_default_shards_follow_the_model() -> None:
-    model, state, x, t = _conv_setup()
-    default, _ = make_train_step(model, optimizer=sgd(0.1))(state, x, t, None)
-    explicit, _ = make_train_step(model, optimizer=sgd(0.1), shards=DEFAULT_SHARDS)(state, x, t, None)
-    single, _ = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
-    assert _leaves_equal(default.params, explicit.params)
-    assert not _leaves_equal(default.params, single.params)  # rounding differs: it really split
-    mlp = models.two_layer_net(8, 4, 3)
-    ms = init_train_state(mlp, sgd(0.1), fnnet.key(0), (8,))
-    xm, tm = x.reshape(7, -1)[:, :8].astype(np.float32), t % 3
-    d, _ = make_train_step(mlp, optimizer=sgd(0.1))(ms, xm, tm, None)
-    s1, _ = make_train_step(mlp, optimizer=sgd(0.1), shards=1)(ms, xm, tm, None)
-    assert _leaves_equal(d.params, s1.params)  # fully connected: not split by default
+        train_step = make_train_step(model, optimizer=sgd(0.1), shards=4, threads=threads)
+        s = state
+        for i in range(3):
+            s, m = train_step(s, x, t, fnnet.key(i))
+        results.append((s, m.loss))
+    for s, loss in results[1:]:
+        assert loss == results[0][1] and _same(s, results[0][0])
+    single, _ = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, fnnet.key(0))
+    first, _ = make_train_step(model, optimizer=sgd(0.1), shards=4)(state, x, t, fnnet.key(0))
+    assert not _same(single.params, first.params)  # the shards really changed the arithmetic
 
 
 def test_sharded_step_with_dropout_and_weight_decay_is_reproducible() -> None:
-    model = serial(Conv2D(3, 3), ReLU(), Flatten(), Dropout(0.5), Affine(4))
-    g = fnnet.key(9).generator()
-    x, t = g.standard_normal((10, 1, 5, 5)), g.integers(0, 4, 10)
-    state = fnnet.astype(init_train_state(model, sgd(0.1), fnnet.key(1), (1, 5, 5)), np.float64)
-    step = make_train_step(model, optimizer=sgd(0.1), shards=2, weight_decay=0.1)
-    a, ma = step(state, x, t, fnnet.key(3))
-    b, mb = step(state, x, t, fnnet.key(3))
-    c, _ = step(state, x, t, fnnet.key(4))
-    assert ma.loss == mb.loss and _leaves_equal(a.params, b.params)
-    assert not _leaves_equal(a.params, c.params)  # the key drives the masks
-    # the L2 term is counted once, not once per shard
-    plain, mp = make_train_step(model, optimizer=sgd(0.1), shards=2)(state, x, t, fnnet.key(3))
-    w = [leaf for leaf in tree_leaves(state.params) if leaf.ndim >= 2]
-    assert ma.loss - mp.loss == pytest.approx(0.05 * sum(float(np.sum(v * v)) for v in w), rel=1e-9)
+    model = serial(Conv2D(3, 3), ReLU(), Flatten(), Dropout(0.5), Affine(5))
+    state, x, t = _setup(model, (1, 5, 5), 10)
+    train_step = make_train_step(model, optimizer=sgd(0.1), shards=2, weight_decay=0.1)
+    a, ma = train_step(state, x, t, fnnet.key(3))
+    b, mb = train_step(state, x, t, fnnet.key(3))
+    c, _ = train_step(state, x, t, fnnet.key(4))
+    assert ma.loss == mb.loss and _same(a, b) and not _same(a.params, c.params)
 
 
-def _bn_setup(
-    dtype: Any = np.float64, n: int = 9, dropout: bool = False
-) -> tuple[fnnet.Serial, TrainState, np.ndarray, np.ndarray]:
-    model = serial(
-        Conv2D(3, 3, pad=1), BatchNorm(), ReLU(), residual(serial(Conv2D(3, 3, pad=1), BatchNorm())),
-        Flatten(), Affine(6), BatchNorm(), ReLU(), *([Dropout(0.3)] if dropout else []), Affine(4),
-    )  # fmt: skip
-    g = fnnet.key(2).generator()
-    x, t = g.standard_normal((n, 2, 5, 5)).astype(dtype), g.integers(0, 4, n)
-    state = fnnet.astype(init_train_state(model, sgd(0.1), fnnet.key(0), (2, 5, 5)), dtype)
-    return model, state, x, t
+class _Counter(Layer):
+    """A stateful layer that counts the samples it saw without summing through ctx.batch_sum."""
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape)
+
+    def init(self, key: fnnet.Key, in_shape: Shape) -> tuple[None, Shape]:
+        return None, tuple(in_shape)
+
+    def init_state(self, in_shape: Shape) -> Array:
+        return np.zeros((), np.int64)
+
+    def forward(self, params: None, state: Array, x: Array, ctx: Ctx = fnnet.EVAL) -> tuple[Array, Array, None]:
+        return x, state + (len(x) if ctx.train else 0), None
+
+    def backward(self, params: None, cache: None, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
+        return dout, None
 
 
-def test_batch_coupled_pipelines_run_coupled_layers_on_the_whole_batch() -> None:
-    model, state, x, t = _bn_setup()
-    assert model.couples_batch and model.splits_well
-    one, m1 = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
-    for shards in (2, 3, 9):
-        many, m2 = make_train_step(model, optimizer=sgd(0.1), shards=shards)(state, x, t, None)
-        assert m2.loss == pytest.approx(m1.loss, rel=1e-12)
-        for a, b in zip(tree_leaves((many.params, many.model_state)), tree_leaves((one.params, one.model_state))):
-            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)  # full-batch statistics, not per shard
-    auto, _ = make_train_step(model, optimizer=sgd(0.1))(state, x, t, None)
-    two, _ = make_train_step(model, optimizer=sgd(0.1), shards=2)(state, x, t, None)
-    assert _leaves_equal(auto.params, two.params) and _leaves_equal(auto.model_state, two.model_state)
+def test_state_that_differs_between_shards_is_refused() -> None:
+    model = serial(Conv2D(2, 3), _Counter(), Flatten(), Affine(5))
+    state, x, t = _setup(model, (1, 5, 5), 9)
+    s1, _ = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
+    assert int(s1.model_state[1]) == 9
+    with pytest.raises(ValueError, match="state differs between shards"):
+        make_train_step(model, optimizer=sgd(0.1), shards=2)(state, x, t, None)
 
 
-def test_batch_coupled_pipelines_do_not_depend_on_threads() -> None:
-    model, state, x, t = _bn_setup(np.float32, n=30, dropout=True)
-    runs = []
-    for threads in (1, 2, 3):
-        step = make_train_step(model, optimizer=sgd(0.1), shards=3, threads=threads)
-        s = state
-        for k in range(3):
-            s, m = step(s, x, t, fnnet.key(k))  # Dropout draws from the key
-        runs.append((s, m.loss))
-    for s, loss in runs[1:]:
-        assert loss == runs[0][1]
-        assert _leaves_equal(s, runs[0][0])
-
-
-def test_a_coupled_model_that_is_not_a_pipeline_is_not_split() -> None:
-    model = residual(serial(Conv2D(2, 3, pad=1), BatchNorm()))
-    with pytest.raises(ValueError, match="shards=2 splits the batch.*not a serial pipeline"):
-        make_train_step(model, optimizer=sgd(0.1), shards=2)
-    g = fnnet.key(2).generator()
-    x = g.standard_normal((6, 2, 4, 4)).astype(np.float32)
-    t = g.standard_normal((6, 2, 4, 4)).astype(np.float32)
-    state = init_train_state(model, sgd(0.1), fnnet.key(0), (2, 4, 4))
-    auto, _ = make_train_step(model, fnnet.mean_squared_error, sgd(0.1))(state, x, t, None)
-    one, _ = make_train_step(model, fnnet.mean_squared_error, sgd(0.1), shards=1)(state, x, t, None)
-    assert _leaves_equal(auto, one)
-
-
-def test_segmented_step_names_the_failing_layer() -> None:
-    model, state, x, t = _bn_setup()
-    conv, bn = state.params[3]
-    params = list(state.params)
-    params[3] = (conv._replace(w=conv.w[:2]), bn)  # the residual's convolution loses a filter
-    with pytest.raises(ValueError, match=r"layer 3 \(Residual\)"):
-        make_train_step(model, optimizer=sgd(0.1), shards=2)(state._replace(params=tuple(params)), x, t, None)
+def test_sharded_step_names_the_failing_layer_and_leaves_inputs_alone() -> None:
+    model = _bn_conv()
+    state, x, t = _setup(model, (2, 6, 6), 8)
+    before = [a.copy() for a in tree_leaves((state, x))]
     with pytest.raises(ValueError, match=r"layer 0 \(Conv2D\)"):
         make_train_step(model, optimizer=sgd(0.1), shards=2)(state, x[:, :1], t, None)
-
-
-def test_segmented_step_leaves_its_inputs_alone() -> None:
-    model, state, x, t = _bn_setup(np.float32, n=8)
-    copies = tree_map(np.copy, state), x.copy(), t.copy()
-    make_train_step(model, optimizer=sgd(0.1), shards=2, threads=2)(state, x, t, fnnet.key(1))
-    assert _leaves_equal(state, copies[0]) and np.array_equal(x, copies[1]) and np.array_equal(t, copies[2])
+    make_train_step(model, optimizer=sgd(0.1), shards=2)(state, x, t, None)
+    assert all(np.array_equal(a, b) for a, b in zip(before, tree_leaves((state, x))))
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
-def test_bad_shards_and_threads_are_refused(bad: Any) -> None:
-    model = models.simple_convnet()
-    with pytest.raises(ValueError, match="shards must be a positive int"):
-        make_train_step(model, optimizer=sgd(0.1), shards=bad)
-    with pytest.raises(ValueError, match="threads must be a positive int"):
-        make_train_step(model, optimizer=sgd(0.1), threads=bad)
-
-
-def test_sharded_step_raises_non_finite_loss_with_the_input_state() -> None:
-    model, state, x, t = _conv_setup()
-    bad = x.copy()
-    bad[-1, 0, 0, 0] = np.nan  # in the last shard only
-    with pytest.raises(NonFiniteLossError) as err:
-        make_train_step(model, optimizer=sgd(0.1), shards=2)(state, bad, t, None)
-    assert err.value.state is state
+def test_bad_shards_threads_and_blas_threads_are_refused(bad: Any) -> None:
+    for name in ("shards", "threads", "blas_threads"):
+        with pytest.raises(ValueError, match=f"{name} must be a positive int"):
+            make_train_step(_conv(), optimizer=sgd(0.1), **{name: bad})
 
 
 def test_sharded_step_batches_smaller_than_the_shard_count() -> None:
-    model, state, x, t = _conv_setup()
-    single, _ = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x[:1], t[:1], None)
-    split, _ = make_train_step(model, optimizer=sgd(0.1), shards=4)(state, x[:1], t[:1], None)
-    assert _leaves_equal(single.params, split.params)  # one sample: one shard, same arithmetic
-
-
-def test_sharded_step_leaves_its_inputs_alone() -> None:
-    model, state, x, t = _conv_setup(np.float32, n=9)
-    copies = tree_map(np.copy, state), x.copy(), t.copy()
-    make_train_step(model, optimizer=sgd(0.1), shards=3, threads=2)(state, x, t, None)
-    assert _leaves_equal(state, copies[0]) and np.array_equal(x, copies[1]) and np.array_equal(t, copies[2])
+    model = _bn_conv()
+    state, x, t = _setup(model, (2, 6, 6), 3)
+    one, _ = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
+    many, _ = make_train_step(model, optimizer=sgd(0.1), shards=8)(state, x, t, None)
+    for a, b in zip(tree_leaves(many.params), tree_leaves(one.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-11)
 
 
 def test_evaluate_and_predict_do_not_depend_on_threads() -> None:
-    model, state, x, t = _conv_setup(np.float32, n=23)
-    ys = [predict(model, state.params, x, batch_size=4, threads=k) for k in (1, 2, 5)]
-    assert ys[0].shape == (23, 5)
-    assert all(np.array_equal(ys[0], y) for y in ys[1:])
-    evs = [evaluate(model, state.params, x, t, batch_size=4, threads=k) for k in (1, 3)]
-    assert evs[0] == evs[1]
-    with pytest.raises(ValueError, match="threads must be a positive int"):
-        predict(model, state.params, x, threads=0)
-    with pytest.raises(ValueError, match="x has 23 samples but t has 22"):
-        evaluate(model, state.params, x, t[:-1])
+    model = _conv()
+    state, x, t = _setup(model, (2, 6, 6), 23, np.float32)
+    ys = [predict(model, state.params, x, batch_size=4, threads=n) for n in (1, 2, 3)]
+    assert all(np.array_equal(y, ys[0]) for y in ys)
+    scores = [evaluate(model, state.params, x, t, batch_size=5, threads=n) for n in (1, 2, 3)]
+    assert all(s == scores[0] for s in scores)
 
 
 def test_fit_results_do_not_depend_on_threads() -> None:
-    model = serial(Conv2D(2, 3), ReLU(), Flatten(), Affine(3))
-    g = fnnet.key(4).generator()
-    x, t = g.standard_normal((30, 1, 6, 6)).astype(np.float32), g.integers(0, 3, 30)
+    model = _bn_conv()
+    _, x, t = _setup(model, (2, 6, 6), 30, np.float32)
     runs = [
-        fit(model, sgd(0.05), (x, t), key=fnnet.key(0), epochs=2, batch_size=8, progress="quiet", threads=k)
-        for k in (1, 2)
+        fit(model, sgd(0.05), (x, t), key=fnnet.key(1), epochs=2, batch_size=10, shards=2, threads=n,
+            progress="quiet")  # fmt: skip
+        for n in (1, 2)
     ]
-    assert runs[0].history.step_loss == runs[1].history.step_loss
-    no_time = [[{k: v for k, v in e.items() if k != "time"} for e in r.history.epochs] for r in runs]
-    assert no_time[0] == no_time[1] and "train_acc" in no_time[0][0]
-    assert _leaves_equal(runs[0].state.params, runs[1].state.params)
-
-
-# --- the layer shard protocol -------------------------------------------------------------------
-
-
-def _split(a: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
-    return np.split(a, np.cumsum(sizes)[:-1])
-
-
-@pytest.mark.parametrize("shape", [(11, 5), (7, 3, 4, 5)])
-@pytest.mark.parametrize("input_grad", [True, False])
-def test_batchnorm_on_shards_equals_batchnorm_on_the_batch(shape: tuple[int, ...], input_grad: bool) -> None:
-    layer = BatchNorm()
-    g = fnnet.key(7).generator()
-    x = g.standard_normal(shape) * 3 + 1
-    params = fnnet.astype(layer.init(fnnet.key(0), shape[1:])[0], np.float64)
-    params = params._replace(gamma=params.gamma + g.standard_normal(shape[1]), beta=g.standard_normal(shape[1]))
-    state = fnnet.astype(layer.init_state(shape[1:]), np.float64)
-    ctx = fnnet.Ctx(train=True, state=state, input_grad=input_grad)
-    dout = g.standard_normal(shape)
-    y, cache = layer.forward(params, x, ctx)
-    dx, grads = layer.backward(params, cache, dout)
-    sizes = [4, 1, len(x) - 5]
-    shards = parallel.Shards(3, 2)
-    ys, scache = layer.forward_shards(params, _split(x, sizes), ctx, shards)
-    dxs, sgrads = layer.backward_shards(params, scache, _split(dout, sizes), shards)
-    assert [len(p) for p in ys] == sizes and [len(p) for p in dxs] == sizes
-    np.testing.assert_allclose(np.concatenate(ys), y, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(np.concatenate(dxs), dx, rtol=1e-10, atol=1e-12)
-    for a, b in zip(tree_leaves((sgrads, layer.new_state(scache))), tree_leaves((grads, layer.new_state(cache)))):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-
-
-def test_batchnorm_on_shards_validates_like_forward() -> None:
-    layer = BatchNorm()
-    params = layer.init(fnnet.key(0), (3,))[0]
-    shards = parallel.Shards(2, 2)
-    x = np.ones((2, 3), np.float32)
-    with pytest.raises(ValueError, match="expected input"):
-        layer.forward_shards(params, [x, np.ones((2, 4), np.float32)], fnnet.TRAIN, shards)
-    with pytest.raises(ValueError, match="more than one value per feature"):
-        layer.forward_shards(params, [x[:1]], fnnet.TRAIN, parallel.Shards(1, 1))
-    ys, cache = layer.forward_shards(params, [x, x * 2], fnnet.TRAIN, shards)
-    with pytest.raises(ValueError, match="expected dout of shape"):
-        layer.backward_shards(params, cache, [x, x[:1]], shards)
-
-
-def test_default_shard_protocol_joins_and_splits() -> None:
-    layer = Affine(4)
-    g = fnnet.key(3).generator()
-    x = g.standard_normal((9, 6))
-    params = fnnet.astype(layer.init(fnnet.key(0), (6,))[0], np.float64)
-    y, cache = layer.forward(params, x, fnnet.TRAIN)
-    dx, grads = layer.backward(params, cache, y)
-    shards = parallel.Shards(2, 2)
-    ys, scache = layer.forward_shards(params, _split(x, [5, 4]), fnnet.TRAIN, shards)
-    dxs, sgrads = layer.backward_shards(params, scache, ys, shards)
-    assert np.array_equal(np.concatenate(ys), y) and np.array_equal(np.concatenate(dxs), dx)
-    assert _leaves_equal(sgrads, grads)
+    assert _same(runs[0].state, runs[1].state) and runs[0].history.step_loss == runs[1].history.step_loss
+    drop_time = [[{k: v for k, v in e.items() if k != "time"} for e in r.history.epochs] for r in runs]
+    assert drop_time[0] == drop_time[1]
 
 
 def test_join_rows_keeps_channels_last_memory() -> None:
-    from fnnet.layers.base import join_rows
-
-    parts = [np.arange(n * 24, dtype=np.float32).reshape(n, 2, 3, 4).transpose(0, 3, 1, 2) for n in (2, 3)]
+    base = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 4, 5, 3)
+    parts = [base[:1].transpose(0, 3, 1, 2), base[1:].transpose(0, 3, 1, 2)]
     joined = join_rows(parts)
-    assert np.array_equal(joined, np.concatenate(parts))
+    assert np.array_equal(joined, np.concatenate([np.ascontiguousarray(p) for p in parts]))
     assert joined.transpose(0, 2, 3, 1).flags.c_contiguous
-    plain = [np.ones((2, 3)), np.zeros((1, 3))]
-    assert join_rows(plain).flags.c_contiguous and join_rows(plain).shape == (3, 3)
-    assert join_rows(plain[:1]) is plain[0]
 
 
-class _Counting(fnnet.Layer):
-    """An identity layer with state that does not declare couples_batch (for the refusal tests)."""
-
-    def init(self, key: fnnet.Key, in_shape: tuple[int, ...]) -> tuple[None, tuple[int, ...]]:
-        return None, tuple(in_shape)
-
-    def init_state(self, in_shape: tuple[int, ...]) -> np.ndarray:
-        return np.zeros((), np.int64)
-
-    def forward(self, params: None, x: np.ndarray, ctx: fnnet.Ctx = fnnet.EVAL) -> tuple[np.ndarray, Any]:
-        return x, ctx.state
-
-    def backward(self, params: None, cache: Any, dout: np.ndarray) -> tuple[np.ndarray, None]:
-        return dout, None
-
-    def new_state(self, cache: Any) -> Any:
-        return None if cache is None else cache + 1
+# --- the execution policy -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("with_batchnorm", [False, True])
-def test_stateful_layers_that_do_not_declare_coupling_are_not_split(with_batchnorm: bool) -> None:
-    layers = [Conv2D(2, 3), _Counting(), *([BatchNorm()] if with_batchnorm else []), Flatten(), Affine(3)]
-    model = serial(*layers)
-    g = fnnet.key(1).generator()
-    x, t = g.standard_normal((6, 1, 5, 5)).astype(np.float32), g.integers(0, 3, 6)
-    state = init_train_state(model, sgd(0.1), fnnet.key(0), (1, 5, 5))
-    with pytest.raises(ValueError, match="state"):
-        make_train_step(model, optimizer=sgd(0.1), shards=2)(state, x, t, None)
-    one, _ = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
-    assert int(one.model_state[1]) == 1
+def _policy(model: Layer, in_shape: Shape, n: int) -> fnnet.train.ExecutionPolicy:
+    params, _ = model.init(fnnet.key(0), in_shape)
+    return choose_policy(model, params, model.init_state(in_shape), np.zeros((n, *in_shape), np.float32))
 
 
-def test_nested_pipelines_with_batchnorm_run_on_shards() -> None:
-    def block(filters: int) -> fnnet.Serial:
-        return serial(Conv2D(filters, 3, pad=1), BatchNorm(), ReLU())
+def test_policy_shards_large_convolutional_batches_only() -> None:
+    assert _policy(models.two_layer_net(), (784,), 100).shards == 1
+    assert _policy(models.mlp((1000, 1000), 10), (784,), 100).shards == 1
+    small_cnn = serial(*[layer for _ in range(3) for layer in (Conv2D(25, (1, 5), stride=(1, 2), pad=(0, 1)), ReLU())])
+    assert _policy(small_cnn, (1, 1, 40), 100).shards == 1
+    assert _policy(models.simple_convnet(), (1, 28, 28), 100).shards == 2
+    assert _policy(models.deep_convnet(batchnorm=True), (1, 28, 28), 100).shards == 2
+    assert _policy(models.simple_convnet(), (1, 28, 28), 2).shards == 1
+    assert all(_policy(m, s, 100).blas_threads == 1 for m, s in [(models.two_layer_net(), (784,))])
+    assert SHARD_MIN_VOLUME > 0
 
-    model = serial(block(3), block(2), Flatten(), Affine(4))
-    g = fnnet.key(6).generator()
-    x, t = g.standard_normal((8, 1, 5, 5)), g.integers(0, 4, 8)
-    state = fnnet.astype(init_train_state(model, sgd(0.1), fnnet.key(0), (1, 5, 5)), np.float64)
-    # the inner blocks are split too: their caches are per-segment, not one joined pass
-    ctx = fnnet.Ctx(train=True, state=state.model_state, input_grad=False)
-    _, cache = model.forward_shards(state.params, [x[:4], x[4:]], ctx, parallel.Shards(2, 2))
-    from fnnet._sharded import SegmentedCache
 
-    assert isinstance(cache.caches[0], SegmentedCache) and isinstance(cache.caches[1], SegmentedCache)
-    one, m1 = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x, t, None)
-    two, m2 = make_train_step(model, optimizer=sgd(0.1), shards=2)(state, x, t, None)
-    assert m2.loss == pytest.approx(m1.loss, rel=1e-12)
-    for a, b in zip(tree_leaves((two.params, two.model_state)), tree_leaves((one.params, one.model_state))):
-        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+def test_default_step_follows_the_policy() -> None:
+    model = _conv()
+    state, x, t = _setup(model, (2, 6, 6), 7)
+    chosen = choose_policy(model, state.params, state.model_state, x).shards
+    default, _ = make_train_step(model, optimizer=sgd(0.1))(state, x, t, None)
+    explicit, _ = make_train_step(model, optimizer=sgd(0.1), shards=chosen)(state, x, t, None)
+    assert _same(default, explicit)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 9), st.sampled_from([1, 2, 3]))
+def test_shard_count_is_part_of_the_bits_not_the_threads(n: int, shards: int) -> None:
+    model = _bn_conv()
+    state, x, t = _setup(model, (2, 6, 6), max(n, 2))
+    a, _ = make_train_step(model, optimizer=sgd(0.1), shards=shards, threads=1)(state, x, t, None)
+    b, _ = make_train_step(model, optimizer=sgd(0.1), shards=shards, threads=3)(state, x, t, None)
+    assert _same(a, b)

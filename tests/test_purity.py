@@ -1,25 +1,26 @@
 """Property tests: no public function writes into the arrays it is given.
 
-Every check goes through :func:`call_unchanged`, which snapshots every array leaf of the arguments
-(shape, dtype and raw bytes) and compares after the call. In the ``readonly`` variant it instead
-passes read-only copies, so that an in-place write raises at the very line that makes it.
+Every check goes through :func:`_helpers.call_unchanged`, which snapshots every array leaf of the
+arguments (shape, dtype and raw bytes) and compares after the call. In the ``readonly`` variant it
+instead passes read-only copies, so that an in-place write raises at the very line that makes it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
+from _helpers import call_unchanged
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
 from fnnet import functions as F
-from fnnet.typing import Array, Tree
-from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
-from fnnet.layers.combinators import serial
+from fnnet.graph import Add, Mul
+from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer, kind
+from fnnet.layers.combinators import residual, serial
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.losses import (
     accuracy,
@@ -44,40 +45,10 @@ from fnnet.tree import (
     tree_unflatten,
     tree_zeros_like,
 )
-
-R = TypeVar("R")
+from fnnet.typing import Array, Tree
 
 FAST = settings(max_examples=25, deadline=None)
 READONLY = pytest.mark.parametrize("readonly", [False, True], ids=["snapshot", "readonly"])
-
-
-def _frozen_copy(leaf: Any) -> Any:
-    if not isinstance(leaf, np.ndarray):
-        return leaf
-    c = leaf.copy()
-    c.flags.writeable = False
-    return c
-
-
-def call_unchanged(fn: Callable[..., R], *args: Tree, readonly: bool = False) -> R:
-    """Call ``fn(*args)`` and assert that no array leaf of ``args`` changed.
-
-    Args:
-        fn: the function under test.
-        args: trees of arrays (and other leaves) passed positionally.
-        readonly: pass read-only copies of every array instead, so in-place writes raise.
-    Returns:
-        Whatever ``fn`` returns.
-    """
-    if readonly:
-        args = tuple(tree_map(_frozen_copy, a) for a in args)
-    watched = [leaf for leaf in tree_leaves(args) if isinstance(leaf, np.ndarray)]
-    before = [(a.shape, a.dtype, a.tobytes()) for a in watched]
-    out = fn(*args)
-    for i, (a, (shape, dtype, raw)) in enumerate(zip(watched, before)):
-        assert (a.shape, a.dtype) == (shape, dtype), f"argument array {i} changed shape or dtype"
-        assert a.tobytes() == raw, f"argument array {i} was written to"
-    return out
 
 
 # --- strategies ----------------------------------------------------------------------------------
@@ -128,14 +99,15 @@ ELEMENTWISE: list[Layer] = [ReLU(), Sigmoid(), Tanh(), Identity(), Softmax(), Fl
 
 
 @READONLY
-@pytest.mark.parametrize("layer", ELEMENTWISE, ids=lambda layer: layer.name)
+@pytest.mark.parametrize("layer", ELEMENTWISE, ids=kind)
 @FAST
 @given(x=batches(), data=st.data())
 def test_parameter_free_layers(layer: Layer, readonly: bool, x: Array, data: st.DataObject) -> None:
     ctx = data.draw(st.sampled_from([EVAL, TRAIN]))
-    y, cache = call_unchanged(lambda xx: layer.forward(None, xx, ctx), x, readonly=readonly)
+    y, _, cache = call_unchanged(lambda xx: layer.forward(None, None, xx, ctx), x, readonly=readonly)
     dout = data.draw(_array(x.dtype, y.shape))
-    call_unchanged(lambda c, d: layer.backward(None, c, d), cache, dout, readonly=readonly)
+    input_grad = data.draw(st.booleans())
+    call_unchanged(lambda c, d: layer.backward(None, c, d, input_grad), cache, dout, readonly=readonly)
 
 
 @READONLY
@@ -148,25 +120,42 @@ def test_affine(readonly: bool, data: st.DataObject) -> None:
     d_in = int(np.prod(feature_shape))
     x = data.draw(_array(dtype, (n, *feature_shape)))
     params = AffineParams(data.draw(_array(dtype, (d_in, out))), data.draw(_array(dtype, (out,))))
-    ctx = Ctx(input_grad=data.draw(st.booleans()))
+    ctx = data.draw(st.sampled_from([EVAL, TRAIN]))
     layer = Affine(out)
-    y, cache = call_unchanged(lambda p, xx: layer.forward(p, xx, ctx), params, x, readonly=readonly)
+    y, _, cache = call_unchanged(lambda p, xx: layer.forward(p, None, xx, ctx), params, x, readonly=readonly)
     dout = data.draw(_array(dtype, y.shape))
-    call_unchanged(lambda p, c, d: layer.backward(p, c, d), params, cache, dout, readonly=readonly)
+    input_grad = data.draw(st.booleans())
+    call_unchanged(lambda p, c, d: layer.backward(p, c, d, input_grad), params, cache, dout, readonly=readonly)
 
 
 @READONLY
 @FAST
 @given(data=st.data())
 def test_serial(readonly: bool, data: st.DataObject) -> None:
-    model = serial(Affine(4), ReLU(), Affine(3), Tanh(), Affine(2), Sigmoid(), Flatten(), Affine(3), Softmax(), Identity())
+    model = serial(
+        Affine(4), ReLU(), Affine(3), Tanh(), residual(serial(Affine(3), Sigmoid())), Affine(2), Sigmoid(), Flatten(),
+        Affine(3), Softmax(), Identity(),
+    )  # fmt: skip
     dtype = data.draw(DTYPES)
     params = tree_astype(model.init(key(data.draw(st.integers(0, 2**16))), (2, 3))[0], dtype)
     x = data.draw(_array(dtype, (data.draw(st.integers(1, 4)), 2, 3)))
-    ctx = Ctx(train=data.draw(st.booleans()), input_grad=data.draw(st.booleans()))
-    y, cache = call_unchanged(lambda p, xx: model.forward(p, xx, ctx), params, x, readonly=readonly)
+    ctx = Ctx(train=data.draw(st.booleans()), key=key(data.draw(st.integers(0, 99))))
+    y, _, cache = call_unchanged(lambda p, xx: model.forward(p, None, xx, ctx), params, x, readonly=readonly)
     dout = data.draw(_array(dtype, y.shape))
-    call_unchanged(lambda p, c, d: model.backward(p, c, d), params, cache, dout, readonly=readonly)
+    input_grad = data.draw(st.booleans())
+    call_unchanged(lambda p, c, d: model.backward(p, c, d, input_grad), params, cache, dout, readonly=readonly)
+
+
+@READONLY
+@pytest.mark.parametrize("node", [Mul(), Add()], ids=["Mul", "Add"])
+@FAST
+@given(x=batches(max_dims=3), data=st.data())
+def test_graph_nodes(node: Mul | Add, readonly: bool, x: Array, data: st.DataObject) -> None:
+    y = data.draw(_array(x.dtype, x.shape[data.draw(st.integers(0, x.ndim)) :]))  # broadcasts against x
+    out, cache = call_unchanged(node.forward, x, y, readonly=readonly)
+    dout = data.draw(_array(x.dtype, out.shape))
+    dx, dy = call_unchanged(node.backward, cache, dout, readonly=readonly)
+    assert dx.shape == x.shape and dy.shape == y.shape
 
 
 # --- losses --------------------------------------------------------------------------------------
@@ -261,7 +250,7 @@ def test_tree_functions(readonly: bool, tree: Tree) -> None:
 
 @READONLY
 @pytest.mark.parametrize(
-    "fn", [F.step, F.sigmoid, F.relu, F.tanh, F.identity, F.softmax, F.log_softmax], ids=lambda f: f.__name__
+    "fn", [F.step_function, F.sigmoid, F.relu, F.tanh, F.identity, F.softmax, F.log_softmax], ids=lambda f: f.__name__
 )
 @FAST
 @given(x=batches(lo=-1e3, hi=1e3))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import numpy as np
 import pytest
+from _helpers import global_rng_untouched
 
 from fnnet.random import Key, fold_in, key, split
 
@@ -123,19 +123,26 @@ def test_bad_path_raises() -> None:
         Key(0, (1, -2))
 
 
-def _global_state() -> Iterator[Any]:
-    state: Any = np.random.get_state()
-    name, keys, pos, has_gauss, cached = state
-    yield from (name, keys.tobytes(), pos, has_gauss, cached)
-
-
 def test_global_numpy_rng_is_never_touched() -> None:
-    before = list(_global_state())
-    k = key(123)
-    a, b = split(k)
-    draws = a.generator().standard_normal(100)
-    fold_in(b, 1).generator().integers(0, 10, 100)
-    _draw(k)
-    after = list(_global_state())
-    assert after == before
+    with global_rng_untouched():
+        k = key(123)
+        a, b = split(k)
+        draws = a.generator().standard_normal(100)
+        fold_in(b, 1).generator().integers(0, 10, 100)
+        _draw(k)
     assert np.array_equal(split(key(123))[0].generator().standard_normal(100), draws)
+
+
+def test_the_global_rng_check_catches_draws_and_reseeding() -> None:
+    """The shared check is not vacuous (the global state is restored afterwards)."""
+    saved = np.random.get_state()
+    try:
+        with pytest.raises(AssertionError, match="global random state changed"):
+            with global_rng_untouched():
+                np.random.random()
+        np.random.seed(1)
+        with pytest.raises(AssertionError, match="global random state changed"):
+            with global_rng_untouched():
+                np.random.seed(2)
+    finally:
+        np.random.set_state(saved)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import fnnet
 from fnnet import checkpoint, models
-from fnnet._progress import Progress
+from fnnet.train._progress import Progress
 from fnnet.typing import Array
 from fnnet.optim import adam, sgd
 from fnnet.train import History, NonFiniteLossError, TrainState, evaluate, fit, init_train_state, make_train_step
@@ -77,19 +79,68 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path: Path) -> None:
     assert [e["train_acc"] for e in full.history.epochs] == [e["train_acc"] for e in rest.history.epochs]
 
 
-@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 def test_non_finite_loss_stops_with_last_good_state() -> None:
     x, t = _blobs()
     x_bad = x.copy()
     x_bad[37] = np.inf  # in the first shuffled epoch some batch contains it
-    with pytest.raises(NonFiniteLossError) as info:
-        fit(models.mlp((8,), 3), sgd(0.1), (x_bad, t), key=fnnet.key(0), epochs=2, batch_size=20,
-            progress="quiet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy RuntimeWarning may leak on this path
+        with pytest.raises(NonFiniteLossError) as info:
+            fit(models.mlp((8,), 3), sgd(0.1), (x_bad, t), key=fnnet.key(0), epochs=2, batch_size=20,
+                progress="quiet")  # fmt: skip
     err = info.value
     assert "step" in str(err) and str(err.step) in str(err)
     assert all(np.isfinite(leaf).all() for leaf in tree_leaves(err.state.params))
-    assert int(err.state.step) == err.step
+    assert err.good_step == int(err.state.step) <= err.step
     assert err.history is not None and len(err.history.step_loss) == err.step
+
+
+def _diverge(opt: fnnet.optim.GradientTransformation, scale: float = 10.0) -> NonFiniteLossError:
+    x, t = _blobs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(NonFiniteLossError) as info:
+            fit(models.mlp((16,), 3), opt, (x * scale, t), key=fnnet.key(0), epochs=3, batch_size=20, progress="quiet")
+    return info.value
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [sgd(1e38), fnnet.momentum(1e38), fnnet.rmsprop(1e38), sgd(1e15), adam(1e30)],
+    ids=["sgd1e38", "momentum1e38", "rmsprop1e38", "sgd1e15", "adam1e30"],
+)
+def test_last_good_state_is_finite_and_resumable(opt: fnnet.optim.GradientTransformation) -> None:
+    err = _diverge(opt)
+    assert fnnet.train.all_finite(err.state.params) and fnnet.train.all_finite(err.state.opt_state)
+    x, t = _blobs()
+    # the state's own loss was finite: resuming from it with a small learning rate trains on
+    model = models.mlp((16,), 3)
+    calm = fnnet.train.init_train_state(model, sgd(1e-3), fnnet.key(0), (12,))
+    state = calm._replace(params=err.state.params, model_state=err.state.model_state)
+    res = fit(model, sgd(1e-3), (x * 10, t), key=fnnet.key(0), epochs=1, batch_size=20, state=state, progress="quiet")
+    assert np.isfinite(res.history.step_loss).all() and fnnet.train.all_finite(res.state.params)
+
+
+def test_a_schedule_that_returns_nan_is_refused_before_training() -> None:
+    x, t = _blobs(40)
+    with pytest.raises(ValueError, match="opt_state holds NaN"):
+        fit(_model(), sgd(lambda count: float("nan")), (x, t), key=fnnet.key(0), epochs=1, progress="quiet")
+
+
+@pytest.mark.parametrize(
+    "train, key, match",
+    [
+        (lambda x, t: (x.tolist(), t), fnnet.key(0), "NumPy arrays"),
+        (lambda x, t: (x, t), 0, "key must be a fnnet.Key"),
+        (lambda x, t: (x[:0], t[:0]), fnnet.key(0), "at least one sample"),
+        (lambda x, t: x, fnnet.key(0), "pair"),
+    ],
+)
+def test_fit_refuses_bad_data_and_keys_in_one_line(train: Any, key: Any, match: str) -> None:
+    x, t = _blobs(20)
+    with pytest.raises(ValueError, match=match) as info:
+        fit(_model(), sgd(0.1), train(x, t), key=key, epochs=1, progress="quiet")
+    assert "\n" not in str(info.value)
 
 
 def test_step_is_pure_and_matches_manual_sgd() -> None:
@@ -100,9 +151,9 @@ def test_step_is_pure_and_matches_manual_sgd() -> None:
     before = [a.copy() for a in tree_leaves(state)]
     new, m = make_train_step(model, optimizer=opt)(state, x, t, None)
     assert all(np.array_equal(a, b) for a, b in zip(before, tree_leaves(state)))
-    y, cache = model.forward(state.params, x, fnnet.TRAIN)
+    y, _, cache = model.forward(state.params, state.model_state, x, fnnet.TRAIN)
     loss, dy = fnnet.losses.softmax_cross_entropy(y, t)
-    _, grads = model.backward(state.params, cache, dy)
+    _, grads = model.backward(state.params, cache, dy, input_grad=False)
     expected = fnnet.tree_map(lambda p, g: p - np.float32(0.5) * g, state.params, grads)
     assert m.loss == pytest.approx(loss)
     for a, b in zip(tree_leaves(new.params), tree_leaves(expected)):
@@ -147,7 +198,7 @@ def test_progress_modes(mode: str) -> None:
     p = Progress(2, 3, mode, out)
     for e in range(2):
         for i in range(3):
-            p.step(e, i, 0.5)
+            p.batch(e, i, 0.5)
         p.epoch(e, {"train_acc": 0.9})
     text = out.getvalue()
     if mode == "quiet":

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 import pytest
+from _helpers import assert_bit_identical
 
 from fnnet.typing import Array, Tree
 from fnnet.tree import (
@@ -59,14 +60,6 @@ def _examples() -> dict[str, Tree]:
 EXAMPLES = _examples()
 
 
-def _same_tree(a: Tree, b: Tree) -> None:
-    """Same structure and bitwise identical leaves."""
-    assert tree_structure(a) == tree_structure(b)
-    for x, y in zip(tree_leaves(a), tree_leaves(b)):
-        assert type(x) is type(y)
-        assert np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y)
-
-
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_flatten_unflatten_round_trip(name: str) -> None:
     tree = EXAMPLES[name]
@@ -75,7 +68,7 @@ def test_flatten_unflatten_round_trip(name: str) -> None:
     assert treedef.num_leaves == len(leaves)
     rebuilt = tree_unflatten(treedef, leaves)
     assert type(rebuilt) is type(tree)
-    _same_tree(rebuilt, tree)
+    assert_bit_identical(rebuilt, tree)
     # the leaves are the very objects of the tree: no copies on the way
     assert all(x is y for x, y in zip(tree_leaves(rebuilt), leaves))
 
@@ -119,7 +112,7 @@ def test_tree_map_over_several_trees(name: str) -> None:
     assert tree_structure(out) == tree_structure(t1)
     for x, o in zip(tree_leaves(t1), tree_leaves(out)):
         np.testing.assert_allclose(o, x * (2 * x + 1) - x)
-    _same_tree(tree_map(lambda x: x, t1), t1)
+    assert_bit_identical(tree_map(lambda x: x, t1), t1)
 
 
 def test_tree_map_with_path() -> None:
@@ -174,7 +167,7 @@ def test_attrs_records_with_private_fields() -> None:
         b: Array
 
     tree = Private(_a(2), _a(1))
-    _same_tree(tree_map(lambda x: x, tree), tree)
+    assert_bit_identical(tree_map(lambda x: x, tree), tree)
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -187,7 +180,7 @@ def test_zeros_like(name: str) -> None:
         assert np.shape(z) == np.shape(x) and np.asarray(z).dtype == np.asarray(x).dtype
         assert not np.any(z)
         assert z is not x
-    _same_tree(tree, before)
+    assert_bit_identical(tree, before)
 
 
 def test_size() -> None:

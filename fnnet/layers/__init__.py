@@ -2,10 +2,12 @@
 
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
 from fnnet.layers.combinators import Residual, Serial, Summary, residual, serial, summary
-from fnnet.layers.conv import AvgPool2D, Conv2D, ConvParams, MaxPool2D, col2im, im2col
+from fnnet.layers._patches import col2im, conv_output_size, im2col
+from fnnet.layers.conv import Conv2D, ConvParams
+from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.norm import BatchNorm, BatchNormParams, BatchNormState
-from fnnet.layers.core import Add, Affine, AffineParams, Flatten, Identity, Mul, ReLU, Sigmoid, Softmax, Tanh
+from fnnet.layers.pool import AvgPool2D, MaxPool2D
 
 __all__ = [
     "EVAL",
@@ -22,8 +24,6 @@ __all__ = [
     "AffineParams",
     "Flatten",
     "Identity",
-    "Mul",
-    "Add",
     "ReLU",
     "Sigmoid",
     "Softmax",
@@ -38,4 +38,5 @@ __all__ = [
     "AvgPool2D",
     "im2col",
     "col2im",
+    "conv_output_size",
 ]

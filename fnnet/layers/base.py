@@ -1,85 +1,136 @@
-"""The layer contract: immutable records with pure ``init`` / ``forward`` / ``backward``.
+"""The layer contract: immutable records whose pure functions are the layer's maths.
 
-Every layer is a frozen attrs record of hyperparameters. Its parameters are a separate immutable
-record (a NamedTuple of arrays, or ``None`` when it has none):
+A layer is a frozen attrs record of hyperparameters; its parameters are a separate immutable
+record (a NamedTuple of arrays, or ``None``), and so is its non-trainable state (BatchNorm's
+running statistics; ``None`` for most layers). Shapes exclude the batch dimension.
 
-- ``layer.init(key, in_shape) -> (params, out_shape)``; shapes exclude the batch dimension.
-- ``layer.forward(params, x, ctx) -> (y, cache)``; ``ctx`` says train/eval, carries the random key
-  and, for stateful layers (BatchNorm), their state. Evaluation is the default.
-- ``layer.backward(params, cache, dout) -> (dx, grads)``; ``grads`` has the type of ``params``.
-- ``layer.init_state(in_shape) -> state`` and ``layer.new_state(cache) -> state`` carry explicit
-  non-trainable state (``None`` for stateless layers).
+- ``out_shape(in_shape)``: the output shape, without drawing any weights.
+- ``init(key, in_shape) -> (params, out_shape)``: fresh parameters.
+- ``init_state(in_shape) -> state``: the initial state (``None`` unless the layer has some).
+- ``forward(params, state, x, ctx) -> (y, new_state, cache)``: the state goes in and comes out.
+- ``backward(params, cache, dout, input_grad=True) -> (dx, grads)``: ``grads`` has the type of
+  ``params``; with ``input_grad=False`` (the first layer of a training step) ``dx`` is skipped.
+- ``apply(params, x, *, state=None, ctx=EVAL) -> y``: the output alone.
+
+The layer knows nothing of threads. A layer whose training output couples the samples of a batch
+(BatchNorm) sums its per-batch statistics through ``ctx.batch_sum``: the identity for one batch,
+an ordered sum across shards when a training step splits the batch.
+
+>>> import numpy as np, fnnet
+>>> layer = fnnet.Affine(3)
+>>> layer.out_shape((4,))
+(3,)
+>>> params, _ = layer.init(fnnet.key(0), (4,))
+>>> y, state, cache = layer.forward(params, None, np.ones((2, 4), np.float32))
+>>> dx, grads = layer.backward(params, cache, np.ones_like(y))
+>>> dx.shape, grads.w.shape
+((2, 4), (4, 3))
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
-import attrs
 import numpy as np
 
+from fnnet.random import Key, fold_in
 from fnnet.typing import Array, Shape
-from fnnet.parallel import Shards
-from fnnet.random import Key
 
-from fnnet._validate import nonneg_int, positive_int
-
-__all__ = ["Ctx", "EVAL", "TRAIN", "Layer", "check_rank", "check_dout", "check_dtype", "join_rows"]
+__all__ = ["Ctx", "EVAL", "TRAIN", "Layer", "check_rank", "check_dout", "check_dtype", "no_input_grad", "kind"]
 
 
-@attrs.frozen
+def _own_sum(a: Array) -> Array:
+    """The unsharded batch sum: the batch's own partial sum is the whole sum."""
+    return a
+
+
 class Ctx:
-    """What a forward pass needs besides params and input.
+    """What a forward pass needs besides params, state and input (immutable).
 
     Attributes:
         train: training mode (batch statistics in BatchNorm, dropping in Dropout).
-        key: the random key for layers that draw random numbers (Dropout); ``None`` if absent.
-        state: explicit non-trainable state of the layer (BatchNorm running statistics); for a
-            ``serial`` pipeline a tuple with one entry per layer.
-        input_grad: whether ``backward`` must compute the input gradient ``dx``. A training step
-            sets it to ``False`` so the first layer skips that work; ``dx`` is then a read-only
-            array of zeros of the right shape.
+        key: the random key for layers that draw random numbers (Dropout), or ``None``.
+        batch_sum: ``batch_sum(a) -> total``: given this batch's partial sum ``a`` of a per-sample
+            quantity, the sum over the whole training batch. The identity unless a training step
+            runs the batch as shards; then an ordered sum across them (the same bits on any
+            thread count). Every shard must make the same calls in the same order.
+
+    >>> import fnnet
+    >>> ctx = Ctx(train=True, key=fnnet.key(0))
+    >>> ctx.child(2).key == fnnet.fold_in(fnnet.key(0), 2)
+    True
     """
 
-    train: bool = False
-    key: Key | None = None
-    state: Any = None
-    input_grad: bool = True
+    __slots__ = ("train", "_key", "_tail", "batch_sum")
+
+    train: bool
+    batch_sum: Callable[[Array], Array]
+    _key: Key | None
+    _tail: tuple[int, ...]
+
+    def __init__(
+        self, train: bool = False, key: Key | None = None, *, batch_sum: Callable[[Array], Array] = _own_sum
+    ):
+        if key is not None and not isinstance(key, Key):
+            raise ValueError(f"Ctx: key must be a fnnet.Key or None, got {type(key).__name__}")
+        object.__setattr__(self, "train", bool(train))
+        object.__setattr__(self, "_key", key)
+        object.__setattr__(self, "_tail", ())
+        object.__setattr__(self, "batch_sum", batch_sum)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Ctx is immutable")
+
+    @property
+    def key(self) -> Key | None:
+        """This context's key: the root key folded with the child indices, derived when asked."""
+        k = self._key
+        if k is not None:
+            for i in self._tail:
+                k = fold_in(k, i)
+        return k
+
+    def child(self, i: int) -> Ctx:
+        """The context of sub-layer ``i``: the same mode and ``batch_sum``, key ``fold_in(key, i)``.
+
+        Cheap: the key is derived only if a layer reads it.
+        """
+        if self._key is None:
+            return self
+        new = object.__new__(Ctx)
+        for name, value in (("train", self.train), ("_key", self._key), ("_tail", self._tail + (i,)),
+                            ("batch_sum", self.batch_sum)):  # fmt: skip
+            object.__setattr__(new, name, value)
+        return new
+
+    def __repr__(self) -> str:
+        return f"Ctx(train={self.train}, key={self.key!r})"
 
 
 #: The evaluation context (the default everywhere).
 EVAL = Ctx()
-#: A training context with no key and no state (enough for layers without randomness or state).
+#: A training context with no key (enough for layers that draw no random numbers).
 TRAIN = Ctx(train=True)
 
 
 class Layer(abc.ABC):
-    """Base class of every layer (and of pipelines, which are layers too)."""
+    """Base class of every layer (and of pipelines, which are layers too).
+
+    A subclass writes ``out_shape``, ``init``, ``forward`` and ``backward`` (and ``init_state`` if
+    it carries state); ``apply`` comes for free.
+    """
 
     __slots__ = ()
 
-    #: Whether ``forward`` draws random numbers from ``ctx.key``. Pipelines derive a per-layer key
-    #: (``fold_in(ctx.key, i)``) only for layers that set this, keeping the step cheap.
-    uses_key: ClassVar[bool] = False
+    @abc.abstractmethod
+    def out_shape(self, in_shape: Shape) -> Shape:
+        """The output shape for inputs ``(N, *in_shape)``, without drawing weights.
 
-    #: Whether, in training, one sample's output depends on the other samples of the batch
-    #: (BatchNorm's batch statistics). A train step splits the batch into shards that run on
-    #: separate cores only for layers that leave this False.
-    couples_batch: ClassVar[bool] = False
-
-    #: Whether splitting a training batch across threads pays for this layer: its work per
-    #: sample far exceeds its parameter count (a convolution reuses each weight at every output
-    #: pixel), so the weight gradient every shard computes and the sum of those are cheap next to
-    #: the work shared out. For fully connected layers they are not (the gradient is as large as
-    #: the work). A train step splits its batch by default when some layer says so.
-    splits_well: ClassVar[bool] = False
-
-    @property
-    def name(self) -> str:
-        """The layer's kind, used in error messages and summaries."""
-        return type(self).__name__
+        Raises:
+            ValueError: if the layer cannot take inputs of that shape.
+        """
 
     @abc.abstractmethod
     def init(self, key: Key, in_shape: Shape) -> tuple[Any, Shape]:
@@ -89,65 +140,35 @@ class Layer(abc.ABC):
             ``(params, out_shape)`` where outputs have shape ``(N, *out_shape)``.
         """
 
-    @abc.abstractmethod
-    def forward(self, params: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any]:
-        """Compute ``y = f(params, x)``; returns ``(y, cache)`` for :meth:`backward`."""
-
-    @abc.abstractmethod
-    def backward(self, params: Any, cache: Any, dout: Array) -> tuple[Array, Any]:
-        """Given ``dL/dy`` of ``y``'s shape, return ``(dL/dx, dL/dparams)``."""
-
     def init_state(self, in_shape: Shape) -> Any:
-        """Initial non-trainable state (``None`` for stateless layers)."""
+        """The initial non-trainable state for inputs ``(N, *in_shape)`` (``None`` if stateless)."""
         return None
 
-    def new_state(self, cache: Any) -> Any:
-        """The state after the forward pass that produced ``cache`` (``None`` if stateless)."""
-        return None
-
-    def forward_shards(self, params: Any, xs: Sequence[Array], ctx: Ctx, shards: Shards) -> tuple[list[Array], Any]:
-        """Forward of one batch given as consecutive row shards ``xs`` (``shards.count`` of them).
-
-        A sharded train step calls this for layers that set :attr:`couples_batch`; the result
-        must be that of :meth:`forward` on the joined batch, split the same way. This default
-        joins the shards and calls :meth:`forward`; a layer may instead do its per-shard work on
-        ``shards.map`` (BatchNorm exchanges only its per-channel sums).
+    @abc.abstractmethod
+    def forward(self, params: Any, state: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any, Any]:
+        """Compute ``y = f(params, state, x)``.
 
         Returns:
-            ``(ys, cache)``: one output per shard and a cache for :meth:`backward_shards` and
-            :meth:`new_state`.
+            ``(y, new_state, cache)``: the output, the state after this pass (``state`` itself for
+            stateless layers and in evaluation) and what :meth:`backward` needs.
         """
-        y, cache = self.forward(params, join_rows(xs), ctx)
-        return _split_like(y, xs), cache
 
-    def backward_shards(
-        self, params: Any, cache: Any, douts: Sequence[Array], shards: Shards
-    ) -> tuple[list[Array], Any]:
-        """Backward of :meth:`forward_shards`: ``(dxs, grads)`` with one ``dx`` per shard."""
-        dx, grads = self.backward(params, cache, join_rows(douts))
-        return _split_like(dx, douts), grads
+    @abc.abstractmethod
+    def backward(self, params: Any, cache: Any, dout: Array, input_grad: bool = True) -> tuple[Array, Any]:
+        """Given ``dL/dy`` of ``y``'s shape, return ``(dL/dx, dL/dparams)``.
 
-    def apply(self, params: Any, x: Array, ctx: Ctx = EVAL) -> Array:
-        """Forward pass returning only the output (inference convenience)."""
-        return self.forward(params, x, ctx)[0]
+        With ``input_grad=False`` the input gradient is not computed and ``dx`` is a read-only
+        zero array that takes no memory (see :func:`no_input_grad`).
+        """
 
-
-def join_rows(parts: Sequence[Array]) -> Array:
-    """Concatenate arrays along axis 0, keeping a channels-last memory order of 4-D parts."""
-    if len(parts) == 1:
-        return parts[0]
-    if parts[0].ndim == 4 and all(p.transpose(0, 2, 3, 1).flags.c_contiguous for p in parts):
-        return np.concatenate([p.transpose(0, 2, 3, 1) for p in parts]).transpose(0, 3, 1, 2)
-    return np.concatenate(parts)
+    def apply(self, params: Any, x: Array, *, state: Any = None, ctx: Ctx = EVAL) -> Array:
+        """The output alone: ``forward(params, state, x, ctx)[0]`` (evaluation by default)."""
+        return self.forward(params, state, x, ctx)[0]
 
 
-def _split_like(a: Array, parts: Sequence[Array]) -> list[Array]:
-    """``a`` cut along axis 0 into pieces as long as ``parts`` (views)."""
-    out, start = [], 0
-    for p in parts:
-        out.append(a[start : start + len(p)])
-        start += len(p)
-    return out
+def kind(layer: Layer) -> str:
+    """The layer's kind, as error messages and summaries name it (its class name)."""
+    return type(layer).__name__
 
 
 def _fmt(shape: tuple[int | None, ...]) -> str:
@@ -157,14 +178,14 @@ def _fmt(shape: tuple[int | None, ...]) -> str:
 def check_rank(layer: Layer, x: Array, rank: int, what: str = "input") -> None:
     """Raise ``ValueError`` naming ``layer`` unless ``x.ndim == rank``."""
     if x.ndim != rank:
-        raise ValueError(f"{layer.name}: expected {what} of rank {rank}, got shape {_fmt(x.shape)}")
+        raise ValueError(f"{kind(layer)}: expected {what} of rank {rank}, got shape {_fmt(x.shape)}")
 
 
 def check_dtype(layer: Layer, x: Array, dtype: np.dtype[Any]) -> None:
     """Raise ``ValueError`` naming ``layer`` unless ``x`` has the parameters' ``dtype``."""
     if x.dtype != dtype:
         raise ValueError(
-            f"{layer.name}: expected input of dtype {dtype} (the parameters' dtype), got {x.dtype}; "
+            f"{kind(layer)}: expected input of dtype {dtype} (the parameters' dtype), got {x.dtype}; "
             f"cast the input with x.astype(np.{dtype}) or the params with fnnet.astype(params, ...)"
         )
 
@@ -172,13 +193,13 @@ def check_dtype(layer: Layer, x: Array, dtype: np.dtype[Any]) -> None:
 def check_dout(layer: Layer, dout: Array, shape: tuple[int, ...]) -> None:
     """Raise ``ValueError`` naming ``layer`` unless ``dout`` has the forward output's shape."""
     if dout.shape != shape:
-        raise ValueError(f"{layer.name}.backward: expected dout of shape {_fmt(shape)}, got {_fmt(dout.shape)}")
+        raise ValueError(f"{kind(layer)}.backward: expected dout of shape {_fmt(shape)}, got {_fmt(dout.shape)}")
 
 
 def no_input_grad(x_shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
     """A read-only zero array standing in for an input gradient nobody asked for."""
     zero = np.zeros((), dtype=dtype)
-    # A zero-strided view of one zero: costs no memory; built directly (np.broadcast_to is slower).
+    # a zero-strided view of one zero: no memory, and cheaper to build than np.broadcast_to
     out: Array = np.ndarray(x_shape, dtype=dtype, buffer=zero, strides=(0,) * len(x_shape))
     out.flags.writeable = False
     return out

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 import attrs
 
-from fnnet._sharded import SegmentedCache, SegmentedSerial
-from fnnet.typing import Array, Shape
-from fnnet.layers.base import EVAL, Ctx, Layer
-from fnnet.parallel import Shards
-from fnnet.random import Key, fold_in, key as make_key, split
+from fnnet.layers.base import EVAL, Ctx, Layer, kind
+from fnnet.random import Key, key as make_key, split
 from fnnet.tree import tree_size
+from fnnet.typing import Array, Shape
 
 __all__ = ["Serial", "serial", "Residual", "residual", "summary", "Summary", "SummaryRow"]
 
@@ -23,7 +21,7 @@ class SerialCache(NamedTuple):
 
 
 def _where(i: int, layer: Layer) -> str:
-    return f"layer {i} ({layer.name})"
+    return f"layer {i} ({kind(layer)})"
 
 
 def _check_layers(inst: object, attribute: "attrs.Attribute[Any]", value: tuple[Any, ...]) -> None:
@@ -42,111 +40,91 @@ def _as_tuple(layers: Any) -> tuple[Layer, ...]:
 class Serial(Layer):
     """Layers applied one after another; itself a layer.
 
-    ``params`` and ``state`` are tuples with one entry per layer. Errors raised by a layer are
-    re-raised as ``ValueError`` prefixed with ``layer i (Kind)``.
+    ``params`` and ``state`` are tuples with one entry per layer (``state`` may be ``None`` for a
+    pipeline without stateful layers). Errors raised by a layer are re-raised as ``ValueError``
+    prefixed with ``layer i (Kind)``; layer ``i`` draws its random numbers from
+    ``fold_in(key, i)``.
+
+    >>> import numpy as np, fnnet
+    >>> model = fnnet.serial(fnnet.Affine(4), fnnet.ReLU(), fnnet.Affine(2))
+    >>> params, out = model.init(fnnet.key(0), (3,))
+    >>> out, model.init_state((3,))
+    ((2,), (None, None, None))
+    >>> model.apply(params, np.ones((5, 3), np.float32)).shape
+    (5, 2)
     """
 
     layers: tuple[Layer, ...] = attrs.field(converter=_as_tuple, validator=_check_layers)
 
-    @property
-    def uses_key(self) -> bool:  # type: ignore[override]
-        """True if any of the layers draws random numbers."""
-        return any(layer.uses_key for layer in self.layers)
-
-    @property
-    def couples_batch(self) -> bool:  # type: ignore[override]
-        """True if any of the layers mixes samples of a batch in training."""
-        return any(layer.couples_batch for layer in self.layers)
-
-    @property
-    def splits_well(self) -> bool:  # type: ignore[override]
-        """True if any of the layers gains from splitting the batch across threads."""
-        return any(layer.splits_well for layer in self.layers)
+    def out_shape(self, in_shape: Shape) -> Shape:
+        """The last layer's output shape, passed through every layer's ``out_shape``."""
+        shape = tuple(in_shape)
+        for i, layer in enumerate(self.layers):
+            shape = _at(i, layer, lambda: layer.out_shape(shape))
+        return shape
 
     def init(self, key: Key, in_shape: Shape) -> tuple[tuple[Any, ...], Shape]:
+        """Each layer's params from ``split(key, len(layers))[i]``; returns ``(params, out_shape)``."""
         params = []
         shape = tuple(in_shape)
         for i, (layer, k) in enumerate(zip(self.layers, split(key, len(self.layers)))):
-            try:
-                p, shape = layer.init(k, shape)
-            except ValueError as e:
-                raise ValueError(f"{_where(i, layer)}: {e}") from e
+            p, shape = _at(i, layer, lambda: layer.init(k, shape))
             params.append(p)
         return tuple(params), shape
 
     def init_state(self, in_shape: Shape) -> tuple[Any, ...]:
+        """Each layer's initial state, the shapes passed along by ``out_shape`` (no weights drawn)."""
         states = []
         shape = tuple(in_shape)
-        for layer in self.layers:
-            states.append(layer.init_state(shape))
-            shape = layer.init(make_key(0), shape)[1]  # setup-time only: shapes size later states
+        for i, layer in enumerate(self.layers):
+            states.append(_at(i, layer, lambda: layer.init_state(shape)))
+            shape = _at(i, layer, lambda: layer.out_shape(shape))
         return tuple(states)
 
-    def _check_params(self, params: Any) -> None:
-        if not isinstance(params, tuple) or len(params) != len(self.layers):
-            got = f"{len(params)} entries" if isinstance(params, tuple) else type(params).__name__
-            raise ValueError(f"Serial: expected params as a tuple of {len(self.layers)} entries, got {got}")
+    def _check(self, what: str, value: Any) -> None:
+        if not isinstance(value, tuple) or len(value) != len(self.layers):
+            got = f"{len(value)} entries" if isinstance(value, tuple) else type(value).__name__
+            raise ValueError(f"Serial: expected {what} as a tuple of {len(self.layers)} entries, got {got}")
 
-    def forward(self, params: tuple[Any, ...], x: Array, ctx: Ctx = EVAL) -> tuple[Array, SerialCache]:
-        self._check_params(params)
-        states = ctx.state
-        if states is not None and (not isinstance(states, tuple) or len(states) != len(self.layers)):
-            raise ValueError(f"Serial: expected ctx.state as a tuple of {len(self.layers)} entries")
-        caches = []
+    def forward(
+        self, params: tuple[Any, ...], state: tuple[Any, ...] | None, x: Array, ctx: Ctx = EVAL
+    ) -> tuple[Array, tuple[Any, ...], SerialCache]:
+        """Run the layers in order; returns ``(y, new_states, cache)``."""
+        self._check("params", params)
+        states = (None,) * len(self.layers) if state is None else state
+        self._check("state", states)
+        new_states, caches = [], []
         for i, layer in enumerate(self.layers):
-            sub = Ctx(
-                ctx.train,
-                None if ctx.key is None or not layer.uses_key else fold_in(ctx.key, i),
-                None if states is None else states[i],
-                ctx.input_grad or i > 0,
-            )
             try:
-                x, c = layer.forward(params[i], x, sub)
+                x, st, c = layer.forward(params[i], states[i], x, ctx.child(i))
             except ValueError as e:
                 raise ValueError(f"{_where(i, layer)}: {e}") from e
+            new_states.append(st)
             caches.append(c)
-        return x, SerialCache(tuple(caches))
+        return x, tuple(new_states), SerialCache(tuple(caches))
 
-    def backward(self, params: tuple[Any, ...], cache: SerialCache, dout: Array) -> tuple[Array, tuple[Any, ...]]:
-        self._check_params(params)
+    def backward(
+        self, params: tuple[Any, ...], cache: SerialCache, dout: Array, input_grad: bool = True
+    ) -> tuple[Array, tuple[Any, ...]]:
+        """Run the layers' backward in reverse; the first layer's ``dx`` only if ``input_grad``."""
+        self._check("params", params)
         grads: list[Any] = [None] * len(self.layers)
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             try:
-                dout, grads[i] = layer.backward(params[i], cache.caches[i], dout)
+                dout, grads[i] = layer.backward(params[i], cache.caches[i], dout, input_grad or i > 0)
             except ValueError as e:
                 raise ValueError(f"{_where(i, layer)}: {e}") from e
         return dout, tuple(grads)
 
-    def forward_shards(
-        self, params: tuple[Any, ...], xs: Sequence[Array], ctx: Ctx, shards: Shards
-    ) -> tuple[list[Array], SegmentedCache]:
-        """The pipeline on a batch given as row shards: runs of layers that treat samples
-        independently go through each shard on its own thread; a batch-coupled layer runs
-        through its own ``forward_shards`` (see :mod:`fnnet._sharded`)."""
-        self._check_params(params)
-        if ctx.state is not None and (not isinstance(ctx.state, tuple) or len(ctx.state) != len(self.layers)):
-            raise ValueError(f"Serial: expected ctx.state as a tuple of {len(self.layers)} entries")
-        return SegmentedSerial(self).forward(params, xs, ctx, shards)
-
-    def backward_shards(
-        self, params: tuple[Any, ...], cache: Any, douts: Sequence[Array], shards: Shards
-    ) -> tuple[list[Array], tuple[Any, ...]]:
-        """Backward of :meth:`forward_shards`: ``(dxs, grads)`` with one ``dx`` per shard."""
-        self._check_params(params)
-        if not isinstance(cache, SegmentedCache):
-            dxs, grads = super().backward_shards(params, cache, douts, shards)
-            return dxs, grads
-        return SegmentedSerial(self).backward(params, cache, douts, shards)
-
-    def new_state(self, cache: SerialCache | SegmentedCache) -> tuple[Any, ...]:
-        if isinstance(cache, SegmentedCache):
-            return SegmentedSerial(self).new_state(cache)
-        return tuple(layer.new_state(c) for layer, c in zip(self.layers, cache.caches))
-
 
 def serial(*layers: Layer) -> Serial:
-    """Compose ``layers`` into one layer: ``y = layers[-1](... layers[0](x))``."""
+    """Compose ``layers`` into one layer: ``y = layers[-1](... layers[0](x))``.
+
+    >>> import fnnet
+    >>> fnnet.serial(fnnet.Flatten(), fnnet.Affine(10)).out_shape((1, 28, 28))
+    (10,)
+    """
     return Serial(layers)
 
 
@@ -156,49 +134,56 @@ class ResidualCache(NamedTuple):
 
 @attrs.frozen
 class Residual(Layer):
-    """``y = f(x) + x`` for a layer ``f`` that keeps the shape; params and state are ``f``'s."""
+    """``y = f(x) + x`` for a layer ``f`` that keeps the shape; params and state are ``f``'s.
+
+    >>> import fnnet
+    >>> fnnet.residual(fnnet.serial(fnnet.Affine(8), fnnet.ReLU())).out_shape((8,))
+    (8,)
+    """
 
     inner: Layer
 
-    @property
-    def uses_key(self) -> bool:  # type: ignore[override]
-        """True if the inner layer draws random numbers."""
-        return self.inner.uses_key
-
-    @property
-    def couples_batch(self) -> bool:  # type: ignore[override]
-        """True if the inner layer mixes samples of a batch in training."""
-        return self.inner.couples_batch
-
-    @property
-    def splits_well(self) -> bool:  # type: ignore[override]
-        """True if the inner layer gains from splitting the batch across threads."""
-        return self.inner.splits_well
-
-    def init(self, key: Key, in_shape: Shape) -> tuple[Any, Shape]:
-        p, out = self.inner.init(key, in_shape)
+    def out_shape(self, in_shape: Shape) -> Shape:
+        """``in_shape``; raises if the inner layer changes it."""
+        out = self.inner.out_shape(in_shape)
         if tuple(out) != tuple(in_shape):
             raise ValueError(f"Residual: inner layer maps {tuple(in_shape)} to {tuple(out)}; shapes must match")
-        return p, out
+        return tuple(out)
+
+    def init(self, key: Key, in_shape: Shape) -> tuple[Any, Shape]:
+        """The inner layer's params."""
+        self.out_shape(in_shape)
+        return self.inner.init(key, in_shape)
 
     def init_state(self, in_shape: Shape) -> Any:
+        """The inner layer's initial state."""
         return self.inner.init_state(in_shape)
 
-    def forward(self, params: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, ResidualCache]:
-        y, c = self.inner.forward(params, x, attrs.evolve(ctx, input_grad=True))
-        return y + x, ResidualCache(c)
+    def forward(self, params: Any, state: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any, ResidualCache]:
+        """``inner(x) + x``; the inner layer's new state."""
+        y, st, c = self.inner.forward(params, state, x, ctx)
+        return y + x, st, ResidualCache(c)
 
-    def backward(self, params: Any, cache: ResidualCache, dout: Array) -> tuple[Array, Any]:
-        dx, g = self.inner.backward(params, cache.inner, dout)
-        return dx + dout, g
-
-    def new_state(self, cache: ResidualCache) -> Any:
-        return self.inner.new_state(cache.inner)
+    def backward(self, params: Any, cache: ResidualCache, dout: Array, input_grad: bool = True) -> tuple[Array, Any]:
+        """``dx = dinner + dout`` (the skip passes ``dout`` through)."""
+        dx, g = self.inner.backward(params, cache.inner, dout, input_grad)
+        return (dx + dout if input_grad else dx), g
 
 
 def residual(inner: Layer) -> Residual:
     """A skip connection around ``inner``: ``y = inner(x) + x``."""
     return Residual(inner)
+
+
+T = TypeVar("T")
+
+
+def _at(i: int, layer: Layer, fn: Callable[[], T]) -> T:
+    """``fn()``, a ``ValueError`` re-raised prefixed with the layer's place."""
+    try:
+        return fn()
+    except ValueError as e:
+        raise ValueError(f"{_where(i, layer)}: {e}") from e
 
 
 @attrs.frozen
@@ -241,6 +226,11 @@ def summary(model: Layer, in_shape: Shape) -> Summary:
     """Shapes and parameter counts of ``model`` for inputs ``(N, *in_shape)``, from ``init`` alone.
 
     Uses a fixed key; no data is needed and nothing is returned but the summary.
+
+    >>> import fnnet
+    >>> s = fnnet.summary(fnnet.serial(fnnet.Affine(50), fnnet.ReLU(), fnnet.Affine(10)), (784,))
+    >>> s.total_params, s.out_shape
+    (39760, (10,))
     """
     k = make_key(0)
     layers = model.layers if isinstance(model, Serial) else (model,)
@@ -251,6 +241,6 @@ def summary(model: Layer, in_shape: Shape) -> Summary:
             p, shape = layer.init(lk, shape)
         except ValueError as e:
             raise ValueError(f"{_where(i, layer)}: {e}") from e
-        rows.append(SummaryRow(i, layer.name, tuple(int(s) for s in shape), tree_size(p)))
+        rows.append(SummaryRow(i, kind(layer), tuple(int(s) for s in shape), tree_size(p)))
     return Summary(tuple(in_shape), tuple(rows))
 

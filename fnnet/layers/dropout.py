@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import attrs
 import numpy as np
 
 from fnnet.typing import Array, Shape
-from fnnet.layers.base import EVAL, Ctx, Layer, check_dout
+from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, no_input_grad
 from fnnet.random import Key
 
 __all__ = ["Dropout", "DropoutCache"]
@@ -50,38 +50,44 @@ class Dropout(Layer):
     """
 
     rate: float = attrs.field(default=0.5, validator=_rate)
-    uses_key: ClassVar[bool] = True
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        """The input shape."""
+        return tuple(in_shape)
 
     def init(self, key: Key, in_shape: Shape) -> tuple[None, Shape]:
         """No parameters; the output shape is ``in_shape``."""
         return None, tuple(in_shape)
 
-    def forward(self, params: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, DropoutCache]:
+    def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, DropoutCache]:
         """Drop and rescale (training) or pass through (evaluation).
 
         Args:
-            params: ``None``.
+            params, state: ``None``.
             x: any shape ``(N, ...)``, floating point.
             ctx: ``ctx.train`` selects the mode; ``ctx.key`` (required in training) draws the mask.
         Returns:
-            ``(y, cache)`` with ``y`` of ``x``'s shape (``x`` itself in evaluation).
+            ``(y, None, cache)`` with ``y`` of ``x``'s shape (``x`` itself in evaluation).
         """
         if x.dtype.kind != "f":
-            raise ValueError(f"{self.name}: expected a floating point input, got dtype {x.dtype}")
+            raise ValueError(f"{type(self).__name__}: expected a floating point input, got dtype {x.dtype}")
         if not ctx.train:
-            return x, DropoutCache(None, x.shape)
-        if ctx.key is None:
+            return x, state, DropoutCache(None, x.shape)
+        key = ctx.key
+        if key is None:
             raise ValueError(
-                f"{self.name}: a training forward pass needs a random key to draw the mask, but ctx.key "
+                f"{type(self).__name__}: a training forward pass needs a random key to draw the mask, but ctx.key "
                 "is None; pass Ctx(train=True, key=fnnet.key(seed)) (a fresh fold_in/split key per step)"
             )
-        u = ctx.key.generator().random(x.shape, dtype=np.float32)  # uniform in [0, 1)
+        u = key.generator().random(x.shape, dtype=np.float32)  # uniform in [0, 1)
         one = x.dtype.type(1)
         # P(u >= rate) = 1 - rate: keep those units, scaled by 1 / (1 - rate) so that E[y] = x
         mask = np.multiply(u >= self.rate, one / (one - x.dtype.type(self.rate)), dtype=x.dtype)
-        return x * mask, DropoutCache(mask, x.shape)
+        return x * mask, state, DropoutCache(mask, x.shape)
 
-    def backward(self, params: None, cache: DropoutCache, dout: Array) -> tuple[Array, None]:
+    def backward(
+        self, params: None, cache: DropoutCache, dout: Array, input_grad: bool = True
+    ) -> tuple[Array, None]:
         """``dx = dout * mask`` (training) or ``dout`` (evaluation); no parameter gradients.
 
         Args:
@@ -93,6 +99,8 @@ class Dropout(Layer):
         """
         if dout.shape != cache.shape:
             check_dout(self, dout, cache.shape)
+        if not input_grad:
+            return no_input_grad(cache.shape, dout.dtype), None
         if cache.mask is None:
             return dout, None
         return dout * cache.mask, None

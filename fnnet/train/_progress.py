@@ -14,7 +14,7 @@ class Progress:
     ``"quiet"``.
     """
 
-    def __init__(self, total_epochs: int, steps_per_epoch: int, mode: str = "auto", stream: TextIO | None = None):
+    def __init__(self, total_epochs: int, batches_per_epoch: int, mode: str = "auto", stream: TextIO | None = None):
         if mode not in ("auto", "bar", "lines", "quiet"):
             raise ValueError(f"Progress: mode must be auto, bar, lines or quiet, got {mode!r}")
         self.stream = stream if stream is not None else sys.stderr
@@ -22,23 +22,23 @@ class Progress:
             mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "lines"
         self.mode = mode
         self.total_epochs = total_epochs
-        self.steps = steps_per_epoch
+        self.batches = batches_per_epoch
         self._last_draw = 0.0
         self._t0 = time.perf_counter()
 
-    def step(self, epoch: int, i: int, loss: float) -> None:
-        """Called after each training step (``i`` counts from 0 within the epoch)."""
+    def batch(self, epoch: int, i: int, loss: float) -> None:
+        """Called after each training batch (``i`` counts from 0 within the epoch)."""
         if self.mode != "bar":
             return
         now = time.perf_counter()
-        if now - self._last_draw < 0.1 and i + 1 < self.steps:
+        if now - self._last_draw < 0.1 and i + 1 < self.batches:
             return
         self._last_draw = now
         width = 30
-        done = int(width * (i + 1) / max(self.steps, 1))
+        done = int(width * (i + 1) / max(self.batches, 1))
         bar = "#" * done + "-" * (width - done)
         self.stream.write(
-            f"\repoch {epoch + 1}/{self.total_epochs} [{bar}] {i + 1}/{self.steps} loss {loss:.4f}"
+            f"\repoch {epoch + 1}/{self.total_epochs} [{bar}] {i + 1}/{self.batches} loss {loss:.4f}"
         )
         self.stream.flush()
 

@@ -1,0 +1,293 @@
+"""Pooling layers (the book's section 7.4), NCHW in and out.
+
+Pooling takes one strided view per window cell (``x[:, :, i::sh, j::sw]``), so ``max`` is a few
+``np.maximum`` calls and its gradient goes, without fancy indexing, to the first maximal cell of
+each window. Everything stays in the input's dtype; no input array is ever written to.
+
+>>> import numpy as np, fnnet
+>>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+>>> fnnet.MaxPool2D(2).apply(None, x)[0, 0].tolist()
+[[5.0, 7.0], [13.0, 15.0]]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import attrs
+import numpy as np
+
+from fnnet.layers._patches import Pair, conv_output_size, nchw, nhwc, nonneg_pair, pair, positive_pair
+from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_rank, no_input_grad
+from fnnet.random import Key
+from fnnet.typing import Array, Shape
+
+__all__ = ["MaxPool2D", "AvgPool2D"]
+
+
+# --- pooling ------------------------------------------------------------------------------------
+
+
+class PoolCache(NamedTuple):
+    x: Array  # the input (N, C, H, W), as given
+    y: Array  # the output (N, C, OH, OW)
+
+
+def _channels_last(x: Array) -> bool:
+    return bool(nhwc(x).flags.c_contiguous) and not x.flags.c_contiguous
+
+
+def _same_order(a: Array, like: Array) -> Array:
+    """``a`` in ``like``'s memory order (channels-last or C order); copied only if the orders differ.
+
+    Elementwise operations on arrays of different memory orders run many times slower.
+    """
+    if _channels_last(like):
+        return a if _channels_last(a) else nchw(np.ascontiguousarray(nhwc(a)))
+    return np.ascontiguousarray(a)
+
+
+def _alloc(like: Array, shape: tuple[int, int, int, int], fill: float | None) -> Array:
+    """A new ``(N, C, H, W)`` array with ``like``'s dtype and memory order, filled with ``fill``."""
+    n, c, h, w = shape
+    if _channels_last(like):
+        buf = np.empty((n, h, w, c), like.dtype) if fill is None else np.full((n, h, w, c), fill, like.dtype)
+        return nchw(buf)
+    return np.empty(shape, like.dtype) if fill is None else np.full(shape, fill, like.dtype)
+
+
+@attrs.frozen
+class _Pool2D(Layer):
+    """Shared fields and shape logic of the pooling layers: windows ``(wh, ww)`` moved by ``stride``."""
+
+    window: Pair = attrs.field(converter=pair, validator=positive_pair)
+    stride: Pair | None = attrs.field(default=None, converter=attrs.converters.optional(pair),
+                                      validator=attrs.validators.optional(positive_pair))
+    pad: Pair = attrs.field(default=(0, 0), converter=pair, validator=nonneg_pair)
+
+    def __attrs_post_init__(self) -> None:
+        _check_pool_pad(self)
+
+    def _padded(self, x: Array, fill: float) -> Array:
+        """``x`` with ``pad`` cells of ``fill`` around H and W (``x`` itself when there is no pad)."""
+        if self.pad == (0, 0):
+            return x
+        n, c, h, w = x.shape
+        ph, pw = self.pad
+        xp = _alloc(x, (n, c, h + 2 * ph, w + 2 * pw), fill)
+        xp[:, :, ph : ph + h, pw : pw + w] = x
+        return xp
+
+    @property
+    def _stride(self) -> Pair:
+        """The stride in effect (the window when ``stride`` is ``None``)."""
+        return self.window if self.stride is None else self.stride
+
+    def _out_hw(self, h: int, w: int) -> Pair:
+        (wh, ww), (sh, sw), (ph, pw) = self.window, self._stride, self.pad
+        if h + 2 * ph < wh or w + 2 * pw < ww:
+            raise ValueError(f"{type(self).__name__}: window {self.window} does not fit input (H, W) = {(h, w)} with pad {self.pad}")
+        return conv_output_size(h, wh, sh, ph), conv_output_size(w, ww, sw, pw)
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        """``(C, H, W) -> (C, OH, OW)``."""
+        if len(in_shape) != 3:
+            raise ValueError(f"{type(self).__name__}: expected in_shape (C, H, W), got {tuple(in_shape)}")
+        c, h, w = in_shape
+        return (c, *self._out_hw(h, w))
+
+    def init(self, key: Key, in_shape: Shape) -> tuple[None, Shape]:
+        """No parameters."""
+        return None, self.out_shape(in_shape)
+
+    def _check(self, x: Array) -> Pair:
+        check_rank(self, x, 4, "input (N, C, H, W)")
+        if x.dtype.kind != "f":
+            raise ValueError(f"{type(self).__name__}: expected a floating point input, got dtype {x.dtype}")
+        return self._out_hw(x.shape[2], x.shape[3])
+
+    def _windows(self, oh: int, ow: int) -> Iterator[tuple[slice, slice]]:
+        """For each offset ``(i, j)`` inside the window, in row-major order: the slices of the padded
+        input that hold ``x_pad[:, :, oh*sh + i, ow*sw + j]`` for all output pixels."""
+        (wh, ww), (sh, sw) = self.window, self._stride
+        for i in range(wh):
+            for j in range(ww):
+                yield slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)
+
+    def _fold(self, x: Array, fill: float, op: np.ufunc) -> Array:
+        """``op`` folded over the window cells: ``op(... op(x_pad[cell 0], x_pad[cell 1]) ...)`` for
+        every output pixel, in a new array of ``x``'s memory order (padding cells hold ``fill``)."""
+        oh, ow = self._check(x)
+        xp = self._padded(x, fill)
+        views = [xp[:, :, hs, ws] for hs, ws in self._windows(oh, ow)]
+        y: Array = op(views[0], views[1]) if len(views) > 1 else views[0].copy(order="K")
+        for v in views[2:]:
+            op(y, v, out=y)  # y is our own fresh array
+        return y
+
+    def _tiles(self, h: int, w: int) -> bool:
+        """Whether the windows cover the input exactly once (stride = window, no pad, no remainder)."""
+        return self._stride == self.window and self.pad == (0, 0) and h % self.window[0] == 0 and w % self.window[1] == 0
+
+    def _disjoint(self) -> bool:
+        return self._stride[0] >= self.window[0] and self._stride[1] >= self.window[1]
+
+
+@attrs.frozen
+class MaxPool2D(_Pool2D):
+    """Max pooling: ``y[n, c, oh, ow] = max_{i,j} x_pad[n, c, oh*sh + i, ow*sw + j]``.
+
+    Padding cells are ``-inf`` (they never win); ``pad`` must be smaller than the window so every
+    window sees the input. Where several cells tie for the maximum, the gradient goes to the first
+    in row-major order (as ``argmax`` in the book).
+
+    Attributes:
+        window: ``(wh, ww)`` or an int.
+        stride: an int or pair; ``None`` (the default) means the window (non-overlapping windows).
+        pad: an int or pair.
+    """
+
+    def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, PoolCache]:
+        """Maximum over each window.
+
+        Args:
+            params: ``None``.
+            x: ``(N, C, H, W)``, floating point; never modified.
+        Returns:
+            ``(y, cache)`` with ``y`` ``(N, C, OH, OW)`` in ``x``'s memory order.
+        """
+        y = self._fold(x, -np.inf, np.maximum)
+        return y, state, PoolCache(x, y)
+
+    def backward(
+        self, params: None, cache: PoolCache, dout: Array, input_grad: bool = True
+    ) -> tuple[Array, None]:
+        """Route ``dout`` to the (first) maximal cell of each window.
+
+        Returns:
+            ``(dx, None)`` with ``dx`` of the input's shape.
+        """
+        x, y = cache.x, cache.y
+        if dout.shape != y.shape:
+            check_dout(self, dout, y.shape)
+        if not input_grad:
+            return no_input_grad(x.shape, dout.dtype), None
+        dout = _same_order(dout, y)
+        n, c, h, w = x.shape
+        (ph, pw), oh, ow = self.pad, y.shape[2], y.shape[3]
+        if self._tiles(h, w):
+            dx = self._untied_tiles_backward(x, y, dout)
+            if dx is not None:
+                return dx, None
+        padded = (ph, pw) != (0, 0)
+        xp = x
+        if padded:
+            xp = _alloc(x, (n, c, h + 2 * ph, w + 2 * pw), -np.inf)
+            xp[:, :, ph : ph + h, pw : pw + w] = x
+        tiles = self._tiles(h, w)
+        dxp = _alloc(x, (n, c, h + 2 * ph, w + 2 * pw), None if tiles else 0.0)
+        disjoint = self._disjoint()
+        # free[k] is True while no earlier cell of window k has taken the gradient
+        free: Array | None = None
+        offsets = list(self._windows(oh, ow))
+        for idx, (hs, ws) in enumerate(offsets):
+            if idx == len(offsets) - 1 and free is not None:
+                take = free
+            else:
+                take = xp[:, :, hs, ws] == y
+                if free is None:
+                    free = ~take
+                else:
+                    take &= free
+                    free ^= take
+            target = dxp[:, :, hs, ws]
+            if tiles:
+                np.multiply(dout, take, out=target, casting="unsafe")
+            elif disjoint:
+                np.copyto(target, dout, where=take)
+            else:
+                np.add(target, dout, out=target, where=take)
+        if padded:
+            return dxp[:, :, ph : ph + h, pw : pw + w], None
+        return dxp, None
+
+    def _untied_tiles_backward(self, x: Array, y: Array, dout: Array) -> Array | None:
+        """``dx`` for windows that tile the input when no window has two maximal cells, else ``None``.
+
+        Splitting ``H`` into ``(OH, wh)`` and ``W`` into ``(OW, ww)`` is a view in any memory order,
+        so one full-size comparison against the broadcast maxima and one full-size product with the
+        broadcast ``dout`` (in ``y``'s memory order) do the work of the per-cell loop. Without ties
+        (typical before a ReLU, rare after one) every window has exactly one hit.
+        """
+        n, c, h, w = x.shape
+        split = (n, c, y.shape[2], self.window[0], y.shape[3], self.window[1])
+        hit = x.reshape(split) == y[:, :, :, None, :, None]
+        if np.count_nonzero(hit) != y.size or np.isnan(y).any():  # ties (or NaN windows, no hit)
+            return None
+        dx = _alloc(x, (n, c, h, w), None)
+        dx6 = dx.reshape(split)
+        if not np.may_share_memory(dx6, dx):  # splitting axes never copies; the out= below needs a view
+            raise AssertionError("MaxPool2D: reshape of the gradient buffer copied")
+        np.multiply(dout[:, :, :, None, :, None], hit, out=dx6)
+        return dx
+
+
+@attrs.frozen
+class AvgPool2D(_Pool2D):
+    """Average pooling: ``y[n, c, oh, ow] = mean_{i,j} x_pad[n, c, oh*sh + i, ow*sw + j]``.
+
+    Padding cells are zeros and count in the mean (the book's behaviour: the divisor is always
+    ``wh*ww``); ``pad`` must be smaller than the window.
+
+    Attributes:
+        window: ``(wh, ww)`` or an int.
+        stride: an int or pair; ``None`` (the default) means the window.
+        pad: an int or pair.
+    """
+
+    def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, PoolCache]:
+        """Mean over each window.
+
+        Args:
+            params: ``None``.
+            x: ``(N, C, H, W)``, floating point; never modified.
+        Returns:
+            ``(y, cache)`` with ``y`` ``(N, C, OH, OW)`` in ``x``'s memory order.
+        """
+        y = self._fold(x, 0.0, np.add)
+        y *= x.dtype.type(1.0 / math.prod(self.window))  # y is our own fresh array
+        return y, state, PoolCache(x, y)
+
+    def backward(
+        self, params: None, cache: PoolCache, dout: Array, input_grad: bool = True
+    ) -> tuple[Array, None]:
+        """Spread ``dout / (wh*ww)`` evenly over each window.
+
+        Returns:
+            ``(dx, None)`` with ``dx`` of the input's shape.
+        """
+        x, y = cache.x, cache.y
+        if dout.shape != y.shape:
+            check_dout(self, dout, y.shape)
+        if not input_grad:
+            return no_input_grad(x.shape, dout.dtype), None
+        n, c, h, w = x.shape
+        (ph, pw), oh, ow = self.pad, y.shape[2], y.shape[3]
+        share = _same_order(dout, y) * dout.dtype.type(1.0 / math.prod(self.window))
+        tiles = self._tiles(h, w)
+        dxp = _alloc(x, (n, c, h + 2 * ph, w + 2 * pw), None if tiles else 0.0)
+        for hs, ws in self._windows(oh, ow):
+            if tiles:
+                dxp[:, :, hs, ws] = share
+            else:
+                dxp[:, :, hs, ws] += share
+        if (ph, pw) != (0, 0):
+            return dxp[:, :, ph : ph + h, pw : pw + w], None
+        return dxp, None
+
+
+def _check_pool_pad(layer: _Pool2D) -> None:
+    if layer.pad[0] >= layer.window[0] or layer.pad[1] >= layer.window[1]:
+        raise ValueError(f"{type(layer).__name__}: pad {layer.pad} must be smaller than the window {layer.window}")

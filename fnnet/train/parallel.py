@@ -1,0 +1,355 @@
+"""Threads for training and evaluation: shards of a batch on the machine's cores, and BLAS threads.
+
+NumPy releases the interpreter lock inside BLAS calls and elementwise loops, so two Python threads
+each running the forward and backward pass of half a batch keep two cores busy, where one thread
+with a multi-threaded BLAS leaves the second core idle in everything that is not a matrix product.
+
+- The *shard count* is part of the arithmetic (it decides which rows go through the model
+  together), so it is chosen from the model and the batch shape only.
+- The *thread count* is speed only: shards run concurrently or take turns and give the same bits
+  either way, because every cross-shard sum (:class:`ShardGroup`) is taken in shard order.
+- BLAS runs with a fixed thread count inside fnnet's steps (:func:`blas_limit`), set through
+  threadpoolctl, so that GEMM rounding never depends on the machine's cores.
+
+>>> run_shards(lambda i: i * i, range(4), threads=2)
+[0, 1, 4, 9]
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from fnnet.typing import Array
+
+__all__ = [
+    "THREADS_ENV",
+    "ShardGroup",
+    "available_cores",
+    "blas_limit",
+    "blas_threads",
+    "default_threads",
+    "run_shards",
+    "shard_slices",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Environment variable overriding the default number of worker threads.
+THREADS_ENV = "FNNET_NUM_THREADS"
+
+
+# --- BLAS threads ---------------------------------------------------------------------------------
+
+
+class _Blas:
+    """The process's BLAS libraries (through threadpoolctl) and a reference-counted limit."""
+
+    def __init__(self) -> None:
+        from threadpoolctl import ThreadpoolController
+
+        self.libs = [c for c in ThreadpoolController().select(user_api="blas").lib_controllers]
+        self.lock = threading.Lock()
+        self.users = 0  # callers inside blas_limit()
+        self.limit = 0  # the thread count they run with
+        self.saved: list[int] = []  # each library's count before the first of them came in
+
+    def counts(self) -> list[int]:
+        return [int(lib.num_threads) for lib in self.libs]
+
+    def set(self, counts: Sequence[int]) -> None:
+        for lib, n in zip(self.libs, counts):
+            if int(lib.num_threads) != n:
+                lib.set_num_threads(n)
+
+
+_blas: _Blas | None = None
+_blas_lock = threading.Lock()
+
+
+def _get_blas() -> _Blas:
+    global _blas
+    with _blas_lock:
+        if _blas is None:
+            _blas = _Blas()
+        return _blas
+
+
+def blas_threads() -> int | None:
+    """The number of threads NumPy's BLAS uses now, or ``None`` if threadpoolctl finds no BLAS."""
+    blas = _get_blas()
+    return blas.counts()[0] if blas.libs else None
+
+
+@contextmanager
+def blas_limit(threads: int = 1) -> Iterator[None]:
+    """Run the body with BLAS limited to ``threads``; restore the previous counts afterwards.
+
+    Safe to nest and to enter from several threads at once with the same ``threads``: the counts
+    are restored when the last caller leaves. A caller asking for a different count while others
+    are inside raises ``ValueError`` (results would depend on which came first).
+    """
+    blas = _get_blas()
+    with blas.lock:
+        if blas.users == 0:
+            blas.saved = blas.counts()
+            blas.limit = threads
+            blas.set([threads] * len(blas.libs))
+        elif blas.limit != threads:
+            raise ValueError(
+                f"blas_limit: BLAS is held at {blas.limit} thread(s) by another caller; cannot run with {threads} "
+                "at the same time"
+            )
+        blas.users += 1
+    try:
+        yield
+    finally:
+        with blas.lock:
+            blas.users -= 1
+            if blas.users == 0:
+                blas.set(blas.saved)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """Worker threads when none is given: ``$FNNET_NUM_THREADS`` if set, else the available cores.
+
+    Raises:
+        ValueError: if ``$FNNET_NUM_THREADS`` is not a positive integer.
+    """
+    env = os.environ.get(THREADS_ENV)
+    if env is not None and env.strip():
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"{THREADS_ENV} must be a positive integer, got {env!r}")
+        return n
+    return available_cores()
+
+
+def shard_slices(n: int, shards: int) -> list[slice]:
+    """Split ``range(n)`` into ``min(shards, n)`` contiguous slices whose lengths differ by at most 1
+    (longer ones first); an empty list for ``n == 0``.
+
+    >>> shard_slices(5, 2)
+    [slice(0, 3, None), slice(3, 5, None)]
+    """
+    if shards < 1:
+        raise ValueError(f"shard_slices: shards must be positive, got {shards}")
+    k = min(shards, n)
+    if k == 0:
+        return []
+    base, extra = divmod(n, k)
+    out, start = [], 0
+    for i in range(k):
+        end = start + base + (1 if i < extra else 0)
+        out.append(slice(start, end))
+        start = end
+    return out
+
+
+# --- the thread pool ------------------------------------------------------------------------------
+
+
+class _Pool:
+    """One lazily created thread pool per process, grown when more workers are asked for.
+
+    A pool being replaced is never shut down (another thread may be submitting to it); it ends
+    when the last reference goes. A forked child starts without one.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.executor: ThreadPoolExecutor | None = None
+        self.size = 0
+
+    def submit_all(self, fns: Sequence[Callable[[], R]], workers: int) -> list[Future[R]]:
+        """Submit ``fns`` in order, with no other caller's work between them."""
+        with self.lock:
+            if self.executor is None or self.size < workers:
+                self.executor = ThreadPoolExecutor(workers, thread_name_prefix="fnnet")
+                self.size = workers
+            return [self.executor.submit(fn) for fn in fns]
+
+
+_pool = _Pool()
+_in_worker = threading.local()  # .flag: this thread is one of the pool's workers
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has only the forking thread: new locks, no pool, the parent's BLAS counts."""
+    global _pool, _in_worker, _blas_lock
+    _pool = _Pool()
+    _in_worker = threading.local()
+    _blas_lock = threading.Lock()
+    blas = _blas
+    if blas is not None:
+        blas.lock = threading.Lock()
+        if blas.users:
+            blas.users = 0
+            blas.set(blas.saved)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _work(fn: Callable[[], R]) -> R:
+    _in_worker.flag = True
+    try:
+        return fn()
+    finally:
+        _in_worker.flag = False
+
+
+def _wait(futures: Sequence[Future[R]]) -> list[R]:
+    errors = [f.exception() for f in futures]  # waits for every one
+    for err in errors:
+        if err is not None:
+            raise err
+    return [f.result() for f in futures]
+
+
+def run_shards(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
+    """``[fn(item) for item in items]``, with up to ``threads`` items running at once.
+
+    Items are dealt into ``threads`` runs of consecutive items; the calling thread does the first
+    run itself. Results keep the order of ``items``; an exception from any item is raised after
+    every run has finished. Called from a pool thread, it runs the items one after another.
+    """
+    if threads < 1:
+        raise ValueError(f"run_shards: threads must be positive, got {threads}")
+    runs = [range(s.start, s.stop) for s in shard_slices(len(items), threads)]
+    if len(runs) <= 1 or getattr(_in_worker, "flag", False):
+        return [fn(item) for item in items]
+
+    def do(run: range) -> list[R]:
+        return [fn(items[i]) for i in run]
+
+    def job(run: range) -> Callable[[], list[R]]:
+        return lambda: _work(lambda: do(run))
+
+    futures = _pool.submit_all([job(run) for run in runs[1:]], len(runs) - 1)
+    try:
+        first = do(runs[0])
+    finally:
+        rest = _wait(futures)
+    return first + [r for part in rest for r in part]
+
+
+class _Broken(Exception):
+    """Another shard of the group failed."""
+
+
+class ShardGroup:
+    """The shards of one batch, run concurrently, with an ordered sum across them.
+
+    ``group.run(fn)`` calls ``fn(s)`` for every shard ``s`` at once (each on its own thread), at
+    most ``threads`` of them computing at a time. Inside, ``group.batch_sum(s)`` is shard ``s``'s
+    collective: every shard passes its partial sum, and each gets back
+    ``part[0] + part[1] + ...`` in shard order, so the bits do not depend on the threads.
+    A group may run several times (a forward and a backward pass); every shard makes the same
+    collective calls in the same order.
+
+    >>> import numpy as np
+    >>> group = ShardGroup(2, threads=2)
+    >>> group.run(lambda s: group.batch_sum(s)(np.array([s + 1.0]))).__repr__()
+    '[array([3.]), array([3.])]'
+    """
+
+    def __init__(self, count: int, threads: int):
+        if count < 1 or threads < 1:
+            raise ValueError(f"ShardGroup: count and threads must be positive, got {count} and {threads}")
+        self.count = count
+        self.permits = threading.Semaphore(min(threads, count))
+        self.barrier = threading.Barrier(count)
+        self.rounds: dict[int, list[Any]] = {}
+        self.calls = [0] * count
+        self.lock = threading.Lock()
+
+    def batch_sum(self, shard: int) -> Callable[[Array], Array]:
+        """Shard ``shard``'s collective: its partial sum in, the group's ordered sum out."""
+
+        def total(part: Array) -> Array:
+            j = self.calls[shard]
+            self.calls[shard] = j + 1
+            with self.lock:
+                parts = self.rounds.setdefault(j, [None] * self.count)
+            parts[shard] = part
+            self.permits.release()  # let a waiting shard compute while this one waits
+            try:
+                self.barrier.wait()
+            except threading.BrokenBarrierError:
+                raise _Broken() from None
+            finally:
+                self.permits.acquire()
+            out: Array = parts[0].copy()
+            for p in parts[1:]:
+                out += p
+            return out
+
+        return total
+
+    def run(self, fn: Callable[[int], R]) -> list[R]:
+        """``[fn(0), ..., fn(count - 1)]``, the shards running concurrently."""
+
+        def shard(s: int) -> R:
+            with self.permits:
+                try:
+                    return fn(s)
+                except BaseException:
+                    self.barrier.abort()
+                    raise
+
+        if self.count == 1:
+            return [shard(0)]
+        def job(s: int, pooled: bool) -> Callable[[], R]:
+            return (lambda: _work(lambda: shard(s))) if pooled else (lambda: shard(s))
+
+        if getattr(_in_worker, "flag", False):
+            # a pool thread must not wait on work queued behind it
+            futures = _own_threads([job(s, False) for s in range(1, self.count)])
+        else:
+            futures = _pool.submit_all([job(s, True) for s in range(1, self.count)], self.count - 1)
+        first: list[R] = []
+        error: BaseException | None = None
+        try:
+            first = [shard(0)]
+        except BaseException as e:
+            error = e
+        outcomes = [(f.exception(), f) for f in futures]
+        errors = [e for e in [error, *(e for e, _ in outcomes)] if e is not None]
+        if errors:
+            raise next((e for e in errors if not isinstance(e, _Broken)), errors[0])
+        return first + [f.result() for _, f in outcomes]
+
+
+def _own_threads(fns: Sequence[Callable[[], R]]) -> list[Future[R]]:
+    """Run each of ``fns`` on a new thread of its own."""
+    futures: list[Future[R]] = []
+    for fn in fns:
+        fut: Future[R] = Future()
+
+        def body(fn: Callable[[], R] = fn, fut: Future[R] = fut) -> None:
+            try:
+                fut.set_result(fn())
+            except BaseException as e:  # handed to the waiting caller
+                fut.set_exception(e)
+
+        threading.Thread(target=body, daemon=True).start()
+        futures.append(fut)
+    return futures

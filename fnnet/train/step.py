@@ -1,0 +1,316 @@
+"""One training step, end to end, and the execution policy that runs it.
+
+The step is the whole data flow of one batch::
+
+    x -> model.forward(params, state, x, ctx) -> loss(y, t) -> model.backward(...) -> grads
+      -> optimizer.update(grads, opt_state, params) -> new params, new opt_state
+
+How it runs is chosen here, not in the layers: the batch may be split into shards of rows that go
+through the whole model on their own threads (layers that couple the samples of a batch sum their
+statistics through ``ctx.batch_sum``), and BLAS runs with a fixed thread count.
+:func:`choose_policy` picks both from the model and the batch shape alone, so the same model and
+batch shape give the same bits on any machine.
+
+>>> import numpy as np, fnnet
+>>> model = fnnet.serial(fnnet.Affine(8), fnnet.ReLU(), fnnet.Affine(3))
+>>> opt = fnnet.sgd(0.1)
+>>> state = init_train_state(model, opt, fnnet.key(0), (4,))
+>>> train_step = make_train_step(model, fnnet.softmax_cross_entropy, opt)
+>>> x, t = np.ones((6, 4), np.float32), np.zeros(6, np.int64)
+>>> state, metrics = train_step(state, x, t, fnnet.key(1))
+>>> int(state.step), metrics.loss > 0
+(1, True)
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import attrs
+import numpy as np
+
+from fnnet._validate import check_finite_nonneg, check_positive_int
+from fnnet.layers.base import Ctx, Layer
+from fnnet.losses import softmax_cross_entropy
+from fnnet.optim import GradientTransformation, apply_updates, l2_penalty
+from fnnet.random import Key, fold_in, key as make_key
+from fnnet.train.parallel import ShardGroup, blas_limit, default_threads, shard_slices
+from fnnet.tree import tree_leaves, tree_map
+from fnnet.typing import Array, Shape, Tree
+
+__all__ = [
+    "LossFn",
+    "TrainState",
+    "StepMetrics",
+    "NonFiniteLossError",
+    "ExecutionPolicy",
+    "SHARD_MIN_VOLUME",
+    "choose_policy",
+    "init_train_state",
+    "make_train_step",
+    "all_finite",
+    "join_rows",
+]
+
+#: ``loss(y, t) -> (value, dvalue/dy)``, e.g. :func:`fnnet.losses.softmax_cross_entropy`.
+LossFn = Callable[[Array, Any], tuple[float, Array]]
+
+#: A batch is split in two shards when each shard keeps at least this many numbers per training
+#: pass (the forward caches of its rows): then the NumPy work a thread does without the
+#: interpreter lock outweighs the cost of running and joining shards. See ``bench/policy.py``.
+SHARD_MIN_VOLUME = 1_000_000
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training (a tree: checkpoint it with :func:`fnnet.save`).
+
+    Attributes:
+        params: the model's parameters.
+        opt_state: the optimizer's state.
+        model_state: explicit non-trainable state (BatchNorm statistics), ``model.init_state``.
+        step: number of training steps taken (0-d int64 array).
+        epoch: number of completed epochs (0-d int64 array).
+    """
+
+    params: Tree
+    opt_state: Tree
+    model_state: Tree
+    step: Array
+    epoch: Array
+
+
+class StepMetrics(NamedTuple):
+    """What one training step reports."""
+
+    loss: float
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training met a NaN or infinite loss, parameter or optimizer state.
+
+    Attributes:
+        step: the training step that failed.
+        state: the last good :class:`TrainState`: its parameters and optimizer state are finite
+            and so was its loss (``fit``); resume from it, e.g. with a smaller learning rate.
+        good_step: ``int(state.step)``.
+        history: the history up to the failure (``fit`` only).
+    """
+
+    def __init__(
+        self, message: str, step: int, state: TrainState, history: Any = None, *, loss_finite: bool = True
+    ):
+        super().__init__(message)
+        self.step = step
+        self.loss_finite = loss_finite  # False: the loss of ``state`` itself was not finite
+        self.state = state
+        self.good_step = int(state.step)
+        self.history = history
+
+
+def init_train_state(model: Layer, optimizer: GradientTransformation, key: Key, in_shape: Shape) -> TrainState:
+    """Initialise params (from ``key``), optimizer state and model state for inputs ``(N, *in_shape)``.
+
+    >>> import fnnet
+    >>> s = init_train_state(fnnet.Affine(2), fnnet.sgd(0.1), fnnet.key(0), (3,))
+    >>> s.params.w.shape, int(s.step)
+    ((3, 2), 0)
+    """
+    params, _ = model.init(key, in_shape)
+    return TrainState(params, optimizer.init(params), model.init_state(in_shape), counter(0), counter(0))
+
+
+def counter(n: int) -> Array:
+    """A 0-d int64 array holding ``n`` (the step and epoch counters)."""
+    return np.array(n, dtype=np.int64)
+
+
+def all_finite(tree: Tree) -> bool:
+    """True if every floating point leaf of ``tree`` holds only finite numbers.
+
+    >>> import numpy as np
+    >>> all_finite((np.ones(3), np.array([1.0, np.inf])))
+    False
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        for leaf in tree_leaves(tree):
+            a = np.asarray(leaf)
+            # one sum is cheaper than a mask; only an infinite or NaN sum needs the full check
+            if a.dtype.kind in "fc" and not math.isfinite(float(np.sum(a))) and not np.isfinite(a).all():
+                return False
+    return True
+
+
+def join_rows(parts: list[Array]) -> Array:
+    """Concatenate arrays along axis 0, keeping a channels-last memory order of 4-D parts."""
+    if len(parts) == 1:
+        return parts[0]
+    if parts[0].ndim == 4 and all(p.transpose(0, 2, 3, 1).flags.c_contiguous for p in parts):
+        return np.concatenate([p.transpose(0, 2, 3, 1) for p in parts]).transpose(0, 3, 1, 2)
+    return np.concatenate(parts)
+
+
+@attrs.frozen
+class ExecutionPolicy:
+    """How a training step runs: ``shards`` of the batch, BLAS with ``blas_threads`` threads.
+
+    Both change the arithmetic (which rows are summed together; GEMM blocking), so both come from
+    the model, the batch shape and explicit settings only.
+    """
+
+    shards: int
+    blas_threads: int
+
+
+def choose_policy(model: Layer, params: Tree, state: Tree, x: Array) -> ExecutionPolicy:
+    """The default policy for training ``model`` on batches shaped like ``x``.
+
+    Splits the batch in two shards when each would keep at least :data:`SHARD_MIN_VOLUME` numbers
+    in its forward caches (measured by one training pass over two rows of ``x``); BLAS always
+    runs single-threaded, which is never slower on a busy machine and never changes with its
+    cores.
+
+    >>> import numpy as np, fnnet
+    >>> net = fnnet.models.two_layer_net()
+    >>> p, _ = net.init(fnnet.key(0), (784,))
+    >>> choose_policy(net, p, net.init_state((784,)), np.zeros((100, 784), np.float32))
+    ExecutionPolicy(shards=1, blas_threads=1)
+    """
+    if len(x) < 4:
+        return ExecutionPolicy(1, 1)
+    probe = x[:2]
+    with blas_limit(1), np.errstate(all="ignore"):
+        _, _, cache = model.forward(params, state, probe, Ctx(True, make_key(0)))
+    per_row = sum(leaf.size for leaf in tree_leaves(cache) if isinstance(leaf, np.ndarray) and leaf.ndim) / 2
+    shards = 2 if per_row * (len(x) // 2) >= SHARD_MIN_VOLUME else 1
+    return ExecutionPolicy(shards, 1)
+
+
+def make_train_step(
+    model: Layer,
+    loss: LossFn = softmax_cross_entropy,
+    optimizer: GradientTransformation | None = None,
+    *,
+    weight_decay: float = 0.0,
+    decay_mask: Any = None,
+    shards: int | None = None,
+    threads: int | None = None,
+    blas_threads: int | None = None,
+) -> Callable[[TrainState, Array, Any, Key | None], tuple[TrainState, StepMetrics]]:
+    """Build the pure training step ``train_step(state, x, t, key) -> (new_state, metrics)``.
+
+    Args:
+        model: any layer or pipeline.
+        loss: ``loss(y, t) -> (value, dy)``.
+        optimizer: a gradient transformation (required).
+        weight_decay: the book's coupled L2 coefficient λ: adds ``0.5·λ·ΣW²`` to the loss and
+            ``λ·W`` to the gradient of every leaf selected by ``decay_mask`` (default: weights with
+            ndim >= 2, not biases or BatchNorm scale/shift).
+        shards: run each batch as this many contiguous shards of rows, each through the whole
+            model on its own thread; the loss is computed once on the joined outputs and the
+            shards' gradients are summed in order. Default: :func:`choose_policy`. Results agree
+            across shard counts to rounding, and bit for bit for the same count.
+        threads: at most this many shards compute at once (speed only; default
+            :func:`fnnet.train.parallel.default_threads`).
+        blas_threads: BLAS threads inside the step (default 1; changes GEMM rounding).
+    Returns:
+        ``train_step(state, x, t, key)`` for a batch ``x`` of shape ``(N, *in_shape)`` and targets
+        ``t``; shard ``i`` draws its random numbers from ``fold_in(key, i)`` (the whole batch from
+        ``key`` when unsharded). Raises :class:`NonFiniteLossError` when the loss, or the updated
+        parameters or optimizer state, are not finite; its ``state`` is the step's input state.
+    """
+    if optimizer is None:
+        raise ValueError("make_train_step: an optimizer is required, e.g. fnnet.optim.sgd(0.1)")
+    weight_decay = check_finite_nonneg("make_train_step", "weight_decay", weight_decay)
+    fixed_shards = None if shards is None else check_positive_int("make_train_step", "shards", shards)
+    n_threads = default_threads() if threads is None else check_positive_int("make_train_step", "threads", threads)
+    fixed_blas = None if blas_threads is None else check_positive_int("make_train_step", "blas_threads", blas_threads)
+    update = optimizer.update
+    policies: dict[tuple[int, ...], ExecutionPolicy] = {}
+
+    def policy_for(state: TrainState, x: Array) -> ExecutionPolicy:
+        p = policies.get(x.shape)
+        if p is None:
+            auto = choose_policy(model, state.params, state.model_state, x) if fixed_shards is None else None
+            p = ExecutionPolicy(
+                fixed_shards if fixed_shards is not None else auto.shards if auto else 1,
+                fixed_blas if fixed_blas is not None else 1,
+            )
+            policies[x.shape] = p
+        return p
+
+    def fail(state: TrainState, what: str, loss_finite: bool) -> NonFiniteLossError:
+        return NonFiniteLossError(
+            f"non-finite {what} at step {int(state.step)} (epoch {int(state.epoch)}); "
+            "lower the learning rate or check the data",
+            int(state.step),
+            state,
+            loss_finite=loss_finite,
+        )
+
+    def train_step(state: TrainState, x: Array, t: Any, key: Key | None = None) -> tuple[TrainState, StepMetrics]:
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"train_step: x must be a NumPy array, got {type(x).__name__}")
+        if key is not None and not isinstance(key, Key):
+            raise ValueError(f"train_step: key must be a fnnet.Key or None, got {type(key).__name__}")
+        params = state.params
+        policy = policy_for(state, x)
+        with blas_limit(policy.blas_threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            penalty, dpen = l2_penalty(params, weight_decay, decay_mask) if weight_decay else (0.0, None)
+            rows = shard_slices(len(x), policy.shards)
+            if len(rows) <= 1:
+                y, new_model_state, cache = model.forward(params, state.model_state, x, Ctx(True, key))
+                value, dy = loss(y, t)
+                value += penalty
+                if not math.isfinite(value):
+                    raise fail(state, f"loss {value}", False)
+                _, grads = model.backward(params, cache, dy, False)
+            else:
+                group = ShardGroup(len(rows), n_threads)
+
+                def forward(s: int) -> tuple[Array, Any, Any]:
+                    ctx = Ctx(True, None if key is None else fold_in(key, s), batch_sum=group.batch_sum(s))
+                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                        return model.forward(params, state.model_state, x[rows[s]], ctx)
+
+                outs = group.run(forward)
+                value, dy = loss(join_rows([o[0] for o in outs]), t)
+                value += penalty
+                if not math.isfinite(value):
+                    raise fail(state, f"loss {value}", False)
+
+                def backward(s: int) -> Any:
+                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                        return model.backward(params, outs[s][2], dy[rows[s]], False)[1]
+
+                shard_grads = group.run(backward)
+                grads = shard_grads[0]
+                for g in shard_grads[1:]:
+                    grads = tree_map(operator.add, grads, g)
+                new_model_state = _same_state(outs)
+            if dpen is not None:
+                grads = tree_map(operator.add, grads, dpen)
+            updates, opt_state = update(grads, state.opt_state, params)
+            new_params = apply_updates(params, updates)
+            if not (all_finite(new_params) and all_finite(opt_state) and all_finite(new_model_state)):
+                raise fail(state, "parameters or optimizer state after the update", True)
+        new = TrainState(new_params, opt_state, new_model_state, counter(int(state.step) + 1), state.epoch)
+        return new, StepMetrics(float(value))
+
+    return train_step
+
+
+def _same_state(outs: list[tuple[Array, Any, Any]]) -> Any:
+    """The model state every shard returned, which must agree (it comes from batch sums)."""
+    first = outs[0][1]
+    leaves = tree_leaves(first)
+    for o in outs[1:]:
+        other = tree_leaves(o[1])
+        if len(other) != len(leaves) or any(not np.array_equal(a, b) for a, b in zip(leaves, other)):
+            raise ValueError(
+                "make_train_step: the model's state differs between shards: a stateful layer keeps "
+                "per-batch state without summing it through ctx.batch_sum; use shards=1"
+            )
+    return first

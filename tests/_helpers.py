@@ -1,0 +1,134 @@
+"""Shared by the unit tests: seeded data, read-only copies, purity and gradient checks, tree equality.
+
+Imported as ``from _helpers import ...`` (``tests`` is not a package; pytest puts this directory on
+``sys.path``, as for ``_examples``). Fixtures live in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+import fnnet
+from fnnet.layers.base import Layer
+from fnnet.numerical import GradCheck, check_grads
+from fnnet.tree import tree_astype, tree_leaves, tree_map, tree_paths, tree_structure
+from fnnet.typing import Array, Shape, Tree
+
+if TYPE_CHECKING:
+    from fnnet.hparam import TrialResult
+
+R = TypeVar("R")
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def rng(*salt: int) -> np.random.Generator:
+    """A generator seeded from ``salt``: ``rng(5)`` draws what ``np.random.default_rng(5)`` draws."""
+    if not salt:
+        raise ValueError("rng: give at least one seed")
+    return np.random.default_rng(list(salt))
+
+
+def normal(shape: tuple[int, ...], *salt: int, dtype: Any = np.float64) -> Array:
+    """Standard normal numbers of ``shape`` drawn from ``rng(*salt)``, cast to ``dtype``."""
+    x: Array = rng(*salt).standard_normal(shape).astype(dtype)
+    return x
+
+
+def init64(layer: Layer, in_shape: Shape, seed: int = 0) -> tuple[Any, Shape]:
+    """``layer.init(fnnet.key(seed), in_shape)`` with the params cast to float64 (for gradient checks)."""
+    params, out_shape = layer.init(fnnet.key(seed), in_shape)
+    return tree_astype(params, np.float64), out_shape
+
+
+# --- purity --------------------------------------------------------------------------------------
+
+
+def read_only(tree: Tree) -> Tree:
+    """A copy of ``tree`` whose array leaves are fresh read-only copies (a write into one raises).
+
+    Leaves that are not arrays are kept as they are.
+    """
+
+    def freeze(leaf: Any) -> Any:
+        if not isinstance(leaf, np.ndarray):
+            return leaf
+        c = leaf.copy()
+        c.flags.writeable = False
+        return c
+
+    return tree_map(freeze, tree)
+
+
+def call_unchanged(fn: Callable[..., R], *args: Tree, readonly: bool = False) -> R:
+    """Call ``fn(*args)`` and assert that no array leaf of ``args`` changed.
+
+    Every array leaf is snapshotted (shape, dtype and raw bytes) and compared after the call.
+
+    Args:
+        fn: the function under test.
+        args: trees of arrays (and other leaves) passed positionally.
+        readonly: pass read-only copies of every array instead (see :func:`read_only`), so that an
+            in-place write raises at the very line that makes it.
+    Returns:
+        Whatever ``fn`` returns.
+    """
+    if readonly:
+        args = tuple(read_only(a) for a in args)
+    watched = [leaf for leaf in tree_leaves(args) if isinstance(leaf, np.ndarray)]
+    before = [(a.shape, a.dtype, a.tobytes()) for a in watched]
+    out = fn(*args)
+    for i, (a, (shape, dtype, raw)) in enumerate(zip(watched, before)):
+        assert (a.shape, a.dtype) == (shape, dtype), f"argument array {i} changed shape or dtype"
+        assert a.tobytes() == raw, f"argument array {i} was written to"
+    return out
+
+
+def global_rng_state() -> tuple[Any, ...]:
+    """NumPy's global random state as a comparable tuple (the key array as bytes)."""
+    state: Any = np.random.get_state()
+    name, keys, pos, has_gauss, cached = state
+    return (name, keys.tobytes(), pos, has_gauss, cached)
+
+
+@contextmanager
+def global_rng_untouched() -> Iterator[None]:
+    """Assert that the body neither draws from nor reseeds NumPy's global random generator."""
+    before = global_rng_state()
+    yield
+    assert global_rng_state() == before, "NumPy's global random state changed"
+
+
+# --- comparisons ---------------------------------------------------------------------------------
+
+
+def assert_bit_identical(a: Tree, b: Tree) -> None:
+    """Same structure, same leaf types, shapes, dtypes and bytes (NaN payloads and -0.0 included)."""
+    assert tree_structure(a) == tree_structure(b)
+    for x, y in zip(tree_leaves(a), tree_leaves(b)):
+        assert type(x) is type(y)
+        xa, ya = np.asarray(x), np.asarray(y)
+        assert xa.shape == ya.shape and xa.dtype == ya.dtype
+        assert xa.tobytes() == ya.tobytes()
+
+
+def assert_grads_ok(layer: Layer, params: Tree, x: Array, *, tol: float = 1e-6, **kwargs: Any) -> GradCheck:
+    """Run :func:`fnnet.check_grads` and assert it checked every parameter and ``x``, all within ``tol``.
+
+    ``kwargs`` go to ``check_grads`` (``state``, ``loss``, ``t``, ``ctx``, ``key``). Use float64
+    params and inputs. Returns the check for further assertions.
+    """
+    check = check_grads(layer, params, x, **kwargs)
+    assert set(check.errors) == {p or "params" for p in tree_paths(params)} | {"x"}, str(check)
+    assert check.max_error < tol, str(check)
+    return check
+
+
+def outcome(t: TrialResult) -> tuple[Any, ...]:
+    """Everything about a hyperparameter-search trial except its running time."""
+    return (t.index, t.hparams, t.metrics, t.status, t.error)

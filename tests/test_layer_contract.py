@@ -1,0 +1,285 @@
+"""The layer contract, checked on every layer kind: shapes without weights, state in and out,
+``input_grad=False``, the context, and the small base class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+import pytest
+from _helpers import assert_bit_identical, normal
+
+import fnnet
+from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer, kind
+from fnnet.layers.combinators import Residual, Serial, residual, serial
+from fnnet.layers.conv import Conv2D
+from fnnet.layers.core import Affine, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
+from fnnet.layers.dropout import Dropout
+from fnnet.layers.norm import BatchNorm, BatchNormState
+from fnnet.layers.pool import AvgPool2D, MaxPool2D
+from fnnet.random import Key
+from fnnet.tree import tree_leaves, tree_structure
+from fnnet.typing import Array, Shape
+
+FLAT: list[Shape] = [(4,), (2, 3), (2, 3, 4)]  # any-rank layers
+IMAGES: list[Shape] = [(1, 6, 6), (3, 7, 5)]  # (C, H, W)
+
+#: Every layer kind (and the combinators) with the input shapes it is checked on.
+CATALOG: list[tuple[Layer, list[Shape]]] = [
+    (Affine(3), [(4,), (2, 3), (1, 5, 5)]),
+    (ReLU(), FLAT),
+    (Sigmoid(), FLAT),
+    (Tanh(), FLAT),
+    (Identity(), FLAT),
+    (Softmax(), FLAT),
+    (Flatten(), FLAT),
+    (Dropout(0.3), FLAT),
+    (BatchNorm(), [(4,), (3, 5, 5), (2, 4, 3)]),
+    (Conv2D(2, 3), IMAGES),
+    (Conv2D(3, (3, 2), stride=2, pad=1), [*IMAGES, (2, 2, 2)]),
+    (MaxPool2D(2), IMAGES),
+    (MaxPool2D(3, 2, 1), IMAGES),
+    (AvgPool2D((2, 3), 1, (1, 1)), IMAGES),
+    (serial(Conv2D(2, 3, pad=1), BatchNorm(), ReLU(), MaxPool2D(2), Flatten(), Dropout(0.5), Affine(3)), IMAGES),
+    (serial(Flatten(), Affine(3), serial(Tanh(), Affine(2))), FLAT),
+    (residual(serial(Conv2D(3, 3, pad=1), ReLU(), Conv2D(3, 1))), [(3, 6, 6), (3, 5, 4)]),
+    (residual(serial(BatchNorm(), Tanh())), [(4,), (2, 3, 3)]),
+]
+
+
+def _id(layer: Layer) -> str:
+    if isinstance(layer, Serial):
+        return "serial(" + ",".join(_id(sub) for sub in layer.layers) + ")"
+    if isinstance(layer, Residual):
+        return f"residual({_id(layer.inner)})"
+    return kind(layer)
+
+
+CASES = [pytest.param(layer, shape, id=f"{_id(layer)}-{shape}") for layer, shapes in CATALOG for shape in shapes]
+#: One case per catalog entry.
+LAYERS = [pytest.param(layer, shapes[0], id=_id(layer)) for layer, shapes in CATALOG]
+
+#: A training context with a key (Dropout draws from it).
+TRAIN_KEYED = Ctx(train=True, key=fnnet.key(2))
+
+
+# --- shapes without weights ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("layer", "in_shape"), CASES)
+def test_out_shape_is_inits_out_shape(layer: Layer, in_shape: Shape) -> None:
+    out = layer.out_shape(in_shape)
+    assert isinstance(out, tuple) and all(isinstance(d, int) for d in out)
+    assert out == layer.init(fnnet.key(0), in_shape)[1]
+
+
+@pytest.mark.parametrize(
+    ("layer", "in_shape"),
+    [
+        (Conv2D(2, 5), (1, 4, 9)),
+        (Conv2D(2, 3), (9, 9)),
+        (MaxPool2D(4), (1, 3, 8)),
+        (AvgPool2D(2), (8,)),
+        (BatchNorm(), (3, 4)),
+        (residual(Affine(5)), (3,)),
+        (serial(Affine(4), Conv2D(2, 3)), (5,)),
+        (serial(Conv2D(2, 3), serial(ReLU(), MaxPool2D(5))), (1, 6, 6)),
+    ],
+    ids=lambda v: _id(v) if isinstance(v, Layer) else str(v),
+)
+def test_out_shape_and_init_reject_the_same_shapes_alike(layer: Layer, in_shape: Shape) -> None:
+    with pytest.raises(ValueError) as by_out_shape:
+        layer.out_shape(in_shape)
+    with pytest.raises(ValueError) as by_init:
+        layer.init(fnnet.key(0), in_shape)
+    assert str(by_out_shape.value) == str(by_init.value)
+
+
+def test_serial_out_shape_errors_name_the_layer() -> None:
+    with pytest.raises(ValueError, match=r"^layer 1 \(Conv2D\): Conv2D: expected in_shape \(C, H, W\), got \(4,\)"):
+        serial(Affine(4), Conv2D(2, 3)).out_shape((5,))
+    with pytest.raises(ValueError, match=r"^layer 1 \(Serial\): layer 1 \(MaxPool2D\): MaxPool2D: window \(5, 5\)"):
+        serial(Conv2D(2, 3), serial(ReLU(), MaxPool2D(5))).out_shape((1, 6, 6))
+
+
+@attrs.frozen
+class NoDraw:
+    """An initializer that fails the test if it is ever called."""
+
+    def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
+        raise AssertionError(f"weights {shape} were drawn")
+
+
+@attrs.frozen
+class InitRaises(Layer):
+    """A shape-keeping layer whose ``init`` fails the test if it is ever called."""
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape)
+
+    def init(self, key: Key, in_shape: Shape) -> tuple[Any, Shape]:
+        raise AssertionError("init was called")
+
+    def forward(self, params: Any, state: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any, None]:
+        return x, state, None
+
+    def backward(self, params: Any, cache: None, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
+        return dout, None
+
+
+def test_out_shape_and_init_state_draw_no_weights() -> None:
+    model = serial(
+        Conv2D(2, 3, pad=1, w_init=NoDraw(), b_init=NoDraw()),
+        InitRaises(),
+        BatchNorm(),
+        residual(serial(InitRaises(), Conv2D(2, 3, pad=1, w_init=NoDraw()), BatchNorm())),
+        MaxPool2D(2),
+        Flatten(),
+        Affine(5, w_init=NoDraw(), b_init=NoDraw()),
+        BatchNorm(),
+        Dropout(0.5),
+    )
+    assert model.out_shape((1, 6, 6)) == (5,)
+    state = model.init_state((1, 6, 6))
+    assert isinstance(state, tuple) and len(state) == len(model.layers)
+    bn = {i: s for i, s in enumerate(state) if s is not None}
+    assert sorted(bn) == [2, 3, 7]
+    assert isinstance(bn[2], BatchNormState) and bn[2].mean.shape == (2,)
+    assert bn[3][:2] == (None, None) and isinstance(bn[3][2], BatchNormState) and bn[3][2].var.shape == (2,)
+    assert isinstance(bn[7], BatchNormState) and bn[7].mean.shape == (5,) and int(bn[7].count) == 0
+    with pytest.raises(AssertionError, match="were drawn|init was called"):  # the probes do work
+        model.init(fnnet.key(0), (1, 6, 6))
+
+
+# --- forward and backward ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("layer", "in_shape"), CASES)
+def test_forward_threads_state_and_backward_mirrors_params(layer: Layer, in_shape: Shape) -> None:
+    params, out_shape = layer.init(fnnet.key(0), in_shape)
+    state0 = layer.init_state(in_shape)
+    x = normal((3, *in_shape), 1, dtype=np.float32)
+
+    y, state1, cache = layer.forward(params, state0, x, TRAIN_KEYED)
+    assert y.shape == (3, *out_shape) and y.dtype == x.dtype
+    assert tree_structure(state1) == tree_structure(state0)  # None for stateless layers
+    dx, grads = layer.backward(params, cache, np.ones_like(y))
+    assert dx.shape == x.shape and dx.dtype == x.dtype
+    assert tree_structure(grads) == tree_structure(params)  # what an optimizer maps over
+
+    # evaluation (with the statistics training returned) hands the state back untouched
+    y_eval, state2, _ = layer.forward(params, state1, x)
+    assert y_eval.shape == y.shape
+    assert tree_structure(state2) == tree_structure(state1)
+    assert all(a is b for a, b in zip(tree_leaves(state2), tree_leaves(state1)))
+    np.testing.assert_array_equal(layer.apply(params, x, state=state1), y_eval)
+    np.testing.assert_array_equal(layer.apply(params, x, state=state0, ctx=TRAIN_KEYED), y)
+
+
+@pytest.mark.parametrize(("layer", "in_shape"), LAYERS)
+def test_backward_without_input_grad_gives_a_read_only_zero_dx(layer: Layer, in_shape: Shape) -> None:
+    params, _ = layer.init(fnnet.key(0), in_shape)
+    x = normal((3, *in_shape), 1, dtype=np.float32)
+    y, _, cache = layer.forward(params, layer.init_state(in_shape), x, TRAIN_KEYED)
+    dout = normal(y.shape, 2, dtype=np.float32)
+    dx_on, grads_on = layer.backward(params, cache, dout)
+    dx_off, grads_off = layer.backward(params, cache, dout, input_grad=False)
+    assert np.any(dx_on)
+    assert dx_off.shape == x.shape and dx_off.dtype == dout.dtype
+    assert not dx_off.flags.writeable and not np.any(dx_off)
+    assert all(s == 0 for s in dx_off.strides)  # one zero seen everywhere: it takes no memory
+    assert_bit_identical(grads_off, grads_on)  # only dx is skipped
+
+
+# --- the context ---------------------------------------------------------------------------------
+
+
+def test_ctx_defaults() -> None:
+    assert (EVAL.train, EVAL.key, TRAIN.train, TRAIN.key) == (False, None, True, None)
+    a = np.arange(3.0)
+    assert Ctx().batch_sum(a) is a  # unsharded: the batch's own sum is the whole sum
+    assert Ctx(train=1).train is True  # type: ignore[arg-type]
+    assert repr(Ctx(train=True)) == "Ctx(train=True, key=None)"
+
+
+def test_ctx_children_fold_the_key_and_keep_the_rest() -> None:
+    k = fnnet.key(3)
+
+    def total(a: Array) -> Array:
+        return a * 2
+
+    ctx = Ctx(train=True, key=k, batch_sum=total)
+    assert ctx.key == k
+    assert ctx.child(2).key == fnnet.fold_in(k, 2)
+    assert ctx.child(2).child(5).key == fnnet.fold_in(fnnet.fold_in(k, 2), 5)
+    assert ctx.child(2).train is True and ctx.child(2).batch_sum is total
+    keyless = Ctx(train=True, batch_sum=total).child(4)
+    assert keyless.key is None and keyless.train is True and keyless.batch_sum is total
+
+
+def test_ctx_is_immutable_and_checks_its_key() -> None:
+    ctx = Ctx(key=fnnet.key(0))
+    with pytest.raises(AttributeError, match="immutable"):
+        ctx.train = True
+    with pytest.raises(AttributeError, match="immutable"):
+        ctx.child(1).batch_sum = np.negative
+    with pytest.raises(ValueError, match=r"^Ctx: key must be a fnnet.Key or None, got int"):
+        Ctx(key=0)  # type: ignore[arg-type]
+
+
+@attrs.frozen
+class CtxProbe(Layer):
+    """Passes ``x`` through and keeps the context it was given as its cache."""
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape)
+
+    def init(self, key: Key, in_shape: Shape) -> tuple[None, Shape]:
+        return None, tuple(in_shape)
+
+    def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, Ctx]:
+        return x, state, ctx
+
+    def backward(self, params: None, cache: Ctx, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
+        return dout, None
+
+
+def test_serial_gives_layer_i_the_context_child_i() -> None:
+    k = fnnet.key(9)
+
+    def total(a: Array) -> Array:
+        return a
+
+    model = serial(CtxProbe(), serial(CtxProbe(), CtxProbe()), residual(CtxProbe()))
+    _, _, cache = model.forward((None, (None, None), None), None, np.ones((2, 3)), Ctx(True, k, batch_sum=total))
+    got = [cache.caches[0], cache.caches[1].caches[0], cache.caches[1].caches[1], cache.caches[2].inner]
+    paths = [(0,), (1, 0), (1, 1), (2,)]
+    for ctx, path in zip(got, paths):
+        expected = k
+        for i in path:
+            expected = fnnet.fold_in(expected, i)
+        assert ctx.key == expected and ctx.train is True and ctx.batch_sum is total
+
+
+# --- the base class ------------------------------------------------------------------------------
+
+
+def test_the_layer_base_class_is_small() -> None:
+    public = {name for name in dir(Layer) if not name.startswith("_")}
+    assert public == {"out_shape", "init", "init_state", "forward", "backward", "apply"}
+
+
+def test_kind_is_the_class_name() -> None:
+    assert [kind(layer) for layer, _ in CATALOG[:3]] == ["Affine", "ReLU", "Sigmoid"]
+    assert kind(serial(ReLU())) == "Serial" and kind(residual(ReLU())) == "Residual"
+    assert kind(InitRaises()) == "InitRaises"
+
+
+@pytest.mark.parametrize(("layer", "in_shape"), LAYERS)
+def test_only_batchnorm_carries_state(layer: Layer, in_shape: Shape) -> None:
+    state = layer.init_state(in_shape)
+    assert bool(tree_leaves(state)) == ("BatchNorm" in _id(layer))
+    if isinstance(layer, (Serial, Residual)):
+        return
+    assert state is None or isinstance(layer, BatchNorm)  # the base class's default is None
