@@ -7,6 +7,7 @@ All functions here are pure: they build new containers and never write into a le
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -501,12 +502,19 @@ def tree_size(tree: Tree) -> int:
 
 
 def tree_global_norm(tree: Tree) -> float:
-    """The L2 norm of all leaves taken together, ``sqrt(sum(leaf**2))``, computed in float64."""
-    total = 0.0
+    """The L2 norm of all leaves taken together, ``sqrt(sum(leaf**2))``, computed in float64.
+
+    The per-leaf sums of squares are added with ``math.fsum`` (exactly rounded), so the result
+    does not depend on the order of the leaves.
+
+    >>> tree_global_norm((np.array([3.0]), {"b": np.array([4.0])}))
+    5.0
+    """
+    squares = []
     for leaf in tree_leaves(tree):
         a: Array = np.asarray(leaf, dtype=np.float64)
-        total += float(np.vdot(a, a))
-    return float(np.sqrt(total))
+        squares.append(float(np.vdot(a, a)))
+    return math.sqrt(math.fsum(squares))
 
 
 def tree_astype(tree: Tree, dtype: Any) -> Tree:
