@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         x_train, t_train = x_train[: args.n_train], t_train[: args.n_train]
     model = build(args.variant)
     steps = args.epochs * -(-len(x_train) // BATCH_SIZE)
-    opt = optim.adam(optim.cosine_decay(LEARNING_RATE, steps))
+    opt = optim.adam(optim.CosineDecay(LEARNING_RATE, steps))
     print(f"Fashion-MNIST: {len(x_train)} train / {len(x_val)} validation / {len(x_test)} test")
     print(f"variant {args.variant}, Adam lr {LEARNING_RATE} cosine over {steps} steps, batch {BATCH_SIZE}, "
           f"{args.epochs} epochs, seed {args.seed}")

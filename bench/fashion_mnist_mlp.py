@@ -47,7 +47,7 @@ import time
 
 from fnnet.datasets import load_mnist, train_val_split
 from fnnet.models import mlp
-from fnnet.optim import adamw, current_lr, warmup_cosine
+from fnnet.optim import WarmupCosine, adamw, current_lr
 from fnnet.random import key as make_key, split
 from fnnet.train import History, TrainState, evaluate, fit
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     n_train = len(train[0])
     steps_per_epoch = math.ceil(n_train / args.batch_size)
     total_steps = args.epochs * steps_per_epoch
-    schedule = warmup_cosine(args.lr, min(args.warmup_epochs * steps_per_epoch, total_steps - 1), total_steps)
+    schedule = WarmupCosine(args.lr, min(args.warmup_epochs * steps_per_epoch, total_steps - 1), total_steps)
     model = mlp(tuple(args.hidden), 10, activation="relu", batchnorm=True, dropout=args.dropout)
     optimizer = adamw(schedule, args.weight_decay)
     arch = "-".join(map(str, (x_all.shape[1], *args.hidden, 10)))

@@ -50,7 +50,7 @@ def descend(opt: GradientTransformation, start: Array, steps: int) -> Array:
     p, state = start, opt.init(start)
     path = [p]
     for _ in range(steps):
-        p, state = optim.step(opt, grad_f(p), state, p)
+        p, state = optim.apply_optimizer(opt, grad_f(p), state, p)
         path.append(p)
     return np.stack(path)
 

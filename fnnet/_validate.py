@@ -6,12 +6,25 @@ Each raises ``ValueError`` naming the record or function and the argument.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import numpy as np
 
-__all__ = ["is_int", "is_real", "positive_int", "nonneg_int", "check_positive_int"]
+__all__ = [
+    "is_int",
+    "is_real",
+    "positive_int",
+    "nonneg_int",
+    "finite_positive",
+    "finite_nonneg",
+    "in_interval",
+    "check_positive_int",
+    "check_finite_positive",
+    "check_finite_nonneg",
+    "check_in_interval",
+]
 
 
 def is_int(value: Any) -> bool:
@@ -36,6 +49,33 @@ def nonneg_int(inst: object, attribute: attrs.Attribute[Any], value: Any) -> Non
         raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a non-negative int, got {value!r}")
 
 
+def finite_positive(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: a finite real number > 0 (not bool)."""
+    check_finite_positive(type(inst).__name__, attribute.name, value)
+
+
+def finite_nonneg(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: a finite real number >= 0 (not bool)."""
+    check_finite_nonneg(type(inst).__name__, attribute.name, value)
+
+
+def in_interval(
+    low: float, high: float, *, low_open: bool = False, high_open: bool = True
+) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    """attrs validator factory: a real number in the interval from ``low`` to ``high``.
+
+    Args:
+        low, high: the ends; low_open, high_open: whether each end is excluded (default ``[low, high)``).
+    Returns:
+        The validator; it raises ``ValueError`` naming the record and the field.
+    """
+
+    def validate(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        check_in_interval(type(inst).__name__, attribute.name, value, low, high, low_open=low_open, high_open=high_open)
+
+    return validate
+
+
 def check_positive_int(where: str, name: str, value: Any) -> int:
     """``value`` as an int if it is a positive int, else ``ValueError`` naming ``where`` and ``name``."""
     if not is_int(value) or value < 1:
@@ -47,4 +87,30 @@ def check_finite_nonneg(where: str, name: str, value: Any) -> float:
     """``value`` as a float if it is a finite number >= 0, else ``ValueError``."""
     if not is_real(value) or not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{where}: {name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_finite_positive(where: str, name: str, value: Any) -> float:
+    """``value`` as a float if it is a finite number > 0, else ``ValueError``."""
+    if not is_real(value) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{where}: {name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_in_interval(
+    where: str, name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = True
+) -> float:
+    """``value`` as a float if it is a real number in the interval, else ``ValueError``.
+
+    Args:
+        where, name: the function or record, and the argument, for the message.
+        value: the number to check.
+        low, high: the ends; low_open, high_open: whether each end is excluded (default ``[low, high)``).
+    Returns:
+        ``float(value)``.
+    """
+    above = is_real(value) and (value > low if low_open else value >= low)
+    if not (above and (value < high if high_open else value <= high)):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{where}: {name} must be in {interval}, got {value!r}")
     return float(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,12 +16,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fnnet import optim
-from fnnet.layers.core import AffineParams
 from fnnet.numerical import numerical_gradient
 from fnnet.optim import GradientTransformation
 from fnnet.tree import tree_flatten, tree_leaves, tree_map, tree_structure, tree_unflatten
 
 Array = np.ndarray[Any, Any]
+
+
+class AffineParams(NamedTuple):
+    """A dense layer's parameters, as a layer's params record would hold them."""
+
+    w: Array
+    b: Array
 
 
 # --------------------------------------------------------------------------------------------
@@ -44,7 +51,7 @@ def run(opt: GradientTransformation, grad: Callable[[Array], Array], x0: Array, 
     x, state = x0, opt.init(x0)
     path = [x]
     for _ in range(n):
-        x, state = optim.step(opt, grad(x), state, x)
+        x, state = optim.apply_optimizer(opt, grad(x), state, x)
         path.append(x)
     return path
 
@@ -125,7 +132,7 @@ def test_two_steps_match_the_update_formula(name: str, shapes: list[tuple[int, i
     state = opt.init(params)
     p = params
     for g in g_seq:
-        p, state = optim.step(opt, g, state, p)
+        p, state = optim.apply_optimizer(opt, g, state, p)
     assert tree_structure(p) == tree_structure(params)
     for leaf_path, (p0, p2, *gl) in enumerate(zip(*(tree_leaves(t) for t in [params, p, *g_seq]))):
         decay = name == "adamw" and p0.ndim >= 2  # AdamW's default mask: weights, not biases
@@ -282,7 +289,7 @@ def test_quadratic_adagrad() -> None:
     ids=["rmsprop", "adam", "adamw"],
 )
 def test_quadratic_adaptive_methods_with_cosine_decay(make: Callable[[optim.Schedule], GradientTransformation]) -> None:
-    sched = optim.cosine_decay(0.1, QN)
+    sched = optim.CosineDecay(0.1, QN)
     x = run(make(sched), q_grad, QX0, QN)[-1]
     # their steps are about lr_k per coordinate; once lr_k has decayed below its value at 90 % of
     # the run the iterate settles within such a step of the minimum (AdamW's decay pulls to 0 too)
@@ -295,28 +302,28 @@ def test_quadratic_adaptive_methods_with_cosine_decay(make: Callable[[optim.Sche
 
 
 def test_schedule_values() -> None:
-    s = optim.step_decay(0.1, 10, 0.5)
+    s = optim.StaircaseDecay(0.1, 0.5, 10)
     assert [s(k) for k in (0, 9, 10, 19, 20, 35)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.0125])
-    e = optim.exponential_decay(0.1, 0.5, 10)
+    e = optim.ExponentialDecay(0.1, 0.5, 10)
     assert [e(0), e(5), e(10), e(30)] == pytest.approx([0.1, 0.1 / math.sqrt(2), 0.05, 0.0125])
-    c = optim.cosine_decay(0.1, 100, final=0.01)
+    c = optim.CosineDecay(0.1, 100, final=0.01)
     assert [c(0), c(50), c(100), c(150)] == pytest.approx([0.1, 0.055, 0.01, 0.01])
     assert c(25) == pytest.approx(0.01 + 0.09 * (1 + math.sqrt(0.5)) / 2)
-    w = optim.warmup_cosine(0.1, 10, 110)
+    w = optim.WarmupCosine(0.1, 10, 110)
     assert [w(0), w(4), w(9)] == pytest.approx([0.01, 0.05, 0.1])  # lr (k + 1) / warmup
     assert [w(10), w(60), w(110), w(500)] == pytest.approx([0.1, 0.05, 0.0, 0.0])
-    assert optim.constant(0.3)(12345) == 0.3
-    assert optim.warmup_cosine(0.2, 0, 10)(0) == pytest.approx(0.2)
+    assert optim.Constant(0.3)(12345) == 0.3
+    assert optim.WarmupCosine(0.2, 0, 10)(0) == pytest.approx(0.2)
 
 
 @pytest.mark.parametrize(
     "sched",
     [
-        optim.constant(0.1),
-        optim.step_decay(0.1, 7, 0.3),
-        optim.exponential_decay(0.1, 0.9, 5),
-        optim.cosine_decay(0.1, 50, 0.001),
-        optim.warmup_cosine(0.1, 5, 50, 0.001),
+        optim.Constant(0.1),
+        optim.StaircaseDecay(0.1, 0.3, 7),
+        optim.ExponentialDecay(0.1, 0.9, 5),
+        optim.CosineDecay(0.1, 50, 0.001),
+        optim.WarmupCosine(0.1, 5, 50, 0.001),
     ],
     ids=repr,
 )
@@ -331,14 +338,31 @@ def test_schedules_are_frozen_hashable_and_never_increase_after_warmup(sched: An
     assert all(v > 0 for v in vals)
 
 
+@pytest.mark.parametrize(
+    "sched",
+    [
+        optim.Constant(0.1),
+        optim.StaircaseDecay(0.1, 0.3, 7),
+        optim.ExponentialDecay(0.1, 0.9, 5),
+        optim.CosineDecay(0.1, 50, 0.001),
+        optim.WarmupCosine(0.1, 5, 50, 0.001),
+    ],
+    ids=repr,
+)
+def test_schedule_repr_is_the_expression_that_builds_it(sched: Any) -> None:
+    rebuilt = eval(repr(sched), {name: getattr(optim, name) for name in optim.__all__})
+    assert rebuilt == sched and type(rebuilt) is type(sched)
+    assert [rebuilt(k) for k in range(0, 60, 7)] == [sched(k) for k in range(0, 60, 7)]
+
+
 def test_schedule_drives_updates_and_current_lr_follows() -> None:
-    sched = optim.step_decay(0.4, 2, 0.5)
+    sched = optim.StaircaseDecay(0.4, 0.5, 2)
     opt = optim.chain(optim.clip_by_global_norm(100.0), optim.sgd(sched))
     p = (np.zeros(3), None)
     state = opt.init(p)
     for k in range(7):
         assert optim.current_lr(state) == pytest.approx(sched(k))
-        new_p, state = optim.step(opt, (np.ones(3), None), state, p)
+        new_p, state = optim.apply_optimizer(opt, (np.ones(3), None), state, p)
         np.testing.assert_allclose(new_p[0] - p[0], -sched(k))  # W <- W - lr_k g with g = 1
         p = new_p
     assert optim.current_lr(optim.adam(0.003).init(p)) == pytest.approx(0.003)
@@ -386,7 +410,7 @@ def test_adamw_shrinks_weights_not_biases_without_gradient() -> None:
     lr, wd = 0.01, 0.5
     params = make_params([(3, 4)], seed=5)
     opt = optim.adamw(lr, wd)
-    p1, _ = optim.step(opt, tree_map(np.zeros_like, params), opt.init(params), params)
+    p1, _ = optim.apply_optimizer(opt, tree_map(np.zeros_like, params), opt.init(params), params)
     np.testing.assert_allclose(p1[0].w, (1 - lr * wd) * params[0].w, rtol=1e-14)
     np.testing.assert_array_equal(p1[0].b, params[0].b)
 
@@ -460,15 +484,15 @@ def test_attrs_and_dict_trees_give_the_same_updates_as_tuples(name: str) -> None
     as_rec = {"layer": Rec(tup.w, tup.b)}
     g_rec = {"layer": Rec(g.w, g.b)}
     opt = make()
-    p1, _ = optim.step(opt, g, opt.init(tup), tup)
-    p2, _ = optim.step(opt, g_rec, opt.init(as_rec), as_rec)
+    p1, _ = optim.apply_optimizer(opt, g, opt.init(tup), tup)
+    p2, _ = optim.apply_optimizer(opt, g_rec, opt.init(as_rec), as_rec)
     assert isinstance(p2["layer"], Rec)
     np.testing.assert_array_equal(p1.w, p2["layer"].w)
     np.testing.assert_array_equal(p1.b, p2["layer"].b)
 
 
 def test_counters_are_0d_int64_arrays() -> None:
-    opt = optim.chain(optim.adam(), optim.sgd(optim.cosine_decay(0.1, 10)))
+    opt = optim.chain(optim.adam(), optim.sgd(optim.CosineDecay(0.1, 10)))
     p = (np.ones(2),)
     state = opt.init(p)
     for _ in range(3):
@@ -479,13 +503,13 @@ def test_counters_are_0d_int64_arrays() -> None:
 
 
 def test_state_round_trips_through_npz(tmp_path: Path) -> None:
-    opt = optim.chain(optim.clip_by_global_norm(1.0), optim.adamw(optim.warmup_cosine(0.01, 2, 20), 0.1))
+    opt = optim.chain(optim.clip_by_global_norm(1.0), optim.adamw(optim.WarmupCosine(0.01, 2, 20), 0.1))
     params = make_params([(4, 3), (3, 2)], seed=9, dtype=np.float32)
     grads = [make_params([(4, 3), (3, 2)], seed=20 + k, dtype=np.float32) for k in range(4)]
     state = opt.init(params)
     p = params
     for g in grads[:3]:
-        p, state = optim.step(opt, g, state, p)
+        p, state = optim.apply_optimizer(opt, g, state, p)
     leaves, treedef = tree_flatten(state)
     np.savez(tmp_path / "opt.npz", *leaves)
     with np.load(tmp_path / "opt.npz", allow_pickle=False) as f:
@@ -494,8 +518,8 @@ def test_state_round_trips_through_npz(tmp_path: Path) -> None:
         assert a.dtype == b.dtype and a.shape == np.shape(b)
         np.testing.assert_array_equal(a, b)
     assert optim.current_lr(loaded) == optim.current_lr(state)
-    pa, sa = optim.step(opt, grads[3], state, p)
-    pb, sb = optim.step(opt, grads[3], loaded, p)
+    pa, sa = optim.apply_optimizer(opt, grads[3], state, p)
+    pb, sb = optim.apply_optimizer(opt, grads[3], loaded, p)
     for a, b in zip(tree_leaves((pa, sa)), tree_leaves((pb, sb))):
         np.testing.assert_array_equal(a, b)  # resuming is bit-identical
 
@@ -505,9 +529,9 @@ def test_state_round_trips_through_npz(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 ALL_OPTS: list[Callable[[], GradientTransformation]] = [m for m, _ in OPTIMIZERS.values()] + [
-    lambda: optim.chain(optim.clip_by_global_norm(0.5), optim.momentum(optim.warmup_cosine(0.1, 2, 10))),
-    lambda: optim.chain(optim.add_decayed_weights(0.1), optim.nesterov(optim.exponential_decay(0.1, 0.5, 3))),
-    lambda: optim.rmsprop(optim.step_decay(0.1, 2)),
+    lambda: optim.chain(optim.clip_by_global_norm(0.5), optim.momentum(optim.WarmupCosine(0.1, 2, 10))),
+    lambda: optim.chain(optim.add_decayed_weights(0.1), optim.nesterov(optim.ExponentialDecay(0.1, 0.5, 3))),
+    lambda: optim.rmsprop(optim.StaircaseDecay(0.1, 0.1, 2)),
 ]
 
 
@@ -552,16 +576,46 @@ def test_no_optimizer_writes_into_its_inputs(which: int, shapes: list[tuple[int,
         (lambda: optim.trace(1.0), "trace"),
         (lambda: optim.scale_by_schedule(0.1), "scale_by_schedule"),  # type: ignore[arg-type]
         (lambda: optim.l2_penalty((np.ones((2, 2)),), -1.0), "l2_penalty"),
-        (lambda: optim.constant(-0.1), "Constant"),
-        (lambda: optim.step_decay(0.1, 0), "StepDecay"),
-        (lambda: optim.step_decay(0.1, 10, gamma=0.0), "StepDecay"),
-        (lambda: optim.exponential_decay(0.1, 1.5, 10), "ExponentialDecay"),
-        (lambda: optim.cosine_decay(0.1, 0), "CosineDecay"),
-        (lambda: optim.cosine_decay(0.1, 10, final=0.2), "CosineDecay"),
-        (lambda: optim.warmup_cosine(0.1, 10, 10), "WarmupCosine"),
-        (lambda: optim.warmup_cosine(0.1, -1, 10), "WarmupCosine"),
+        (lambda: optim.Constant(-0.1), "Constant"),
+        (lambda: optim.StaircaseDecay(0.1, 0.5, 0), "StaircaseDecay"),
+        (lambda: optim.StaircaseDecay(0.1, decay_rate=0.0, decay_steps=10), "StaircaseDecay"),
+        (lambda: optim.ExponentialDecay(0.1, 1.5, 10), "ExponentialDecay"),
+        (lambda: optim.CosineDecay(0.1, 0), "CosineDecay"),
+        (lambda: optim.CosineDecay(0.1, 10, final=0.2), "CosineDecay"),
+        (lambda: optim.WarmupCosine(0.1, 10, 10), "WarmupCosine"),
+        (lambda: optim.WarmupCosine(0.1, -1, 10), "WarmupCosine"),
     ],
 )
 def test_bad_hyperparameters_raise_when_built(build: Callable[[], Any], where: str) -> None:
     with pytest.raises(ValueError, match=where):
         build()
+
+
+# --------------------------------------------------------------------------------------------
+# Layout: optim sits below layers and uses the ground floor only
+# --------------------------------------------------------------------------------------------
+
+OPTIM_MAY_IMPORT = {"fnnet.typing", "fnnet.tree", "fnnet._validate", "fnnet.errors", "fnnet.random"}
+
+
+def test_optim_imports_only_the_ground_floor() -> None:
+    package = Path(optim.__file__).parent
+    for module in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module is not None:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names if node.module == "fnnet"]
+            for name in names:
+                if name == "fnnet" or not name.startswith("fnnet"):
+                    continue
+                assert name in OPTIM_MAY_IMPORT or name.startswith("fnnet.optim."), f"{module.name} imports {name}"
+
+
+def test_the_old_names_are_gone() -> None:
+    # `step` has one meaning in fnnet (a training step); the optimizer call and the staircase
+    # schedule are apply_optimizer and StaircaseDecay, and each schedule has one spelling.
+    for old in ("step", "StepDecay", "step_decay", "constant", "exponential_decay", "cosine_decay", "warmup_cosine"):
+        assert not hasattr(optim, old), old
+    assert set(optim.__all__) <= set(dir(optim))

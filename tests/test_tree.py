@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import attrs
@@ -17,6 +18,7 @@ from fnnet.tree import (
     tree_global_norm,
     tree_leaves,
     tree_map,
+    tree_map_n,
     tree_map_with_path,
     tree_paths,
     tree_size,
@@ -113,6 +115,62 @@ def test_tree_map_over_several_trees(name: str) -> None:
     for x, o in zip(tree_leaves(t1), tree_leaves(out)):
         np.testing.assert_allclose(o, x * (2 * x + 1) - x)
     assert_bit_identical(tree_map(lambda x: x, t1), t1)
+
+
+@pytest.mark.parametrize("name", [n for n in EXAMPLES if n != "scalars"])
+@pytest.mark.parametrize("n_rest", [0, 1, 2])
+def test_tree_map_n_equals_one_tree_map_per_result(name: str, n_rest: int) -> None:
+    tree = EXAMPLES[name]
+    rest = [tree_map(lambda x, k=k: x + k, tree) for k in range(1, n_rest + 1)]
+    calls: list[int] = []
+
+    def f(*xs: Array) -> tuple[Array, Array, Array]:
+        calls.append(1)
+        return xs[0] + xs[-1], xs[0] * 2, -xs[-1]
+
+    outs = tree_map_n(f, 3, tree, *rest)
+    assert len(outs) == 3 and len(calls) == len(tree_leaves(tree))  # f runs once per leaf
+    for i, out in enumerate(outs):
+        expect = tree_map(lambda *xs: f(*xs)[i], tree, *rest)
+        assert type(out) is type(tree)
+        _same_tree(out, expect)
+
+
+def test_tree_map_n_checks_its_arguments() -> None:
+    t = (WB(_a(1), _a(1)), [_a(2)])
+    with pytest.raises(ValueError, match=r"tree_map_n: structures differ at 1(?![\w/])"):
+        tree_map_n(lambda x, y: (x, y), 2, t, (WB(_a(1), _a(1)), [_a(2), _a(2)]))
+    with pytest.raises(ValueError, match=r"tree_map_n: structures differ at 0"):
+        tree_map_n(lambda x, y: (x, y), 2, t, ((_a(1), _a(1)), [_a(2)]))
+    with pytest.raises(ValueError, match="tuple of 2 values"):
+        tree_map_n(lambda x: (x, x, x), 2, t)
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        tree_map_n(lambda x: (), 0, t)
+    assert tree_map_n(lambda x: (x, x), 2, (None, (), {})) == ((None, (), {}), (None, (), {}))
+
+
+class Pair(tuple):  # type: ignore[type-arg]
+    """A tuple subclass that is not a NamedTuple: a plain tuple node."""
+
+
+def test_subclasses_of_tuple_and_dict_match_their_base() -> None:
+    x, y = _a(2), _a(2, salt=1)
+    out = tree_map(lambda u, v: u - v, ((x, y), {"k": y}), (Pair((y, x)), OrderedDict(k=x)))
+    assert type(out) is tuple and type(out[0]) is tuple and type(out[1]) is dict
+    np.testing.assert_array_equal(out[0][0], x - y)
+    np.testing.assert_array_equal(out[1]["k"], y - x)
+    a, b = tree_map_n(lambda u, v: (u, v), 2, Pair((x,)), (y,))
+    assert type(a) is tuple and a[0] is x and b[0] is y
+    with pytest.raises(ValueError, match="structures differ at <root>"):
+        tree_map(lambda u, v: u, WB(x, y), Pair((x, y)))
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_leaves_are_the_flattened_leaves(name: str) -> None:
+    tree = EXAMPLES[name]
+    leaves = tree_leaves(tree)
+    flat = tree_flatten(tree)[0]
+    assert len(leaves) == len(flat) and all(a is b for a, b in zip(leaves, flat))
 
 
 def test_tree_map_with_path() -> None:

@@ -1,0 +1,472 @@
+"""The small gradient transformations the named optimizers are chained from, and weight decay.
+
+Every transform's state is a NamedTuple of arrays (update counters are 0-d int64 arrays), so an
+optimizer state is a tree that a ``.npz`` checkpoint holds; the field names are the checkpoint's
+paths (``opt_state/1/mu/0/w``) and do not change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple, cast
+
+import numpy as np
+
+from fnnet._validate import check_finite_nonneg, check_finite_positive, check_in_interval
+from fnnet.optim.base import EmptyState, GradientTransformation
+from fnnet.optim.schedules import Schedule
+from fnnet.tree import tree_global_norm, tree_map, tree_map_n, tree_zeros_like
+from fnnet.typing import Array, Tree
+
+__all__ = [
+    "ADAGRAD_EPS",
+    "RMSPROP_EPS",
+    "ADAM_EPS",
+    "Mask",
+    "ScaleByLrState",
+    "ScaleByScheduleState",
+    "TraceState",
+    "ScaleByAdagradState",
+    "ScaleByRmsState",
+    "ScaleByAdamState",
+    "scale_by_lr",
+    "scale_by_schedule",
+    "trace",
+    "scale_by_adagrad",
+    "scale_by_rms",
+    "scale_by_adam",
+    "add_decayed_weights",
+    "clip_by_global_norm",
+    "default_decay_mask",
+    "l2_penalty",
+]
+
+#: ε added to √h in AdaGrad so that a coordinate whose gradient has always been zero divides by
+#: ε instead of 0 (its update is then 0/ε = 0). The book's value.
+ADAGRAD_EPS = 1e-7
+#: ε added to √h in RMSprop, for the same reason; the book's value.
+RMSPROP_EPS = 1e-7
+#: ε added to √v in Adam; the book's value (the Adam paper and optax use 1e-8). It is added to the
+#: *uncorrected* √v, as in the book, which equals ε / √(1 − β₂ᵗ) added to the corrected √v̂.
+ADAM_EPS = 1e-7
+
+#: Which leaves a weight decay touches: a tree of bools shaped like params, a callable
+#: ``params -> such a tree``, or ``None`` for :func:`default_decay_mask`.
+Mask = Any
+
+
+def _check_lr(where: str, lr: Any) -> float | Schedule:
+    """A learning rate: a schedule (any callable), else a finite number > 0."""
+    if callable(lr):
+        return cast(Schedule, lr)
+    return check_finite_positive(where, "lr", lr)
+
+
+def _check_rate(where: str, name: str, value: Any) -> float:
+    """A decay rate or momentum in [0, 1)."""
+    return check_in_interval(where, name, value, 0.0, 1.0)
+
+
+def _i64(n: int) -> Array:
+    return np.array(n, dtype=np.int64)
+
+
+def _f64(x: float) -> Array:
+    return np.array(x, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# The learning rate
+# --------------------------------------------------------------------------------------------
+
+
+class ScaleByLrState(NamedTuple):
+    """State of :func:`scale_by_lr` with a fixed rate: ``lr`` (0-d float64), read by :func:`current_lr`."""
+
+    lr: Array
+
+
+class ScaleByScheduleState(NamedTuple):
+    """State of :func:`scale_by_schedule`: ``steps``, the number of updates made (0-d int64), and
+    the ``lr`` the next update uses (0-d float64, ``schedule(steps)``)."""
+
+    steps: Array
+    lr: Array
+
+
+def scale_by_lr(lr: float | Schedule) -> GradientTransformation:
+    """Descent direction times the learning rate: ``u ← −η u``.
+
+    Args:
+        lr: η, a positive float, or a schedule ``count -> lr`` (then this is :func:`scale_by_schedule`).
+    Returns:
+        The transformation; its state records the learning rate for :func:`current_lr`.
+
+    >>> import numpy as np
+    >>> t = scale_by_lr(0.1)
+    >>> t.update(np.array([1.0, -2.0]), t.init(None))[0]
+    array([-0.1,  0.2])
+    """
+    lr = _check_lr("scale_by_lr", lr)
+    if callable(lr):
+        return scale_by_schedule(lr)
+    neg_lr = -lr
+
+    def init(params: Tree) -> ScaleByLrState:
+        return ScaleByLrState(_f64(lr))
+
+    def update(updates: Tree, state: ScaleByLrState, params: Tree = None) -> tuple[Tree, ScaleByLrState]:
+        return tree_map(lambda u: neg_lr * u, updates), state
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
+    """``u ← −η_k u`` with ``η_k = schedule(k)`` at the update after ``k`` updates (``k = 0, 1, ...``).
+
+    Args:
+        schedule: a callable ``count -> lr``, e.g. :class:`CosineDecay`.
+    Returns:
+        The transformation; its state counts the updates and holds the next learning rate.
+
+    >>> import numpy as np
+    >>> from fnnet.optim import StaircaseDecay
+    >>> t = scale_by_schedule(StaircaseDecay(1.0, decay_rate=0.5, decay_steps=1))
+    >>> g, state = np.ones(1), t.init(None)
+    >>> for _ in range(3):
+    ...     u, state = t.update(g, state)
+    ...     print(u)
+    [-1.]
+    [-0.5]
+    [-0.25]
+    """
+    if not callable(schedule):
+        raise ValueError(f"scale_by_schedule: schedule must be callable count -> lr, got {schedule!r}")
+
+    def init(params: Tree) -> ScaleByScheduleState:
+        return ScaleByScheduleState(_i64(0), _f64(schedule(0)))
+
+    def update(
+        updates: Tree, state: ScaleByScheduleState, params: Tree = None
+    ) -> tuple[Tree, ScaleByScheduleState]:
+        neg_lr = -float(state.lr)
+        k = int(state.steps) + 1
+        return tree_map(lambda u: neg_lr * u, updates), ScaleByScheduleState(_i64(k), _f64(schedule(k)))
+
+    return GradientTransformation(init, update)
+
+
+# --------------------------------------------------------------------------------------------
+# Momentum and the adaptive directions
+# --------------------------------------------------------------------------------------------
+
+
+class TraceState(NamedTuple):
+    """State of :func:`trace`: the velocity ``v`` shaped like params."""
+
+    velocity: Tree
+
+
+def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
+    """Momentum on already-scaled updates ``u`` (put it after :func:`scale_by_lr`, as the book does).
+
+    Heavy ball: ``v ← μ v + u`` and the update is the new ``v``. Nesterov (see :func:`nesterov`): the
+    update is ``μ² v + (1 + μ) u`` with the *old* ``v``, then ``v ← μ v + u``. With ``u = −η g``
+    this is Nesterov's look-ahead method ``v ← μ v − η ∇f(θ + μ v); θ ← θ + v`` written for the
+    shifted point ``W = θ + μ v``, so only the gradient at ``W`` is needed.
+
+    Args:
+        decay: the momentum ``μ`` in [0, 1).
+        nesterov: use the book's Nesterov update.
+    Returns:
+        The transformation (state: :class:`TraceState`, velocity zeros at init).
+
+    >>> import numpy as np
+    >>> t = trace(0.5)
+    >>> u = np.ones(1)
+    >>> state = t.init(u)
+    >>> for _ in range(3):
+    ...     v, state = t.update(u, state)
+    ...     print(v)
+    [1.]
+    [1.5]
+    [1.75]
+    """
+    mu = _check_rate("trace", "decay", decay)
+    mu2, mu1 = mu * mu, 1.0 + mu
+
+    def heavy_ball(u: Array, v: Array) -> tuple[Array, Array]:
+        v = mu * v + u
+        return v, v
+
+    def nesterov_leaf(u: Array, v: Array) -> tuple[Array, Array]:
+        return mu2 * v + mu1 * u, mu * v + u
+
+    leaf = nesterov_leaf if nesterov else heavy_ball
+
+    def init(params: Tree) -> TraceState:
+        return TraceState(tree_zeros_like(params))
+
+    def update(updates: Tree, state: TraceState, params: Tree = None) -> tuple[Tree, TraceState]:
+        new_u, v = tree_map_n(leaf, 2, updates, state.velocity)
+        return new_u, TraceState(v)
+
+    return GradientTransformation(init, update)
+
+
+class ScaleByAdagradState(NamedTuple):
+    """State of :func:`scale_by_adagrad`: ``h``, the running sum of squared gradients."""
+
+    sum_sq: Tree
+
+
+def scale_by_adagrad(eps: float = ADAGRAD_EPS) -> GradientTransformation:
+    """AdaGrad's direction: ``h ← h + g²``, ``u = g / (√h + ε)``.
+
+    Args:
+        eps: ε > 0 (:data:`ADAGRAD_EPS`, the book's 1e-7).
+    Returns:
+        The transformation (state: :class:`ScaleByAdagradState`, zeros at init).
+
+    >>> import numpy as np
+    >>> t = scale_by_adagrad()
+    >>> g = np.array([3.0, -4.0])
+    >>> np.round(t.update(g, t.init(g))[0], 6)  # the first direction is g / |g|
+    array([ 1., -1.])
+    """
+    eps = check_finite_positive("scale_by_adagrad", "eps", eps)
+
+    def leaf(g: Array, h: Array) -> tuple[Array, Array]:
+        h = h + g * g
+        return g / (np.sqrt(h) + eps), h
+
+    def init(params: Tree) -> ScaleByAdagradState:
+        return ScaleByAdagradState(tree_zeros_like(params))
+
+    def update(updates: Tree, state: ScaleByAdagradState, params: Tree = None) -> tuple[Tree, ScaleByAdagradState]:
+        u, h = tree_map_n(leaf, 2, updates, state.sum_sq)
+        return u, ScaleByAdagradState(h)
+
+    return GradientTransformation(init, update)
+
+
+class ScaleByRmsState(NamedTuple):
+    """State of :func:`scale_by_rms`: ``h``, the exponential moving average of squared gradients."""
+
+    mean_sq: Tree
+
+
+def scale_by_rms(decay: float = 0.99, eps: float = RMSPROP_EPS) -> GradientTransformation:
+    """RMSprop's direction: ``h ← ρ h + (1 − ρ) g²``, ``u = g / (√h + ε)`` (no bias correction, as
+    the book; ``h`` starts at 0, so the first steps are up to ``1/√(1 − ρ)`` times larger).
+
+    Args:
+        decay: ρ in [0, 1).
+        eps: ε > 0 (:data:`RMSPROP_EPS`, the book's 1e-7).
+    Returns:
+        The transformation (state: :class:`ScaleByRmsState`, zeros at init).
+
+    >>> import numpy as np
+    >>> t = scale_by_rms(decay=0.75)
+    >>> g = np.array([1.0])
+    >>> np.round(t.update(g, t.init(g))[0], 6)  # h = 0.25 g², so u = g / (0.5 |g|)
+    array([2.])
+    """
+    rho = _check_rate("scale_by_rms", "decay", decay)
+    eps = check_finite_positive("scale_by_rms", "eps", eps)
+    one_minus = 1.0 - rho
+
+    def leaf(g: Array, h: Array) -> tuple[Array, Array]:
+        h = rho * h + one_minus * (g * g)
+        return g / (np.sqrt(h) + eps), h
+
+    def init(params: Tree) -> ScaleByRmsState:
+        return ScaleByRmsState(tree_zeros_like(params))
+
+    def update(updates: Tree, state: ScaleByRmsState, params: Tree = None) -> tuple[Tree, ScaleByRmsState]:
+        u, h = tree_map_n(leaf, 2, updates, state.mean_sq)
+        return u, ScaleByRmsState(h)
+
+    return GradientTransformation(init, update)
+
+
+class ScaleByAdamState(NamedTuple):
+    """State of :func:`scale_by_adam`: ``steps``, the number of updates made (0-d int64), and the
+    moments ``mu`` and ``nu``."""
+
+    steps: Array
+    mu: Tree
+    nu: Tree
+
+
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = ADAM_EPS) -> GradientTransformation:
+    """Adam's direction in the book's form, at the ``t``-th update (``t = 1, 2, ...``)::
+
+        m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²,
+        u = √(1 − β₂ᵗ) / (1 − β₁ᵗ) · m / (√v + ε)
+
+    which is the bias-corrected ``m̂ / (√v̂ + ε')`` with ``m̂ = m / (1 − β₁ᵗ)``,
+    ``v̂ = v / (1 − β₂ᵗ)`` and ``ε' = ε / √(1 − β₂ᵗ)``.
+
+    Args:
+        b1, b2: β₁, β₂ in [0, 1).
+        eps: ε > 0 (:data:`ADAM_EPS`, the book's 1e-7).
+    Returns:
+        The transformation (state: :class:`ScaleByAdamState`).
+
+    >>> import numpy as np
+    >>> t = scale_by_adam()
+    >>> g = np.array([0.5, -100.0])
+    >>> np.round(t.update(g, t.init(g))[0], 4)  # the first direction is about g / |g|
+    array([ 1., -1.])
+    """
+    b1 = _check_rate("scale_by_adam", "b1", b1)
+    b2 = _check_rate("scale_by_adam", "b2", b2)
+    eps = check_finite_positive("scale_by_adam", "eps", eps)
+    c1, c2 = 1.0 - b1, 1.0 - b2
+
+    def init(params: Tree) -> ScaleByAdamState:
+        return ScaleByAdamState(_i64(0), tree_zeros_like(params), tree_zeros_like(params))
+
+    def update(updates: Tree, state: ScaleByAdamState, params: Tree = None) -> tuple[Tree, ScaleByAdamState]:
+        t = int(state.steps) + 1
+        corr = math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
+
+        def leaf(g: Array, m: Array, v: Array) -> tuple[Array, Array, Array]:
+            m = b1 * m + c1 * g
+            v = b2 * v + c2 * (g * g)
+            return corr * m / (np.sqrt(v) + eps), m, v
+
+        u, mu, nu = tree_map_n(leaf, 3, updates, state.mu, state.nu)
+        return u, ScaleByAdamState(_i64(t), mu, nu)
+
+    return GradientTransformation(init, update)
+
+
+# --------------------------------------------------------------------------------------------
+# Clipping and weight decay
+# --------------------------------------------------------------------------------------------
+
+
+def clip_by_global_norm(max_norm: float) -> GradientTransformation:
+    """Scale all updates by ``max_norm / ‖u‖`` when their global L2 norm ``‖u‖`` exceeds ``max_norm``.
+
+    Args:
+        max_norm: the largest allowed global norm, > 0.
+    Returns:
+        The transformation (stateless). The norm is accumulated in float64.
+
+    >>> import numpy as np
+    >>> t = clip_by_global_norm(1.0)
+    >>> g = (np.array([3.0]), np.array([4.0]))  # global norm 5
+    >>> t.update(g, t.init(g))[0]
+    (array([0.6]), array([0.8]))
+    """
+    limit = check_finite_positive("clip_by_global_norm", "max_norm", max_norm)
+
+    def init(params: Tree) -> EmptyState:
+        return EmptyState()
+
+    def update(updates: Tree, state: EmptyState, params: Tree = None) -> tuple[Tree, EmptyState]:
+        norm = tree_global_norm(updates)
+        if norm <= limit:
+            return updates, state
+        factor = limit / norm
+        return tree_map(lambda u: factor * u, updates), state
+
+    return GradientTransformation(init, update)
+
+
+def default_decay_mask(params: Tree) -> Tree:
+    """Decay the leaves with ``ndim >= 2`` (Affine weights, conv kernels), not the 1-D ones
+    (biases, BatchNorm γ/β).
+
+    Args:
+        params: any tree of arrays.
+    Returns:
+        A tree of bools shaped like ``params``.
+
+    >>> import numpy as np
+    >>> default_decay_mask({"w": np.ones((3, 2)), "b": np.ones(2)})
+    {'b': False, 'w': True}
+    """
+    return tree_map(lambda p: np.ndim(p) >= 2, params)
+
+
+def _resolve_mask(mask: Mask, params: Tree) -> Tree:
+    if mask is None:
+        return default_decay_mask(params)
+    if callable(mask):
+        return mask(params)
+    return mask
+
+
+def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTransformation:
+    """Decoupled weight decay: ``u ← u + λ W`` on masked leaves (the next :func:`scale_by_lr` turns
+    it into ``W ← W − η λ W``, independent of the gradient's scaling, as in AdamW).
+
+    Args:
+        weight_decay: λ >= 0.
+        mask: tree of bools shaped like params, a callable ``params -> tree``, or ``None`` for
+            :func:`default_decay_mask` (weights, not biases).
+    Returns:
+        The transformation (stateless); its ``update`` requires ``params``.
+
+    >>> import numpy as np
+    >>> t = add_decayed_weights(0.1)
+    >>> params = {"w": np.ones((1, 2)), "b": np.ones(2)}
+    >>> grads = {"w": np.zeros((1, 2)), "b": np.zeros(2)}
+    >>> t.update(grads, t.init(params), params)[0]  # the bias is not decayed
+    {'b': array([0., 0.]), 'w': array([[0.1, 0.1]])}
+    """
+    lam = check_finite_nonneg("add_decayed_weights", "weight_decay", weight_decay)
+
+    def leaf(u: Array, p: Array, m: Any) -> Array:
+        return u + lam * p if m else u
+
+    def leaf_default_mask(u: Array, p: Array) -> Array:  # default_decay_mask, inlined
+        return u + lam * p if np.ndim(p) >= 2 else u
+
+    def init(params: Tree) -> EmptyState:
+        return EmptyState()
+
+    def update(updates: Tree, state: EmptyState, params: Tree = None) -> tuple[Tree, EmptyState]:
+        if params is None:
+            raise ValueError("add_decayed_weights: update needs params (call update(grads, state, params))")
+        if lam == 0.0:
+            return updates, state
+        if mask is None:
+            return tree_map(leaf_default_mask, updates, params), state
+        return tree_map(leaf, updates, params, _resolve_mask(mask, params)), state
+
+    return GradientTransformation(init, update)
+
+
+def l2_penalty(params: Tree, weight_decay: float, mask: Mask = None) -> tuple[float, Tree]:
+    """The book's coupled L2 weight decay as a loss term: ``0.5 · λ · Σ W²`` over masked leaves.
+
+    Args:
+        params: any tree of arrays.
+        weight_decay: λ >= 0.
+        mask: as in :func:`add_decayed_weights` (default: weights with ndim >= 2).
+    Returns:
+        ``(loss, grads)``: the penalty (a float) and its gradient, a tree shaped like ``params``
+        holding ``λ W`` on masked leaves and zeros elsewhere (add it to the loss gradient).
+
+    >>> import numpy as np
+    >>> loss, grads = l2_penalty({"w": np.full((2, 2), 2.0), "b": np.ones(2)}, 0.1)
+    >>> round(loss, 10), grads["w"][0], grads["b"]  # 0.5 · 0.1 · (4 · 2²)
+    (0.8, array([0.2, 0.2]), array([0., 0.]))
+    """
+    lam = check_finite_nonneg("l2_penalty", "weight_decay", weight_decay)
+    total: list[float] = []
+
+    def leaf(p: Array, m: Any) -> Array:
+        if not m:
+            return np.zeros_like(p)
+        total.append(float(np.vdot(p, p)))
+        return lam * p
+
+    grads = tree_map(leaf, params, _resolve_mask(mask, params))
+    return 0.5 * lam * math.fsum(total), grads
