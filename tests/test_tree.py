@@ -133,7 +133,7 @@ def test_tree_map_n_equals_one_tree_map_per_result(name: str, n_rest: int) -> No
     for i, out in enumerate(outs):
         expect = tree_map(lambda *xs: f(*xs)[i], tree, *rest)
         assert type(out) is type(tree)
-        _same_tree(out, expect)
+        assert_bit_identical(out, expect)
 
 
 def test_tree_map_n_checks_its_arguments() -> None:
