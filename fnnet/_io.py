@@ -1,22 +1,71 @@
-"""Atomic file writes shared by checkpoints, downloads, search results and the CLI."""
+"""Atomic file writes shared by checkpoints, downloads, search results and the CLI.
+
+:func:`atomic_write` writes into a temporary file beside the target, named
+``.NAME.PID.XXXXXXXX.tmp`` (``PID`` is the writing process), flushes and fsyncs it, renames it
+over the target with ``os.replace`` and fsyncs the directory. What is left on disk:
+
+- after an exception (including ``KeyboardInterrupt``) in the writer: the old target, untouched,
+  and no temporary file;
+- after the writing process is killed (``kill -9``, power loss): the old target or the new one,
+  each complete, never a mix; the killed writer's temporary file may remain, and the next
+  :func:`atomic_write` to the same target removes it.
+
+The next write removes a leftover ``.NAME.*.tmp`` of its target when the process named in it is
+no longer running on this machine, or when the file has not been modified for
+:data:`STALE_AFTER` seconds (a reused PID, a writer on another machine, or a temporary file of an
+older fnnet without a PID in its name). The temporary file of a live concurrent writer on this
+machine is left alone. Two machines writing one target on a shared file system at the same moment
+may remove each other's temporary file; the losing write then fails with an ``OSError`` and the
+target stays complete.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+__all__ = ["STALE_AFTER", "atomic_write", "atomic_write_bytes"]
+
+#: Seconds without modification after which a leftover temporary file is removed even if the PID
+#: in its name belongs to a running process (which then is a reused PID or another machine's).
+STALE_AFTER = 3600.0
+
+# What follows ".NAME." in a temporary file's name: an optional "PID." (absent in files of older
+# fnnet versions), then tempfile.mkstemp's random part.
+_TEMP_TAIL = re.compile(r"(?:(?P<pid>[0-9]{1,12})\.)?[a-z0-9_]{8}\.tmp")
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
     """Write a file through ``write(f)`` into a temporary file beside ``path``, then rename it.
 
-    A crash or an exception leaves either the old file or the new one, never a partial file, and
-    no temporary file behind.
+    The temporary file is fsynced before the rename and the directory after it. A crash or an
+    exception leaves either the old file or the new one, never a partial file; see the module
+    docstring for which temporary files can be left and when they are removed.
+
+    Args:
+        path: the file to write (replaced if it exists).
+        write: called once with the temporary file, open for binary writing.
+    Raises:
+        OSError: the file cannot be written (no such directory, no permission, disk full): the
+            same ``OSError`` subclass and errno, with ``filename`` set to ``path``.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> atomic_write(d / "a.txt", lambda f: f.write(b"hello"))
+    >>> (d / "a.txt").read_bytes(), sorted(p.name for p in d.iterdir())
+    (b'hello', ['a.txt'])
     """
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        _remove_stale_temps(p)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp")
+    except OSError as e:
+        raise _naming(e, p, None) from e
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -24,20 +73,89 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise _naming(e, p, tmp) from e
         raise
     _fsync_dir(p.parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """:func:`atomic_write` of ``data``."""
+    """:func:`atomic_write` of ``data``.
+
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "b.bin"
+    >>> atomic_write_bytes(target, b"\\x00\\x01")
+    >>> target.read_bytes()
+    b'\\x00\\x01'
+    """
 
     def write(f: BinaryIO) -> None:
         f.write(data)
 
     atomic_write(path, write)
+
+
+def _naming(e: OSError, target: Path, tmp: str | None) -> OSError:
+    """``e`` as an error about ``target`` (it may name the temporary file, or no file at all).
+
+    With ``tmp`` given, an error about some other file (raised by a ``write`` callback that reads
+    one) is kept as it is.
+    """
+    if tmp is not None and e.filename not in (None, tmp):
+        return e
+    try:
+        if e.errno is not None:
+            return type(e)(e.errno, e.strerror, os.fspath(target))
+        return type(e)(f"{target}: {e}")
+    except TypeError:  # an OSError subclass with another constructor
+        return e
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (True when that cannot be told)."""
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":  # os.kill(pid, 0) is not a harmless probe on Windows
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, OverflowError):
+        return False
+    return True
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Remove temporary files of ``target`` left by dead writers or untouched for STALE_AFTER."""
+    prefix = f".{target.name}."
+    now = time.time()
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return  # mkstemp reports an unusable directory
+    for entry in entries:
+        m = _TEMP_TAIL.fullmatch(entry.name[len(prefix):]) if entry.name.startswith(prefix) else None
+        if m is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            pid = m.group("pid")
+            stale = now - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER
+            if stale or (pid is not None and not _alive(int(pid))):
+                os.unlink(entry.path)
+        except OSError:
+            pass  # removed meanwhile by another writer, or not ours to remove
 
 
 def _fsync_dir(d: Path) -> None:

@@ -13,11 +13,15 @@ configuration. It must be JSON-serialisable, with two additions: a :class:`fnnet
 stored as ``{"__fnnet_key__": {"seed": s, "path": [...]}}`` and comes back as a ``Key`` (so that
 object key is reserved), and NumPy scalars are stored as plain numbers (they come back as Python
 ``int`` / ``float`` / ``bool``). JSON turns tuples into lists and dict keys into strings; ``NaN``
-and infinities are kept (Python's ``json`` reads them back).
+and infinities are kept (written as JSON's ``NaN`` / ``Infinity``, read back as floats). ``meta``
+may nest at most :data:`MAX_META_DEPTH` containers deep and the whole manifest may take at most
+:data:`MAX_MANIFEST_BYTES`.
 
-The file is written atomically (a temporary file in the same directory, flushed and fsynced, then
-``os.replace``), so a crash or an error leaves either the old file or the new one, never a partial
-one. There is deliberately no ``<path>.json`` sidecar: two files cannot be replaced together
+The file is written atomically with :func:`fnnet._io.atomic_write` (a temporary file
+``.NAME.PID.XXXXXXXX.tmp`` in the same directory, flushed and fsynced, then ``os.replace`` and a
+directory fsync), so a crash or an error leaves either the old file or the new one, never a
+partial one. A writer killed mid-save may leave its temporary file; the next save to the same path
+removes it. There is deliberately no ``<path>.json`` sidecar: two files cannot be replaced together
 atomically and could disagree after a crash. Read the manifest without a skeleton with
 :func:`read_manifest` (or :func:`read_meta` for just ``meta``).
 
@@ -26,31 +30,59 @@ atomically and could disagree after a crash. Read the manifest without a skeleto
 structure (NamedTuples, tuples, lists, dicts, ``None``, attrs records), and each leaf gets
 ``like``'s leaf type (ndarray, NumPy scalar, or Python ``int`` / ``float`` / ``bool`` /
 ``complex``). Values round-trip bit-exactly.
+
+Reading is bounded: the zip directory, the manifest's size and shape, each member's compression
+method, flags and sizes and each leaf's own ``.npy`` header are checked against the manifest and
+the skeleton before any leaf data is read, and data is decompressed in bounded chunks. Every
+failure to read a file that exists raises :class:`fnnet.errors.FormatError` (a ``ValueError``)
+naming the file and the place in it (manifest field, leaf path, zip member and its byte offset);
+a file that cannot be opened at all raises the ``OSError`` of ``open`` (``FileNotFoundError``...).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import re
+import stat
+import struct
+import sys
+import tokenize
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, Literal, NamedTuple
 
 import numpy as np
 
 from fnnet._io import atomic_write
-from fnnet.typing import Array, Tree
+from fnnet.errors import FormatError
 from fnnet.random import Key
 from fnnet.tree import tree_flatten, tree_paths, tree_unflatten
+from fnnet.typing import Array, Tree
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save", "load", "read_manifest", "read_meta"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MAX_MANIFEST_BYTES",
+    "MAX_META_DEPTH",
+    "save",
+    "load",
+    "read_manifest",
+    "read_meta",
+]
 
 #: The ``"format"`` field of every manifest.
 FORMAT = "fnnet-checkpoint"
 #: The manifest layout version this module writes (and the newest it reads).
 FORMAT_VERSION = 1
+#: The largest manifest (JSON text, in bytes) :func:`save` writes and :func:`load` reads.
+MAX_MANIFEST_BYTES = 4 << 20
+#: How many containers deep ``meta`` may nest (``meta`` itself is level 1; a ``Key`` takes 3).
+MAX_META_DEPTH = 100
 
 _MANIFEST_KEY = "__manifest__"
 _ROOT_KEY = "__root__"  # the entry name of a tree that is a single leaf (its path is "")
@@ -59,8 +91,42 @@ _KEY_TAG = "__fnnet_key__"
 # Python scalar leaf types restored from 0-d arrays; bool before int since bool is an int.
 _PY_SCALARS: tuple[type, ...] = (bool, int, float, complex)
 
-# What reading a damaged archive can raise, besides our own checks.
-_READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError)
+# Bounds for reading. The manifest's Python objects are estimated from its text before parsing
+# (see _json_cost) and refused above _MAX_JSON_COST, which keeps a rejected file's memory within
+# 64 MiB whatever its size.
+_MAX_JSON_COST = 48 << 20
+_MAX_JSON_DEPTH = MAX_META_DEPTH + 1  # the manifest object around meta
+_MAX_INT_DIGITS = 4300  # Python's default int/str conversion limit
+_MAX_NPY_HEADER = 4096  # numpy writes ~128 bytes for a plain array
+_NPY_PREFIX_MAX = 6 + 2 + 4 + _MAX_NPY_HEADER  # magic, version, header length, header
+_NPY_PREFIX_MIN = 6 + 2 + 2
+_MAX_NDIM = 64
+_MAX_DIM = 2**63 - 1
+_MIN_MEMBER_BYTES = 128  # local + central zip headers and an .npy header: no member is smaller
+_CHUNK = 1 << 20
+_DTYPE_STR = re.compile(r"[<>|=]?[A-Za-z][A-Za-z0-9]{0,7}(?:\[[A-Za-z0-9]{1,8}\])?")
+
+# What the zip and .npy layers raise for a damaged member (zipfile: BadZipFile, EOFError,
+# NotImplementedError for an unknown method or version, RuntimeError for encryption; numpy's
+# header reader: ValueError, or the tokenizer's and literal_eval's errors on a mangled header).
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    SyntaxError,
+    struct.error,
+    tokenize.TokenError,
+    OSError,
+    UserWarning,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,11 +148,85 @@ def _encode(o: Any) -> Any:
     raise TypeError(f"object of type {type(o).__name__} is not JSON serializable")
 
 
+def _is_count(v: Any) -> bool:
+    return type(v) is int and v >= 0
+
+
 def _decode(d: dict[str, Any]) -> Any:
-    if set(d) == {_KEY_TAG}:
-        k = d[_KEY_TAG]
-        return Key(int(k["seed"]), tuple(int(i) for i in k["path"]))
-    return d
+    if _KEY_TAG not in d:
+        return d
+    k = d[_KEY_TAG]
+    if (
+        len(d) != 1
+        or not isinstance(k, dict)
+        or set(k) != {"seed", "path"}
+        or not _is_count(k["seed"])
+        or not isinstance(k["path"], list)
+        or not all(_is_count(i) for i in k["path"])
+    ):
+        raise ValueError(f"meta: a {_KEY_TAG!r} record is not {{'seed': int, 'path': [int, ...]}}")
+    return Key(k["seed"], tuple(k["path"]))
+
+
+def _finite_float(s: str) -> float:
+    v = float(s)
+    if math.isinf(v):
+        raise ValueError(f"the number {_short(s)} is out of range (save writes Infinity)")
+    return v
+
+
+def _bounded_int(s: str) -> int:
+    if len(s) > _MAX_INT_DIGITS:
+        raise ValueError(f"an integer with {len(s)} digits")
+    return int(s)
+
+
+def _too_deep(obj: Any, limit: int) -> bool:
+    """Whether ``obj`` nests dicts/lists/tuples (a ``Key`` counts 3) more than ``limit`` deep."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        o, depth = stack.pop()
+        if isinstance(o, Key):
+            if depth + 2 > limit:
+                return True
+            continue
+        if isinstance(o, dict):
+            kids: Any = o.values()
+        elif isinstance(o, (list, tuple)):
+            kids = o
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in kids)
+    return False
+
+
+def _json_cost(text: str) -> int:
+    """An upper bound on the bytes ``json.loads(text)`` allocates, text included.
+
+    Each container, string, separator and key costs at most the size of the smallest Python
+    object it can make plus its slot in the parent (an empty dict 64 + a one-key dict's table, a
+    list 56, a str 49 + characters, a float or int 24-32, a pointer 8).
+    """
+    return (
+        2 * sys.getsizeof(text)
+        + 232 * text.count("{")
+        + 112 * text.count("[")
+        + 40 * text.count('"')
+        + 40 * text.count(",")
+        + 64 * text.count(":")
+    )
+
+
+def _short(x: Any, n: int = 60) -> str:
+    r = x if isinstance(x, str) else repr(x)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
+def _one_line(e: BaseException) -> str:
+    msg = " ".join(str(e).split())
+    return f"{type(e).__name__}: {_short(msg, 200)}" if msg else type(e).__name__
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,15 +265,19 @@ def _as_array(where: str, path: str, leaf: Any) -> Array:
 def _entry_keys(where: str, paths: list[str]) -> list[str]:
     keys = [p if p else _ROOT_KEY for p in paths]
     seen: set[str] = set()
-    for k in keys:
+    for path, k in zip(paths, keys):
         if k in seen or k == _MANIFEST_KEY:
             raise ValueError(f"{where}: two leaves (or a leaf and the manifest) share the path {k!r}")
         seen.add(k)
+        try:
+            n = len(k.encode("utf-8"))
+        except UnicodeEncodeError as e:
+            raise ValueError(
+                f"{where}: leaf {path!r}: its path cannot be a zip member name: {e.reason} at character {e.start}"
+            ) from None
+        if "\x00" in k or n + 4 > 0xFFFF:
+            raise ValueError(f"{where}: leaf {_short(path)!r}: its path cannot be a zip member name (NUL or too long)")
     return keys
-
-
-def _what(x: Any) -> str:
-    return f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else f"a {type(x).__name__}"
 
 
 def _describe(shape: tuple[int, ...], dtype: np.dtype[Any]) -> str:
@@ -163,10 +307,20 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
         path: the file to write (replaced if it exists; written as given, no suffix added).
         tree: parameters, an optimizer state, a ``TrainState``...: a tree whose leaves are arrays,
             NumPy scalars or Python numbers.
-        meta: a JSON-serialisable dict (step, history, config; a ``Key`` is allowed anywhere in it).
+        meta: a JSON-serialisable dict (step, history, config; a ``Key`` is allowed anywhere in it),
+            nested at most :data:`MAX_META_DEPTH` deep.
     Raises:
-        ValueError: a leaf that cannot be stored without pickle, two leaves with the same path, or a
-            ``meta`` that is not JSON-serialisable. Nothing is written then.
+        ValueError: a leaf that cannot be stored without pickle, two leaves with the same path, a
+            leaf path that cannot be a zip member name, or a ``meta`` that is not
+            JSON-serialisable, too deep or too large. Nothing is written then.
+        OSError: the file cannot be written (its ``filename`` is ``path``); the old file, if any,
+            is kept.
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "ck.npz"
+    >>> save(path, {"w": np.arange(3.0)}, meta={"step": 7})
+    >>> load(path, {"w": np.zeros(3)})
+    ({'w': array([0., 1., 2.])}, {'step': 7})
     """
     where = "checkpoint.save"
     p = Path(path)
@@ -178,6 +332,8 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
     paths = tree_paths(tree)
     arrays = [_as_array(where, pth, leaf) for pth, leaf in zip(paths, leaves)]
     keys = _entry_keys(where, paths)
+    if _too_deep(meta, MAX_META_DEPTH):
+        raise ValueError(f"{where}: {p}: meta nests more than {MAX_META_DEPTH} levels deep (or contains itself)")
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -192,7 +348,12 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
         text = json.dumps(manifest, default=_encode, indent=1)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: {p}: meta is not JSON-serialisable: {e}") from None
-    manifest_bytes = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    if len(text) > MAX_MANIFEST_BYTES or _json_cost(text) > _MAX_JSON_COST:
+        raise ValueError(
+            f"{where}: {p}: the manifest (meta and {len(arrays)} leaf records) is {len(text)} bytes of JSON, "
+            f"more than a checkpoint may hold ({MAX_MANIFEST_BYTES} bytes, or fewer for many small values)"
+        )
+    manifest_bytes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)  # json.dumps escapes non-ASCII
 
     def write(f: BinaryIO) -> None:
         # The np.savez layout, written entry by entry: np.savez(f, **entries) would clash with
@@ -206,69 +367,332 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
 
 
 # --------------------------------------------------------------------------------------------
-# Load
+# Load: the archive
 # --------------------------------------------------------------------------------------------
 
 
-def _open(where: str, p: Path) -> Any:
+class _Leaf(NamedTuple):
+    """One validated leaf record of a manifest."""
+
+    path: str
+    key: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+    @property
+    def member(self) -> str:
+        return self.key + ".npy"
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    @property
+    def where(self) -> str:
+        return f"leaf {self.path or '<root>'!r}"
+
+
+class _Archive(NamedTuple):
+    """An open checkpoint: its path, size, zip and members by name."""
+
+    path: Path
+    size: int
+    zf: zipfile.ZipFile
+    members: dict[str, zipfile.ZipInfo]
+
+    def fail(self, where: str, reason: str) -> FormatError:
+        return FormatError(self.path, where, reason)
+
+
+def _zip_entry_count(f: IO[bytes], size: int) -> int | None:
+    """The member count of the zip directory that ``zipfile`` will read, or None if it has none.
+
+    Found the way ``zipfile`` finds it: the end record at the very end, else the last one in the
+    final 64 KiB, and the zip64 end record just before its locator if there is one.
+    """
+    tail_len = min(size, 22 + 0xFFFF)
+    f.seek(size - tail_len)
+    tail = f.read(tail_len)
+    at = len(tail) - 22
+    if not (at >= 0 and tail[at : at + 4] == b"PK\x05\x06" and tail[-2:] == b"\x00\x00"):
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            return None
+    count = int.from_bytes(tail[at + 10 : at + 12], "little")
+    locator = size - tail_len + at - 20
+    if locator - 56 >= 0:
+        f.seek(locator - 56)
+        rec = f.read(76)
+        if rec[56:60] == b"PK\x06\x07" and rec[:4] == b"PK\x06\x06":
+            count = int.from_bytes(rec[32:40], "little")
+    return count
+
+
+@contextlib.contextmanager
+def _open(p: Path) -> Iterator[_Archive]:
+    """Open checkpoint ``p`` and read its zip directory, refusing one too large for the file."""
+    with open(p, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise FormatError(p, "", "not a regular file")
+        size = st.st_size
+        if f.read(6) == b"\x93NUMPY":
+            raise FormatError(p, "", "a single .npy array, not an .npz checkpoint")
+        count = _zip_entry_count(f, size)
+        if count is not None and count * _MIN_MEMBER_BYTES > size:
+            raise FormatError(p, "zip directory", f"lists {count} members, more than a file of {size} bytes can hold")
+        try:
+            zf = zipfile.ZipFile(f)
+        except _READ_ERRORS as e:
+            raise FormatError(p, "", f"not a readable .npz archive (truncated or corrupt?): {_one_line(e)}") from None
+        with zf:
+            members: dict[str, zipfile.ZipInfo] = {}
+            for info in zf.infolist():
+                if info.filename in members:
+                    raise FormatError(p, f"zip member {_short(info.filename)!r}", "appears twice in the zip directory")
+                members[info.filename] = info
+            yield _Archive(p, size, zf, members)
+
+
+class _Bounded:
+    """A reader of at most ``left`` bytes of ``raw``, in reads of at most ``_CHUNK`` bytes.
+
+    Small reads keep zipfile's decompression output small whatever the caller asks for.
+    """
+
+    def __init__(self, raw: IO[bytes], left: int):
+        self.raw = raw
+        self.left = left
+        self.pos = 0
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            n = self.left
+        n = min(n, self.left, _CHUNK)
+        if n <= 0:
+            return b""
+        data = self.raw.read(n)
+        self.left -= len(data)
+        self.pos += len(data)
+        return data
+
+
+_HeaderCheck = Callable[[tuple[int, ...], bool, "np.dtype[Any]"], tuple[tuple[int, ...], "np.dtype[Any]"]]
+
+
+def _read_npy(ar: _Archive, info: zipfile.ZipInfo, where: str, max_data: int, check: _HeaderCheck) -> tuple[Array, bool]:
+    """The data bytes of ``.npy`` member ``info`` as a flat uint8 array, and its fortran_order.
+
+    The member's flags, method and sizes are checked first, then its header is read (at most
+    ``_NPY_PREFIX_MAX`` bytes) and passed to ``check``, which raises ``FormatError`` or returns
+    the trusted shape and dtype; only then is the data read, exactly as many bytes as they need.
+    """
+    where = f"{where} (zip member {_short(info.filename)!r} at byte {info.header_offset})"
+    if info.flag_bits & 0x41:
+        raise ar.fail(where, "is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ar.fail(where, f"uses compression method {info.compress_type}; .npz members are stored or deflated")
+    if info.header_offset + 30 + info.compress_size > ar.size:
+        raise ar.fail(where, f"extends past the end of the {ar.size}-byte file (truncated?)")
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+        raise ar.fail(where, f"is stored with {info.compress_size} bytes but claims {info.file_size}")
+    if info.file_size > max_data + _NPY_PREFIX_MAX:
+        raise ar.fail(where, f"holds {info.file_size} bytes, more than its expected {max_data} bytes of data and a header")
     try:
-        npz = np.load(p, allow_pickle=False)
-    except FileNotFoundError:
+        with ar.zf.open(info) as raw:
+            r = _Bounded(raw, _NPY_PREFIX_MAX)
+            version = np.lib.format.read_magic(r)
+            if version == (1, 0):
+                header = np.lib.format.read_array_header_1_0(r, max_header_size=_MAX_NPY_HEADER)
+            elif version == (2, 0):
+                header = np.lib.format.read_array_header_2_0(r, max_header_size=_MAX_NPY_HEADER)
+            else:
+                raise ar.fail(where, f".npy format version {version} is not supported")
+            shape, dtype = check(*header)
+            nbytes = math.prod(shape) * dtype.itemsize
+            if info.file_size != r.pos + nbytes:
+                raise ar.fail(
+                    where,
+                    f"holds {info.file_size - r.pos} bytes of data after its header, "
+                    f"{_describe(shape, dtype)} needs {nbytes}",
+                )
+            r.left = nbytes + 1
+            buf = np.empty(nbytes, np.uint8)
+            view = buf.data
+            pos = 0
+            while pos < nbytes:
+                chunk = r.read(nbytes - pos)
+                if not chunk:
+                    raise ar.fail(where, f"data ends after {pos} of {nbytes} bytes (truncated?)")
+                view[pos : pos + len(chunk)] = chunk
+                pos += len(chunk)
+            if r.read(1):  # cannot happen after the size check; reaching the end checks the CRC
+                raise ar.fail(where, "has data after its array")
+    except FormatError:
         raise
     except _READ_ERRORS as e:
-        raise ValueError(f"{where}: {p}: not a readable .npz checkpoint (truncated or corrupt?): {e}") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError(f"{where}: {p}: is a single .npy array, not an .npz checkpoint")
-    return npz
+        raise ar.fail(where, f"cannot be read (corrupt or truncated file): {_one_line(e)}") from None
+    return buf, bool(header[1])
 
 
-def _manifest(where: str, p: Path, npz: Any) -> dict[str, Any]:
-    if _MANIFEST_KEY not in npz.files:
-        raise ValueError(f"{where}: {p}: no {_MANIFEST_KEY!r} entry: not an fnnet checkpoint")
+# --------------------------------------------------------------------------------------------
+# Load: the manifest
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_manifest(ar: _Archive) -> dict[str, Any]:
+    """Read, bound, parse and type-check the manifest of ``ar``."""
+    info = ar.members.get(_MANIFEST_KEY + ".npy")
+    if info is None:
+        raise ar.fail("", f"no {_MANIFEST_KEY!r} entry: not an fnnet checkpoint")
+
+    def check(shape: tuple[int, ...], fortran: bool, dtype: np.dtype[Any]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+        if dtype != np.uint8 or len(shape) != 1 or not 0 <= shape[0] <= MAX_MANIFEST_BYTES:
+            raise ar.fail(
+                "manifest",
+                f"the {_MANIFEST_KEY!r} entry holds {dtype} {shape}, expected uint8 text of at most "
+                f"{MAX_MANIFEST_BYTES} bytes",
+            )
+        return (int(shape[0]),), np.dtype(np.uint8)
+
+    raw, _ = _read_npy(ar, info, "manifest", MAX_MANIFEST_BYTES, check)
     try:
-        raw = npz[_MANIFEST_KEY]
-        if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError(f"the manifest entry is {_what(raw)}, expected a 1-d uint8 array")
-        m = json.loads(raw.tobytes().decode("utf-8"), object_hook=_decode)
-    except _READ_ERRORS as e:
-        raise ValueError(f"{where}: {p}: corrupt manifest: {e}") from None
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise ValueError(f"{where}: {p}: manifest format is not {FORMAT!r}")
+        text = str(raw.data, "utf-8")
+    except UnicodeDecodeError as e:
+        raise ar.fail(f"manifest, byte {e.start}", "not UTF-8 text") from None
+    del raw
+    cost = _json_cost(text)
+    if cost > _MAX_JSON_COST:
+        raise ar.fail("manifest", f"parsing it would take about {cost >> 20} MiB (at most {_MAX_JSON_COST >> 20} allowed)")
+    try:
+        m = json.loads(text, object_hook=_decode, parse_float=_finite_float, parse_int=_bounded_int)
+    except json.JSONDecodeError as e:
+        raise ar.fail(f"manifest, character {e.pos}", f"not valid JSON: {e.msg}") from None
+    except RecursionError:
+        raise ar.fail("manifest", f"nests more than {_MAX_JSON_DEPTH} levels deep") from None
+    except ValueError as e:
+        raise ar.fail("manifest", str(e)) from None
+    if _too_deep(m, _MAX_JSON_DEPTH):
+        raise ar.fail("manifest", f"nests more than {_MAX_JSON_DEPTH} levels deep")
+    if not isinstance(m, dict):
+        raise ar.fail("manifest", f"is a JSON {type(m).__name__}, not an object")
+    if m.get("format") != FORMAT:
+        raise ar.fail("manifest: format", f"is {_short(m.get('format'))}, not {FORMAT!r}: not an fnnet checkpoint")
     version = m.get("format_version")
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise ValueError(
-            f"{where}: {p}: manifest format_version {version!r} is not supported (this fnnet reads 1..{FORMAT_VERSION})"
-        )
-    leaves = m.get("leaves")
-    ok = isinstance(leaves, list) and all(
-        isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("key"), str)
-        and isinstance(e.get("shape"), list) and isinstance(e.get("dtype"), str)
-        for e in leaves
-    )
-    if not ok or not isinstance(leaves, list) or not isinstance(m.get("meta"), dict):
-        raise ValueError(f"{where}: {p}: corrupt manifest: bad 'leaves' or 'meta' entries")
-    stored = sorted(e["key"] for e in leaves)
-    in_zip = sorted(f for f in npz.files if f != _MANIFEST_KEY)
-    if stored != in_zip:
-        raise ValueError(f"{where}: {p}: corrupt file: the manifest lists {stored}, the archive holds {in_zip}")
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+        raise ar.fail("manifest: format_version", f"{_short(version)} is not supported (this fnnet reads 1..{FORMAT_VERSION})")
+    if not isinstance(m.get("fnnet_version", ""), str):
+        raise ar.fail("manifest: fnnet_version", f"is {_short(m['fnnet_version'])}, not a string")
+    if not isinstance(m.get("meta"), dict):
+        raise ar.fail("manifest: meta", f"is {_short(m.get('meta'))}, not an object")
+    if not isinstance(m.get("leaves"), list):
+        raise ar.fail("manifest: leaves", f"is {_short(m.get('leaves'))}, not a list")
     return m
+
+
+def _leaf_record(ar: _Archive, i: int, e: Any) -> _Leaf:
+    """Leaf record ``i`` of the manifest, type-checked."""
+    where = f"manifest: leaves[{i}]"
+    if not isinstance(e, dict):
+        raise ar.fail(where, f"is {_short(e)}, not an object")
+    for field, t in (("path", str), ("key", str), ("shape", list), ("dtype", str)):
+        if not isinstance(e.get(field), t):
+            raise ar.fail(f"{where}.{field}", f"is {_short(e.get(field))}, not a {t.__name__}")
+    if not isinstance(e.get("kind", ""), str):
+        raise ar.fail(f"{where}.kind", f"is {_short(e['kind'])}, not a str")
+    path, key = e["path"], e["key"]
+    if key != (path or _ROOT_KEY):
+        raise ar.fail(f"{where}.key", f"{_short(key)!r} does not match its path {_short(path)!r}")
+    where = f"{where} (leaf {_short(path) or '<root>'!r})"
+    shape = e["shape"]
+    if len(shape) > _MAX_NDIM or not all(type(s) is int and 0 <= s <= _MAX_DIM for s in shape):
+        raise ar.fail(f"{where}.shape", f"{_short(shape)} is not a list of at most {_MAX_NDIM} sizes (ints >= 0)")
+    dtype = e["dtype"]
+    try:
+        if not _DTYPE_STR.fullmatch(dtype):
+            raise TypeError("not a simple dtype string")
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError) as err:
+        raise ar.fail(f"{where}.dtype", f"{_short(dtype)!r} is not a dtype: {_one_line(err)}") from None
+    if dt.hasobject:
+        raise ar.fail(f"{where}.dtype", f"{dtype!r} holds Python objects, which need pickle")
+    return _Leaf(path, key, tuple(shape), dt)
+
+
+def _leaf_records(ar: _Archive, m: dict[str, Any]) -> list[_Leaf]:
+    """The manifest's leaf records, checked against the archive's members and their sizes."""
+    leaves = [_leaf_record(ar, i, e) for i, e in enumerate(m["leaves"])]
+    by_member: dict[str, _Leaf] = {}
+    for leaf in leaves:
+        if leaf.member in by_member or leaf.key == _MANIFEST_KEY:
+            raise ar.fail(f"manifest: {leaf.where}", "listed twice")
+        by_member[leaf.member] = leaf
+    for name in ar.members:
+        if name not in by_member and name != _MANIFEST_KEY + ".npy":
+            raise ar.fail(f"zip member {_short(name)!r}", "is not listed in the manifest (not part of a checkpoint)")
+    for leaf in leaves:
+        info = ar.members.get(leaf.member)
+        if info is None:
+            raise ar.fail(leaf.where, f"its zip member {_short(leaf.member)!r} is missing")
+        extra = info.file_size - leaf.nbytes
+        if not _NPY_PREFIX_MIN <= extra <= _NPY_PREFIX_MAX:
+            raise ar.fail(
+                f"{leaf.where} (zip member {_short(leaf.member)!r})",
+                f"holds {info.file_size} bytes, but the manifest's {_describe(leaf.shape, leaf.dtype)} "
+                f"needs {leaf.nbytes} bytes of data and a header of at most {_NPY_PREFIX_MAX}",
+            )
+    return leaves
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest of checkpoint ``path``: format, versions, leaves (path, shape, dtype) and meta.
 
+    The archive's members are checked against the manifest (names and sizes), but no leaf data
+    is read.
+
+    Args:
+        path: the ``.npz`` file.
+    Returns:
+        The manifest as a dict (``Key`` records in ``meta`` restored).
     Raises:
-        ValueError: naming the file, if it is not a readable fnnet checkpoint.
+        OSError: the file cannot be opened (``FileNotFoundError``...).
+        FormatError: naming the file and the place, if it is not a readable fnnet checkpoint.
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "ck.npz"
+    >>> save(path, {"w": np.zeros((2, 3), np.float32)})
+    >>> [(e["path"], e["shape"], e["dtype"]) for e in read_manifest(path)["leaves"]]
+    [('w', [2, 3], '<f4')]
     """
-    p = Path(path)
-    with _open("checkpoint.read_manifest", p) as npz:
-        return _manifest("checkpoint.read_manifest", p, npz)
+    with _open(Path(path)) as ar:
+        m = _parse_manifest(ar)
+        _leaf_records(ar, m)
+    return m
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``meta`` dict saved in checkpoint ``path`` (Keys restored), without needing a skeleton."""
+    """The ``meta`` dict saved in checkpoint ``path`` (Keys restored), without needing a skeleton.
+
+    Args:
+        path: the ``.npz`` file.
+    Returns:
+        The ``meta`` given to :func:`save`.
+    Raises:
+        OSError, FormatError: as :func:`read_manifest`.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "ck.npz"
+    >>> save(path, (), meta={"epoch": 3})
+    >>> read_meta(path)
+    {'epoch': 3}
+    """
     meta: dict[str, Any] = read_manifest(path)["meta"]
     return meta
+
+
+# --------------------------------------------------------------------------------------------
+# Load: the tree
+# --------------------------------------------------------------------------------------------
 
 
 def _restore(stored: Array, like_leaf: Any) -> Any:
@@ -283,8 +707,33 @@ def _restore(stored: Array, like_leaf: Any) -> Any:
     raise AssertionError(type(like_leaf))  # pragma: no cover (rejected by _as_array)
 
 
+def _read_leaf(ar: _Archive, leaf: _Leaf) -> Array:
+    """The array of ``leaf``, its ``.npy`` header checked against the manifest before reading."""
+
+    def check(shape: tuple[int, ...], fortran: bool, dtype: np.dtype[Any]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+        if tuple(shape) != leaf.shape or dtype != leaf.dtype:
+            raise ar.fail(
+                leaf.where,
+                f"its .npy header says {_short(_describe(shape, dtype), 120)}, "
+                f"the manifest {_describe(leaf.shape, leaf.dtype)}",
+            )
+        return leaf.shape, leaf.dtype
+
+    buf, fortran = _read_npy(ar, ar.members[leaf.member], leaf.where, leaf.nbytes, check)
+    order: Literal["C", "F"] = "F" if fortran else "C"
+    if leaf.dtype.itemsize == 0 or buf.size == 0:
+        return np.empty(leaf.shape, leaf.dtype, order=order)
+    return buf.view(leaf.dtype).reshape(leaf.shape, order=order)
+
+
 def load(path: str | os.PathLike[str], like: Tree) -> tuple[Tree, dict[str, Any]]:
     """Load a checkpoint written by :func:`save`, validated against the skeleton ``like``.
+
+    Everything is checked before leaf data is read: the zip directory, the manifest (size,
+    nesting, types of every field), the members against the manifest, the manifest against
+    ``like``, and each member's ``.npy`` header against both; a leaf's data is then read in
+    bounded chunks and its CRC checked. Reading a damaged or hostile file therefore allocates
+    little beyond the arrays ``like`` describes.
 
     Args:
         path: the ``.npz`` file.
@@ -293,9 +742,17 @@ def load(path: str | os.PathLike[str], like: Tree) -> tuple[Tree, dict[str, Any]
         ``(tree, meta)``: a new tree with ``like``'s structure and leaf types holding the saved
         values, and the saved ``meta`` dict.
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: naming the file, if it is truncated or corrupt, or its tree differs from
-            ``like`` (the message names the leaf path and both shapes and dtypes).
+        OSError: the file cannot be opened (``FileNotFoundError``, ``PermissionError``...).
+        FormatError: a ``ValueError`` naming the file and the place (zip member and byte offset,
+            manifest field, leaf path), if the file is truncated, corrupt, not a checkpoint, or
+            its tree differs from ``like`` (then with both shapes and dtypes).
+        ValueError: ``like`` itself has a leaf that a checkpoint cannot hold.
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "ck.npz"
+    >>> save(path, (np.ones(2, np.float32), 5), meta={"note": "hi"})
+    >>> load(path, (np.zeros(2, np.float32), 0))
+    ((array([1., 1.], dtype=float32), 5), {'note': 'hi'})
     """
     where = "checkpoint.load"
     p = Path(path)
@@ -303,38 +760,23 @@ def load(path: str | os.PathLike[str], like: Tree) -> tuple[Tree, dict[str, Any]
     like_paths = tree_paths(like)
     like_arrays = [_as_array(where + " (skeleton)", pth, leaf) for pth, leaf in zip(like_paths, like_leaves)]
     like_keys = _entry_keys(where + " (skeleton)", like_paths)
-    with _open(where, p) as npz:
-        m = _manifest(where, p, npz)
-        entries = {e["key"]: e for e in m["leaves"]}
-        only_file = sorted(set(entries) - set(like_keys))
-        only_like = sorted(set(like_keys) - set(entries))
+    with _open(p) as ar:
+        m = _parse_manifest(ar)
+        records = {leaf.key: leaf for leaf in _leaf_records(ar, m)}
+        only_file = sorted(set(records) - set(like_keys))
+        only_like = sorted(set(like_keys) - set(records))
         if only_file or only_like:
-            raise ValueError(
-                f"{where}: {p}: the saved tree differs from the skeleton: paths only in the file "
-                f"{only_file}, only in the skeleton {only_like}"
+            raise ar.fail(
+                "",
+                f"the saved tree differs from the skeleton: paths only in the file {_short(only_file, 400)}, "
+                f"only in the skeleton {_short(only_like, 400)}",
             )
-        out = []
-        for key, pth, want, like_leaf in zip(like_keys, like_paths, like_arrays, like_leaves):
-            e = entries[key]
-            try:
-                saved_shape, saved_dtype = tuple(int(s) for s in e["shape"]), np.dtype(e["dtype"])
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{where}: {p}: corrupt manifest entry for {pth!r}: {err}") from None
-            if saved_shape != want.shape or saved_dtype != want.dtype:
-                raise ValueError(
-                    f"{where}: {p}: leaf {pth or '<root>'!r}: file has {_describe(saved_shape, saved_dtype)}, "
-                    f"skeleton has {_describe(want.shape, want.dtype)}"
+        for key, want in zip(like_keys, like_arrays):
+            leaf = records[key]
+            if leaf.shape != want.shape or leaf.dtype != want.dtype:
+                raise ar.fail(
+                    leaf.where,
+                    f"file has {_describe(leaf.shape, leaf.dtype)}, skeleton has {_describe(want.shape, want.dtype)}",
                 )
-            try:
-                a = npz[key]
-            except _READ_ERRORS as err:
-                raise ValueError(f"{where}: {p}: cannot read leaf {pth or '<root>'!r} (corrupt file?): {err}") from None
-            if not isinstance(a, np.ndarray):
-                raise ValueError(f"{where}: {p}: corrupt file: leaf {pth or '<root>'!r} is {_what(a)}, not an .npy array")
-            if a.shape != saved_shape or a.dtype != saved_dtype:
-                raise ValueError(
-                    f"{where}: {p}: corrupt file: leaf {pth or '<root>'!r} holds {_describe(a.shape, a.dtype)}, "
-                    f"the manifest says {_describe(saved_shape, saved_dtype)}"
-                )
-            out.append(_restore(a, like_leaf))
+        out = [_restore(_read_leaf(ar, records[key]), like_leaf) for key, like_leaf in zip(like_keys, like_leaves)]
     return tree_unflatten(treedef, out), m["meta"]
