@@ -106,9 +106,12 @@ _MIN_MEMBER_BYTES = 128  # local + central zip headers and an .npy header: no me
 _CHUNK = 1 << 20
 _DTYPE_STR = re.compile(r"[<>|=]?[A-Za-z][A-Za-z0-9]{0,7}(?:\[[A-Za-z0-9]{1,8}\])?")
 
-# What the zip and .npy layers raise for a damaged member (zipfile: BadZipFile, EOFError,
-# NotImplementedError for an unknown method or version, RuntimeError for encryption; numpy's
-# header reader: ValueError, or the tokenizer's and literal_eval's errors on a mangled header).
+# What zipfile and numpy's .npy header reader raise on damaged input; caught only around calls
+# into them and turned into FormatError. zipfile: BadZipFile, EOFError, NotImplementedError (an
+# unknown method, version or flag), RuntimeError (encryption), struct.error, OverflowError and
+# OSError (offsets past the end or negative), UnicodeDecodeError (names); numpy: ValueError, and
+# TypeError, KeyError, IndexError, SyntaxError, tokenize.TokenError or, under -W error, the
+# UserWarning its header parser can raise on a mangled header.
 _READ_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
@@ -171,7 +174,7 @@ def _decode(d: dict[str, Any]) -> Any:
 def _finite_float(s: str) -> float:
     v = float(s)
     if math.isinf(v):
-        raise ValueError(f"the number {_short(s)} is out of range (save writes Infinity)")
+        raise ValueError(f"the number {_short(s)} is out of the range of a float")
     return v
 
 
