@@ -335,6 +335,7 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
     paths = tree_paths(tree)
     arrays = [_as_array(where, pth, leaf) for pth, leaf in zip(paths, leaves)]
     keys = _entry_keys(where, paths)
+    meta = dict(meta)
     if _too_deep(meta, MAX_META_DEPTH):
         raise ValueError(f"{where}: {p}: meta nests more than {MAX_META_DEPTH} levels deep (or contains itself)")
     manifest = {
@@ -345,7 +346,7 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
             {"path": pth, "key": k, "shape": list(a.shape), "dtype": a.dtype.str, "kind": _kind(leaf)}
             for pth, k, a, leaf in zip(paths, keys, arrays, leaves)
         ],
-        "meta": dict(meta),
+        "meta": meta,
     }
     try:
         text = json.dumps(manifest, default=_encode, indent=1)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import types
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -556,6 +557,8 @@ def test_meta_nesting_limit(tmp_path: Path) -> None:
     for bad in ({"a": nested(MAX_META_DEPTH)}, {"a": nested(100_000)}, {"a": nested(MAX_META_DEPTH - 3, key(1))}):
         with pytest.raises(ValueError, match=f"meta nests more than {MAX_META_DEPTH} levels"):
             save(tmp_path / "deep.npz", (), meta=bad)
+    with pytest.raises(ValueError, match="meta nests"):
+        save(tmp_path / "deep.npz", (), meta=types.MappingProxyType({"a": nested(100_000)}))
     loop: dict[str, Any] = {}
     loop["self"] = loop
     with pytest.raises(ValueError, match="meta nests .* contains itself"):
