@@ -107,9 +107,12 @@ _MIN_MEMBER_BYTES = 128  # local + central zip headers and an .npy header: no me
 _CHUNK = 1 << 20
 _DTYPE_STR = re.compile(r"[<>|=]?[A-Za-z][A-Za-z0-9]{0,7}(?:\[[A-Za-z0-9]{1,8}\])?")
 
-# What the zip and .npy layers raise for a damaged member (zipfile: BadZipFile, EOFError,
-# NotImplementedError for an unknown method or version, RuntimeError for encryption; numpy's
-# header reader: ValueError, or the tokenizer's and literal_eval's errors on a mangled header).
+# What zipfile and numpy's .npy header reader raise on damaged input; caught only around calls
+# into them and turned into FormatError. zipfile: BadZipFile, EOFError, NotImplementedError (an
+# unknown method, version or flag), RuntimeError (encryption), struct.error, OverflowError and
+# OSError (offsets past the end or negative), UnicodeDecodeError (names); numpy: ValueError, and
+# TypeError, KeyError, IndexError, SyntaxError, tokenize.TokenError or, under -W error, the
+# UserWarning its header parser can raise on a mangled header.
 _READ_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
@@ -172,7 +175,7 @@ def _decode(d: dict[str, Any]) -> Any:
 def _finite_float(s: str) -> float:
     v = float(s)
     if math.isinf(v):
-        raise ValueError(f"the number {_short(s)} is out of range (save writes Infinity)")
+        raise ValueError(f"the number {_short(s)} is out of the range of a float")
     return v
 
 
@@ -331,6 +334,7 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
     paths = tree_paths(tree)
     arrays = [_as_array(where, pth, leaf) for pth, leaf in zip(paths, leaves)]
     keys = _entry_keys(where, paths)
+    meta = dict(meta)
     if _too_deep(meta, MAX_META_DEPTH):
         raise ValueError(f"{where}: {p}: meta nests more than {MAX_META_DEPTH} levels deep (or contains itself)")
     manifest = {
@@ -341,7 +345,7 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
             {"path": pth, "key": k, "shape": list(a.shape), "dtype": a.dtype.str, "kind": _kind(leaf)}
             for pth, k, a, leaf in zip(paths, keys, arrays, leaves)
         ],
-        "meta": dict(meta),
+        "meta": meta,
     }
     try:
         text = json.dumps(manifest, default=_encode, indent=1)
