@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fnnet.datasets as ds
+import fnnet
+import fnnet.datasets.sources as sources
 from fnnet.typing import Array
 from fnnet.datasets import (
     MNIST_SMALL_TEST,
@@ -31,7 +32,7 @@ from fnnet.datasets import (
 )
 from fnnet.random import Key, key
 
-DATA_DIR = Path(ds.__file__).parent / "data"
+DATA_DIR = Path(fnnet.__file__).parent / "data"
 # Published MD5s of the uncompressed MNIST test files (fnnet/data/README.md).
 MNIST_TEST_IMAGES_MD5 = "2646ac647ad5339dbf082846283269ea"
 MNIST_TEST_LABELS_MD5 = "27ae3e4e09519cfbb04c329615203637"
@@ -79,7 +80,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No FNNET_DATA, an empty user cache and an empty system dir, all under ``tmp_path``."""
     monkeypatch.delenv("FNNET_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(ds, "_SYSTEM_DATA_DIR", tmp_path / "system")
+    monkeypatch.setattr(sources, "_SYSTEM_DATA_DIR", tmp_path / "system")
     return tmp_path
 
 
@@ -335,7 +336,7 @@ def test_debian_fashion_mnist_is_found(monkeypatch: pytest.MonkeyPatch, tmp_path
     readme = Path("/usr/share/doc/dataset-fashion-mnist/README.md.gz")
     if readme.is_file():  # the download table's MD5s are the ones the data set publishes
         text = gzip.decompress(readme.read_bytes()).decode()
-        assert all(md5 in text for md5 in ds._SOURCES["fashion-mnist"].md5.values())
+        assert all(md5 in text for md5 in sources._SOURCES["fashion-mnist"].md5.values())
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,8 +365,8 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
     src = tmp_path / "src"
     fake_set(src, 20, 10, seed=6)
     files = {p.name: p.read_bytes() for p in src.iterdir()}
-    table = ds._Source(("https://a.example/m/", "https://b.example/m/"), {n: hashlib.md5(b).hexdigest() for n, b in files.items()})
-    monkeypatch.setitem(ds._SOURCES, "mnist", table)
+    table = sources._Source(("https://a.example/m/", "https://b.example/m/"), {n: hashlib.md5(b).hexdigest() for n, b in files.items()})
+    monkeypatch.setitem(sources._SOURCES, "mnist", table)
     return files
 
 
@@ -419,7 +420,7 @@ def test_download_rejects_unknown_names_and_the_tables_are_complete() -> None:
     with pytest.raises(ValueError, match="unknown data set"):
         download("mnist-small", fetch=lambda url: b"")
     for name in ("mnist", "fashion-mnist"):
-        src = ds._SOURCES[name]
+        src = sources._SOURCES[name]
         assert sorted(src.md5) == sorted(f"{s}.gz" for s in STEMS)
         assert all(len(m) == 32 and int(m, 16) >= 0 for m in src.md5.values())
         assert src.mirrors and all(u.startswith(("https://", "http://")) and u.endswith("/") for u in src.mirrors)
