@@ -294,7 +294,7 @@ def test_not_found_lists_every_place_and_how_to_get_it(isolated: Path, monkeypat
     places = [isolated / "explicit", isolated / "env" / name, isolated / "cache" / "fnnet" / name, isolated / "system" / name]
     positions = [msg.index(str(p) + ":") for p in places]
     assert positions == sorted(positions)  # listed in search order
-    assert f"download({name!r})" in msg and "FNNET_DATA" in msg
+    assert f"download({name!r})" in msg and "FNNET_DATA" in msg and "--data DIR" in msg
     assert ("apt-get install dataset-fashion-mnist" in msg) == (name == "fashion-mnist")
 
 
@@ -310,13 +310,13 @@ def test_inconsistent_sets_name_the_file(isolated: Path) -> None:
     with pytest.raises(ValueError, match="10 images but .*train-labels.* has 9 labels"):
         load_mnist(str(d))
     write(d / f"{STEMS[1]}.gz", idx_bytes(np.full(10, NUM_CLASSES, np.uint8)))
-    with pytest.raises(ValueError, match="train-labels-idx1-ubyte.gz: label 10 out of range"):
+    with pytest.raises(ValueError, match="train-labels-idx1-ubyte.gz: .*label 10 out of range"):
         load_mnist(str(d))
     write(d / f"{STEMS[1]}.gz", idx_bytes(np.zeros((10, 2), np.uint8)))
-    with pytest.raises(ValueError, match="train-labels-idx1-ubyte.gz: expected uint8 labels"):
+    with pytest.raises(ValueError, match="train-labels-idx1-ubyte.gz: .*expected uint8 labels"):
         load_mnist(str(d))
     (d / f"{STEMS[1]}.gz").write_bytes(b"\x1f\x8b not really gzip")
-    with pytest.raises(ValueError, match="train-labels-idx1-ubyte.gz: corrupt or truncated gzip"):
+    with pytest.raises(ValueError, match="train-labels-idx1-ubyte.gz: .*corrupt or truncated gzip"):
         load_mnist(str(d))
 
 

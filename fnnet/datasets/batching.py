@@ -36,6 +36,12 @@ def shuffle(key: Key, *arrays: Array) -> tuple[Array, ...]:
         *arrays: arrays of equal length ``N`` (first dimension).
     Returns:
         New arrays ``a[perm]`` in the same order, the same ``perm`` for all.
+
+    >>> import numpy as np, fnnet
+    >>> x, t = np.arange(5), np.arange(5) * 10
+    >>> xs, ts = shuffle(fnnet.key(0), x, t)
+    >>> bool((ts == xs * 10).all()), sorted(xs.tolist())
+    (True, [0, 1, 2, 3, 4])
     """
     n = _common_length("shuffle", arrays)
     perm = _check_key("shuffle", key).generator().permutation(n)
@@ -55,6 +61,11 @@ def train_val_split(
             in ``(0, 1)``, rounded to a count that must leave at least one sample on each side).
     Returns:
         ``((x_train, t_train), (x_val, t_val))``: new arrays, each sample in exactly one part.
+
+    >>> import numpy as np, fnnet
+    >>> (x_tr, t_tr), (x_val, t_val) = train_val_split(fnnet.key(0), np.zeros((10, 3)), np.arange(10), val_size=0.2)
+    >>> x_tr.shape, x_val.shape
+    ((8, 3), (2, 3))
     """
     n = _common_length("train_val_split", (x, t))
     if isinstance(val_size, bool) or not isinstance(val_size, (int, float, np.integer, np.floating)):
@@ -97,6 +108,11 @@ def batches(
     Returns:
         An iterator of ``(x_batch, t_batch)`` of ``batch_size`` samples (the last one may be
         smaller unless ``drop_last``). Arguments are checked when this is called, not when iterated.
+
+    >>> import numpy as np, fnnet
+    >>> x, t = np.zeros((10, 3)), np.arange(10)
+    >>> [len(tb) for _, tb in batches(fnnet.key(0), x, t, 4)]
+    [4, 4, 2]
     """
     n = _common_length("batches", (x, t))
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

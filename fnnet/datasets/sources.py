@@ -31,6 +31,7 @@ import numpy as np
 
 from fnnet._io import atomic_write_bytes
 from fnnet.datasets.idx import read_idx
+from fnnet.errors import FormatError
 from fnnet.typing import Array
 
 __all__ = [
@@ -69,6 +70,7 @@ _TRAIN_LABELS = "train-labels-idx1-ubyte"
 _TEST_IMAGES = "t10k-images-idx3-ubyte"
 _TEST_LABELS = "t10k-labels-idx1-ubyte"
 _FILES = (_TRAIN_IMAGES, _TRAIN_LABELS, _TEST_IMAGES, _TEST_LABELS)
+_LABELS_HEADER = 8  # bytes before the first label: the magic number and one size
 
 Data = tuple[tuple[Array, Array], tuple[Array, Array]]
 
@@ -93,6 +95,9 @@ def search_paths(name: str, path: str | os.PathLike[str] | None = None) -> list[
     Returns:
         ``[path, $FNNET_DATA/name, $XDG_CACHE_HOME/fnnet/name (or ~/.cache/fnnet/name),
         /usr/share/datasets/name]`` (entries whose source is unset are left out).
+
+    >>> search_paths("mnist", "/data/mnist")[0].as_posix()
+    '/data/mnist'
     """
     dirs: list[Path] = []
     if path is not None:
@@ -131,8 +136,11 @@ def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> Fi
     if not os.environ.get("FNNET_DATA"):
         lines.insert(1 if path_given else 0, f"  $FNNET_DATA/{name}: FNNET_DATA is not set")
     how = [
-        f"fnnet.datasets.download({name!r}) (downloads into {_user_cache_root() / name})",
-        f"put the four files in $FNNET_DATA/{name}, or pass path=DIRECTORY",
+        f"fnnet.datasets.download({name!r}) in Python (downloads into {_user_cache_root() / name}, "
+        f"where `--data {name}` and load_mnist({name!r}) look)",
+        "put the four files in a directory DIR and give it: `--data DIR` on the command line "
+        f"(fnnet train / fnnet evaluate), load_mnist(DIR) or load_mnist({name!r}, path=DIR) in Python",
+        f"put them in $FNNET_DATA/{name}, with FNNET_DATA set to a directory of your choice",
     ]
     if name == "fashion-mnist":
         how.insert(0, f"on Debian/Ubuntu: apt-get install dataset-fashion-mnist (installs {_SYSTEM_DATA_DIR / name})")
@@ -143,17 +151,29 @@ def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> Fi
 
 
 def _pair(images_file: Path, labels_file: Path) -> tuple[Array, Array]:
-    """Read and cross-check one (images, labels) pair: uint8 (N, H, W) and uint8 (N,) in 0..9."""
+    """Read and cross-check one (images, labels) pair: uint8 (N, H, W), N >= 1, and uint8 (N,) in 0..9.
+
+    Raises:
+        FormatError: naming the file at fault, and both files when they disagree.
+    """
     x = read_idx(images_file)
-    t = read_idx(labels_file)
     if x.ndim != 3 or x.dtype != np.uint8:
-        raise ValueError(f"load_mnist: {images_file}: expected uint8 images (N, H, W), got {x.dtype} {x.shape}")
+        raise FormatError(images_file, "header", f"expected uint8 images (N, H, W), got {x.dtype} {x.shape}")
+    if len(x) == 0:
+        raise FormatError(images_file, "header, size 0", "0 images: the data set is empty")
+    if 0 in x.shape[1:]:
+        raise FormatError(images_file, "header, sizes 1-2", f"images of {x.shape[1:]} pixels are empty")
+    t = read_idx(labels_file)
     if t.ndim != 1 or t.dtype != np.uint8:
-        raise ValueError(f"load_mnist: {labels_file}: expected uint8 labels (N,), got {t.dtype} {t.shape}")
+        raise FormatError(labels_file, "header", f"expected uint8 labels (N,), got {t.dtype} {t.shape}")
     if len(x) != len(t):
-        raise ValueError(f"load_mnist: {images_file} has {len(x)} images but {labels_file} has {len(t)} labels")
-    if t.size and int(t.max()) >= NUM_CLASSES:
-        raise ValueError(f"load_mnist: {labels_file}: label {int(t.max())} out of range 0..{NUM_CLASSES - 1}")
+        raise FormatError(images_file, "header, size 0", f"{len(x)} images but {labels_file} has {len(t)} labels")
+    bad = np.flatnonzero(t >= NUM_CLASSES)
+    if bad.size:
+        i = int(bad[0])
+        raise FormatError(
+            labels_file, f"label {i} (IDX byte {_LABELS_HEADER + i})", f"label {int(t[i])} out of range 0..{NUM_CLASSES - 1}"
+        )
     return x, t
 
 
@@ -199,6 +219,10 @@ def load_mnist_test(
     Returns:
         ``(x, t)``: images ``(10000, 784)`` (or ``(10000, 1, 28, 28)``), labels ``(10000,)`` int64
         (or ``(10000, 10)`` one-hot).
+
+    >>> x, t = load_mnist_test()
+    >>> x.shape, t.shape, float(x.max())
+    ((10000, 784), (10000,), 1.0)
     """
     _check_dtype(dtype, normalize, one_hot)
     x, t = _embedded()
@@ -230,7 +254,13 @@ def load_mnist(
     Raises:
         FileNotFoundError: the set is not found; the message lists every place looked in and how
             to get the data.
-        ValueError: an unknown name, or a corrupt or inconsistent file (named in the message).
+        FormatError: a damaged, hostile or inconsistent file, or an empty set (a ``ValueError``
+            naming the file, both files when they disagree, and the place in it).
+        ValueError: an unknown name or a bad option.
+
+    >>> (x_train, t_train), (x_test, t_test) = load_mnist("mnist-small", flatten=False)
+    >>> x_train.shape, x_train.dtype, t_train[:5]
+    ((8000, 1, 28, 28), dtype('float32'), array([7, 2, 1, 0, 4]))
     """
     _check_dtype(dtype, normalize, one_hot)
     opts: dict[str, Any] = {"normalize": normalize, "flatten": flatten, "one_hot": one_hot, "dtype": dtype}
@@ -255,8 +285,9 @@ def load_mnist(
             train = _pair(files[_TRAIN_IMAGES], files[_TRAIN_LABELS])
             test = _pair(files[_TEST_IMAGES], files[_TEST_LABELS])
             if train[0].shape[1:] != test[0].shape[1:]:
-                raise ValueError(
-                    f"load_mnist: {d}: training images are {train[0].shape[1:]}, test images {test[0].shape[1:]}"
+                raise FormatError(
+                    files[_TEST_IMAGES], "header, sizes 1-2",
+                    f"test images are {test[0].shape[1:]}, but {files[_TRAIN_IMAGES]} holds {train[0].shape[1:]}",
                 )
             return _prepare(*train, **opts), _prepare(*test, **opts)
         tried.append((d, why))
@@ -306,16 +337,37 @@ _SOURCES: Mapping[str, _Source] = {
 }
 
 _DOWNLOAD_TIMEOUT_S = 60.0
+# The largest file served is Fashion-MNIST's training images (26 MB): a mirror that sends more
+# than this is cut off instead of filling memory.
+_MAX_DOWNLOAD_BYTES = 64 << 20
+_CHUNK = 1 << 20
 
 
 def _urlopen(url: str) -> bytes:
+    parts: list[bytes] = []
+    got = 0
     with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-        data: bytes = response.read()
-    return data
+        while chunk := response.read(min(_CHUNK, _MAX_DOWNLOAD_BYTES + 1 - got)):
+            parts.append(chunk)
+            got += len(chunk)
+            if got > _MAX_DOWNLOAD_BYTES:
+                raise ValueError(f"served more than {_MAX_DOWNLOAD_BYTES} bytes")
+    return b"".join(parts)
 
 
 def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _file_md5(path: Path) -> str | None:
+    """The MD5 of a cached file, read in chunks; None if it is too large to be a served file."""
+    if path.stat().st_size > _MAX_DOWNLOAD_BYTES:
+        return None
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def download(
@@ -340,6 +392,11 @@ def download(
     Raises:
         ValueError: an unknown name, or a file that no mirror served with the right checksum
             (the message lists each mirror's failure).
+
+    Fetching needs the network, so this example is not run by the tests:
+
+    >>> path = download("fashion-mnist")  # doctest: +SKIP
+    >>> (x_train, t_train), _ = load_mnist("fashion-mnist", path=path)  # doctest: +SKIP
     """
     if name not in _SOURCES:
         raise ValueError(f"download: unknown data set {name!r}; expected one of {tuple(_SOURCES)}")
@@ -350,7 +407,7 @@ def download(
     target.mkdir(parents=True, exist_ok=True)
     for filename, md5 in source.md5.items():
         dest = target / filename
-        if dest.is_file() and _md5(dest.read_bytes()) == md5:
+        if dest.is_file() and _file_md5(dest) == md5:
             continue
         failures: list[str] = []
         for base in source.mirrors:
