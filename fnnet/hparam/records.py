@@ -11,7 +11,9 @@ from typing import Any, Literal
 import attrs
 
 from fnnet._io import atomic_write_bytes
-from fnnet.hparam.space import Distribution, Value, _check_space, _dist_from_json, _dist_to_json
+from fnnet._json import read_json
+from fnnet.errors import FormatError
+from fnnet.hparam.space import Distribution, Value, _check_space, _dist_from_json, _dist_to_json, _short
 from fnnet.random import Key
 
 __all__ = ["SCORE", "TrialResult", "SearchResult"]
@@ -21,31 +23,36 @@ SCORE = "val_acc"
 
 _FORMAT = "fnnet.hparam.SearchResult"
 _VERSION = 1
+_RESULT_FIELDS = frozenset({"format", "version", "key", "space", "objective", "trials"})
+_TRIAL_FIELDS = frozenset({"index", "hparams", "metrics", "status", "error", "seconds"})
+# A result file is about 300 bytes per trial and 4 levels deep; these bounds leave room to spare.
+_MAX_FILE_BYTES = 256 << 20
+_MAX_DEPTH = 8
 
 
 def _check_trial(inst: TrialResult) -> None:
     where = f"TrialResult {inst.index}"
     if isinstance(inst.index, bool) or not isinstance(inst.index, int) or inst.index < 0:
-        raise ValueError(f"TrialResult: index must be a non-negative int, got {inst.index!r}")
+        raise ValueError(f"TrialResult: index must be a non-negative int, got {_short(inst.index)}")
     if not isinstance(inst.hparams, dict) or not all(isinstance(k, str) for k in inst.hparams):
-        raise ValueError(f"{where}: hparams must be a dict with str keys, got {inst.hparams!r}")
+        raise ValueError(f"{where}: hparams must be a dict with str keys, got {_short(inst.hparams)}")
     if not isinstance(inst.metrics, dict):
-        raise ValueError(f"{where}: metrics must be a dict, got {inst.metrics!r}")
+        raise ValueError(f"{where}: metrics must be a dict, got {_short(inst.metrics)}")
     for k, v in inst.metrics.items():
         if not isinstance(k, str) or not isinstance(v, float) or not math.isfinite(v):
-            raise ValueError(f"{where}: metrics must map str to finite floats, got {k!r}: {v!r}")
+            raise ValueError(f"{where}: metrics must map str to finite floats, got {_short(k)}: {_short(v)}")
     if inst.status == "ok":
         if SCORE not in inst.metrics:
-            raise ValueError(f"{where}: an ok trial needs metric {SCORE!r}, got {sorted(inst.metrics)}")
+            raise ValueError(f"{where}: an ok trial needs metric {SCORE!r}, got {_short(sorted(inst.metrics))}")
         if inst.error is not None:
-            raise ValueError(f"{where}: an ok trial has no error, got {inst.error!r}")
+            raise ValueError(f"{where}: an ok trial has no error, got {_short(inst.error)}")
     elif inst.status == "failed":
         if not isinstance(inst.error, str):
-            raise ValueError(f"{where}: a failed trial needs an error message, got {inst.error!r}")
+            raise ValueError(f"{where}: a failed trial needs an error message, got {_short(inst.error)}")
     else:
-        raise ValueError(f"{where}: status must be 'ok' or 'failed', got {inst.status!r}")
+        raise ValueError(f"{where}: status must be 'ok' or 'failed', got {_short(inst.status)}")
     if not isinstance(inst.seconds, float) or not (inst.seconds >= 0 and math.isfinite(inst.seconds)):
-        raise ValueError(f"{where}: seconds must be a finite float >= 0, got {inst.seconds!r}")
+        raise ValueError(f"{where}: seconds must be a finite float >= 0, got {_short(inst.seconds)}")
 
 
 @attrs.frozen
@@ -89,18 +96,17 @@ class TrialResult:
 
     @classmethod
     def from_json(cls, d: Any) -> TrialResult:
-        """Inverse of :meth:`to_json` (validated: raises ``ValueError``)."""
-        if not isinstance(d, dict) or set(d) != {"index", "hparams", "metrics", "status", "error", "seconds"}:
-            raise ValueError(f"not a trial record: {d!r}")
-        seconds = d["seconds"]
-        return cls(d["index"], d["hparams"], d["metrics"], d["status"], d["error"],
-                   float(seconds) if isinstance(seconds, int) and not isinstance(seconds, bool) else seconds)
+        """Inverse of :meth:`to_json` (validated: raises ``ValueError`` naming the field)."""
+        try:
+            return _trial_from_json(d, "$")
+        except _Invalid as e:
+            raise ValueError(f"TrialResult.from_json: {e.where}: {e.reason}") from None
 
 
 def _check_result(inst: SearchResult) -> None:
     _check_space(inst.space, "SearchResult")
     if not isinstance(inst.key, Key):
-        raise ValueError(f"SearchResult: key must be a Key, got {inst.key!r}")
+        raise ValueError(f"SearchResult: key must be a Key, got {_short(inst.key)}")
     for i, trial in enumerate(inst.trials):
         if not isinstance(trial, TrialResult):
             raise ValueError(f"SearchResult: trials[{i}] must be a TrialResult, got {type(trial).__name__}")
@@ -112,7 +118,7 @@ def _check_result(inst: SearchResult) -> None:
             )
         for name, value in trial.hparams.items():
             if not inst.space[name].contains(value):
-                raise ValueError(f"SearchResult: trial {i}: {name}={value!r} is outside {inst.space[name]!r}")
+                raise ValueError(f"SearchResult: trial {i}: {name}={_short(value)} is outside {inst.space[name]}")
 
 
 def _to_trials(trials: Any) -> tuple[TrialResult, ...]:
@@ -206,31 +212,12 @@ class SearchResult:
         """Inverse of :meth:`to_json`; validates everything.
 
         Raises:
-            ValueError: naming what is wrong.
+            ValueError: naming the JSON path of what is wrong (``$.trials[3].seconds``).
         """
         try:
-            if not isinstance(d, dict):
-                raise ValueError(f"expected a JSON object, got {type(d).__name__}")
-            if d.get("format") != _FORMAT or d.get("version") != _VERSION:
-                raise ValueError(f"not a {_FORMAT} version {_VERSION} record "
-                                 f"(format={d.get('format')!r}, version={d.get('version')!r})")
-            if set(d) != {"format", "version", "key", "space", "objective", "trials"}:
-                raise ValueError(f"unexpected fields {sorted(d)}")
-            k = d["key"]
-            if not isinstance(k, dict) or set(k) != {"seed", "path"} or not isinstance(k["path"], list):
-                raise ValueError(f"bad key {k!r}")
-            key = Key(k["seed"], tuple(k["path"]))
-            if not isinstance(d["space"], dict):
-                raise ValueError(f"space must be an object, got {d['space']!r}")
-            space = {name: _dist_from_json(v) for name, v in d["space"].items()}
-            if not isinstance(d["trials"], list):
-                raise ValueError(f"trials must be a list, got {type(d['trials']).__name__}")
-            if not isinstance(d["objective"], str):
-                raise ValueError(f"objective must be a string, got {d['objective']!r}")
-            trials = tuple(TrialResult.from_json(t) for t in d["trials"])
-            return cls(trials, space, key, d["objective"])
-        except (ValueError, TypeError, KeyError) as e:
-            raise ValueError(f"SearchResult.from_json: {e}") from None
+            return _result_from_json(d)
+        except _Invalid as e:
+            raise ValueError(f"SearchResult.from_json: {e.where}: {e.reason}") from None
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_json` to ``path`` atomically (a temporary file, then a rename)."""
@@ -240,13 +227,134 @@ class SearchResult:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SearchResult:
-        """Read a result written by :meth:`save` (validated: raises ``ValueError`` naming the file)."""
+        """Read a result written by :meth:`save`, refusing anything else.
 
-        def no_constants(name: str) -> Any:
-            raise ValueError(f"non-finite number {name}")
+        The file is parsed within bounds (at most 256 MiB, nesting at most 8 deep, finite numbers
+        only) and then validated field by field.
 
+        Raises:
+            FormatError: naming the file and the byte offset (bad JSON) or the JSON path (a field
+                of the wrong type or value, e.g. ``$.trials[3].seconds``).
+            OSError: the file cannot be opened or read.
+
+        >>> import os, tempfile, fnnet
+        >>> from fnnet.hparam import LogUniform, SearchResult, random_search
+        >>> def objective(hparams, key):
+        ...     return {"val_acc": 1.0 - hparams["lr"]}
+        >>> result = random_search(objective, {"lr": LogUniform(1e-4, 1e-1)}, key=fnnet.key(0), n_trials=3)
+        >>> path = os.path.join(tempfile.mkdtemp(), "search.json")
+        >>> result.save(path)
+        >>> SearchResult.load(path) == result
+        True
+        """
+        d = read_json(path, max_bytes=_MAX_FILE_BYTES, max_depth=_MAX_DEPTH)
         try:
-            d = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=no_constants)
-            return cls.from_json(d)
-        except ValueError as e:  # json.JSONDecodeError is a ValueError
-            raise ValueError(f"SearchResult.load: {os.fspath(path)}: {e}") from None
+            return _result_from_json(d)
+        except _Invalid as e:
+            raise FormatError(path, e.where, e.reason) from None
+
+
+# --------------------------------------------------------------------------- reading records
+
+
+class _Invalid(Exception):
+    """A record that does not validate at JSON path ``where``."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where = where
+        self.reason = reason
+
+
+def _at(where: str, name: str | int) -> str:
+    """The JSON path of member ``name`` (an index or a key) of the value at ``where``."""
+    if isinstance(name, int):
+        return f"{where}[{name}]"
+    return f"{where}.{name}" if name.isidentifier() else f"{where}[{json.dumps(name)}]"
+
+
+def _object(d: Any, where: str, fields: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise _Invalid(where, f"expected an object, got {_short(d)}")
+    if set(d) != fields:
+        missing, extra = sorted(fields - set(d)), sorted(set(d) - fields)
+        raise _Invalid(where, f"expected fields {sorted(fields)}" + (f"; missing {missing}" if missing else "")
+                       + (f"; unexpected {_short(extra)}" if extra else ""))
+    return d
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _trial_from_json(d: Any, where: str) -> TrialResult:
+    t = _object(d, where, _TRIAL_FIELDS)
+    if not isinstance(t["index"], int) or isinstance(t["index"], bool) or t["index"] < 0:
+        raise _Invalid(_at(where, "index"), f"must be a non-negative int, got {_short(t['index'])}")
+    for name in ("hparams", "metrics"):
+        if not isinstance(t[name], dict):
+            raise _Invalid(_at(where, name), f"must be an object, got {_short(t[name])}")
+    for name, value in t["hparams"].items():
+        if not (isinstance(value, str) or (_is_number(value) and math.isfinite(value))):
+            raise _Invalid(_at(_at(where, "hparams"), name), f"must be a string or a finite number, got {_short(value)}")
+    for name, value in t["metrics"].items():
+        if not isinstance(value, float) or not math.isfinite(value):
+            raise _Invalid(_at(_at(where, "metrics"), name), f"must be a finite float, got {_short(value)}")
+    if t["status"] not in ("ok", "failed"):
+        raise _Invalid(_at(where, "status"), f"must be 'ok' or 'failed', got {_short(t['status'])}")
+    if t["error"] is not None and not isinstance(t["error"], str):
+        raise _Invalid(_at(where, "error"), f"must be a string or null, got {_short(t['error'])}")
+    seconds = t["seconds"]
+    if not _is_number(seconds) or not (math.isfinite(seconds) and seconds >= 0):
+        raise _Invalid(_at(where, "seconds"), f"must be a finite number >= 0, got {_short(seconds)}")
+    try:
+        return TrialResult(t["index"], t["hparams"], t["metrics"], t["status"], t["error"], float(seconds))
+    except ValueError as e:
+        raise _Invalid(where, str(e).removeprefix(f"TrialResult {t['index']}: ")) from None
+
+
+def _result_from_json(d: Any) -> SearchResult:
+    if not isinstance(d, dict):
+        raise _Invalid("$", f"expected an object, got {_short(d)}")
+    if d.get("format") != _FORMAT:
+        raise _Invalid("$.format", f"not a {_FORMAT} record (format {_short(d.get('format'))})")
+    version = d.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version != _VERSION:
+        raise _Invalid("$.version", f"version {_short(version)}; this fnnet reads version {_VERSION}")
+    r = _object(d, "$", _RESULT_FIELDS)
+    k = _object(r["key"], "$.key", frozenset({"seed", "path"}))
+    if not isinstance(k["path"], list):
+        raise _Invalid("$.key.path", f"must be a list, got {_short(k['path'])}")
+    try:
+        key = Key(k["seed"], tuple(k["path"]))
+    except ValueError as e:
+        raise _Invalid("$.key", str(e)) from None
+    if not isinstance(r["space"], dict) or not r["space"]:
+        raise _Invalid("$.space", f"must be a non-empty object, got {_short(r['space'])}")
+    space: dict[str, Distribution] = {}
+    for name, v in r["space"].items():
+        try:
+            space[name] = _dist_from_json(v)
+        except ValueError as e:
+            raise _Invalid(_at("$.space", name), str(e)) from None
+    if not isinstance(r["objective"], str):
+        raise _Invalid("$.objective", f"must be a string, got {_short(r['objective'])}")
+    if not isinstance(r["trials"], list):
+        raise _Invalid("$.trials", f"must be a list, got {_short(r['trials'])}")
+    trials = []
+    for i, t in enumerate(r["trials"]):
+        where = _at("$.trials", i)
+        trial = _trial_from_json(t, where)
+        if trial.index != i:
+            raise _Invalid(_at(where, "index"), f"trials must be in order: index {trial.index} at position {i}")
+        if list(trial.hparams) != list(space):
+            raise _Invalid(_at(where, "hparams"),
+                           f"has {_short(list(trial.hparams))}, the space has {_short(list(space))}")
+        for name, value in trial.hparams.items():
+            if not space[name].contains(value):
+                raise _Invalid(_at(_at(where, "hparams"), name), f"{_short(value)} is outside {space[name]}")
+        trials.append(trial)
+    try:
+        return SearchResult(tuple(trials), space, key, r["objective"])
+    except ValueError as e:
+        raise _Invalid("$", str(e)) from None

@@ -33,18 +33,18 @@ def _integer(value: Any) -> Any:
 
 def _finite(inst: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not isinstance(value, float) or not math.isfinite(value):
-        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a finite number, got {value!r}")
+        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a finite number, got {_short(value)}")
 
 
 def _int_field(inst: object, attribute: attrs.Attribute[int], value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be an int, got {value!r}")
+        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be an int, got {_short(value)}")
 
 
 def _check_order(inst: Any, strict: bool) -> None:
     if (inst.low >= inst.high) if strict else (inst.low > inst.high):
         rel = "<" if strict else "<="
-        raise ValueError(f"{type(inst).__name__}: need low {rel} high, got low={inst.low!r}, high={inst.high!r}")
+        raise ValueError(f"{type(inst).__name__}: need low {rel} high, got low={_short(inst.low)}, high={_short(inst.high)}")
 
 
 @attrs.frozen
@@ -60,7 +60,7 @@ class LogUniform:
 
     def __attrs_post_init__(self) -> None:
         if self.low <= 0:
-            raise ValueError(f"LogUniform: low must be > 0, got {self.low!r}")
+            raise ValueError(f"LogUniform: low must be > 0, got {_short(self.low)}")
         _check_order(self, strict=True)
 
     def draw(self, key: Key) -> float:
@@ -120,11 +120,11 @@ def _to_options(value: Any) -> Any:
 
 def _check_options(inst: object, attribute: attrs.Attribute[tuple[Value, ...]], value: Any) -> None:
     if not isinstance(value, tuple) or not value:
-        raise ValueError(f"Choice: options must be a non-empty list or tuple, got {value!r}")
+        raise ValueError(f"Choice: options must be a non-empty list or tuple, got {_short(value)}")
     for v in value:
         ok = isinstance(v, (str, int)) or (isinstance(v, float) and math.isfinite(v))
         if not ok or isinstance(v, bool):
-            raise ValueError(f"Choice: options must be str, int or finite float, got {v!r}")
+            raise ValueError(f"Choice: options must be str, int or finite float, got {_short(v)}")
 
 
 @attrs.frozen
@@ -154,13 +154,13 @@ _DISTRIBUTIONS: dict[str, type[Distribution]] = {
 
 def _check_space(space: Mapping[str, Distribution], where: str) -> None:
     if not isinstance(space, Mapping) or not space:
-        raise ValueError(f"{where}: space must be a non-empty dict of name -> distribution, got {space!r}")
+        raise ValueError(f"{where}: space must be a non-empty dict of name -> distribution, got {_short(space)}")
     for name, dist in space.items():
         if not isinstance(name, str) or not name:
-            raise ValueError(f"{where}: space names must be non-empty strings, got {name!r}")
+            raise ValueError(f"{where}: space names must be non-empty strings, got {_short(name)}")
         if not isinstance(dist, tuple(_DISTRIBUTIONS.values())):
             raise ValueError(
-                f"{where}: space[{name!r}] must be one of {sorted(_DISTRIBUTIONS)}, got {type(dist).__name__}"
+                f"{where}: space[{_short(name)}] must be one of {sorted(_DISTRIBUTIONS)}, got {type(dist).__name__}"
             )
 
 
@@ -189,12 +189,26 @@ def _dist_to_json(dist: Distribution) -> dict[str, Any]:
                                             attrs.asdict(dist).items()}}
 
 
+def _short(value: Any) -> str:
+    """A repr of ``value`` short enough for a one-line message, whatever a file put there."""
+    if isinstance(value, (dict, list, tuple)) and (
+        len(value) > 8 or not all(isinstance(v, (str, int, float, type(None))) for v in value)
+    ):
+        return f"a {type(value).__name__} of {len(value)} items"
+    if isinstance(value, str) and len(value) > 60:
+        return repr(value[:60]) + "..."
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _dist_from_json(d: Any) -> Distribution:
-    if not isinstance(d, dict) or d.get("type") not in _DISTRIBUTIONS:
-        raise ValueError(f"unknown distribution {d!r}")
-    cls = _DISTRIBUTIONS[d["type"]]
+    """The distribution a :func:`_dist_to_json` dict describes (``ValueError`` if it is none)."""
+    kind = d.get("type") if isinstance(d, dict) else None
+    if not isinstance(kind, str) or kind not in _DISTRIBUTIONS:
+        raise ValueError(f"not a distribution: {_short(d) if kind is None else 'type ' + _short(kind)}")
+    cls = _DISTRIBUTIONS[kind]
     fields = {k: v for k, v in d.items() if k != "type"}
     names = {a.name for a in attrs.fields(cls)}
     if set(fields) != names:
-        raise ValueError(f"{d['type']} needs fields {sorted(names)}, got {sorted(fields)}")
+        raise ValueError(f"{kind} needs fields {sorted(names)}, got {sorted(fields)}")
     return cls(**fields)
