@@ -75,6 +75,14 @@ def random_search(
     Returns:
         A :class:`SearchResult` with the trials in trial order, whatever order they finished in.
         A trial that raises, or whose worker fails, is recorded as failed and the search goes on.
+
+    >>> import fnnet
+    >>> from fnnet.hparam import LogUniform, random_search
+    >>> def objective(hparams, key):
+    ...     return {"val_acc": 1.0 - abs(hparams["lr"] - 1e-3)}
+    >>> result = random_search(objective, {"lr": LogUniform(1e-5, 1e-1)}, key=fnnet.key(0), n_trials=20)
+    >>> len(result.trials), result.best.ok, result.best.metrics["val_acc"] > 0.99
+    (20, True, True)
     """
     _check_space(space, "random_search")
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:

@@ -179,6 +179,13 @@ def sample(space: Mapping[str, Distribution], key: Key) -> dict[str, Value]:
             that need randomness should ``split`` the key rather than ``fold_in`` small ints.
     Returns:
         ``{name: value}`` in the order of ``space``.
+
+    >>> import fnnet
+    >>> from fnnet.hparam import Choice, IntUniform, LogUniform, sample
+    >>> space = {"lr": LogUniform(1e-6, 1e-2), "layers": IntUniform(2, 6), "opt": Choice(["sgd", "adam"])}
+    >>> point = sample(space, fnnet.key(0))
+    >>> point == sample(space, fnnet.key(0)), 1e-6 <= point["lr"] <= 1e-2, point["opt"] in ("sgd", "adam")
+    (True, True, True)
     """
     _check_space(space, "sample")
     return {name: dist.draw(fold_in(key, _name_stream(name))) for name, dist in space.items()}
