@@ -16,6 +16,7 @@ from _helpers import outcome
 
 import fnnet
 import fnnet.optim
+from fnnet.errors import FormatError
 from fnnet import hparam
 from fnnet.hparam import (
     Choice,
@@ -364,16 +365,18 @@ def test_load_validates(tmp_path: Path, how: str) -> None:
     _corrupt(d, how)
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(d))
-    with pytest.raises(ValueError, match="SearchResult.load: .*bad.json"):
+    with pytest.raises(FormatError) as info:
         SearchResult.load(path)
+    assert info.value.path == str(path) and info.value.where.startswith("$")
 
 
 @pytest.mark.parametrize("text", ["", "{", "[]", '{"format": NaN}', "null"])
 def test_load_rejects_non_records(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(text)
-    with pytest.raises(ValueError, match="SearchResult.load"):
+    with pytest.raises(FormatError) as info:
         SearchResult.load(path)
+    assert info.value.path == str(path) and str(path) in str(info.value)
 
 
 # --------------------------------------------------------------------------- MLPTrial

@@ -1,4 +1,4 @@
-"""Data sets: IDX readers, MNIST / Fashion-MNIST loaders, a checked downloader and keyed batching.
+"""Finding and loading MNIST-style data sets, and the checked downloader.
 
 Three names are known to :func:`load_mnist`:
 
@@ -15,42 +15,33 @@ Three names are known to :func:`load_mnist`:
 
 A directory path holding those four files is accepted as a name too. :func:`load_mnist_test`
 gives the whole embedded 10,000-image MNIST test set (the book's evaluation set).
-
-The helpers :func:`shuffle`, :func:`train_val_split` and :func:`batches` draw their randomness
-from an explicit :class:`fnnet.random.Key` and never write into their inputs.
 """
 
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
-import math
 import os
 import urllib.request
-import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from fnnet._io import atomic_write_bytes
+from fnnet.datasets.idx import read_idx
+from fnnet.errors import FormatError
 from fnnet.typing import Array
-from fnnet.random import Key
 
 __all__ = [
     "NUM_CLASSES",
     "MNIST_SMALL_TRAIN",
     "MNIST_SMALL_TEST",
-    "read_idx",
     "load_mnist",
     "load_mnist_test",
     "search_paths",
     "download",
-    "shuffle",
-    "train_val_split",
-    "batches",
 ]
 
 #: Number of classes in MNIST and Fashion-MNIST (labels 0..9).
@@ -63,7 +54,7 @@ MNIST_SMALL_TEST = 2000
 #: Pixel values are bytes; ``normalize`` divides by this to map them into [0, 1].
 _PIXEL_MAX = 255
 
-_EMBEDDED_DIR = Path(__file__).resolve().parent / "data"
+_EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "data"
 _EMBEDDED_IMAGES = "t10k-images-idx3-ubyte.gz"
 _EMBEDDED_LABELS = "t10k-labels-idx1-ubyte.gz"
 
@@ -79,83 +70,9 @@ _TRAIN_LABELS = "train-labels-idx1-ubyte"
 _TEST_IMAGES = "t10k-images-idx3-ubyte"
 _TEST_LABELS = "t10k-labels-idx1-ubyte"
 _FILES = (_TRAIN_IMAGES, _TRAIN_LABELS, _TEST_IMAGES, _TEST_LABELS)
-
-_GZIP_MAGIC = b"\x1f\x8b"
-
-# IDX type codes (third byte of the magic number) -> element type, big-endian as the format says.
-_IDX_DTYPES: Mapping[int, np.dtype[Any]] = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-_IDX_MAGIC_SIZE = 4
-_IDX_DIM_SIZE = 4  # each dimension is a big-endian uint32
+_LABELS_HEADER = 8  # bytes before the first label: the magic number and one size
 
 Data = tuple[tuple[Array, Array], tuple[Array, Array]]
-
-
-# --------------------------------------------------------------------------------------------
-# IDX files
-# --------------------------------------------------------------------------------------------
-
-
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed when it is gzip (by suffix or by content)."""
-    raw = path.read_bytes()
-    if path.suffix == ".gz" or raw[:2] == _GZIP_MAGIC:
-        if raw[:2] != _GZIP_MAGIC:
-            raise ValueError(f"read_idx: {path}: named .gz but is not gzip data (starts with {raw[:4]!r})")
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(f"read_idx: {path}: corrupt or truncated gzip data ({e})") from None
-    return raw
-
-
-def read_idx(path: str | os.PathLike[str]) -> Array:
-    """Read an IDX file (the MNIST format), raw or gzip-compressed.
-
-    The header is a magic number (two zero bytes, a type code, the number of dimensions ``ndim``)
-    and ``ndim`` big-endian uint32 sizes; the payload must hold exactly ``prod(sizes)`` elements.
-
-    Args:
-        path: the file, e.g. ``t10k-images-idx3-ubyte.gz``.
-    Returns:
-        A new array of shape ``sizes`` in native byte order (uint8 for MNIST images and labels).
-    Raises:
-        ValueError: naming the file, if it is truncated, not gzip although named ``.gz``, corrupt,
-            has a bad magic number or a payload whose size does not match its header.
-    """
-    p = Path(path)
-    data = _read_bytes(p)
-    if len(data) < _IDX_MAGIC_SIZE:
-        raise ValueError(f"read_idx: {p}: truncated: {len(data)} bytes, shorter than the 4-byte magic number")
-    zero0, zero1, code, ndim = data[:_IDX_MAGIC_SIZE]
-    if zero0 != 0 or zero1 != 0 or code not in _IDX_DTYPES:
-        raise ValueError(
-            f"read_idx: {p}: bad magic number {data[:4].hex()} (expected 0000 then a type code in "
-            f"{sorted(f'{c:02x}' for c in _IDX_DTYPES)} and the number of dimensions): not an IDX file"
-        )
-    if ndim == 0:
-        raise ValueError(f"read_idx: {p}: bad magic number {data[:4].hex()}: zero dimensions")
-    header = _IDX_MAGIC_SIZE + _IDX_DIM_SIZE * ndim
-    if len(data) < header:
-        raise ValueError(f"read_idx: {p}: truncated header: {ndim} dimensions need {header} bytes, file has {len(data)}")
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=_IDX_MAGIC_SIZE))
-    dtype = _IDX_DTYPES[code]
-    # Python ints: no overflow however large the header claims the sizes are.
-    expected = math.prod(shape) * dtype.itemsize
-    got = len(data) - header
-    if got != expected:
-        what = "truncated" if got < expected else "too long"
-        raise ValueError(
-            f"read_idx: {p}: {what}: header says shape {shape} of {dtype.newbyteorder('=')} "
-            f"({expected} payload bytes), file has {got} payload bytes"
-        )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,6 +95,9 @@ def search_paths(name: str, path: str | os.PathLike[str] | None = None) -> list[
     Returns:
         ``[path, $FNNET_DATA/name, $XDG_CACHE_HOME/fnnet/name (or ~/.cache/fnnet/name),
         /usr/share/datasets/name]`` (entries whose source is unset are left out).
+
+    >>> search_paths("mnist", "/data/mnist")[0].as_posix()
+    '/data/mnist'
     """
     dirs: list[Path] = []
     if path is not None:
@@ -216,8 +136,11 @@ def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> Fi
     if not os.environ.get("FNNET_DATA"):
         lines.insert(1 if path_given else 0, f"  $FNNET_DATA/{name}: FNNET_DATA is not set")
     how = [
-        f"fnnet.datasets.download({name!r}) (downloads into {_user_cache_root() / name})",
-        f"put the four files in $FNNET_DATA/{name}, or pass path=DIRECTORY",
+        f"fnnet.datasets.download({name!r}) in Python (downloads into {_user_cache_root() / name}, "
+        f"where `--data {name}` and load_mnist({name!r}) look)",
+        "put the four files in a directory DIR and give it: `--data DIR` on the command line "
+        f"(fnnet train / fnnet evaluate), load_mnist(DIR) or load_mnist({name!r}, path=DIR) in Python",
+        f"put them in $FNNET_DATA/{name}, with FNNET_DATA set to a directory of your choice",
     ]
     if name == "fashion-mnist":
         how.insert(0, f"on Debian/Ubuntu: apt-get install dataset-fashion-mnist (installs {_SYSTEM_DATA_DIR / name})")
@@ -228,17 +151,29 @@ def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> Fi
 
 
 def _pair(images_file: Path, labels_file: Path) -> tuple[Array, Array]:
-    """Read and cross-check one (images, labels) pair: uint8 (N, H, W) and uint8 (N,) in 0..9."""
+    """Read and cross-check one (images, labels) pair: uint8 (N, H, W), N >= 1, and uint8 (N,) in 0..9.
+
+    Raises:
+        FormatError: naming the file at fault, and both files when they disagree.
+    """
     x = read_idx(images_file)
-    t = read_idx(labels_file)
     if x.ndim != 3 or x.dtype != np.uint8:
-        raise ValueError(f"load_mnist: {images_file}: expected uint8 images (N, H, W), got {x.dtype} {x.shape}")
+        raise FormatError(images_file, "header", f"expected uint8 images (N, H, W), got {x.dtype} {x.shape}")
+    if len(x) == 0:
+        raise FormatError(images_file, "header, size 0", "0 images: the data set is empty")
+    if 0 in x.shape[1:]:
+        raise FormatError(images_file, "header, sizes 1-2", f"images of {x.shape[1:]} pixels are empty")
+    t = read_idx(labels_file)
     if t.ndim != 1 or t.dtype != np.uint8:
-        raise ValueError(f"load_mnist: {labels_file}: expected uint8 labels (N,), got {t.dtype} {t.shape}")
+        raise FormatError(labels_file, "header", f"expected uint8 labels (N,), got {t.dtype} {t.shape}")
     if len(x) != len(t):
-        raise ValueError(f"load_mnist: {images_file} has {len(x)} images but {labels_file} has {len(t)} labels")
-    if t.size and int(t.max()) >= NUM_CLASSES:
-        raise ValueError(f"load_mnist: {labels_file}: label {int(t.max())} out of range 0..{NUM_CLASSES - 1}")
+        raise FormatError(images_file, "header, size 0", f"{len(x)} images but {labels_file} has {len(t)} labels")
+    bad = np.flatnonzero(t >= NUM_CLASSES)
+    if bad.size:
+        i = int(bad[0])
+        raise FormatError(
+            labels_file, f"label {i} (IDX byte {_LABELS_HEADER + i})", f"label {int(t[i])} out of range 0..{NUM_CLASSES - 1}"
+        )
     return x, t
 
 
@@ -284,6 +219,10 @@ def load_mnist_test(
     Returns:
         ``(x, t)``: images ``(10000, 784)`` (or ``(10000, 1, 28, 28)``), labels ``(10000,)`` int64
         (or ``(10000, 10)`` one-hot).
+
+    >>> x, t = load_mnist_test()
+    >>> x.shape, t.shape, float(x.max())
+    ((10000, 784), (10000,), 1.0)
     """
     _check_dtype(dtype, normalize, one_hot)
     x, t = _embedded()
@@ -315,7 +254,13 @@ def load_mnist(
     Raises:
         FileNotFoundError: the set is not found; the message lists every place looked in and how
             to get the data.
-        ValueError: an unknown name, or a corrupt or inconsistent file (named in the message).
+        FormatError: a damaged, hostile or inconsistent file, or an empty set (a ``ValueError``
+            naming the file, both files when they disagree, and the place in it).
+        ValueError: an unknown name or a bad option.
+
+    >>> (x_train, t_train), (x_test, t_test) = load_mnist("mnist-small", flatten=False)
+    >>> x_train.shape, x_train.dtype, t_train[:5]
+    ((8000, 1, 28, 28), dtype('float32'), array([7, 2, 1, 0, 4]))
     """
     _check_dtype(dtype, normalize, one_hot)
     opts: dict[str, Any] = {"normalize": normalize, "flatten": flatten, "one_hot": one_hot, "dtype": dtype}
@@ -340,8 +285,9 @@ def load_mnist(
             train = _pair(files[_TRAIN_IMAGES], files[_TRAIN_LABELS])
             test = _pair(files[_TEST_IMAGES], files[_TEST_LABELS])
             if train[0].shape[1:] != test[0].shape[1:]:
-                raise ValueError(
-                    f"load_mnist: {d}: training images are {train[0].shape[1:]}, test images {test[0].shape[1:]}"
+                raise FormatError(
+                    files[_TEST_IMAGES], "header, sizes 1-2",
+                    f"test images are {test[0].shape[1:]}, but {files[_TRAIN_IMAGES]} holds {train[0].shape[1:]}",
                 )
             return _prepare(*train, **opts), _prepare(*test, **opts)
         tried.append((d, why))
@@ -391,16 +337,37 @@ _SOURCES: Mapping[str, _Source] = {
 }
 
 _DOWNLOAD_TIMEOUT_S = 60.0
+# The largest file served is Fashion-MNIST's training images (26 MB): a mirror that sends more
+# than this is cut off instead of filling memory.
+_MAX_DOWNLOAD_BYTES = 64 << 20
+_CHUNK = 1 << 20
 
 
 def _urlopen(url: str) -> bytes:
+    parts: list[bytes] = []
+    got = 0
     with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-        data: bytes = response.read()
-    return data
+        while chunk := response.read(min(_CHUNK, _MAX_DOWNLOAD_BYTES + 1 - got)):
+            parts.append(chunk)
+            got += len(chunk)
+            if got > _MAX_DOWNLOAD_BYTES:
+                raise ValueError(f"served more than {_MAX_DOWNLOAD_BYTES} bytes")
+    return b"".join(parts)
 
 
 def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _file_md5(path: Path) -> str | None:
+    """The MD5 of a cached file, read in chunks; None if it is too large to be a served file."""
+    if path.stat().st_size > _MAX_DOWNLOAD_BYTES:
+        return None
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def download(
@@ -425,6 +392,11 @@ def download(
     Raises:
         ValueError: an unknown name, or a file that no mirror served with the right checksum
             (the message lists each mirror's failure).
+
+    Fetching needs the network, so this example is not run by the tests:
+
+    >>> path = download("fashion-mnist")  # doctest: +SKIP
+    >>> (x_train, t_train), _ = load_mnist("fashion-mnist", path=path)  # doctest: +SKIP
     """
     if name not in _SOURCES:
         raise ValueError(f"download: unknown data set {name!r}; expected one of {tuple(_SOURCES)}")
@@ -435,7 +407,7 @@ def download(
     target.mkdir(parents=True, exist_ok=True)
     for filename, md5 in source.md5.items():
         dest = target / filename
-        if dest.is_file() and _md5(dest.read_bytes()) == md5:
+        if dest.is_file() and _file_md5(dest) == md5:
             continue
         failures: list[str] = []
         for base in source.mirrors:
@@ -454,116 +426,3 @@ def download(
         else:
             raise ValueError(f"download: could not get {filename} for {name!r}:\n  " + "\n  ".join(failures))
     return target
-
-
-# --------------------------------------------------------------------------------------------
-# Shuffling, splitting and batching
-# --------------------------------------------------------------------------------------------
-
-
-def _common_length(where: str, arrays: tuple[Any, ...]) -> int:
-    if not arrays:
-        raise ValueError(f"{where}: need at least one array")
-    lengths = [len(a) for a in arrays]
-    if len(set(lengths)) != 1:
-        raise ValueError(f"{where}: arrays must have the same length (first dimension), got {lengths}")
-    return lengths[0]
-
-
-def _check_key(where: str, key: Any) -> Key:
-    if not isinstance(key, Key):
-        raise ValueError(f"{where}: key must be a fnnet.random.Key, got {key!r}")
-    return key
-
-
-def shuffle(key: Key, *arrays: Array) -> tuple[Array, ...]:
-    """Shuffle several arrays with one permutation drawn from ``key``.
-
-    Args:
-        key: the random key.
-        *arrays: arrays of equal length ``N`` (first dimension).
-    Returns:
-        New arrays ``a[perm]`` in the same order, the same ``perm`` for all.
-    """
-    n = _common_length("shuffle", arrays)
-    perm = _check_key("shuffle", key).generator().permutation(n)
-    return tuple(np.asarray(a)[perm] for a in arrays)
-
-
-def train_val_split(
-    key: Key, x: Array, t: Array, *, val_size: int | float
-) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
-    """Split ``(x, t)`` at random into a training and a validation part.
-
-    Args:
-        key: the random key choosing the validation samples.
-        x: inputs ``(N, ...)``.
-        t: targets ``(N, ...)``.
-        val_size: the number of validation samples (an int in ``[1, N-1]``) or their share (a float
-            in ``(0, 1)``, rounded to a count that must leave at least one sample on each side).
-    Returns:
-        ``((x_train, t_train), (x_val, t_val))``: new arrays, each sample in exactly one part.
-    """
-    n = _common_length("train_val_split", (x, t))
-    if isinstance(val_size, bool) or not isinstance(val_size, (int, float, np.integer, np.floating)):
-        raise ValueError(f"train_val_split: val_size must be an int or a float, got {val_size!r}")
-    if isinstance(val_size, (float, np.floating)):
-        if not 0.0 < val_size < 1.0:
-            raise ValueError(f"train_val_split: a fractional val_size must be in (0, 1), got {val_size}")
-        n_val = int(round(float(val_size) * n))
-    else:
-        n_val = int(val_size)
-    if not 1 <= n_val <= n - 1:
-        raise ValueError(
-            f"train_val_split: val_size {val_size!r} gives {n_val} validation samples out of {n}; "
-            "need at least 1 validation and 1 training sample"
-        )
-    perm = _check_key("train_val_split", key).generator().permutation(n)
-    val, train = perm[:n_val], perm[n_val:]
-    xa, ta = np.asarray(x), np.asarray(t)
-    return (xa[train], ta[train]), (xa[val], ta[val])
-
-
-def batches(
-    key: Key | None,
-    x: Array,
-    t: Array,
-    batch_size: int,
-    *,
-    shuffle: bool = True,
-    drop_last: bool = False,
-) -> Iterator[tuple[Array, Array]]:
-    """Mini-batches ``(x_batch, t_batch)`` covering the data once (one epoch).
-
-    Args:
-        key: the random key of this epoch's order; may be ``None`` only when ``shuffle=False``.
-        x: inputs ``(N, ...)``.
-        t: targets ``(N, ...)``.
-        batch_size: samples per batch, a positive int.
-        shuffle: visit the samples in a random order drawn from ``key`` (else in order).
-        drop_last: leave out a last batch smaller than ``batch_size``.
-    Returns:
-        An iterator of ``(x_batch, t_batch)`` of ``batch_size`` samples (the last one may be
-        smaller unless ``drop_last``). Arguments are checked when this is called, not when iterated.
-    """
-    n = _common_length("batches", (x, t))
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batches: batch_size must be a positive int, got {batch_size!r}")
-    xa, ta = np.asarray(x), np.asarray(t)
-    order: Array | None = None
-    if shuffle:
-        if key is None:
-            raise ValueError("batches: shuffle=True needs a key (pass key=None only with shuffle=False)")
-        order = _check_key("batches", key).generator().permutation(n)
-    stop = n - n % batch_size if drop_last else n
-    return _iterate(xa, ta, order, int(batch_size), stop)
-
-
-def _iterate(x: Array, t: Array, order: Array | None, batch_size: int, stop: int) -> Iterator[tuple[Array, Array]]:
-    for start in range(0, stop, batch_size):
-        end = min(start + batch_size, stop)
-        if order is None:
-            yield x[start:end], t[start:end]
-        else:
-            idx = order[start:end]
-            yield x[idx], t[idx]

@@ -1,0 +1,119 @@
+"""The search runner: keyed random search over a space, in this process or on any executor."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future, as_completed
+
+import numpy as np
+
+from fnnet.hparam.records import SCORE, SearchResult, TrialResult
+from fnnet.hparam.space import Distribution, Value, _check_space, sample
+from fnnet.random import Key, fold_in
+
+__all__ = ["Objective", "run_trial", "random_search"]
+
+#: ``objective(hparams, key) -> metrics``; the metrics must include ``"val_acc"``.
+Objective = Callable[[dict[str, Value], Key], Mapping[str, float]]
+
+
+def _error_text(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def run_trial(objective: Objective, index: int, hparams: dict[str, Value], key: Key) -> TrialResult:
+    """Run one trial and catch what it raises (this is what workers execute).
+
+    Args:
+        objective: ``objective(hparams, key) -> {"val_acc": ..., ...}``.
+        index: the trial number; hparams: its hyperparameters; key: its key.
+    Returns:
+        An ok :class:`TrialResult`, or a failed one recording the exception's type and message
+        (also when the objective returns no ``val_acc`` or a non-finite metric).
+    """
+    t0 = time.perf_counter()
+    try:
+        out = objective(dict(hparams), key)
+        if not isinstance(out, Mapping):
+            raise TypeError(f"objective must return a dict of metrics, got {type(out).__name__}")
+        metrics: dict[str, float] = {}
+        for name, value in out.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"objective returned non-numeric metric {name}={value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"objective returned non-finite metric {name}={value!r}")
+            metrics[str(name)] = float(value)
+        if SCORE not in metrics:
+            raise ValueError(f"objective must return {SCORE!r}, got {sorted(metrics)}")
+    except Exception as e:
+        return TrialResult(index, dict(hparams), {}, "failed", _error_text(e), time.perf_counter() - t0)
+    return TrialResult(index, dict(hparams), metrics, "ok", None, time.perf_counter() - t0)
+
+
+def random_search(
+    objective: Objective,
+    space: Mapping[str, Distribution],
+    *,
+    key: Key,
+    n_trials: int,
+    executor: Executor | None = None,
+    on_trial: Callable[[TrialResult], None] | None = None,
+) -> SearchResult:
+    """Random search: ``n_trials`` independent draws from ``space``, each trained and scored.
+
+    Args:
+        objective: picklable when an executor is used (module-level function or frozen attrs
+            record with ``__call__``); ``objective(hparams, key)`` returns at least ``val_acc``.
+        space: ``{name: distribution}``.
+        key: the search's key; trial ``i`` draws from and runs with ``fold_in(key, i)``.
+        n_trials: number of trials (>= 1).
+        executor: any ``concurrent.futures.Executor`` (process pool, Dask's
+            ``client.get_executor()``, ...); ``None`` runs the trials here, one after another.
+        on_trial: called in this process with each finished trial, in completion order (progress).
+    Returns:
+        A :class:`SearchResult` with the trials in trial order, whatever order they finished in.
+        A trial that raises, or whose worker fails, is recorded as failed and the search goes on.
+
+    >>> import fnnet
+    >>> from fnnet.hparam import LogUniform, random_search
+    >>> def objective(hparams, key):
+    ...     return {"val_acc": 1.0 - abs(hparams["lr"] - 1e-3)}
+    >>> result = random_search(objective, {"lr": LogUniform(1e-5, 1e-1)}, key=fnnet.key(0), n_trials=20)
+    >>> len(result.trials), result.best.ok, result.best.metrics["val_acc"] > 0.99
+    (20, True, True)
+    """
+    _check_space(space, "random_search")
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise ValueError(f"random_search: n_trials must be a positive int, got {n_trials!r}")
+    if not isinstance(key, Key):
+        raise ValueError(f"random_search: key must be a fnnet Key, got {key!r}")
+    space = dict(space)
+    keys = [fold_in(key, i) for i in range(n_trials)]
+    points = [sample(space, k) for k in keys]
+    results: list[TrialResult | None] = [None] * n_trials
+
+    def done(r: TrialResult) -> None:
+        results[r.index] = r
+        if on_trial is not None:
+            on_trial(r)
+
+    if executor is None:
+        for i in range(n_trials):
+            done(run_trial(objective, i, points[i], keys[i]))
+    else:
+        pending: dict[Future[TrialResult], int] = {}
+        for i in range(n_trials):
+            try:
+                pending[executor.submit(run_trial, objective, i, points[i], keys[i])] = i
+            except Exception as e:  # e.g. the objective cannot be serialised
+                done(TrialResult(i, points[i], {}, "failed", _error_text(e)))
+        for fut in as_completed(pending):
+            i = pending[fut]
+            try:
+                r = fut.result()
+            except Exception as e:  # the worker died or the result could not travel back
+                r = TrialResult(i, points[i], {}, "failed", _error_text(e))
+            done(r)
+    return SearchResult(tuple(r for r in results if r is not None), space, key, repr(objective))
