@@ -1,7 +1,14 @@
 """``python -m fnnet``: see :mod:`fnnet.cli`."""
 
+import signal
 import sys
 
-from fnnet.cli import main
+try:
+    from fnnet.cli import main
 
-sys.exit(main())
+    code = main()
+except KeyboardInterrupt:  # a Ctrl-C while NumPy is imported, or just as main returns
+    print("fnnet: interrupted", file=sys.stderr)
+    code = 130
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the work is over: let the exit finish quietly
+sys.exit(code)
