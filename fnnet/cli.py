@@ -28,9 +28,10 @@ code  meaning
 (a directory holding only ``checkpoint.npz``, ``metrics.json`` and ``learning_curve.png``). The
 outputs are written into a new sibling directory ``.DIR.fnnet-new-PID-XXXXXXXX`` and renamed to
 ``DIR`` at the end; a previous run is first renamed aside to ``.DIR.fnnet-old-PID-XXXXXXXX`` and
-deleted once the new run is in place. SIGINT is held off during these renames, so Ctrl-C either
-leaves the previous run (exit 130) or completes the new one (exit 0). After a failure or an
-interrupt the temporary directory is removed. A process killed outright (``kill -9``) may leave
+deleted once the new run is in place. SIGINT is held off from the moment the final accuracy is
+printed, while the outputs are written and renamed (about a second), so Ctrl-C either leaves the
+previous run (exit 130) or lets the new one complete (exit 0). After a failure or an interrupt
+the temporary directory is removed. A process killed outright (``kill -9``) may leave
 it behind; the next run to the same ``DIR`` deletes it. Only a kill between the two renames
 leaves ``DIR`` missing, with the previous run in ``.DIR.fnnet-old-*`` and the complete new one in
 ``.DIR.fnnet-new-*``; the next run then keeps both.
@@ -58,10 +59,12 @@ import secrets
 import shutil
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 import numpy as np
@@ -310,27 +313,26 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 
 @contextlib.contextmanager
 def _sigint_held() -> Iterator[None]:
-    """Hold SIGINT off (where the platform allows) around work that must not be cut in half and
-    takes milliseconds; a Ctrl-C meanwhile is dropped, since the work it would cut is done.
+    """Hold Ctrl-C off around work that must not be cut in half: a SIGINT meanwhile is dropped,
+    since the work it would cut then completes.
 
-    A Ctrl-C that arrived just before is raised on entry, before the work starts: CPython runs
-    pending signal handlers when ``pthread_sigmask`` returns.
+    A SIGINT that arrived just before is raised on entry, before the work starts (``signal.signal``
+    runs pending handlers first). Only the main thread can set a handler; elsewhere this does
+    nothing. (Blocking the signal in this thread would not do: the kernel hands a process's SIGINT
+    to any thread not blocking it, such as BLAS or evaluation workers.)
     """
-    if not (hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigpending")):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, ())
-    try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        raise
+    old = signal.signal(signal.SIGINT, _drop)
     try:
         yield
     finally:
-        if signal.SIGINT in signal.sigpending():
-            signal.sigwait({signal.SIGINT})
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, old if old is not None else signal.SIG_DFL)
+
+
+def _drop(signum: int, frame: FrameType | None) -> None:
+    """A signal handler that does nothing."""
 
 
 @contextlib.contextmanager
@@ -572,8 +574,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             config = {"model": args.model, "data": _data_record(args.data), "in_shape": list(in_shape),
                       "optimizer": opt_name, "lr": lr, "epochs": epochs, "batch_size": args.batch_size,
                       "seed": args.seed}
-            _write_outputs(out, config, result, final, len(x_train), len(x_test), wall)
-            out.commit()
+            # Ctrl-C waits: the run is over, and an interrupt inside an import (matplotlib's) can surface as an
+            # ImportError
+            with _sigint_held():
+                _write_outputs(out, config, result, final, len(x_train), len(x_test), wall)
+                out.commit()
     except KeyboardInterrupt:
         display.break_line()
         where = "" if out is None else f"; --out {args.out} {'is complete' if out.done else 'untouched'}"
