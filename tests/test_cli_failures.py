@@ -355,7 +355,7 @@ def _train(seed: int, out: Path) -> subprocess.Popen[str]:
 def _wait_for(proc: subprocess.Popen[str], prefix: str) -> None:
     """Read ``proc``'s stdout up to a line starting with ``prefix``."""
     assert proc.stdout is not None
-    seen = []
+    seen: list[str] = []
     while not (line := proc.stdout.readline()).startswith(prefix):
         assert line, "".join(seen) + (proc.stderr.read() if proc.stderr else "")
         seen.append(line)
