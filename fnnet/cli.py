@@ -34,7 +34,8 @@ previous run (exit 130) or lets the new one complete (exit 0). After a failure o
 the temporary directory is removed. A process killed outright (``kill -9``) may leave
 it behind; the next run to the same ``DIR`` deletes it. Only a kill between the two renames
 leaves ``DIR`` missing, with the previous run in ``.DIR.fnnet-old-*`` and the complete new one in
-``.DIR.fnnet-new-*``; the next run then keeps both.
+``.DIR.fnnet-new-*``; the next run then keeps both. A Ctrl-C in the first half second, while
+``python -m fnnet`` is still importing NumPy, ends with Python's own traceback (``--out`` untouched).
 
 The per-epoch ``train_acc`` and ``test_acc`` are measured on random samples of at most
 :data:`EVAL_SAMPLE` items and labelled ``(sample N)`` when the set is larger; the final accuracy
