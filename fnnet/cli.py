@@ -1,29 +1,89 @@
 """The command line: ``fnnet train`` (the main job) and ``fnnet evaluate CHECKPOINT``.
 
 ``python -m fnnet train`` trains the book's two-layer net on the embedded ``mnist-small`` data set
-with seed 0 and prints progress and the final test accuracy.
+with seed 0, prints progress, and ends with the test accuracy on the whole test set.
+
+Every argument, the data, the model's shapes and the ``--out`` target are checked before training
+starts. Every failure is one line ``fnnet: ...`` on stderr with one of these exit codes:
+
+====  ========================================================================================
+code  meaning
+====  ========================================================================================
+0     success
+1     an unexpected error, i.e. a bug in fnnet: the only failure that prints a Python traceback
+2     usage: an unknown or malformed option, a value out of range (``--lr inf``, ``--epochs 0``),
+      a bad ``$FNNET_NUM_THREADS``, or an ``--out`` that is a file or holds anything other than
+      fnnet's outputs; found before any data is read
+3     bad input: the data set or checkpoint is missing, unreadable or not what it should be, its
+      images do not fit the model (too small for a convolutional net, or another size than the
+      checkpoint was trained on), or the checkpoint's parameters are not all finite
+4     ``--out`` cannot be written (permissions, a full disk); tried before training by creating
+      the run's temporary directory
+5     training failed: the loss or the parameters became NaN or infinite (lower ``--lr``), or
+      memory ran out (lower ``--batch-size``)
+130   interrupted (Ctrl-C, SIGINT)
+====  ========================================================================================
+
+``--out DIR`` is left either untouched or complete. ``DIR`` must be new, empty, or a previous run
+(a directory holding only ``checkpoint.npz``, ``metrics.json`` and ``learning_curve.png``). The
+outputs are written into a new sibling directory ``.DIR.fnnet-new-PID-XXXXXXXX`` and renamed to
+``DIR`` at the end; a previous run is first renamed aside to ``.DIR.fnnet-old-PID-XXXXXXXX`` and
+deleted once the new run is in place. SIGINT is held off from the moment the final accuracy is
+printed, while the outputs are written and renamed (about a second), so Ctrl-C either leaves the
+previous run (exit 130) or lets the new one complete (exit 0). After a failure or an interrupt
+the temporary directory is removed. A process killed outright (``kill -9``) may leave
+it behind; the next run to the same ``DIR`` deletes it. Only a kill between the two renames
+leaves ``DIR`` missing, with the previous run in ``.DIR.fnnet-old-*`` and the complete new one in
+``.DIR.fnnet-new-*``; the next run then keeps both. A Ctrl-C in the first half second, while
+``python -m fnnet`` is still importing NumPy, ends with Python's own traceback (``--out`` untouched).
+
+The per-epoch ``train_acc`` and ``test_acc`` are measured on random samples of at most
+:data:`EVAL_SAMPLE` items and labelled ``(sample N)`` when the set is larger; the final accuracy
+is on the whole test set.
+
+>>> main(["--version"])  # doctest: +ELLIPSIS
+fnnet ...
+0
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
 import json
+import math
+import os
+import re
+import reprlib
+import secrets
+import shutil
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
+import numpy as np
 
-
+from fnnet._version import __version__
 from fnnet import checkpoint, datasets, models, optim
-from fnnet._io import atomic_write_bytes
-from fnnet.typing import Array
+from fnnet._io import _fsync_dir, atomic_write_bytes
+from fnnet.train._progress import Progress
+from fnnet._validate import is_int, is_real
 from fnnet.layers.combinators import Serial, summary
+from fnnet.losses import softmax_cross_entropy
 from fnnet.random import key as make_key
-from fnnet.train.parallel import default_threads
 from fnnet.runtime import keep_heap
-from fnnet.train import FitResult, History, NonFiniteLossError, evaluate, fit
+from fnnet.train import FitResult, History, NonFiniteLossError, TrainState, evaluate, fit, init_train_state
+from fnnet.tree import tree_leaves, tree_paths
+from fnnet.typing import Array
+
+__all__ = ["main", "MODEL_DEFAULTS", "OPTIMIZERS", "EXIT_CODES", "EVAL_SAMPLE"]
 
 #: ``--model`` name -> (builder, flat input?, default optimizer, default lr, default epochs).
 MODEL_DEFAULTS: dict[str, tuple[Callable[[], Serial], bool, str, float, int]] = {
@@ -44,122 +104,484 @@ OPTIMIZERS: dict[str, Callable[[float], optim.GradientTransformation]] = {
     "adamw": optim.adamw,
 }
 
+EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INPUT, EXIT_OUTPUT, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+
+#: Exit code -> its meaning (the table of the module docstring, also shown by ``fnnet --help``).
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_BUG: "unexpected error (a bug in fnnet; the only failure that prints a traceback)",
+    EXIT_USAGE: "bad option or value, bad $FNNET_NUM_THREADS, or an --out that cannot hold a run",
+    EXIT_INPUT: "data set or checkpoint missing, unreadable, not fitting the model, or not finite",
+    EXIT_OUTPUT: "--out cannot be written",
+    EXIT_TRAINING: "training diverged (NaN/inf loss or parameters) or ran out of memory",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); --out is untouched",
+}
+
+#: Per-epoch accuracies are measured on a keyed random sample of at most this many items.
+EVAL_SAMPLE = 2000
+
 CHECKPOINT_FILE = "checkpoint.npz"
+METRICS_FILE = "metrics.json"
+PLOT_FILE = "learning_curve.png"
+#: Everything ``fnnet train --out`` writes; a directory holding only these is a previous run.
+OUTPUT_FILES = (CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE)
+
+_DATA_NAMES = ("mnist-small", "mnist", "fashion-mnist")
+_THREADS_ENV = "FNNET_NUM_THREADS"
+# Images larger than this many values per item are not what a checkpoint of these models holds;
+# a bigger declared in_shape is rejected before anything is built from it.
+_MAX_IN_SIZE = 1 << 24
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
-def _load_data(name: str, flat: bool) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
-    return datasets.load_mnist(name, flatten=flat, normalize=True)
+class _Fail(Exception):
+    """A failure reported as one ``fnnet: ...`` line with an exit code."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(s for s in (line.strip() for line in text.splitlines()) if s)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("fnnet")
+    except importlib.metadata.PackageNotFoundError:
+        return __version__
+
+
+# --------------------------------------------------------------------------------------------
+# Arguments
+# --------------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``fnnet: ...`` line (exit 2) instead of usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.partition(" ")[2]  # "train" in "fnnet train"
+        raise _Fail(EXIT_USAGE, f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
+
+
+def _finite_positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if math.isnan(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    if math.isinf(v):
+        why = "" if text.strip().lower().lstrip("+-") in ("inf", "infinity") else ", which is infinite as a float"
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}{why}")
+    if v <= 0:
+        why = ", which rounds to 0" if v == 0 and any(c in "123456789" for c in text.split("e")[0]) else ""
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}{why}")
+    return v
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {reprlib.repr(text)}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {v}")
+        return v
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _per_model(i: int) -> str:
+    return ", ".join(f"{name} {d[i]}" for name, d in MODEL_DEFAULTS.items())
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fnnet", description="Pure-function neural networks on NumPy.")
-    sub = p.add_subparsers(dest="command", required=True)
-    tr = sub.add_parser("train", help="train a model and report its test accuracy")
-    tr.add_argument("--model", choices=sorted(MODEL_DEFAULTS), default="two-layer-net")
-    tr.add_argument("--data", default="mnist-small", help="mnist-small (embedded), mnist, fashion-mnist or a directory")
-    tr.add_argument("--epochs", type=int, default=None, help="default depends on the model")
-    tr.add_argument("--batch-size", type=int, default=100)
-    tr.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None)
-    tr.add_argument("--lr", type=float, default=None)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--out", type=Path, default=None, help="directory for checkpoint, metrics.json and plot")
-    tr.add_argument("--quiet", action="store_true", help="print only the final accuracy")
-    tr.add_argument("--threads", type=int, default=None,
-                    help="worker threads (default: the cores, or $FNNET_NUM_THREADS); changes speed, not results")
-    ev = sub.add_parser("evaluate", help="report a checkpoint's accuracy")
+    codes = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+    p = _Parser(
+        prog="fnnet",
+        description="Pure-function neural networks on NumPy: train the book's models, evaluate checkpoints.",
+        epilog=f"exit codes (every failure is one line 'fnnet: ...' on stderr):\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"fnnet {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate}")
+    tr = sub.add_parser(
+        "train", help="train a model and report its test accuracy",
+        description="Train a model; the last line printed is its accuracy on the whole test set.",
+    )
+    tr.add_argument("--model", choices=list(MODEL_DEFAULTS), default="two-layer-net",
+                    help="the network to train (default: %(default)s)")
+    tr.add_argument("--data", default="mnist-small",
+                    help="mnist-small (embedded), mnist, fashion-mnist, or a directory holding the four "
+                         "MNIST-format IDX files (default: %(default)s)")
+    tr.add_argument("--epochs", type=_int_at_least(1), default=None, metavar="N",
+                    help=f"passes over the training set (default per model: {_per_model(4)})")
+    tr.add_argument("--batch-size", type=_int_at_least(1), default=100, metavar="N",
+                    help="samples per training step (default: %(default)s)")
+    tr.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
+                    help=f"the update rule (default per model: {_per_model(2)})")
+    tr.add_argument("--lr", type=_finite_positive, default=None, metavar="LR",
+                    help=f"learning rate, a finite number > 0 (default per model: {_per_model(3)})")
+    tr.add_argument("--seed", type=_int_at_least(0), default=0, metavar="S",
+                    help="seed of the initial weights, the shuffles and dropout; the same seed gives the "
+                         "same bits (default: %(default)s)")
+    tr.add_argument("--out", type=Path, default=None, metavar="DIR",
+                    help="write checkpoint.npz, metrics.json and learning_curve.png (with matplotlib) into "
+                         "DIR, which must be new, empty or a previous run; it is replaced only when the "
+                         "run completes (default: write nothing)")
+    tr.add_argument("--quiet", action="store_true", help="print only the final accuracy (default: progress "
+                    "on stderr, a bar per step on a terminal and a line per epoch)")
+    tr.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N",
+                    help=f"worker threads; changes speed, never results (default: ${_THREADS_ENV} if set, "
+                         "else the available cores)")
+    ev = sub.add_parser(
+        "evaluate", help="report a checkpoint's test accuracy",
+        description="Evaluate a checkpoint written by 'fnnet train --out' on a whole test set.",
+    )
     ev.add_argument("checkpoint", type=Path, help="a checkpoint.npz written by fnnet train --out, or its directory")
-    ev.add_argument("--data", default="mnist-small")
+    ev.add_argument("--data", default=None,
+                    help="the data set to evaluate on, as for train (default: the one recorded in the checkpoint)")
     return p
 
 
-def _positive(name: str, v: float) -> None:
-    if not v > 0:
-        raise SystemExit(f"fnnet: --{name} must be positive, got {v}")
+def _threads(given: int | None) -> int | None:
+    """``--threads``, else a validated ``$FNNET_NUM_THREADS``, else None (fit picks the cores)."""
+    if given is not None:
+        return given
+    env = os.environ.get(_THREADS_ENV, "").strip()
+    if not env:
+        return None
+    try:
+        n = int(env)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise _Fail(EXIT_USAGE, f"${_THREADS_ENV} must be a positive integer, got {reprlib.repr(env)}")
+    return n
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def _load_data(name: str, flat: bool, what: str = "") -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+    """The data set ``name`` (called ``what`` in messages, default ``--data NAME``); failures as
+    one-line :class:`_Fail` (exit 3)."""
+    what = what or f"--data {name}"
+    if name not in _DATA_NAMES and not os.path.isdir(name):
+        why = "is a file, not a directory" if os.path.exists(name) else "is neither a data set name nor a directory"
+        raise _Fail(EXIT_INPUT, f"{what}: {why} (names: {', '.join(_DATA_NAMES)})")
+    try:
+        (x_train, t_train), (x_test, t_test) = datasets.load_mnist(name, flatten=flat, normalize=True)
+    except FileNotFoundError as e:
+        if name not in _DATA_NAMES:
+            raise _Fail(EXIT_INPUT, f"{what}: {_one_line(str(e))}") from None
+        places = ", ".join(str(d) for d in datasets.search_paths(name))
+        how = "" if name != "fashion-mnist" else ", or on Debian: apt-get install dataset-fashion-mnist"
+        raise _Fail(
+            EXIT_INPUT,
+            f"data set {name!r} not found (looked in {places}); pass --data DIR for a directory holding its "
+            f"four IDX files, set $FNNET_DATA, or download it once with: "
+            f"python -c \"import fnnet; fnnet.datasets.download('{name}')\"{how}",
+        ) from None
+    except (ValueError, OSError) as e:
+        raise _Fail(EXIT_INPUT, f"{what}: {_one_line(str(e))}") from None
+    for part, x in (("training", x_train), ("test", x_test)):
+        if len(x) == 0:
+            raise _Fail(EXIT_INPUT, f"{what}: the {part} set is empty")
+    return (x_train, t_train), (x_test, t_test)
+
+
+def _data_record(name: str) -> str:
+    """How the data set is recorded in a checkpoint: its name, or a directory's absolute path."""
+    return name if name in _DATA_NAMES else os.path.abspath(name)
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(s) for s in shape)
+
+
+# --------------------------------------------------------------------------------------------
+# Signals and numerics
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C off around work that must not be cut in half: a SIGINT meanwhile is dropped,
+    since the work it would cut then completes.
+
+    A SIGINT that arrived just before is raised on entry, before the work starts (``signal.signal``
+    runs pending handlers first). Only the main thread can set a handler; elsewhere this does
+    nothing. (Blocking the signal in this thread would not do: the kernel hands a process's SIGINT
+    to any thread not blocking it, such as BLAS or evaluation workers.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, _drop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old if old is not None else signal.SIG_DFL)
+
+
+def _drop(signum: int, frame: FrameType | None) -> None:
+    """A signal handler that does nothing."""
+
+
+@contextlib.contextmanager
+def _quiet_numerics() -> Iterator[None]:
+    """No NumPy floating-point warnings (with source lines) on stderr: non-finite results are
+    detected and reported as one line instead. ``np.errstate`` covers this thread; the warnings
+    filter covers the worker threads, whose NumPy error state is the default one."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def _first_nonfinite(state: TrainState) -> str | None:
+    """The path of the first leaf of the parameters or model state holding NaN or inf, else None."""
+    for path, leaf in zip(tree_paths(state), tree_leaves(state)):
+        a = np.asarray(leaf)
+        if path.startswith(("params/", "model_state/")) and a.dtype.kind in "fc" and not np.isfinite(a).all():
+            return path
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# --out: checked before training, written beside, renamed into place
+# --------------------------------------------------------------------------------------------
+
+
+class _OutDir:
+    """The ``--out`` target: checked up front, written in a sibling directory, swapped in at the end."""
+
+    def __init__(self, given: Path):
+        self.given = given
+        self.path = Path(os.path.realpath(given))  # a symlink: replace the directory it names
+        self.tmp: Path | None = None
+        self.done = False
+        if not self.path.name or self.path.parent == self.path:
+            raise _Fail(EXIT_USAGE, f"--out {given}: cannot be replaced; name a directory below it")
+        if self.path.exists() and not self.path.is_dir():
+            raise _Fail(EXIT_USAGE, f"--out {given}: is a file, not a directory")
+        if self.path.is_dir():
+            try:
+                entries = sorted(os.scandir(self.path), key=lambda e: e.name)
+            except OSError as e:
+                raise _Fail(EXIT_OUTPUT, f"--out {given}: cannot be read: {e.strerror}") from None
+            for entry in entries:
+                if entry.name not in OUTPUT_FILES or not entry.is_file(follow_symlinks=False):
+                    what = "a directory" if entry.is_dir(follow_symlinks=False) else "not an fnnet output file"
+                    raise _Fail(
+                        EXIT_USAGE,
+                        f"--out {given}: holds {entry.name!r} ({what}); fnnet replaces --out as a whole, so give a "
+                        f"new or empty directory or a previous run (only {', '.join(OUTPUT_FILES)})",
+                    )
+
+    def _prefix(self, kind: str) -> str:
+        return f".{self.path.name}.fnnet-{kind}-"
+
+    def begin(self) -> Path:
+        """Create the temporary sibling directory (exit 4 if that fails); returns it."""
+        parent = self.path.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._remove_stale()
+            tmp = parent / f"{self._prefix('new')}{os.getpid()}-{secrets.token_hex(4)}"
+            tmp.mkdir()
+        except OSError as e:
+            raise _Fail(EXIT_OUTPUT, f"--out {self.given}: cannot write beside it in {parent}: {e.strerror or e}") from None
+        self.tmp = tmp
+        return tmp
+
+    def _remove_stale(self) -> None:
+        """Delete temporary directories of earlier runs to this ``--out`` whose process is gone.
+
+        All are kept if ``--out`` is missing and a previous run was renamed aside: a run killed
+        between its two renames, whose directories hold the only copies.
+        """
+        pattern = re.compile(re.escape(f".{self.path.name}.fnnet-") + r"(new|old)-(\d+)-[0-9a-f]+\Z")
+        stale = []
+        for entry in os.scandir(self.path.parent):
+            m = pattern.match(entry.name)
+            if m and entry.is_dir(follow_symlinks=False) and not _alive(int(m.group(2))):
+                stale.append((m.group(1), entry.path))
+        if not self.path.exists() and any(kind == "old" for kind, _ in stale):
+            return
+        for _, path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def commit(self) -> None:
+        """Put the finished run in place of ``--out`` (renaming a previous run aside, then deleting it)."""
+        assert self.tmp is not None
+        parent = self.path.parent
+        new, target = os.fspath(self.tmp), os.fspath(self.path)
+        aside = os.fspath(parent / f"{self._prefix('old')}{os.getpid()}-{secrets.token_hex(4)}")
+        _fsync_dir(self.tmp)
+        with _sigint_held():
+            moved = False
+            try:
+                if os.path.lexists(target):
+                    os.rename(target, aside)
+                    moved = True
+                os.rename(new, target)
+            except OSError as e:
+                message = f"--out {self.given}: cannot put the run in place: {e.strerror or e}"
+                if moved:
+                    try:
+                        os.rename(aside, target)
+                    except OSError:
+                        message += f"; the previous run is in {aside}, this one in {new}"
+                        self.tmp = None  # keep it
+                raise _Fail(EXIT_OUTPUT, message) from None
+            self.tmp = None
+            self.done = True
+            _fsync_dir(parent)
+            if moved:
+                shutil.rmtree(aside, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Remove the temporary directory, if any (``--out`` stays as it was)."""
+        if self.tmp is not None:
+            with _sigint_held():
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# fnnet train
+# --------------------------------------------------------------------------------------------
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Run ``fnnet train``."""
+    """Run ``fnnet train``: check everything, train, print the accuracy, write ``--out``."""
     builder, flat, opt_name, lr, epochs = MODEL_DEFAULTS[args.model]
     opt_name = args.optimizer or opt_name
     lr = args.lr if args.lr is not None else lr
     epochs = args.epochs if args.epochs is not None else epochs
-    _positive("lr", lr)
-    _positive("batch-size", args.batch_size)
-    if epochs < 1:
-        raise SystemExit(f"fnnet: --epochs must be at least 1, got {epochs}")
-    if args.seed < 0:
-        raise SystemExit(f"fnnet: --seed must be non-negative, got {args.seed}")
-    if args.threads is not None:
-        _positive("threads", args.threads)
-    try:
-        threads = args.threads if args.threads is not None else default_threads()
-    except ValueError as e:  # a bad $FNNET_NUM_THREADS
-        print(f"fnnet: {e}", file=sys.stderr)
-        return 2
-    try:
-        (x_train, t_train), (x_test, t_test) = _load_data(args.data, flat)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"fnnet: {e}", file=sys.stderr)
-        return 2
-    keep_heap()  # an application setting: reuse freed memory across steps (see fnnet.runtime)
+    threads = _threads(args.threads)
+    out = _OutDir(args.out) if args.out is not None else None
+
+    (x_train, t_train), (x_test, t_test) = _load_data(args.data, flat)
     model = builder()
     in_shape = tuple(int(s) for s in x_train.shape[1:])
+    try:
+        shapes = summary(model, in_shape)
+    except ValueError as e:
+        raise _Fail(
+            EXIT_INPUT,
+            f"--model {args.model} cannot take the {_shape_text(in_shape)} inputs of --data {args.data}: {_one_line(str(e))}",
+        ) from None
+
+    sampled = {name: EVAL_SAMPLE < n for name, n in (("train_acc", len(x_train)), ("test_acc", len(x_test)))}
+    labels = {k: f"{k}(sample {EVAL_SAMPLE})" for k, s in sampled.items() if s}
+    steps = math.ceil(len(x_train) / args.batch_size)
+    display = Progress(epochs, steps, "quiet" if args.quiet else "auto", labels=labels)
 
     def say(text: str) -> None:
         if not args.quiet:
             print(text, flush=True)
 
-    say(f"model {args.model} on {args.data}: {len(x_train)} train / {len(x_test)} test, "
-        f"{opt_name} lr {lr}, batch {args.batch_size}, {epochs} epochs, seed {args.seed}")
-    say(str(summary(model, in_shape)))
-    t0 = time.perf_counter()
     try:
-        result = fit(
-            model,
-            OPTIMIZERS[opt_name](lr),
-            (x_train, t_train),
-            key=make_key(args.seed),
-            epochs=epochs,
-            batch_size=args.batch_size,
-            test=(x_test, t_test),
-            eval_sample=2000,
-            progress="quiet" if args.quiet else "auto",
-            threads=threads,
-        )
-    except NonFiniteLossError as e:
-        print(f"fnnet: training stopped: {e}", file=sys.stderr)
-        return 3
-    wall = time.perf_counter() - t0
-    final = evaluate(model, result.state.params, x_test, t_test, state=result.state.model_state, threads=threads)
-    if args.out is not None:
-        _write_outputs(args, result, final, in_shape, opt_name, lr, epochs, wall)
-    say(f"trained in {wall:.1f}s")
-    print(f"test accuracy {final['acc']:.4f}")
-    return 0
+        if out is not None:
+            out.begin()
+        keep_heap()  # an application setting: reuse freed memory across steps (see fnnet.runtime)
+        say(f"model {args.model} on {args.data}: {len(x_train)} train / {len(x_test)} test, "
+            f"{opt_name} lr {lr}, batch {args.batch_size}, {epochs} epochs, seed {args.seed}")
+        say(str(shapes))
+        if labels:
+            say(f"per-epoch {' and '.join(labels)} on random samples of {EVAL_SAMPLE}; the final accuracy on all "
+                f"{len(x_test)} test items")
+        t0 = time.perf_counter()
+        with _quiet_numerics():
+            try:
+                result = fit(
+                    model, OPTIMIZERS[opt_name](lr), (x_train, t_train),
+                    key=make_key(args.seed), epochs=epochs, batch_size=args.batch_size,
+                    test=(x_test, t_test), eval_sample=EVAL_SAMPLE, progress=display, threads=threads,
+                )
+            except NonFiniteLossError as e:
+                raise _Fail(EXIT_TRAINING, f"training diverged: {_one_line(str(e))} (--lr is {lr})") from None
+            except MemoryError:
+                raise _Fail(EXIT_TRAINING, f"out of memory while training; try a --batch-size below {args.batch_size}") from None
+            wall = time.perf_counter() - t0
+            bad = _first_nonfinite(result.state)
+            if bad is not None:
+                raise _Fail(EXIT_TRAINING, f"training diverged: parameter {bad} is NaN or infinite after the "
+                                           f"last step (lower --lr, now {lr})")
+            final = evaluate(model, result.state.params, x_test, t_test, state=result.state.model_state, threads=threads)
+        say(f"trained in {wall:.1f}s; final evaluation on all {len(x_test)} test items")
+        print(f"test accuracy {final['acc']:.4f}", flush=True)
+        if out is not None:
+            config = {"model": args.model, "data": _data_record(args.data), "in_shape": list(in_shape),
+                      "optimizer": opt_name, "lr": lr, "epochs": epochs, "batch_size": args.batch_size,
+                      "seed": args.seed}
+            # Ctrl-C waits: the run is over, and an interrupt inside an import (matplotlib's) can surface as an
+            # ImportError
+            with _sigint_held():
+                _write_outputs(out, config, result, final, len(x_train), len(x_test), wall)
+                out.commit()
+    except KeyboardInterrupt:
+        display.break_line()
+        where = "" if out is None else f"; --out {args.out} {'is complete' if out.done else 'untouched'}"
+        raise _Fail(EXIT_INTERRUPTED, f"interrupted{where}") from None
+    except BaseException:
+        display.break_line()
+        raise
+    finally:
+        if out is not None:
+            out.discard()
+    return EXIT_OK
 
 
 def _write_outputs(
-    args: argparse.Namespace,
+    out: _OutDir,
+    config: dict[str, Any],
     result: FitResult,
     final: dict[str, float],
-    in_shape: tuple[int, ...],
-    opt_name: str,
-    lr: float,
-    epochs: int,
+    n_train: int,
+    n_test: int,
     wall: float,
 ) -> None:
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    config = {"model": args.model, "data": args.data, "in_shape": list(in_shape), "optimizer": opt_name,
-              "lr": lr, "epochs": epochs, "batch_size": args.batch_size, "seed": args.seed}
-    checkpoint.save(out / CHECKPOINT_FILE, result.state, meta={"config": config})
-    metrics = {"config": config, "test_acc": final["acc"], "test_loss": final["loss"], "wall_seconds": wall,
-               "history": result.history.to_json()}
-    atomic_write_bytes(out / "metrics.json", json.dumps(metrics, indent=1).encode("utf-8"))
-    _plot(result.history, out / "learning_curve.png")
+    assert out.tmp is not None
+    sample = {"train_acc": EVAL_SAMPLE if EVAL_SAMPLE < n_train else None,
+              "test_acc": EVAL_SAMPLE if EVAL_SAMPLE < n_test else None}
+    metrics = {
+        "config": config, "test_acc": final["acc"], "test_loss": final["loss"], "test_items": n_test,
+        "train_items": n_train, "wall_seconds": wall, "per_epoch_sample": sample,
+        "note": "test_acc and test_loss are on all test_items; history.epochs[].train_acc and test_acc are on "
+                "a keyed random sample of per_epoch_sample items of their set (null: the whole set)",
+        "history": result.history.to_json(),
+    }
+    try:
+        checkpoint.save(out.tmp / CHECKPOINT_FILE, result.state, meta={"config": config})
+        atomic_write_bytes(out.tmp / METRICS_FILE, json.dumps(metrics, indent=1).encode("utf-8"))
+        _plot(result.history, out.tmp / PLOT_FILE, sample)
+    except OSError as e:
+        raise _Fail(EXIT_OUTPUT, f"--out {out.given}: cannot write the outputs: {_one_line(str(e))}") from None
 
 
-def _plot(history: History, path: Path) -> bool:
+def _plot(history: History, path: Path, sample: dict[str, int | None]) -> bool:
     try:
         import matplotlib
 
@@ -174,7 +596,8 @@ def _plot(history: History, path: Path) -> bool:
     for name in ("train_acc", "val_acc", "test_acc"):
         vals = history.metric(name)
         if vals:
-            ax2.plot(range(1, len(vals) + 1), vals, marker="o", label=name)
+            n = sample.get(name)
+            ax2.plot(range(1, len(vals) + 1), vals, marker="o", label=name if n is None else f"{name} (sample {n})")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("accuracy")
     ax2.legend()
@@ -184,35 +607,122 @@ def _plot(history: History, path: Path) -> bool:
     return True
 
 
+# --------------------------------------------------------------------------------------------
+# fnnet evaluate
+# --------------------------------------------------------------------------------------------
+
+
+def _config(path: Path, meta: dict[str, Any]) -> tuple[str, str, float, tuple[int, ...], str | None]:
+    """``(model, optimizer, lr, in_shape, data)`` of a checkpoint's meta, each type-checked."""
+
+    def bad(field: str, want: str, got: Any) -> _Fail:
+        return _Fail(EXIT_INPUT, f"{path}: meta config {field!r} must be {want}, got {reprlib.repr(got)}")
+
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise _Fail(EXIT_INPUT, f"{path}: meta has no 'config' dict: not written by fnnet train")
+    model = config.get("model")
+    if not isinstance(model, str) or model not in MODEL_DEFAULTS:
+        raise bad("model", f"one of {', '.join(MODEL_DEFAULTS)}", model)
+    opt = config.get("optimizer")
+    if not isinstance(opt, str) or opt not in OPTIMIZERS:
+        raise bad("optimizer", f"one of {', '.join(OPTIMIZERS)}", opt)
+    lr: Any = config.get("lr")
+    if not is_real(lr) or not (math.isfinite(lr) and lr > 0):
+        raise bad("lr", "a finite number > 0", lr)
+    shape: Any = config.get("in_shape")
+    rank = 1 if MODEL_DEFAULTS[model][1] else 3
+    if (
+        not isinstance(shape, list) or len(shape) != rank or not all(is_int(s) and 0 < s <= _MAX_IN_SIZE for s in shape)
+        or math.prod(shape) > _MAX_IN_SIZE
+    ):
+        raise bad("in_shape", f"a list of {rank} positive ints of product at most {_MAX_IN_SIZE} for {model}", shape)
+    data = config.get("data")
+    if data is not None and not isinstance(data, str):
+        raise bad("data", "a data set name or directory", data)
+    return model, opt, float(lr), tuple(int(s) for s in shape), data
+
+
+def _read_checkpoint_meta(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise _Fail(EXIT_INPUT, f"{path}: no such file") from None
+    except OSError as e:
+        raise _Fail(EXIT_INPUT, f"{path}: cannot read: {e.strerror or e}") from None
+    if head not in _ZIP_MAGIC:
+        raise _Fail(EXIT_INPUT, f"{path}: not an fnnet checkpoint (an .npz file starts with 'PK', this with {head!r})")
+    try:
+        return checkpoint.read_meta(path)
+    except (ValueError, OSError) as e:
+        raise _Fail(EXIT_INPUT, _one_line(str(e))) from None
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Run ``fnnet evaluate``."""
+    """Run ``fnnet evaluate``: the checkpoint's accuracy on a whole test set."""
     path: Path = args.checkpoint
     if path.is_dir():
         path = path / CHECKPOINT_FILE
+    meta = _read_checkpoint_meta(path)
+    model_name, opt_name, lr, in_shape, recorded = _config(path, meta)
+    if args.data is not None:
+        data, source, what = args.data, "as given by --data", ""
+    elif recorded is not None:
+        data, source, what = recorded, "as recorded in the checkpoint", f"{path}: recorded data set {recorded}"
+    else:
+        raise _Fail(EXIT_INPUT, f"{path}: records no data set; pass --data")
+    (_, _), (x_test, t_test) = _load_data(data, MODEL_DEFAULTS[model_name][1], what)
+    data_shape = tuple(int(s) for s in x_test.shape[1:])
+    if data_shape != in_shape:
+        raise _Fail(
+            EXIT_INPUT,
+            f"{path}: {model_name} was trained on {_shape_text(in_shape)} inputs, but {data} ({source}) has "
+            f"{_shape_text(data_shape)}",
+        )
+    model = MODEL_DEFAULTS[model_name][0]()
     try:
-        meta = checkpoint.read_meta(path)
-        config: dict[str, Any] = meta["config"]
-        builder, flat, opt_name, lr, _ = MODEL_DEFAULTS[config["model"]]
-        model = builder()
-        in_shape = tuple(int(s) for s in config["in_shape"])
-        from fnnet.train import init_train_state
-
-        like = init_train_state(model, OPTIMIZERS[config["optimizer"]](float(config["lr"])), make_key(0), in_shape)
+        like = init_train_state(model, OPTIMIZERS[opt_name](lr), make_key(0), in_shape)
         state, _ = checkpoint.load(path, like)
-        (_, _), (x_test, t_test) = _load_data(args.data, flat)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"fnnet: cannot evaluate {path}: {e}", file=sys.stderr)
-        return 2
-    res = evaluate(model, state.params, x_test, t_test, state=state.model_state)
-    print(f"test accuracy {res['acc']:.4f}")
-    return 0
+    except (ValueError, OSError) as e:
+        raise _Fail(EXIT_INPUT, _one_line(str(e))) from None
+    bad = _first_nonfinite(state)
+    if bad is not None:
+        raise _Fail(EXIT_INPUT, f"{path}: parameter {bad} holds NaN or infinite values; refusing to evaluate")
+    print(f"evaluating {path} ({model_name}) on {data} {source}: all {len(x_test)} test items", flush=True)
+    with _quiet_numerics():
+        res = evaluate(model, state.params, x_test, t_test, state=state.model_state)
+    print(f"test accuracy {res['acc']:.4f}", flush=True)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``fnnet`` console script and ``python -m fnnet``."""
-    args = _parser().parse_args(argv)
-    if args.command == "train":
-        return cmd_train(args)
-    return cmd_evaluate(args)
+    """Entry point of the ``fnnet`` console script and ``python -m fnnet``.
 
+    Args:
+        argv: the arguments after the program name (default ``sys.argv[1:]``).
+    Returns:
+        The exit code (see the module docstring); failures print one ``fnnet: ...`` line on stderr.
 
+    >>> main(["train", "--lr", "inf"])
+    2
+    """
+    try:
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit as e:  # --help, --version
+            return e.code if isinstance(e.code, int) else EXIT_OK if e.code is None else EXIT_USAGE
+        if args.command == "train":
+            return cmd_train(args)
+        return cmd_evaluate(args)
+    except _Fail as e:
+        print(f"fnnet: {e}", file=sys.stderr, flush=True)
+        return e.code
+    except KeyboardInterrupt:
+        print("fnnet: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED

@@ -31,10 +31,14 @@ def test_train_quick_writes_outputs_and_evaluate_agrees(tmp_path: Path, capsys: 
     assert metrics["test_acc"] == pytest.approx(acc, abs=5e-5)
     assert len(metrics["history"]["epochs"]) == 2
     assert metrics["config"]["seed"] == 3
+    assert metrics["test_items"] == 2000 and metrics["per_epoch_sample"] == {"train_acc": 2000, "test_acc": None}
     meta = checkpoint.read_meta(out / "checkpoint.npz")
-    assert meta["config"]["model"] == "two-layer-net"
+    assert meta["config"]["model"] == "two-layer-net" and meta["config"]["data"] == "mnist-small"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary directory left beside it
     assert main(["evaluate", str(out)]) == 0
-    assert _last_line(capsys.readouterr().out) == printed
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == printed
+    assert "mnist-small as recorded in the checkpoint: all 2000 test items" in lines[-2]
 
 
 def test_train_is_reproducible(capsys: pytest.CaptureFixture[str]) -> None:
@@ -58,28 +62,33 @@ def test_bad_thread_environment_fails_clearly(
 ) -> None:
     monkeypatch.setenv("FNNET_NUM_THREADS", "many")
     assert main(["train", "--epochs", "1", "--quiet"]) == 2
-    assert "FNNET_NUM_THREADS must be a positive integer" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("fnnet: $FNNET_NUM_THREADS must be a positive integer") and err.count("\n") == 1
 
 
 def test_train_shows_progress_and_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--epochs", "1", "--optimizer", "adam", "--lr", "0.001"]) == 0
     captured = capsys.readouterr()
     assert "total params: 39,760" in captured.out  # 784*50+50 + 50*10+10
-    assert "epoch 1/1" in captured.err
     assert "adam lr 0.001" in captured.out
+    # 8,000 training items are sampled for the per-epoch figure, the 2,000 test items are not
+    assert "epoch 1/1 loss " in captured.err and " train_acc(sample 2000) 0." in captured.err
+    assert " test_acc 0." in captured.err
+    assert "final evaluation on all 2000 test items" in captured.out
 
 
 def test_bad_arguments_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit, match="--lr must be positive"):
-        main(["train", "--lr", "-1"])
-    with pytest.raises(SystemExit, match="--epochs"):
-        main(["train", "--epochs", "0"])
-    with pytest.raises(SystemExit, match="--threads must be positive"):
-        main(["train", "--threads", "0"])
-    assert main(["train", "--data", str(tmp_path / "nowhere"), "--quiet"]) == 2
+    for argv, words in [
+        (["--lr", "-1"], "argument --lr: must be a finite number > 0, got '-1'"),
+        (["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+        (["--threads", "0"], "argument --threads: must be at least 1, got 0"),
+    ]:
+        assert main(["train", *argv]) == 2
+        assert capsys.readouterr().err == f"fnnet: train: {words} (see fnnet train --help)\n"
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--quiet"]) == 3
     assert "nowhere" in capsys.readouterr().err
-    assert main(["evaluate", str(tmp_path / "missing.npz")]) == 2
-    assert "cannot evaluate" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "missing.npz")]) == 3
+    assert capsys.readouterr().err == f"fnnet: {tmp_path / 'missing.npz'}: no such file\n"
 
 
 def test_evaluate_rejects_a_corrupted_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,8 +96,9 @@ def test_evaluate_rejects_a_corrupted_checkpoint(tmp_path: Path, capsys: pytest.
     assert main(["train", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
     data = (out / "checkpoint.npz").read_bytes()
     (out / "checkpoint.npz").write_bytes(data[: len(data) // 2])
-    assert main(["evaluate", str(out)]) == 2
-    assert "checkpoint.npz" in capsys.readouterr().err
+    assert main(["evaluate", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("fnnet: ") and "checkpoint.npz" in err and err.count("\n") == 1
 
 
 def test_python_dash_m_entry_point() -> None:

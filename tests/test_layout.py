@@ -13,7 +13,7 @@ ROOT = Path(fnnet.__file__).parent
 
 #: Each module's floor; a module may import only from its own floor or those below.
 FLOORS: dict[str, int] = {
-    "typing": 0, "_version": 0, "random": 0, "tree": 0, "_validate": 0, "errors": 0, "_io": 0, "runtime": 0,
+    "typing": 0, "_version": 0, "_json": 0, "random": 0, "tree": 0, "_validate": 0, "errors": 0, "_io": 0, "runtime": 0,
     "functions": 1, "losses": 1, "graph": 1, "initializers": 1, "metrics": 1,
     "layers": 2, "numerical": 2,
     "optim": 3,

@@ -11,10 +11,18 @@ class Progress:
     """Reports training progress to ``stream`` (stderr by default).
 
     ``mode`` is ``"auto"`` (a bar if the stream is a terminal, else lines), ``"bar"``, ``"lines"`` or
-    ``"quiet"``.
+    ``"quiet"``. ``labels`` renames metrics in the epoch lines (e.g. ``test_acc`` to
+    ``test_acc(sample 2000)`` when it was measured on a sample).
     """
 
-    def __init__(self, total_epochs: int, batches_per_epoch: int, mode: str = "auto", stream: TextIO | None = None):
+    def __init__(
+        self,
+        total_epochs: int,
+        batches_per_epoch: int,
+        mode: str = "auto",
+        stream: TextIO | None = None,
+        labels: dict[str, str] | None = None,
+    ):
         if mode not in ("auto", "bar", "lines", "quiet"):
             raise ValueError(f"Progress: mode must be auto, bar, lines or quiet, got {mode!r}")
         self.stream = stream if stream is not None else sys.stderr
@@ -23,6 +31,8 @@ class Progress:
         self.mode = mode
         self.total_epochs = total_epochs
         self.batches = batches_per_epoch
+        self.labels = dict(labels or {})
+        self.mid_line = False  # a bar is drawn and its line not ended
         self._last_draw = 0.0
         self._t0 = time.perf_counter()
 
@@ -41,13 +51,22 @@ class Progress:
             f"\repoch {epoch + 1}/{self.total_epochs} [{bar}] {i + 1}/{self.batches} loss {loss:.4f}"
         )
         self.stream.flush()
+        self.mid_line = True
 
     def epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """Called at the end of an epoch with its metrics."""
         if self.mode == "quiet":
             return
-        parts = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        parts = " ".join(f"{self.labels.get(k, k)} {v:.4f}" for k, v in metrics.items())
         elapsed = time.perf_counter() - self._t0
         prefix = "\r\x1b[K" if self.mode == "bar" else ""
         self.stream.write(f"{prefix}epoch {epoch + 1}/{self.total_epochs} {parts} ({elapsed:.1f}s)\n")
         self.stream.flush()
+        self.mid_line = False
+
+    def break_line(self) -> None:
+        """End a half-drawn bar, so that a message printed next starts on its own line."""
+        if self.mid_line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.mid_line = False

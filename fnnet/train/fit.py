@@ -162,7 +162,7 @@ def fit(
     eval_sample: int | None = None,
     weight_decay: float = 0.0,
     decay_mask: Any = None,
-    progress: str = "auto",
+    progress: str | Progress = "auto",
     on_epoch: Callable[[TrainState, History], None] | None = None,
     shards: int | None = None,
     threads: int | None = None,
@@ -183,7 +183,9 @@ def fit(
         val, test: evaluated after every epoch (``val_acc``, ``test_acc``); ``eval_train`` adds
             ``train_acc``; ``eval_sample`` evaluates on a keyed random sample of that many items.
         weight_decay, decay_mask: the book's coupled L2 (see :func:`make_train_step`).
-        progress: ``"auto"``, ``"bar"``, ``"lines"`` or ``"quiet"``.
+        progress: ``"auto"``, ``"bar"``, ``"lines"`` or ``"quiet"``, or a
+            :class:`~fnnet.train._progress.Progress` of the caller's. Per-epoch figures measured on
+            an ``eval_sample`` are labelled so, e.g. ``test_acc(sample 2000)``.
         on_epoch: called with the state and history after each epoch (e.g. to checkpoint).
         shards, threads, blas_threads: how each batch runs (see :func:`make_train_step`);
             ``threads`` also runs the evaluation batches in parallel and changes no result.
@@ -230,7 +232,16 @@ def fit(
         blas_threads=blas_threads,
     )
     batches_per_epoch = len(x) // batch_size if drop_last else math.ceil(len(x) / batch_size)
-    bar = Progress(epochs, batches_per_epoch, progress)
+    if isinstance(progress, Progress):
+        bar = progress
+    else:
+        named = [("train", (x, t) if eval_train else None), ("val", val), ("test", test)]
+        labels = {
+            f"{name}_acc": f"{name}_acc(sample {eval_sample})"
+            for name, data in named
+            if data is not None and eval_sample is not None and eval_sample < len(data[0])
+        }
+        bar = Progress(epochs, batches_per_epoch, progress, labels=labels)
     good = state  # the latest state whose loss, params and optimizer state were all finite
 
     with blas_limit(1 if blas_threads is None else blas_threads):
@@ -241,6 +252,7 @@ def fit(
                 try:
                     new, m = train_step(state, xb, tb, fold_in(step_key, int(state.step)))
                 except NonFiniteLossError as e:
+                    bar.break_line()
                     last = e.state if e.loss_finite else good
                     hist = History(hist.step_loss + tuple(losses), hist.epochs)
                     raise NonFiniteLossError(

@@ -243,7 +243,7 @@ def make_train_step(
 
     def fail(state: TrainState, what: str, loss_finite: bool) -> NonFiniteLossError:
         return NonFiniteLossError(
-            f"non-finite {what} at step {int(state.step)} (epoch {int(state.epoch)}); "
+            f"non-finite {what} at step {int(state.step)} (epoch {int(state.epoch) + 1}); "
             "lower the learning rate or check the data",
             int(state.step),
             state,
