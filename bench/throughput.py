@@ -6,7 +6,8 @@
 Reports the median train-step samples/s at batch 100 in float32 over ``--repeats`` timed blocks,
 the peak memory of one step (tracemalloc: NumPy reports its array allocations to it), and ratios
 measured in this one run. For ``two-layer-net`` the reference is a plain-NumPy step of the same
-maths (forward, softmax cross-entropy, backward, SGD). With ``--torch PYTHON`` it also runs
+maths (forward, softmax cross-entropy, backward, SGD), with NumPy's default BLAS threads and with
+one (fnnet's steps run BLAS single-threaded: see ``bench/policy.py``). With ``--torch PYTHON`` it also runs
 ``bench/torch_reference.py --serve`` under that interpreter (a separate virtual environment with
 ``torch==2.13.0``; torch is never a dependency of fnnet), alternating its timed blocks with
 fnnet's, and prints fnnet / PyTorch. fnnet's step uses its defaults: the convolutional models
@@ -34,6 +35,7 @@ from fnnet import models
 from fnnet.optim import sgd
 from fnnet.runtime import keep_heap
 from fnnet.train import TrainState, init_train_state, make_train_step
+from fnnet.train.parallel import blas_limit
 
 BATCH = 100
 LR = 0.01
@@ -171,6 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     rows: dict[str, list[float]] = {}
     fn = fnnet_step(args.model)
     ref = numpy_two_layer_step() if args.model == "two-layer-net" else None
+
+    def ref_one_blas_thread() -> object:
+        assert ref is not None
+        with blas_limit(1):
+            return ref()
+
     torch = TorchReference(args.torch, args.model, args.keep_heap) if args.torch and ref is None else None
     torch_pf = (
         TorchReference(args.torch, args.model, args.keep_heap, pool_first=True)
@@ -182,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.setdefault("fnnet", []).extend(_time(fn, 1, block))
         if ref is not None:
             rows.setdefault("plain NumPy", []).extend(_time(ref, 1, block))
+            rows.setdefault("plain NumPy, 1 BLAS thread", []).extend(_time(ref_one_blas_thread, 1, block))
         if torch is not None:
             rows.setdefault("PyTorch 2.13 CPU", []).append(torch.block(block))
         if torch_pf is not None:

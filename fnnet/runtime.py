@@ -20,8 +20,7 @@ def keep_heap(trim_bytes: int = 1 << 30, mmap_bytes: int = 32 << 20) -> bool:
     """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
 
     By default glibc unmaps large freed blocks and trims the heap, so every training step's
-    arrays are fresh pages that the kernel must fault in and zero (measured here: about a third
-    of a SimpleConvNet step). This is a process-wide allocator setting, the same as the environment
+    arrays are fresh pages that the kernel must fault in and zero (see the README's Speed section). This is a process-wide allocator setting, the same as the environment
     variables ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_MMAP_THRESHOLD_``; it changes no result, only
     speed and resident memory.
 

@@ -62,9 +62,10 @@ class _Blas:
     def counts(self) -> list[int]:
         return [int(lib.num_threads) for lib in self.libs]
 
-    def set(self, counts: Sequence[int]) -> None:
-        for lib, n in zip(self.libs, counts):
-            if int(lib.num_threads) != n:
+    def set(self, counts: Sequence[int], now: Sequence[int]) -> None:
+        """Set each library's count to ``counts`` where it is not ``now`` already."""
+        for lib, n, current in zip(self.libs, counts, now):
+            if n != current:
                 lib.set_num_threads(n)
 
 
@@ -99,7 +100,7 @@ def blas_limit(threads: int = 1) -> Iterator[None]:
         if blas.users == 0:
             blas.saved = blas.counts()
             blas.limit = threads
-            blas.set([threads] * len(blas.libs))
+            blas.set([threads] * len(blas.libs), blas.saved)
         elif blas.limit != threads:
             raise ValueError(
                 f"blas_limit: BLAS is held at {blas.limit} thread(s) by another caller; cannot run with {threads} "
@@ -112,7 +113,7 @@ def blas_limit(threads: int = 1) -> Iterator[None]:
         with blas.lock:
             blas.users -= 1
             if blas.users == 0:
-                blas.set(blas.saved)
+                blas.set(blas.saved, [blas.limit] * len(blas.libs))
 
 
 def available_cores() -> int:
@@ -201,7 +202,7 @@ def _after_fork_in_child() -> None:
         blas.lock = threading.Lock()
         if blas.users:
             blas.users = 0
-            blas.set(blas.saved)
+            blas.set(blas.saved, [blas.limit] * len(blas.libs))
 
 
 if hasattr(os, "register_at_fork"):
