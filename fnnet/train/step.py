@@ -136,13 +136,11 @@ def all_finite(tree: Tree) -> bool:
     """
     leaves = [a for a in tree_leaves(tree) if isinstance(a, np.ndarray) and a.dtype.kind in "fc"]
     with np.errstate(over="ignore", invalid="ignore"):
-        for a in leaves:
-            flat = a.reshape(-1)
-            # a dot product (BLAS) is cheaper than a mask, and NaN or inf make it non-finite; only
-            # then (or on an overflow of large finite values) is the full check needed
-            if not math.isfinite(float(flat @ flat)) and not np.isfinite(flat).all():
-                return False
-    return True
+        # sum of squares by BLAS dot products: cheaper than a mask, and NaN or inf anywhere make it
+        # non-finite; only then (or when large finite values overflow it) is the full check needed
+        if math.isfinite(sum([float(np.vdot(a, a).real) for a in leaves])):
+            return True
+        return all(bool(np.isfinite(a).all()) for a in leaves)
 
 
 def join_rows(parts: list[Array]) -> Array:
@@ -296,7 +294,7 @@ def make_train_step(
                 grads = tree_map(operator.add, grads, dpen)
             updates, opt_state = update(grads, state.opt_state, params)
             new_params = apply_updates(params, updates)
-            if not (all_finite(new_params) and all_finite(opt_state) and all_finite(new_model_state)):
+            if not all_finite((new_params, opt_state, new_model_state)):
                 raise fail(state, "parameters or optimizer state after the update", True)
         new = TrainState(new_params, opt_state, new_model_state, counter(int(state.step) + 1), state.epoch)
         return new, StepMetrics(float(value))
