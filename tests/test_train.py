@@ -221,3 +221,12 @@ def test_drop_last_skips_the_short_batch_that_batchnorm_cannot_take() -> None:
     res = fit(model, sgd(0.1), (x, t), key=fnnet.key(0), epochs=2, batch_size=20, drop_last=True,
               progress="quiet")
     assert len(res.history.step_loss) == 4 and int(res.state.step) == 4
+
+
+def test_fit_with_more_blas_threads_evaluates_with_one() -> None:
+    x, t = _blobs(60)
+    before = fnnet.train.parallel.blas_threads()
+    a = fit(_model(), sgd(0.1), (x, t), key=fnnet.key(0), epochs=2, batch_size=20, blas_threads=2, progress="quiet")
+    b = fit(_model(), sgd(0.1), (x, t), key=fnnet.key(0), epochs=2, batch_size=20, blas_threads=2, progress="quiet")
+    assert _same(a.state, b.state) and a.history.step_loss == b.history.step_loss
+    assert fnnet.train.parallel.blas_threads() == before  # restored after the steps' own switches

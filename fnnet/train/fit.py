@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -244,7 +245,9 @@ def fit(
         bar = Progress(epochs, batches_per_epoch, progress, labels=labels)
     good = state  # the latest state whose loss, params and optimizer state were all finite
 
-    with blas_limit(1 if blas_threads is None else blas_threads):
+    # one BLAS switch for the whole loop when steps and evaluation agree on one thread; with more,
+    # each step sets its own count and evaluation keeps one
+    with blas_limit(1) if blas_threads in (None, 1) else contextlib.nullcontext():
         for epoch in range(int(state.epoch), epochs):
             t0 = time.perf_counter()
             losses: list[float] = []
