@@ -253,9 +253,12 @@ def make_train_step(
         ``train_step(state, x, t, key, update_scale=1.0)`` for a batch ``x`` of shape
         ``(N, *in_shape)`` and targets ``t``; shard ``i`` draws its random numbers from
         ``fold_in(key, i)`` (the whole batch from ``key`` when unsharded). The optimizer's updates
-        are multiplied by ``update_scale`` (for SGD, Momentum, Adam and the like the same as
-        multiplying the learning rate; used by :class:`fnnet.train.ReduceOnPlateau`). Raises :class:`NonFiniteLossError` when the loss, or the updated
-        parameters or optimizer state, are not finite; its ``state`` is the step's input state.
+        are multiplied by ``update_scale``, used by :class:`fnnet.train.ReduceOnPlateau`: the same
+        as multiplying the learning rate for SGD, AdaGrad, RMSprop and Adam, whose update is the
+        rate times a function of the gradients; for the book's Momentum and Nesterov, whose
+        velocity carries the rate, it scales the whole step, the velocity's past included. Raises
+        :class:`NonFiniteLossError` when the loss, or the updated parameters or optimizer state,
+        are not finite; its ``state`` is the step's input state.
     """
     if optimizer is None:
         raise ValueError("make_train_step: an optimizer is required, e.g. fnnet.optim.sgd(0.1)")

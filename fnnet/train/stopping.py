@@ -138,8 +138,9 @@ class ReduceOnPlateau:
 
     Improvement is judged as in :class:`EarlyStopping`; after each reduction the count of epochs
     without improvement starts again. :func:`~fnnet.train.fit` multiplies the optimizer's updates
-    by :meth:`scale` in each epoch (for SGD, Momentum, Adam and the like, the same as scaling the
-    learning rate) and records it as ``lr_scale``.
+    by :meth:`scale` in each epoch and records it as ``lr_scale``: for SGD, AdaGrad, RMSprop and
+    Adam exactly a scaled learning rate; for the book's Momentum and Nesterov, whose velocity
+    carries the rate, a scaled step (see :func:`~fnnet.train.step.make_train_step`).
 
     >>> rule = ReduceOnPlateau(factor=0.1, patience=1, min_scale=0.05)
     >>> rule.scale(History(epochs=({"val_loss": 1.0}, {"val_loss": 1.1}, {"val_loss": 1.2})))
