@@ -11,17 +11,34 @@ key. See the README for the book chapter → fnnet name table.
 np.float32(1.0)
 """
 
-from fnnet import checkpoint, datasets, errors, functions, graph, hparam, initializers, layers, losses, models, optim, train, tree
+from fnnet import (
+    checkpoint,
+    datasets,
+    errors,
+    functions,
+    graph,
+    hparam,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    optim,
+    train,
+    tree,
+)
 from fnnet.checkpoint import load, save
 from fnnet.functions import identity, log_softmax, relu, sigmoid, softmax, step_function, tanh
 from fnnet.losses import (
-    accuracy,
+    binary_cross_entropy,
     binary_cross_entropy_with_logits,
     cross_entropy,
+    huber,
     mean_squared_error,
     softmax_cross_entropy,
     sum_squared_error,
 )
+from fnnet.metrics import accuracy, binary_accuracy, confusion_matrix, default_metrics, mae, r2, rmse
 from fnnet.optim import adagrad, adam, adamw, apply_updates, chain, momentum, nesterov, rmsprop, sgd
 from fnnet.layers import (
     EVAL,
@@ -89,6 +106,7 @@ __all__ = [
     "initializers",
     "layers",
     "losses",
+    "metrics",
     "models",
     "optim",
     "errors",
@@ -98,7 +116,15 @@ __all__ = [
     "load",
     "save",
     "accuracy",
+    "binary_accuracy",
+    "confusion_matrix",
+    "default_metrics",
+    "mae",
+    "r2",
+    "rmse",
+    "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "huber",
     "cross_entropy",
     "mean_squared_error",
     "softmax_cross_entropy",

@@ -20,6 +20,7 @@ batch losses are averaged over it, as in the book.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,8 @@ __all__ = [
     "cross_entropy",
     "softmax_cross_entropy",
     "binary_cross_entropy_with_logits",
-    "accuracy",
+    "binary_cross_entropy",
+    "huber",
 ]
 
 #: The log guard δ of :func:`cross_entropy`: ``log(y + δ)`` stays finite when a predicted
@@ -105,11 +107,24 @@ def _one_hot(t: Array, k: int, dtype: np.dtype[Any]) -> Array:
     return out
 
 
+def _same_column(y: Array, ta: Array) -> Array | None:
+    """``ta`` reshaped to ``y``'s shape when the two differ only by a trailing axis of length 1
+    (targets ``(N,)`` against outputs ``(N, 1)`` or the reverse); else None."""
+    if ta.shape != y.shape and (ta.shape == y.shape + (1,) or (y.ndim >= 1 and y.shape[-1] == 1 and ta.shape == y.shape[:-1])):
+        return ta.reshape(y.shape)
+    return None
+
+
 def _regression_targets(fn: str, y: Array, t: Any) -> Array:
-    """Targets of ``y``'s shape (cast to its dtype); integer labels are one-hot encoded when y has a class axis."""
+    """Targets of ``y``'s shape (cast to its dtype). Targets ``(N,)`` against ``y`` of shape
+    ``(N, 1)`` (or the reverse) are the same column; integer labels are one-hot encoded when y
+    has a class axis of K > 1."""
     ta = np.asarray(t)
     if ta.shape == y.shape and ta.dtype.kind in "fiub":
         return ta.astype(y.dtype, copy=False)
+    column = _same_column(y, ta) if ta.dtype.kind in "fiub" else None
+    if column is not None:
+        return column.astype(y.dtype, copy=False)
     if y.ndim >= 1 and ta.shape == y.shape[:-1] and ta.dtype.kind in "iu":
         t_lab, _ = _class_targets(fn, y, ta)
         return _one_hot(t_lab, y.shape[-1], y.dtype)
@@ -118,6 +133,24 @@ def _regression_targets(fn: str, y: Array, t: Any) -> Array:
         + (f" (or integer labels of shape {_shape(y.shape[:-1])})" if y.ndim >= 1 else "")
         + f", got shape {_shape(ta.shape)} dtype {ta.dtype}"
     )
+
+
+def _binary_targets(fn: str, name: str, z: Array, t: Any) -> Array:
+    """0/1 (or probability) targets of ``z``'s shape, cast to its dtype; ``(N,)`` against ``(N, 1)`` is aligned."""
+    ta = np.asarray(t)
+    if ta.dtype.kind in "fiub" and ta.shape != z.shape:
+        column = _same_column(z, ta)
+        ta = column if column is not None else ta
+    if ta.shape != z.shape or ta.dtype.kind not in "fiub":
+        raise ValueError(
+            f"{fn}: expected t of {name}'s shape {_shape(z.shape)} with values in [0, 1], "
+            f"got shape {_shape(ta.shape)} dtype {ta.dtype}"
+        )
+    if z.size == 0:
+        raise ValueError(f"{fn}: expected a non-empty {name}, got shape {_shape(z.shape)}")
+    if ta.dtype.kind != "b" and (ta.min() < 0 or ta.max() > 1):
+        raise ValueError(f"{fn}: targets must lie in [0, 1], got values in [{ta.min()}, {ta.max()}]")
+    return ta.astype(z.dtype, copy=False)
 
 
 # --- losses --------------------------------------------------------------------------------------
@@ -129,8 +162,13 @@ def sum_squared_error(y: Array, t: Any) -> tuple[float, Array]:
     Args:
         y: predictions, any shape, floating point.
         t: targets of ``y``'s shape, or integer labels of shape ``y.shape[:-1]`` (one-hot encoded).
+            One column is one column: targets ``(N,)`` against ``y`` of shape ``(N, 1)``, or
+            ``(N, 1)`` against ``(N,)``, are reshaped to ``y``'s shape (never broadcast to ``(N, N)``).
     Returns:
         ``(E, dE/dy)`` with ``dE/dy = y - t`` of ``y``'s shape and dtype.
+
+    >>> sum_squared_error(np.array([[1.0], [2.0]]), np.array([0.0, 0.0]))[0]
+    2.5
     """
     fn = "sum_squared_error"
     ya = _floating(fn, "y", y)
@@ -145,8 +183,14 @@ def mean_squared_error(y: Array, t: Any) -> tuple[float, Array]:
     Args:
         y: predictions, any non-empty shape, floating point.
         t: targets of ``y``'s shape, or integer labels of shape ``y.shape[:-1]`` (one-hot encoded).
+            Targets ``(N,)`` against ``y`` of shape ``(N, 1)`` (or the reverse) are reshaped to
+            ``y``'s shape, so ``n = N`` either way.
     Returns:
         ``(E, dE/dy)`` with ``dE/dy = 2 (y - t) / n`` of ``y``'s shape and dtype.
+
+    >>> value, grad = mean_squared_error(np.array([[1.0], [3.0]]), np.array([0.0, 3.0]))
+    >>> value, grad.shape
+    (0.5, (2, 1))
     """
     fn = "mean_squared_error"
     ya = _floating(fn, "y", y)
@@ -226,45 +270,79 @@ def binary_cross_entropy_with_logits(z: Array, t: Any) -> tuple[float, Array]:
 
     Args:
         z: logits, any non-empty shape, floating point.
-        t: targets in ``[0, 1]`` (0/1 labels or probabilities) of ``z``'s shape; bool, int or float.
+        t: targets in ``[0, 1]`` (0/1 labels or probabilities) of ``z``'s shape (``(N,)`` against
+            ``(N, 1)`` or the reverse is reshaped to ``z``'s shape); bool, int or float.
     Returns:
         ``(E, dE/dz)`` with ``dE/dz = (σ(z) - t) / n`` of ``z``'s shape and dtype.
     """
     fn = "binary_cross_entropy_with_logits"
     za = _floating(fn, "z", z)
-    ta = np.asarray(t)
-    if ta.shape != za.shape or ta.dtype.kind not in "fiub":
-        raise ValueError(
-            f"{fn}: expected t of z's shape {_shape(za.shape)} with values in [0, 1], "
-            f"got shape {_shape(ta.shape)} dtype {ta.dtype}"
-        )
-    if za.size == 0:
-        raise ValueError(f"{fn}: expected a non-empty z, got shape {_shape(za.shape)}")
-    if ta.dtype.kind != "b" and (ta.min() < 0 or ta.max() > 1):
-        raise ValueError(f"{fn}: targets must lie in [0, 1], got values in [{ta.min()}, {ta.max()}]")
-    ta = ta.astype(za.dtype, copy=False)
+    ta = _binary_targets(fn, "z", za, t)
     n = za.size
     per_element = np.maximum(za, 0) - za * ta + np.log1p(np.exp(-np.abs(za)))
     return float(per_element.sum()) / n, (F.sigmoid(za) - ta) * (1.0 / n)
 
 
-def accuracy(y: Array, t: Any) -> float:
-    """Fraction of rows whose highest score (argmax over the last axis) is the target class.
+def binary_cross_entropy(p: Array, t: Any) -> tuple[float, Array]:
+    """Binary cross-entropy on probabilities (a sigmoid output), the mean over all ``n = p.size``
+    elements of ``-[t log(p + δ) + (1 - t) log(1 - p + δ)]``.
+
+    ``δ`` is :data:`CROSS_ENTROPY_DELTA`, as in :func:`cross_entropy`: the loss stays finite when
+    a probability is exactly 0 or 1. Prefer :func:`binary_cross_entropy_with_logits` for
+    training: it is exact where the sigmoid saturates.
 
     Args:
-        y: scores or probabilities ``(N, K)`` (or ``(K,)``, or ``(..., K)``).
-        t: integer labels ``y.shape[:-1]`` or one-hot / probability targets of ``y``'s shape.
+        p: predicted probabilities of class 1, in ``[0, 1]``, any non-empty shape, floating point.
+        t: targets in ``[0, 1]`` (0/1 labels or probabilities) of ``p``'s shape (``(N,)`` against
+            ``(N, 1)`` or the reverse is reshaped to ``p``'s shape); bool, int or float.
     Returns:
-        The accuracy in ``[0, 1]``.
+        ``(E, dE/dp)`` with ``dE/dp = (-t / (p + δ) + (1 - t) / (1 - p + δ)) / n`` of ``p``'s shape
+        and dtype.
+
+    >>> value, grad = binary_cross_entropy(np.array([[0.9], [0.2]]), np.array([1, 0]))
+    >>> round(value, 4), grad.shape
+    (0.1643, (2, 1))
     """
-    fn = "accuracy"
-    ya = np.asarray(y)
-    if ya.ndim < 1 or ya.dtype.kind not in "fiub":
-        raise ValueError(
-            f"{fn}: expected numeric scores of rank >= 1 with classes on the last axis, "
-            f"got shape {_shape(ya.shape)} dtype {ya.dtype}"
-        )
-    ta, labels = _class_targets(fn, ya, t, cast=False)
-    _n_rows(fn, ya)
-    target = ta if labels else ta.argmax(axis=-1)
-    return float(np.mean(ya.argmax(axis=-1) == target))
+    fn = "binary_cross_entropy"
+    pa = _floating(fn, "p", p)
+    ta = _binary_targets(fn, "p", pa, t)
+    n = pa.size
+    pos = pa + CROSS_ENTROPY_DELTA
+    neg = (1.0 - pa) + CROSS_ENTROPY_DELTA
+    value = -(float(np.vdot(ta, np.log(pos))) + float(np.vdot(1.0 - ta, np.log(neg)))) / n
+    grad = ((1.0 - ta) / neg - ta / pos) * (1.0 / n)
+    return value, grad.astype(pa.dtype, copy=False)
+
+
+def huber(y: Array, t: Any, delta: float = 1.0) -> tuple[float, Array]:
+    """Huber loss, the mean over all ``n = y.size`` elements of ``0.5 d²`` where ``|d| <= δ`` and
+    ``δ (|d| - 0.5 δ)`` elsewhere, with ``d = y - t``: squared error near the target, absolute
+    error (less swayed by outliers) far from it.
+
+    For another ``δ`` pass ``functools.partial(huber, delta=...)`` as the loss.
+
+    Args:
+        y: predictions, any non-empty shape, floating point.
+        t: targets as for :func:`mean_squared_error` (``(N,)`` and ``(N, 1)`` alike).
+        delta: ``δ > 0``, where the quadratic part ends.
+    Returns:
+        ``(E, dE/dy)`` with ``dE/dy = clip(d, -δ, δ) / n`` of ``y``'s shape and dtype.
+
+    >>> huber(np.array([0.5, 3.0]), np.array([0.0, 0.0]))[0]
+    1.3125
+    """
+    fn = "huber"
+    if not (isinstance(delta, (int, float, np.floating, np.integer)) and not isinstance(delta, bool)
+            and math.isfinite(delta) and delta > 0):
+        raise ValueError(f"{fn}: delta must be a finite number > 0, got {delta!r}")
+    ya = _floating(fn, "y", y)
+    if ya.size == 0:
+        raise ValueError(f"{fn}: expected a non-empty y, got shape {_shape(ya.shape)}")
+    d = ya - _regression_targets(fn, ya, t)
+    a = np.abs(d)
+    quad = np.minimum(a, delta)
+    # 0.5 q² + δ (|d| - q) with q = min(|d|, δ) is both branches at once
+    per_element = 0.5 * quad * quad + delta * (a - quad)
+    n = ya.size
+    grad = np.clip(d, -delta, delta) * (1.0 / n)
+    return float(per_element.sum()) / n, grad.astype(ya.dtype, copy=False)

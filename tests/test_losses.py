@@ -13,13 +13,15 @@ from _helpers import rng
 from fnnet.functions import log_softmax, softmax
 from fnnet.losses import (
     CROSS_ENTROPY_DELTA,
-    accuracy,
+    binary_cross_entropy,
     binary_cross_entropy_with_logits,
     cross_entropy,
+    huber,
     mean_squared_error,
     softmax_cross_entropy,
     sum_squared_error,
 )
+from fnnet.metrics import accuracy
 from fnnet.numerical import numerical_gradient
 from fnnet.typing import Array
 
@@ -189,6 +191,8 @@ def test_binary_cross_entropy_is_two_class_softmax_cross_entropy() -> None:
 @pytest.mark.parametrize("loss", [softmax_cross_entropy, cross_entropy, sum_squared_error, mean_squared_error])
 @pytest.mark.parametrize("shape", CLASS_SHAPES)
 def test_labels_and_one_hot_agree(loss: Loss, shape: tuple[int, ...]) -> None:
+    if shape[-1] == 1 and loss in (sum_squared_error, mean_squared_error):
+        pytest.skip("one output column: (N,) targets are values, not labels (see test_squared_errors_one_column)")
     r = rng(SEED, 11, len(shape))
     y = _probabilities(shape, r)
     t = _labels(shape, r)
@@ -198,7 +202,7 @@ def test_labels_and_one_hot_agree(loss: Loss, shape: tuple[int, ...]) -> None:
     np.testing.assert_allclose(g_lab, g_hot, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("shape", CLASS_SHAPES)
+@pytest.mark.parametrize("shape", [s for s in CLASS_SHAPES if s[-1] > 1])
 def test_accuracy_counts_correct_rows(shape: tuple[int, ...]) -> None:
     r = rng(SEED, 12, len(shape))
     t = _labels(shape, r)
@@ -322,8 +326,8 @@ def test_mean_squared_error_rejects_empty() -> None:
 def test_binary_cross_entropy_rejects_bad_targets() -> None:
     z = np.zeros((4, 1))
     with pytest.raises(ValueError, match=r"binary_cross_entropy_with_logits: expected t of z's shape \(4, 1\) "
-                       r"with values in \[0, 1\], got shape \(4,\)"):
-        binary_cross_entropy_with_logits(z, np.zeros(4))
+                       r"with values in \[0, 1\], got shape \(3,\)"):
+        binary_cross_entropy_with_logits(z, np.zeros(3))
     with pytest.raises(ValueError, match=r"targets must lie in \[0, 1\], got values in \[0, 2\]"):
         binary_cross_entropy_with_logits(z, np.array([[0], [1], [2], [1]]))
     with pytest.raises(ValueError, match=r"targets must lie in \[0, 1\], got values in \[-0.5, 1.0\]"):
@@ -343,3 +347,77 @@ def test_accuracy_rejects_bad_inputs() -> None:
         accuracy(np.array(1.0), np.array(0))
     with pytest.raises(ValueError, match=r"accuracy: expected at least one sample"):
         accuracy(np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
+
+
+# --- binary cross-entropy on probabilities, Huber, one output column ------------------------------
+
+
+@pytest.mark.parametrize("shape", ANY_SHAPES)
+def test_binary_cross_entropy_on_probabilities_gradient(shape: tuple[int, ...]) -> None:
+    r = rng(SEED, 20, len(shape))
+    p = r.uniform(0.1, 0.9, shape)  # central differences of log p are accurate only where h << p
+    _assert_grad_matches(binary_cross_entropy, p, r.random(shape))
+    _assert_grad_matches(binary_cross_entropy, p, r.integers(0, 2, size=shape))
+
+
+def test_binary_cross_entropy_on_probabilities_is_the_books_formula_and_agrees_with_logits() -> None:
+    r = rng(SEED, 21)
+    z, t = 2 * r.standard_normal((7, 1)), r.integers(0, 2, size=(7, 1))
+    p = 1 / (1 + np.exp(-z))
+    d = CROSS_ENTROPY_DELTA
+    value, grad = binary_cross_entropy(p, t)
+    assert value == pytest.approx(-np.mean(t * np.log(p + d) + (1 - t) * np.log(1 - p + d)), rel=1e-12)
+    # through the sigmoid's derivative p (1 - p) it is the logits form, up to the guard δ
+    logit_value, logit_grad = binary_cross_entropy_with_logits(z, t)
+    assert value == pytest.approx(logit_value, rel=1e-5)
+    np.testing.assert_allclose(grad * p * (1 - p), logit_grad, rtol=1e-4, atol=1e-9)
+
+
+def test_binary_cross_entropy_on_probabilities_is_finite_at_0_and_1() -> None:
+    p = np.array([0.0, 1.0, 0.0, 1.0], dtype=np.float32)
+    with _no_fp_trouble():
+        value, grad = binary_cross_entropy(p, np.array([0, 1, 1, 0]))
+    assert value == pytest.approx(-2 * np.log(CROSS_ENTROPY_DELTA) / 4, rel=1e-4)
+    assert grad.dtype == np.float32 and np.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("shape", ANY_SHAPES)
+@pytest.mark.parametrize("delta", [1.0, 0.3])
+def test_huber_gradient(shape: tuple[int, ...], delta: float) -> None:
+    r = rng(SEED, 22, len(shape))
+    y, t = 2 * r.standard_normal(shape), r.standard_normal(shape)
+    _assert_grad_matches(lambda yy, tt: huber(yy, tt, delta), y, t)
+
+
+def test_huber_values_quadratic_near_and_linear_far() -> None:
+    y, t = np.array([0.5, -3.0, 1.0]), np.zeros(3)
+    value, grad = huber(y, t)
+    assert value == pytest.approx((0.5 * 0.25 + (3.0 - 0.5) + 0.5) / 3)
+    np.testing.assert_allclose(grad, [0.5 / 3, -1 / 3, 1 / 3])
+    small = np.array([0.1, -0.2])
+    assert huber(small, np.zeros(2), delta=1.0)[0] == pytest.approx(0.5 * mean_squared_error(small, np.zeros(2))[0])
+    with pytest.raises(ValueError, match=r"huber: delta must be a finite number > 0, got -1"):
+        huber(y, t, delta=-1)
+
+
+@pytest.mark.parametrize("loss", [sum_squared_error, mean_squared_error, huber, binary_cross_entropy,
+                                  binary_cross_entropy_with_logits])
+def test_one_output_column_n_and_n1_targets_agree(loss: Loss) -> None:
+    r = rng(SEED, 23)
+    y = r.uniform(0.1, 0.9, (6, 1))
+    t = r.integers(0, 2, size=6).astype(np.float64)
+    v_col, g_col = loss(y, t)  # (N, 1) outputs, (N,) targets
+    v_same, g_same = loss(y, t[:, None])
+    v_flat, g_flat = loss(y[:, 0], t[:, None])  # (N,) outputs, (N, 1) targets
+    assert v_col == v_same == pytest.approx(v_flat, rel=1e-15)
+    assert g_col.shape == (6, 1) and g_flat.shape == (6,)  # the gradient has y's shape
+    np.testing.assert_array_equal(g_col, g_same)
+    np.testing.assert_allclose(g_col[:, 0], g_flat, rtol=1e-15)
+
+
+def test_squared_errors_one_column_never_broadcast_to_n_by_n() -> None:
+    y, t = np.zeros((4, 1)), np.arange(4.0)
+    assert mean_squared_error(y, t)[0] == pytest.approx(np.mean(t**2))  # n = 4, not 16
+    assert sum_squared_error(y, t)[0] == pytest.approx(0.5 * np.sum(t**2))
+    with pytest.raises(ValueError, match=r"mean_squared_error: expected t of y's shape \(4, 1\)"):
+        mean_squared_error(y, np.zeros(3))

@@ -27,7 +27,8 @@ import numpy as np
 from fnnet._validate import check_positive_int, is_int
 from fnnet.datasets import batches
 from fnnet.layers.base import EVAL, Ctx, Layer
-from fnnet.losses import accuracy, softmax_cross_entropy
+from fnnet.losses import softmax_cross_entropy
+from fnnet.metrics import accuracy
 from fnnet.optim import GradientTransformation
 from fnnet.random import Key, fold_in, split
 from fnnet.train._progress import Progress
