@@ -71,9 +71,11 @@ from fnnet.layers import (
 from fnnet.numerical import GradCheck, check_grads, gradient_descent, numerical_diff, numerical_gradient
 from fnnet.random import Key, fold_in, key, split
 from fnnet.train import (
+    EarlyStopping,
     FitResult,
     History,
     NonFiniteLossError,
+    ReduceOnPlateau,
     TrainState,
     evaluate,
     fit,
@@ -138,9 +140,11 @@ __all__ = [
     "nesterov",
     "rmsprop",
     "sgd",
+    "EarlyStopping",
     "FitResult",
     "History",
     "NonFiniteLossError",
+    "ReduceOnPlateau",
     "TrainState",
     "evaluate",
     "fit",

@@ -2,7 +2,10 @@
 
 ``fit`` repeats the training step (:mod:`fnnet.train.step`) over keyed shuffles. The epoch and step
 counters live in the :class:`~fnnet.train.step.TrainState`, so training N epochs equals training k,
-saving, loading and training N-k, bit for bit.
+saving, loading and training N-k, bit for bit. After every epoch it evaluates the loss and the
+task's metrics (:func:`fnnet.metrics.default_metrics` of the loss) on the train/val/test sets;
+early stopping and a reduce-on-plateau rule (:mod:`fnnet.train.stopping`) decide from that
+history alone.
 
 >>> import numpy as np, fnnet
 >>> rng = np.random.default_rng(0)
@@ -24,14 +27,16 @@ from typing import Any
 import attrs
 import numpy as np
 
+from fnnet.metrics import Metric, check_metrics, default_metrics
 from fnnet._validate import check_positive_int, is_int
 from fnnet.datasets import batches
 from fnnet.layers.base import EVAL, Ctx, Layer
 from fnnet.losses import softmax_cross_entropy
-from fnnet.metrics import accuracy
 from fnnet.optim import GradientTransformation
 from fnnet.random import Key, fold_in, split
 from fnnet.train._progress import Progress
+from fnnet.train.history import History
+from fnnet.train.stopping import EarlyStopping, ReduceOnPlateau
 from fnnet.train.parallel import blas_limit, default_threads, run_shards
 from fnnet.train.step import (
     LossFn,
@@ -44,7 +49,7 @@ from fnnet.train.step import (
 )
 from fnnet.typing import Array, Tree
 
-__all__ = ["History", "FitResult", "evaluate", "predict", "fit"]
+__all__ = ["History", "FitResult", "EarlyStopping", "ReduceOnPlateau", "evaluate", "predict", "fit"]
 
 
 def _thread_count(threads: int | None, fn: str) -> int:
@@ -84,58 +89,72 @@ def evaluate(
     *,
     state: Tree = None,
     loss: LossFn = softmax_cross_entropy,
+    metrics: dict[str, Metric] | None = None,
     batch_size: int = 1000,
     threads: int | None = None,
 ) -> dict[str, float]:
-    """Mean loss and accuracy of ``model`` in evaluation mode on ``(x, t)``.
+    """Mean loss and the task's metrics of ``model`` in evaluation mode on ``(x, t)``.
 
-    Batches run as in :func:`predict`; the result does not depend on ``threads``.
+    The loss is the mean over batches of ``batch_size`` weighted by their sizes; the metrics are
+    computed once on all outputs (so RMSE and R² are those of the whole set). Batches run as in
+    :func:`predict`; the result does not depend on ``threads``.
 
+    Args:
+        model, params, state: the model, its parameters and its state (BatchNorm statistics).
+        x: inputs ``(N, *in_shape)``; t: targets of ``N`` samples, as ``loss`` takes them.
+        loss: ``loss(y, t) -> (value, grad)``.
+        metrics: ``name -> metric(y, t)``; default :func:`fnnet.metrics.default_metrics` of ``loss``
+            (``{"acc": accuracy}`` for softmax cross-entropy). A metric that does not fit the
+            outputs is a ValueError (see :func:`fnnet.metrics.check_metrics`).
     Returns:
-        ``{"loss": ..., "acc": ...}``.
+        ``{"loss": ..., name: ... for each metric}``, e.g. ``{"loss": 0.31, "acc": 0.91}``.
+
+    >>> import numpy as np, fnnet
+    >>> model = fnnet.Affine(1)
+    >>> params, _ = model.init(fnnet.key(0), (3,))
+    >>> x = np.ones((4, 3), np.float32)
+    >>> sorted(evaluate(model, params, x, np.zeros(4, np.float32), loss=fnnet.mean_squared_error))
+    ['loss', 'mae', 'r2', 'rmse']
     """
-    total, correct, n = 0.0, 0.0, len(x)
+    n = len(x)
     if n == 0:
         raise ValueError("evaluate: empty data set")
     if len(t) != n:
         raise ValueError(f"evaluate: x has {n} samples but t has {len(t)}")
+    chosen = default_metrics(loss) if metrics is None else dict(metrics)
+    total = 0.0
+    outs: list[Array] = []
     for rows, y in _eval_batches(model, params, x, state, batch_size, threads, "evaluate"):
         tb = t[rows]
         total += loss(y, tb)[0] * len(tb)
-        correct += accuracy(y, tb) * len(tb)
-    return {"loss": total / n, "acc": correct / n}
-
-
-@attrs.frozen
-class History:
-    """Training history: the loss of every step and the metrics of every epoch.
-
-    ``epochs`` is a tuple of dicts such as ``{"train_acc": 0.93, "val_acc": 0.92, "time": 1.2}``.
-    """
-
-    step_loss: tuple[float, ...] = ()
-    epochs: tuple[dict[str, float], ...] = ()
-
-    def metric(self, name: str) -> list[float]:
-        """One metric over the epochs, e.g. ``history.metric("test_acc")``."""
-        return [e[name] for e in self.epochs if name in e]
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict."""
-        return {"step_loss": list(self.step_loss), "epochs": [dict(e) for e in self.epochs]}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> History:
-        """Inverse of :meth:`to_json`."""
-        return cls(tuple(float(v) for v in d["step_loss"]), tuple(dict(e) for e in d["epochs"]))
+        outs.append(y)
+    result = {"loss": total / n}
+    if chosen:
+        y_all = np.concatenate(outs)
+        check_metrics(chosen, tuple(y_all.shape[1:]), loss=loss)
+        for name, metric in chosen.items():
+            result[name] = float(metric(y_all, t))
+    return result
 
 
 @attrs.frozen
 class FitResult:
-    """What :func:`fit` returns."""
+    """What :func:`fit` returns.
+
+    Attributes:
+        state: the final training state, or with ``EarlyStopping(restore_best=True)`` the state
+            after the best epoch (bit for bit what a run of exactly ``best_epoch`` epochs returns).
+        history: every step's loss and every epoch's figures, up to the last epoch trained.
+        stopped_epoch: the epoch count at which early stopping ended training; None if it ran
+            all epochs.
+        best_epoch: the 1-based epoch whose state ``state`` is, with ``restore_best``; else None
+            (also when the best epoch lies before a resumed run's start and its state is gone).
+    """
 
     state: TrainState
     history: History
+    stopped_epoch: int | None = None
+    best_epoch: int | None = None
 
 
 def _sample(key: Key, x: Array, t: Array, n: int | None) -> tuple[Array, Array]:
@@ -161,6 +180,10 @@ def fit(
     test: tuple[Array, Array] | None = None,
     eval_train: bool = True,
     eval_sample: int | None = None,
+    metrics: dict[str, Metric] | None = None,
+    early_stopping: EarlyStopping | None = None,
+    plateau: ReduceOnPlateau | None = None,
+    grad_norms: bool = False,
     weight_decay: float = 0.0,
     decay_mask: Any = None,
     progress: str | Progress = "auto",
@@ -173,16 +196,31 @@ def fit(
 
     Args:
         model: any layer; optimizer: a gradient transformation.
-        train: ``(x, t)`` with ``x`` of shape ``(N, *in_shape)`` and labels ``(N,)`` or one-hot.
+        train: ``(x, t)`` with ``x`` of shape ``(N, *in_shape)`` and targets as ``loss`` takes
+            them (labels ``(N,)`` or one-hot for softmax; 0/1 labels or values ``(N,)`` or
+            ``(N, 1)`` for one output).
         key: the one seed of the run. Params are initialised from ``split(key)[0]``; the shuffle of
             epoch ``e`` uses ``fold_in(shuffle_key, e)`` and step ``s`` uses ``fold_in(step_key, s)``.
-        batch_size: samples per step; ``drop_last`` skips an epoch's final short batch (useful
-            with BatchNorm, which cannot normalise a batch of one).
+        batch_size: samples per step (1: online, ``N``: full batch); ``drop_last`` skips an
+            epoch's final short batch (useful with BatchNorm, which cannot normalise a batch of one).
         epochs: total epochs to reach; when resuming from ``state`` (whose ``epoch`` counts the
             epochs already done), only the remaining ones run.
+        loss: ``loss(y, t) -> (value, dvalue/dy)``.
         state, history: resume from these (e.g. loaded with :func:`fnnet.load`).
-        val, test: evaluated after every epoch (``val_acc``, ``test_acc``); ``eval_train`` adds
-            ``train_acc``; ``eval_sample`` evaluates on a keyed random sample of that many items.
+        val, test: evaluated after every epoch (``val_loss``, ``val_acc``, ...); ``eval_train``
+            evaluates the training set too (``train_loss``, ``train_acc``); ``eval_sample``
+            evaluates on a keyed random sample of that many items.
+        metrics: ``name -> metric(y, t)`` recorded as ``NAME_<name>`` for each evaluated set;
+            default :func:`fnnet.metrics.default_metrics` of ``loss``. Checked against the
+            model's output shape before training (accuracy of a one-output model is an error).
+        early_stopping: an :class:`~fnnet.train.stopping.EarlyStopping` rule, decided after each
+            epoch from the history alone; with ``restore_best`` the result holds the best
+            epoch's state.
+        plateau: a :class:`~fnnet.train.stopping.ReduceOnPlateau` rule: each epoch's updates are
+            multiplied by its :meth:`~fnnet.train.stopping.ReduceOnPlateau.scale` of the history
+            so far, recorded as ``lr_scale``.
+        grad_norms: record in ``history.grad_norms``, per step, the norm of the gradient of each
+            top-level params entry (one per layer of a serial).
         weight_decay, decay_mask: the book's coupled L2 (see :func:`make_train_step`).
         progress: ``"auto"``, ``"bar"``, ``"lines"`` or ``"quiet"``, or a
             :class:`~fnnet.train._progress.Progress` of the caller's. Per-epoch figures measured on
@@ -191,9 +229,12 @@ def fit(
         shards, threads, blas_threads: how each batch runs (see :func:`make_train_step`);
             ``threads`` also runs the evaluation batches in parallel and changes no result.
     Returns:
-        A :class:`FitResult` with the final state and the history. On a NaN/inf loss, parameter or
-        optimizer state raises :class:`NonFiniteLossError` whose ``state`` is the last state whose
-        loss, parameters and optimizer state were all finite, and whose ``history`` ends there.
+        A :class:`FitResult` with the state, the history, and where early stopping stopped and
+        which epoch it restored. The epoch dicts hold ``loss`` (the mean training-step loss),
+        ``NAME_loss`` and ``NAME_<metric>`` per evaluated set, ``lr_scale`` with a plateau rule,
+        and ``time``. On a NaN/inf loss, parameter or optimizer state raises
+        :class:`NonFiniteLossError` whose ``state`` is the last state whose loss, parameters and
+        optimizer state were all finite, and whose ``history`` ends there.
     """
     if not isinstance(key, Key):
         raise ValueError(f"fit: key must be a fnnet.Key (e.g. fnnet.key(0)), got {type(key).__name__}")
@@ -212,6 +253,20 @@ def fit(
     if not is_int(epochs) or epochs < 0:
         raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
     batch_size = check_positive_int("fit", "batch_size", batch_size)
+    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        raise ValueError(f"fit: early_stopping must be a fnnet.train.EarlyStopping, got {type(early_stopping).__name__}")
+    if plateau is not None and not isinstance(plateau, ReduceOnPlateau):
+        raise ValueError(f"fit: plateau must be a fnnet.train.ReduceOnPlateau, got {type(plateau).__name__}")
+    chosen = default_metrics(loss) if metrics is None else dict(metrics)
+    check_metrics(chosen, tuple(model.out_shape(tuple(x.shape[1:]))), loss=loss)
+    sets = [("train", (x, t) if eval_train else None), ("val", val), ("test", test)]
+    figures = ["loss"] + [f"{name}_{m}" for name, data in sets if data is not None for m in ("loss", *chosen)]
+    for rule, what in ((early_stopping, "early_stopping"), (plateau, "plateau")):
+        if rule is not None and rule.monitor not in figures:
+            raise ValueError(
+                f"fit: {what} monitors {rule.monitor!r}, which this run does not record "
+                f"(it records {', '.join(figures)}); pass val=(x, t) to monitor val_* figures"
+            )
     init_key, shuffle_key, step_key, eval_key = split(key, 4)
     if state is None:
         state = init_train_state(model, optimizer, init_key, tuple(x.shape[1:]))
@@ -231,31 +286,43 @@ def fit(
         shards=shards,
         threads=threads,
         blas_threads=blas_threads,
+        grad_norms=grad_norms,
     )
     batches_per_epoch = len(x) // batch_size if drop_last else math.ceil(len(x) / batch_size)
     if isinstance(progress, Progress):
         bar = progress
     else:
-        named = [("train", (x, t) if eval_train else None), ("val", val), ("test", test)]
         labels = {
-            f"{name}_acc": f"{name}_acc(sample {eval_sample})"
-            for name, data in named
+            f"{name}_{m}": f"{name}_{m}(sample {eval_sample})"
+            for name, data in sets
             if data is not None and eval_sample is not None and eval_sample < len(data[0])
+            for m in ("loss", *chosen)
         }
         bar = Progress(epochs, batches_per_epoch, progress, labels=labels)
     good = state  # the latest state whose loss, params and optimizer state were all finite
+    start = int(state.epoch)
+    stopped: int | None = None
+    best_state: TrainState | None = None
+    if early_stopping is not None and hist.epochs:
+        decision = early_stopping.decide(hist)
+        if decision.best_epoch == start:
+            best_state = state
+        if decision.stop and start < epochs:
+            stopped = start  # a resumed run that had already stopped trains no further
 
     with blas_limit(1 if blas_threads is None else blas_threads):
-        for epoch in range(int(state.epoch), epochs):
+        for epoch in range(start, epochs if stopped is None else start):
             t0 = time.perf_counter()
+            scale = plateau.scale(hist) if plateau is not None else 1.0
             losses: list[float] = []
+            norms: list[tuple[float, ...]] = []
             for i, (xb, tb) in enumerate(batches(fold_in(shuffle_key, epoch), x, t, batch_size, drop_last=drop_last)):
                 try:
-                    new, m = train_step(state, xb, tb, fold_in(step_key, int(state.step)))
+                    new, m = train_step(state, xb, tb, fold_in(step_key, int(state.step)), scale)
                 except NonFiniteLossError as e:
                     bar.break_line()
                     last = e.state if e.loss_finite else good
-                    hist = History(hist.step_loss + tuple(losses), hist.epochs)
+                    hist = History(hist.step_loss + tuple(losses), hist.epochs, hist.grad_norms + tuple(norms))
                     raise NonFiniteLossError(
                         f"{e} (the error's state is the last good one, from step {int(last.step)})",
                         e.step,
@@ -264,20 +331,34 @@ def fit(
                     ) from None
                 good, state = state, new
                 losses.append(m.loss)
+                if grad_norms:
+                    norms.append(m.grad_norms)
                 bar.batch(epoch, i, m.loss)
             state = state._replace(epoch=counter(epoch + 1))
-            metrics: dict[str, float] = {"loss": float(np.mean(losses)) if losses else float("nan")}
+            figs: dict[str, float] = {"loss": float(np.mean(losses)) if losses else float("nan")}
             ek = fold_in(eval_key, epoch)
-            sets = [("train", (x, t) if eval_train else None), ("val", val), ("test", test)]
             for j, (name, data) in enumerate(sets):
                 if data is not None:
                     xs, ts = _sample(fold_in(ek, j), data[0], data[1], eval_sample)
-                    metrics[f"{name}_acc"] = evaluate(
-                        model, state.params, xs, ts, state=state.model_state, loss=loss, threads=threads
-                    )["acc"]
-            metrics["time"] = time.perf_counter() - t0
-            hist = History(hist.step_loss + tuple(losses), hist.epochs + (metrics,))
-            bar.epoch(epoch, {k: v for k, v in metrics.items() if k != "time"})
+                    res = evaluate(
+                        model, state.params, xs, ts, state=state.model_state, loss=loss, metrics=chosen, threads=threads
+                    )
+                    figs.update({f"{name}_{k}": v for k, v in res.items()})
+            if plateau is not None:
+                figs["lr_scale"] = scale
+            figs["time"] = time.perf_counter() - t0
+            hist = History(hist.step_loss + tuple(losses), hist.epochs + (figs,), hist.grad_norms + tuple(norms))
+            bar.epoch(epoch, {k: v for k, v in figs.items() if k != "time"})
             if on_epoch is not None:
                 on_epoch(state, hist)
-    return FitResult(state, hist)
+            if early_stopping is not None:
+                decision = early_stopping.decide(hist)
+                if decision.best_epoch == epoch + 1:
+                    best_state = state
+                if decision.stop and epoch + 1 < epochs:
+                    stopped = epoch + 1
+                    break
+    best_epoch: int | None = None
+    if early_stopping is not None and early_stopping.restore_best and best_state is not None:
+        state, best_epoch = best_state, int(best_state.epoch)
+    return FitResult(state, hist, stopped, best_epoch)

@@ -38,11 +38,12 @@ from fnnet.losses import softmax_cross_entropy
 from fnnet.optim import GradientTransformation, apply_updates, l2_penalty
 from fnnet.random import Key, fold_in, key as make_key
 from fnnet.train.parallel import ShardGroup, blas_limit, default_threads, shard_slices
-from fnnet.tree import tree_leaves, tree_map
+from fnnet.tree import tree_global_norm, tree_leaves, tree_map
 from fnnet.typing import Array, Shape, Tree
 
 __all__ = [
     "LossFn",
+    "TrainStep",
     "TrainState",
     "StepMetrics",
     "NonFiniteLossError",
@@ -53,10 +54,15 @@ __all__ = [
     "make_train_step",
     "all_finite",
     "join_rows",
+    "grad_entry_norms",
 ]
 
 #: ``loss(y, t) -> (value, dvalue/dy)``, e.g. :func:`fnnet.losses.softmax_cross_entropy`.
 LossFn = Callable[[Array, Any], tuple[float, Array]]
+
+#: ``train_step(state, x, t, key=None, update_scale=1.0) -> (new_state, metrics)``, as
+#: :func:`make_train_step` builds it.
+TrainStep = Callable[..., tuple["TrainState", "StepMetrics"]]
 
 #: A batch is split in two shards when each shard keeps at least this many numbers per training
 #: pass (the forward caches of its rows): then the NumPy work a thread does without the
@@ -83,9 +89,16 @@ class TrainState(NamedTuple):
 
 
 class StepMetrics(NamedTuple):
-    """What one training step reports."""
+    """What one training step reports.
+
+    Attributes:
+        loss: the batch loss (with the weight-decay penalty, if any).
+        grad_norms: with ``make_train_step(..., grad_norms=True)``, the L2 norm of the gradient of
+            each top-level entry of the params tree (see :func:`grad_entry_norms`); else ``()``.
+    """
 
     loss: float
+    grad_norms: tuple[float, ...] = ()
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -143,6 +156,24 @@ def all_finite(tree: Tree) -> bool:
         return all(bool(np.isfinite(a).all()) for a in leaves)
 
 
+def grad_entry_norms(grads: Tree) -> tuple[float, ...]:
+    """The L2 norm (in float64) of each top-level entry of a gradient tree: one per layer of a
+    :func:`~fnnet.layers.serial` (0.0 for a layer without parameters), one per field of a single
+    layer's params record, one per value of a dict (keys sorted), or one for a bare array.
+
+    >>> import numpy as np
+    >>> grad_entry_norms((np.array([3.0, 4.0]), None, {"b": np.ones(4)}))
+    (5.0, 0.0, 2.0)
+    """
+    if isinstance(grads, dict):
+        entries: list[Any] = [grads[k] for k in sorted(grads, key=str)]
+    elif isinstance(grads, (tuple, list)):
+        entries = list(grads)
+    else:
+        entries = [grads]
+    return tuple(tree_global_norm(e) for e in entries)
+
+
 def join_rows(parts: list[Array]) -> Array:
     """Concatenate arrays along axis 0, keeping a channels-last memory order of 4-D parts."""
     if len(parts) == 1:
@@ -198,8 +229,9 @@ def make_train_step(
     shards: int | None = None,
     threads: int | None = None,
     blas_threads: int | None = None,
-) -> Callable[[TrainState, Array, Any, Key | None], tuple[TrainState, StepMetrics]]:
-    """Build the pure training step ``train_step(state, x, t, key) -> (new_state, metrics)``.
+    grad_norms: bool = False,
+) -> TrainStep:
+    """Build the pure training step ``train_step(state, x, t, key, update_scale=1.0) -> (new_state, metrics)``.
 
     Args:
         model: any layer or pipeline.
@@ -215,10 +247,14 @@ def make_train_step(
         threads: at most this many shards compute at once (speed only; default
             :func:`fnnet.train.parallel.default_threads`).
         blas_threads: BLAS threads inside the step (default 1; changes GEMM rounding).
+        grad_norms: also report, in ``metrics.grad_norms``, the norm of the gradient (the one the
+            optimizer receives, weight decay included) of each top-level params entry.
     Returns:
-        ``train_step(state, x, t, key)`` for a batch ``x`` of shape ``(N, *in_shape)`` and targets
-        ``t``; shard ``i`` draws its random numbers from ``fold_in(key, i)`` (the whole batch from
-        ``key`` when unsharded). Raises :class:`NonFiniteLossError` when the loss, or the updated
+        ``train_step(state, x, t, key, update_scale=1.0)`` for a batch ``x`` of shape
+        ``(N, *in_shape)`` and targets ``t``; shard ``i`` draws its random numbers from
+        ``fold_in(key, i)`` (the whole batch from ``key`` when unsharded). The optimizer's updates
+        are multiplied by ``update_scale`` (for SGD, Momentum, Adam and the like the same as
+        multiplying the learning rate; used by :class:`fnnet.train.ReduceOnPlateau`). Raises :class:`NonFiniteLossError` when the loss, or the updated
         parameters or optimizer state, are not finite; its ``state`` is the step's input state.
     """
     if optimizer is None:
@@ -250,7 +286,9 @@ def make_train_step(
             loss_finite=loss_finite,
         )
 
-    def train_step(state: TrainState, x: Array, t: Any, key: Key | None = None) -> tuple[TrainState, StepMetrics]:
+    def train_step(
+        state: TrainState, x: Array, t: Any, key: Key | None = None, update_scale: float = 1.0
+    ) -> tuple[TrainState, StepMetrics]:
         if not isinstance(x, np.ndarray):
             raise ValueError(f"train_step: x must be a NumPy array, got {type(x).__name__}")
         if key is not None and not isinstance(key, Key):
@@ -292,12 +330,18 @@ def make_train_step(
                 new_model_state = _same_state(outs)
             if dpen is not None:
                 grads = tree_map(operator.add, grads, dpen)
+            norms = grad_entry_norms(grads) if grad_norms else ()
             updates, opt_state = update(grads, state.opt_state, params)
+            if update_scale != 1.0:
+                scale = float(update_scale)  # a Python float keeps float32 updates float32
+                if not (math.isfinite(scale) and scale >= 0):
+                    raise ValueError(f"train_step: update_scale must be a finite number >= 0, got {update_scale!r}")
+                updates = tree_map(lambda u: u * scale, updates)
             new_params = apply_updates(params, updates)
             if not all_finite((new_params, opt_state, new_model_state)):
                 raise fail(state, "parameters or optimizer state after the update", True)
         new = TrainState(new_params, opt_state, new_model_state, counter(int(state.step) + 1), state.epoch)
-        return new, StepMetrics(float(value))
+        return new, StepMetrics(float(value), norms)
 
     return train_step
 
