@@ -75,6 +75,7 @@ def draw(history: History, cm: Array) -> Any:
         ax2.set_xlabel("predicted")
         ax2.set_ylabel("true")
         ax2.set_title("test confusion matrix")
+        fig.tight_layout()
         return fig
 
     return make
@@ -94,7 +95,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def report(_state: Any, history: History) -> None:
         m = history.epochs[-1]
-        print(f"epoch {len(history.epochs):>2}: loss {m['loss']:.4f} train_acc {m['train_acc']:.4f} test_acc {m['test_acc']:.4f}")
+        print(
+            f"epoch {len(history.epochs):>2}: loss {m['loss']:.4f} "
+            f"train_acc {m['train_acc']:.4f} test_acc {m['test_acc']:.4f}"
+        )
 
     model = mlp((HIDDEN,), 1)
     result = fit(

@@ -96,6 +96,7 @@ def draw(
         ax2.set_ylabel("mean squared error (training)")
         ax2.set_title("loss per epoch")
         ax2.legend()
+        fig.tight_layout()
         return fig
 
     return make

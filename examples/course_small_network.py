@@ -80,6 +80,7 @@ def draw(model: Layer, params: Any, train: tuple[Array, Array], history: History
         ax2.set_xlabel("epochs")
         ax2.set_ylabel("binary cross-entropy")
         ax2.legend()
+        fig.tight_layout()
         return fig
 
     return make
@@ -96,7 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     s = summary(model, (IN_FEATURES,))
     print(s)
     print(f"parameter count: {s.total_params} (expected {EXPECTED_PARAMS} = (2*3+3) + (3*3+3) + (3*1+1))")
-    print(f"circle of radius {RADIUS}, {TRAIN_SIZE} training / {TEST_SIZE} test points; Adam lr {LEARNING_RATE}, batch {BATCH_SIZE}, {epochs} epochs")
+    print(
+        f"circle of radius {RADIUS}, {TRAIN_SIZE} training / {TEST_SIZE} test points; "
+        f"Adam lr {LEARNING_RATE}, batch {BATCH_SIZE}, {epochs} epochs"
+    )
 
     result = fit(
         model,

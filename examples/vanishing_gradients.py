@@ -89,6 +89,7 @@ def draw(norms: dict[str, Array]) -> Any:
         ax.set_ylabel("gradient L2 norm")
         ax.set_title("per-layer gradient norms, 10-layer nets on MNIST")
         ax.legend(fontsize=8)
+        fig.tight_layout()
         return fig
 
     return make
