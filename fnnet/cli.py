@@ -37,9 +37,11 @@ leaves ``DIR`` missing, with the previous run in ``.DIR.fnnet-old-*`` and the co
 ``.DIR.fnnet-new-*``; the next run then keeps both. A Ctrl-C in the first half second, while
 ``python -m fnnet`` is still importing NumPy, ends with Python's own traceback (``--out`` untouched).
 
-The per-epoch ``train_acc`` and ``test_acc`` are measured on random samples of at most
-:data:`EVAL_SAMPLE` items and labelled ``(sample N)`` when the set is larger; the final accuracy
-is on the whole test set.
+The per-epoch ``train_loss``, ``train_acc``, ``test_loss`` and ``test_acc`` are measured on random
+samples of at most :data:`EVAL_SAMPLE` items and labelled ``(sample N)`` when the set is larger;
+the final figures are on the whole test set. ``fnnet evaluate`` prints the test loss, the
+confusion matrix (rows: true class, columns: predicted class) and, last, the test accuracy;
+``--out FILE.png`` also draws the confusion matrix (with matplotlib).
 
 >>> main(["--version"])  # doctest: +ELLIPSIS
 fnnet ...
@@ -77,9 +79,10 @@ from fnnet.train._progress import Progress
 from fnnet._validate import is_int, is_real
 from fnnet.layers.combinators import Serial, summary
 from fnnet.losses import softmax_cross_entropy
+from fnnet.metrics import confusion_matrix, default_metrics
 from fnnet.random import key as make_key
 from fnnet.runtime import keep_heap
-from fnnet.train import FitResult, History, NonFiniteLossError, TrainState, evaluate, fit, init_train_state
+from fnnet.train import FitResult, History, NonFiniteLossError, TrainState, evaluate, fit, init_train_state, predict
 from fnnet.tree import tree_leaves, tree_paths
 from fnnet.typing import Array
 
@@ -121,6 +124,9 @@ EXIT_CODES: dict[int, str] = {
 EVAL_SAMPLE = 2000
 
 CHECKPOINT_FILE = "checkpoint.npz"
+CONFUSION_FILE = "confusion_matrix.png"
+#: The metrics of every ``--model`` (all softmax classifiers).
+_METRICS = default_metrics(softmax_cross_entropy)
 METRICS_FILE = "metrics.json"
 PLOT_FILE = "learning_curve.png"
 #: Everything ``fnnet train --out`` writes; a directory holding only these is a previous run.
@@ -246,6 +252,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint", type=Path, help="a checkpoint.npz written by fnnet train --out, or its directory")
     ev.add_argument("--data", default=None,
                     help="the data set to evaluate on, as for train (default: the one recorded in the checkpoint)")
+    ev.add_argument("--out", type=Path, default=None, metavar="PNG",
+                    help="also draw the confusion matrix into this PNG file (replaced atomically; needs "
+                         "matplotlib), or into confusion_matrix.png in this directory (default: draw nothing)")
     return p
 
 
@@ -493,7 +502,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"--model {args.model} cannot take the {_shape_text(in_shape)} inputs of --data {args.data}: {_one_line(str(e))}",
         ) from None
 
-    sampled = {name: EVAL_SAMPLE < n for name, n in (("train_acc", len(x_train)), ("test_acc", len(x_test)))}
+    sizes = (("train", len(x_train)), ("test", len(x_test)))
+    sampled = {f"{name}_{m}": EVAL_SAMPLE < n for name, n in sizes for m in ("loss", *_METRICS)}
     labels = {k: f"{k}(sample {EVAL_SAMPLE})" for k, s in sampled.items() if s}
     steps = math.ceil(len(x_train) / args.batch_size)
     display = Progress(epochs, steps, "quiet" if args.quiet else "auto", labels=labels)
@@ -510,7 +520,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{opt_name} lr {lr}, batch {args.batch_size}, {epochs} epochs, seed {args.seed}")
         say(str(shapes))
         if labels:
-            say(f"per-epoch {' and '.join(labels)} on random samples of {EVAL_SAMPLE}; the final accuracy on all "
+            say(f"per-epoch {', '.join(labels)} on random samples of {EVAL_SAMPLE}; the final figures on all "
                 f"{len(x_test)} test items")
         t0 = time.perf_counter()
         with _quiet_numerics():
@@ -564,13 +574,14 @@ def _write_outputs(
     wall: float,
 ) -> None:
     assert out.tmp is not None
-    sample = {"train_acc": EVAL_SAMPLE if EVAL_SAMPLE < n_train else None,
-              "test_acc": EVAL_SAMPLE if EVAL_SAMPLE < n_test else None}
+    sample = {f"{name}_{m}": EVAL_SAMPLE if EVAL_SAMPLE < n else None
+              for name, n in (("train", n_train), ("test", n_test)) for m in ("loss", *_METRICS)}
     metrics = {
-        "config": config, "test_acc": final["acc"], "test_loss": final["loss"], "test_items": n_test,
+        "config": config, **{f"test_{k}": v for k, v in final.items()}, "test_items": n_test,
         "train_items": n_train, "wall_seconds": wall, "per_epoch_sample": sample,
-        "note": "test_acc and test_loss are on all test_items; history.epochs[].train_acc and test_acc are on "
-                "a keyed random sample of per_epoch_sample items of their set (null: the whole set)",
+        "note": "the top-level test_* figures are on all test_items; history.epochs[].train_* and test_* are on "
+                "a keyed random sample of per_epoch_sample items of their set (null: the whole set); "
+                "history.epochs[].loss is the mean training-step loss of the epoch",
         "history": result.history.to_json(),
     }
     try:
@@ -581,30 +592,90 @@ def _write_outputs(
         raise _Fail(EXIT_OUTPUT, f"--out {out.given}: cannot write the outputs: {_one_line(str(e))}") from None
 
 
-def _plot(history: History, path: Path, sample: dict[str, int | None]) -> bool:
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or None when matplotlib is not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def _plot(history: History, path: Path, sample: dict[str, int | None]) -> bool:
+    """The learning curve: the loss of every step and each set's loss after every epoch (left),
+    each set's metrics after every epoch (right)."""
+    plt = _pyplot()
+    if plt is None:
         return False
+
+    def label(name: str) -> str:
+        n = sample.get(name)
+        return name if n is None else f"{name} (sample {n})"
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(history.step_loss, lw=0.5)
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("loss")
-    for name in ("train_acc", "val_acc", "test_acc"):
+    steps = len(history.step_loss)
+    epochs = len(history.epochs)
+    ax1.plot(range(1, steps + 1), history.step_loss, lw=0.5, color="0.6", label="step loss")
+    per_epoch = steps / epochs if epochs else 0.0
+    for name in ("train_loss", "val_loss", "test_loss"):
         vals = history.metric(name)
         if vals:
-            n = sample.get(name)
-            ax2.plot(range(1, len(vals) + 1), vals, marker="o", label=name if n is None else f"{name} (sample {n})")
+            ax1.plot([per_epoch * (e + 1) for e in range(len(vals))], vals, marker="o", label=label(name))
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    shown = [k for k in (history.epochs[0] if history.epochs else {})
+             if k.startswith(("train_", "val_", "test_")) and not k.endswith("_loss")]
+    for name in shown:
+        vals = history.metric(name)
+        ax2.plot(range(1, len(vals) + 1), vals, marker="o", label=label(name))
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("accuracy")
-    ax2.legend()
+    ax2.set_ylabel("accuracy" if all(k.endswith("_acc") for k in shown) else "metric")
+    if shown:
+        ax2.legend()
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return True
+
+
+def _draw_confusion(cm: Array, title: str) -> bytes | None:
+    """The confusion matrix as PNG bytes (counts in the cells), or None without matplotlib."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    import io
+
+    k = cm.shape[0]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.6 + 0.55 * k))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=9)
+    top = cm.max() if cm.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7,
+                    color="white" if cm[i, j] > top / 2 else "black")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _matrix_text(cm: Array) -> str:
+    """A confusion matrix as aligned text with class numbers on both axes."""
+    k = cm.shape[0]
+    width = max(len(str(int(cm.max()))) if cm.size else 1, len(str(k - 1)))
+    head = " " * (width + 2) + " ".join(f"{j:>{width}}" for j in range(k))
+    rows = [f"{i:>{width}}: " + " ".join(f"{int(v):>{width}}" for v in cm[i]) for i in range(k)]
+    return "\n".join([head, *rows])
 
 
 # --------------------------------------------------------------------------------------------
@@ -659,8 +730,19 @@ def _read_checkpoint_meta(path: Path) -> dict[str, Any]:
         raise _Fail(EXIT_INPUT, _one_line(str(e))) from None
 
 
+def _png_target(given: Path) -> Path:
+    """The file ``fnnet evaluate --out`` writes: ``given``, or ``confusion_matrix.png`` in a directory."""
+    path = given / CONFUSION_FILE if given.is_dir() else given
+    if not path.parent.is_dir():
+        raise _Fail(EXIT_OUTPUT, f"--out {given}: the directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise _Fail(EXIT_OUTPUT, f"--out {given}: cannot write in {path.parent}")
+    return path
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Run ``fnnet evaluate``: the checkpoint's accuracy on a whole test set."""
+    """Run ``fnnet evaluate``: the checkpoint's loss, confusion matrix and accuracy on a whole test set."""
+    png = _png_target(args.out) if args.out is not None else None
     path: Path = args.checkpoint
     if path.is_dir():
         path = path / CHECKPOINT_FILE
@@ -690,9 +772,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if bad is not None:
         raise _Fail(EXIT_INPUT, f"{path}: parameter {bad} holds NaN or infinite values; refusing to evaluate")
     print(f"evaluating {path} ({model_name}) on {data} {source}: all {len(x_test)} test items", flush=True)
+    loss = softmax_cross_entropy
     with _quiet_numerics():
-        res = evaluate(model, state.params, x_test, t_test, state=state.model_state)
-    print(f"test accuracy {res['acc']:.4f}", flush=True)
+        y = predict(model, state.params, x_test, state=state.model_state)
+        # the loss as evaluate() takes it: the mean over batches of 1000, weighted by their sizes
+        total = sum(loss(y[i : i + 1000], t_test[i : i + 1000])[0] * len(t_test[i : i + 1000])
+                    for i in range(0, len(y), 1000))
+        figures = {name: metric(y, t_test) for name, metric in _METRICS.items()}
+        cm = confusion_matrix(y, t_test)
+    print(f"test loss {total / len(y):.4f}", flush=True)
+    print("confusion matrix (rows: true class, columns: predicted class):", flush=True)
+    print(_matrix_text(cm), flush=True)
+    for name, value in figures.items():
+        if name != "acc":
+            print(f"test {name} {value:.4f}", flush=True)
+    if png is not None:
+        drawn = _draw_confusion(cm, f"{model_name} on {data}: accuracy {figures['acc']:.4f}")
+        if drawn is None:
+            print("fnnet: note: matplotlib is not installed; no confusion-matrix PNG written "
+                  "(pip install matplotlib)", file=sys.stderr, flush=True)
+        else:
+            try:
+                atomic_write_bytes(png, drawn)
+            except OSError as e:
+                raise _Fail(EXIT_OUTPUT, f"--out {args.out}: cannot write {png}: {e.strerror or e}") from None
+            print(f"confusion matrix drawn to {png}", flush=True)
+    print(f"test accuracy {figures['acc']:.4f}", flush=True)
     return EXIT_OK
 
 

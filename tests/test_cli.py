@@ -31,14 +31,46 @@ def test_train_quick_writes_outputs_and_evaluate_agrees(tmp_path: Path, capsys: 
     assert metrics["test_acc"] == pytest.approx(acc, abs=5e-5)
     assert len(metrics["history"]["epochs"]) == 2
     assert metrics["config"]["seed"] == 3
-    assert metrics["test_items"] == 2000 and metrics["per_epoch_sample"] == {"train_acc": 2000, "test_acc": None}
+    assert metrics["test_items"] == 2000
+    assert metrics["per_epoch_sample"] == {"train_loss": 2000, "train_acc": 2000, "test_loss": None, "test_acc": None}
+    last = metrics["history"]["epochs"][-1]
+    assert {"loss", "train_loss", "train_acc", "test_loss", "test_acc"} <= set(last)
+    assert last["test_acc"] == pytest.approx(acc, abs=5e-5)  # the per-epoch test figures are on the whole set
+    assert last["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-9)
     meta = checkpoint.read_meta(out / "checkpoint.npz")
     assert meta["config"]["model"] == "two-layer-net" and meta["config"]["data"] == "mnist-small"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary directory left beside it
     assert main(["evaluate", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == printed
-    assert "mnist-small as recorded in the checkpoint: all 2000 test items" in lines[-2]
+    assert "mnist-small as recorded in the checkpoint: all 2000 test items" in lines[0]
+    assert lines[1] == f"test loss {metrics['test_loss']:.4f}"
+    assert lines[2] == "confusion matrix (rows: true class, columns: predicted class):"
+    assert lines[3].split() == [str(k) for k in range(10)]
+    rows = [[int(v) for v in line.split(":")[1].split()] for line in lines[4:14]]
+    cm = np.array(rows)
+    assert [line.split(":")[0].strip() for line in lines[4:14]] == [str(k) for k in range(10)]
+    assert cm.sum() == 2000 and np.trace(cm) / 2000 == pytest.approx(acc, abs=5e-5)
+    (_, _), (_, t_test) = __import__("fnnet").datasets.load_mnist("mnist-small")
+    np.testing.assert_array_equal(cm.sum(axis=1), np.bincount(t_test, minlength=10))  # rows are the true classes
+
+
+def test_evaluate_draws_the_confusion_matrix_with_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    png = tmp_path / "cm.png"
+    assert main(["evaluate", str(run), "--out", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
+    out = capsys.readouterr().out
+    assert f"confusion matrix drawn to {png}" in out and _last_line(out).startswith("test accuracy 0.")
+    assert main(["evaluate", str(run), "--out", str(tmp_path)]) == 0  # a directory: confusion_matrix.png in it
+    assert (tmp_path / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "nowhere" / "cm.png")]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith("fnnet: --out ") and "does not exist" in err and err.count("\n") == 1
 
 
 def test_train_is_reproducible(capsys: pytest.CaptureFixture[str]) -> None:

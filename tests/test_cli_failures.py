@@ -284,7 +284,9 @@ def test_evaluate_uses_the_recorded_data_set_and_counts_its_items(
     trained: Path, tiny: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["evaluate", str(trained.parent)]) == 0
-    info, acc = capsys.readouterr().out.strip().splitlines()
+    lines = capsys.readouterr().out.strip().splitlines()
+    info, acc = lines[0], lines[-1]
+    assert re.fullmatch(r"test loss \d+\.\d{4}", lines[1])
     assert info.endswith(f"(two-layer-net) on {tiny} as recorded in the checkpoint: all {N_TEST} test items")
     assert re.fullmatch(r"test accuracy [01]\.\d{4}", acc)
     err = _fails(["evaluate", str(trained), "--data", "mnist-small"], 3, capsys)

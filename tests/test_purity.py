@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytest
 from _helpers import call_unchanged
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
@@ -23,13 +23,13 @@ from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer, kind
 from fnnet.layers.combinators import residual, serial
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.losses import (
-    accuracy,
     binary_cross_entropy_with_logits,
     cross_entropy,
     mean_squared_error,
     softmax_cross_entropy,
     sum_squared_error,
 )
+from fnnet.metrics import accuracy
 from fnnet.numerical import check_grads, numerical_gradient
 from fnnet.random import key
 from fnnet.tree import (
@@ -167,6 +167,7 @@ def test_graph_nodes(node: Mul | Add, readonly: bool, x: Array, data: st.DataObj
 @given(scores=class_scores())
 def test_losses_on_logits(loss: Callable[[Array, Array], Any], readonly: bool, scores: tuple[Array, Array, Array]) -> None:
     y, labels, one_hot = scores
+    assume(loss is not accuracy or y.shape[-1] > 1)  # accuracy of one output column is an error
     call_unchanged(loss, y, labels, readonly=readonly)
     call_unchanged(loss, y, one_hot, readonly=readonly)
 

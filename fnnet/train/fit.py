@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -89,7 +89,7 @@ def evaluate(
     *,
     state: Tree = None,
     loss: LossFn = softmax_cross_entropy,
-    metrics: dict[str, Metric] | None = None,
+    metrics: Mapping[str, Metric] | None = None,
     batch_size: int = 1000,
     threads: int | None = None,
 ) -> dict[str, float]:
@@ -180,7 +180,7 @@ def fit(
     test: tuple[Array, Array] | None = None,
     eval_train: bool = True,
     eval_sample: int | None = None,
-    metrics: dict[str, Metric] | None = None,
+    metrics: Mapping[str, Metric] | None = None,
     early_stopping: EarlyStopping | None = None,
     plateau: ReduceOnPlateau | None = None,
     grad_norms: bool = False,
