@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +30,26 @@ def run_example(
     lines = result.stdout.splitlines()
     assert lines, result.stderr
     return lines
+
+
+#: A number as the examples print it, captured.
+NUMBER = r"(-?\d+(?:\.\d+)?(?:e[-+]\d+)?)"
+
+
+def run_quick(script: str, out: Path, *args: str, env: dict[str, str] | None = SINGLE_THREADED) -> list[str]:
+    """Run ``examples/<script> --quick --out <out> <args>``; check its figure (a PNG when matplotlib
+    is installed, none otherwise); return its stdout lines."""
+    lines = run_example(script, "--quick", "--out", str(out), *args, env=env)
+    if HAS_MATPLOTLIB:
+        assert f"figure saved to {out}" in lines
+        assert out.read_bytes()[: len(PNG_MAGIC)] == PNG_MAGIC
+    else:
+        assert not out.exists()
+    return lines
+
+
+def last_match(lines: list[str], pattern: str) -> tuple[float, ...]:
+    """The numbers captured by ``pattern`` from the last line (which must match it whole)."""
+    match = re.fullmatch(pattern, lines[-1])
+    assert match, lines[-1]
+    return tuple(float(v) for v in match.groups())

@@ -8,31 +8,13 @@ import re
 from pathlib import Path
 
 import pytest
-from _examples import HAS_MATPLOTLIB, PNG_MAGIC, SINGLE_THREADED, run_example
+from _examples import NUMBER, last_match, run_quick
 
-NUMBER = r"(-?\d+(?:\.\d+)?(?:e[-+]\d+)?)"
-
-
-def _run(script: str, out: Path) -> list[str]:
-    """Run ``examples/<script> --quick --out <out>``; check the figure; return the stdout lines."""
-    lines = run_example(script, "--quick", "--out", str(out), env=SINGLE_THREADED)
-    if HAS_MATPLOTLIB:
-        assert f"figure saved to {out}" in lines
-        assert out.read_bytes()[: len(PNG_MAGIC)] == PNG_MAGIC
-    else:
-        assert not out.exists()
-    return lines
-
-
-def _last(lines: list[str], pattern: str) -> tuple[float, ...]:
-    match = re.fullmatch(pattern, lines[-1])
-    assert match, lines[-1]
-    return tuple(float(v) for v in match.groups())
 
 
 def test_course_regression(tmp_path: Path) -> None:
-    lines = _run("course_regression.py", tmp_path / "reg.png")
-    online, mini, full, linear, bound = _last(
+    lines = run_quick("course_regression.py", tmp_path / "reg.png")
+    online, mini, full, linear, bound = last_match(
         lines, rf"rmse online {NUMBER} minibatch {NUMBER} fullbatch {NUMBER} linear {NUMBER} all_below {NUMBER} yes"
     )
     assert max(online, mini, full) < bound <= linear
@@ -44,8 +26,8 @@ def test_course_regression(tmp_path: Path) -> None:
 
 
 def test_course_binary_mnist(tmp_path: Path) -> None:
-    lines = _run("course_binary_mnist.py", tmp_path / "bin.png")
-    acc, tn, fp, fn, tp, n = _last(
+    lines = run_quick("course_binary_mnist.py", tmp_path / "bin.png")
+    acc, tn, fp, fn, tp, n = last_match(
         lines, rf"binary test_acc {NUMBER} confusion \[\[(\d+) (\d+)\] \[(\d+) (\d+)\]\] n_test (\d+)"
     )
     assert acc >= 0.90
@@ -57,8 +39,8 @@ def test_course_binary_mnist(tmp_path: Path) -> None:
 
 
 def test_course_small_network(tmp_path: Path) -> None:
-    lines = _run("course_small_network.py", tmp_path / "small.png")
-    params, loss, acc = _last(lines, rf"small_network params (\d+) test_loss {NUMBER} test_acc {NUMBER}")
+    lines = run_quick("course_small_network.py", tmp_path / "small.png")
+    params, loss, acc = last_match(lines, rf"small_network params (\d+) test_loss {NUMBER} test_acc {NUMBER}")
     assert params == 25
     assert acc >= 0.9 and 0.0 < loss < 0.5
     # the summary table lists the layers and the same total
@@ -67,8 +49,8 @@ def test_course_small_network(tmp_path: Path) -> None:
 
 
 def test_vanishing_gradients(tmp_path: Path) -> None:
-    lines = _run("vanishing_gradients.py", tmp_path / "vg.png")
-    sig, relu, factor = _last(
+    lines = run_quick("vanishing_gradients.py", tmp_path / "vg.png")
+    sig, relu, factor = last_match(
         lines, rf"grad_ratio first/last sigmoid {NUMBER} relu {NUMBER} factor {NUMBER} sigmoid_vanishes yes"
     )
     assert 0.0 < sig < 1.0 <= relu
@@ -81,8 +63,8 @@ def test_vanishing_gradients(tmp_path: Path) -> None:
 
 
 def test_early_stopping_overfit(tmp_path: Path) -> None:
-    lines = _run("early_stopping_overfit.py", tmp_path / "es.png")
-    stopped, best, epochs, restored, last, plateau, scale = _last(
+    lines = run_quick("early_stopping_overfit.py", tmp_path / "es.png")
+    stopped, best, epochs, restored, last, plateau, scale = last_match(
         lines,
         rf"stopped_epoch (\d+) best_epoch (\d+) of (\d+) test_acc restored {NUMBER} last_epoch {NUMBER} "
         rf"plateau {NUMBER} lr_scale {NUMBER}",

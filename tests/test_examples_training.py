@@ -13,36 +13,18 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from _examples import EXAMPLES, HAS_MATPLOTLIB, PNG_MAGIC, REPO, SINGLE_THREADED, run_example
+from _examples import EXAMPLES, NUMBER, REPO, SINGLE_THREADED, last_match, run_quick
 
 from fnnet.random import key
 
-NUMBER = r"(-?\d+(?:\.\d+)?)"
 # These nets multiply small matrices: one BLAS thread is fastest, and on busy cores a multi-threaded
 # OpenBLAS spin-waits (steps measured 100 times slower here). The examples' results don't depend on it.
 ENV = SINGLE_THREADED
 
 
-def _run(script: str, out: Path, *args: str) -> list[str]:
-    """Run ``examples/<script> --quick --out <out>`` from the repository root; return its stdout lines."""
-    lines = run_example(script, "--quick", "--out", str(out), *args, env=ENV)
-    if HAS_MATPLOTLIB:
-        assert f"figure saved to {out}" in lines
-        assert out.read_bytes()[: len(PNG_MAGIC)] == PNG_MAGIC
-    else:
-        assert not out.exists()
-    return lines
-
-
-def _last(lines: list[str], pattern: str) -> tuple[float, ...]:
-    match = re.fullmatch(pattern, lines[-1])
-    assert match, lines[-1]
-    return tuple(float(v) for v in match.groups())
-
-
 def test_ch04_train_neuralnet(tmp_path: Path) -> None:
-    lines = _run("ch04_train_neuralnet.py", tmp_path / "ch04.png")
-    train_acc, test_acc, speedup = _last(lines, rf"train_acc {NUMBER} test_acc {NUMBER} backprop_speedup (\d+)")
+    lines = run_quick("ch04_train_neuralnet.py", tmp_path / "ch04.png")
+    train_acc, test_acc, speedup = last_match(lines, rf"train_acc {NUMBER} test_acc {NUMBER} backprop_speedup (\d+)")
     assert test_acc >= 0.80 and 0.0 <= train_acc <= 1.0
     assert speedup >= 100
     # one line per epoch, and the last line repeats the last epoch's accuracies
@@ -52,8 +34,8 @@ def test_ch04_train_neuralnet(tmp_path: Path) -> None:
 
 
 def test_ch06_optimizer_compare_mnist(tmp_path: Path) -> None:
-    lines = _run("ch06_optimizer_compare_mnist.py", tmp_path / "opt.png")
-    sgd, mom, ada, adam = _last(
+    lines = run_quick("ch06_optimizer_compare_mnist.py", tmp_path / "opt.png")
+    sgd, mom, ada, adam = last_match(
         lines, rf"final_loss SGD {NUMBER} Momentum {NUMBER} AdaGrad {NUMBER} Adam {NUMBER} beat_sgd yes"
     )
     assert max(mom, ada, adam) < sgd
@@ -63,8 +45,8 @@ def test_ch06_optimizer_compare_mnist(tmp_path: Path) -> None:
 
 
 def test_ch06_weight_init_activation_histogram(tmp_path: Path) -> None:
-    lines = _run("ch06_weight_init_activation_histogram.py", tmp_path / "hist.png")
-    saturated, collapsed, spread, he_ratio, xavier_ratio = _last(
+    lines = run_quick("ch06_weight_init_activation_histogram.py", tmp_path / "hist.png")
+    saturated, collapsed, spread, he_ratio, xavier_ratio = last_match(
         lines,
         rf"std1_saturated {NUMBER} std0.01_max_std {NUMBER} xavier_min_std {NUMBER} "
         rf"relu_std_ratio he {NUMBER} xavier {NUMBER} checks ok",
@@ -74,22 +56,22 @@ def test_ch06_weight_init_activation_histogram(tmp_path: Path) -> None:
 
 
 def test_ch06_weight_init_compare(tmp_path: Path) -> None:
-    lines = _run("ch06_weight_init_compare.py", tmp_path / "init.png")
-    small, xavier, he = _last(lines, rf"final_loss std=0.01 {NUMBER} Xavier {NUMBER} He {NUMBER} he_xavier_learn yes")
+    lines = run_quick("ch06_weight_init_compare.py", tmp_path / "init.png")
+    small, xavier, he = last_match(lines, rf"final_loss std=0.01 {NUMBER} Xavier {NUMBER} He {NUMBER} he_xavier_learn yes")
     assert small > 0.95 * math.log(10)
     assert max(xavier, he) < 0.9 * math.log(10)
 
 
 def test_ch06_batch_norm_test(tmp_path: Path) -> None:
-    lines = _run("ch06_batch_norm_test.py", tmp_path / "bn.png")
-    wins, n, bn, plain = _last(lines, rf"bn_better (\d+)/(\d+) scales mean_final_train_acc bn {NUMBER} plain {NUMBER}")
+    lines = run_quick("ch06_batch_norm_test.py", tmp_path / "bn.png")
+    wins, n, bn, plain = last_match(lines, rf"bn_better (\d+)/(\d+) scales mean_final_train_acc bn {NUMBER} plain {NUMBER}")
     assert n == 4 and wins > n / 2
     assert 0.0 <= plain <= 1.0 and 0.0 <= bn <= 1.0
 
 
 def test_ch06_overfit_weight_decay(tmp_path: Path) -> None:
-    lines = _run("ch06_overfit_weight_decay.py", tmp_path / "wd.png")
-    gap0, gap1, train0, train1, test0, test1 = _last(
+    lines = run_quick("ch06_overfit_weight_decay.py", tmp_path / "wd.png")
+    gap0, gap1, train0, train1, test0, test1 = last_match(
         lines,
         rf"gap without {NUMBER} with {NUMBER} train_acc without {NUMBER} with {NUMBER} "
         rf"test_acc without {NUMBER} with {NUMBER} gap_shrinks yes",
@@ -101,8 +83,8 @@ def test_ch06_overfit_weight_decay(tmp_path: Path) -> None:
 
 
 def test_ch06_overfit_dropout(tmp_path: Path) -> None:
-    lines = _run("ch06_overfit_dropout.py", tmp_path / "dropout.png")
-    _, _, level, at0, at1 = _last(
+    lines = run_quick("ch06_overfit_dropout.py", tmp_path / "dropout.png")
+    _, _, level, at0, at1 = last_match(
         lines,
         rf"final_gap without {NUMBER} with {NUMBER} gap_at_train_acc {NUMBER} without {NUMBER} with {NUMBER} "
         r"gap_shrinks yes",
