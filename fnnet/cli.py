@@ -633,6 +633,7 @@ def _plot(history: History, path: Path, sample: dict[str, int | None]) -> bool:
         vals = history.metric(name)
         ax2.plot(range(1, len(vals) + 1), vals, marker="o", label=label(name))
     ax2.set_xlabel("epoch")
+    ax2.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
     ax2.set_ylabel("accuracy" if all(k.endswith("_acc") for k in shown) else "metric")
     if shown:
         ax2.legend()
