@@ -253,7 +253,8 @@ def test_bad_inputs_name_the_layer_and_show_expected_and_got() -> None:
 
 def test_bad_dout_is_refused_by_name() -> None:
     x = np.zeros((2, 4, 3, 3), np.float32)
-    for layer in (LayerNorm(), GroupNorm(2), GlobalAvgPool2D()):
+    layers: list[Layer] = [LayerNorm(), GroupNorm(2), GlobalAvgPool2D()]
+    for layer in layers:
         params = layer.init(fnnet.key(0), (4, 3, 3))[0]
         y, _, cache = layer.forward(params, None, x)
         with pytest.raises(ValueError, match=rf"^{type(layer).__name__}\.backward: expected dout of shape"):
