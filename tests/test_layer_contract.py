@@ -16,8 +16,8 @@ from fnnet.layers.combinators import Residual, Serial, residual, serial
 from fnnet.layers.conv import Conv2D
 from fnnet.layers.core import Affine, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.dropout import Dropout
-from fnnet.layers.norm import BatchNorm, BatchNormState
-from fnnet.layers.pool import AvgPool2D, MaxPool2D
+from fnnet.layers.norm import BatchNorm, BatchNormState, GroupNorm, LayerNorm
+from fnnet.layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from fnnet.random import Key
 from fnnet.tree import tree_leaves, tree_structure
 from fnnet.typing import Array, Shape
@@ -41,6 +41,12 @@ CATALOG: list[tuple[Layer, list[Shape]]] = [
     (MaxPool2D(2), IMAGES),
     (MaxPool2D(3, 2, 1), IMAGES),
     (AvgPool2D((2, 3), 1, (1, 1)), IMAGES),
+    (GlobalAvgPool2D(), IMAGES),
+    (LayerNorm(), [(4,), (3, 5, 5), (2, 4, 3)]),
+    (GroupNorm(1), IMAGES),
+    (GroupNorm(2), [(4, 3, 3), (6, 2, 5), (4,)]),
+    (GroupNorm(3), [(3, 7, 5), (6, 2, 2)]),
+    (serial(Conv2D(4, 3, pad=1), GroupNorm(2), ReLU(), GlobalAvgPool2D(), Affine(3), LayerNorm()), IMAGES),
     (serial(Conv2D(2, 3, pad=1), BatchNorm(), ReLU(), MaxPool2D(2), Flatten(), Dropout(0.5), Affine(3)), IMAGES),
     (serial(Flatten(), Affine(3), serial(Tanh(), Affine(2))), FLAT),
     (residual(serial(Conv2D(3, 3, pad=1), ReLU(), Conv2D(3, 1))), [(3, 6, 6), (3, 5, 4)]),
@@ -82,6 +88,10 @@ def test_out_shape_is_inits_out_shape(layer: Layer, in_shape: Shape) -> None:
         (MaxPool2D(4), (1, 3, 8)),
         (AvgPool2D(2), (8,)),
         (BatchNorm(), (3, 4)),
+        (GlobalAvgPool2D(), (8,)),
+        (LayerNorm(), ()),
+        (GroupNorm(4), (6, 3, 3)),
+        (GroupNorm(2), (4, 3)),
         (residual(Affine(5)), (3,)),
         (serial(Affine(4), Conv2D(2, 3)), (5,)),
         (serial(Conv2D(2, 3), serial(ReLU(), MaxPool2D(5))), (1, 6, 6)),

@@ -22,6 +22,8 @@ from fnnet.graph import Add, Mul
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer, kind
 from fnnet.layers.combinators import residual, serial
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
+from fnnet.layers.norm import GroupNorm, LayerNorm
+from fnnet.layers.pool import GlobalAvgPool2D
 from fnnet.losses import (
     binary_cross_entropy_with_logits,
     cross_entropy,
@@ -122,6 +124,28 @@ def test_affine(readonly: bool, data: st.DataObject) -> None:
     params = AffineParams(data.draw(_array(dtype, (d_in, out))), data.draw(_array(dtype, (out,))))
     ctx = data.draw(st.sampled_from([EVAL, TRAIN]))
     layer = Affine(out)
+    y, _, cache = call_unchanged(lambda p, xx: layer.forward(p, None, xx, ctx), params, x, readonly=readonly)
+    dout = data.draw(_array(dtype, y.shape))
+    input_grad = data.draw(st.booleans())
+    call_unchanged(lambda p, c, d: layer.backward(p, c, d, input_grad), params, cache, dout, readonly=readonly)
+
+
+#: Per-sample normalisation and global pooling, on (N, C, H, W) batches with C in {2, 4, 6}.
+SAMPLE_NORMS: list[Layer] = [LayerNorm(), GroupNorm(1), GroupNorm(2), GlobalAvgPool2D()]
+
+
+@READONLY
+@pytest.mark.parametrize("layer", SAMPLE_NORMS, ids=lambda v: f"{kind(v)}{getattr(v, 'groups', '')}")
+@FAST
+@given(data=st.data())
+def test_sample_norms_and_global_pooling(layer: Layer, readonly: bool, data: st.DataObject) -> None:
+    dtype = data.draw(DTYPES)
+    n, c = data.draw(st.integers(1, 4)), 2 * data.draw(st.integers(1, 3))
+    in_shape = (c, data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4)))
+    template = layer.init(key(0), in_shape)[0]
+    params = tree_map(lambda leaf: data.draw(_array(dtype, leaf.shape)), template)
+    x = data.draw(_array(dtype, (n, *in_shape)))
+    ctx = data.draw(st.sampled_from([EVAL, TRAIN]))
     y, _, cache = call_unchanged(lambda p, xx: layer.forward(p, None, xx, ctx), params, x, readonly=readonly)
     dout = data.draw(_array(dtype, y.shape))
     input_grad = data.draw(st.booleans())

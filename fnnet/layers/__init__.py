@@ -6,8 +6,16 @@ from fnnet.layers._patches import col2im, conv_output_size, im2col
 from fnnet.layers.conv import Conv2D, ConvParams
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.dropout import Dropout
-from fnnet.layers.norm import BatchNorm, BatchNormParams, BatchNormState
-from fnnet.layers.pool import AvgPool2D, MaxPool2D
+from fnnet.layers.norm import (
+    BatchNorm,
+    BatchNormParams,
+    BatchNormState,
+    GroupNorm,
+    GroupNormParams,
+    LayerNorm,
+    LayerNormParams,
+)
+from fnnet.layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 
 __all__ = [
     "EVAL",
@@ -31,11 +39,16 @@ __all__ = [
     "BatchNorm",
     "BatchNormParams",
     "BatchNormState",
+    "LayerNorm",
+    "LayerNormParams",
+    "GroupNorm",
+    "GroupNormParams",
     "Dropout",
     "Conv2D",
     "ConvParams",
     "MaxPool2D",
     "AvgPool2D",
+    "GlobalAvgPool2D",
     "im2col",
     "col2im",
     "conv_output_size",

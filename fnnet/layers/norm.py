@@ -25,10 +25,22 @@ import attrs
 import numpy as np
 
 from fnnet.typing import DEFAULT_DTYPE, Array, Shape
+from fnnet._validate import positive_int
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad
 from fnnet.random import Key
 
-__all__ = ["BatchNorm", "BatchNormParams", "BatchNormState", "BatchNormCache", "DEFAULT_EPS"]
+__all__ = [
+    "BatchNorm",
+    "BatchNormParams",
+    "BatchNormState",
+    "BatchNormCache",
+    "DEFAULT_EPS",
+    "LayerNorm",
+    "LayerNormParams",
+    "GroupNorm",
+    "GroupNormParams",
+    "SampleNormCache",
+]
 
 #: Added to the variance before the square root so that a feature with zero batch variance is
 #: divided by sqrt(eps) instead of 0. The book uses ``10e-7`` (that is, 1e-6); so does fnnet.
@@ -317,3 +329,280 @@ class BatchNorm(Layer):
         dx -= (totals[:c] / m).astype(xc.dtype).reshape(bshape)
         dx *= scale
         return dx, grads
+
+
+# --- per-sample normalisation: LayerNorm and GroupNorm ----------------------------------------------
+
+
+class LayerNormParams(NamedTuple):
+    """Trainable parameters of :class:`LayerNorm`: ``gamma`` and ``beta`` of the input's shape (no batch axis)."""
+
+    gamma: Array
+    beta: Array
+
+
+class GroupNormParams(NamedTuple):
+    """Trainable parameters of :class:`GroupNorm`: per-channel ``gamma`` and ``beta``, shape ``(C,)``."""
+
+    gamma: Array
+    beta: Array
+
+
+class SampleNormCache(NamedTuple):
+    """What the backward of :class:`LayerNorm` and :class:`GroupNorm` needs from the forward pass."""
+
+    xhat: Array  # the normalised input, (N, G, M): G groups of M values per sample
+    inv_std: Array  # 1 / sqrt(var + eps) per sample and group, (N, G, 1)
+    x_shape: tuple[int, ...]
+
+
+def _normalise_groups(x: Array, groups: int, eps: float) -> tuple[Array, Array]:
+    """``(xhat, inv_std)``: each sample's values split into ``groups`` consecutive runs of ``M``
+    (in C order), each run standardised with its own mean and biased variance.
+
+    ``xhat`` is ``(N, G, M)`` and ``inv_std`` ``(N, G, 1)``, both in ``x``'s dtype.
+    """
+    n = x.shape[0]
+    xg = x.reshape(n, groups, -1)
+    m = xg.shape[2]
+    xc = xg - xg.mean(axis=2, keepdims=True)  # a new array: x is never written
+    var = np.einsum("ngm,ngm->ng", xc, xc)[:, :, None] / x.dtype.type(m)
+    inv_std: Array = 1.0 / np.sqrt(var + x.dtype.type(eps))
+    xc *= inv_std
+    return xc, inv_std
+
+
+def _normalise_groups_backward(dxhat: Array, cache: SampleNormCache) -> Array:
+    """``dL/dx`` from ``dL/dxhat`` (``(N, G, M)``, overwritten), for every sample and group at once.
+
+    With ``M`` values per group, ``xhat = (x - mu) * inv_std`` over the group gives
+        dx = inv_std / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
+           = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),
+    the sums and means over the group's ``M`` values.
+    """
+    xhat = cache.xhat
+    m = xhat.shape[2]
+    k = dxhat.dtype.type(1.0 / m)
+    mean_d = dxhat.sum(axis=2, keepdims=True) * k
+    mean_dx = np.einsum("ngm,ngm->ng", dxhat, xhat)[:, :, None] * k
+    dxhat -= mean_d
+    dxhat -= xhat * mean_dx
+    dxhat *= cache.inv_std
+    return dxhat.reshape(cache.x_shape)
+
+
+@attrs.frozen
+class LayerNorm(Layer):
+    """Layer normalisation: each sample standardised over all its values, then scaled and shifted.
+
+    For one sample ``x`` of shape ``in_shape`` (``(D,)``, ``(C, H, W)`` or any other non-empty
+    shape) with ``M = prod(in_shape)`` values::
+
+        mu = mean(x),  var = mean((x - mu)**2)                  (biased, over all M values)
+        y  = gamma * (x - mu) / sqrt(var + eps) + beta
+
+    ``gamma`` and ``beta`` have shape ``in_shape``: an elementwise affine map over the normalised
+    values (one scale and shift per feature, per (c, h, w) on images). The statistics are the
+    sample's own, so training and evaluation compute the same thing, there is no state, and a
+    sample's output does not depend on the rest of the batch. A sample with one value (``M = 1``)
+    always gives ``beta``, with a zero input gradient (the true derivative).
+
+    Attributes:
+        eps: added to the variance before the square root, ``> 0`` (default ``1e-5``, the usual
+            value for this layer; :class:`BatchNorm` follows the book with ``1e-6``).
+
+    >>> import numpy as np, fnnet
+    >>> ln = fnnet.LayerNorm()
+    >>> params, out = ln.init(fnnet.key(0), (4,))
+    >>> params.gamma.shape, out
+    ((4,), (4,))
+    >>> y = ln.apply(params, np.array([[1, 2, 3, 4], [10, 10, 20, 20]], np.float32))
+    >>> np.round(y.astype(np.float64), 3).tolist()
+    [[-1.342, -0.447, 0.447, 1.342], [-1.0, -1.0, 1.0, 1.0]]
+    """
+
+    eps: float = attrs.field(default=1e-5, validator=_eps)
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        """The input shape (any non-empty shape)."""
+        if len(in_shape) == 0:
+            raise ValueError(f"{type(self).__name__}: expected a non-empty in_shape such as (D,) or (C, H, W), got ()")
+        return tuple(in_shape)
+
+    def init(self, key: Key, in_shape: Shape) -> tuple[LayerNormParams, Shape]:
+        """Parameters for inputs ``(N, *in_shape)``.
+
+        Args:
+            key: unused (gamma starts at ones, beta at zeros).
+            in_shape: the shape of one sample, e.g. ``(D,)`` or ``(C, H, W)``.
+        Returns:
+            ``(LayerNormParams(gamma, beta), in_shape)``, both of shape ``in_shape``, float32.
+        """
+        shape = self.out_shape(in_shape)
+        return LayerNormParams(np.ones(shape, DEFAULT_DTYPE), np.zeros(shape, DEFAULT_DTYPE)), shape
+
+    def forward(
+        self, params: LayerNormParams, state: None, x: Array, ctx: Ctx = EVAL
+    ) -> tuple[Array, None, SampleNormCache]:
+        """Normalise each sample of ``x`` (the same in training and evaluation).
+
+        Args:
+            params: ``LayerNormParams(gamma, beta)`` of shape ``in_shape``.
+            state: ``None`` (passed through).
+            x: ``(N, *in_shape)`` in the parameters' dtype; never modified.
+            ctx: unused.
+        Returns:
+            ``(y, state, cache)`` with ``y`` of ``x``'s shape and dtype.
+        """
+        shape = params.gamma.shape
+        if x.shape[1:] != shape or x.ndim < 2:
+            raise ValueError(
+                f"{type(self).__name__}: expected input (N, {', '.join(map(str, shape))}) matching the "
+                f"parameters' shape {shape}, got shape {x.shape}"
+            )
+        if x.dtype != params.gamma.dtype:
+            check_dtype(self, x, params.gamma.dtype)
+        xhat, inv_std = _normalise_groups(x, 1, self.eps)
+        y = xhat.reshape(x.shape) * params.gamma
+        y += params.beta
+        return y, state, SampleNormCache(xhat, inv_std, x.shape)
+
+    def backward(
+        self, params: LayerNormParams, cache: SampleNormCache, dout: Array, input_grad: bool = True
+    ) -> tuple[Array, LayerNormParams]:
+        """Gradients of layer normalisation.
+
+        Args:
+            params: as in :meth:`forward`.
+            cache: from :meth:`forward`.
+            dout: ``dL/dy``, the shape of ``y``.
+            input_grad: whether to compute ``dx``.
+        Returns:
+            ``(dx, LayerNormParams(dgamma, dbeta))``: ``dgamma = sum_n dout * xhat`` and
+            ``dbeta = sum_n dout``, of shape ``in_shape``; ``dx`` has ``x``'s shape.
+        """
+        if dout.shape != cache.x_shape:
+            check_dout(self, dout, cache.x_shape)
+        xhat = cache.xhat.reshape(cache.x_shape)
+        grads = LayerNormParams(np.einsum("n...,n...->...", dout, xhat), dout.sum(axis=0))
+        if not input_grad:
+            return no_input_grad(cache.x_shape, dout.dtype), grads
+        dxhat = (dout * params.gamma).reshape(cache.xhat.shape)
+        return _normalise_groups_backward(dxhat, cache), grads
+
+
+@attrs.frozen
+class GroupNorm(Layer):
+    """Group normalisation: each sample's channels split into ``groups`` groups, each group
+    standardised over its channels and positions, then a per-channel scale and shift.
+
+    For inputs ``(N, C, H, W)`` (or ``(N, C)``, with ``H = W = 1``) and ``G = groups`` dividing
+    ``C``, group ``g`` of sample ``n`` holds channels ``g*C/G`` to ``(g+1)*C/G - 1``, so its
+    ``M = (C/G)*H*W`` values give::
+
+        mu[n, g] = mean(x[n, group g]),  var[n, g] = mean((x[n, group g] - mu[n, g])**2)
+        y[n, c, h, w] = gamma[c] * (x[n, c, h, w] - mu[n, g(c)]) / sqrt(var[n, g(c)] + eps) + beta[c]
+
+    ``groups=1`` normalises each sample over all its values (as :class:`LayerNorm`, but with one
+    scale and shift per channel instead of per value); ``groups=C`` is instance normalisation (each
+    channel of each sample on its own). Training and evaluation compute the same thing, there is no
+    state, and a sample's output does not depend on the rest of the batch.
+
+    Attributes:
+        groups: the number of groups, a positive int that must divide the channel count.
+        eps: added to the variance before the square root, ``> 0`` (default ``1e-5``).
+
+    >>> import numpy as np, fnnet
+    >>> gn = fnnet.GroupNorm(2)
+    >>> params, out = gn.init(fnnet.key(0), (4, 3, 3))
+    >>> params.gamma.shape, out
+    ((4,), (4, 3, 3))
+    >>> x = np.random.default_rng(0).normal(5, 3, (2, 4, 3, 3)).astype(np.float32)
+    >>> y = gn.apply(params, x).reshape(2, 2, -1)
+    >>> np.abs(y.mean(axis=2)).max() < 1e-5, np.abs(y.std(axis=2) - 1).max() < 1e-3
+    (np.True_, np.True_)
+    """
+
+    groups: int = attrs.field(validator=positive_int)
+    eps: float = attrs.field(default=1e-5, validator=_eps)
+
+    def _channels(self, in_shape: Shape) -> int:
+        if len(in_shape) not in (1, 3):
+            raise ValueError(
+                f"{type(self).__name__}: expected input shape (C, H, W) or (C,) without the batch dimension, "
+                f"got {tuple(in_shape)}"
+            )
+        c = int(in_shape[0])
+        if c % self.groups != 0:
+            raise ValueError(
+                f"{type(self).__name__}: groups={self.groups} must divide the number of channels, got {c} channels "
+                f"(in_shape {tuple(in_shape)})"
+            )
+        return c
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        """The input shape, ``(C, H, W)`` or ``(C,)``."""
+        self._channels(in_shape)
+        return tuple(in_shape)
+
+    def init(self, key: Key, in_shape: Shape) -> tuple[GroupNormParams, Shape]:
+        """Parameters for inputs ``(N, C, H, W)`` or ``(N, C)``.
+
+        Args:
+            key: unused (gamma starts at ones, beta at zeros).
+            in_shape: ``(C, H, W)`` or ``(C,)`` with ``C`` divisible by ``groups``.
+        Returns:
+            ``(GroupNormParams(gamma, beta), in_shape)`` with ``gamma``, ``beta`` of shape ``(C,)``, float32.
+        """
+        c = self._channels(in_shape)
+        return GroupNormParams(np.ones(c, DEFAULT_DTYPE), np.zeros(c, DEFAULT_DTYPE)), tuple(in_shape)
+
+    def forward(
+        self, params: GroupNormParams, state: None, x: Array, ctx: Ctx = EVAL
+    ) -> tuple[Array, None, SampleNormCache]:
+        """Normalise each group of each sample of ``x`` (the same in training and evaluation).
+
+        Args:
+            params: ``GroupNormParams(gamma, beta)``, each ``(C,)``.
+            state: ``None`` (passed through).
+            x: ``(N, C, H, W)`` or ``(N, C)`` in the parameters' dtype; never modified.
+            ctx: unused.
+        Returns:
+            ``(y, state, cache)`` with ``y`` of ``x``'s shape and dtype.
+        """
+        c = params.gamma.shape[0]
+        if x.ndim not in (2, 4) or x.shape[1] != c:
+            expected = f"(N, {c}, H, W) or (N, {c})"
+            raise ValueError(f"{type(self).__name__}: expected input {expected} with {c} channels, got shape {x.shape}")
+        self._channels((c,))
+        if x.dtype != params.gamma.dtype:
+            check_dtype(self, x, params.gamma.dtype)
+        bshape = (1, c) + (1,) * (x.ndim - 2)
+        xhat, inv_std = _normalise_groups(x, self.groups, self.eps)
+        y = xhat.reshape(x.shape) * params.gamma.reshape(bshape)
+        y += params.beta.reshape(bshape)
+        return y, state, SampleNormCache(xhat, inv_std, x.shape)
+
+    def backward(
+        self, params: GroupNormParams, cache: SampleNormCache, dout: Array, input_grad: bool = True
+    ) -> tuple[Array, GroupNormParams]:
+        """Gradients of group normalisation.
+
+        Args:
+            params: as in :meth:`forward`.
+            cache: from :meth:`forward`.
+            dout: ``dL/dy``, the shape of ``y``.
+            input_grad: whether to compute ``dx``.
+        Returns:
+            ``(dx, GroupNormParams(dgamma, dbeta))`` with ``dgamma[c] = sum dout * xhat`` and
+            ``dbeta[c] = sum dout`` over samples and positions; ``dx`` has ``x``'s shape.
+        """
+        if dout.shape != cache.x_shape:
+            check_dout(self, dout, cache.x_shape)
+        c = params.gamma.shape[0]
+        xhat = cache.xhat.reshape(cache.x_shape)
+        grads = GroupNormParams(_channel_sum(dout, xhat), _channel_sum(dout))
+        if not input_grad:
+            return no_input_grad(cache.x_shape, dout.dtype), grads
+        dxhat = (dout * params.gamma.reshape((1, c) + (1,) * (dout.ndim - 2))).reshape(cache.xhat.shape)
+        return _normalise_groups_backward(dxhat, cache), grads

@@ -24,7 +24,7 @@ from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_rank, no_input
 from fnnet.random import Key
 from fnnet.typing import Array, Shape
 
-__all__ = ["MaxPool2D", "AvgPool2D"]
+__all__ = ["MaxPool2D", "AvgPool2D", "GlobalAvgPool2D"]
 
 
 # --- pooling ------------------------------------------------------------------------------------
@@ -286,6 +286,70 @@ class AvgPool2D(_Pool2D):
         if (ph, pw) != (0, 0):
             return dxp[:, :, ph : ph + h, pw : pw + w], None
         return dxp, None
+
+
+class GlobalPoolCache(NamedTuple):
+    x_shape: tuple[int, int, int, int]  # the input's (N, C, H, W); the input itself is not needed
+
+
+@attrs.frozen
+class GlobalAvgPool2D(Layer):
+    """Global average pooling: ``y[n, c] = mean_{h,w} x[n, c, h, w]``, ``(N, C, H, W) -> (N, C)``.
+
+    Each channel's feature map becomes one number, so the output no longer depends on the image
+    size (the usual head of a residual network: this layer, then ``Affine``). The gradient spreads
+    evenly: ``dx[n, c, h, w] = dout[n, c] / (H*W)``. No parameters, no hyperparameters.
+
+    >>> import numpy as np, fnnet
+    >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
+    >>> fnnet.GlobalAvgPool2D().apply(None, x).tolist()
+    [[1.5, 5.5]]
+    >>> fnnet.GlobalAvgPool2D().out_shape((16, 7, 7))
+    (16,)
+    """
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        """``(C, H, W) -> (C,)``."""
+        if len(in_shape) != 3:
+            raise ValueError(f"{type(self).__name__}: expected in_shape (C, H, W), got {tuple(in_shape)}")
+        return (int(in_shape[0]),)
+
+    def init(self, key: Key, in_shape: Shape) -> tuple[None, Shape]:
+        """No parameters."""
+        return None, self.out_shape(in_shape)
+
+    def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, GlobalPoolCache]:
+        """Mean over ``H`` and ``W``.
+
+        Args:
+            params: ``None``.
+            x: ``(N, C, H, W)``, floating point; never modified.
+        Returns:
+            ``(y, state, cache)`` with ``y`` ``(N, C)`` in ``x``'s dtype.
+        """
+        check_rank(self, x, 4, "input (N, C, H, W)")
+        if x.dtype.kind != "f":
+            raise ValueError(f"{type(self).__name__}: expected a floating point input, got dtype {x.dtype}")
+        y: Array = x.mean(axis=(2, 3))
+        n, c, h, w = x.shape
+        return y, state, GlobalPoolCache((n, c, h, w))
+
+    def backward(
+        self, params: None, cache: GlobalPoolCache, dout: Array, input_grad: bool = True
+    ) -> tuple[Array, None]:
+        """Spread ``dout / (H*W)`` over each feature map.
+
+        Returns:
+            ``(dx, None)`` with ``dx`` of the input's shape.
+        """
+        n, c, h, w = cache.x_shape
+        if dout.shape != (n, c):
+            check_dout(self, dout, (n, c))
+        if not input_grad:
+            return no_input_grad(cache.x_shape, dout.dtype), None
+        dx = np.empty(cache.x_shape, dout.dtype)
+        dx[...] = (dout * dout.dtype.type(1.0 / (h * w)))[:, :, None, None]
+        return dx, None
 
 
 def _check_pool_pad(layer: _Pool2D) -> None:
