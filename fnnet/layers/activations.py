@@ -140,7 +140,7 @@ class SiLU(_Elementwise):
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, _XAndGate]:
         """``y = x * sigmoid(x)``; the cache is ``(x, sigmoid(x))``."""
         self._check(self, x)
-        s = F.sigmoid(x)
+        s = F.expit(x)
         return x * s, state, _XAndGate(x, s)
 
     def backward(self, params: None, cache: _XAndGate, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
@@ -174,4 +174,4 @@ class Softplus(_Elementwise):
             check_dout(self, dout, cache.shape)
         if not input_grad:
             return no_input_grad(cache.shape, dout.dtype), None
-        return dout * F.sigmoid(cache), None
+        return dout * F.softplus_grad(cache), None
