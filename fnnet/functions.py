@@ -1,4 +1,5 @@
-"""Activation functions and softmax (the book's chapter 3), as pure array functions.
+"""Activation functions and softmax (the book's chapter 3) and the later ones (LeakyReLU, ELU, GELU,
+SiLU, Softplus, with a NumPy-only erf), as pure array functions.
 
 >>> import numpy as np
 >>> from fnnet.functions import relu, softmax, step_function
