@@ -19,6 +19,8 @@ __all__ = [
     "nonneg_int",
     "finite_positive",
     "finite_nonneg",
+    "finite_real",
+    "boolean",
     "in_interval",
     "check_positive_int",
     "check_finite_positive",
@@ -57,6 +59,18 @@ def finite_positive(inst: object, attribute: attrs.Attribute[Any], value: Any) -
 def finite_nonneg(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     """attrs validator: a finite real number >= 0 (not bool)."""
     check_finite_nonneg(type(inst).__name__, attribute.name, value)
+
+
+def finite_real(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: a finite real number (not bool)."""
+    if not is_real(value) or not math.isfinite(value):
+        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a finite number, got {value!r}")
+
+
+def boolean(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """attrs validator: a bool (Python or NumPy), not a number or string."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be True or False, got {value!r}")
 
 
 def in_interval(

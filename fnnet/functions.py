@@ -1,4 +1,5 @@
-"""Activation functions and softmax (the book's chapter 3), as pure array functions.
+"""Activation functions and softmax (the book's chapter 3) and the later ones (LeakyReLU, ELU, GELU,
+SiLU, Softplus, with a NumPy-only erf), as pure array functions.
 
 >>> import numpy as np
 >>> from fnnet.functions import relu, softmax, step_function
@@ -11,11 +12,33 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fnnet.typing import Array
 
-__all__ = ["step_function", "sigmoid", "relu", "tanh", "identity", "softmax", "log_softmax"]
+__all__ = [
+    "step_function",
+    "sigmoid",
+    "relu",
+    "tanh",
+    "identity",
+    "softmax",
+    "log_softmax",
+    "leaky_relu",
+    "elu",
+    "gelu",
+    "silu",
+    "softplus",
+    "gelu_cdf",
+    "gelu_grad",
+    "expit",
+    "silu_grad",
+    "softplus_grad",
+    "erf",
+    "erfc",
+]
 
 
 def step_function(x: Array) -> Array:
@@ -67,3 +90,202 @@ def log_softmax(x: Array) -> Array:
     x = np.asarray(x)
     z = x - x.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))  # type: ignore[no-any-return]
+
+
+def leaky_relu(x: Array, negative_slope: float = 0.01) -> Array:
+    """Leaky ReLU ``x if x > 0 else negative_slope * x`` (any shape, ``x``'s dtype).
+
+    >>> leaky_relu(np.array([-2.0, 3.0]), 0.1).tolist()
+    [-0.2, 3.0]
+    """
+    x = np.asarray(x)
+    return np.where(x > 0, x, float(negative_slope) * x)
+
+
+def elu(x: Array, alpha: float = 1.0) -> Array:
+    """Exponential linear unit ``x if x > 0 else alpha * (exp(x) - 1)`` (any shape, ``x``'s dtype).
+
+    ``expm1`` sees only ``min(x, 0)``, so large positive inputs cannot overflow.
+
+    >>> elu(np.array([-1.0, 2.0])).round(6).tolist()
+    [-0.632121, 2.0]
+    """
+    x = np.asarray(x)
+    return np.where(x > 0, x, float(alpha) * np.expm1(np.minimum(x, 0)))
+
+
+# Beyond these |z| erf(z) is ±1 and erfc(z) is 0 or 2 in float64; clipping to them keeps z*z finite.
+_ERF_CLIP = 40.0
+# |z| below the split: the series; above: the continued fraction. At 1.5, erfc = 1 - erf loses at
+# most 1.5 digits below the split; the term counts keep both pieces within a few float64 roundings.
+_ERF_SPLIT = 1.5
+_SERIES_TERMS = 24
+_CF_TERMS = 80
+
+
+# erf(z) = 2/sqrt(pi) exp(-z^2) z sum_k c_k (z^2)^k with c_k = 2^k / (1 * 3 * ... * (2k + 1)): all
+# terms have z's sign, so nothing cancels
+_SERIES_COEFS = tuple(2.0**k / math.prod(range(1, 2 * k + 2, 2)) for k in range(_SERIES_TERMS))
+
+
+def _erf_series(z: Array) -> Array:
+    w = z * z
+    total = np.full_like(z, _SERIES_COEFS[-1])
+    for c in reversed(_SERIES_COEFS[:-1]):  # Horner in z^2, in place
+        total *= w
+        total += c
+    total *= z
+    np.negative(w, out=w)
+    total *= np.exp(w, out=w)
+    total *= 2 / math.sqrt(math.pi)
+    return total
+
+
+def _erfc_cf(z: Array) -> Array:
+    # erfc(z) = exp(-z^2) / sqrt(pi) / (z + (1/2) / (z + 1 / (z + (3/2) / (z + ...)))) for z > 0,
+    # evaluated from a fixed depth inwards
+    f = z.copy()
+    for k in range(_CF_TERMS, 0, -1):
+        np.divide(k / 2, f, out=f)
+        f += z
+    out: Array = np.exp(-z * z) / (math.sqrt(math.pi) * f)
+    return out
+
+
+def _erf_parts(x: Array) -> tuple[Array, Array, Array]:
+    """``(z, small, e)``: ``z`` clipped, the mask ``|z| < split``, and ``e`` holding erf(z) where
+    small and erfc(|z|) elsewhere."""
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    z = np.clip(x, -_ERF_CLIP, _ERF_CLIP)
+    small = np.abs(z) < _ERF_SPLIT
+    e = np.empty_like(z)
+    e[small] = _erf_series(z[small])
+    e[~small] = _erfc_cf(np.abs(z[~small]))
+    return z, small, e
+
+
+def erf(x: Array) -> Array:
+    """The error function ``2/sqrt(pi) * integral_0^x exp(-t^2) dt`` (any shape; float64 for
+    non-float input), to within a few units of float64 rounding.
+
+    >>> float(erf(np.array(0.5)).round(12))
+    0.520499877813
+    """
+    z, small, e = _erf_parts(x)
+    return np.where(small, e, np.sign(z) * (1 - e))
+
+
+def erfc(x: Array) -> Array:
+    """The complementary error function ``1 - erf(x)``, accurate relative to itself for large ``x``.
+
+    >>> float(erfc(np.array(5.0)))  # doctest: +ELLIPSIS
+    1.5374597944280...e-12
+    """
+    z, small, e = _erf_parts(x)
+    return np.where(small, 1 - e, np.where(z > 0, e, 2 - e))
+
+
+_GELU_C = math.sqrt(2 / math.pi)
+_GELU_A = 0.044715
+# the tanh form's tanh is exactly ±1 far beyond |x| = 100; clipping there keeps x**3 finite
+_GELU_TANH_CLIP = 100.0
+
+
+def gelu(x: Array, approximate: bool = False) -> Array:
+    """Gaussian error linear unit ``x * Phi(x)``, ``Phi`` the standard normal CDF (any shape).
+
+    Exact form: ``Phi(x) = erfc(-x / sqrt(2)) / 2``; ``approximate=True`` gives the tanh form
+    ``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))``.
+
+    >>> gelu(np.array([-1.0, 0.0, 1.0])).round(6).tolist()
+    [-0.158655, 0.0, 0.841345]
+    >>> gelu(np.array([1.0]), approximate=True).round(6).tolist()
+    [0.841192]
+    """
+    x = np.asarray(x)
+    return x * gelu_cdf(x, approximate)
+
+
+def gelu_cdf(x: Array, approximate: bool = False) -> Array:
+    """GELU's gate ``Phi(x)`` (exact or tanh form), so that ``gelu(x) = x * gelu_cdf(x)``."""
+    x = np.asarray(x)
+    if approximate:
+        xc = np.clip(x, -_GELU_TANH_CLIP, _GELU_TANH_CLIP)
+        gate: Array = 0.5 + 0.5 * np.tanh(_GELU_C * (xc + _GELU_A * xc * xc * xc))
+        return gate
+    # erfc(-x/sqrt 2) keeps Phi accurate relative to itself for x << 0, where 1 + erf would cancel
+    return 0.5 * erfc(x * -math.sqrt(0.5))
+
+
+def gelu_grad(x: Array, approximate: bool = False, cdf: Array | None = None) -> Array:
+    """``d gelu / dx`` (exact: ``Phi(x) + x * phi(x)``; tanh form: its own derivative).
+
+    ``cdf``, if given, is ``gelu_cdf(x, approximate)`` already computed (the forward pass has it).
+    """
+    x = np.asarray(x)
+    if approximate:
+        xc = np.clip(x, -_GELU_TANH_CLIP, _GELU_TANH_CLIP)
+        t = np.tanh(_GELU_C * (xc + _GELU_A * xc * xc * xc))
+        slope: Array = 0.5 * (1 + t) + 0.5 * xc * (1 - t * t) * _GELU_C * (1 + 3 * _GELU_A * xc * xc)
+        return slope
+    if cdf is None:
+        cdf = gelu_cdf(x)
+    xc = np.clip(x, -_ERF_CLIP, _ERF_CLIP)
+    pdf = np.exp(-0.5 * xc * xc) * (1 / math.sqrt(2 * math.pi))
+    out: Array = cdf + xc * pdf
+    return out
+
+
+def expit(x: Array) -> Array:
+    """The sigmoid ``1 / (1 + exp(-x))`` accurate relative to itself in both tails (any shape).
+
+    :func:`sigmoid`'s ``0.5 + 0.5 tanh(x / 2)`` is accurate to a float64 rounding absolutely but
+    cancels for ``x << 0``; this form keeps ``expit(-30) ~ 9.4e-14`` to full precision. It never
+    overflows.
+
+    >>> float(expit(np.array(-30.0)))  # doctest: +ELLIPSIS
+    9.35762296883...e-14
+    """
+    x = np.asarray(x)
+    # e / (1 + e) with e = exp(-|x|) <= 1 on the left, 1 / (1 + e) on the right
+    e = np.exp(-np.abs(x))
+    out: Array = np.where(x >= 0, 1, e) / (1 + e)
+    return out
+
+
+def silu(x: Array) -> Array:
+    """Sigmoid linear unit (swish) ``x * sigmoid(x)`` (any shape), accurate relative to itself for
+    large negative ``x`` too.
+
+    >>> silu(np.array([-1.0, 0.0, 2.0])).round(6).tolist()
+    [-0.268941, 0.0, 1.761594]
+    """
+    x = np.asarray(x)
+    out: Array = x * expit(x)
+    return out
+
+
+def silu_grad(x: Array) -> Array:
+    """``d silu / dx = s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``."""
+    x = np.asarray(x)
+    s = expit(x)
+    out: Array = s * (1 + x * (1 - s))
+    return out
+
+
+def softplus(x: Array) -> Array:
+    """``log(1 + exp(x))`` (any shape), computed as ``logaddexp(0, x)`` so that it never overflows;
+    its derivative is ``sigmoid(x)``.
+
+    >>> softplus(np.array([-1000.0, 0.0, 1000.0])).round(6).tolist()
+    [0.0, 0.693147, 1000.0]
+    """
+    x = np.asarray(x)
+    return np.logaddexp(0, x)
+
+
+def softplus_grad(x: Array) -> Array:
+    """``d softplus / dx = sigmoid(x)``, accurate relative to itself in both tails."""
+    return expit(np.asarray(x))

@@ -11,6 +11,7 @@ import pytest
 from _helpers import assert_bit_identical, normal
 
 import fnnet
+from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer, kind
 from fnnet.layers.combinators import Residual, Serial, residual, serial
 from fnnet.layers.conv import Conv2D
@@ -31,6 +32,12 @@ CATALOG: list[tuple[Layer, list[Shape]]] = [
     (ReLU(), FLAT),
     (Sigmoid(), FLAT),
     (Tanh(), FLAT),
+    (LeakyReLU(0.2), FLAT),
+    (ELU(), FLAT),
+    (GELU(), FLAT),
+    (GELU(approximate=True), FLAT),
+    (SiLU(), FLAT),
+    (Softplus(), FLAT),
     (Identity(), FLAT),
     (Softmax(), FLAT),
     (Flatten(), FLAT),

@@ -19,6 +19,7 @@ from hypothesis.extra.numpy import array_shapes, arrays
 
 from fnnet import functions as F
 from fnnet.graph import Add, Mul
+from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer, kind
 from fnnet.layers.combinators import residual, serial
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
@@ -97,7 +98,10 @@ def trees(draw: st.DrawFn) -> Tree:
 
 # --- layers --------------------------------------------------------------------------------------
 
-ELEMENTWISE: list[Layer] = [ReLU(), Sigmoid(), Tanh(), Identity(), Softmax(), Flatten()]
+ELEMENTWISE: list[Layer] = [
+    ReLU(), Sigmoid(), Tanh(), Identity(), Softmax(), Flatten(),
+    LeakyReLU(), ELU(), GELU(), GELU(approximate=True), SiLU(), Softplus(),
+]  # fmt: skip
 
 
 @READONLY
@@ -275,8 +279,14 @@ def test_tree_functions(readonly: bool, tree: Tree) -> None:
 
 @READONLY
 @pytest.mark.parametrize(
-    "fn", [F.step_function, F.sigmoid, F.relu, F.tanh, F.identity, F.softmax, F.log_softmax], ids=lambda f: f.__name__
-)
+    "fn",
+    [
+        F.step_function, F.sigmoid, F.relu, F.tanh, F.identity, F.softmax, F.log_softmax,
+        F.leaky_relu, F.elu, F.gelu, F.gelu_cdf, F.gelu_grad, F.silu, F.silu_grad, F.softplus, F.softplus_grad,
+        F.expit, F.erf, F.erfc,
+    ],
+    ids=lambda f: f.__name__,
+)  # fmt: skip
 @FAST
 @given(x=batches(lo=-1e3, hi=1e3))
 def test_functions(fn: Callable[[Array], Array], readonly: bool, x: Array) -> None:

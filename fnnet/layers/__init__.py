@@ -1,6 +1,7 @@
 """Layers: immutable records with pure ``init`` / ``forward`` / ``backward``."""
 
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
+from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
 from fnnet.layers.combinators import Residual, Serial, Summary, residual, serial, summary
 from fnnet.layers._patches import col2im, conv_output_size, im2col
 from fnnet.layers.conv import Conv2D, ConvParams
@@ -36,6 +37,11 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "LeakyReLU",
+    "ELU",
+    "GELU",
+    "SiLU",
+    "Softplus",
     "BatchNorm",
     "BatchNormParams",
     "BatchNormState",
