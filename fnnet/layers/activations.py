@@ -19,7 +19,7 @@ import numpy as np
 
 from fnnet import functions as F
 from fnnet._validate import boolean, finite_nonneg, finite_real
-from fnnet.layers.base import EVAL, Ctx, check_dout, no_input_grad
+from fnnet.layers.base import EVAL, Ctx
 from fnnet.layers.core import _Elementwise
 from fnnet.typing import Array
 
@@ -27,7 +27,7 @@ __all__ = ["LeakyReLU", "ELU", "GELU", "SiLU", "Softplus"]
 
 
 class _XAndGate(NamedTuple):
-    x: Array  # the input
+    x: Array  # the input (first: _Elementwise.backward checks dout against it)
     gate: Array  # GELU's Phi(x) or SiLU's sigmoid(x)
 
 
@@ -51,13 +51,9 @@ class LeakyReLU(_Elementwise):
         self._check(self, x)
         return F.leaky_relu(x, self.negative_slope), state, x
 
-    def backward(self, params: None, cache: Array, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
+    def _dx(self, cache: Array, dout: Array) -> Array:
         """``dx = where(x > 0, dout, negative_slope * dout)``."""
-        if dout.shape != cache.shape:
-            check_dout(self, dout, cache.shape)
-        if not input_grad:
-            return no_input_grad(cache.shape, dout.dtype), None
-        return np.where(cache > 0, dout, float(self.negative_slope) * dout), None
+        return np.where(cache > 0, dout, float(self.negative_slope) * dout)
 
 
 @attrs.frozen
@@ -81,14 +77,10 @@ class ELU(_Elementwise):
         y = F.elu(x, self.alpha)
         return y, state, y
 
-    def backward(self, params: None, cache: Array, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
+    def _dx(self, cache: Array, dout: Array) -> Array:
         """``dx = dout * where(y > 0, 1, y + alpha)``."""
-        if dout.shape != cache.shape:
-            check_dout(self, dout, cache.shape)
-        if not input_grad:
-            return no_input_grad(cache.shape, dout.dtype), None
         y = cache
-        return np.where(y > 0, dout, dout * (y + float(self.alpha))), None
+        return np.where(y > 0, dout, dout * (y + float(self.alpha)))
 
 
 @attrs.frozen
@@ -117,14 +109,9 @@ class GELU(_Elementwise):
         cdf = F.gelu_cdf(x, bool(self.approximate))
         return x * cdf, state, _XAndGate(x, cdf)
 
-    def backward(self, params: None, cache: _XAndGate, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
+    def _dx(self, cache: _XAndGate, dout: Array) -> Array:
         """``dx = dout * gelu'(x)`` (see :func:`fnnet.functions.gelu_grad`)."""
-        x = cache.x
-        if dout.shape != x.shape:
-            check_dout(self, dout, x.shape)
-        if not input_grad:
-            return no_input_grad(x.shape, dout.dtype), None
-        return dout * F.gelu_grad(x, bool(self.approximate), cache.gate), None
+        return dout * F.gelu_grad(cache.x, bool(self.approximate), cache.gate)
 
 
 @attrs.frozen
@@ -143,14 +130,11 @@ class SiLU(_Elementwise):
         s = F.expit(x)
         return x * s, state, _XAndGate(x, s)
 
-    def backward(self, params: None, cache: _XAndGate, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
+    def _dx(self, cache: _XAndGate, dout: Array) -> Array:
         """``dx = dout * s * (1 + x * (1 - s))``."""
         x, s = cache
-        if dout.shape != x.shape:
-            check_dout(self, dout, x.shape)
-        if not input_grad:
-            return no_input_grad(x.shape, dout.dtype), None
-        return dout * (s * (1 + x * (1 - s))), None
+        dx: Array = dout * (s * (1 + x * (1 - s)))
+        return dx
 
 
 @attrs.frozen
@@ -168,10 +152,6 @@ class Softplus(_Elementwise):
         self._check(self, x)
         return F.softplus(x), state, x
 
-    def backward(self, params: None, cache: Array, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
+    def _dx(self, cache: Array, dout: Array) -> Array:
         """``dx = dout * sigmoid(x)``."""
-        if dout.shape != cache.shape:
-            check_dout(self, dout, cache.shape)
-        if not input_grad:
-            return no_input_grad(cache.shape, dout.dtype), None
-        return dout * F.softplus_grad(cache), None
+        return dout * F.softplus_grad(cache)

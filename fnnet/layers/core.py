@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any, NamedTuple
 
@@ -91,9 +92,27 @@ class Affine(Layer):
 
 
 class _Elementwise(Layer):
-    """Shared plumbing for parameter-free elementwise layers: no params, shape kept."""
+    """Shared plumbing for parameter-free elementwise layers: no params, shape kept.
+
+    A subclass writes ``forward`` and ``_dx(cache, dout)``, the input gradient; ``backward`` here
+    checks ``dout`` against the cached array (the cache itself, or the first field of a cache
+    record) and skips ``_dx`` when the input gradient is not wanted.
+    """
 
     __slots__ = ()
+
+    def backward(self, params: None, cache: Any, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
+        """``(dx, None)`` with ``dx = _dx(cache, dout)`` of ``dout``'s shape."""
+        shape = (cache if isinstance(cache, np.ndarray) else cache[0]).shape
+        if dout.shape != shape:
+            check_dout(self, dout, shape)
+        if not input_grad:
+            return no_input_grad(shape, dout.dtype), None
+        return self._dx(cache, dout), None
+
+    @abc.abstractmethod
+    def _dx(self, cache: Any, dout: Array) -> Array:
+        """The input gradient, given the forward's cache and ``dout`` of the output's shape."""
 
     def out_shape(self, in_shape: Shape) -> Shape:
         """The input shape."""
@@ -118,15 +137,11 @@ class ReLU(_Elementwise):
         y = np.maximum(x, 0)
         return y, state, y  # y > 0 exactly where x > 0, so y doubles as the mask source
 
-    def backward(self, params: None, cache: Array, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
-        if dout.shape != cache.shape:
-            check_dout(self, dout, cache.shape)
+    def _dx(self, cache: Array, dout: Array) -> Array:
         # dout times a boolean mask (not np.where), the mask made in dout's memory order so that
         # the product reads both arrays in the same order (cache may be channels-last)
-        if not input_grad:
-            return no_input_grad(cache.shape, dout.dtype), None
         mask = np.greater(cache, 0, out=np.empty_like(dout, dtype=np.bool_))
-        return dout * mask, None
+        return dout * mask
 
 
 @attrs.frozen
@@ -138,12 +153,9 @@ class Sigmoid(_Elementwise):
         y = F.sigmoid(x)
         return y, state, y
 
-    def backward(self, params: None, cache: Array, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
-        if dout.shape != cache.shape:
-            check_dout(self, dout, cache.shape)
-        if not input_grad:
-            return no_input_grad(cache.shape, dout.dtype), None
-        return dout * cache * (1 - cache), None
+    def _dx(self, cache: Array, dout: Array) -> Array:
+        dx: Array = dout * cache * (1 - cache)
+        return dx
 
 
 @attrs.frozen
@@ -155,27 +167,20 @@ class Tanh(_Elementwise):
         y = np.tanh(x)
         return y, state, y
 
-    def backward(self, params: None, cache: Array, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
-        if dout.shape != cache.shape:
-            check_dout(self, dout, cache.shape)
-        if not input_grad:
-            return no_input_grad(cache.shape, dout.dtype), None
-        return dout * (1 - cache * cache), None
+    def _dx(self, cache: Array, dout: Array) -> Array:
+        dx: Array = dout * (1 - cache * cache)
+        return dx
 
 
 @attrs.frozen
 class Identity(_Elementwise):
     """``y = x`` (the output layer of a regression net)."""
 
-    def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, tuple[int, ...]]:
-        return x, state, x.shape
+    def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, Array]:
+        return x, state, x  # the cache is x itself (y is x): only its shape is read
 
-    def backward(self, params: None, cache: tuple[int, ...], dout: Array, input_grad: bool = True) -> tuple[Array, None]:
-        if dout.shape != cache:
-            check_dout(self, dout, cache)
-        if not input_grad:
-            return no_input_grad(cache, dout.dtype), None
-        return dout, None
+    def _dx(self, cache: Array, dout: Array) -> Array:
+        return dout
 
 
 @attrs.frozen
@@ -190,13 +195,10 @@ class Softmax(_Elementwise):
         y = F.softmax(x)
         return y, state, y
 
-    def backward(self, params: None, cache: Array, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
-        if dout.shape != cache.shape:
-            check_dout(self, dout, cache.shape)
-        if not input_grad:
-            return no_input_grad(cache.shape, dout.dtype), None
+    def _dx(self, cache: Array, dout: Array) -> Array:
         y = cache
-        return y * (dout - (dout * y).sum(axis=-1, keepdims=True)), None
+        dx: Array = y * (dout - (dout * y).sum(axis=-1, keepdims=True))
+        return dx
 
 
 @attrs.frozen
