@@ -1,0 +1,449 @@
+"""ONNX export: a model and its parameters as an inference graph that computes ``model.apply``.
+
+:func:`to_onnx` walks the model and looks up each layer's type in :data:`ONNX_EXPORTERS`, a table
+from layer type to a function that appends the layer's ONNX nodes to a :class:`GraphBuilder` and
+returns the name of its output tensor; containers (``Serial``, ``Residual``) emit their children
+through :meth:`GraphBuilder.emit`. A new layer kind is one entry in the table. A layer without an
+entry stops the export with an :class:`ExportError` naming its place and kind.
+
+The graph is the evaluation-mode function (``ctx=EVAL``): BatchNorm normalises with its running
+statistics and its own ``eps``, Dropout (inverted, so the identity in evaluation) emits nothing.
+The graph's input ``"input"`` has shape ``(N, *in_shape)`` and its output ``"output"`` shape
+``(N, *out_shape)``, with ``N`` a symbolic (dynamic) batch axis. Parameters become initializers
+named as PyTorch's ``state_dict`` names the equivalent modules (``"0.weight"``, ``"3.bias"``,
+``"1.running_mean"``; see :mod:`fnnet.export.torch_state`), Affine weights stored as
+``(out, in)`` for a ``Gemm`` with ``transB=1``, as PyTorch's exporter writes ``Linear``.
+
+The ``onnx`` package (``pip install 'fnnet[export]'``) is imported only when :func:`to_onnx` runs:
+``import fnnet`` does not need it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fnnet._io import atomic_write_bytes
+from fnnet._version import __version__
+from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
+from fnnet.layers.base import Layer, kind
+from fnnet.layers.combinators import Residual, Serial
+from fnnet.layers.conv import Conv2D, ConvParams
+from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
+from fnnet.layers.dropout import Dropout
+from fnnet.layers.norm import BatchNorm, BatchNormParams, BatchNormState, GroupNorm, LayerNorm
+from fnnet.layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from fnnet.random import key as make_key
+from fnnet.tree import tree_leaves, tree_paths, tree_structure
+from fnnet.typing import Array, Shape
+
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "MIN_OPSET",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "ExportError",
+    "GraphBuilder",
+    "Exporter",
+    "ONNX_EXPORTERS",
+    "to_onnx",
+]
+
+#: The ONNX operator set :func:`to_onnx` targets unless told otherwise (ONNX Runtime >= 1.13).
+DEFAULT_OPSET = 17
+#: The oldest operator set the exporters can write (``LayerNormalization`` arrived in 17).
+MIN_OPSET = 17
+#: The graph's input: ``(N, *in_shape)``.
+INPUT_NAME = "input"
+#: The graph's output: ``(N, *out_shape)``.
+OUTPUT_NAME = "output"
+#: The symbolic batch axis of the input and the output.
+BATCH_AXIS = "N"
+_EXPORT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_INSTALL = "pip install 'fnnet[export]'"
+
+
+class ExportError(ValueError):
+    """A model that cannot be exported: the message names the layer (its place and kind)."""
+
+
+def _require_onnx() -> None:
+    """Raise an ``ImportError`` that names the extra to install unless ``onnx`` imports."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ImportError(f"ONNX export needs the onnx package: {_INSTALL}") from None
+
+
+def describe(where: str, layer: Layer) -> str:
+    """``"layer 3 (Conv2D)"`` (``where`` is the dotted place, ``""`` for the model itself)."""
+    return f"layer {where} ({kind(layer)})" if where else f"model ({kind(layer)})"
+
+
+def child(where: str, name: str | int) -> str:
+    """The dotted place of a sub-layer: ``child("2", "inner") == "2.inner"``."""
+    return f"{where}.{name}" if where else str(name)
+
+
+class GraphBuilder:
+    """An ONNX graph being built: nodes, initializers, unique names, and the dispatch of layers.
+
+    Exporters (see :data:`ONNX_EXPORTERS`) call :meth:`op`, :meth:`const` and, for sub-layers,
+    :meth:`emit`. Tensor values are in :attr:`dtype`, the graph's floating-point type.
+
+    Attributes:
+        dtype: the NumPy dtype of the graph's floating-point tensors (float32 or float64).
+        opset: the ONNX operator set version being written.
+        exporters: layer type -> exporter, looked up by :meth:`emit`.
+    """
+
+    def __init__(self, dtype: np.dtype[Any], opset: int, exporters: dict[type[Layer], Exporter]):
+        _require_onnx()
+        import onnx
+
+        self._helper = onnx.helper
+        self._numpy_helper = onnx.numpy_helper
+        self.dtype = dtype
+        self.opset = opset
+        self.exporters = exporters
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._taken: set[str] = {INPUT_NAME, OUTPUT_NAME}
+
+    def _fresh(self, base: str) -> str:
+        name, i = base, 1
+        while name in self._taken:
+            i += 1
+            name = f"{base}_{i}"
+        self._taken.add(name)
+        return name
+
+    def const(self, name: str, value: Any, dtype: Any = None) -> str:
+        """Add an initializer holding ``value`` (in :attr:`dtype` unless ``dtype`` is given); its name."""
+        array = np.ascontiguousarray(np.asarray(value, dtype=self.dtype if dtype is None else dtype))
+        unique = self._fresh(name)
+        self.initializers.append(self._numpy_helper.from_array(array, unique))
+        return unique
+
+    def op(self, op_type: str, inputs: Sequence[str], where: str, **attributes: Any) -> str:
+        """Append one ``op_type`` node with one output, named ``"<where>/<op_type>"``; the output's name."""
+        out = self._fresh(f"{where}/{op_type}" if where else op_type)
+        self.nodes.append(self._helper.make_node(op_type, list(inputs), [out], name=out, **attributes))
+        return out
+
+    def emit(self, layer: Layer, params: Any, state: Any, x: str, in_shape: Shape, where: str) -> str:
+        """Append ``layer``'s nodes reading tensor ``x`` of shape ``(N, *in_shape)``; its output's name.
+
+        Raises:
+            ExportError: no exporter for the layer's type, or it cannot export this instance.
+        """
+        exporter = self.exporters.get(type(layer))
+        if exporter is None:
+            raise ExportError(f"{describe(where, layer)}: cannot be exported to ONNX")
+        return exporter(self, layer, params, state, x, tuple(in_shape), where)
+
+
+#: ``exporter(graph, layer, params, state, x, in_shape, where) -> output name``: append the nodes of
+#: ``layer`` (with its ``params`` and evaluation ``state``) that read tensor ``x`` of shape
+#: ``(N, *in_shape)``; ``where`` is the layer's dotted place (``"3"``, ``"2.inner.0"``), used for
+#: node and initializer names and in error messages.
+Exporter = Callable[[GraphBuilder, Any, Any, Any, str, Shape, str], str]
+
+
+def _weight(where: str, leaf: str) -> str:
+    return child(where, leaf)
+
+
+# --- leaf layers ---------------------------------------------------------------------------------
+
+
+def _affine(g: GraphBuilder, layer: Affine, params: AffineParams, state: None, x: str, in_shape: Shape, where: str) -> str:
+    if len(in_shape) != 1:
+        x = g.op("Flatten", [x], where, axis=1)  # (N, d1, d2, ...) -> (N, d1*d2*...), as Affine does
+    w = g.const(_weight(where, "weight"), np.asarray(params.w).T)
+    b = g.const(_weight(where, "bias"), params.b)
+    return g.op("Gemm", [x, w, b], where, transB=1)
+
+
+def _conv2d(g: GraphBuilder, layer: Conv2D, params: ConvParams, state: None, x: str, in_shape: Shape, where: str) -> str:
+    w = g.const(_weight(where, "weight"), params.w)
+    b = g.const(_weight(where, "bias"), params.b)
+    (ph, pw), (sh, sw) = layer.pad, layer.stride
+    return g.op("Conv", [x, w, b], where, kernel_shape=list(layer.kernel), strides=[sh, sw], pads=[ph, pw, ph, pw])
+
+
+def _pool_attributes(layer: MaxPool2D | AvgPool2D) -> dict[str, Any]:
+    (ph, pw) = layer.pad
+    stride = layer.window if layer.stride is None else layer.stride
+    return {"kernel_shape": list(layer.window), "strides": list(stride), "pads": [ph, pw, ph, pw]}
+
+
+def _max_pool(g: GraphBuilder, layer: MaxPool2D, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
+    return g.op("MaxPool", [x], where, **_pool_attributes(layer))
+
+
+def _avg_pool(g: GraphBuilder, layer: AvgPool2D, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
+    # fnnet divides by the whole window, padding cells included
+    return g.op("AveragePool", [x], where, count_include_pad=1, **_pool_attributes(layer))
+
+
+def _global_avg_pool(
+    g: GraphBuilder, layer: GlobalAvgPool2D, params: None, state: None, x: str, in_shape: Shape, where: str
+) -> str:
+    return g.op("Flatten", [g.op("GlobalAveragePool", [x], where)], where, axis=1)  # (N, C, 1, 1) -> (N, C)
+
+
+def _batch_norm(
+    g: GraphBuilder, layer: BatchNorm, params: BatchNormParams, state: Any, x: str, in_shape: Shape, where: str
+) -> str:
+    c = params.gamma.shape[0]
+    if not isinstance(state, BatchNormState):
+        raise ExportError(
+            f"{describe(where, layer)}: needs its running statistics, got state {type(state).__name__}; pass "
+            "state= (the model state after training)"
+        )
+    if int(state.count) == 0:
+        raise ExportError(
+            f"{describe(where, layer)}: the running statistics were never updated (state.count == 0); train "
+            "first and export with the state training returned"
+        )
+    for name in ("mean", "var"):
+        if np.shape(getattr(state, name)) != (c,):
+            raise ExportError(f"{describe(where, layer)}: expected state.{name} of shape ({c},), got {np.shape(getattr(state, name))}")
+    inputs = [
+        g.const(_weight(where, "weight"), params.gamma),
+        g.const(_weight(where, "bias"), params.beta),
+        g.const(_weight(where, "running_mean"), state.mean),
+        g.const(_weight(where, "running_var"), state.var),
+    ]
+    return g.op("BatchNormalization", [x, *inputs], where, epsilon=float(layer.eps))
+
+
+def _layer_norm(g: GraphBuilder, layer: LayerNorm, params: Any, state: None, x: str, in_shape: Shape, where: str) -> str:
+    gamma = g.const(_weight(where, "weight"), params.gamma)
+    beta = g.const(_weight(where, "bias"), params.beta)
+    return g.op("LayerNormalization", [x, gamma, beta], where, axis=1, epsilon=float(layer.eps))
+
+
+def _group_norm(g: GraphBuilder, layer: GroupNorm, params: Any, state: None, x: str, in_shape: Shape, where: str) -> str:
+    # each sample as (G, M): standardise every row of M values (LayerNormalization over the last
+    # axis, unit scale), back to the input's shape, then the per-channel scale and shift
+    c, groups = int(in_shape[0]), layer.groups
+    m = math.prod(in_shape) // groups
+    grouped = g.op("Reshape", [x, g.const(_weight(where, "grouped_shape"), [0, groups, -1], np.int64)], where)
+    ones = g.const(_weight(where, "unit_scale"), np.ones(m))
+    normed = g.op("LayerNormalization", [grouped, ones], where, axis=2, epsilon=float(layer.eps))
+    back = g.op("Reshape", [normed, g.const(_weight(where, "input_shape"), [0, *in_shape], np.int64)], where)
+    per_channel = (c,) + (1,) * (len(in_shape) - 1)
+    gamma = g.const(_weight(where, "weight"), np.reshape(params.gamma, per_channel))
+    beta = g.const(_weight(where, "bias"), np.reshape(params.beta, per_channel))
+    return g.op("Add", [g.op("Mul", [back, gamma], where), beta], where)
+
+
+def _unary(op_type: str, **attributes: Any) -> Exporter:
+    def export(g: GraphBuilder, layer: Any, params: Any, state: Any, x: str, in_shape: Shape, where: str) -> str:
+        return g.op(op_type, [x], where, **attributes)
+
+    return export
+
+
+def _leaky_relu(g: GraphBuilder, layer: LeakyReLU, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
+    return g.op("LeakyRelu", [x], where, alpha=float(layer.negative_slope))
+
+
+def _elu(g: GraphBuilder, layer: ELU, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
+    return g.op("Elu", [x], where, alpha=float(layer.alpha))
+
+
+def _silu(g: GraphBuilder, layer: SiLU, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
+    return g.op("Mul", [x, g.op("Sigmoid", [x], where)], where)
+
+
+def _gelu(g: GraphBuilder, layer: GELU, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
+    if g.opset >= 20:
+        return g.op("Gelu", [x], where, approximate="tanh" if layer.approximate else "none")
+    half = g.const(_weight(where, "half"), 0.5)
+    one = g.const(_weight(where, "one"), 1.0)
+    if layer.approximate:
+        # Phi(x) ~ (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) / 2
+        cube = g.op("Mul", [g.op("Mul", [x, x], where), x], where)
+        inner = g.op("Add", [x, g.op("Mul", [cube, g.const(_weight(where, "cubic"), 0.044715)], where)], where)
+        t = g.op("Tanh", [g.op("Mul", [inner, g.const(_weight(where, "sqrt_2_over_pi"), math.sqrt(2 / math.pi))], where)], where)
+    else:
+        # Phi(x) = (1 + erf(x / sqrt 2)) / 2
+        t = g.op("Erf", [g.op("Mul", [x, g.const(_weight(where, "inv_sqrt2"), math.sqrt(0.5))], where)], where)
+    cdf = g.op("Mul", [g.op("Add", [t, one], where), half], where)
+    return g.op("Mul", [x, cdf], where)
+
+
+def _dropout(g: GraphBuilder, layer: Dropout, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
+    return x  # inverted dropout is the identity in evaluation
+
+
+# --- containers ----------------------------------------------------------------------------------
+
+
+def _serial(g: GraphBuilder, layer: Serial, params: Any, state: Any, x: str, in_shape: Shape, where: str) -> str:
+    n = len(layer.layers)
+    states = (None,) * n if state is None else state
+    if not isinstance(params, tuple) or len(params) != n or not isinstance(states, tuple) or len(states) != n:
+        raise ExportError(f"{describe(where, layer)}: expected params and state as tuples of {n} entries")
+    shape = tuple(in_shape)
+    for i, (sub, p, s) in enumerate(zip(layer.layers, params, states)):
+        x = g.emit(sub, p, s, x, shape, child(where, i))
+        shape = sub.out_shape(shape)
+    return x
+
+
+def _residual(g: GraphBuilder, layer: Residual, params: Any, state: Any, x: str, in_shape: Shape, where: str) -> str:
+    y = g.emit(layer.inner, params, state, x, in_shape, child(where, "inner"))
+    return g.op("Add", [y, x], where)
+
+
+#: Layer type -> :data:`Exporter`. Add an entry to export a new layer kind.
+ONNX_EXPORTERS: dict[type[Layer], Exporter] = {
+    Affine: _affine,
+    Flatten: _unary("Flatten", axis=1),
+    Identity: _unary("Identity"),
+    ReLU: _unary("Relu"),
+    Sigmoid: _unary("Sigmoid"),
+    Tanh: _unary("Tanh"),
+    Softmax: _unary("Softmax", axis=-1),
+    Softplus: _unary("Softplus"),
+    LeakyReLU: _leaky_relu,
+    ELU: _elu,
+    GELU: _gelu,
+    SiLU: _silu,
+    Conv2D: _conv2d,
+    MaxPool2D: _max_pool,
+    AvgPool2D: _avg_pool,
+    GlobalAvgPool2D: _global_avg_pool,
+    BatchNorm: _batch_norm,
+    LayerNorm: _layer_norm,
+    GroupNorm: _group_norm,
+    Dropout: _dropout,
+    Serial: _serial,
+    Residual: _residual,
+}
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+
+def _graph_dtype(params: Any, dtype: Any) -> np.dtype[Any]:
+    chosen: np.dtype[Any]
+    if dtype is not None:
+        chosen = np.dtype(dtype)
+    else:
+        kinds: set[np.dtype[Any]] = {np.asarray(leaf).dtype for leaf in tree_leaves(params)}
+        kinds = {k for k in kinds if k.kind == "f"}
+        if len(kinds) > 1:
+            raise ExportError(f"params mix dtypes {sorted(str(k) for k in kinds)}; pass dtype= to pick the graph's")
+        chosen = kinds.pop() if kinds else np.dtype(np.float32)
+    if chosen not in _EXPORT_DTYPES:
+        raise ExportError(f"cannot export in dtype {chosen}: use float32 or float64")
+    return chosen
+
+
+def _check_params(model: Layer, params: Any, in_shape: Shape) -> None:
+    """Raise unless ``params`` has the structure and shapes ``model.init`` gives for ``in_shape``."""
+    fresh, _ = model.init(make_key(0), in_shape)
+    if tree_structure(params) != tree_structure(fresh):
+        raise ExportError(f"params do not have the structure model.init gives for in_shape {tuple(in_shape)}")
+    for path, got, want in zip(tree_paths(fresh), tree_leaves(params), tree_leaves(fresh)):
+        if np.shape(got) != np.shape(want):
+            raise ExportError(f"params leaf {path or '(root)'} has shape {np.shape(got)}, expected {np.shape(want)}")
+        if not np.all(np.isfinite(got)):
+            raise ExportError(f"params leaf {path or '(root)'} holds NaN or infinite values")
+
+
+def to_onnx(
+    model: Layer,
+    params: Any,
+    in_shape: Shape,
+    *,
+    state: Any = None,
+    path: str | os.PathLike[str] | None = None,
+    opset: int = DEFAULT_OPSET,
+    dtype: Any = None,
+) -> onnx.ModelProto:
+    """The inference graph of ``model`` with ``params`` (and ``state``) as an ONNX model.
+
+    The graph computes ``model.apply(params, x, state=state)`` (evaluation mode) for ``x`` of shape
+    ``(N, *in_shape)`` with any batch size ``N``. It has one input ``"input"`` ``(N, *in_shape)``
+    and one output ``"output"`` ``(N, *out_shape)``; parameters are initializers named as PyTorch
+    names the equivalent modules' state (``"0.weight"``, ``"0.bias"``, ``"2.running_var"``). The
+    model is checked with ``onnx.checker`` before it is returned.
+
+    Args:
+        model: a layer or pipeline whose every layer has an entry in :data:`ONNX_EXPORTERS`.
+        params: ``model``'s parameters, as ``model.init`` shapes them.
+        in_shape: the input shape without the batch axis, e.g. ``(1, 28, 28)``.
+        state: the model state (BatchNorm's running statistics, updated at least once); ``None``
+            for a model without state.
+        path: if given, the model is also written there (atomically).
+        opset: the ONNX operator set, from :data:`MIN_OPSET` to the newest the installed ``onnx``
+            knows (GELU is one ``Gelu`` node from opset 20, composed of ``Erf`` or ``Tanh`` before).
+        dtype: the graph's floating-point type, float32 or float64; default the params' dtype
+            (float32 for a model without params).
+    Returns:
+        The ``onnx.ModelProto``.
+    Raises:
+        ExportError: a layer that cannot be exported (the message names its place and kind),
+            params or state that do not fit the model.
+        ImportError: the ``onnx`` package is missing (``pip install 'fnnet[export]'``).
+
+    >>> import numpy as np, fnnet
+    >>> from fnnet.export import to_onnx
+    >>> model = fnnet.serial(fnnet.Affine(8), fnnet.ReLU(), fnnet.Affine(3))
+    >>> params, _ = model.init(fnnet.key(0), (4,))
+    >>> m = to_onnx(model, params, (4,))
+    >>> [n.op_type for n in m.graph.node], [i.name for i in m.graph.initializer]
+    (['Gemm', 'Relu', 'Gemm'], ['0.weight', '0.bias', '2.weight', '2.bias'])
+    """
+    _require_onnx()
+    import onnx
+
+    newest = int(onnx.defs.onnx_opset_version())
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ExportError(f"opset must be an int from {MIN_OPSET} to {newest} (the installed onnx's newest), got {opset!r}")
+    in_shape = tuple(int(s) for s in in_shape)
+    out_shape = model.out_shape(in_shape)
+    _check_params(model, params, in_shape)
+    g = GraphBuilder(_graph_dtype(params, dtype), opset, ONNX_EXPORTERS)
+    last = g.emit(model, params, state, INPUT_NAME, in_shape, "")
+    if last == INPUT_NAME:
+        g.nodes.append(onnx.helper.make_node("Identity", [INPUT_NAME], [OUTPUT_NAME], name=OUTPUT_NAME))
+    else:
+        for node in g.nodes:  # the last tensor becomes the graph's output
+            for names in (node.input, node.output):
+                renamed = [OUTPUT_NAME if name == last else name for name in names]
+                del names[:]
+                names.extend(renamed)
+    elem = onnx.helper.np_dtype_to_tensor_dtype(g.dtype)
+    graph = onnx.helper.make_graph(
+        g.nodes,
+        f"fnnet {kind(model)}",
+        [onnx.helper.make_tensor_value_info(INPUT_NAME, elem, [BATCH_AXIS, *in_shape])],
+        [onnx.helper.make_tensor_value_info(OUTPUT_NAME, elem, [BATCH_AXIS, *out_shape])],
+        g.initializers,
+    )
+    opsets = [onnx.helper.make_opsetid("", opset)]
+    model_proto = onnx.helper.make_model(
+        graph,
+        opset_imports=opsets,
+        ir_version=onnx.helper.find_min_ir_version_for(opsets),
+        producer_name="fnnet",
+        producer_version=__version__,
+    )
+    onnx.checker.check_model(model_proto)
+    if path is not None:
+        atomic_write_bytes(path, model_proto.SerializeToString())
+    return model_proto
