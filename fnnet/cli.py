@@ -1,4 +1,5 @@
-"""The command line: ``fnnet train`` (the main job) and ``fnnet evaluate CHECKPOINT``.
+"""The command line: ``fnnet train`` (the main job), ``fnnet evaluate CHECKPOINT`` and ``fnnet export
+CHECKPOINT --out model.onnx``.
 
 ``python -m fnnet train`` trains the book's two-layer net on the embedded ``mnist-small`` data set
 with seed 0, prints progress, and ends with the test accuracy on the whole test set.
@@ -12,8 +13,8 @@ code  meaning
 0     success
 1     an unexpected error, i.e. a bug in fnnet: the only failure that prints a Python traceback
 2     usage: an unknown or malformed option, a value out of range (``--lr inf``, ``--epochs 0``),
-      a bad ``$FNNET_NUM_THREADS``, or an ``--out`` that is a file or holds anything other than
-      fnnet's outputs; found before any data is read
+      a bad ``$FNNET_NUM_THREADS``, an ``--out`` that is a file or holds anything other than
+      fnnet's outputs, or ``fnnet export`` without the onnx package; found before any data is read
 3     bad input: the data set or checkpoint is missing, unreadable or not what it should be, its
       images do not fit the model (too small for a convolutional net, or another size than the
       checkpoint was trained on), or the checkpoint's parameters are not all finite
@@ -41,7 +42,9 @@ The per-epoch ``train_loss``, ``train_acc``, ``test_loss`` and ``test_acc`` are 
 samples of at most :data:`EVAL_SAMPLE` items and labelled ``(sample N)`` when the set is larger;
 the final figures are on the whole test set. ``fnnet evaluate`` prints the test loss, the
 confusion matrix (rows: true class, columns: predicted class) and, last, the test accuracy;
-``--out FILE.png`` also draws the confusion matrix (with matplotlib).
+``--out FILE.png`` also draws the confusion matrix (with matplotlib). ``fnnet export`` writes a
+checkpoint's model as an ONNX inference graph (see :func:`fnnet.export.to_onnx`; needs
+``pip install 'fnnet[export]'``), for the input shape recorded in the checkpoint.
 
 >>> main(["--version"])  # doctest: +ELLIPSIS
 fnnet ...
@@ -53,6 +56,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
+import importlib.util
 import json
 import math
 import os
@@ -73,7 +77,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from fnnet._version import __version__
-from fnnet import checkpoint, datasets, models, optim
+from fnnet import checkpoint, datasets, export, models, optim
 from fnnet._io import _fsync_dir, atomic_write_bytes
 from fnnet.train._progress import Progress
 from fnnet._validate import is_int, is_real
@@ -113,7 +117,7 @@ EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INPUT, EXIT_OUTPUT, EXIT_TRAINING, EXIT_INTE
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_BUG: "unexpected error (a bug in fnnet; the only failure that prints a traceback)",
-    EXIT_USAGE: "bad option or value, bad $FNNET_NUM_THREADS, or an --out that cannot hold a run",
+    EXIT_USAGE: "bad option or value, bad $FNNET_NUM_THREADS, an --out that cannot hold a run, or no onnx for export",
     EXIT_INPUT: "data set or checkpoint missing, unreadable, not fitting the model, or not finite",
     EXIT_OUTPUT: "--out cannot be written",
     EXIT_TRAINING: "training diverged (NaN/inf loss or parameters) or ran out of memory",
@@ -215,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"fnnet {_version()}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,export}")
     tr = sub.add_parser(
         "train", help="train a model and report its test accuracy",
         description="Train a model; the last line printed is its accuracy on the whole test set.",
@@ -255,6 +259,16 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, default=None, metavar="PNG",
                     help="also draw the confusion matrix into this PNG file (replaced atomically; needs "
                          "matplotlib), or into confusion_matrix.png in this directory (default: draw nothing)")
+    ex = sub.add_parser(
+        "export", help="write a checkpoint's model as an ONNX file",
+        description="Write the model of a checkpoint written by 'fnnet train --out' as an ONNX inference graph "
+                    "(needs the onnx package: pip install 'fnnet[export]').",
+    )
+    ex.add_argument("checkpoint", type=Path, help="a checkpoint.npz written by fnnet train --out, or its directory")
+    ex.add_argument("--out", type=Path, default=Path("model.onnx"), metavar="FILE",
+                    help="the ONNX file to write, replaced atomically (default: %(default)s)")
+    ex.add_argument("--opset", type=_int_at_least(export.MIN_OPSET), default=export.DEFAULT_OPSET, metavar="N",
+                    help="the ONNX operator set version (default: %(default)s)")
     return p
 
 
@@ -803,6 +817,64 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# fnnet export
+# --------------------------------------------------------------------------------------------
+
+
+def _onnx_target(given: Path) -> Path:
+    """The file ``fnnet export --out`` writes, checked writable before anything is read."""
+    if given.is_dir():
+        raise _Fail(EXIT_USAGE, f"--out {given}: is a directory; name the .onnx file to write")
+    parent = given.parent
+    if not parent.is_dir():
+        raise _Fail(EXIT_OUTPUT, f"--out {given}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise _Fail(EXIT_OUTPUT, f"--out {given}: cannot write in {parent}")
+    return given
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Run ``fnnet export``: the checkpoint's model, parameters and state as an ONNX file."""
+    if importlib.util.find_spec("onnx") is None:
+        raise _Fail(EXIT_USAGE, "export needs the onnx package: pip install 'fnnet[export]'")
+    import onnx
+
+    newest = int(onnx.defs.onnx_opset_version())
+    if args.opset > newest:
+        raise _Fail(EXIT_USAGE, f"export: --opset {args.opset} is newer than the installed onnx knows ({newest})")
+    target = _onnx_target(args.out)
+    path: Path = args.checkpoint
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    meta = _read_checkpoint_meta(path)
+    model_name, opt_name, lr, in_shape, _ = _config(path, meta)
+    model = MODEL_DEFAULTS[model_name][0]()
+    try:
+        like = init_train_state(model, OPTIMIZERS[opt_name](lr), make_key(0), in_shape)
+        state, _ = checkpoint.load(path, like)
+    except (ValueError, OSError) as e:
+        raise _Fail(EXIT_INPUT, _one_line(str(e))) from None
+    bad = _first_nonfinite(state)
+    if bad is not None:
+        raise _Fail(EXIT_INPUT, f"{path}: parameter {bad} holds NaN or infinite values; refusing to export")
+    try:
+        proto = export.to_onnx(model, state.params, in_shape, state=state.model_state, opset=args.opset)
+    except ImportError as e:
+        raise _Fail(EXIT_USAGE, _one_line(str(e))) from None
+    except ValueError as e:
+        raise _Fail(EXIT_INPUT, f"{path}: cannot export {model_name}: {_one_line(str(e))}") from None
+    data = proto.SerializeToString()
+    try:
+        atomic_write_bytes(target, data)
+    except OSError as e:
+        raise _Fail(EXIT_OUTPUT, f"--out {args.out}: cannot write: {e.strerror or e}") from None
+    out_shape = model.out_shape(in_shape)
+    print(f"exported {path} ({model_name}: input (N, {', '.join(map(str, in_shape))}) -> output "
+          f"(N, {', '.join(map(str, out_shape))}), ONNX opset {args.opset}) to {target}, {len(data):,} bytes", flush=True)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
 
@@ -825,6 +897,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return e.code if isinstance(e.code, int) else EXIT_OK if e.code is None else EXIT_USAGE
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "export":
+            return cmd_export(args)
         return cmd_evaluate(args)
     except _Fail as e:
         print(f"fnnet: {e}", file=sys.stderr, flush=True)

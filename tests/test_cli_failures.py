@@ -84,7 +84,7 @@ def test_help_shows_every_default_and_the_exit_codes(
     monkeypatch.setenv("COLUMNS", "300")  # no line breaks inside the texts looked for
     parser = cli._parser()
     subs = next(a for a in parser._actions if a.dest == "command").choices
-    assert isinstance(subs, dict) and set(subs) == {"train", "evaluate"}
+    assert isinstance(subs, dict) and set(subs) == {"train", "evaluate", "export"}
     for name, sub in subs.items():
         for action in sub._actions:
             assert action.help, (name, action.dest)  # every option says what it does
