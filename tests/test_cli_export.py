@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import fnnet
 from fnnet import checkpoint
 from fnnet.cli import main
 from fnnet.train import init_train_state
+from fnnet.typing import Array
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -33,16 +35,35 @@ def _fails(argv: list[str], code: int, capsys: pytest.CaptureFixture[str]) -> st
     return err
 
 
-def test_export_a_trained_run_scores_what_training_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _idx(path: Path, a: Array) -> None:
+    path.write_bytes(bytes([0, 0, 8, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 1000 training and 300 test digits of mnist-small as a data set directory."""
+    d = tmp_path_factory.mktemp("small")
+    (x, t), (xt, tt) = fnnet.datasets.load_mnist("mnist-small", normalize=False, flatten=False, dtype=np.uint8)
+    for part, images, labels, n in (("train", x, t, 1000), ("t10k", xt, tt, 300)):
+        _idx(d / f"{part}-images-idx3-ubyte", images[:n, 0])
+        _idx(d / f"{part}-labels-idx1-ubyte", labels[:n])
+    return d
+
+
+def test_export_a_trained_run_scores_what_training_printed(
+    tmp_path: Path, small: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "run"
-    assert main(["train", "--epochs", "1", "--seed", "2", "--out", str(run), "--quiet"]) == 0
+    assert main(["train", "--data", str(small), "--epochs", "3", "--optimizer", "adam", "--lr", "0.003", "--seed", "2", "--out", str(run), "--quiet"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     target = tmp_path / "net.onnx"
     assert main(["export", str(run), "--out", str(target)]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"exported {run / 'checkpoint.npz'} (two-layer-net: input (N, 784) -> output (N, 10), ONNX opset 17) to {target}, ")
-    (_, _), (x, t) = fnnet.datasets.load_mnist("mnist-small")
+    (_, _), (x, t) = fnnet.datasets.load_mnist(str(small))
+    assert len(x) == 300
     logits = _session(target).run(None, {"input": x})[0]
+    assert 0.6 < float(printed.split()[-1]) <= 1.0
     assert printed == f"test accuracy {np.mean(logits.argmax(axis=1) == t):.4f}"
 
 
