@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import threadpoolctl
 from _examples import EXAMPLES
-from _helpers import normal, rng
+from _helpers import call_unchanged, global_rng_untouched, normal, rng
 
 import fnnet
 from fnnet.export import ONNX_EXPORTERS, ExportError, to_onnx
@@ -173,6 +173,16 @@ def test_path_writes_the_same_model(tmp_path: Path) -> None:
     params, _ = model.init(fnnet.key(0), (784,))
     m = to_onnx(model, params, (784,), path=tmp_path / "net.onnx")
     assert onnx.load(str(tmp_path / "net.onnx")) == m
+
+
+def test_export_writes_into_nothing_it_is_given() -> None:
+    model = fnnet.serial(fnnet.Conv2D(3, 3), fnnet.BatchNorm(), fnnet.ReLU(), fnnet.Affine(4))
+    params, _ = model.init(fnnet.key(0), IMAGE)
+    state = _trained_state(model, IMAGE, 1)
+    with global_rng_untouched():
+        m = call_unchanged(lambda p, s: to_onnx(model, p, IMAGE, state=s), params, state, readonly=True)
+    x = normal((2, *IMAGE), 2, dtype=np.float32)
+    np.testing.assert_allclose(_run(m, x), model.apply(params, x, state=state), rtol=TOL, atol=TOL)
 
 
 def test_float64_params_give_a_float64_graph() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import numpy as np
 import pytest
-from _helpers import normal, rng
+from _helpers import call_unchanged, global_rng_untouched, normal, rng
 
 import fnnet
 from fnnet.errors import FormatError
@@ -240,3 +240,13 @@ def test_the_same_network_in_torch_gives_the_same_logits() -> None:
         want = net(torch.from_numpy(x)).numpy()
     params, state = from_torch_state_dict(model, IN_SHAPE, {k: v.numpy() for k, v in net.state_dict().items()})
     np.testing.assert_allclose(model.apply(params, x, state=state), want, rtol=1e-5, atol=1e-5)
+
+
+def test_conversions_write_into_nothing_they_are_given() -> None:
+    model = _model()
+    params, state = _random(model, IN_SHAPE, 6)
+    with global_rng_untouched():
+        sd = call_unchanged(lambda p, s: to_torch_state_dict(model, p, s), params, state, readonly=True)
+        back = call_unchanged(lambda d: from_torch_state_dict(model, IN_SHAPE, d), sd, readonly=True)
+    _assert_same(back, (params, state))
+    assert all(leaf.flags.writeable for leaf in tree_leaves(back))  # fresh arrays, not views of the input

@@ -11,22 +11,29 @@ layer ``i`` of a ``serial`` is module ``i`` (a nested ``serial`` a nested ``Sequ
 (``"3.inner.0.weight"``). Parameter-free layers own no keys but keep their place, so the torch
 network must have a module at every position where the fnnet model has a layer.
 
-=======================  =================================  ==========================================
-fnnet layer              torch module                       keys and layouts
-=======================  =================================  ==========================================
-``Affine(out)``          ``nn.Linear(in, out)``             ``weight`` = ``w.T`` ``(out, in)``,
-                                                            ``bias`` = ``b`` ``(out,)``
-``Conv2D``               ``nn.Conv2d(C, FN, k, s, p)``      ``weight`` ``(FN, C, FH, FW)``, ``bias``
-                                                            ``(FN,)``: the same arrays
-``BatchNorm``            ``nn.BatchNorm1d`` (``(N, D)``) or ``weight`` = gamma, ``bias`` = beta,
-                         ``nn.BatchNorm2d`` (``(N, C, H,   ``running_mean``, ``running_var`` (``(C,)``),
-                         W)``), ``eps=1e-6``,              ``num_batches_tracked`` = ``state.count``
-                         ``momentum = 1 - fnnet momentum``
-``LayerNorm``            ``nn.LayerNorm(in_shape, eps)``    ``weight`` = gamma, ``bias`` = beta (``in_shape``)
-``GroupNorm(G)``         ``nn.GroupNorm(G, C, eps)``        ``weight`` = gamma, ``bias`` = beta (``(C,)``)
-parameter-free layers    ``nn.ReLU``, ``nn.Flatten``,        none
-                         ``nn.MaxPool2d``, ``nn.Dropout``...
-=======================  =================================  ==========================================
+The mapping, layer by layer (keys relative to the layer's place, e.g. ``"7.weight"``):
+
+- ``Affine(out)`` is ``nn.Linear(in, out)``: ``weight`` = ``w.T``, shape ``(out, in)`` (fnnet keeps
+  ``(in, out)``); ``bias`` = ``b``, ``(out,)``.
+- ``Conv2D(FN, k, stride, pad)`` is ``nn.Conv2d(C, FN, k, stride, pad)``: ``weight``
+  ``(FN, C, FH, FW)`` and ``bias`` ``(FN,)``, the same arrays.
+- ``BatchNorm(momentum, eps)`` is ``nn.BatchNorm1d`` on ``(N, D)`` inputs, ``nn.BatchNorm2d`` on
+  ``(N, C, H, W)``, built with ``eps=1e-6`` (fnnet's default, torch's is 1e-5) and
+  ``momentum = 1 - fnnet's momentum`` (0.1 for 0.9): ``weight`` = gamma, ``bias`` = beta,
+  ``running_mean`` = ``state.mean``, ``running_var`` = ``state.var`` (all ``(C,)``), and
+  ``num_batches_tracked`` = ``state.count`` (0-d int64). Evaluation is the same; training goes on
+  slightly differently, as torch folds the unbiased batch variance into ``running_var`` and fnnet
+  (like the book) the biased one.
+- ``LayerNorm(eps)`` is ``nn.LayerNorm(in_shape, eps=eps)``: ``weight`` = gamma, ``bias`` = beta,
+  both of shape ``in_shape``.
+- ``GroupNorm(G, eps)`` is ``nn.GroupNorm(G, C, eps=eps)``: ``weight`` = gamma, ``bias`` = beta, ``(C,)``.
+- ``serial(...)`` is ``nn.Sequential(...)`` (keys ``"i.<key>"``); ``residual(f)`` a module with
+  attribute ``inner`` computing ``inner(x) + x`` (keys ``"i.inner.<key>"``).
+- Parameter-free layers own no keys: ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax`` (``dim=-1``),
+  ``LeakyReLU``, ``ELU``, ``GELU`` (``approximate="tanh"`` for ``approximate=True``), ``SiLU``,
+  ``Softplus``, ``Identity``, ``Flatten``, ``MaxPool2d``, ``AvgPool2d`` (``count_include_pad=True``),
+  ``GlobalAvgPool2D`` (``nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())``) and ``Dropout``
+  (inverted in both).
 
 An ``Affine`` flattens ``(N, C, H, W)`` inputs itself; torch needs an ``nn.Flatten`` module for
 that, which takes a position. To line the positions up, put a ``fnnet.Flatten()`` before the
