@@ -126,6 +126,12 @@ LAYERS: list[tuple[Layer, Shape]] = [
     (fnnet.serial(fnnet.Affine(6), fnnet.serial(fnnet.Tanh(), fnnet.Affine(3))), (4,)),
     (fnnet.residual(fnnet.serial(fnnet.Affine(5), fnnet.BatchNorm(), fnnet.ReLU())), (5,)),
     (fnnet.residual(fnnet.Conv2D(3, 3, pad=1)), IMAGE),
+    (fnnet.residual(fnnet.Conv2D(4, 3, stride=2, pad=1), shortcut=fnnet.serial(fnnet.Conv2D(4, 1, stride=2), fnnet.BatchNorm())), IMAGE),
+    (fnnet.concat(fnnet.Conv2D(2, 1), fnnet.serial(fnnet.Conv2D(3, 3, pad=1), fnnet.ReLU()), fnnet.MaxPool2D(3, 1, 1)), IMAGE),
+    (fnnet.concat(fnnet.Conv2D(3, (1, 3)), fnnet.Identity(), axis=-1), IMAGE),  # along W: (3, 6, 5 + 7)
+    (fnnet.concat(fnnet.Affine(3)), (5,)),
+    (fnnet.add_branches(fnnet.Affine(3), fnnet.serial(fnnet.Affine(4), fnnet.Tanh(), fnnet.Affine(3)), fnnet.Affine(3)), (5,)),
+    (fnnet.add_branches(fnnet.Sigmoid()), (5,)),
     (fnnet.serial(fnnet.Dropout(0.2)), (5,)),  # no node at all: the output is the input
 ]
 
@@ -141,8 +147,9 @@ def test_every_layer_kind_of_the_table_is_tested() -> None:
 
 
 def _kinds(layer: Layer) -> set[type]:
-    inner = getattr(layer, "layers", None) or ([layer.inner] if isinstance(layer, fnnet.Residual) else [])
-    return {type(layer)}.union(*(_kinds(sub) for sub in inner))
+    subs = [*getattr(layer, "layers", ()), *getattr(layer, "branches", ())]
+    subs += [sub for sub in (getattr(layer, "inner", None), getattr(layer, "shortcut", None)) if sub is not None]
+    return {type(layer)}.union(*(_kinds(sub) for sub in subs))
 
 
 @pytest.mark.parametrize("approximate", [False, True])
@@ -206,7 +213,7 @@ class Doubler(Identity):
 def test_an_unknown_layer_is_named_by_place_and_kind() -> None:
     model = fnnet.serial(fnnet.Affine(3), fnnet.residual(fnnet.serial(fnnet.ReLU(), Doubler())))
     params, _ = model.init(fnnet.key(0), (4,))
-    with pytest.raises(ExportError, match=r"^layer 1\.inner\.1 \(Doubler\): cannot be exported to ONNX$"):
+    with pytest.raises(ExportError, match=r"^layer 1 / inner / layer 1 \(Doubler\): cannot be exported to ONNX$"):
         to_onnx(model, params, (4,))
     with pytest.raises(ExportError, match=r"^model \(Doubler\): cannot be exported to ONNX$"):
         to_onnx(Doubler(), None, (4,))
@@ -262,6 +269,7 @@ BOOK_MODELS: dict[str, tuple[Callable[[], fnnet.Serial], Shape]] = {
     "simple_convnet": (fnnet.models.simple_convnet, (1, 28, 28)),
     "deep_convnet": (fnnet.models.deep_convnet, (1, 28, 28)),
     "deep_convnet_batchnorm": (lambda: fnnet.models.deep_convnet(batchnorm=True), (1, 28, 28)),
+    "resnet": (lambda: fnnet.models.resnet(widths=(4, 8), blocks=2), (1, 28, 28)),
 }
 
 

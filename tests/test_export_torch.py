@@ -27,28 +27,32 @@ def _model() -> fnnet.Serial:
         fnnet.Conv2D(4, 3, pad=1),  # 0: Conv2d(2, 4, 3, padding=1)
         fnnet.BatchNorm(),  # 1: BatchNorm2d(4, eps=1e-6)
         fnnet.ReLU(),  # 2
-        fnnet.MaxPool2D(2),  # 3: MaxPool2d(2)
+        fnnet.MaxPool2D(2),  # 3: MaxPool2d(2) -> (4, 3, 3)
         fnnet.GroupNorm(2),  # 4: GroupNorm(2, 4, eps=1e-5)
-        fnnet.residual(fnnet.serial(fnnet.Conv2D(4, 3, pad=1), fnnet.Tanh())),  # 5: Residual(inner=Sequential(...))
-        fnnet.Flatten(),  # 6: Flatten()
-        fnnet.Affine(5),  # 7: Linear(36, 5)
-        fnnet.LayerNorm(),  # 8: LayerNorm(5, eps=1e-5)
-        fnnet.BatchNorm(),  # 9: BatchNorm1d(5, eps=1e-6)
-        fnnet.GELU(),  # 10: GELU()
-        fnnet.Dropout(0.3),  # 11: Dropout(0.3)
-        fnnet.Affine(3),  # 12: Linear(5, 3)
+        fnnet.residual(fnnet.serial(fnnet.Conv2D(4, 3, pad=1), fnnet.Tanh())),  # 5: Residual(Sequential(...))
+        fnnet.residual(  # 6: Residual(Conv2d(4, 6, 3, 2, 1), shortcut=Sequential(Conv2d(4, 6, 1, 2), BatchNorm2d))
+            fnnet.Conv2D(6, 3, stride=2, pad=1), shortcut=fnnet.serial(fnnet.Conv2D(6, 1, stride=2), fnnet.BatchNorm())
+        ),  # -> (6, 2, 2)
+        fnnet.concat(fnnet.Conv2D(3, 1), fnnet.Identity()),  # 7: Concat([Conv2d(6, 3, 1), Identity()]) -> (9, 2, 2)
+        fnnet.add_branches(fnnet.Conv2D(4, 1), fnnet.Conv2D(4, 3, pad=1)),  # 8: AddBranches([...]) -> (4, 2, 2)
+        fnnet.Flatten(),  # 9: Flatten()
+        fnnet.Affine(5),  # 10: Linear(16, 5)
+        fnnet.LayerNorm(),  # 11: LayerNorm(5, eps=1e-5)
+        fnnet.BatchNorm(),  # 12: BatchNorm1d(5, eps=1e-6)
+        fnnet.GELU(),  # 13: GELU()
+        fnnet.Dropout(0.3),  # 14: Dropout(0.3)
+        fnnet.Affine(3),  # 15: Linear(5, 3)
     )
 
 
+BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 KEYS = [
-    "0.weight", "0.bias",
-    "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked",
-    "4.weight", "4.bias",
+    "0.weight", "0.bias", *(f"1.{k}" for k in BN), "4.weight", "4.bias",
     "5.inner.0.weight", "5.inner.0.bias",
-    "7.weight", "7.bias",
-    "8.weight", "8.bias",
-    "9.weight", "9.bias", "9.running_mean", "9.running_var", "9.num_batches_tracked",
-    "12.weight", "12.bias",
+    "6.inner.weight", "6.inner.bias", "6.shortcut.0.weight", "6.shortcut.0.bias", *(f"6.shortcut.1.{k}" for k in BN),
+    "7.branches.0.weight", "7.branches.0.bias",
+    "8.branches.0.weight", "8.branches.0.bias", "8.branches.1.weight", "8.branches.1.bias",
+    "10.weight", "10.bias", "11.weight", "11.bias", *(f"12.{k}" for k in BN), "15.weight", "15.bias",
 ]  # fmt: skip
 
 
@@ -85,15 +89,17 @@ def test_keys_follow_sequential_positions_and_layouts_are_torchs() -> None:
     params, state = _random(model, IN_SHAPE, 0)
     sd = to_torch_state_dict(model, params, state)
     assert list(sd) == KEYS
-    np.testing.assert_array_equal(sd["7.weight"], params[7].w.T)  # Linear: (out, in)
-    assert sd["7.weight"].shape == (5, 36) and sd["7.weight"].flags.c_contiguous
+    np.testing.assert_array_equal(sd["10.weight"], params[10].w.T)  # Linear: (out, in)
+    assert sd["10.weight"].shape == (5, 16) and sd["10.weight"].flags.c_contiguous
     np.testing.assert_array_equal(sd["0.weight"], params[0].w)  # Conv2d: the same (FN, C, FH, FW)
-    np.testing.assert_array_equal(sd["5.inner.0.weight"], params[5][0].w)
+    np.testing.assert_array_equal(sd["5.inner.0.weight"], params[5][0][0].w)
+    np.testing.assert_array_equal(sd["6.shortcut.1.running_mean"], state[6][1][1].mean)
+    np.testing.assert_array_equal(sd["8.branches.1.weight"], params[8][1].w)
     np.testing.assert_array_equal(sd["1.running_var"], state[1].var)
     assert sd["1.num_batches_tracked"].shape == () and sd["1.num_batches_tracked"].dtype == np.int64
     assert int(sd["1.num_batches_tracked"]) == 11
-    sd["7.weight"][0, 0] = 99.0  # the arrays are new: writing into one leaves params alone
-    assert params[7].w[0, 0] != 99.0
+    sd["10.weight"][0, 0] = 99.0  # the arrays are new: writing into one leaves params alone
+    assert params[10].w[0, 0] != 99.0
 
 
 def test_round_trip_through_a_dict_and_an_npz_file(tmp_path: Path) -> None:
@@ -207,18 +213,34 @@ def test_the_same_network_in_torch_gives_the_same_logits() -> None:
     from torch import nn
 
     class Residual(nn.Module):  # type: ignore[misc]
-        def __init__(self, inner: nn.Module):
+        def __init__(self, inner: nn.Module, shortcut: nn.Module | None = None):
             super().__init__()
             self.inner = inner
+            self.shortcut = shortcut
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.inner(x) + x
+            return self.inner(x) + (x if self.shortcut is None else self.shortcut(x))
+
+    class Concat(nn.Module):  # type: ignore[misc]
+        def __init__(self, *branches: nn.Module):
+            super().__init__()
+            self.branches = nn.ModuleList(branches)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([b(x) for b in self.branches], dim=1)
+
+    class AddBranches(Concat):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return sum(b(x) for b in self.branches)
 
     def torch_net() -> nn.Module:
         return nn.Sequential(
             nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4, eps=1e-6), nn.ReLU(), nn.MaxPool2d(2),
             nn.GroupNorm(2, 4, eps=1e-5), Residual(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.Tanh())),
-            nn.Flatten(), nn.Linear(36, 5), nn.LayerNorm(5, eps=1e-5), nn.BatchNorm1d(5, eps=1e-6), nn.GELU(),
+            Residual(nn.Conv2d(4, 6, 3, stride=2, padding=1),
+                     nn.Sequential(nn.Conv2d(4, 6, 1, stride=2), nn.BatchNorm2d(6, eps=1e-6))),
+            Concat(nn.Conv2d(6, 3, 1), nn.Identity()), AddBranches(nn.Conv2d(9, 4, 1), nn.Conv2d(9, 4, 3, padding=1)),
+            nn.Flatten(), nn.Linear(16, 5), nn.LayerNorm(5, eps=1e-5), nn.BatchNorm1d(5, eps=1e-6), nn.GELU(),
             nn.Dropout(0.3), nn.Linear(5, 3),
         ).eval()  # fmt: skip
 

@@ -2,7 +2,7 @@
 
 :func:`to_onnx` walks the model and looks up each layer's type in :data:`ONNX_EXPORTERS`, a table
 from layer type to a function that appends the layer's ONNX nodes to a :class:`GraphBuilder` and
-returns the name of its output tensor; containers (``Serial``, ``Residual``) emit their children
+returns the name of its output tensor; containers (``Serial``, ``Residual``, ``Concat``, ``AddBranches``) emit their children
 through :meth:`GraphBuilder.emit`. A new layer kind is one entry in the table. A layer without an
 entry stops the export with an :class:`ExportError` naming its place and kind.
 
@@ -31,7 +31,7 @@ from fnnet._io import atomic_write_bytes
 from fnnet._version import __version__
 from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
 from fnnet.layers.base import Layer, kind
-from fnnet.layers.combinators import Residual, Serial
+from fnnet.layers.combinators import AddBranches, Concat, Residual, Serial
 from fnnet.layers.conv import Conv2D, ConvParams
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.dropout import Dropout
@@ -83,8 +83,25 @@ def _require_onnx() -> None:
 
 
 def describe(where: str, layer: Layer) -> str:
-    """``"layer 3 (Conv2D)"`` (``where`` is the dotted place, ``""`` for the model itself)."""
-    return f"layer {where} ({kind(layer)})" if where else f"model ({kind(layer)})"
+    """The layer's place and kind as error messages name them: ``"layer 3 (Conv2D)"``,
+    ``"layer 2 / shortcut / layer 0 (Conv2D)"``, ``"model (Conv2D)"`` for the model itself.
+
+    ``where`` is the dotted place that also names the layer's ONNX initializers and PyTorch keys
+    (``"2.shortcut.0"``; ``"1.branches.0"`` is branch 0 of a fan-out at layer 1).
+    """
+    if not where:
+        return f"model ({kind(layer)})"
+    steps: list[str] = []
+    parts = where.split(".")
+    i = 0
+    while i < len(parts):
+        if parts[i] == "branches" and i + 1 < len(parts):
+            steps.append(f"branch {parts[i + 1]}")
+            i += 2
+            continue
+        steps.append(f"layer {parts[i]}" if parts[i].isdigit() else parts[i])
+        i += 1
+    return f"{' / '.join(steps)} ({kind(layer)})"
 
 
 def child(where: str, name: str | int) -> str:
@@ -302,9 +319,40 @@ def _serial(g: GraphBuilder, layer: Serial, params: Any, state: Any, x: str, in_
     return x
 
 
+def _parts(layer: Layer, params: Any, state: Any, n: int, where: str) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """A fan-out's params and state as ``n``-tuples (``None`` state: ``n`` Nones)."""
+    states = (None,) * n if state is None else state
+    if not isinstance(params, tuple) or len(params) != n or not isinstance(states, tuple) or len(states) != n:
+        raise ExportError(f"{describe(where, layer)}: expected params and state as tuples of {n} entries")
+    return params, states
+
+
 def _residual(g: GraphBuilder, layer: Residual, params: Any, state: Any, x: str, in_shape: Shape, where: str) -> str:
-    y = g.emit(layer.inner, params, state, x, in_shape, child(where, "inner"))
-    return g.op("Add", [y, x], where)
+    (p_inner, p_skip), (s_inner, s_skip) = _parts(layer, params, state, 2, where)
+    y = g.emit(layer.inner, p_inner, s_inner, x, in_shape, child(where, "inner"))
+    skip = x if layer.shortcut is None else g.emit(layer.shortcut, p_skip, s_skip, x, in_shape, child(where, "shortcut"))
+    return g.op("Add", [y, skip], where)
+
+
+def _branches(g: GraphBuilder, layer: Concat | AddBranches, params: Any, state: Any, x: str, in_shape: Shape, where: str) -> list[str]:
+    ps, ss = _parts(layer, params, state, len(layer.branches), where)
+    return [
+        g.emit(branch, p, s, x, in_shape, child(where, f"branches.{i}"))
+        for i, (branch, p, s) in enumerate(zip(layer.branches, ps, ss))
+    ]
+
+
+def _concat(g: GraphBuilder, layer: Concat, params: Any, state: Any, x: str, in_shape: Shape, where: str) -> str:
+    ys = _branches(g, layer, params, state, x, in_shape, where)
+    if len(ys) == 1:
+        return ys[0]
+    rank = len(layer.branches[0].out_shape(in_shape))
+    return g.op("Concat", ys, where, axis=layer.axis % rank + 1)  # + 1: the batch axis
+
+
+def _add_branches(g: GraphBuilder, layer: AddBranches, params: Any, state: Any, x: str, in_shape: Shape, where: str) -> str:
+    ys = _branches(g, layer, params, state, x, in_shape, where)
+    return ys[0] if len(ys) == 1 else g.op("Sum", ys, where)
 
 
 #: Layer type -> :data:`Exporter`. Add an entry to export a new layer kind.
@@ -331,6 +379,8 @@ ONNX_EXPORTERS: dict[type[Layer], Exporter] = {
     Dropout: _dropout,
     Serial: _serial,
     Residual: _residual,
+    Concat: _concat,
+    AddBranches: _add_branches,
 }
 
 

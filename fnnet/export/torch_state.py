@@ -7,8 +7,8 @@ reads such arrays back (a dict, or an ``.npz`` file written on the torch side wi
 
 Keys are the layer's place in the fnnet pipeline, as ``torch.nn.Sequential`` numbers its modules:
 layer ``i`` of a ``serial`` is module ``i`` (a nested ``serial`` a nested ``Sequential``, keys
-``"2.0.weight"``); a ``Residual`` is a module whose ``inner`` attribute holds the inner layer
-(``"3.inner.0.weight"``). Parameter-free layers own no keys but keep their place, so the torch
+``"2.0.weight"``); a ``Residual`` is a module whose ``inner`` and ``shortcut`` attributes hold
+its parts (``"3.inner.0.weight"``). Parameter-free layers own no keys but keep their place, so the torch
 network must have a module at every position where the fnnet model has a layer.
 
 The mapping, layer by layer (keys relative to the layer's place, e.g. ``"7.weight"``):
@@ -27,8 +27,12 @@ The mapping, layer by layer (keys relative to the layer's place, e.g. ``"7.weigh
 - ``LayerNorm(eps)`` is ``nn.LayerNorm(in_shape, eps=eps)``: ``weight`` = gamma, ``bias`` = beta,
   both of shape ``in_shape``.
 - ``GroupNorm(G, eps)`` is ``nn.GroupNorm(G, C, eps=eps)``: ``weight`` = gamma, ``bias`` = beta, ``(C,)``.
-- ``serial(...)`` is ``nn.Sequential(...)`` (keys ``"i.<key>"``); ``residual(f)`` a module with
-  attribute ``inner`` computing ``inner(x) + x`` (keys ``"i.inner.<key>"``).
+- ``serial(...)`` is ``nn.Sequential(...)`` (keys ``"i.<key>"``). ``residual(f, shortcut)`` is a
+  module with attributes ``inner`` and ``shortcut`` computing ``inner(x) + shortcut(x)`` (keys
+  ``"i.inner.<key>"``, ``"i.shortcut.<key>"``; no shortcut keys for the identity).
+  ``concat(*branches, axis)`` and ``add_branches(*branches)`` are modules holding an
+  ``nn.ModuleList`` ``branches`` (keys ``"i.branches.j.<key>"``) that concatenate the branches'
+  outputs along ``axis + 1`` or sum them.
 - Parameter-free layers own no keys: ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax`` (``dim=-1``),
   ``LeakyReLU``, ``ELU``, ``GELU`` (``approximate="tanh"`` for ``approximate=True``), ``SiLU``,
   ``Softplus``, ``Identity``, ``Flatten``, ``MaxPool2d``, ``AvgPool2d`` (``count_include_pad=True``),
@@ -58,7 +62,7 @@ import numpy as np
 from fnnet.errors import FormatError
 from fnnet.export.onnx_graph import ExportError, child, describe
 from fnnet.layers.base import Layer
-from fnnet.layers.combinators import Residual, Serial
+from fnnet.layers.combinators import AddBranches, Concat, Residual, Serial
 from fnnet.layers.conv import Conv2D, ConvParams
 from fnnet.layers.core import Affine, AffineParams
 from fnnet.layers.norm import (
@@ -276,14 +280,34 @@ def _serial_from(
     return tuple(params), tuple(states)
 
 
-def _residual_to(layer: Residual, params: Any, state: Any, where: str) -> dict[str, Array]:
-    return _to(layer.inner, params, state, child(where, "inner"))
+def _fan_out(layer: Residual | Concat | AddBranches) -> list[tuple[str, Layer | None]]:
+    """A fan-out's parts with their key steps (``None``: the identity shortcut)."""
+    if isinstance(layer, Residual):
+        return [("inner", layer.inner), ("shortcut", layer.shortcut)]
+    return [(f"branches.{i}", b) for i, b in enumerate(layer.branches)]
 
 
-def _residual_from(
-    layer: Residual, in_shape: Shape, like: Any, like_state: Any, where: str, reader: StateDictReader
+def _fan_out_to(layer: Residual | Concat | AddBranches, params: Any, state: Any, where: str) -> dict[str, Array]:
+    parts = _fan_out(layer)
+    states = (None,) * len(parts) if state is None else state
+    out: dict[str, Array] = {}
+    for (step, part), p, s in zip(parts, params, states):
+        if part is not None:
+            out.update(_to(part, p, s, child(where, step)))
+    return out
+
+
+def _fan_out_from(
+    layer: Residual | Concat | AddBranches, in_shape: Shape, like: Any, like_state: Any, where: str,
+    reader: StateDictReader,
 ) -> tuple[Any, Any]:
-    return _from(layer.inner, in_shape, like, like_state, child(where, "inner"), reader)
+    params, states = [], []
+    for (step, part), p, s in zip(_fan_out(layer), like, like_state):
+        if part is not None:
+            p, s = _from(part, in_shape, p, s, child(where, step), reader)
+        params.append(p)
+        states.append(s)
+    return tuple(params), tuple(states)
 
 
 #: Layer type -> :class:`TorchMapping`. Layers without an entry map to no keys if they have neither
@@ -295,7 +319,9 @@ TORCH_MAPPINGS: dict[type[Layer], TorchMapping] = {
     LayerNorm: TorchMapping(_sample_norm_to, _sample_norm_from),
     GroupNorm: TorchMapping(_sample_norm_to, _sample_norm_from),
     Serial: TorchMapping(_serial_to, _serial_from),
-    Residual: TorchMapping(_residual_to, _residual_from),
+    Residual: TorchMapping(_fan_out_to, _fan_out_from),
+    Concat: TorchMapping(_fan_out_to, _fan_out_from),
+    AddBranches: TorchMapping(_fan_out_to, _fan_out_from),
 }
 
 
