@@ -189,17 +189,27 @@ def _affine(g: GraphBuilder, layer: Affine, params: AffineParams, state: None, x
     return g.op("Gemm", [x, w, b], where, transB=1)
 
 
-def _conv2d(g: GraphBuilder, layer: Conv2D, params: ConvParams, state: None, x: str, in_shape: Shape, where: str) -> str:
+def _ints(value: int | Sequence[int]) -> list[int]:
+    """A per-axis hyperparameter as a list (``3`` -> ``[3]`` for a 1-D layer, pairs as they are)."""
+    return [int(value)] if isinstance(value, (int, np.integer)) else [int(v) for v in value]
+
+
+def _window_attributes(kernel: Any, stride: Any, pad: Any) -> dict[str, Any]:
+    """``kernel_shape``, ``strides`` and ``pads`` (the same padding at both ends of every axis)."""
+    pads = _ints(pad)
+    return {"kernel_shape": _ints(kernel), "strides": _ints(stride), "pads": pads + pads}
+
+
+def _conv(g: GraphBuilder, layer: Conv2D, params: ConvParams, state: None, x: str, in_shape: Shape, where: str) -> str:
+    # the weights (FN, C/groups, FH, FW) are ONNX's layout, for 1-D kernels (FN, C/groups, K) too
     w = g.const(_weight(where, "weight"), params.w)
     b = g.const(_weight(where, "bias"), params.b)
-    (ph, pw), (sh, sw) = layer.pad, layer.stride
-    return g.op("Conv", [x, w, b], where, kernel_shape=list(layer.kernel), strides=[sh, sw], pads=[ph, pw, ph, pw])
+    group = int(getattr(layer, "groups", 1))
+    return g.op("Conv", [x, w, b], where, group=group, **_window_attributes(layer.kernel, layer.stride, layer.pad))
 
 
 def _pool_attributes(layer: MaxPool2D | AvgPool2D) -> dict[str, Any]:
-    (ph, pw) = layer.pad
-    stride = layer.window if layer.stride is None else layer.stride
-    return {"kernel_shape": list(layer.window), "strides": list(stride), "pads": [ph, pw, ph, pw]}
+    return _window_attributes(layer.window, layer.window if layer.stride is None else layer.stride, layer.pad)
 
 
 def _max_pool(g: GraphBuilder, layer: MaxPool2D, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
@@ -369,7 +379,7 @@ ONNX_EXPORTERS: dict[type[Layer], Exporter] = {
     ELU: _elu,
     GELU: _gelu,
     SiLU: _silu,
-    Conv2D: _conv2d,
+    Conv2D: _conv,
     MaxPool2D: _max_pool,
     AvgPool2D: _avg_pool,
     GlobalAvgPool2D: _global_avg_pool,
