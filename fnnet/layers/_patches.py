@@ -260,15 +260,20 @@ def _windows(xb: Array, g: PatchGeometry) -> Array:
     return windows[:, : g.sh * (g.oh - 1) + 1 : g.sh, : g.sw * (g.ow - 1) + 1 : g.sw].transpose(0, 1, 2, 4, 5, 3)
 
 
-def correlate(src: Array, g: PatchGeometry, wmat: Array, b: Array | None) -> Array:
+def correlate(src: Array, g: PatchGeometry, wmat: Array, b: Array | None, out: Array | None = None) -> Array:
     """``(N*OH*OW, FN)`` rows ``patches(src) @ wmat (+ b)``, chunk by chunk.
 
     Args:
         src: ``(N, H, W, C)`` (any strides).
         wmat: ``(FH*FW*C, FN)`` in the patch column order ``(i, j, c)``.
+        out: where to write the rows (a new array if ``None``): ``(N*OH*OW, FN)`` whose rows may be
+            strided (a block of columns of a wider array), only with ``b`` ``None``.
     """
     fn = wmat.shape[1]
-    out = np.empty((src.shape[0] * g.oh * g.ow, fn), dtype=src.dtype)
+    if out is None:
+        out = np.empty((src.shape[0] * g.oh * g.ow, fn), dtype=src.dtype)
+    elif b is not None:
+        raise AssertionError("correlate: a bias needs the output rows to itself")
     k_major = is_k_major(src.shape[3])
     if b is not None and k_major:
         wmat = np.concatenate([wmat, b[None, :]])  # the patches get a column of ones
