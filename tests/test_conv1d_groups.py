@@ -43,6 +43,8 @@ GROUPED_CASES = [
     (4, 6, 6, 4, (3, 3), (2, 2), (1, 1), 4),  # depthwise
     (3, 5, 6, 6, (2, 3), (1, 2), (2, 1), 3),  # depthwise, two filters per channel, pad > kernel - 1
     (2, 5, 5, 4, (1, 1), (1, 1), (0, 0), 2),  # grouped 1x1
+    (4, 5, 6, 4, (2, 3), (1, 2), (0, 0), 4),  # depthwise without padding: no copy of the input
+    (3, 4, 4, 3, (2, 2), (1, 1), (1, 1), 3),  # depthwise "full" convolution: no copy of dout in dx
 ]
 
 

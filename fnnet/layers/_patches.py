@@ -288,3 +288,78 @@ def correlate(src: Array, g: PatchGeometry, wmat: Array, b: Array | None, out: A
     return out
 
 
+
+
+# --- depthwise correlation (groups == channels): one multiply-add per kernel tap -----------------
+
+
+def _placed_chunks(src: Array, g: PatchGeometry, sample_bytes: int) -> Iterator[tuple[slice, Array]]:
+    """Yield ``(samples, xb)``: ``xb`` ``(n, Hb, Wb, ...)`` holds ``src[samples]`` (``(N, H, W, ...)``)
+    placed as :class:`PatchGeometry` says. ``xb`` is one scratch buffer reused for every chunk (or a
+    view of ``src`` when no placement is needed)."""
+    n_total, h, w = src.shape[:3]
+    chunk = max(1, min(n_total, CHUNK_BYTES // max(1, sample_bytes)))
+    if (g.hb, g.wb) == (h, w) and g.offset == (0, 0) and g.dilation == (1, 1):
+        for s in range(0, n_total, chunk):
+            yield slice(s, min(n_total, s + chunk)), src[s : s + chunk]
+        return
+    buf = np.zeros((chunk, g.hb, g.wb, *src.shape[3:]), dtype=src.dtype)
+    hs_src, hs_buf = _placement(h, g.hb, g.offset[0], g.dilation[0])
+    ws_src, ws_buf = _placement(w, g.wb, g.offset[1], g.dilation[1])
+    for s in range(0, n_total, chunk):
+        e = min(n_total, s + chunk)
+        buf[: e - s, hs_buf, ws_buf] = src[s:e, hs_src, ws_src]
+        yield slice(s, e), buf[: e - s]
+
+
+def _taps(xb: Array, g: PatchGeometry) -> Iterator[tuple[int, int, Array]]:
+    """``(i, j, view)`` for every kernel tap: ``view[n, oh, ow, ...] = xb[n, oh*sh + i, ow*sw + j, ...]``."""
+    for i in range(g.fh):
+        for j in range(g.fw):
+            yield i, j, xb[:, i : i + g.sh * (g.oh - 1) + 1 : g.sh, j : j + g.sw * (g.ow - 1) + 1 : g.sw]
+
+
+def depthwise_correlate(src: Array, g: PatchGeometry, w: Array) -> Array:
+    """Correlate every channel with its own kernels: ``(N, OH, OW, C, M)`` with
+    ``out[n, oh, ow, c, m] = sum_{i,j,k} src_placed[n, oh*sh + i, ow*sw + j, c, k] * w[i, j, c, k, m]``.
+
+    Args:
+        src: ``(N, H, W, C, K)`` (any strides), with ``K == 1`` or ``M == 1``.
+        w: ``(FH, FW, C, K, M)``.
+    """
+    n_total, c, k = src.shape[0], src.shape[3], src.shape[4]
+    m = w.shape[4]
+    out = np.empty((n_total, g.oh, g.ow, c, m), dtype=src.dtype)
+    sample_bytes = (g.hb * g.wb * k + 2 * g.oh * g.ow * max(k, m)) * c * src.dtype.itemsize
+    tmp: Array | None = None
+    for rows, xb in _placed_chunks(src, g, sample_bytes):
+        o = out[rows]
+        if tmp is None:
+            tmp = np.empty_like(o)  # the first chunk is the largest
+        t = tmp[: len(o)]
+        for tap, (i, j, xs) in enumerate(_taps(xb, g)):
+            target = o if tap == 0 else t
+            if k == 1:
+                np.multiply(xs, w[i, j, :, 0, :], out=target)
+            else:  # M == 1: sum over the K inputs of each channel
+                np.einsum("nhwck,ck->nhwc", xs, w[i, j, :, :, 0], out=target[..., 0])
+            if tap:
+                o += t  # our own fresh output
+    return out
+
+
+def depthwise_weight_grad(src: Array, g: PatchGeometry, d: Array) -> Array:
+    """``dw`` ``(FH, FW, C, M)`` of :func:`depthwise_correlate` with ``K == 1``: ``dw[i, j, c, m] =
+    sum_{n,oh,ow} src_placed[n, oh*sh + i, ow*sw + j, c] * d[n, oh, ow, c, m]``.
+
+    Args:
+        src: ``(N, H, W, C)`` (any strides); d: ``(N, OH, OW, C, M)``.
+    """
+    c, m = d.shape[3], d.shape[4]
+    dw = np.zeros((g.fh, g.fw, c, m), dtype=d.dtype)
+    sample_bytes = (g.hb * g.wb + g.oh * g.ow * m) * c * src.dtype.itemsize
+    for rows, xb in _placed_chunks(src, g, sample_bytes):
+        dr = d[rows]
+        for i, j, xs in _taps(xb, g):
+            dw[i, j] += np.einsum("nhwc,nhwcm->cm", xs, dr)
+    return dw

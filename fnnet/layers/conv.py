@@ -24,7 +24,8 @@ import numpy as np
 from fnnet._validate import nonneg_int, positive_int
 from fnnet.initializers import HeNormal, Initializer, Zeros
 from fnnet.layers._patches import (
-    Pair, PatchGeometry, correlate, geometry, is_k_major, nchw, nhwc, nonneg_pair, pair, patch_chunks, positive_pair,
+    Pair, PatchGeometry, correlate, depthwise_correlate, depthwise_weight_grad, geometry, is_k_major, nchw, nhwc,
+    nonneg_pair, pair, patch_chunks, positive_pair,
 )
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, check_rank, no_input_grad
 from fnnet.random import Key, split
@@ -314,6 +315,12 @@ def conv_forward(x: Array, w: Array, b: Array, g: PatchGeometry, groups: int) ->
         # columns (i, j, c) match the channels-last patches
         wmat = w.transpose(2, 3, 1, 0).reshape(-1, fn)
         out = correlate(nhwc(x), g, wmat, b)
+    elif w.shape[1] == 1:  # depthwise: each channel feeds its own FN/C filters
+        c = x.shape[1]
+        wt = w.reshape(c, fn // c, g.fh, g.fw).transpose(2, 3, 0, 1)[:, :, :, None, :]  # (FH, FW, C, 1, FN/C)
+        out = depthwise_correlate(nhwc(x)[..., None], g, wt).reshape(-1, fn)
+        out_rows = out.reshape(-1, g.ow * fn)
+        out_rows += np.tile(b, g.ow)  # our own fresh output
     else:
         cg, fg = w.shape[1], fn // groups
         src = nhwc(x)
@@ -373,6 +380,8 @@ def _grouped_backward(
     g = geometry(h, wd, (fh, fw), stride, pad)
     src = nhwc(x)
     d2 = np.ascontiguousarray(nhwc(dout)).reshape(-1, fn)
+    if cg == 1:
+        return _depthwise_backward(x, w, d2, g, stride, pad, input_grad)
     dw = np.empty(w.shape, dtype=dout.dtype)
     for k in range(groups):
         d2k = d2[:, k * fg : (k + 1) * fg]
@@ -390,4 +399,23 @@ def _grouped_backward(
         wflip = wk[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, cg)  # rows (i, j, f)
         d2k = d2[:, k * fg : (k + 1) * fg].reshape(n, g.oh, g.ow, fg)
         correlate(d2k, gd, wflip, None, out=dx[:, k * cg : (k + 1) * cg])
+    return nchw(dx.reshape(n, h, wd, c)), dw, db
+
+
+def _depthwise_backward(
+    x: Array, w: Array, d2: Array, g: PatchGeometry, stride: Pair, pad: Pair, input_grad: bool
+) -> tuple[Array | None, Array, Array]:
+    """:func:`conv_backward` for ``groups == C``: one multiply-add pass per kernel tap."""
+    n, c, h, wd = x.shape
+    fn, _, fh, fw = w.shape
+    m = fn // c
+    d5 = d2.reshape(n, g.oh, g.ow, c, m)
+    dwt = depthwise_weight_grad(nhwc(x), g, d5)  # (FH, FW, C, M)
+    dw = np.ascontiguousarray(dwt.transpose(2, 3, 0, 1)).reshape(fn, 1, fh, fw)
+    db = np.ones(d2.shape[0], d2.dtype) @ d2
+    if not input_grad:
+        return None, dw, db
+    gd = _input_grad_geometry(h, wd, fh, fw, stride, pad)
+    wflip = w.reshape(c, m, fh, fw)[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)[..., None]  # (FH, FW, C, M, 1)
+    dx = depthwise_correlate(d5, gd, wflip)
     return nchw(dx.reshape(n, h, wd, c)), dw, db
