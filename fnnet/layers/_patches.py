@@ -18,6 +18,10 @@ faster; three choices do most of the work:
 - **The input gradient as a correlation.** ``dx`` is the stride-1 correlation of ``dout`` (dilated
   by the stride and zero-padded) with the flipped, channel-swapped kernel: another patch GEMM
   instead of a scatter-add ``col2im``.
+
+A grouped convolution runs one patch GEMM per group, each writing its block of output columns. A
+depthwise one (one channel per group) would make those GEMMs a single column wide: it runs instead as
+one multiply-add pass per kernel tap over channels-last views, every channel at once.
 """
 
 from __future__ import annotations
