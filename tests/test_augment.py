@@ -144,6 +144,14 @@ def test_dtype_and_shape_are_kept(t: Augmentation, dtype: Any) -> None:
     assert y.flags.writeable
 
 
+@pytest.mark.parametrize("t", TRANSFORMS, ids=IDS)
+def test_a_strided_view_gives_what_its_contiguous_copy_gives(t: Augmentation) -> None:
+    base = normal((6, 4, 10, 12), 6, dtype=np.float32)
+    view = base[::2, 1:3, ::2, ::-1]
+    assert not view.flags.c_contiguous
+    assert_bit_identical(t(fnnet.key(3), view), t(fnnet.key(3), view.copy()))
+
+
 def test_an_empty_batch_gives_an_empty_batch() -> None:
     x = np.zeros((0, 1, 4, 4), np.float32)
     for t in TRANSFORMS:
