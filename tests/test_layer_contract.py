@@ -129,6 +129,12 @@ def test_out_shape_is_inits_out_shape(layer: Layer, in_shape: Shape) -> None:
         (residual(Affine(5)), (3,)),
         (serial(Affine(4), Conv2D(2, 3)), (5,)),
         (serial(Conv2D(2, 3), serial(ReLU(), MaxPool2D(5))), (1, 6, 6)),
+        (concat(Conv2D(2, 1), Conv2D(2, 3)), (1, 6, 6)),
+        (concat(Affine(2), Affine(3), axis=1), (4,)),
+        (add_branches(Affine(2), Affine(3)), (4,)),
+        (residual(Conv2D(2, 3, stride=2, pad=1), Conv2D(2, 1)), (1, 6, 6)),
+        (serial(ReLU(), concat(ReLU(), serial(Tanh(), Conv2D(2, 9)))), (1, 6, 6)),
+        (residual(Affine(4), serial(ReLU(), Conv2D(4, 1))), (4,)),
     ],
     ids=lambda v: _id(v) if isinstance(v, Layer) else str(v),
 )
