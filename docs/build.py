@@ -117,7 +117,7 @@ def broken_references(modules: dict[str, pdoc.doc.Module], roots: set[str]) -> l
     for module in modules.values():
         for doc in _docs(module):
             for span in _SPAN.findall(doc.docstring):
-                target = span.strip().removesuffix("()")
+                target = span.strip().removesuffix("()").removeprefix("~")
                 parts = target.split(".")
                 private = any(part.startswith("_") for part in parts)
                 if parts[0] in roots and len(parts) > 1 and re.fullmatch(r"[\w.]+", target) and not private:
