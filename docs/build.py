@@ -18,13 +18,16 @@ when a guide page names an example file (```examples/....py```) that does not ex
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 import re
 import sys
 import tempfile
 import time
+import types
 import typing
 import warnings
 from collections.abc import Iterator, Sequence
@@ -96,6 +99,46 @@ def _resolve_generated_constructors(modules: Sequence[pdoc.doc.Module]) -> None:
                     continue
 
 
+def _inherit_reexported_variable_docs(modules: dict[str, pdoc.doc.Module]) -> None:
+    """Give a re-exported variable the docstring written where it is assigned.
+
+    pdoc reads variable docstrings (the string after an assignment) from the module's own source
+    only, so ``fnnet.datasets.NUM_CLASSES``, imported from ``fnnet.datasets.sources``, would show
+    none. The ``from ... import`` statements of the module are followed to the assignment.
+    """
+
+    def lookup(modname: str, name: str, depth: int = 0) -> str:
+        module = modules.get(modname) or pdoc.doc.Module.from_name(modname)
+        member = module.members.get(name)
+        if member is not None and member.docstring:
+            return member.docstring
+        origin = _imported_from(module.obj, name)
+        return lookup(*origin, depth + 1) if origin and depth < 10 else ""
+
+    for module in modules.values():
+        for name, member in module.members.items():
+            if isinstance(member, pdoc.doc.Variable) and not member.docstring:
+                origin = _imported_from(module.obj, name)
+                if origin:
+                    member.docstring = lookup(*origin)
+
+
+def _imported_from(module: types.ModuleType, name: str) -> tuple[str, str] | None:
+    """``(source module, its name)`` when ``module`` binds ``name`` by ``from source import ...``."""
+    try:
+        tree = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    package = module.__name__ if hasattr(module, "__path__") else module.__name__.rpartition(".")[0]
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module is not None:
+            for alias in node.names:
+                if (alias.asname or alias.name) == name:
+                    source = importlib.util.resolve_name("." * node.level + node.module, package)
+                    return source, alias.name
+    return None
+
+
 def _classes(module: pdoc.doc.Module) -> Iterator[type]:
     for member in module.members.values():
         if isinstance(member, pdoc.doc.Class) and member.modulename == module.modulename:
@@ -162,6 +205,7 @@ def build(out: Path, module_names: Sequence[str], *, guide: Path | None = GUIDE)
             names = [name for root in roots for name in public_modules(root)]
             modules = {name: pdoc.doc.Module.from_name(name) for name in names}
             _resolve_generated_constructors(list(modules.values()))
+            _inherit_reexported_variable_docs(modules)
             _write(out, modules)
             problems = broken_references(modules, {name.split(".")[0] for name in module_names})
         finally:

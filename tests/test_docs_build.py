@@ -47,6 +47,8 @@ def test_reference_and_guide_build_with_zero_problems(tmp_path: Path) -> None:
         assert (out / name).is_file(), name
     assert 'href="../fnnet.html#Conv2D"' in (out / "guide" / "ch07_cnn.html").read_text()
     assert 'href="guide/ch07_cnn.html"' in (out / "guide.html").read_text()
+    # A re-exported constant shows the docstring written where it is assigned.
+    assert "Number of classes in MNIST" in (out / "fnnet" / "datasets.html").read_text()
 
 
 BROKEN = {
