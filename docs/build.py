@@ -4,15 +4,17 @@
     python docs/build.py --out DIR       # elsewhere
     python docs/build.py --no-guide pkg  # another package, without the guide (used by the tests)
 
-The reference is generated from the docstrings of the public modules (pdoc follows ``__all__``).
-The guide is ``docs/guide/*.md``: each page becomes a module of a ``guide`` package rendered in
-the same site, so a backticked name such as ```fnnet.optim.adam``` links to its reference entry.
+The reference covers every public module: each one whose dotted name has no part starting with
+``_`` (pdoc alone would follow a package's ``__all__``, which lists only some submodules). The
+guide is ``docs/guide/*.md``: each page becomes a module of a ``guide`` package rendered in the
+same site, so a backticked full name such as `fnnet.optim.adam` links to its reference entry.
 
-The build fails (exit status 1, one line per problem) when pdoc warns (for example an annotation
-it cannot resolve, or a name in ``__all__`` that does not exist), when a backticked dotted name
-under a documented package (```fnnet.something```) does not resolve to a documented object
-(names with a private part, ```fnnet._io```, are code, not references, and are not checked), or
-when a guide page names an example file (```examples/....py```) that does not exist.
+The build fails (exit status 1, one line per problem) when anything warns while pdoc imports and
+renders (for example an annotation it cannot resolve, or a name in ``__all__`` that does not
+exist), when a backticked dotted name under a documented package (`fnnet.something`) does not
+resolve to a documented object (names with a private part, such as `fnnet._io`, are code, not
+references, and are not checked), or when a guide page names an example file
+(`examples/NAME.py`) that does not exist.
 """
 
 from __future__ import annotations

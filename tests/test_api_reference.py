@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import doctest
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -151,12 +152,14 @@ def public_names(module: ModuleType) -> list[str]:
     return own
 
 
+@functools.cache
 def _tree(modname: str) -> ast.Module:
     path = importlib.import_module(modname).__file__
     assert path is not None
     return ast.parse(Path(path).read_text())
 
 
+@functools.cache
 def _source_lines(modname: str) -> list[str]:
     path = importlib.import_module(modname).__file__
     assert path is not None
@@ -175,9 +178,9 @@ def _assigned_in(modname: str, name: str) -> bool:
     return any(name in _targets(node) for node in _tree(modname).body)
 
 
-def variable_docstring(modname: str, name: str, seen: frozenset[str] = frozenset()) -> str | None:
+def variable_docstring(modname: str, name: str, depth: int = 0) -> str | None:
     """The variable docstring of ``modname.name``, following ``from x import name`` re-exports."""
-    if (modname, name) in {tuple(s.split(":")) for s in seen}:
+    if depth > 10:
         return None
     body = _tree(modname).body
     for i, node in enumerate(body):
@@ -202,7 +205,7 @@ def variable_docstring(modname: str, name: str, seen: frozenset[str] = frozenset
                 if (alias.asname or alias.name) == name:
                     package = modname if _is_package(modname) else modname.rpartition(".")[0]
                     source = importlib.util.resolve_name("." * node.level + node.module, package)
-                    return variable_docstring(source, alias.name, seen | {f"{modname}:{name}"})
+                    return variable_docstring(source, alias.name, depth + 1)
     return None
 
 
