@@ -2,7 +2,8 @@
 
 Layers are immutable records with ``init(key, in_shape)``, ``forward(params, state, x, ctx)`` and
 ``backward(params, cache, dout)``; optimizers return new parameter trees; randomness is an explicit
-key. See the README for the book chapter → fnnet name table.
+key. The user's guide (``docs/guide``, rendered with this reference by ``python docs/build.py``)
+follows the book chapter by chapter and links each chapter to the names that implement it.
 
 >>> import numpy as np, fnnet
 >>> model = fnnet.serial(fnnet.Affine(10), fnnet.Softmax())
