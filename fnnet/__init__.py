@@ -2,7 +2,8 @@
 
 Layers are immutable records with ``init(key, in_shape)``, ``forward(params, state, x, ctx)`` and
 ``backward(params, cache, dout)``; optimizers return new parameter trees; randomness is an explicit
-key. See the README for the book chapter → fnnet name table.
+key. The user's guide (``docs/guide``, rendered with this reference by ``python docs/build.py``)
+follows the book chapter by chapter and links each chapter to the names that implement it.
 
 >>> import numpy as np, fnnet
 >>> model = fnnet.serial(fnnet.Affine(10), fnnet.Softmax())
@@ -29,6 +30,7 @@ from fnnet import (
     tree,
 )
 from fnnet.checkpoint import load, save
+from fnnet.datasets import Compose, HorizontalFlip, RandomCrop, RandomTranslate, compose
 from fnnet.functions import (
     elu,
     gelu,
@@ -60,6 +62,7 @@ from fnnet.layers import (
     AddBranches,
     Affine,
     AffineParams,
+    AvgPool1D,
     AvgPool2D,
     BatchNorm,
     BatchNormParams,
@@ -70,6 +73,7 @@ from fnnet.layers import (
     GroupNormParams,
     LayerNorm,
     LayerNormParams,
+    Conv1D,
     Conv2D,
     ConvParams,
     Ctx,
@@ -80,6 +84,7 @@ from fnnet.layers import (
     Identity,
     Layer,
     LeakyReLU,
+    MaxPool1D,
     MaxPool2D,
     PathError,
     ReLU,
@@ -201,6 +206,9 @@ __all__ = [
     "Conv2D",
     "ConvParams",
     "MaxPool2D",
+    "Conv1D",
+    "MaxPool1D",
+    "AvgPool1D",
     "BatchNorm",
     "BatchNormParams",
     "BatchNormState",
@@ -254,4 +262,9 @@ __all__ = [
     "tree_structure",
     "tree_unflatten",
     "tree_zeros_like",
+    "Compose",
+    "HorizontalFlip",
+    "RandomCrop",
+    "RandomTranslate",
+    "compose",
 ]
