@@ -32,11 +32,11 @@ from fnnet._version import __version__
 from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
 from fnnet.layers.base import Layer, kind
 from fnnet.layers.combinators import AddBranches, Concat, Residual, Serial
-from fnnet.layers.conv import Conv2D, ConvParams
+from fnnet.layers.conv import Conv1D, Conv2D, ConvParams
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.norm import BatchNorm, BatchNormParams, BatchNormState, GroupNorm, LayerNorm
-from fnnet.layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from fnnet.layers.pool import AvgPool1D, AvgPool2D, GlobalAvgPool2D, MaxPool1D, MaxPool2D
 from fnnet.random import key as make_key
 from fnnet.tree import tree_leaves, tree_paths, tree_structure
 from fnnet.typing import Array, Shape
@@ -56,14 +56,42 @@ __all__ = [
     "to_onnx",
 ]
 
-#: The ONNX operator set :func:`to_onnx` targets unless told otherwise (ONNX Runtime >= 1.13).
 DEFAULT_OPSET = 17
-#: The oldest operator set the exporters can write (``LayerNormalization`` arrived in 17).
+"""The ONNX operator set :func:`to_onnx` targets unless told otherwise (ONNX Runtime >= 1.13 runs it).
+
+>>> import fnnet
+>>> model = fnnet.serial(fnnet.Affine(2))
+>>> to_onnx(model, model.init(fnnet.key(0), (3,))[0], (3,)).opset_import[0].version == DEFAULT_OPSET
+True
+"""
+
 MIN_OPSET = 17
-#: The graph's input: ``(N, *in_shape)``.
+"""The oldest operator set the exporters write (``LayerNormalization`` arrived in opset 17).
+
+>>> import fnnet
+>>> try:
+...     to_onnx(fnnet.ReLU(), None, (3,), opset=MIN_OPSET - 1)
+... except ExportError as e:
+...     print(str(e).startswith("opset must be an int from 17 to "))
+True
+"""
+
 INPUT_NAME = "input"
-#: The graph's output: ``(N, *out_shape)``.
+"""The name of the graph's input, of shape ``(N, *in_shape)``.
+
+>>> import fnnet
+>>> [i.name for i in to_onnx(fnnet.ReLU(), None, (3,)).graph.input]
+['input']
+"""
+
 OUTPUT_NAME = "output"
+"""The name of the graph's output, of shape ``(N, *out_shape)``.
+
+>>> import fnnet
+>>> [o.name for o in to_onnx(fnnet.ReLU(), None, (3,)).graph.output]
+['output']
+"""
+
 #: The symbolic batch axis of the input and the output.
 BATCH_AXIS = "N"
 _EXPORT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -71,7 +99,16 @@ _INSTALL = "pip install 'fnnet[export]'"
 
 
 class ExportError(ValueError):
-    """A model that cannot be exported: the message names the layer (its place and kind)."""
+    """A model that cannot be exported: the message names the layer (its place and kind).
+
+    >>> import fnnet
+    >>> model = fnnet.serial(fnnet.Affine(3), fnnet.BatchNorm())
+    >>> try:
+    ...     to_onnx(model, model.init(fnnet.key(0), (4,))[0], (4,))
+    ... except ExportError as e:
+    ...     print(str(e)[:54])
+    layer 1 (BatchNorm): needs its running statistics, got
+    """
 
 
 def _require_onnx() -> None:
@@ -119,6 +156,14 @@ class GraphBuilder:
         dtype: the NumPy dtype of the graph's floating-point tensors (float32 or float64).
         opset: the ONNX operator set version being written.
         exporters: layer type -> exporter, looked up by :meth:`emit`.
+        nodes, initializers: what has been added so far.
+
+    >>> import numpy as np, fnnet
+    >>> g = GraphBuilder(np.dtype(np.float32), DEFAULT_OPSET, ONNX_EXPORTERS)
+    >>> g.emit(fnnet.serial(fnnet.Tanh(), fnnet.Dropout()), (None, None), None, "input", (3,), "")
+    '0/Tanh'
+    >>> g.op("Mul", ["0/Tanh", g.const("two", 2.0)], "mine"), [n.op_type for n in g.nodes]
+    ('mine/Mul', ['Tanh', 'Mul'])
     """
 
     def __init__(self, dtype: np.dtype[Any], opset: int, exporters: dict[type[Layer], Exporter]):
@@ -167,11 +212,27 @@ class GraphBuilder:
         return exporter(self, layer, params, state, x, tuple(in_shape), where)
 
 
-#: ``exporter(graph, layer, params, state, x, in_shape, where) -> output name``: append the nodes of
-#: ``layer`` (with its ``params`` and evaluation ``state``) that read tensor ``x`` of shape
-#: ``(N, *in_shape)``; ``where`` is the layer's dotted place (``"3"``, ``"2.inner.0"``), used for
-#: node and initializer names and in error messages.
 Exporter = Callable[[GraphBuilder, Any, Any, Any, str, Shape, str], str]
+"""``exporter(graph, layer, params, state, x, in_shape, where) -> output name``: append the nodes of
+``layer`` (with its ``params`` and evaluation ``state``) that read tensor ``x`` of shape
+``(N, *in_shape)``; ``where`` is the layer's dotted place (``"3"``, ``"2.inner.0"``), used for
+node and initializer names and, through :func:`describe`, in error messages.
+
+A layer kind of your own exports with an entry in a copy of :data:`ONNX_EXPORTERS`:
+
+>>> import attrs, numpy as np, fnnet
+>>> @attrs.frozen
+... class Square(fnnet.Identity):
+...     def forward(self, params, state, x, ctx=fnnet.EVAL):
+...         return x * x, state, x
+>>> def square(g, layer, params, state, x, in_shape, where):
+...     return g.op("Mul", [x, x], where)
+>>> model = fnnet.serial(fnnet.Affine(2), Square())
+>>> params, _ = model.init(fnnet.key(0), (3,))
+>>> m = to_onnx(model, params, (3,), exporters={**ONNX_EXPORTERS, Square: square})
+>>> [n.op_type for n in m.graph.node]
+['Gemm', 'Mul']
+"""
 
 
 def _weight(where: str, leaf: str) -> str:
@@ -200,7 +261,7 @@ def _window_attributes(kernel: Any, stride: Any, pad: Any) -> dict[str, Any]:
     return {"kernel_shape": _ints(kernel), "strides": _ints(stride), "pads": pads + pads}
 
 
-def _conv(g: GraphBuilder, layer: Conv2D, params: ConvParams, state: None, x: str, in_shape: Shape, where: str) -> str:
+def _conv(g: GraphBuilder, layer: Conv2D | Conv1D, params: ConvParams, state: None, x: str, in_shape: Shape, where: str) -> str:
     # the weights (FN, C/groups, FH, FW) are ONNX's layout, for 1-D kernels (FN, C/groups, K) too
     w = g.const(_weight(where, "weight"), params.w)
     b = g.const(_weight(where, "bias"), params.b)
@@ -208,15 +269,15 @@ def _conv(g: GraphBuilder, layer: Conv2D, params: ConvParams, state: None, x: st
     return g.op("Conv", [x, w, b], where, group=group, **_window_attributes(layer.kernel, layer.stride, layer.pad))
 
 
-def _pool_attributes(layer: MaxPool2D | AvgPool2D) -> dict[str, Any]:
+def _pool_attributes(layer: MaxPool2D | AvgPool2D | MaxPool1D | AvgPool1D) -> dict[str, Any]:
     return _window_attributes(layer.window, layer.window if layer.stride is None else layer.stride, layer.pad)
 
 
-def _max_pool(g: GraphBuilder, layer: MaxPool2D, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
+def _max_pool(g: GraphBuilder, layer: MaxPool2D | MaxPool1D, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
     return g.op("MaxPool", [x], where, **_pool_attributes(layer))
 
 
-def _avg_pool(g: GraphBuilder, layer: AvgPool2D, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
+def _avg_pool(g: GraphBuilder, layer: AvgPool2D | AvgPool1D, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
     # fnnet divides by the whole window, padding cells included
     return g.op("AveragePool", [x], where, count_include_pad=1, **_pool_attributes(layer))
 
@@ -365,7 +426,6 @@ def _add_branches(g: GraphBuilder, layer: AddBranches, params: Any, state: Any, 
     return ys[0] if len(ys) == 1 else g.op("Sum", ys, where)
 
 
-#: Layer type -> :data:`Exporter`. Add an entry to export a new layer kind.
 ONNX_EXPORTERS: dict[type[Layer], Exporter] = {
     Affine: _affine,
     Flatten: _unary("Flatten", axis=1),
@@ -380,8 +440,11 @@ ONNX_EXPORTERS: dict[type[Layer], Exporter] = {
     GELU: _gelu,
     SiLU: _silu,
     Conv2D: _conv,
+    Conv1D: _conv,
     MaxPool2D: _max_pool,
+    MaxPool1D: _max_pool,
     AvgPool2D: _avg_pool,
+    AvgPool1D: _avg_pool,
     GlobalAvgPool2D: _global_avg_pool,
     BatchNorm: _batch_norm,
     LayerNorm: _layer_norm,
@@ -392,6 +455,14 @@ ONNX_EXPORTERS: dict[type[Layer], Exporter] = {
     Concat: _concat,
     AddBranches: _add_branches,
 }
+"""Layer type -> :data:`Exporter`, the layer kinds :func:`to_onnx` exports (exact types: a subclass
+needs its own entry). Pass ``exporters={**ONNX_EXPORTERS, MyLayer: my_exporter}`` to
+:func:`to_onnx` for a kind of your own.
+
+>>> import fnnet
+>>> fnnet.Conv2D in ONNX_EXPORTERS, fnnet.Conv1D in ONNX_EXPORTERS, len(ONNX_EXPORTERS)
+(True, True, 27)
+"""
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -433,6 +504,7 @@ def to_onnx(
     path: str | os.PathLike[str] | None = None,
     opset: int = DEFAULT_OPSET,
     dtype: Any = None,
+    exporters: dict[type[Layer], Exporter] | None = None,
 ) -> onnx.ModelProto:
     """The inference graph of ``model`` with ``params`` (and ``state``) as an ONNX model.
 
@@ -453,6 +525,7 @@ def to_onnx(
             knows (GELU is one ``Gelu`` node from opset 20, composed of ``Erf`` or ``Tanh`` before).
         dtype: the graph's floating-point type, float32 or float64; default the params' dtype
             (float32 for a model without params).
+        exporters: layer type -> :data:`Exporter` (default :data:`ONNX_EXPORTERS`).
     Returns:
         The ``onnx.ModelProto``.
     Raises:
@@ -477,7 +550,7 @@ def to_onnx(
     in_shape = tuple(int(s) for s in in_shape)
     out_shape = model.out_shape(in_shape)
     _check_params(model, params, in_shape)
-    g = GraphBuilder(_graph_dtype(params, dtype), opset, ONNX_EXPORTERS)
+    g = GraphBuilder(_graph_dtype(params, dtype), opset, ONNX_EXPORTERS if exporters is None else exporters)
     last = g.emit(model, params, state, INPUT_NAME, in_shape, "")
     if last == INPUT_NAME:
         g.nodes.append(onnx.helper.make_node("Identity", [INPUT_NAME], [OUTPUT_NAME], name=OUTPUT_NAME))

@@ -15,8 +15,9 @@ The mapping, layer by layer (keys relative to the layer's place, e.g. ``"7.weigh
 
 - ``Affine(out)`` is ``nn.Linear(in, out)``: ``weight`` = ``w.T``, shape ``(out, in)`` (fnnet keeps
   ``(in, out)``); ``bias`` = ``b``, ``(out,)``.
-- ``Conv2D(FN, k, stride, pad)`` is ``nn.Conv2d(C, FN, k, stride, pad)``: ``weight``
-  ``(FN, C, FH, FW)`` and ``bias`` ``(FN,)``, the same arrays.
+- ``Conv2D(FN, k, stride, pad, groups=G)`` is ``nn.Conv2d(C, FN, k, stride, pad, groups=G)``:
+  ``weight`` ``(FN, C/G, FH, FW)`` and ``bias`` ``(FN,)``, the same arrays; ``Conv1D`` likewise
+  is ``nn.Conv1d`` with ``weight`` ``(FN, C/G, K)``.
 - ``BatchNorm(momentum, eps)`` is ``nn.BatchNorm1d`` on ``(N, D)`` inputs, ``nn.BatchNorm2d`` on
   ``(N, C, H, W)``, built with ``eps=1e-6`` (fnnet's default, torch's is 1e-5) and
   ``momentum = 1 - fnnet's momentum`` (0.1 for 0.9): ``weight`` = gamma, ``bias`` = beta,
@@ -35,7 +36,8 @@ The mapping, layer by layer (keys relative to the layer's place, e.g. ``"7.weigh
   outputs along ``axis + 1`` or sum them.
 - Parameter-free layers own no keys: ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax`` (``dim=-1``),
   ``LeakyReLU``, ``ELU``, ``GELU`` (``approximate="tanh"`` for ``approximate=True``), ``SiLU``,
-  ``Softplus``, ``Identity``, ``Flatten``, ``MaxPool2d``, ``AvgPool2d`` (``count_include_pad=True``),
+  ``Softplus``, ``Identity``, ``Flatten``, ``MaxPool2d`` / ``MaxPool1d``, ``AvgPool2d`` / ``AvgPool1d``
+  (``count_include_pad=True``),
   ``GlobalAvgPool2D`` (``nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())``) and ``Dropout``
   (inverted in both).
 
@@ -63,7 +65,7 @@ from fnnet.errors import FormatError
 from fnnet.export.onnx_graph import ExportError, child, describe
 from fnnet.layers.base import Layer
 from fnnet.layers.combinators import AddBranches, Concat, Residual, Serial
-from fnnet.layers.conv import Conv2D, ConvParams
+from fnnet.layers.conv import Conv1D, Conv2D, ConvParams
 from fnnet.layers.core import Affine, AffineParams
 from fnnet.layers.norm import (
     BatchNorm,
@@ -91,7 +93,21 @@ class StateDictReader:
 
     Attributes:
         source: the file name (or ``"state dict"`` for a mapping), as errors name it.
+        keys: every key there is.
         used: the keys taken so far.
+
+    ``header(key) -> (shape, dtype)`` reads what an array is without its data, ``read(key)`` the
+    array itself.
+
+    >>> import numpy as np
+    >>> arrays = {"0.bias": np.zeros(3)}
+    >>> reader = StateDictReader("state dict", list(arrays), lambda k: (arrays[k].shape, arrays[k].dtype),
+    ...                          arrays.__getitem__)
+    >>> reader.take("0.bias", (3,), "the bias", np.dtype(np.float32)).dtype, reader.used
+    (dtype('float32'), {'0.bias'})
+    >>> reader.take("0.bias", (4,), "the bias", np.dtype(np.float32))
+    Traceback (most recent call last):
+    fnnet.errors.FormatError: state dict: key '0.bias': expected the bias of shape (4,), got shape (3,)
     """
 
     def __init__(
@@ -172,7 +188,20 @@ FromTorch = Callable[[Any, Shape, Any, Any, str, StateDictReader], tuple[Any, An
 
 
 class TorchMapping(NamedTuple):
-    """How one layer kind maps to a torch module's ``state_dict`` entries (see the module docstring)."""
+    """How one layer kind maps to a torch module's ``state_dict`` entries (see the module docstring).
+
+    Attributes:
+        to_torch: ``(layer, params, state, where) -> {key: array}``.
+        from_torch: ``(layer, in_shape, like_params, like_state, where, reader) -> (params, state)``,
+            the ``like_*`` values (from ``init`` and ``init_state``) giving structure, shapes and
+            dtypes, the arrays taken from a :class:`StateDictReader`.
+
+    >>> import fnnet
+    >>> layer = fnnet.Affine(2)
+    >>> params, _ = layer.init(fnnet.key(0), (3,))
+    >>> {k: v.shape for k, v in TORCH_MAPPINGS[fnnet.Affine].to_torch(layer, params, None, "4").items()}
+    {'4.weight': (2, 3), '4.bias': (2,)}
+    """
 
     to_torch: ToTorch
     from_torch: FromTorch
@@ -199,12 +228,12 @@ def _affine_from(
     return AffineParams(np.ascontiguousarray(w.T), b), like_state
 
 
-def _conv_to(layer: Conv2D, params: ConvParams, state: None, where: str) -> dict[str, Array]:
+def _conv_to(layer: Conv2D | Conv1D, params: ConvParams, state: None, where: str) -> dict[str, Array]:
     return {child(where, "weight"): np.array(params.w), child(where, "bias"): np.array(params.b)}
 
 
 def _conv_from(
-    layer: Conv2D, in_shape: Shape, like: ConvParams, like_state: None, where: str, reader: StateDictReader
+    layer: Conv2D | Conv1D, in_shape: Shape, like: ConvParams, like_state: None, where: str, reader: StateDictReader
 ) -> tuple[ConvParams, None]:
     desc = describe(where, layer)
     w = reader.take(child(where, "weight"), like.w.shape, f"{desc}'s weight (FN, C, FH, FW)", _dtype(like.w))
@@ -310,11 +339,10 @@ def _fan_out_from(
     return tuple(params), tuple(states)
 
 
-#: Layer type -> :class:`TorchMapping`. Layers without an entry map to no keys if they have neither
-#: parameters nor state (activations, pooling, Dropout, Flatten); otherwise they cannot be mapped.
 TORCH_MAPPINGS: dict[type[Layer], TorchMapping] = {
     Affine: TorchMapping(_affine_to, _affine_from),
     Conv2D: TorchMapping(_conv_to, _conv_from),
+    Conv1D: TorchMapping(_conv_to, _conv_from),
     BatchNorm: TorchMapping(_batch_norm_to, _batch_norm_from),
     LayerNorm: TorchMapping(_sample_norm_to, _sample_norm_from),
     GroupNorm: TorchMapping(_sample_norm_to, _sample_norm_from),
@@ -323,6 +351,14 @@ TORCH_MAPPINGS: dict[type[Layer], TorchMapping] = {
     Concat: TorchMapping(_fan_out_to, _fan_out_from),
     AddBranches: TorchMapping(_fan_out_to, _fan_out_from),
 }
+"""Layer type -> :class:`TorchMapping` (exact types). Layers without an entry map to no keys if they
+have neither parameters nor state (activations, pooling, Dropout, Flatten); otherwise they cannot
+be mapped. Add an entry for a parametrised layer kind of your own.
+
+>>> import fnnet
+>>> sorted(t.__name__ for t in TORCH_MAPPINGS)[:4]
+['AddBranches', 'Affine', 'BatchNorm', 'Concat']
+"""
 
 
 def _unmapped(layer: Layer, where: str) -> ExportError:
