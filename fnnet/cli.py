@@ -92,7 +92,6 @@ from fnnet.typing import Array
 
 __all__ = ["main", "MODEL_DEFAULTS", "OPTIMIZERS", "AUGMENTATIONS", "EXIT_CODES", "EVAL_SAMPLE"]
 
-#: ``--model`` name -> (builder, flat input?, default optimizer, default lr, default epochs).
 MODEL_DEFAULTS: dict[str, tuple[Callable[[], Serial], bool, str, float, int]] = {
     "two-layer-net": (models.two_layer_net, True, "momentum", 0.05, 20),
     "mlp": (lambda: models.mlp((100, 100, 100, 100), batchnorm=False), True, "adam", 0.001, 10),
@@ -102,6 +101,15 @@ MODEL_DEFAULTS: dict[str, tuple[Callable[[], Serial], bool, str, float, int]] = 
     # a small residual network with BatchNorm: fewer epochs suffice, each costs more
     "resnet": (models.resnet, False, "adam", 0.001, 2),
 }
+"""``--model`` name -> (builder, flat input?, default optimizer, default lr, default epochs).
+
+>>> from fnnet.cli import MODEL_DEFAULTS
+>>> sorted(MODEL_DEFAULTS)
+['deep-convnet', 'mlp', 'resnet', 'simple-convnet', 'two-layer-net']
+>>> build, flat, optimizer, lr, epochs = MODEL_DEFAULTS["simple-convnet"]
+>>> build().out_shape((1, 28, 28)), flat
+((10,), False)
+"""
 
 OPTIMIZERS: dict[str, Callable[[float], optim.GradientTransformation]] = {
     "sgd": optim.sgd,
@@ -112,17 +120,36 @@ OPTIMIZERS: dict[str, Callable[[float], optim.GradientTransformation]] = {
     "adam": optim.adam,
     "adamw": optim.adamw,
 }
+"""``--optimizer`` name -> the optimizer's constructor, called with the learning rate (``--lr``).
 
-#: ``--augment`` name -> the augmentation of the training batches (image models only).
+>>> import numpy as np, fnnet
+>>> from fnnet.cli import OPTIMIZERS
+>>> sorted(OPTIMIZERS)
+['adagrad', 'adam', 'adamw', 'momentum', 'nesterov', 'rmsprop', 'sgd']
+>>> opt = OPTIMIZERS["sgd"](0.5)
+>>> params = np.array([1.0, 2.0])
+>>> updates, state = opt.update(np.array([1.0, -2.0]), opt.init(params), params)
+>>> fnnet.optim.apply_updates(params, updates).tolist()
+[0.5, 3.0]
+"""
+
 AUGMENTATIONS: dict[str, datasets.Augmentation | None] = {
     "none": None,
     "crop": datasets.RandomCrop(pad=2),
     "crop-flip": datasets.compose(datasets.RandomCrop(pad=2), datasets.HorizontalFlip(p=0.5)),
 }
+"""``--augment`` name -> the augmentation of the training batches (image models only).
+
+>>> import numpy as np, fnnet
+>>> from fnnet.cli import AUGMENTATIONS
+>>> sorted(AUGMENTATIONS), AUGMENTATIONS["none"]
+(['crop', 'crop-flip', 'none'], None)
+>>> AUGMENTATIONS["crop-flip"](fnnet.key(0), np.ones((2, 1, 28, 28), np.float32)).shape
+(2, 1, 28, 28)
+"""
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INPUT, EXIT_OUTPUT, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 
-#: Exit code -> its meaning (the table of the module docstring, also shown by ``fnnet --help``).
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_BUG: "unexpected error (a bug in fnnet; the only failure that prints a traceback)",
@@ -132,9 +159,20 @@ EXIT_CODES: dict[int, str] = {
     EXIT_TRAINING: "training diverged (NaN/inf loss or parameters) or ran out of memory",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); --out is untouched",
 }
+"""Exit code -> its meaning (the table of the module docstring, also shown by ``fnnet --help``).
 
-#: Per-epoch accuracies are measured on a keyed random sample of at most this many items.
+>>> from fnnet.cli import EXIT_CODES
+>>> sorted(EXIT_CODES), EXIT_CODES[0]
+([0, 1, 2, 3, 4, 5, 130], 'success')
+"""
+
 EVAL_SAMPLE = 2000
+"""Per-epoch accuracies are measured on a keyed random sample of at most this many items.
+
+>>> from fnnet.cli import EVAL_SAMPLE
+>>> EVAL_SAMPLE
+2000
+"""
 
 CHECKPOINT_FILE = "checkpoint.npz"
 CONFUSION_FILE = "confusion_matrix.png"

@@ -36,8 +36,13 @@ __all__ = [
     "resnet",
 ]
 
-#: Activation names accepted by :func:`mlp`.
 ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity}
+"""Activation names accepted by :func:`mlp`, each with its layer class.
+
+>>> from fnnet.models import ACTIVATIONS
+>>> sorted(ACTIVATIONS), ACTIVATIONS["tanh"]()
+(['identity', 'relu', 'sigmoid', 'tanh'], Tanh())
+"""
 
 
 def two_layer_net(hidden_size: int = 50, output_size: int = 10, weight_init_std: float = 0.01) -> Serial:
@@ -48,6 +53,14 @@ def two_layer_net(hidden_size: int = 50, output_size: int = 10, weight_init_std:
 
     Train it with :func:`fnnet.losses.softmax_cross_entropy` (the book's SoftmaxWithLoss).
     Input ``(N, 784)`` (or any ``(N, ...)``, flattened), output logits ``(N, output_size)``.
+
+    >>> import numpy as np, fnnet
+    >>> net = fnnet.models.two_layer_net(hidden_size=8)
+    >>> params, out = net.init(fnnet.key(0), (784,))
+    >>> params[0].w.shape, params[2].w.shape, out
+    ((784, 8), (8, 10), (10,))
+    >>> net.apply(params, np.zeros((2, 784), np.float32)).shape
+    (2, 10)
     """
     init = Normal(weight_init_std)
     return serial(Affine(hidden_size, w_init=init), ReLU(), Affine(output_size, w_init=init))
@@ -73,6 +86,13 @@ def mlp(
         w_init: weight initialiser; default He for ReLU, Xavier (Glorot) otherwise.
         batchnorm: insert BatchNorm after each hidden Affine.
         dropout: drop rate after each hidden activation (0 = no Dropout layer).
+
+    >>> import fnnet
+    >>> net = fnnet.models.mlp((8, 8), 3, batchnorm=True, dropout=0.1)
+    >>> [type(layer).__name__ for layer in net.layers]
+    ['Affine', 'BatchNorm', 'ReLU', 'Dropout', 'Affine', 'BatchNorm', 'ReLU', 'Dropout', 'Affine']
+    >>> net.out_shape((4,))
+    (3,)
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"mlp: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
@@ -120,6 +140,13 @@ def simple_convnet(
         pool_first: pool before the ReLU (default): max pooling and ReLU commute exactly, outputs
             and gradients are identical, and the ReLU then touches a quarter of the values.
             ``False`` builds the book's order.
+
+    >>> import fnnet
+    >>> s = fnnet.summary(fnnet.models.simple_convnet(filters=4, hidden=8), (1, 28, 28))
+    >>> [row.kind for row in s.rows]
+    ['Conv2D', 'MaxPool2D', 'ReLU', 'Affine', 'ReLU', 'Affine']
+    >>> [row.out_shape for row in s.rows]
+    [(4, 24, 24), (4, 12, 12), (4, 12, 12), (8,), (8,), (10,)]
     """
     init = w_init if w_init is not None else HeNormal()
     conv_block = [MaxPool2D(2), ReLU()] if pool_first else [ReLU(), MaxPool2D(2)]
@@ -140,13 +167,21 @@ def simple_convnet(
 # rarely tie, as its fast backward path needs. Outputs, gradients and parameter positions equal the
 # book's order (tested bit for bit); only ``summary`` shows the swap.
 
-#: The book's DeepConvNet convolutions, ``(filters, pad)`` of each 3x3 stride-1 conv, in blocks of
-#: two followed by a 2x2 max pool. On 28x28 inputs: 28 -> 14 -> (14 + 2*2 - 2 = 16) -> 8 -> 4.
 DEEP_CONVNET_BLOCKS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
     ((16, 1), (16, 1)),
     ((32, 1), (32, 2)),
     ((64, 1), (64, 1)),
 )
+"""The book's DeepConvNet convolutions, ``(filters, pad)`` of each 3x3 stride-1 conv, in blocks of
+two followed by a 2x2 max pool. On 28x28 inputs: 28 -> 14 -> (14 + 2*2 - 2 = 16) -> 8 -> 4.
+
+>>> import fnnet
+>>> from fnnet.models import DEEP_CONVNET_BLOCKS
+>>> [filters for block in DEEP_CONVNET_BLOCKS for filters, _ in block]
+[16, 16, 32, 32, 64, 64]
+>>> fnnet.models.deep_convnet(blocks=DEEP_CONVNET_BLOCKS[:2]).out_shape((1, 28, 28))  # two blocks
+(10,)
+"""
 
 
 def deep_convnet(
@@ -179,6 +214,15 @@ def deep_convnet(
         blocks: ``(filters, pad)`` of the 3x3 convolutions, grouped into blocks that each end in a
             2x2 max pool; the default :data:`DEEP_CONVNET_BLOCKS` is the book's.
         pool_first: pool before the block's last ReLU (default); ``False`` builds the book's order.
+
+    >>> import numpy as np, fnnet
+    >>> net = fnnet.models.deep_convnet()
+    >>> s = fnnet.summary(net, (1, 28, 28))
+    >>> len(net.layers), s.rows[14].out_shape, s.total_params
+    (20, (64, 4, 4), 123552)
+    >>> params, _ = net.init(fnnet.key(0), (1, 28, 28))
+    >>> net.apply(params, np.zeros((1, 1, 28, 28), np.float32)).shape
+    (1, 10)
     """
     if not (0.0 <= dropout < 1.0):
         raise ValueError(f"deep_convnet: dropout must be in [0, 1), got {dropout!r}")

@@ -26,108 +26,6 @@ import pytest
 
 import fnnet
 
-#: Names whose example still has to be written, all in modules this branch does not own
-#: (fnnet/layers/*, fnnet/models.py, fnnet/cli.py, fnnet/_version.py, and their re-exports from
-#: fnnet and fnnet.layers). The lead empties it; an entry that gets its example must leave.
-PENDING: frozenset[str] = frozenset(
-    {
-        "fnnet.Affine",
-        "fnnet.AffineParams",
-        "fnnet.AvgPool2D",
-        "fnnet.BatchNorm",
-        "fnnet.BatchNormParams",
-        "fnnet.BatchNormState",
-        "fnnet.Conv2D",
-        "fnnet.ConvParams",
-        "fnnet.Dropout",
-        "fnnet.EVAL",
-        "fnnet.Flatten",
-        "fnnet.GroupNormParams",
-        "fnnet.Identity",
-        "fnnet.Layer",
-        "fnnet.LayerNormParams",
-        "fnnet.MaxPool2D",
-        "fnnet.ReLU",
-        "fnnet.Sigmoid",
-        "fnnet.Softmax",
-        "fnnet.Summary",
-        "fnnet.TRAIN",
-        "fnnet.Tanh",
-        "fnnet.__version__",
-        "fnnet.cli.EVAL_SAMPLE",
-        "fnnet.cli.EXIT_CODES",
-        "fnnet.cli.MODEL_DEFAULTS",
-        "fnnet.cli.OPTIMIZERS",
-        "fnnet.layers",
-        "fnnet.layers.Affine",
-        "fnnet.layers.AffineParams",
-        "fnnet.layers.AvgPool2D",
-        "fnnet.layers.BatchNorm",
-        "fnnet.layers.BatchNormParams",
-        "fnnet.layers.BatchNormState",
-        "fnnet.layers.Conv2D",
-        "fnnet.layers.ConvParams",
-        "fnnet.layers.Dropout",
-        "fnnet.layers.EVAL",
-        "fnnet.layers.Flatten",
-        "fnnet.layers.GroupNormParams",
-        "fnnet.layers.Identity",
-        "fnnet.layers.Layer",
-        "fnnet.layers.LayerNormParams",
-        "fnnet.layers.MaxPool2D",
-        "fnnet.layers.ReLU",
-        "fnnet.layers.Sigmoid",
-        "fnnet.layers.Softmax",
-        "fnnet.layers.Summary",
-        "fnnet.layers.TRAIN",
-        "fnnet.layers.Tanh",
-        "fnnet.layers.base.EVAL",
-        "fnnet.layers.base.Layer",
-        "fnnet.layers.base.TRAIN",
-        "fnnet.layers.base.check_dout",
-        "fnnet.layers.base.check_dtype",
-        "fnnet.layers.base.check_rank",
-        "fnnet.layers.base.kind",
-        "fnnet.layers.base.no_input_grad",
-        "fnnet.layers.col2im",
-        "fnnet.layers.combinators.Summary",
-        "fnnet.layers.combinators.SummaryRow",
-        "fnnet.layers.combinators.residual",
-        "fnnet.layers.conv.Conv2D",
-        "fnnet.layers.conv.ConvParams",
-        "fnnet.layers.conv_output_size",
-        "fnnet.layers.core.Affine",
-        "fnnet.layers.core.AffineParams",
-        "fnnet.layers.core.Flatten",
-        "fnnet.layers.core.Identity",
-        "fnnet.layers.core.ReLU",
-        "fnnet.layers.core.Sigmoid",
-        "fnnet.layers.core.Softmax",
-        "fnnet.layers.core.Tanh",
-        "fnnet.layers.dropout.Dropout",
-        "fnnet.layers.dropout.DropoutCache",
-        "fnnet.layers.im2col",
-        "fnnet.layers.norm.BatchNorm",
-        "fnnet.layers.norm.BatchNormCache",
-        "fnnet.layers.norm.BatchNormParams",
-        "fnnet.layers.norm.BatchNormState",
-        "fnnet.layers.norm.DEFAULT_EPS",
-        "fnnet.layers.norm.GroupNormParams",
-        "fnnet.layers.norm.LayerNormParams",
-        "fnnet.layers.norm.SampleNormCache",
-        "fnnet.layers.pool.AvgPool2D",
-        "fnnet.layers.pool.MaxPool2D",
-        "fnnet.layers.residual",
-        "fnnet.models.ACTIVATIONS",
-        "fnnet.models.DEEP_CONVNET_BLOCKS",
-        "fnnet.models.deep_convnet",
-        "fnnet.models.mlp",
-        "fnnet.models.simple_convnet",
-        "fnnet.models.two_layer_net",
-        "fnnet.residual",
-    }
-)
-
 
 def public_modules() -> list[str]:
     """The dotted names of fnnet and of every public submodule."""
@@ -246,19 +144,11 @@ def qualified(modname: str, name: str) -> str:
     return f"{modname}.{name}"
 
 
-def test_every_public_name_has_a_runnable_example_or_is_pending() -> None:
+def test_every_public_name_has_a_runnable_example() -> None:
     missing = sorted(
         qualified(m, n) for m, n in all_public() if ">>>" not in documentation(m, n)
     )
-    unexpected = [q for q in missing if q not in PENDING]
-    assert not unexpected, f"{len(unexpected)} public names without a '>>>' example:\n" + "\n".join(unexpected)
-
-
-def test_pending_names_are_still_missing_and_still_public() -> None:
-    # An entry that got its example (or stopped being public) must leave PENDING.
-    public = {qualified(m, n): (m, n) for m, n in all_public()}
-    stale = sorted(q for q in PENDING if q not in public or ">>>" in documentation(*public[q]))
-    assert not stale, "remove from PENDING: " + ", ".join(stale)
+    assert not missing, f"{len(missing)} public names without a '>>>' example:\n" + "\n".join(missing)
 
 
 def test_the_walk_sees_the_whole_api() -> None:

@@ -42,9 +42,18 @@ from fnnet.typing import Array
 
 __all__ = ["Augmentation", "RandomCrop", "RandomTranslate", "HorizontalFlip", "Compose", "compose"]
 
-#: What :func:`fnnet.train.fit` accepts as ``augment``: ``augment(key, x) -> x_aug`` of the same
-#: shape and dtype.
 Augmentation = Callable[[Key, Array], Array]
+"""What :func:`fnnet.train.fit` accepts as ``augment``: ``augment(key, x) -> x_aug`` of the same
+shape and dtype. The records of this module are augmentations, and so is any such function.
+
+>>> import numpy as np, fnnet
+>>> from fnnet.datasets import Augmentation, HorizontalFlip, compose
+>>> def invert(key: fnnet.Key, x: np.ndarray) -> np.ndarray:  # an augmentation of one's own
+...     return 1.0 - x
+>>> aug: Augmentation = compose(invert, HorizontalFlip(p=1.0))
+>>> aug(fnnet.key(0), np.array([[[[0.0, 0.25]]]])).ravel().tolist()
+[0.75, 1.0]
+"""
 
 
 def _check_batch(where: str, key: Any, x: Any) -> Array:
@@ -182,6 +191,22 @@ class Compose:
     """Several augmentations applied in order; transform ``i`` gets key ``split(key, n)[i]``.
 
     Build it with :func:`compose`. Any callable ``t(key, x) -> x_aug`` may take part.
+
+    Attributes:
+        transforms: the augmentations, applied first to last (at least one).
+    Call:
+        ``aug(key, x)`` with ``x`` of shape ``(N, C, H, W)``; returns a new array of the same shape
+        and dtype.
+
+    >>> import numpy as np, fnnet
+    >>> aug = compose(RandomCrop(pad=1), HorizontalFlip(p=1.0))
+    >>> aug == Compose((RandomCrop(pad=1), HorizontalFlip(p=1.0))), len(aug.transforms)
+    (True, 2)
+    >>> x = fnnet.key(0).generator().normal(size=(2, 1, 4, 4)).astype(np.float32)
+    >>> k1, k2 = fnnet.split(fnnet.key(3))
+    >>> y = aug(fnnet.key(3), x)
+    >>> y.shape, bool((y == HorizontalFlip(p=1.0)(k2, RandomCrop(pad=1)(k1, x))).all())
+    ((2, 1, 4, 4), True)
     """
 
     transforms: tuple[Augmentation, ...] = attrs.field(converter=_as_tuple, validator=_callables)

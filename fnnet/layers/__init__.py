@@ -1,4 +1,17 @@
-"""Layers: immutable records with pure ``init`` / ``forward`` / ``backward``."""
+"""Layers: immutable records with pure ``init`` / ``forward`` / ``backward``.
+
+Every layer keeps the contract of `fnnet.layers.base`; pipelines and residual blocks
+(`fnnet.layers.serial`, `fnnet.layers.residual`) are layers too. The layers and combinators are
+also exported by `fnnet` itself.
+
+>>> import numpy as np, fnnet
+>>> from fnnet import layers
+>>> model = layers.serial(layers.Conv2D(4, 3, pad=1), layers.ReLU(), layers.MaxPool2D(2),
+...                       layers.Flatten(), layers.Affine(10))
+>>> params, out = model.init(fnnet.key(0), (1, 8, 8))
+>>> out, model.apply(params, np.zeros((2, 1, 8, 8), np.float32)).shape
+((10,), (2, 10))
+"""
 
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
 from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus

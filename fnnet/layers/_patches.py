@@ -50,6 +50,10 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, pad: int = 0) -> i
 
     Raises:
         ValueError: if the kernel is larger than the padded input.
+
+    >>> from fnnet.layers import conv_output_size
+    >>> conv_output_size(28, 5), conv_output_size(28, 3, stride=2, pad=1), conv_output_size(4, 2, 2)
+    (24, 14, 2)
     """
     if size + 2 * pad < kernel:
         raise ValueError(f"kernel {kernel} does not fit an input of size {size} with pad {pad}")
@@ -103,6 +107,20 @@ def im2col(x: Array, fh: int, fw: int, stride: int | Pair = 1, pad: int | Pair =
         column ``c*FH*FW + i*FW + j`` holds ``x_padded[n, c, oh*sh + i, ow*sw + j]``, so
         ``col @ w.reshape(FN, -1).T`` is the convolution with weights ``w`` of shape
         ``(FN, C, FH, FW)``.
+
+    >>> import numpy as np, fnnet
+    >>> from fnnet.layers import im2col
+    >>> x = fnnet.key(0).generator().normal(size=(2, 3, 4, 4)).astype(np.float32)
+    >>> col = im2col(x, 3, 3)
+    >>> col.shape  # (N*OH*OW, C*FH*FW) = (2*2*2, 3*3*3)
+    (8, 27)
+    >>> bool((col[1, :3] == x[0, 0, 0, 1:4]).all())  # patch (oh, ow) = (0, 1), channel 0, row 0
+    True
+    >>> conv = fnnet.Conv2D(5, 3)
+    >>> params, _ = conv.init(fnnet.key(1), (3, 4, 4))
+    >>> y = (col @ params.w.reshape(5, -1).T + params.b).reshape(2, 2, 2, 5).transpose(0, 3, 1, 2)
+    >>> y.shape, bool(np.allclose(y, conv.apply(params, x), atol=1e-5))
+    ((2, 5, 2, 2), True)
     """
     if x.ndim != 4:
         raise ValueError(f"im2col: expected x of rank 4 (N, C, H, W), got shape {x.shape}")
@@ -128,6 +146,15 @@ def col2im(
         fh, fw, stride, pad: as for :func:`im2col`.
     Returns:
         ``(N, C, H, W)`` of ``col``'s dtype: ``<im2col(x), col> == <x, col2im(col)>`` for every ``x``.
+
+    >>> import numpy as np
+    >>> from fnnet.layers import col2im, im2col
+    >>> x = np.ones((1, 1, 3, 3), np.float32)
+    >>> col = im2col(x, 2, 2)
+    >>> col.shape
+    (4, 4)
+    >>> col2im(col, x.shape, 2, 2)[0, 0].tolist()  # how many 2x2 patches cover each pixel
+    [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
     """
     if len(x_shape) != 4:
         raise ValueError(f"col2im: expected x_shape (N, C, H, W), got {x_shape}")

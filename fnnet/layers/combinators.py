@@ -539,6 +539,15 @@ class SummaryRow:
         path: the steps from the top, ``/``-joined: ``"3/inner/0"`` is layer 0 of the inner
             branch of layer 3 (``branch i`` steps are written ``i``).
         children: the rows of its sub-layers (empty for a plain layer).
+
+    >>> import fnnet
+    >>> block = fnnet.residual(fnnet.Affine(4), shortcut=fnnet.Identity())
+    >>> s = fnnet.summary(fnnet.serial(fnnet.Affine(4), block), (3,))
+    >>> [(depth, row.path, row.kind, row.params) for depth, row in s.walk()]
+    [(0, '0', 'Affine', 16), (0, '1', 'Residual', 20),
+     (1, '1/inner', 'Affine', 20), (1, '1/shortcut', 'Identity', 0)]
+    >>> s.rows[1].children[0].out_shape
+    (4,)
     """
 
     index: int
@@ -560,7 +569,19 @@ class Summary:
     """Per-layer output shapes and parameter counts, as a tree; ``str()`` gives a table.
 
     ``rows`` are the top-level layers (those of a serial model, or the model itself); nested
-    layers are their ``children``, all of them in :meth:`walk` order.
+    layers are their ``children``, all of them in :meth:`walk` order. Made by :func:`summary`.
+
+    >>> import fnnet
+    >>> s = fnnet.summary(fnnet.serial(fnnet.Conv2D(4, 3), fnnet.Flatten(), fnnet.Affine(2)), (1, 5, 5))
+    >>> s.in_shape, s.out_shape, s.total_params
+    ((1, 5, 5), (2,), 114)
+    >>> print(s)
+      #  layer         output shape             params
+         input         ('N', 1, 5, 5)
+      0  Conv2D        ('N', 4, 3, 3)               40
+      1  Flatten       ('N', 36)                     0
+      2  Affine        ('N', 2)                     74
+    total params: 114
     """
 
     in_shape: Shape

@@ -39,7 +39,15 @@ __all__ = ["ConvParams", "Conv2D", "Conv1D"]
 
 class ConvParams(NamedTuple):
     """Parameters of :class:`Conv2D` and :class:`Conv1D`: ``w`` of shape ``(FN, C/groups, FH, FW)``
-    (``(FN, C/groups, K)`` for ``Conv1D``), ``b`` of shape ``(FN,)``."""
+    (``(FN, C/groups, K)`` for ``Conv1D``), ``b`` of shape ``(FN,)``.
+
+    >>> import fnnet
+    >>> params, _ = fnnet.Conv2D(8, 3, groups=2).init(fnnet.key(0), (4, 6, 6))
+    >>> params.w.shape, params.b.shape
+    ((8, 2, 3, 3), (8,))
+    >>> fnnet.Conv1D(8, 5).init(fnnet.key(0), (4, 20))[0].w.shape
+    (8, 4, 5)
+    """
 
     w: Array
     b: Array

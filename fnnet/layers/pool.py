@@ -149,6 +149,16 @@ class MaxPool2D(_Pool2D):
         window: ``(wh, ww)`` or an int.
         stride: an int or pair; ``None`` (the default) means the window (non-overlapping windows).
         pad: an int or pair.
+
+    >>> import numpy as np, fnnet
+    >>> pool = fnnet.MaxPool2D(2)
+    >>> x = np.array([[[[1.0, 3.0], [2.0, 0.0]]]], np.float32)
+    >>> y, _, cache = pool.forward(None, None, x)
+    >>> dx, _ = pool.backward(None, cache, np.ones_like(y))
+    >>> y.shape, y.ravel().tolist(), dx[0, 0].tolist()
+    ((1, 1, 1, 1), [3.0], [[0.0, 1.0], [0.0, 0.0]])
+    >>> fnnet.MaxPool2D(3, stride=2, pad=1).out_shape((8, 28, 28))
+    (8, 14, 14)
     """
 
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, PoolCache]:
@@ -247,6 +257,13 @@ class AvgPool2D(_Pool2D):
         window: ``(wh, ww)`` or an int.
         stride: an int or pair; ``None`` (the default) means the window.
         pad: an int or pair.
+
+    >>> import numpy as np, fnnet
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> fnnet.AvgPool2D(2).apply(None, x)[0, 0].tolist()
+    [[2.5, 4.5], [10.5, 12.5]]
+    >>> fnnet.AvgPool2D(2, pad=1).apply(None, np.ones((1, 1, 2, 2), np.float32))[0, 0].tolist()
+    [[0.25, 0.25], [0.25, 0.25]]
     """
 
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, PoolCache]:
