@@ -111,6 +111,13 @@ LAYERS: list[tuple[Layer, Shape]] = [
     (fnnet.Conv2D(4, 3), IMAGE),
     (fnnet.Conv2D(4, 3, stride=2, pad=1), IMAGE),
     (fnnet.Conv2D(2, (2, 3), stride=(1, 2), pad=(0, 2)), IMAGE),
+    (fnnet.Conv2D(4, 3, pad=1, groups=2), (6, 5, 5)),  # grouped: one Conv with group=2
+    (fnnet.Conv2D(6, 3, stride=2, groups=6), (6, 7, 7)),  # depthwise
+    (fnnet.Conv1D(4, 3), (3, 11)),
+    (fnnet.Conv1D(4, 5, stride=2, pad=2, groups=2), (6, 11)),
+    (fnnet.MaxPool1D(2), (3, 11)),
+    (fnnet.MaxPool1D(3, stride=2, pad=1), (3, 11)),
+    (fnnet.AvgPool1D(3, stride=2, pad=1), (3, 11)),
     (fnnet.MaxPool2D(2), IMAGE),
     (fnnet.MaxPool2D(3, stride=2, pad=1), IMAGE),
     (fnnet.AvgPool2D(2), IMAGE),

@@ -29,7 +29,7 @@ def _model() -> fnnet.Serial:
         fnnet.ReLU(),  # 2
         fnnet.MaxPool2D(2),  # 3: MaxPool2d(2) -> (4, 3, 3)
         fnnet.GroupNorm(2),  # 4: GroupNorm(2, 4, eps=1e-5)
-        fnnet.residual(fnnet.serial(fnnet.Conv2D(4, 3, pad=1), fnnet.Tanh())),  # 5: Residual(Sequential(...))
+        fnnet.residual(fnnet.serial(fnnet.Conv2D(4, 3, pad=1, groups=2), fnnet.Tanh())),  # 5: Residual(Sequential(...))
         fnnet.residual(  # 6: Residual(Conv2d(4, 6, 3, 2, 1), shortcut=Sequential(Conv2d(4, 6, 1, 2), BatchNorm2d))
             fnnet.Conv2D(6, 3, stride=2, pad=1), shortcut=fnnet.serial(fnnet.Conv2D(6, 1, stride=2), fnnet.BatchNorm())
         ),  # -> (6, 2, 2)
@@ -112,6 +112,18 @@ def test_round_trip_through_a_dict_and_an_npz_file(tmp_path: Path) -> None:
     _assert_same(from_torch_state_dict(model, IN_SHAPE, tmp_path / "sd.npz"), (params, state))
     x = normal((3, *IN_SHAPE), 2, dtype=np.float32)
     np.testing.assert_array_equal(model.apply(back[0], x, state=back[1]), model.apply(params, x, state=state))
+
+
+def test_convolutions_of_any_rank_and_grouping_keep_their_weights() -> None:
+    model = fnnet.serial(fnnet.Conv1D(4, 3, groups=2), fnnet.ReLU(), fnnet.Flatten(), fnnet.Affine(2))
+    params, state = _random(model, (6, 9), 7)
+    sd = to_torch_state_dict(model, params, state)
+    assert {k: v.shape for k, v in sd.items()} == {"0.weight": (4, 3, 3), "0.bias": (4,), "3.weight": (2, 28), "3.bias": (2,)}
+    _assert_same(from_torch_state_dict(model, (6, 9), sd), (params, state))
+    grouped = fnnet.serial(fnnet.Conv2D(6, 3, groups=3))
+    params, state = _random(grouped, (3, 5, 5), 8)
+    assert to_torch_state_dict(grouped, params)["0.weight"].shape == (6, 1, 3, 3)  # nn.Conv2d(3, 6, 3, groups=3)
+    _assert_same(from_torch_state_dict(grouped, (3, 5, 5), to_torch_state_dict(grouped, params)), (params, state))
 
 
 def test_float64_arrays_take_the_models_dtype_and_num_batches_tracked_is_optional() -> None:
@@ -236,7 +248,7 @@ def test_the_same_network_in_torch_gives_the_same_logits() -> None:
     def torch_net() -> nn.Module:
         return nn.Sequential(
             nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4, eps=1e-6), nn.ReLU(), nn.MaxPool2d(2),
-            nn.GroupNorm(2, 4, eps=1e-5), Residual(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.Tanh())),
+            nn.GroupNorm(2, 4, eps=1e-5), Residual(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.Tanh())),
             Residual(nn.Conv2d(4, 6, 3, stride=2, padding=1),
                      nn.Sequential(nn.Conv2d(4, 6, 1, stride=2), nn.BatchNorm2d(6, eps=1e-6))),
             Concat(nn.Conv2d(6, 3, 1), nn.Identity()), AddBranches(nn.Conv2d(9, 4, 1), nn.Conv2d(9, 4, 3, padding=1)),
