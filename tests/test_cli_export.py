@@ -54,12 +54,14 @@ def test_export_a_trained_run_scores_what_training_printed(
     tmp_path: Path, small: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
-    assert main(["train", "--data", str(small), "--epochs", "3", "--optimizer", "adam", "--lr", "0.003", "--seed", "2", "--out", str(run), "--quiet"]) == 0
+    argv = ["--data", str(small), "--epochs", "3", "--optimizer", "adam", "--lr", "0.003", "--seed", "2"]
+    assert main(["train", *argv, "--out", str(run), "--quiet"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     target = tmp_path / "net.onnx"
     assert main(["export", str(run), "--out", str(target)]) == 0
     line = capsys.readouterr().out.strip()
-    assert line.startswith(f"exported {run / 'checkpoint.npz'} (two-layer-net: input (N, 784) -> output (N, 10), ONNX opset 17) to {target}, ")
+    what = "(two-layer-net: input (N, 784) -> output (N, 10), ONNX opset 17)"
+    assert line.startswith(f"exported {run / 'checkpoint.npz'} {what} to {target}, ")
     (_, _), (x, t) = fnnet.datasets.load_mnist(str(small))
     assert len(x) == 300
     logits = _session(target).run(None, {"input": x})[0]
@@ -80,11 +82,14 @@ def test_export_a_saved_convnet_checkpoint(tmp_path: Path, capsys: pytest.Captur
     np.testing.assert_allclose(got, model.apply(state.params, x), rtol=1e-5, atol=1e-5)
 
 
-def test_export_failures_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_failures_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     missing = tmp_path / "missing.npz"
     assert _fails(["export", str(missing), "--out", str(tmp_path / "m.onnx")], 3, capsys) == f"fnnet: {missing}: no such file\n"
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    assert "not an fnnet checkpoint" in _fails(["export", str(tmp_path / "junk.npz"), "--out", str(tmp_path / "m.onnx")], 3, capsys)
+    junk = str(tmp_path / "junk.npz")
+    assert "not an fnnet checkpoint" in _fails(["export", junk, "--out", str(tmp_path / "m.onnx")], 3, capsys)
     assert "is a directory" in _fails(["export", str(missing), "--out", str(tmp_path)], 2, capsys)
     assert "does not exist" in _fails(["export", str(missing), "--out", str(tmp_path / "no" / "m.onnx")], 4, capsys)
     assert "must be at least 17" in _fails(["export", str(missing), "--opset", "11"], 2, capsys)

@@ -133,7 +133,8 @@ LAYERS: list[tuple[Layer, Shape]] = [
     (fnnet.serial(fnnet.Affine(6), fnnet.serial(fnnet.Tanh(), fnnet.Affine(3))), (4,)),
     (fnnet.residual(fnnet.serial(fnnet.Affine(5), fnnet.BatchNorm(), fnnet.ReLU())), (5,)),
     (fnnet.residual(fnnet.Conv2D(3, 3, pad=1)), IMAGE),
-    (fnnet.residual(fnnet.Conv2D(4, 3, stride=2, pad=1), shortcut=fnnet.serial(fnnet.Conv2D(4, 1, stride=2), fnnet.BatchNorm())), IMAGE),
+    (fnnet.residual(fnnet.Conv2D(4, 3, stride=2, pad=1), shortcut=fnnet.serial(fnnet.Conv2D(4, 1, stride=2), fnnet.BatchNorm())),
+     IMAGE),
     (fnnet.concat(fnnet.Conv2D(2, 1), fnnet.serial(fnnet.Conv2D(3, 3, pad=1), fnnet.ReLU()), fnnet.MaxPool2D(3, 1, 1)), IMAGE),
     (fnnet.concat(fnnet.Conv2D(3, (1, 3)), fnnet.Identity(), axis=-1), IMAGE),  # along W: (3, 6, 5 + 7)
     (fnnet.concat(fnnet.Affine(3)), (5,)),

@@ -2,9 +2,10 @@
 
 :func:`to_onnx` walks the model and looks up each layer's type in :data:`ONNX_EXPORTERS`, a table
 from layer type to a function that appends the layer's ONNX nodes to a :class:`GraphBuilder` and
-returns the name of its output tensor; containers (``Serial``, ``Residual``, ``Concat``, ``AddBranches``) emit their children
-through :meth:`GraphBuilder.emit`. A new layer kind is one entry in the table. A layer without an
-entry stops the export with an :class:`ExportError` naming its place and kind.
+returns the name of its output tensor; containers (``Serial``, ``Residual``, ``Concat``,
+``AddBranches``) emit their children through :meth:`GraphBuilder.emit`. A new layer kind is one
+entry in the table. A layer without an entry stops the export with an :class:`ExportError`
+naming its place and kind.
 
 The graph is the evaluation-mode function (``ctx=EVAL``): BatchNorm normalises with its running
 statistics and its own ``eps``, Dropout (inverted, so the identity in evaluation) emits nothing.
@@ -235,18 +236,14 @@ A layer kind of your own exports with an entry in a copy of :data:`ONNX_EXPORTER
 """
 
 
-def _weight(where: str, leaf: str) -> str:
-    return child(where, leaf)
-
-
 # --- leaf layers ---------------------------------------------------------------------------------
 
 
 def _affine(g: GraphBuilder, layer: Affine, params: AffineParams, state: None, x: str, in_shape: Shape, where: str) -> str:
     if len(in_shape) != 1:
         x = g.op("Flatten", [x], where, axis=1)  # (N, d1, d2, ...) -> (N, d1*d2*...), as Affine does
-    w = g.const(_weight(where, "weight"), np.asarray(params.w).T)
-    b = g.const(_weight(where, "bias"), params.b)
+    w = g.const(child(where, "weight"), np.asarray(params.w).T)
+    b = g.const(child(where, "bias"), params.b)
     return g.op("Gemm", [x, w, b], where, transB=1)
 
 
@@ -263,8 +260,8 @@ def _window_attributes(kernel: Any, stride: Any, pad: Any) -> dict[str, Any]:
 
 def _conv(g: GraphBuilder, layer: Conv2D | Conv1D, params: ConvParams, state: None, x: str, in_shape: Shape, where: str) -> str:
     # the weights (FN, C/groups, FH, FW) are ONNX's layout, for 1-D kernels (FN, C/groups, K) too
-    w = g.const(_weight(where, "weight"), params.w)
-    b = g.const(_weight(where, "bias"), params.b)
+    w = g.const(child(where, "weight"), params.w)
+    b = g.const(child(where, "bias"), params.b)
     group = int(getattr(layer, "groups", 1))
     return g.op("Conv", [x, w, b], where, group=group, **_window_attributes(layer.kernel, layer.stride, layer.pad))
 
@@ -273,11 +270,15 @@ def _pool_attributes(layer: MaxPool2D | AvgPool2D | MaxPool1D | AvgPool1D) -> di
     return _window_attributes(layer.window, layer.window if layer.stride is None else layer.stride, layer.pad)
 
 
-def _max_pool(g: GraphBuilder, layer: MaxPool2D | MaxPool1D, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
+def _max_pool(
+    g: GraphBuilder, layer: MaxPool2D | MaxPool1D, params: None, state: None, x: str, in_shape: Shape, where: str
+) -> str:
     return g.op("MaxPool", [x], where, **_pool_attributes(layer))
 
 
-def _avg_pool(g: GraphBuilder, layer: AvgPool2D | AvgPool1D, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
+def _avg_pool(
+    g: GraphBuilder, layer: AvgPool2D | AvgPool1D, params: None, state: None, x: str, in_shape: Shape, where: str
+) -> str:
     # fnnet divides by the whole window, padding cells included
     return g.op("AveragePool", [x], where, count_include_pad=1, **_pool_attributes(layer))
 
@@ -304,19 +305,20 @@ def _batch_norm(
         )
     for name in ("mean", "var"):
         if np.shape(getattr(state, name)) != (c,):
-            raise ExportError(f"{describe(where, layer)}: expected state.{name} of shape ({c},), got {np.shape(getattr(state, name))}")
+            got = np.shape(getattr(state, name))
+            raise ExportError(f"{describe(where, layer)}: expected state.{name} of shape ({c},), got {got}")
     inputs = [
-        g.const(_weight(where, "weight"), params.gamma),
-        g.const(_weight(where, "bias"), params.beta),
-        g.const(_weight(where, "running_mean"), state.mean),
-        g.const(_weight(where, "running_var"), state.var),
+        g.const(child(where, "weight"), params.gamma),
+        g.const(child(where, "bias"), params.beta),
+        g.const(child(where, "running_mean"), state.mean),
+        g.const(child(where, "running_var"), state.var),
     ]
     return g.op("BatchNormalization", [x, *inputs], where, epsilon=float(layer.eps))
 
 
 def _layer_norm(g: GraphBuilder, layer: LayerNorm, params: Any, state: None, x: str, in_shape: Shape, where: str) -> str:
-    gamma = g.const(_weight(where, "weight"), params.gamma)
-    beta = g.const(_weight(where, "bias"), params.beta)
+    gamma = g.const(child(where, "weight"), params.gamma)
+    beta = g.const(child(where, "bias"), params.beta)
     return g.op("LayerNormalization", [x, gamma, beta], where, axis=1, epsilon=float(layer.eps))
 
 
@@ -325,13 +327,13 @@ def _group_norm(g: GraphBuilder, layer: GroupNorm, params: Any, state: None, x: 
     # axis, unit scale), back to the input's shape, then the per-channel scale and shift
     c, groups = int(in_shape[0]), layer.groups
     m = math.prod(in_shape) // groups
-    grouped = g.op("Reshape", [x, g.const(_weight(where, "grouped_shape"), [0, groups, -1], np.int64)], where)
-    ones = g.const(_weight(where, "unit_scale"), np.ones(m))
+    grouped = g.op("Reshape", [x, g.const(child(where, "grouped_shape"), [0, groups, -1], np.int64)], where)
+    ones = g.const(child(where, "unit_scale"), np.ones(m))
     normed = g.op("LayerNormalization", [grouped, ones], where, axis=2, epsilon=float(layer.eps))
-    back = g.op("Reshape", [normed, g.const(_weight(where, "input_shape"), [0, *in_shape], np.int64)], where)
+    back = g.op("Reshape", [normed, g.const(child(where, "input_shape"), [0, *in_shape], np.int64)], where)
     per_channel = (c,) + (1,) * (len(in_shape) - 1)
-    gamma = g.const(_weight(where, "weight"), np.reshape(params.gamma, per_channel))
-    beta = g.const(_weight(where, "bias"), np.reshape(params.beta, per_channel))
+    gamma = g.const(child(where, "weight"), np.reshape(params.gamma, per_channel))
+    beta = g.const(child(where, "bias"), np.reshape(params.beta, per_channel))
     return g.op("Add", [g.op("Mul", [back, gamma], where), beta], where)
 
 
@@ -357,16 +359,16 @@ def _silu(g: GraphBuilder, layer: SiLU, params: None, state: None, x: str, in_sh
 def _gelu(g: GraphBuilder, layer: GELU, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
     if g.opset >= 20:
         return g.op("Gelu", [x], where, approximate="tanh" if layer.approximate else "none")
-    half = g.const(_weight(where, "half"), 0.5)
-    one = g.const(_weight(where, "one"), 1.0)
+    half = g.const(child(where, "half"), 0.5)
+    one = g.const(child(where, "one"), 1.0)
     if layer.approximate:
         # Phi(x) ~ (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) / 2
         cube = g.op("Mul", [g.op("Mul", [x, x], where), x], where)
-        inner = g.op("Add", [x, g.op("Mul", [cube, g.const(_weight(where, "cubic"), 0.044715)], where)], where)
-        t = g.op("Tanh", [g.op("Mul", [inner, g.const(_weight(where, "sqrt_2_over_pi"), math.sqrt(2 / math.pi))], where)], where)
+        inner = g.op("Add", [x, g.op("Mul", [cube, g.const(child(where, "cubic"), 0.044715)], where)], where)
+        t = g.op("Tanh", [g.op("Mul", [inner, g.const(child(where, "sqrt_2_over_pi"), math.sqrt(2 / math.pi))], where)], where)
     else:
         # Phi(x) = (1 + erf(x / sqrt 2)) / 2
-        t = g.op("Erf", [g.op("Mul", [x, g.const(_weight(where, "inv_sqrt2"), math.sqrt(0.5))], where)], where)
+        t = g.op("Erf", [g.op("Mul", [x, g.const(child(where, "inv_sqrt2"), math.sqrt(0.5))], where)], where)
     cdf = g.op("Mul", [g.op("Add", [t, one], where), half], where)
     return g.op("Mul", [x, cdf], where)
 
@@ -405,7 +407,9 @@ def _residual(g: GraphBuilder, layer: Residual, params: Any, state: Any, x: str,
     return g.op("Add", [y, skip], where)
 
 
-def _branches(g: GraphBuilder, layer: Concat | AddBranches, params: Any, state: Any, x: str, in_shape: Shape, where: str) -> list[str]:
+def _branches(
+    g: GraphBuilder, layer: Concat | AddBranches, params: Any, state: Any, x: str, in_shape: Shape, where: str
+) -> list[str]:
     ps, ss = _parts(layer, params, state, len(layer.branches), where)
     return [
         g.emit(branch, p, s, x, in_shape, child(where, f"branches.{i}"))
