@@ -81,6 +81,7 @@ from fnnet import checkpoint, datasets, export, models, optim
 from fnnet._io import _fsync_dir, atomic_write_bytes
 from fnnet.train._progress import Progress
 from fnnet._validate import is_int, is_real
+from fnnet.layers.base import Layer
 from fnnet.layers.combinators import Serial, summary
 from fnnet.losses import softmax_cross_entropy
 from fnnet.metrics import confusion_matrix, default_metrics
@@ -802,6 +803,22 @@ def _read_checkpoint_meta(path: Path) -> dict[str, Any]:
         raise _Fail(EXIT_INPUT, _one_line(str(e))) from None
 
 
+def _restore(
+    path: Path, model_name: str, opt_name: str, lr: float, in_shape: tuple[int, ...], verb: str
+) -> tuple[Layer, TrainState]:
+    """The checkpoint's model and training state, refused (exit 3) when unreadable or not finite."""
+    model = MODEL_DEFAULTS[model_name][0]()
+    try:
+        like = init_train_state(model, OPTIMIZERS[opt_name](lr), make_key(0), in_shape)
+        state, _ = checkpoint.load(path, like)
+    except (ValueError, OSError) as e:
+        raise _Fail(EXIT_INPUT, _one_line(str(e))) from None
+    bad = _first_nonfinite(state)
+    if bad is not None:
+        raise _Fail(EXIT_INPUT, f"{path}: parameter {bad} holds NaN or infinite values; refusing to {verb}")
+    return model, state
+
+
 def _png_target(given: Path) -> Path:
     """The file ``fnnet evaluate --out`` writes: ``given``, or ``confusion_matrix.png`` in a directory."""
     path = given / CONFUSION_FILE if given.is_dir() else given
@@ -834,15 +851,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{path}: {model_name} was trained on {_shape_text(in_shape)} inputs, but {data} ({source}) has "
             f"{_shape_text(data_shape)}",
         )
-    model = MODEL_DEFAULTS[model_name][0]()
-    try:
-        like = init_train_state(model, OPTIMIZERS[opt_name](lr), make_key(0), in_shape)
-        state, _ = checkpoint.load(path, like)
-    except (ValueError, OSError) as e:
-        raise _Fail(EXIT_INPUT, _one_line(str(e))) from None
-    bad = _first_nonfinite(state)
-    if bad is not None:
-        raise _Fail(EXIT_INPUT, f"{path}: parameter {bad} holds NaN or infinite values; refusing to evaluate")
+    model, state = _restore(path, model_name, opt_name, lr, in_shape, "evaluate")
     print(f"evaluating {path} ({model_name}) on {data} {source}: all {len(x_test)} test items", flush=True)
     loss = softmax_cross_entropy
     with _quiet_numerics():
@@ -905,15 +914,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         path = path / CHECKPOINT_FILE
     meta = _read_checkpoint_meta(path)
     model_name, opt_name, lr, in_shape, _ = _config(path, meta)
-    model = MODEL_DEFAULTS[model_name][0]()
-    try:
-        like = init_train_state(model, OPTIMIZERS[opt_name](lr), make_key(0), in_shape)
-        state, _ = checkpoint.load(path, like)
-    except (ValueError, OSError) as e:
-        raise _Fail(EXIT_INPUT, _one_line(str(e))) from None
-    bad = _first_nonfinite(state)
-    if bad is not None:
-        raise _Fail(EXIT_INPUT, f"{path}: parameter {bad} holds NaN or infinite values; refusing to export")
+    model, state = _restore(path, model_name, opt_name, lr, in_shape, "export")
     try:
         proto = export.to_onnx(model, state.params, in_shape, state=state.model_state, opset=args.opset)
     except ImportError as e:
