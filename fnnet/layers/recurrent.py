@@ -671,12 +671,22 @@ class _Recurrent(Layer):
     def _scan_backward(self, params: Any, cache: Any, dhs: Array | None, dhT: Array | None, input_grad: bool) -> tuple[Array, Any]:
         """``(dx, grads)``."""
 
-    def _h0(self, state: Any, fields: tuple[str, ...]) -> tuple[Array | None, ...]:
+    def _h0(self, state: Any, fields: tuple[str, ...], x: Array, dtype: np.dtype[Any]) -> tuple[Array | None, ...]:
+        """The initial state's arrays (``None`` for zeros), checked against the batch."""
+        name = type(self).__name__
         if state is None:
             return (None,) * len(fields)
         if not (isinstance(state, tuple) and getattr(state, "_fields", None) == fields):
             want = "LSTMState(h, c)" if len(fields) == 2 else "RNNState(h)"
-            raise ValueError(f"{type(self).__name__}: expected state None or {want}, got {type(state).__name__}")
+            raise ValueError(f"{name}: expected state None or {want}, got {type(state).__name__}")
+        want_shape = (x.shape[0], self.hidden)
+        for field, a in zip(fields, state):
+            if not isinstance(a, np.ndarray) or a.shape != want_shape or a.dtype != dtype:
+                what = f"{_fmt(a.shape)} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+                hint = "; a stateful layer needs batches of one size" if self.stateful else ""
+                raise ValueError(
+                    f"{name}: expected state.{field} of shape {_fmt(want_shape)} and dtype {dtype} for this batch, got {what}{hint}"
+                )
         return tuple(state)
 
     def forward(self, params: Any, state: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any, _RecurrentCache]:
@@ -737,7 +747,7 @@ class RNN(_Recurrent):
         return RNNParams(*arrays), out
 
     def _scan(self, params: RNNParams, x: Array, state: Any) -> tuple[Array, RNNState, RNNCache]:
-        (h0,) = self._h0(state, RNNState._fields)
+        (h0,) = self._h0(state, RNNState._fields, x, params.wx.dtype)
         hs, ht, cache = rnn_scan(params, x, h0)
         return hs, RNNState(ht), cache
 
@@ -774,7 +784,7 @@ class LSTM(_Recurrent):
         return LSTMParams(*arrays), out
 
     def _scan(self, params: LSTMParams, x: Array, state: Any) -> tuple[Array, LSTMState, LSTMCache]:
-        h0, c0 = self._h0(state, LSTMState._fields)
+        h0, c0 = self._h0(state, LSTMState._fields, x, params.wx.dtype)
         hs, (ht, ct), cache = lstm_scan(params, x, h0, c0)
         return hs, LSTMState(ht, ct), cache
 
@@ -811,7 +821,7 @@ class GRU(_Recurrent):
         return GRUParams(arrays[0], arrays[1], arrays[2], bhn), out
 
     def _scan(self, params: GRUParams, x: Array, state: Any) -> tuple[Array, RNNState, GRUCache]:
-        (h0,) = self._h0(state, RNNState._fields)
+        (h0,) = self._h0(state, RNNState._fields, x, params.wx.dtype)
         hs, ht, cache = gru_scan(params, x, h0)
         return hs, RNNState(ht), cache
 
