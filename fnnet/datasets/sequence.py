@@ -134,14 +134,13 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
                 p, f"line {i}",
                 f"question/answer widths {at}/{len(line) - at} differ from line 1's {q_width}/{width - q_width}",
             )
-    codes = np.frombuffer("".join(lines).encode("utf-32-le"), dtype="<u4").reshape(len(lines), width)
-    # vocabulary in order of first appearance: sort the distinct code points by their first index
-    uniq, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(len(uniq), dtype=np.int32)
-    rank[order] = np.arange(len(uniq), dtype=np.int32)
-    ids = rank[inverse.reshape(codes.shape)]
-    vocab = tuple(chr(int(c)) for c in uniq[order])
+    joined = "".join(lines)
+    # vocabulary in order of first appearance: each distinct character ranked by where it first occurs
+    vocab = tuple(sorted(set(joined), key=joined.find))
+    codes = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4").reshape(len(lines), width)
+    table = np.zeros(max(map(ord, vocab)) + 1, dtype=np.int32)  # code point -> id
+    table[[ord(c) for c in vocab]] = np.arange(len(vocab), dtype=np.int32)
+    ids = table[codes]
     return np.ascontiguousarray(ids[:, :q_width]), np.ascontiguousarray(ids[:, q_width:]), vocab
 
 
