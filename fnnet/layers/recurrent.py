@@ -133,22 +133,22 @@ class RNNCache(NamedTuple):
 
 
 class LSTMCache(NamedTuple):
-    """What :func:`lstm_scan_backward` needs (time-major arrays)."""
+    """What :func:`lstm_scan_backward` needs (time-major arrays; the gate layout is internal)."""
 
     xt: Array  # (T*N, D)
     hs: Array  # (T+1, N, H): h0 .. hT
     cs: Array  # (T+1, N, H): c0 .. cT
-    gates: Array  # (T, N, 4H): σ(f), tanh(g), σ(i), σ(o)
+    gates: Array  # (4, T, N, H): σ(f), σ(i), σ(o), tanh(g), each gate a contiguous block
     tanh_c: Array  # (T, N, H): tanh(c1) .. tanh(cT)
     x_shape: tuple[int, ...]
 
 
 class GRUCache(NamedTuple):
-    """What :func:`gru_scan_backward` needs (time-major arrays)."""
+    """What :func:`gru_scan_backward` needs (time-major arrays; the gate layout is internal)."""
 
     xt: Array  # (T*N, D)
     hs: Array  # (T+1, N, H)
-    gates: Array  # (T, N, 3H): r, z, n
+    gates: Array  # (3, T, N, H): r, z, n, each gate a contiguous block
     hn: Array  # (T, N, H): h @ wh_n + bhn
     x_shape: tuple[int, ...]
 
@@ -218,6 +218,25 @@ def _time_major(x: Array) -> Array:
 def _batch_major(a: Array, t: int, n: int) -> Array:
     """Time-major ``(T*N, K)`` or ``(T, N, K)`` back to a C-contiguous ``(N, T, K)``."""
     return np.ascontiguousarray(a.reshape(t, n, -1).transpose(1, 0, 2))
+
+
+def _gate_major(w: Array, order: tuple[int, ...], halve: int = 0) -> Array:
+    """Columns ``(K, G*H)`` of gate blocks to ``(G, K, H)``, blocks taken in ``order``, the first
+    ``halve`` of them times 0.5 (exact in binary floating point)."""
+    k = w.shape[0]
+    g = len(order)
+    out = np.ascontiguousarray(w.reshape(k, g, -1)[:, list(order)].transpose(1, 0, 2))
+    if halve:
+        out[:halve] *= 0.5
+    return out
+
+
+def _param_major(g: Array, order: tuple[int, ...]) -> Array:
+    """Inverse of :func:`_gate_major` (without halving): ``(G, K, H)`` to ``(K, G*H)``."""
+    n_gates, k, h = g.shape
+    out = np.empty((k, n_gates * h), dtype=g.dtype)
+    out.reshape(k, n_gates, h)[:, list(order)] = g.transpose(1, 0, 2)
+    return out
 
 
 def _check_dhs(fn: str, dhs: Array | None, n: int, t: int, h: int, dtype: np.dtype[Any]) -> Array | None:
@@ -346,13 +365,18 @@ def lstm_cell(params: LSTMParams, x_t: Array, h: Array, c: Array) -> tuple[Array
     return _sigmoid(o) * np.tanh(c_new), c_new
 
 
+#: The LSTM's gates inside the kernels, as indices of the parameter blocks (f, g, i, o): the three
+#: sigmoid gates first, so that one tanh call covers all four (σ(a) = 0.5 + 0.5 tanh(a / 2)).
+_LSTM_ORDER = (0, 2, 3, 1)
+
+
 def lstm_scan(
     params: LSTMParams, x: Array, h0: Array | None = None, c0: Array | None = None
 ) -> tuple[Array, tuple[Array, Array], LSTMCache]:
     """Run the LSTM over whole sequences (gate blocks ``(f, g, i, o)``, see the module docstring).
 
-    ``x @ wx + b`` is one GEMM over all time steps; each step adds ``h @ wh`` and applies the gates
-    in preallocated buffers.
+    ``x @ wx + b`` is computed for all time steps at once; each step adds ``h @ wh`` and applies
+    the gates in preallocated, gate-major buffers.
 
     Args:
         params: :class:`LSTMParams` ``wx (D, 4H)``, ``wh (H, 4H)``, ``b (4H,)``.
@@ -374,30 +398,37 @@ def lstm_scan(
     h0 = _initial(fn, "h0", h0, n, hdim, wx.dtype)
     c0 = _initial(fn, "c0", c0, n, hdim, wx.dtype)
     dtype = wx.dtype
+    # sigmoid gates get their weights halved so that tanh of the sum is tanh(a / 2)
+    wx4 = _gate_major(wx, _LSTM_ORDER, halve=3)
+    wh4 = _gate_major(wh, _LSTM_ORDER, halve=3)
+    b4 = _gate_major(params.b[None], _LSTM_ORDER, halve=3)  # (4, 1, H)
     xt = _time_major(x)
-    gates = (xt @ wx).reshape(t, n, 4 * hdim)
-    gates += params.b
+    gates = np.empty((4, t, n, hdim), dtype=dtype)
+    g2 = gates.reshape(4, t * n, hdim)
+    np.matmul(xt, wx4, out=g2)
+    g2 += b4
     hs = np.empty((t + 1, n, hdim), dtype=dtype)
     cs = np.empty((t + 1, n, hdim), dtype=dtype)
     tanh_c = np.empty((t, n, hdim), dtype=dtype)
     hs[0] = 0 if h0 is None else h0
     cs[0] = 0 if c0 is None else c0
-    a = np.empty((n, 4 * hdim), dtype=dtype)
+    a = np.empty((4, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
-    h1, h2, h3 = hdim, 2 * hdim, 3 * hdim
     for s in range(t):
-        g = gates[s]
-        np.matmul(hs[s], wh, out=a)
+        g = gates[:, s]
+        np.matmul(hs[s], wh4, out=a)
         g += a
-        _sigmoid_(g[:, :h1])
-        np.tanh(g[:, h1:h2], out=g[:, h1:h2])
-        _sigmoid_(g[:, h2:])
+        np.tanh(g, out=g)
+        sig = g[:3]
+        sig *= 0.5
+        sig += 0.5
+        f, i, o, gg = g
         c = cs[s + 1]
-        np.multiply(g[:, :h1], cs[s], out=c)  # σ(f) c
-        np.multiply(g[:, h1:h2], g[:, h2:h3], out=tmp)  # tanh(g) σ(i)
+        np.multiply(f, cs[s], out=c)  # σ(f) c
+        np.multiply(i, gg, out=tmp)  # σ(i) tanh(g)
         c += tmp
         np.tanh(c, out=tanh_c[s])
-        np.multiply(g[:, h3:], tanh_c[s], out=hs[s + 1])
+        np.multiply(o, tanh_c[s], out=hs[s + 1])
     cache = LSTMCache(xt, hs, cs, gates, tanh_c, x.shape)
     return _batch_major(hs[1:], t, n), (hs[t].copy(), cs[t].copy()), cache
 
@@ -433,21 +464,21 @@ def lstm_scan_backward(
     n, t, d = cache.x_shape
     dtype = wx.dtype
     dhs = _check_dhs(fn, dhs, n, t, hdim, dtype)
-    dh = np.zeros((n, hdim), dtype=dtype) if _initial(fn, "dhT", dhT, n, hdim, dtype) is None else dhT.copy()  # type: ignore[union-attr]
-    dc = np.zeros((n, hdim), dtype=dtype) if _initial(fn, "dcT", dcT, n, hdim, dtype) is None else dcT.copy()  # type: ignore[union-attr]
+    dhT = _initial(fn, "dhT", dhT, n, hdim, dtype)
+    dcT = _initial(fn, "dcT", dcT, n, hdim, dtype)
+    dh = np.zeros((n, hdim), dtype=dtype) if dhT is None else dhT.copy()
+    dc = np.zeros((n, hdim), dtype=dtype) if dcT is None else dcT.copy()
+    wh4_t = _gate_major(wh, _LSTM_ORDER).transpose(0, 2, 1)  # (4, H, H): wh_k.T
     gates, cs, tanh_c = cache.gates, cache.cs, cache.tanh_c
-    da = np.empty((t, n, 4 * hdim), dtype=dtype)
+    da = np.empty((4, t, n, hdim), dtype=dtype)  # gradients of the pre-activations, gate-major
+    a = np.empty((4, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
-    h1, h2, h3 = hdim, 2 * hdim, 3 * hdim
-    wh_t = wh.T
     for s in range(t - 1, -1, -1):
         if dhs is not None:
             dh += dhs[:, s]
-        g = gates[s]
-        f, gg, i, o = g[:, :h1], g[:, h1:h2], g[:, h2:h3], g[:, h3:]
+        f, i, o, gg = gates[:, s]
+        da_f, da_i, da_o, da_g = da[:, s]
         tc = tanh_c[s]
-        a = da[s]
-        da_f, da_g, da_i, da_o = a[:, :h1], a[:, h1:h2], a[:, h2:h3], a[:, h3:]
         # dc += dh σ(o) (1 - tanh²(c))
         np.multiply(tc, tc, out=tmp)
         np.subtract(1, tmp, out=tmp)
@@ -475,11 +506,21 @@ def lstm_scan_backward(
         np.subtract(i, tmp, out=tmp)
         da_i *= tmp
         dc *= f
-        np.matmul(a, wh_t, out=dh)
-    da2 = da.reshape(t * n, 4 * hdim)
-    grads = LSTMParams(cache.xt.T @ da2, cache.hs[:-1].reshape(t * n, hdim).T @ da2, da2.sum(axis=0))
-    dx = _batch_major(da2 @ wx.T, t, n) if input_grad else no_input_grad((n, t, d), dtype)
-    return dx, dh, dc, grads
+        # dh_prev = Σ_k dA_k @ wh_k.T
+        np.matmul(da[:, s], wh4_t, out=a)
+        np.add(a[0], a[1], out=dh)
+        dh += a[2]
+        dh += a[3]
+    da2 = da.reshape(4, t * n, hdim)
+    grads = LSTMParams(
+        _param_major(np.matmul(cache.xt.T, da2), _LSTM_ORDER),
+        _param_major(np.matmul(cache.hs[:-1].reshape(t * n, hdim).T, da2), _LSTM_ORDER),
+        _param_major((np.ones(t * n, dtype=dtype) @ da2)[:, None], _LSTM_ORDER)[0],
+    )
+    if not input_grad:
+        return no_input_grad((n, t, d), dtype), dh, dc, grads
+    dx = np.matmul(da2, _gate_major(wx, _LSTM_ORDER).transpose(0, 2, 1)).sum(axis=0)
+    return _batch_major(dx, t, n), dh, dc, grads
 
 
 # --- GRU -----------------------------------------------------------------------------------------
@@ -516,6 +557,10 @@ def gru_cell(params: GRUParams, x_t: Array, h: Array) -> Array:
     return out
 
 
+#: The GRU's gates inside the kernels: the parameter order (r, z, n), the two sigmoid gates first.
+_GRU_ORDER = (0, 1, 2)
+
+
 def gru_scan(params: GRUParams, x: Array, h0: Array | None = None) -> tuple[Array, Array, GRUCache]:
     """Run the GRU over whole sequences.
 
@@ -538,29 +583,36 @@ def gru_scan(params: GRUParams, x: Array, h0: Array | None = None) -> tuple[Arra
     n, t, _ = _check_x(fn, x, wx)
     h0 = _initial(fn, "h0", h0, n, hdim, wx.dtype)
     dtype = wx.dtype
+    # r and z get their weights halved so that tanh of the sum is tanh(a / 2)
+    wx3 = _gate_major(wx, _GRU_ORDER, halve=2)
+    wh3 = _gate_major(wh, _GRU_ORDER, halve=2)
+    b3 = _gate_major(params.b[None], _GRU_ORDER, halve=2)
     xt = _time_major(x)
-    gates = (xt @ wx).reshape(t, n, 3 * hdim)
-    gates += params.b
+    gates = np.empty((3, t, n, hdim), dtype=dtype)
+    g2 = gates.reshape(3, t * n, hdim)
+    np.matmul(xt, wx3, out=g2)
+    g2 += b3
     hs = np.empty((t + 1, n, hdim), dtype=dtype)
     hn = np.empty((t, n, hdim), dtype=dtype)
     hs[0] = 0 if h0 is None else h0
-    a = np.empty((n, 3 * hdim), dtype=dtype)
+    a = np.empty((3, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
-    h1, h2 = hdim, 2 * hdim
     for s in range(t):
-        g = gates[s]
-        np.matmul(hs[s], wh, out=a)
-        rz = g[:, :h2]
-        rz += a[:, :h2]
-        _sigmoid_(rz)
-        np.add(a[:, h2:], params.bhn, out=hn[s])
-        nn = g[:, h2:]
-        np.multiply(g[:, :h1], hn[s], out=tmp)
+        g = gates[:, s]
+        np.matmul(hs[s], wh3, out=a)
+        rz = g[:2]
+        rz += a[:2]
+        np.tanh(rz, out=rz)
+        rz *= 0.5
+        rz += 0.5
+        r, z, nn = g
+        np.add(a[2], params.bhn, out=hn[s])
+        np.multiply(r, hn[s], out=tmp)
         nn += tmp
         np.tanh(nn, out=nn)
         # h' = n + z (h - n)
         np.subtract(hs[s], nn, out=tmp)
-        tmp *= g[:, h1:h2]
+        tmp *= z
         np.add(nn, tmp, out=hs[s + 1])
     return _batch_major(hs[1:], t, n), hs[t].copy(), GRUCache(xt, hs, gates, hn, x.shape)
 
@@ -586,18 +638,16 @@ def gru_scan_backward(
     dhT = _initial(fn, "dhT", dhT, n, hdim, dtype)
     dh = np.zeros((n, hdim), dtype=dtype) if dhT is None else dhT.copy()
     hs, gates, hn = cache.hs, cache.gates, cache.hn
-    dax = np.empty((t, n, 3 * hdim), dtype=dtype)  # gradients of the x-side pre-activations
-    dah = np.empty((t, n, 3 * hdim), dtype=dtype)  # ... and of h @ wh (+ bhn)
+    wh3_t = _gate_major(wh, _GRU_ORDER).transpose(0, 2, 1)  # (3, H, H): wh_k.T
+    dax = np.empty((3, t, n, hdim), dtype=dtype)  # gradients of the x-side pre-activations
+    dhn = np.empty((t, n, hdim), dtype=dtype)  # ... and of h @ wh_n + bhn
+    a = np.empty((3, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
-    h1, h2 = hdim, 2 * hdim
-    wh_t = wh.T
     for s in range(t - 1, -1, -1):
         if dhs is not None:
             dh += dhs[:, s]
-        g = gates[s]
-        r, z, nn = g[:, :h1], g[:, h1:h2], g[:, h2:]
-        ax, ah = dax[s], dah[s]
-        dar, daz, dan = ax[:, :h1], ax[:, h1:h2], ax[:, h2:]
+        r, z, nn = gates[:, s]
+        dar, daz, dan = dax[:, s]
         # dA_n = dh (1 - z) (1 - n²)
         np.subtract(1, z, out=dan)
         dan *= dh
@@ -615,19 +665,31 @@ def gru_scan_backward(
         np.multiply(r, r, out=tmp)
         np.subtract(r, tmp, out=tmp)
         dar *= tmp
-        ah[:, :h2] = ax[:, :h2]
-        np.multiply(dan, r, out=ah[:, h2:])
-        # dh_prev = dh z + dA_h @ wh.T
+        np.multiply(dan, r, out=dhn[s])
+        # dh_prev = dh z + dA_r @ wh_r.T + dA_z @ wh_z.T + (dA_n r) @ wh_n.T
+        np.matmul(dax[:2, s], wh3_t[:2], out=a[:2])
+        np.matmul(dhn[s], wh3_t[2], out=a[2])
         dh *= z
-        np.matmul(ah, wh_t, out=tmp)
-        dh += tmp
-    dax2 = dax.reshape(t * n, 3 * hdim)
-    dah2 = dah.reshape(t * n, 3 * hdim)
+        dh += a[0]
+        dh += a[1]
+        dh += a[2]
+    dax2 = dax.reshape(3, t * n, hdim)
+    dhn2 = dhn.reshape(t * n, hdim)
+    h_prev_t = hs[:-1].reshape(t * n, hdim).T
+    dwh3 = np.empty((3, hdim, hdim), dtype=dtype)
+    np.matmul(h_prev_t, dax2[:2], out=dwh3[:2])
+    np.matmul(h_prev_t, dhn2, out=dwh3[2])
+    ones = np.ones(t * n, dtype=dtype)
     grads = GRUParams(
-        cache.xt.T @ dax2, hs[:-1].reshape(t * n, hdim).T @ dah2, dax2.sum(axis=0), dah2[:, h2:].sum(axis=0)
+        _param_major(np.matmul(cache.xt.T, dax2), _GRU_ORDER),
+        _param_major(dwh3, _GRU_ORDER),
+        _param_major((ones @ dax2)[:, None], _GRU_ORDER)[0],
+        ones @ dhn2,
     )
-    dx = _batch_major(dax2 @ wx.T, t, n) if input_grad else no_input_grad((n, t, d), dtype)
-    return dx, dh, grads
+    if not input_grad:
+        return no_input_grad((n, t, d), dtype), dh, grads
+    dx = np.matmul(dax2, _gate_major(wx, _GRU_ORDER).transpose(0, 2, 1)).sum(axis=0)
+    return _batch_major(dx, t, n), dh, grads
 
 
 # --- layers --------------------------------------------------------------------------------------
