@@ -306,3 +306,18 @@ def test_kernels_check_their_arguments() -> None:
         lstm_scan_backward(params, cache, np.zeros((N, T, 2)))
     with pytest.raises(ValueError, match=r"^gru_scan: expected params bhn of shape \(3,\), got \(2,\)"):
         gru_scan(_params64(GRU)._replace(bhn=np.zeros(2)), x)
+
+
+@pytest.mark.parametrize("make", RECURRENT, ids=lambda c: c.__name__)
+def test_empty_batches_and_empty_sequences(make: type[Layer]) -> None:
+    params = _params64(make)
+    for shape in [(0, T, D), (N, 0, D)]:
+        layer = make(H)  # type: ignore[call-arg]
+        y, _, cache = layer.forward(params, None, np.zeros(shape))
+        dx, grads = layer.backward(params, cache, np.ones_like(y))
+        assert y.shape == (*shape[:2], H) and dx.shape == shape
+        assert all(not np.any(g) for g in grads)
+    # no time steps: the final state is the initial one
+    state = _state(make)
+    last = make(H, return_sequences=False).apply(params, np.zeros((N, 0, D)), state=state)  # type: ignore[call-arg]
+    np.testing.assert_array_equal(last, state.h)

@@ -217,7 +217,7 @@ def _time_major(x: Array) -> Array:
 
 def _batch_major(a: Array, t: int, n: int) -> Array:
     """Time-major ``(T*N, K)`` or ``(T, N, K)`` back to a C-contiguous ``(N, T, K)``."""
-    return np.ascontiguousarray(a.reshape(t, n, -1).transpose(1, 0, 2))
+    return np.ascontiguousarray(a.reshape(t, n, a.shape[-1]).transpose(1, 0, 2))
 
 
 def _gate_major(w: Array, order: tuple[int, ...], halve: int = 0) -> Array:
