@@ -17,6 +17,13 @@ Two levels:
   sequence and returns the hidden states, the final state and a cache; ``*_scan_backward`` takes
   the gradients of the hidden states and of the final state and returns ``dx``, the gradients of
   the initial state and the parameter gradients; ``*_cell`` runs one time step (greedy decoding).
+  An encoder-decoder is built from these: the encoder's ``(hT, cT)`` is the decoder's ``(h0, c0)``,
+  and the decoder's ``dh0, dc0`` are the encoder's ``dhT, dcT``. Caches are opaque: their
+  layout is internal to the kernels.
+
+The layer's ``backward`` gives ``dx`` and the parameter gradients only (no gradient reaches the
+initial state). The kernels never write into their arguments; the weights are float32 by default
+and every kernel computes in the parameters' dtype (``x`` and states must match it).
 
 Gate layouts (the column blocks of ``wx``, ``wh`` and ``b``):
 
@@ -25,8 +32,9 @@ Gate layouts (the column blocks of ``wx``, ``wh`` and ``b``):
       A = x @ wx + h @ wh + b;  f, g, i, o = A[:, :H], A[:, H:2H], A[:, 2H:3H], A[:, 3H:]
       c' = σ(f) * c + tanh(g) * σ(i);  h' = σ(o) * tanh(c')
 
-  (A PyTorch LSTM's ``weight_ih`` rows are ``(i, f, g, o)``: ``wx = W_ih.T`` with the blocks
-  reordered, ``b = b_ih + b_hh`` reordered likewise.)
+  The sequel's ``Wx``, ``Wh``, ``b`` are ``LSTMParams(Wx, Wh, b)`` as they are (cast float16
+  weights with ``fnnet.astype(params, np.float32)``). (A PyTorch LSTM's ``weight_ih`` rows are
+  ``(i, f, g, o)``: ``wx = W_ih.T`` with the blocks reordered, ``b = b_ih + b_hh`` likewise.)
 - GRU: PyTorch's ``(r, z, n)`` convention, with the reset gate applied to ``h @ wh_n + bhn``::
 
       r = σ(x wx_r + h wh_r + b_r);  z = σ(x wx_z + h wh_z + b_z)
