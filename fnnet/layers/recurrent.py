@@ -143,7 +143,7 @@ class RNNCache(NamedTuple):
 class LSTMCache(NamedTuple):
     """What :func:`lstm_scan_backward` needs (time-major arrays; the gate layout is internal)."""
 
-    xt: Array  # (T*N, D)
+    zs: Array  # (T, N, D+H+1): each step's GEMM input [x_t, h_{t-1}, 1]
     hs: Array  # (T+1, N, H): h0 .. hT
     cs: Array  # (T+1, N, H): c0 .. cT
     gates: Array  # (4, T, N, H): σ(f), σ(i), σ(o), tanh(g), each gate a contiguous block
@@ -406,26 +406,25 @@ def lstm_scan(
     h0 = _initial(fn, "h0", h0, n, hdim, wx.dtype)
     c0 = _initial(fn, "c0", c0, n, hdim, wx.dtype)
     dtype = wx.dtype
-    # sigmoid gates get their weights halved so that tanh of the sum is tanh(a / 2)
-    wx4 = _gate_major(wx, _LSTM_ORDER, halve=3)
-    wh4 = _gate_major(wh, _LSTM_ORDER, halve=3)
-    b4 = _gate_major(params.b[None], _LSTM_ORDER, halve=3)  # (4, 1, H)
-    xt = _time_major(x)
+    d = x.shape[2]
+    k = d + hdim + 1
+    # One GEMM per step, [x_t, h, 1] @ [wx; wh; b], gate-major; the sigmoid gates' weights are
+    # halved (exact) so that tanh of the sum is tanh(a / 2) and σ(a) = 0.5 + 0.5 tanh(a / 2).
+    w = _gate_major(np.concatenate([wx, wh, params.b[None]]), _LSTM_ORDER, halve=3)  # (4, K, H)
+    zs = np.empty((t, n, k), dtype=dtype)
+    zs[:, :, :d] = x.transpose(1, 0, 2)
+    zs[:, :, k - 1] = 1
     gates = np.empty((4, t, n, hdim), dtype=dtype)
-    g2 = gates.reshape(4, t * n, hdim)
-    np.matmul(xt, wx4, out=g2)
-    g2 += b4
     hs = np.empty((t + 1, n, hdim), dtype=dtype)
     cs = np.empty((t + 1, n, hdim), dtype=dtype)
     tanh_c = np.empty((t, n, hdim), dtype=dtype)
     hs[0] = 0 if h0 is None else h0
     cs[0] = 0 if c0 is None else c0
-    a = np.empty((4, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
     for s in range(t):
+        zs[s, :, d : k - 1] = hs[s]
         g = gates[:, s]
-        np.matmul(hs[s], wh4, out=a)
-        g += a
+        np.matmul(zs[s], w, out=g)
         np.tanh(g, out=g)
         sig = g[:3]
         sig *= 0.5
@@ -437,7 +436,7 @@ def lstm_scan(
         c += tmp
         np.tanh(c, out=tanh_c[s])
         np.multiply(o, tanh_c[s], out=hs[s + 1])
-    cache = LSTMCache(xt, hs, cs, gates, tanh_c, x.shape)
+    cache = LSTMCache(zs, hs, cs, gates, tanh_c, x.shape)
     return _batch_major(hs[1:], t, n), (hs[t].copy(), cs[t].copy()), cache
 
 
@@ -520,11 +519,9 @@ def lstm_scan_backward(
         dh += a[2]
         dh += a[3]
     da2 = da.reshape(4, t * n, hdim)
-    grads = LSTMParams(
-        _param_major(np.matmul(cache.xt.T, da2), _LSTM_ORDER),
-        _param_major(np.matmul(cache.hs[:-1].reshape(t * n, hdim).T, da2), _LSTM_ORDER),
-        _param_major((np.ones(t * n, dtype=dtype) @ da2)[:, None], _LSTM_ORDER)[0],
-    )
+    # [dwx; dwh; db] in one GEMM over the steps' inputs [x_t, h_{t-1}, 1]
+    dw = _param_major(np.matmul(cache.zs.reshape(t * n, d + hdim + 1).T, da2), _LSTM_ORDER)
+    grads = LSTMParams(dw[:d], dw[d : d + hdim], dw[d + hdim])
     if not input_grad:
         return no_input_grad((n, t, d), dtype), dh, dc, grads
     dx = np.matmul(da2, _gate_major(wx, _LSTM_ORDER).transpose(0, 2, 1)).sum(axis=0)
