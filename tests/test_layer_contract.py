@@ -17,8 +17,10 @@ from fnnet.layers.combinators import AddBranches, Concat, Residual, Serial, add_
 from fnnet.layers.conv import Conv1D, Conv2D
 from fnnet.layers.core import Affine, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.dropout import Dropout
+from fnnet.layers.embedding import Embedding, TimeAffine
 from fnnet.layers.norm import BatchNorm, BatchNormState, GroupNorm, LayerNorm
 from fnnet.layers.pool import AvgPool1D, AvgPool2D, GlobalAvgPool2D, MaxPool1D, MaxPool2D
+from fnnet.layers.recurrent import GRU, LSTM, RNN
 from fnnet.random import Key
 from fnnet.tree import tree_leaves, tree_structure
 from fnnet.typing import Array, Shape
@@ -26,6 +28,7 @@ from fnnet.typing import Array, Shape
 FLAT: list[Shape] = [(4,), (2, 3), (2, 3, 4)]  # any-rank layers
 IMAGES: list[Shape] = [(1, 6, 6), (3, 7, 5)]  # (C, H, W)
 SEQUENCES: list[Shape] = [(1, 9), (4, 6)]  # (C, L)
+TIME_SEQUENCES: list[Shape] = [(4, 2), (1, 3)]  # (T, D)
 
 #: Every layer kind (and the combinators) with the input shapes it is checked on.
 CATALOG: list[tuple[Layer, list[Shape]]] = [
@@ -90,7 +93,30 @@ CATALOG: list[tuple[Layer, list[Shape]]] = [
         ),
         IMAGES,
     ),
+    (Embedding(7, 3), [(5,), (2, 3), ()]),  # integer ids in, see _inputs
+    (TimeAffine(3), [(4, 2), (2,), (2, 3, 2)]),
+    (RNN(3), TIME_SEQUENCES),
+    (RNN(3, return_sequences=False), TIME_SEQUENCES),
+    (LSTM(3), TIME_SEQUENCES),
+    (LSTM(3, return_sequences=False), TIME_SEQUENCES),
+    (GRU(3), TIME_SEQUENCES),
+    (GRU(3, return_sequences=False), TIME_SEQUENCES),
+    (serial(Embedding(7, 4), LSTM(5), TimeAffine(7)), [(6,)]),
+    (serial(Embedding(7, 4), GRU(5, return_sequences=False), Affine(2)), [(3,)]),
 ]
+
+
+def _takes_ids(layer: Layer) -> bool:
+    """Whether the layer's input is integer ids (an Embedding first): no input gradient then."""
+    first = layer.layers[0] if isinstance(layer, Serial) else layer
+    return isinstance(first, Embedding)
+
+
+def _inputs(layer: Layer, in_shape: Shape, n: int = 3) -> Array:
+    """A batch for ``layer``: ids below 7 for an Embedding first, else standard normal float32."""
+    if _takes_ids(layer):
+        return np.random.default_rng(1).integers(0, 7, (n, *in_shape))
+    return normal((n, *in_shape), 1, dtype=np.float32)
 
 
 def _id(layer: Layer) -> str:
@@ -149,6 +175,11 @@ def test_out_shape_is_inits_out_shape(layer: Layer, in_shape: Shape) -> None:
         (residual(Conv2D(2, 3, stride=2, pad=1), Conv2D(2, 1)), (1, 6, 6)),
         (serial(ReLU(), concat(ReLU(), serial(Tanh(), Conv2D(2, 9)))), (1, 6, 6)),
         (residual(Affine(4), serial(ReLU(), Conv2D(4, 1))), (4,)),
+        (LSTM(3), (4,)),
+        (GRU(3, return_sequences=False), (2, 3, 4)),
+        (RNN(3), ()),
+        (TimeAffine(2), ()),
+        (serial(Embedding(5, 2), LSTM(3)), (2, 3)),
     ],
     ids=lambda v: _id(v) if isinstance(v, Layer) else str(v),
 )
@@ -225,10 +256,10 @@ def test_out_shape_and_init_state_draw_no_weights() -> None:
 def test_forward_threads_state_and_backward_mirrors_params(layer: Layer, in_shape: Shape) -> None:
     params, out_shape = layer.init(fnnet.key(0), in_shape)
     state0 = layer.init_state(in_shape)
-    x = normal((3, *in_shape), 1, dtype=np.float32)
+    x = _inputs(layer, in_shape)
 
     y, state1, cache = layer.forward(params, state0, x, TRAIN_KEYED)
-    assert y.shape == (3, *out_shape) and y.dtype == x.dtype
+    assert y.shape == (3, *out_shape) and y.dtype == np.float32
     assert tree_structure(state1) == tree_structure(state0)  # None for stateless layers
     dx, grads = layer.backward(params, cache, np.ones_like(y))
     assert dx.shape == x.shape and dx.dtype == x.dtype
@@ -246,13 +277,13 @@ def test_forward_threads_state_and_backward_mirrors_params(layer: Layer, in_shap
 @pytest.mark.parametrize(("layer", "in_shape"), LAYERS)
 def test_backward_without_input_grad_gives_a_read_only_zero_dx(layer: Layer, in_shape: Shape) -> None:
     params, _ = layer.init(fnnet.key(0), in_shape)
-    x = normal((3, *in_shape), 1, dtype=np.float32)
+    x = _inputs(layer, in_shape)
     y, _, cache = layer.forward(params, layer.init_state(in_shape), x, TRAIN_KEYED)
     dout = normal(y.shape, 2, dtype=np.float32)
     dx_on, grads_on = layer.backward(params, cache, dout)
     dx_off, grads_off = layer.backward(params, cache, dout, input_grad=False)
-    assert np.any(dx_on)
-    assert dx_off.shape == x.shape and dx_off.dtype == dout.dtype
+    assert bool(np.any(dx_on)) != _takes_ids(layer)  # integer ids have no gradient: zeros
+    assert dx_off.shape == x.shape and dx_off.dtype == (x.dtype if _takes_ids(layer) else dout.dtype)
     assert not dx_off.flags.writeable and not np.any(dx_off)
     assert all(s == 0 for s in dx_off.strides)  # one zero seen everywhere: it takes no memory
     assert_bit_identical(grads_off, grads_on)  # only dx is skipped
