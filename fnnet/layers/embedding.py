@@ -26,9 +26,19 @@ from fnnet.typing import Array, Shape
 
 __all__ = ["Embedding", "EmbeddingParams", "TimeAffine", "embedding_grad", "ONE_HOT_MAX_VOCAB"]
 
-#: :func:`embedding_grad` sums with a one-hot GEMM up to this vocabulary size, and with one
-#: ``np.bincount`` over (id, column) pairs above it (the faster of the two on each side).
 ONE_HOT_MAX_VOCAB = 64
+""":func:`embedding_grad` sums with a one-hot GEMM up to this vocabulary size, and with one
+``np.bincount`` over (id, column) pairs above it (the faster of the two on each side). Both
+give the same sums.
+
+>>> import numpy as np
+>>> from fnnet.layers.embedding import ONE_HOT_MAX_VOCAB, embedding_grad
+>>> ids, dout = np.array([[0, 3, 0]]), np.ones((1, 3, 2), np.float32)
+>>> gemm = embedding_grad(ids, dout, ONE_HOT_MAX_VOCAB)
+>>> counted = embedding_grad(ids, dout, ONE_HOT_MAX_VOCAB + 1)
+>>> ONE_HOT_MAX_VOCAB, gemm.shape, counted.shape, bool((gemm == counted[:-1]).all())
+(64, (64, 2), (65, 2), True)
+"""
 
 
 def _fmt(shape: tuple[int, ...]) -> str:
@@ -36,7 +46,13 @@ def _fmt(shape: tuple[int, ...]) -> str:
 
 
 class EmbeddingParams(NamedTuple):
-    """Parameters of :class:`Embedding`: the table ``w`` of shape ``(vocab_size, dim)``."""
+    """Parameters of :class:`Embedding`: the table ``w`` of shape ``(vocab_size, dim)``.
+
+    >>> import fnnet
+    >>> params, _ = fnnet.Embedding(10, 4).init(fnnet.key(0), (7,))
+    >>> params.w.shape, params.w.dtype
+    ((10, 4), dtype('float32'))
+    """
 
     w: Array
 

@@ -94,7 +94,13 @@ __all__ = [
 
 
 class RNNParams(NamedTuple):
-    """Parameters of :class:`RNN`: ``wx (D, H)``, ``wh (H, H)``, ``b (H,)``."""
+    """Parameters of :class:`RNN`: ``wx (D, H)``, ``wh (H, H)``, ``b (H,)``.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.RNN(5).init(fnnet.key(0), (7, 3))  # in_shape (T, D) = (7, 3)
+    >>> p.wx.shape, p.wh.shape, p.b.shape
+    ((3, 5), (5, 5), (5,))
+    """
 
     wx: Array
     wh: Array
@@ -102,7 +108,21 @@ class RNNParams(NamedTuple):
 
 
 class LSTMParams(NamedTuple):
-    """Parameters of :class:`LSTM`: ``wx (D, 4H)``, ``wh (H, 4H)``, ``b (4H,)``, gate blocks ``(f, g, i, o)``."""
+    """Parameters of :class:`LSTM`: ``wx (D, 4H)``, ``wh (H, 4H)``, ``b (4H,)``, gate blocks ``(f, g, i, o)``.
+
+    Column block ``k`` of ``wx``, ``wh`` and ``b`` (columns ``k*H`` to ``(k+1)*H``) belongs to
+    gate ``(f, g, i, o)[k]``.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.LSTM(5).init(fnnet.key(0), (7, 3))
+    >>> p.wx.shape, p.wh.shape, p.b.shape
+    ((3, 20), (5, 20), (20,))
+    >>> z = np.zeros((1, 4), np.float32)  # H = 1: a forget gate wide open, an output gate shut
+    >>> p = LSTMParams(z, z, np.array([100, 0, 0, -100], np.float32))
+    >>> h, c = lstm_cell(p, np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32), np.ones((1, 1), np.float32))
+    >>> float(c[0, 0]), float(h[0, 0])  # c' = σ(f) c + tanh(g) σ(i) = 1,  h' = σ(o) tanh(c') = 0
+    (1.0, 0.0)
+    """
 
     wx: Array
     wh: Array
@@ -111,7 +131,16 @@ class LSTMParams(NamedTuple):
 
 class GRUParams(NamedTuple):
     """Parameters of :class:`GRU`: ``wx (D, 3H)``, ``wh (H, 3H)``, ``b (3H,)`` with gate blocks
-    ``(r, z, n)``, and ``bhn (H,)``, the bias of ``h @ wh_n`` inside the reset product."""
+    ``(r, z, n)``, and ``bhn (H,)``, the bias of ``h @ wh_n`` inside the reset product.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.GRU(5).init(fnnet.key(0), (7, 3))
+    >>> p.wx.shape, p.wh.shape, p.b.shape, p.bhn.shape
+    ((3, 15), (5, 15), (15,), (5,))
+    >>> z = np.zeros((1, 3), np.float32)  # H = 1, the update gate z (block 1) saturated: h' = h
+    >>> gru_cell(GRUParams(z, z, np.array([0, 100, 0], np.float32), z[0, :1]), z[:, :1], z[:, :1] + 2).tolist()
+    [[2.0]]
+    """
 
     wx: Array
     wh: Array
@@ -120,20 +149,48 @@ class GRUParams(NamedTuple):
 
 
 class RNNState(NamedTuple):
-    """Hidden state of :class:`RNN` and :class:`GRU`: ``h (N, H)``."""
+    """Hidden state of :class:`RNN` and :class:`GRU`: ``h (N, H)``.
+
+    >>> import fnnet
+    >>> rnn = fnnet.RNN(4, stateful=True)
+    >>> params, _ = rnn.init(fnnet.key(0), (5, 3))
+    >>> h0 = RNNState(np.zeros((2, 4), np.float32))  # the same as passing None
+    >>> y, state, _ = rnn.forward(params, h0, np.ones((2, 5, 3), np.float32))
+    >>> type(state).__name__, state.h.shape, bool((state.h == y[:, -1]).all())
+    ('RNNState', (2, 4), True)
+    """
 
     h: Array
 
 
 class LSTMState(NamedTuple):
-    """State of :class:`LSTM`: hidden ``h (N, H)`` and cell ``c (N, H)``."""
+    """State of :class:`LSTM`: hidden ``h (N, H)`` and cell ``c (N, H)``.
+
+    >>> import fnnet
+    >>> lstm = fnnet.LSTM(4, stateful=True)
+    >>> params, _ = lstm.init(fnnet.key(0), (5, 3))
+    >>> s0 = LSTMState(np.zeros((2, 4), np.float32), np.ones((2, 4), np.float32))
+    >>> y, s1, _ = lstm.forward(params, s0, np.ones((2, 5, 3), np.float32))
+    >>> s1.h.shape, s1.c.shape, bool((s1.h == y[:, -1]).all())
+    ((2, 4), (2, 4), True)
+    """
 
     h: Array
     c: Array
 
 
 class RNNCache(NamedTuple):
-    """What :func:`rnn_scan_backward` needs (time-major arrays)."""
+    """What :func:`rnn_scan_backward` needs (time-major arrays).
+
+    The third value :func:`rnn_scan` returns (and what the cache of :meth:`RNN.forward` holds).
+    Opaque: hand it to :func:`rnn_scan_backward` unchanged; its fields are internal.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.RNN(4).init(fnnet.key(0), (5, 3))
+    >>> hs, hT, cache = rnn_scan(p, np.ones((2, 5, 3), np.float32))
+    >>> isinstance(cache, RNNCache), rnn_scan_backward(p, cache, np.ones_like(hs))[0].shape
+    (True, (2, 5, 3))
+    """
 
     xt: Array  # (T*N, D): the input, time-major
     hs: Array  # (T+1, N, H): h0, h1, ..., hT
@@ -141,7 +198,17 @@ class RNNCache(NamedTuple):
 
 
 class LSTMCache(NamedTuple):
-    """What :func:`lstm_scan_backward` needs (time-major arrays; the gate layout is internal)."""
+    """What :func:`lstm_scan_backward` needs (time-major arrays; the gate layout is internal).
+
+    The third value :func:`lstm_scan` returns (and what the cache of :meth:`LSTM.forward` holds).
+    Opaque: hand it to :func:`lstm_scan_backward` unchanged; its fields are internal.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.LSTM(4).init(fnnet.key(0), (5, 3))
+    >>> hs, (hT, cT), cache = lstm_scan(p, np.ones((2, 5, 3), np.float32))
+    >>> isinstance(cache, LSTMCache), lstm_scan_backward(p, cache, np.ones_like(hs))[0].shape
+    (True, (2, 5, 3))
+    """
 
     zs: Array  # (T, N, D+H+1): each step's GEMM input [x_t, h_{t-1}, 1]
     hs: Array  # (T+1, N, H): h0 .. hT
@@ -152,7 +219,17 @@ class LSTMCache(NamedTuple):
 
 
 class GRUCache(NamedTuple):
-    """What :func:`gru_scan_backward` needs (time-major arrays; the gate layout is internal)."""
+    """What :func:`gru_scan_backward` needs (time-major arrays; the gate layout is internal).
+
+    The third value :func:`gru_scan` returns (and what the cache of :meth:`GRU.forward` holds).
+    Opaque: hand it to :func:`gru_scan_backward` unchanged; its fields are internal.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.GRU(4).init(fnnet.key(0), (5, 3))
+    >>> hs, hT, cache = gru_scan(p, np.ones((2, 5, 3), np.float32))
+    >>> isinstance(cache, GRUCache), gru_scan_backward(p, cache, np.ones_like(hs))[0].shape
+    (True, (2, 5, 3))
+    """
 
     xt: Array  # (T*N, D)
     hs: Array  # (T+1, N, H)
@@ -322,6 +399,13 @@ def rnn_scan_backward(
         input_grad: ``False`` skips ``dx`` (a read-only zero array is returned).
     Returns:
         ``(dx (N, T, D), dh0 (N, H), grads)`` with ``grads`` an :class:`RNNParams`.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.RNN(4).init(fnnet.key(0), (6, 3))
+    >>> hs, hT, cache = rnn_scan(p, np.ones((2, 6, 3), np.float32))
+    >>> dx, dh0, grads = rnn_scan_backward(p, cache, dhT=np.ones_like(hT))  # a loss on hT only
+    >>> dx.shape, dh0.shape, grads.wx.shape, grads.wh.shape, grads.b.shape
+    ((2, 6, 3), (2, 4), (3, 4), (4, 4), (4,))
     """
     fn = "rnn_scan_backward"
     wx, wh, hdim = _check_params(fn, params, 1)
@@ -634,6 +718,13 @@ def gru_scan_backward(
         input_grad: ``False`` skips ``dx`` (a read-only zero array is returned).
     Returns:
         ``(dx (N, T, D), dh0 (N, H), grads)`` with ``grads`` a :class:`GRUParams`.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.GRU(4).init(fnnet.key(0), (6, 3))
+    >>> hs, hT, cache = gru_scan(p, np.ones((2, 6, 3), np.float32))
+    >>> dx, dh0, grads = gru_scan_backward(p, cache, np.ones_like(hs))
+    >>> dx.shape, dh0.shape, grads.wx.shape, grads.wh.shape, grads.b.shape, grads.bhn.shape
+    ((2, 6, 3), (2, 4), (3, 12), (4, 12), (12,), (4,))
     """
     fn = "gru_scan_backward"
     wx, wh, hdim = _check_gru(fn, params)
@@ -799,6 +890,16 @@ class RNN(_Recurrent):
     :func:`rnn_scan_backward`, :func:`rnn_cell`.
 """
         + _DOC_LAYER
+        + """
+    >>> import fnnet
+    >>> rnn = RNN(6, return_sequences=False)
+    >>> params, out_shape = rnn.init(fnnet.key(0), (4, 3))  # in_shape (T, D)
+    >>> y, state, cache = rnn.forward(params, None, np.ones((2, 4, 3), np.float32))  # x (N, T, D)
+    >>> out_shape, y.shape, state  # the last hidden state only; not stateful: None comes back
+    ((6,), (2, 6), None)
+    >>> rnn.backward(params, cache, np.ones_like(y))[0].shape
+    (2, 4, 3)
+"""
     )
 
     hidden: int = attrs.field(validator=positive_int)
@@ -834,6 +935,19 @@ class LSTM(_Recurrent):
     :func:`lstm_cell`.
 """
         + _DOC_LAYER
+        + """
+    >>> import fnnet
+    >>> lstm = LSTM(8, stateful=True)
+    >>> params, out_shape = lstm.init(fnnet.key(0), (5, 3))  # in_shape (T, D)
+    >>> x = np.ones((2, 5, 3), np.float32)  # (N, T, D)
+    >>> y, state, cache = lstm.forward(params, None, x)
+    >>> out_shape, y.shape, state.h.shape, state.c.shape
+    ((5, 8), (2, 5, 8), (2, 8), (2, 8))
+    >>> y2, _, _ = lstm.forward(params, state, x)  # the next batch continues from (h, c)
+    >>> y10, _, _ = lstm.forward(params, None, np.concatenate([x, x], axis=1))
+    >>> bool(np.allclose(y2, y10[:, 5:], atol=1e-6))
+    True
+"""
     )
 
     _GATES: ClassVar[int] = 4
@@ -870,6 +984,18 @@ class GRU(_Recurrent):
     Kernels: :func:`gru_scan`, :func:`gru_scan_backward`, :func:`gru_cell`.
 """
         + _DOC_LAYER
+        + """
+    >>> import fnnet
+    >>> gru = GRU(4)
+    >>> params, out_shape = gru.init(fnnet.key(0), (6, 3))  # in_shape (T, D)
+    >>> h0 = RNNState(np.full((2, 4), 0.5, np.float32))
+    >>> y, state, cache = gru.forward(params, h0, np.ones((2, 6, 3), np.float32))
+    >>> out_shape, y.shape, state is h0  # not stateful: the initial state comes back unchanged
+    ((6, 4), (2, 6, 4), True)
+    >>> dx, grads = gru.backward(params, cache, np.ones_like(y))
+    >>> dx.shape, grads.bhn.shape
+    ((2, 6, 3), (4,))
+"""
     )
 
     _GATES: ClassVar[int] = 3
