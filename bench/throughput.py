@@ -127,7 +127,7 @@ class TorchReference:
 
     def __init__(self, python: str, name: str, keep: bool, pool_first: bool = False):
         script = Path(__file__).with_name("torch_reference.py")
-        arch = {"simple-convnet": "simple", "deep-convnet": "deep"}[name]
+        arch = {"simple-convnet": "simple", "deep-convnet": "deep", "resnet": "resnet"}[name]
         cmd = [python, str(script), "--arch", arch, "--serve"] + (["--keep-heap"] if keep else [])
         cmd += ["--pool-first"] if pool_first else []
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -157,7 +157,7 @@ class TorchReference:
 def main(argv: list[str] | None = None) -> None:
     """Measure and print throughput and ratios."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="two-layer-net", choices=["two-layer-net", "simple-convnet", "deep-convnet"])
+    ap.add_argument("--model", default="two-layer-net", choices=["two-layer-net", "simple-convnet", "deep-convnet", "resnet"])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--block", type=int, default=0, help="steps per timed block (default by model)")
     ap.add_argument("--torch", default=None, help="python of a venv with torch==2.13.0, for the comparison")
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.keep_heap and not keep_heap():
         print("--keep-heap: mallopt not available; default allocator")
-    block = args.block or {"two-layer-net": 200, "simple-convnet": 10, "deep-convnet": 3}[args.model]
+    block = args.block or {"two-layer-net": 200, "simple-convnet": 10, "deep-convnet": 3, "resnet": 2}[args.model]
 
     rows: dict[str, list[float]] = {}
     fn = fnnet_step(args.model)
