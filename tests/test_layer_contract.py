@@ -14,17 +14,18 @@ import fnnet
 from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer, kind
 from fnnet.layers.combinators import Residual, Serial, residual, serial
-from fnnet.layers.conv import Conv2D
+from fnnet.layers.conv import Conv1D, Conv2D
 from fnnet.layers.core import Affine, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.norm import BatchNorm, BatchNormState, GroupNorm, LayerNorm
-from fnnet.layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from fnnet.layers.pool import AvgPool1D, AvgPool2D, GlobalAvgPool2D, MaxPool1D, MaxPool2D
 from fnnet.random import Key
 from fnnet.tree import tree_leaves, tree_structure
 from fnnet.typing import Array, Shape
 
 FLAT: list[Shape] = [(4,), (2, 3), (2, 3, 4)]  # any-rank layers
 IMAGES: list[Shape] = [(1, 6, 6), (3, 7, 5)]  # (C, H, W)
+SEQUENCES: list[Shape] = [(1, 9), (4, 6)]  # (C, L)
 
 #: Every layer kind (and the combinators) with the input shapes it is checked on.
 CATALOG: list[tuple[Layer, list[Shape]]] = [
@@ -45,6 +46,14 @@ CATALOG: list[tuple[Layer, list[Shape]]] = [
     (BatchNorm(), [(4,), (3, 5, 5), (2, 4, 3)]),
     (Conv2D(2, 3), IMAGES),
     (Conv2D(3, (3, 2), stride=2, pad=1), [*IMAGES, (2, 2, 2)]),
+    (Conv2D(4, 3, pad=1, groups=2), [(2, 5, 5), (4, 6, 4)]),
+    (Conv2D(6, (2, 3), stride=2, groups=3), [(3, 5, 6), (6, 4, 4)]),  # depthwise on 3 channels
+    (Conv1D(2, 3), SEQUENCES),
+    (Conv1D(4, 3, stride=2, pad=2, groups=2), [(2, 7), (4, 4)]),
+    (MaxPool1D(2), SEQUENCES),
+    (MaxPool1D(3, 2, 1), SEQUENCES),
+    (AvgPool1D(3, 1, 1), SEQUENCES),
+    (serial(Conv1D(4, 3, pad=1), ReLU(), MaxPool1D(2), Conv1D(4, 1, groups=4), Flatten(), Affine(3)), SEQUENCES),
     (MaxPool2D(2), IMAGES),
     (MaxPool2D(3, 2, 1), IMAGES),
     (AvgPool2D((2, 3), 1, (1, 1)), IMAGES),
@@ -94,6 +103,11 @@ def test_out_shape_is_inits_out_shape(layer: Layer, in_shape: Shape) -> None:
         (Conv2D(2, 3), (9, 9)),
         (MaxPool2D(4), (1, 3, 8)),
         (AvgPool2D(2), (8,)),
+        (Conv2D(4, 3, groups=2), (3, 5, 5)),
+        (Conv1D(2, 5), (1, 4)),
+        (Conv1D(2, 3), (1, 4, 4)),
+        (MaxPool1D(3), (2, 2)),
+        (AvgPool1D(2), (2, 2, 2)),
         (BatchNorm(), (3, 4)),
         (GlobalAvgPool2D(), (8,)),
         (LayerNorm(), ()),

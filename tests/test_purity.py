@@ -24,7 +24,8 @@ from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer, kind
 from fnnet.layers.combinators import residual, serial
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.norm import GroupNorm, LayerNorm
-from fnnet.layers.pool import GlobalAvgPool2D
+from fnnet.layers.conv import Conv1D, Conv2D
+from fnnet.layers.pool import AvgPool1D, GlobalAvgPool2D, MaxPool1D
 from fnnet.losses import (
     binary_cross_entropy_with_logits,
     cross_entropy,
@@ -146,6 +147,32 @@ def test_sample_norms_and_global_pooling(layer: Layer, readonly: bool, data: st.
     dtype = data.draw(DTYPES)
     n, c = data.draw(st.integers(1, 4)), 2 * data.draw(st.integers(1, 3))
     in_shape = (c, data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4)))
+    template = layer.init(key(0), in_shape)[0]
+    params = tree_map(lambda leaf: data.draw(_array(dtype, leaf.shape)), template)
+    x = data.draw(_array(dtype, (n, *in_shape)))
+    ctx = data.draw(st.sampled_from([EVAL, TRAIN]))
+    y, _, cache = call_unchanged(lambda p, xx: layer.forward(p, None, xx, ctx), params, x, readonly=readonly)
+    dout = data.draw(_array(dtype, y.shape))
+    input_grad = data.draw(st.booleans())
+    call_unchanged(lambda p, c, d: layer.backward(p, c, d, input_grad), params, cache, dout, readonly=readonly)
+
+
+#: 1-D convolution and pooling on (N, C, L), grouped and depthwise convolution on (N, C, H, W); C in {4, 8}.
+CONV_LIKE: list[Layer] = [
+    Conv1D(3, 3, stride=2, pad=1), Conv1D(4, 2, pad=1, groups=2), MaxPool1D(3, 2, 1), AvgPool1D(2),
+    Conv2D(4, 2, pad=1, groups=2), Conv2D(4, (2, 3), stride=(1, 2), groups=4),
+]  # fmt: skip
+
+
+@READONLY
+@pytest.mark.parametrize("layer", CONV_LIKE, ids=lambda v: f"{kind(v)}{getattr(v, 'groups', '')}")
+@settings(max_examples=12, deadline=None)
+@given(data=st.data())
+def test_conv1d_pool1d_and_grouped_conv(layer: Layer, readonly: bool, data: st.DataObject) -> None:
+    dtype = data.draw(DTYPES)
+    n, c = data.draw(st.integers(1, 3)), 4 * data.draw(st.integers(1, 2))
+    size = st.integers(3, 6)
+    in_shape = (c, data.draw(size)) if isinstance(layer, (Conv1D, MaxPool1D, AvgPool1D)) else (c, data.draw(size), data.draw(size))
     template = layer.init(key(0), in_shape)[0]
     params = tree_map(lambda leaf: data.draw(_array(dtype, leaf.shape)), template)
     x = data.draw(_array(dtype, (n, *in_shape)))

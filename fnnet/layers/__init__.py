@@ -4,7 +4,7 @@ from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
 from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
 from fnnet.layers.combinators import Residual, Serial, Summary, residual, serial, summary
 from fnnet.layers._patches import col2im, conv_output_size, im2col
-from fnnet.layers.conv import Conv2D, ConvParams
+from fnnet.layers.conv import Conv1D, Conv2D, ConvParams
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.norm import (
@@ -16,7 +16,7 @@ from fnnet.layers.norm import (
     LayerNorm,
     LayerNormParams,
 )
-from fnnet.layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from fnnet.layers.pool import AvgPool1D, AvgPool2D, GlobalAvgPool2D, MaxPool1D, MaxPool2D
 
 __all__ = [
     "EVAL",
@@ -55,6 +55,9 @@ __all__ = [
     "MaxPool2D",
     "AvgPool2D",
     "GlobalAvgPool2D",
+    "Conv1D",
+    "MaxPool1D",
+    "AvgPool1D",
     "im2col",
     "col2im",
     "conv_output_size",

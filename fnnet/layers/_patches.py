@@ -18,6 +18,10 @@ faster; three choices do most of the work:
 - **The input gradient as a correlation.** ``dx`` is the stride-1 correlation of ``dout`` (dilated
   by the stride and zero-padded) with the flipped, channel-swapped kernel: another patch GEMM
   instead of a scatter-add ``col2im``.
+
+A grouped convolution runs one patch GEMM per group, each writing its block of output columns. A
+depthwise one (one channel per group) would make those GEMMs a single column wide: it runs instead as
+one multiply-add pass per kernel tap over channels-last views, every channel at once.
 """
 
 from __future__ import annotations
@@ -260,15 +264,20 @@ def _windows(xb: Array, g: PatchGeometry) -> Array:
     return windows[:, : g.sh * (g.oh - 1) + 1 : g.sh, : g.sw * (g.ow - 1) + 1 : g.sw].transpose(0, 1, 2, 4, 5, 3)
 
 
-def correlate(src: Array, g: PatchGeometry, wmat: Array, b: Array | None) -> Array:
+def correlate(src: Array, g: PatchGeometry, wmat: Array, b: Array | None, out: Array | None = None) -> Array:
     """``(N*OH*OW, FN)`` rows ``patches(src) @ wmat (+ b)``, chunk by chunk.
 
     Args:
         src: ``(N, H, W, C)`` (any strides).
         wmat: ``(FH*FW*C, FN)`` in the patch column order ``(i, j, c)``.
+        out: where to write the rows (a new array if ``None``): ``(N*OH*OW, FN)`` whose rows may be
+            strided (a block of columns of a wider array), only with ``b`` ``None``.
     """
     fn = wmat.shape[1]
-    out = np.empty((src.shape[0] * g.oh * g.ow, fn), dtype=src.dtype)
+    if out is None:
+        out = np.empty((src.shape[0] * g.oh * g.ow, fn), dtype=src.dtype)
+    elif b is not None:
+        raise AssertionError("correlate: a bias needs the output rows to itself")
     k_major = is_k_major(src.shape[3])
     if b is not None and k_major:
         wmat = np.concatenate([wmat, b[None, :]])  # the patches get a column of ones
@@ -283,3 +292,78 @@ def correlate(src: Array, g: PatchGeometry, wmat: Array, b: Array | None) -> Arr
     return out
 
 
+
+
+# --- depthwise correlation (groups == channels): one multiply-add per kernel tap -----------------
+
+
+def _placed_chunks(src: Array, g: PatchGeometry, sample_bytes: int) -> Iterator[tuple[slice, Array]]:
+    """Yield ``(samples, xb)``: ``xb`` ``(n, Hb, Wb, ...)`` holds ``src[samples]`` (``(N, H, W, ...)``)
+    placed as :class:`PatchGeometry` says. ``xb`` is one scratch buffer reused for every chunk (or a
+    view of ``src`` when no placement is needed)."""
+    n_total, h, w = src.shape[:3]
+    chunk = max(1, min(n_total, CHUNK_BYTES // max(1, sample_bytes)))
+    if (g.hb, g.wb) == (h, w) and g.offset == (0, 0) and g.dilation == (1, 1):
+        for s in range(0, n_total, chunk):
+            yield slice(s, min(n_total, s + chunk)), src[s : s + chunk]
+        return
+    buf = np.zeros((chunk, g.hb, g.wb, *src.shape[3:]), dtype=src.dtype)
+    hs_src, hs_buf = _placement(h, g.hb, g.offset[0], g.dilation[0])
+    ws_src, ws_buf = _placement(w, g.wb, g.offset[1], g.dilation[1])
+    for s in range(0, n_total, chunk):
+        e = min(n_total, s + chunk)
+        buf[: e - s, hs_buf, ws_buf] = src[s:e, hs_src, ws_src]
+        yield slice(s, e), buf[: e - s]
+
+
+def _taps(xb: Array, g: PatchGeometry) -> Iterator[tuple[int, int, Array]]:
+    """``(i, j, view)`` for every kernel tap: ``view[n, oh, ow, ...] = xb[n, oh*sh + i, ow*sw + j, ...]``."""
+    for i in range(g.fh):
+        for j in range(g.fw):
+            yield i, j, xb[:, i : i + g.sh * (g.oh - 1) + 1 : g.sh, j : j + g.sw * (g.ow - 1) + 1 : g.sw]
+
+
+def depthwise_correlate(src: Array, g: PatchGeometry, w: Array) -> Array:
+    """Correlate every channel with its own kernels: ``(N, OH, OW, C, M)`` with
+    ``out[n, oh, ow, c, m] = sum_{i,j,k} src_placed[n, oh*sh + i, ow*sw + j, c, k] * w[i, j, c, k, m]``.
+
+    Args:
+        src: ``(N, H, W, C, K)`` (any strides), with ``K == 1`` or ``M == 1``.
+        w: ``(FH, FW, C, K, M)``.
+    """
+    n_total, c, k = src.shape[0], src.shape[3], src.shape[4]
+    m = w.shape[4]
+    out = np.empty((n_total, g.oh, g.ow, c, m), dtype=src.dtype)
+    sample_bytes = (g.hb * g.wb * k + 2 * g.oh * g.ow * max(k, m)) * c * src.dtype.itemsize
+    tmp: Array | None = None
+    for rows, xb in _placed_chunks(src, g, sample_bytes):
+        o = out[rows]
+        if tmp is None:
+            tmp = np.empty_like(o)  # the first chunk is the largest
+        t = tmp[: len(o)]
+        for tap, (i, j, xs) in enumerate(_taps(xb, g)):
+            target = o if tap == 0 else t
+            if k == 1:
+                np.multiply(xs, w[i, j, :, 0, :], out=target)
+            else:  # M == 1: sum over the K inputs of each channel
+                np.einsum("nhwck,ck->nhwc", xs, w[i, j, :, :, 0], out=target[..., 0])
+            if tap:
+                o += t  # our own fresh output
+    return out
+
+
+def depthwise_weight_grad(src: Array, g: PatchGeometry, d: Array) -> Array:
+    """``dw`` ``(FH, FW, C, M)`` of :func:`depthwise_correlate` with ``K == 1``: ``dw[i, j, c, m] =
+    sum_{n,oh,ow} src_placed[n, oh*sh + i, ow*sw + j, c] * d[n, oh, ow, c, m]``.
+
+    Args:
+        src: ``(N, H, W, C)`` (any strides); d: ``(N, OH, OW, C, M)``.
+    """
+    c, m = d.shape[3], d.shape[4]
+    dw = np.zeros((g.fh, g.fw, c, m), dtype=d.dtype)
+    sample_bytes = (g.hb * g.wb + g.oh * g.ow * m) * c * src.dtype.itemsize
+    for rows, xb in _placed_chunks(src, g, sample_bytes):
+        dr = d[rows]
+        for i, j, xs in _taps(xb, g):
+            dw[i, j] += np.einsum("nhwc,nhwcm->cm", xs, dr)
+    return dw
