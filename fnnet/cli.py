@@ -95,6 +95,8 @@ MODEL_DEFAULTS: dict[str, tuple[Callable[[], Serial], bool, str, float, int]] = 
     # CNNs take unflattened (N, 1, 28, 28) images; about 3 s (simple) and 12 s (deep) per epoch on mnist-small
     "simple-convnet": (models.simple_convnet, False, "adam", 0.001, 5),
     "deep-convnet": (models.deep_convnet, False, "adam", 0.001, 5),
+    # a small residual network with BatchNorm: fewer epochs suffice, each costs more
+    "resnet": (models.resnet, False, "adam", 0.001, 2),
 }
 
 OPTIMIZERS: dict[str, Callable[[float], optim.GradientTransformation]] = {

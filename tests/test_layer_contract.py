@@ -13,7 +13,7 @@ from _helpers import assert_bit_identical, normal
 import fnnet
 from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer, kind
-from fnnet.layers.combinators import Residual, Serial, residual, serial
+from fnnet.layers.combinators import AddBranches, Concat, Residual, Serial, add_branches, concat, residual, serial
 from fnnet.layers.conv import Conv1D, Conv2D
 from fnnet.layers.core import Affine, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.dropout import Dropout
@@ -67,6 +67,29 @@ CATALOG: list[tuple[Layer, list[Shape]]] = [
     (serial(Flatten(), Affine(3), serial(Tanh(), Affine(2))), FLAT),
     (residual(serial(Conv2D(3, 3, pad=1), ReLU(), Conv2D(3, 1))), [(3, 6, 6), (3, 5, 4)]),
     (residual(serial(BatchNorm(), Tanh())), [(4,), (2, 3, 3)]),
+    (concat(Conv2D(2, 3, pad=1), serial(Conv2D(3, 1), BatchNorm()), MaxPool2D(3, 1, 1)), IMAGES),
+    (concat(Conv2D(2, 3, pad=1), Conv2D(2, (3, 1), pad=1), axis=-1), IMAGES),
+    (concat(Affine(3), serial(Affine(2), Tanh()), Dropout(0.5)), [(3,)]),
+    (concat(Affine(3)), FLAT),
+    (add_branches(Conv2D(3, 3, pad=1), serial(Conv2D(3, 1), BatchNorm()), Conv2D(3, (1, 3), pad=(0, 1))), IMAGES),
+    (add_branches(Affine(4), serial(Affine(3), Sigmoid(), Affine(4))), FLAT),
+    (
+        residual(
+            serial(Conv2D(4, 3, stride=2, pad=1), BatchNorm(), ReLU(), Conv2D(4, 3, pad=1), BatchNorm()),
+            serial(Conv2D(4, 1, stride=2), BatchNorm()),
+        ),
+        IMAGES,
+    ),
+    (
+        serial(
+            Conv2D(4, 3, pad=1),
+            concat(residual(serial(Conv2D(4, 3, pad=1), BatchNorm())), add_branches(ReLU(), Conv2D(4, 1))),
+            residual(Conv2D(4, 1, stride=2), Conv2D(4, 1, stride=2, w_init=fnnet.initializers.Normal(0.5))),
+            GlobalAvgPool2D(),
+            Affine(3),
+        ),
+        IMAGES,
+    ),
 ]
 
 
@@ -74,7 +97,11 @@ def _id(layer: Layer) -> str:
     if isinstance(layer, Serial):
         return "serial(" + ",".join(_id(sub) for sub in layer.layers) + ")"
     if isinstance(layer, Residual):
-        return f"residual({_id(layer.inner)})"
+        shortcut = "" if layer.shortcut is None else f",{_id(layer.shortcut)}"
+        return f"residual({_id(layer.inner)}{shortcut})"
+    if isinstance(layer, (Concat, AddBranches)):
+        axis = f",axis={layer.axis}" if isinstance(layer, Concat) else ""
+        return f"{kind(layer).lower()}(" + ",".join(_id(b) for b in layer.branches) + axis + ")"
     return kind(layer)
 
 
@@ -130,7 +157,7 @@ def test_out_shape_and_init_reject_the_same_shapes_alike(layer: Layer, in_shape:
 def test_serial_out_shape_errors_name_the_layer() -> None:
     with pytest.raises(ValueError, match=r"^layer 1 \(Conv2D\): Conv2D: expected in_shape \(C, H, W\), got \(4,\)"):
         serial(Affine(4), Conv2D(2, 3)).out_shape((5,))
-    with pytest.raises(ValueError, match=r"^layer 1 \(Serial\): layer 1 \(MaxPool2D\): MaxPool2D: window \(5, 5\)"):
+    with pytest.raises(ValueError, match=r"^layer 1 / layer 1 \(MaxPool2D\): MaxPool2D: window \(5, 5\)"):
         serial(Conv2D(2, 3), serial(ReLU(), MaxPool2D(5))).out_shape((1, 6, 6))
 
 
@@ -177,7 +204,9 @@ def test_out_shape_and_init_state_draw_no_weights() -> None:
     bn = {i: s for i, s in enumerate(state) if s is not None}
     assert sorted(bn) == [2, 3, 7]
     assert isinstance(bn[2], BatchNormState) and bn[2].mean.shape == (2,)
-    assert bn[3][:2] == (None, None) and isinstance(bn[3][2], BatchNormState) and bn[3][2].var.shape == (2,)
+    inner_state, shortcut_state = bn[3]  # a residual block's state: (inner's, the identity's None)
+    assert shortcut_state is None and inner_state[:2] == (None, None)
+    assert isinstance(inner_state[2], BatchNormState) and inner_state[2].var.shape == (2,)
     assert isinstance(bn[7], BatchNormState) and bn[7].mean.shape == (5,) and int(bn[7].count) == 0
     with pytest.raises(AssertionError, match="were drawn|init was called"):  # the probes do work
         model.init(fnnet.key(0), (1, 6, 6))
@@ -283,9 +312,9 @@ def test_serial_gives_layer_i_the_context_child_i() -> None:
         return a
 
     model = serial(CtxProbe(), serial(CtxProbe(), CtxProbe()), residual(CtxProbe()))
-    _, _, cache = model.forward((None, (None, None), None), None, np.ones((2, 3)), Ctx(True, k, batch_sum=total))
-    got = [cache.caches[0], cache.caches[1].caches[0], cache.caches[1].caches[1], cache.caches[2].inner]
-    paths = [(0,), (1, 0), (1, 1), (2,)]
+    _, _, cache = model.forward((None, (None, None), (None, None)), None, np.ones((2, 3)), Ctx(True, k, batch_sum=total))
+    got = [cache.caches[0], cache.caches[1].caches[0], cache.caches[1].caches[1], cache.caches[2].caches[0]]
+    paths = [(0,), (1, 0), (1, 1), (2, 0)]
     for ctx, path in zip(got, paths):
         expected = k
         for i in path:
@@ -311,6 +340,6 @@ def test_kind_is_the_class_name() -> None:
 def test_only_batchnorm_carries_state(layer: Layer, in_shape: Shape) -> None:
     state = layer.init_state(in_shape)
     assert bool(tree_leaves(state)) == ("BatchNorm" in _id(layer))
-    if isinstance(layer, (Serial, Residual)):
+    if isinstance(layer, (Serial, Residual, Concat, AddBranches)):
         return
     assert state is None or isinstance(layer, BatchNorm)  # the base class's default is None

@@ -21,9 +21,9 @@ from fnnet import functions as F
 from fnnet.graph import Add, Mul
 from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer, kind
-from fnnet.layers.combinators import residual, serial
+from fnnet.layers.combinators import add_branches, concat, residual, serial
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
-from fnnet.layers.norm import GroupNorm, LayerNorm
+from fnnet.layers.norm import BatchNorm, GroupNorm, LayerNorm
 from fnnet.layers.conv import Conv1D, Conv2D
 from fnnet.layers.pool import AvgPool1D, GlobalAvgPool2D, MaxPool1D
 from fnnet.losses import (
@@ -199,6 +199,38 @@ def test_serial(readonly: bool, data: st.DataObject) -> None:
     dout = data.draw(_array(dtype, y.shape))
     input_grad = data.draw(st.booleans())
     call_unchanged(lambda p, c, d: model.backward(p, c, d, input_grad), params, cache, dout, readonly=readonly)
+
+
+#: Fan-outs and residual blocks (with a projection and BatchNorm inside), nested.
+FAN_OUT = serial(
+    Affine(4),
+    concat(
+        residual(serial(Affine(4), Tanh()), shortcut=serial(Affine(4), BatchNorm())),
+        add_branches(Sigmoid(), serial(Affine(4), BatchNorm()), Identity()),
+    ),
+    residual(Affine(3), Affine(3)),
+    concat(Identity(), Tanh(), axis=-1),
+)
+
+
+@READONLY
+@FAST
+@given(data=st.data())
+def test_fan_out_and_residual(readonly: bool, data: st.DataObject) -> None:
+    dtype = data.draw(DTYPES)
+    params = tree_astype(FAN_OUT.init(key(data.draw(st.integers(0, 2**16))), (3,))[0], dtype)
+    x = data.draw(_array(dtype, (data.draw(st.integers(2, 4)), 3)))
+    state = tree_astype(FAN_OUT.init_state((3,)), dtype)
+    train = data.draw(st.booleans())
+    if not train:  # evaluation needs running statistics that have seen data
+        state = FAN_OUT.forward(params, state, x, TRAIN)[1]
+    ctx = Ctx(train=train, key=key(data.draw(st.integers(0, 99))))
+    y, _, cache = call_unchanged(
+        lambda p, s, xx: FAN_OUT.forward(p, s, xx, ctx), params, state, x, readonly=readonly
+    )
+    dout = data.draw(_array(dtype, y.shape))
+    input_grad = data.draw(st.booleans())
+    call_unchanged(lambda p, c, d: FAN_OUT.backward(p, c, d, input_grad), params, cache, dout, readonly=readonly)
 
 
 @READONLY

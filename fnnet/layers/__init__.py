@@ -2,7 +2,19 @@
 
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
 from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
-from fnnet.layers.combinators import Residual, Serial, Summary, residual, serial, summary
+from fnnet.layers.combinators import (
+    AddBranches,
+    Concat,
+    PathError,
+    Residual,
+    Serial,
+    Summary,
+    add_branches,
+    concat,
+    residual,
+    serial,
+    summary,
+)
 from fnnet.layers._patches import col2im, conv_output_size, im2col
 from fnnet.layers.conv import Conv1D, Conv2D, ConvParams
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
@@ -25,9 +37,14 @@ __all__ = [
     "Layer",
     "Serial",
     "Residual",
+    "Concat",
+    "AddBranches",
+    "PathError",
     "Summary",
     "serial",
     "residual",
+    "concat",
+    "add_branches",
     "summary",
     "Affine",
     "AffineParams",
