@@ -28,6 +28,7 @@ from fnnet import (
     tree,
 )
 from fnnet.checkpoint import load, save
+from fnnet.datasets import Compose, HorizontalFlip, RandomCrop, RandomTranslate, compose
 from fnnet.functions import (
     elu,
     gelu,
@@ -258,4 +259,9 @@ __all__ = [
     "tree_structure",
     "tree_unflatten",
     "tree_zeros_like",
+    "Compose",
+    "HorizontalFlip",
+    "RandomCrop",
+    "RandomTranslate",
+    "compose",
 ]

@@ -86,7 +86,7 @@ from fnnet.train import FitResult, History, NonFiniteLossError, TrainState, eval
 from fnnet.tree import tree_leaves, tree_paths
 from fnnet.typing import Array
 
-__all__ = ["main", "MODEL_DEFAULTS", "OPTIMIZERS", "EXIT_CODES", "EVAL_SAMPLE"]
+__all__ = ["main", "MODEL_DEFAULTS", "OPTIMIZERS", "AUGMENTATIONS", "EXIT_CODES", "EVAL_SAMPLE"]
 
 #: ``--model`` name -> (builder, flat input?, default optimizer, default lr, default epochs).
 MODEL_DEFAULTS: dict[str, tuple[Callable[[], Serial], bool, str, float, int]] = {
@@ -107,6 +107,13 @@ OPTIMIZERS: dict[str, Callable[[float], optim.GradientTransformation]] = {
     "rmsprop": optim.rmsprop,
     "adam": optim.adam,
     "adamw": optim.adamw,
+}
+
+#: ``--augment`` name -> the augmentation of the training batches (image models only).
+AUGMENTATIONS: dict[str, datasets.Augmentation | None] = {
+    "none": None,
+    "crop": datasets.RandomCrop(pad=2),
+    "crop-flip": datasets.compose(datasets.RandomCrop(pad=2), datasets.HorizontalFlip(p=0.5)),
 }
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INPUT, EXIT_OUTPUT, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
@@ -244,6 +251,11 @@ def _parser() -> argparse.ArgumentParser:
                          "run completes (default: write nothing)")
     tr.add_argument("--quiet", action="store_true", help="print only the final accuracy (default: progress "
                     "on stderr, a bar per step on a terminal and a line per epoch)")
+    tr.add_argument("--augment", choices=list(AUGMENTATIONS), default="none",
+                    help="augment the training batches of a convolutional model: crop pads 2 zero pixels "
+                         "each side and crops back at a random offset, crop-flip also mirrors with "
+                         "probability 1/2 (for clothes; a mirrored digit is another symbol); evaluation "
+                         "sees the raw images (default: %(default)s)")
     tr.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N",
                     help=f"worker threads; changes speed, never results (default: ${_THREADS_ENV} if set, "
                          "else the available cores)")
@@ -491,6 +503,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     lr = args.lr if args.lr is not None else lr
     epochs = args.epochs if args.epochs is not None else epochs
     threads = _threads(args.threads)
+    if args.augment != "none" and flat:
+        images = ", ".join(name for name, d in MODEL_DEFAULTS.items() if not d[1])
+        raise _Fail(EXIT_USAGE, f"--augment {args.augment} needs an image model ({images}); {args.model} takes flat vectors")
     out = _OutDir(args.out) if args.out is not None else None
 
     (x_train, t_train), (x_test, t_test) = _load_data(args.data, flat)
@@ -519,7 +534,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             out.begin()
         keep_heap()  # an application setting: reuse freed memory across steps (see fnnet.runtime)
         say(f"model {args.model} on {args.data}: {len(x_train)} train / {len(x_test)} test, "
-            f"{opt_name} lr {lr}, batch {args.batch_size}, {epochs} epochs, seed {args.seed}")
+            f"{opt_name} lr {lr}, batch {args.batch_size}, {epochs} epochs, seed {args.seed}"
+            + ("" if args.augment == "none" else f", augment {args.augment}"))
         say(str(shapes))
         if labels:
             say(f"per-epoch {', '.join(labels)} on random samples of {EVAL_SAMPLE}; the final figures on all "
@@ -531,6 +547,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     model, OPTIMIZERS[opt_name](lr), (x_train, t_train),
                     key=make_key(args.seed), epochs=epochs, batch_size=args.batch_size,
                     test=(x_test, t_test), eval_sample=EVAL_SAMPLE, progress=display, threads=threads,
+                    augment=AUGMENTATIONS[args.augment],
                 )
             except NonFiniteLossError as e:
                 raise _Fail(EXIT_TRAINING, f"training diverged: {_one_line(str(e))} (--lr is {lr})") from None
@@ -547,7 +564,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if out is not None:
             config = {"model": args.model, "data": _data_record(args.data), "in_shape": list(in_shape),
                       "optimizer": opt_name, "lr": lr, "epochs": epochs, "batch_size": args.batch_size,
-                      "seed": args.seed}
+                      "seed": args.seed, "augment": args.augment}
             # Ctrl-C waits: the run is over, and an interrupt inside an import (matplotlib's) can surface as an
             # ImportError
             with _sigint_held():

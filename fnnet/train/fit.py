@@ -30,7 +30,7 @@ import numpy as np
 
 from fnnet.metrics import Metric, check_metrics, default_metrics
 from fnnet._validate import check_positive_int, is_int
-from fnnet.datasets import batches
+from fnnet.datasets import Augmentation, batches
 from fnnet.layers.base import EVAL, Ctx, Layer
 from fnnet.losses import softmax_cross_entropy
 from fnnet.optim import GradientTransformation
@@ -165,6 +165,16 @@ def _sample(key: Key, x: Array, t: Array, n: int | None) -> tuple[Array, Array]:
     return x[idx], t[idx]
 
 
+def _augmented(augment: Augmentation, key: Key, xb: Array) -> Array:
+    xa = augment(key, xb)
+    if not isinstance(xa, np.ndarray) or xa.shape != xb.shape or xa.dtype != xb.dtype:
+        got = f"{xa.shape} {xa.dtype}" if isinstance(xa, np.ndarray) else type(xa).__name__
+        raise ValueError(
+            f"fit: augment must return an array of the batch's shape and dtype {xb.shape} {xb.dtype}, got {got}"
+        )
+    return xa
+
+
 def fit(
     model: Layer,
     optimizer: GradientTransformation,
@@ -192,6 +202,7 @@ def fit(
     shards: int | None = None,
     threads: int | None = None,
     blas_threads: int | None = None,
+    augment: Augmentation | None = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs of shuffled mini-batches.
 
@@ -229,6 +240,12 @@ def fit(
         on_epoch: called with the state and history after each epoch (e.g. to checkpoint).
         shards, threads, blas_threads: how each batch runs (see :func:`make_train_step`);
             ``threads`` also runs the evaluation batches in parallel and changes no result.
+        augment: ``augment(key, x_batch) -> x_batch'`` of the same shape and dtype (e.g.
+            ``fnnet.compose(fnnet.RandomCrop(4), fnnet.HorizontalFlip())``), applied to each
+            training batch before its step with key ``fold_in(augment_key, step)``, where
+            ``augment_key = split(key, 5)[4]`` and ``step`` is the state's step counter (so a
+            resumed run sees the same images as an uninterrupted one). Needs image inputs
+            ``x`` of shape ``(N, C, H, W)``. Evaluation and :func:`predict` never see it.
     Returns:
         A :class:`FitResult` with the state, the history, and where early stopping stopped and
         which epoch it restored. The epoch dicts hold ``loss`` (the mean training-step loss),
@@ -258,6 +275,11 @@ def fit(
         raise ValueError(f"fit: early_stopping must be a fnnet.train.EarlyStopping, got {type(early_stopping).__name__}")
     if plateau is not None and not isinstance(plateau, ReduceOnPlateau):
         raise ValueError(f"fit: plateau must be a fnnet.train.ReduceOnPlateau, got {type(plateau).__name__}")
+    if augment is not None:
+        if not callable(augment):
+            raise ValueError(f"fit: augment must be callable as augment(key, x), got {type(augment).__name__}")
+        if x.ndim != 4:
+            raise ValueError(f"fit: augment needs image inputs x of shape (N, C, H, W), got shape {x.shape}")
     chosen = default_metrics(loss) if metrics is None else dict(metrics)
     check_metrics(chosen, tuple(model.out_shape(tuple(x.shape[1:]))), loss=loss)
     sets = [("train", (x, t) if eval_train else None), ("val", val), ("test", test)]
@@ -268,7 +290,8 @@ def fit(
                 f"fit: {what} monitors {rule.monitor!r}, which this run does not record "
                 f"(it records {', '.join(figures)}); pass val=(x, t) to monitor val_* figures"
             )
-    init_key, shuffle_key, step_key, eval_key = split(key, 4)
+    # split(key, 5)[:4] == split(key, 4): adding the augmentation key changed no earlier stream
+    init_key, shuffle_key, step_key, eval_key, augment_key = split(key, 5)
     if state is None:
         state = init_train_state(model, optimizer, init_key, tuple(x.shape[1:]))
     for part in ("params", "opt_state", "model_state"):
@@ -320,6 +343,8 @@ def fit(
             losses: list[float] = []
             norms: list[tuple[float, ...]] = []
             for i, (xb, tb) in enumerate(batches(fold_in(shuffle_key, epoch), x, t, batch_size, drop_last=drop_last)):
+                if augment is not None:
+                    xb = _augmented(augment, fold_in(augment_key, int(state.step)), xb)
                 try:
                     new, m = train_step(state, xb, tb, fold_in(step_key, int(state.step)), scale)
                 except NonFiniteLossError as e:
