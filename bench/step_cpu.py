@@ -10,7 +10,9 @@ with BLAS on one thread; PyTorch runs ``bench/torch_reference.py --serve --cpu-t
 ``torch.set_num_threads(1)``. Rounds alternate between the two; every round is printed, then the
 medians and their ratio (PyTorch CPU-s / fnnet CPU-s: above 1 means fnnet does less work).
 
-``--profile`` instead splits fnnet's step into CPU time per layer kind (forward and backward,
+``--keep-heap`` sets glibc to keep freed memory in both processes (see
+:func:`fnnet.runtime.keep_heap`; ``fnnet train`` does this): without it every step's arrays are
+fresh pages whose faults count as CPU time. ``--profile`` instead splits fnnet's step into CPU time per layer kind (forward and backward,
 exclusive of sub-layers) and the rest of the step (loss, optimizer, finiteness check).
 """
 
@@ -33,6 +35,7 @@ import fnnet
 from fnnet import models
 from fnnet.layers import Layer
 from fnnet.optim import sgd
+from fnnet.runtime import keep_heap
 from fnnet.train import TrainState, init_train_state, make_train_step
 
 BATCH = 100
@@ -75,9 +78,10 @@ def cpu_per_step(step: Callable[[], object], steps: int) -> float:
 class TorchCpu:
     """``torch_reference.py --serve --cpu-time --threads 1``: answers a step count with CPU-s per step."""
 
-    def __init__(self, python: str, name: str):
+    def __init__(self, python: str, name: str, keep: bool = False):
         script = Path(__file__).with_name("torch_reference.py")
         cmd = [python, str(script), "--arch", ARCH[name], "--serve", "--cpu-time", "--threads", "1"]
+        cmd += ["--keep-heap"] if keep else []
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.banner = self._line()
         self._line()  # "ready"
@@ -177,14 +181,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=BATCH, help="batch size of the fnnet step (--profile)")
     ap.add_argument("--torch", default=None, help="python of a venv with torch==2.13.0")
     ap.add_argument("--profile", action="store_true", help="fnnet CPU time per layer kind instead")
+    ap.add_argument("--keep-heap", action="store_true", help="glibc keeps freed memory (fnnet.runtime.keep_heap), "
+                    "in this process and the PyTorch one")
     args = ap.parse_args(argv)
+    if args.keep_heap and not keep_heap():
+        print("--keep-heap: mallopt not available; default allocator")
     if args.profile:
         profile(args.model, args.steps, args.batch)
         return
     fn = fnnet_step(args.model)
     for _ in range(2):
         fn()
-    torch = TorchCpu(args.torch, args.model) if args.torch else None
+    torch = TorchCpu(args.torch, args.model, args.keep_heap) if args.torch else None
     ours: list[float] = []
     theirs: list[float] = []
     for r in range(args.rounds):
@@ -198,7 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         print(torch.banner)
         torch.close()
     mo = statistics.median(ours)
-    print(f"model {args.model}, batch {BATCH}, float32, one thread, median of {args.rounds} rounds x {args.steps} steps")
+    heap = "keep-heap" if args.keep_heap else "default allocator"
+    print(f"model {args.model}, batch {BATCH}, float32, one thread, median of {args.rounds} rounds x {args.steps} steps, {heap}")
     print(f"  fnnet   {mo * 1e3:7.1f} CPU-ms/step")
     if theirs:
         mt = statistics.median(theirs)
