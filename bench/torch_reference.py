@@ -161,11 +161,20 @@ def time_block(step: Any, steps: int) -> float:
     return BATCH * steps / (time.perf_counter() - t0)
 
 
-def serve(arch: str, warmup: int, seed: int, pool_first: bool = False) -> None:
-    """Answer each line ``STEPS`` on stdin with the samples/s of that many steps (until EOF).
+def cpu_block(step: Any, steps: int) -> float:
+    """CPU seconds of this process per call of ``step``, over ``steps`` consecutive calls."""
+    t0 = time.process_time()
+    for _ in range(steps):
+        step()
+    return (time.process_time() - t0) / steps
 
-    Lets ``bench/throughput.py`` interleave PyTorch blocks with its own, so that machine noise
-    hits both alike.
+
+def serve(arch: str, warmup: int, seed: int, pool_first: bool = False, cpu_time: bool = False) -> None:
+    """Answer each line ``STEPS`` on stdin with the samples/s of that many steps (until EOF), or
+    with ``cpu_time`` the CPU seconds per step.
+
+    Lets ``bench/throughput.py`` and ``bench/step_cpu.py`` interleave PyTorch blocks with their
+    own, so that machine noise hits both alike.
     """
     import sys
 
@@ -174,7 +183,10 @@ def serve(arch: str, warmup: int, seed: int, pool_first: bool = False) -> None:
         step()
     print("ready", flush=True)
     for line in sys.stdin:
-        print(f"{time_block(step, int(line)):.1f}", flush=True)
+        if cpu_time:
+            print(f"{cpu_block(step, int(line)):.6f}", flush=True)
+        else:
+            print(f"{time_block(step, int(line)):.1f}", flush=True)
 
 
 def time_step(arch: str, repeats: int, steps: int, warmup: int, seed: int) -> list[float]:
@@ -196,6 +208,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pool-first", action="store_true", help="max pool before ReLU (the same function)")
     parser.add_argument("--serve", action="store_true", help="time blocks on request (one arch; see serve)")
+    parser.add_argument("--cpu-time", action="store_true", help="with --serve: answer with CPU-s per step")
     parser.add_argument(
         "--keep-heap", action="store_true", help="set glibc malloc to keep freed memory (see keep_heap)"
     )
@@ -210,7 +223,7 @@ def main() -> None:
     if args.serve:
         if args.arch == "both":
             parser.error("--serve needs one architecture: --arch simple, deep or resnet")
-        serve(args.arch, args.warmup, args.seed, args.pool_first)
+        serve(args.arch, args.warmup, args.seed, args.pool_first, args.cpu_time)
         return
     archs = ("simple", "deep") if args.arch == "both" else (args.arch,)
     for arch in archs:

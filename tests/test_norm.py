@@ -10,7 +10,7 @@ from _helpers import assert_bit_identical, assert_grads_ok, call_unchanged, read
 from hypothesis import given, settings, strategies as st
 
 import fnnet
-from fnnet.layers.base import TRAIN, Ctx
+from fnnet.layers.base import EVAL, TRAIN, Ctx
 from fnnet.layers.combinators import serial
 from fnnet.layers.core import Affine, Flatten, ReLU
 from fnnet.layers.norm import DEFAULT_EPS, BatchNorm, BatchNormCache, BatchNormParams, BatchNormState
@@ -428,3 +428,48 @@ def test_evaluation_never_calls_batch_sum() -> None:
     x = _inputs((4,))
     _, _, cache = bn.forward(p, _trained_state((4,)), x, Ctx(batch_sum=forbidden))
     bn.backward(p, cache, np.ones_like(x))
+
+
+# --- memory layouts ----------------------------------------------------------------------------------
+
+
+def _channels_last(a: Array) -> Array:
+    """``a`` (N, C, H, W) as a view of new (N, H, W, C) memory, as a convolution outputs it."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("dout_layout", ["channels-last", "contiguous"])
+def test_channels_last_inputs_give_the_contiguous_results(train: bool, dout_layout: str) -> None:
+    """Channels-last memory (a convolution's output) takes another route through forward and
+    backward; outputs, state and gradients agree with those of the same values in NCHW order,
+    and the output and input gradient keep the input's memory layout."""
+    in_shape = (3, 4, 5)
+    bn, p, state = BatchNorm(), _params64(in_shape), _trained_state(in_shape)
+    x = _inputs(in_shape, n=4)
+    dout = rng(9).standard_normal(x.shape)
+    ctx = TRAIN if train else EVAL
+    y, s, cache = bn.forward(p, state, x, ctx)
+    dx, g = bn.backward(p, cache, dout)
+    xl = _channels_last(x)
+    yl, sl, cache_l = bn.forward(p, state, xl, ctx)
+    dxl, gl = bn.backward(p, cache_l, _channels_last(dout) if dout_layout == "channels-last" else dout)
+    for a, b in zip(tree_leaves((y, s, dx, g)), tree_leaves((yl, sl, dxl, gl))):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+    assert yl.transpose(0, 2, 3, 1).flags.c_contiguous
+    if dout_layout == "channels-last":
+        assert dxl.transpose(0, 2, 3, 1).flags.c_contiguous
+    _, gl_only = bn.backward(p, cache_l, _channels_last(dout), input_grad=False)
+    np.testing.assert_allclose(gl_only.gamma, g.gamma, rtol=1e-12, atol=1e-12)
+
+
+def test_non_contiguous_2d_input_gives_the_contiguous_results() -> None:
+    bn, p = BatchNorm(), _params64((4,))
+    wide = _inputs((8,), n=6)
+    x = wide[:, ::2]  # strided rows: the general route
+    dout = rng(10).standard_normal(x.shape)
+    y, _, cache = bn.forward(p, None, x, TRAIN)
+    yc, _, cache_c = bn.forward(p, None, np.ascontiguousarray(x), TRAIN)
+    np.testing.assert_allclose(y, yc, rtol=1e-12, atol=1e-12)
+    for a, b in zip(tree_leaves(bn.backward(p, cache, dout)), tree_leaves(bn.backward(p, cache_c, dout))):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

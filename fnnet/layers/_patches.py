@@ -17,7 +17,9 @@ faster; three choices do most of the work:
   rebuilds the patches chunk by chunk instead of keeping them: cheaper than the memory traffic.
 - **The input gradient as a correlation.** ``dx`` is the stride-1 correlation of ``dout`` (dilated
   by the stride and zero-padded) with the flipped, channel-swapped kernel: another patch GEMM
-  instead of a scatter-add ``col2im``.
+  instead of a scatter-add ``col2im``. With a stride the dilation would make most of that GEMM's
+  numbers zeros, so strided convolutions multiply ``dout`` by the weights and add each kernel
+  tap's slice onto the pixels it read (:func:`correlate_adjoint`).
 
 A grouped convolution runs one patch GEMM per group, each writing its block of output columns. A
 depthwise one (one channel per group) would make those GEMMs a single column wide: it runs instead as
@@ -319,6 +321,44 @@ def correlate(src: Array, g: PatchGeometry, wmat: Array, b: Array | None, out: A
     return out
 
 
+
+def correlate_adjoint(d: Array, g: PatchGeometry, wmat: Array, h: int, w: int) -> Array:
+    """The input gradient of :func:`correlate` (``g`` with no dilation): ``dx`` ``(N, H, W, C)`` with
+    ``dx[n, oh*sh + i - ph, ow*sw + j - pw, c] += sum_f d[n, oh, ow, f] * wmat[(i, j, c), f]``, taps
+    falling into the padding dropped.
+
+    Chunk by chunk of samples, ``d @ wmat.T`` gives every patch's gradient ``(n*OH*OW, FH*FW*C)``;
+    each kernel tap then adds its ``(n, OH, OW, C)`` slice onto the strided pixels it read. With a
+    stride this does the forward's arithmetic, where the correlation of the zero-dilated ``d``
+    would multiply ``sh*sw`` times as many numbers, most of them inserted zeros.
+
+    Args:
+        d: ``(N, OH, OW, FN)``, C-contiguous.
+        wmat: ``(FH*FW*C, FN)`` in the patch column order ``(i, j, c)``.
+        h, w: the input's height and width.
+    """
+    n_total, fn = d.shape[0], d.shape[3]
+    c = wmat.shape[0] // (g.fh * g.fw)
+    p = g.oh * g.ow
+    dx = np.zeros((n_total, h, w, c), dtype=d.dtype)
+    chunk = max(1, min(n_total, CHUNK_BYTES // max(1, p * wmat.shape[0] * d.dtype.itemsize)))
+    wt = wmat.T
+    scratch = np.empty((chunk * p, wmat.shape[0]), dtype=d.dtype)
+    d2 = d.reshape(-1, fn)
+    # for tap i: output rows oh with 0 <= oh*sh + i - ph < h, and the input rows they land on
+    hs = [_placement(g.oh, h, i - g.offset[0], g.sh) for i in range(g.fh)]
+    ws = [_placement(g.ow, w, j - g.offset[1], g.sw) for j in range(g.fw)]
+    for s in range(0, n_total, chunk):
+        e = min(n_total, s + chunk)
+        col = scratch[: (e - s) * p]
+        np.matmul(d2[s * p : e * p], wt, out=col)
+        taps = col.reshape(e - s, g.oh, g.ow, g.fh, g.fw, c)
+        out = dx[s:e]
+        for i in range(g.fh):
+            for j in range(g.fw):
+                (oh_src, h_dst), (ow_src, w_dst) = hs[i], ws[j]
+                out[:, h_dst, w_dst] += taps[:, oh_src, ow_src, i, j]
+    return dx
 
 
 # --- depthwise correlation (groups == channels): one multiply-add per kernel tap -----------------

@@ -24,8 +24,8 @@ import numpy as np
 from fnnet._validate import nonneg_int, positive_int
 from fnnet.initializers import HeNormal, Initializer, Zeros
 from fnnet.layers._patches import (
-    Pair, PatchGeometry, correlate, depthwise_correlate, depthwise_weight_grad, geometry, is_k_major, nchw, nhwc,
-    nonneg_pair, pair, patch_chunks, positive_pair,
+    Pair, PatchGeometry, correlate, correlate_adjoint, depthwise_correlate, depthwise_weight_grad, geometry,
+    is_k_major, nchw, nhwc, nonneg_pair, pair, patch_chunks, positive_pair,
 )
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, check_rank, no_input_grad
 from fnnet.random import Key, split
@@ -362,6 +362,9 @@ def conv_backward(
     db = dwmat[-1].copy() if ones else np.ones(d2.shape[0], d2.dtype) @ d2
     if not input_grad:
         return None, dw, db
+    if stride != (1, 1):
+        wmat = w.transpose(2, 3, 1, 0).reshape(-1, fn)  # rows (i, j, c), as in conv_forward
+        return nchw(correlate_adjoint(d2.reshape(n, g.oh, g.ow, fn), g, wmat, h, wd)), dw, db
     gd = _input_grad_geometry(h, wd, fh, fw, stride, pad)
     wflip = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)  # rows (i, j, f)
     dx = correlate(d2.reshape(n, g.oh, g.ow, fn), gd, wflip, None)

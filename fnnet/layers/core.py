@@ -166,10 +166,12 @@ class ReLU(_Elementwise):
         return y, state, y  # y > 0 exactly where x > 0, so y doubles as the mask source
 
     def _dx(self, cache: Array, dout: Array) -> Array:
-        # dout times a boolean mask (not np.where), the mask made in dout's memory order so that
-        # the product reads both arrays in the same order (cache may be channels-last)
-        mask = np.greater(cache, 0, out=np.empty_like(dout, dtype=np.bool_))
-        return dout * mask
+        # a 0/1 mask written as floats in dout's memory order (cache may be channels-last), then
+        # multiplied by dout in place: one array, and a product of two float arrays (a boolean
+        # operand would be cast to float inside the multiplication loop)
+        dx = np.greater(cache, 0, out=np.empty_like(dout))
+        dx *= dout
+        return dx
 
 
 @attrs.frozen

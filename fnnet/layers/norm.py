@@ -103,11 +103,36 @@ class BatchNormCache(NamedTuple):
     ((4, 3), (1, 3), 4)
     """
 
-    xc: Array  # training: the centred input x - mu (xhat = xc * inv_std is never stored); evaluation: x
-    mean: Array | None  # evaluation: the running mean, subtracted from x only if backward runs
+    xc: Array  # the centred input x - mu (xhat = xc * inv_std is never stored), or x itself when mean is set
+    mean: Array | None  # the mean to subtract from xc (broadcastable to x), or None if xc is centred
     inv_std: Array  # 1 / sqrt(var + eps) used, broadcastable to x: (1, C) or (1, C, 1, 1)
     m: int  # values per channel in the whole training batch; 0 in evaluation
     batch_sum: Callable[[Array], Array]  # the forward context's sum over the training batch
+
+
+def _as_rows(a: Array) -> tuple[Array, int] | None:
+    """``(rows, reps)``: ``a`` seen as a 2-D array whose rows repeat the channel pattern ``reps``
+    times, when its memory allows it without a copy; else ``None``.
+
+    A C-contiguous ``(N, D)`` array is its own rows (``reps`` 1); an ``(N, C, H, W)`` array with
+    channels-last memory (a convolution's output) is the ``(N*H, W*C)`` matrix of its ``(N, H, W, C)``
+    memory (``reps = W``). A per-channel vector tiled ``reps`` times then broadcasts along rows
+    of ``W*C`` numbers instead of runs of ``C``, and ``rows.reshape(-1, C)`` is the ``(M, C)``
+    matrix of every value of each channel.
+    """
+    if a.ndim == 2:
+        return (a, 1) if a.flags.c_contiguous else None
+    t = a.transpose(0, 2, 3, 1)
+    if a.ndim == 4 and t.flags.c_contiguous:
+        n, h, w, c = t.shape
+        return t.reshape(n * h, w * c), w
+    return None
+
+
+def _col_sum(m: Array) -> Array:
+    """Column sums of a 2-D ``m`` ``(M, C)`` as a matrix-vector product (one BLAS pass)."""
+    out: Array = np.ones(m.shape[0], m.dtype) @ m
+    return out
 
 
 def _channel_sum(a: Array, b: Array | None = None) -> Array:
@@ -280,6 +305,9 @@ class BatchNorm(Layer):
 
         if ctx.train:
             state = self.init_state((c,), dtype=x.dtype) if state is None else self._check_state(state, c)
+            rows = _as_rows(x)
+            if rows is not None:
+                return self._train_rows(params, state, x, rows, ctx)
             # one exchange for the sums and the count (float64: exact counts in any input dtype),
             # so the mean is the whole batch's even across shards
             totals = ctx.batch_sum(np.append(_channel_sum(x).astype(np.float64), x.size // c))
@@ -310,9 +338,38 @@ class BatchNorm(Layer):
         inv_std = 1.0 / np.sqrt(state.var.astype(x.dtype, copy=False).reshape(bshape) + self.eps)
         # y = gamma * (x - mean) * inv_std + beta, folded into one scale and one shift per channel
         scale = gamma * inv_std
-        y = x * scale
-        y += beta - mean * scale
+        shift = beta - mean * scale
+        rows = _as_rows(x)
+        if rows is None:
+            y = x * scale
+            y += shift
+        else:
+            yr = rows[0] * np.tile(scale.reshape(c), rows[1])
+            yr += np.tile(shift.reshape(c), rows[1])
+            y = _like(yr, x)
         return y, state, BatchNormCache(x, mean, inv_std, 0, ctx.batch_sum)
+
+    def _train_rows(
+        self, params: BatchNormParams, state: BatchNormState, x: Array, rows: tuple[Array, int], ctx: Ctx
+    ) -> tuple[Array, BatchNormState, BatchNormCache]:
+        """Training :meth:`forward` on the rows view of ``x`` (see :func:`_as_rows`): the same
+        statistics and output in fewer, longer passes. The centred input is formed once, in the
+        output's memory, and the cache keeps ``x`` itself with the batch mean."""
+        c = params.gamma.shape[0]
+        xr, reps = rows
+        bshape = (1, c) if x.ndim == 2 else (1, c, 1, 1)
+        totals = ctx.batch_sum(np.append(_col_sum(xr.reshape(-1, c)).astype(np.float64), x.size // c))
+        m = self._values_per_channel(x.shape, int(totals[c]), c)
+        mu = (totals[:c] / m).astype(x.dtype)
+        yr = xr - np.tile(mu, reps)  # x - mu, scaled and shifted into y below
+        xc2 = yr.reshape(-1, c)
+        sq = ctx.batch_sum(np.einsum("mc,mc->c", xc2, xc2).astype(np.float64))
+        var = (sq / m).astype(x.dtype)  # biased, as in the book
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        yr *= np.tile(params.gamma * inv_std, reps)
+        yr += np.tile(params.beta, reps)
+        cache = BatchNormCache(x, mu.reshape(bshape), inv_std.reshape(bshape), m, ctx.batch_sum)
+        return _like(yr, x), self._updated(state, mu, var), cache
 
     def _values_per_channel(self, shape: tuple[int, ...], m: int, c: int) -> int:
         """``m``, checked: training needs at least two values per channel (shape: for the message)."""
@@ -348,9 +405,12 @@ class BatchNorm(Layer):
             ``(dx, BatchNormParams(dgamma, dbeta))``; ``dx`` has ``x``'s shape. For a batch run as
             shards, ``dgamma`` and ``dbeta`` are this shard's share (the shares sum to the whole).
         """
+        if dout.shape != cache.xc.shape:
+            check_dout(self, dout, cache.xc.shape)
+        xrows, drows = _as_rows(cache.xc), _as_rows(dout)
+        if xrows is not None and drows is not None:
+            return self._backward_rows(params, cache, dout, xrows, drows, input_grad)
         xc = cache.xc if cache.mean is None else cache.xc - cache.mean
-        if dout.shape != xc.shape:
-            check_dout(self, dout, xc.shape)
         c = params.gamma.shape[0]
         bshape = cache.inv_std.shape
         inv_std = cache.inv_std.reshape(c)
@@ -373,6 +433,53 @@ class BatchNorm(Layer):
         dx -= (totals[:c] / m).astype(xc.dtype).reshape(bshape)
         dx *= scale
         return dx, grads
+
+    def _backward_rows(
+        self,
+        params: BatchNormParams,
+        cache: BatchNormCache,
+        dout: Array,
+        xrows: tuple[Array, int],
+        drows: tuple[Array, int],
+        input_grad: bool,
+    ) -> tuple[Array, BatchNormParams]:
+        """:meth:`backward` on the rows views of the cached input and ``dout`` (see :func:`_as_rows`)."""
+        c = params.gamma.shape[0]
+        (xr, reps), dr = xrows, drows[0]
+        inv_std = cache.inv_std.reshape(c)
+        d2 = dr.reshape(-1, c)
+        dbeta = _col_sum(d2)
+        dxc = np.einsum("mc,mc->c", d2, xr.reshape(-1, c))
+        mean = np.zeros(c, xr.dtype) if cache.mean is None else cache.mean.reshape(c)
+        if cache.mean is not None:  # sum(dout * (x - mean)) = sum(dout * x) - mean * sum(dout)
+            dxc = (dxc.astype(np.float64) - mean * dbeta.astype(np.float64)).astype(xr.dtype)
+        grads = BatchNormParams(dxc * inv_std, dbeta)
+        if not input_grad:
+            return no_input_grad(dout.shape, dout.dtype), grads
+        scale = params.gamma * inv_std
+        if cache.m == 0:
+            return _like(dr * np.tile(scale, reps), dout), grads
+        # as in backward, with whole-batch sums and xc = x - mean:
+        #   dx = gamma * inv_std * (dout - dbeta / M - xc * inv_std**2 * dxc / M)
+        #      = scale * (dout - (x * k + (dbeta / M - mean * k))),  k = inv_std**2 * dxc / M
+        totals = cache.batch_sum(np.concatenate([dbeta, dxc]).astype(np.float64))
+        m = cache.m
+        k = inv_std.astype(np.float64) ** 2 * totals[c:] / m
+        shift = totals[:c] / m - mean * k
+        dxr = xr * np.tile(k.astype(xr.dtype), reps)
+        dxr += np.tile(shift.astype(xr.dtype), reps)
+        np.subtract(dr, dxr, out=dxr)  # dxr is our own scratch
+        dxr *= np.tile(scale, reps)
+        return _like(dxr, dout), grads
+
+
+def _like(rows: Array, like: Array) -> Array:
+    """``rows`` (from :func:`_as_rows` of an array shaped like ``like``, or a new array of that
+    layout) seen with ``like``'s shape: ``(N, C, H, W)`` over channels-last memory, or ``(N, D)``."""
+    if like.ndim == 2:
+        return rows
+    n, c, h, w = like.shape
+    return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
 
 # --- per-sample normalisation: LayerNorm and GroupNorm ----------------------------------------------
