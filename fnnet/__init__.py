@@ -24,10 +24,12 @@ from fnnet import (
     metrics,
     models,
     optim,
+    seq2seq,
     train,
     tree,
 )
 from fnnet.checkpoint import load, save
+from fnnet.seq2seq import AttentionSeq2seq, Seq2seq
 from fnnet.functions import (
     elu,
     gelu,
@@ -242,4 +244,7 @@ __all__ = [
     "tree_structure",
     "tree_unflatten",
     "tree_zeros_like",
+    "seq2seq",
+    "Seq2seq",
+    "AttentionSeq2seq",
 ]

@@ -1,0 +1,678 @@
+"""Encoder–decoder models over token sequences (the sequel's chapters 7 and 8), as layers.
+
+A model is one :class:`~fnnet.layers.base.Layer` whose input is a single int array
+``(N, Ts + Tt)``: the source ids, then the teacher-forced decoder input (the start token and the
+answer without its last token). Its output is the logits ``(N, Tt, V)`` for the answer shifted by
+one, so the whole training machinery (``fnnet.train.fit``, ``make_train_step``, the optimizers,
+checkpoints) runs unchanged with :func:`fnnet.softmax_cross_entropy` (which averages over the
+``N * Tt`` positions, as the sequel's time softmax loss does) and targets ``(N, Tt)``.
+
+- :class:`Seq2seq`: an LSTM encoder; the decoder LSTM starts from the encoder's last hidden state
+  with a zero cell. ``peeky=True`` concatenates that state to the decoder's input at every step
+  and to the affine's input (the sequel's PeekyDecoder, state first). ``reverse=True`` reads the
+  source backwards.
+- :class:`AttentionSeq2seq`: the same encoder and a decoder whose affine reads
+  ``concat(context, h)``, where the context is the attention-weighted sum of all encoder hidden
+  states: ``a = softmax_s(hs_enc[s] · h_dec)``, ``context = Σ_s a_s hs_enc[s]``.
+
+Decoding is pure and batched: :func:`generate` (greedy), :func:`sample` (keyed, with a
+temperature) and :func:`attention_weights` (for heat maps). :func:`load_sequel_attention` reads
+the sequel's trained attention model for the date task.
+
+The LSTM's pre-activation is ``A = x @ wx + h @ wh + b`` with the four gate blocks in the order
+o, i, f, g (the three sigmoid gates first, then the tanh candidate): one tanh pass serves all four,
+since ``sigmoid(z) = (1 + tanh(z / 2)) / 2``.
+
+>>> import numpy as np, fnnet
+>>> model = Seq2seq(vocab_size=13, embed=16, hidden=32, src_len=7, peeky=True)
+>>> params, out = model.init(fnnet.key(0), (7 + 4,))
+>>> out
+(4, 13)
+>>> x = np.zeros((5, 11), np.int64)
+>>> model.apply(params, x).shape
+(5, 4, 13)
+>>> generate(model, params, x[:, :7], start_id=0, length=4).shape
+(5, 4)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import attrs
+import numpy as np
+
+from fnnet._validate import positive_int
+from fnnet.errors import FormatError
+from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind, no_input_grad
+from fnnet.layers.core import AffineParams
+from fnnet.random import Key, split
+from fnnet.typing import Array, Shape
+
+__all__ = [
+    "LSTMParams",
+    "EncoderParams",
+    "DecoderParams",
+    "Seq2seqParams",
+    "Seq2seq",
+    "AttentionSeq2seq",
+    "generate",
+    "sample",
+    "attention_weights",
+    "load_sequel_attention",
+    "SEQUEL_GATE_ORDER",
+]
+
+#: The gate order of the sequel's LSTM weights (its ``A`` is split as f, g, i, o).
+SEQUEL_GATE_ORDER = "fgio"
+#: The gate order of this module's LSTM weights.
+GATE_ORDER = "oifg"
+
+
+class LSTMParams(NamedTuple):
+    """An LSTM's weights: ``wx`` ``(D, 4H)``, ``wh`` ``(H, 4H)``, ``b`` ``(4H,)``; gates o, i, f, g."""
+
+    wx: Array
+    wh: Array
+    b: Array
+
+
+class EncoderParams(NamedTuple):
+    """The encoder: ``embed`` ``(V, E)`` and its LSTM (input size ``E``)."""
+
+    embed: Array
+    lstm: LSTMParams
+
+
+class DecoderParams(NamedTuple):
+    """The decoder: ``embed`` ``(V, E)``, its LSTM and the output affine ``(K, V)``.
+
+    The LSTM's input size is ``E`` (``H + E`` when peeky); the affine reads ``K = H`` features
+    (``2H`` when peeky or with attention).
+    """
+
+    embed: Array
+    lstm: LSTMParams
+    affine: AffineParams
+
+
+class Seq2seqParams(NamedTuple):
+    """Parameters of :class:`Seq2seq` and :class:`AttentionSeq2seq`."""
+
+    encoder: EncoderParams
+    decoder: DecoderParams
+
+
+# --- kernels: an LSTM over time, forward and backward, time-major ---------------------------------
+
+
+class _Scan(NamedTuple):
+    hs: Array  # (T + 1, N, H): h0, h1, ..., hT
+    cs: Array  # (T + 1, N, H)
+    gates: Array  # (T, N, 4H): o, i, f (sigmoid) and g (tanh), after activation
+    tanh_c: Array  # (T, N, H)
+
+
+def _lstm_scan(xw: Array, wh: Array, h0: Array, c0: Array) -> _Scan:
+    """Run the LSTM over ``T`` steps given ``xw = x @ wx + b`` of shape ``(T, N, 4H)``."""
+    t_len, n, h4 = xw.shape
+    hdim = h4 // 4
+    dt = xw.dtype
+    hs = np.empty((t_len + 1, n, hdim), dt)
+    cs = np.empty((t_len + 1, n, hdim), dt)
+    hs[0] = h0
+    cs[0] = c0
+    gates = np.empty((t_len, n, h4), dt)
+    tanh_c = np.empty((t_len, n, hdim), dt)
+    tmp = np.empty((n, hdim), dt)
+    # the sigmoid gates' columns are halved once, so that one tanh pass over the whole
+    # pre-activation gives tanh(z/2) there and tanh(z) for g; sigmoid(z) = (1 + tanh(z/2)) / 2
+    half = np.ones(h4, dt)
+    half[: 3 * hdim] = 0.5
+    wh_s = wh * half
+    xw_s = xw * half
+    s3 = slice(0, 3 * hdim)
+    for t in range(t_len):
+        a = gates[t]
+        np.matmul(hs[t], wh_s, out=a)
+        a += xw_s[t]
+        np.tanh(a, out=a)
+        sig = a[:, s3]
+        sig *= 0.5
+        sig += 0.5
+        o, i, f, g = a[:, :hdim], a[:, hdim : 2 * hdim], a[:, 2 * hdim : 3 * hdim], a[:, 3 * hdim :]
+        c = cs[t + 1]
+        np.multiply(f, cs[t], out=c)
+        np.multiply(i, g, out=tmp)
+        c += tmp
+        np.tanh(c, out=tanh_c[t])
+        np.multiply(o, tanh_c[t], out=hs[t + 1])
+    return _Scan(hs, cs, gates, tanh_c)
+
+
+def _lstm_scan_backward(scan: _Scan, wh: Array, dhs: Array | None, dh_last: Array | None) -> tuple[Array, Array]:
+    """Backward through :func:`_lstm_scan`.
+
+    Args:
+        dhs: ``dL/dh_t`` from outside for t = 1..T, ``(T, N, H)``, or None.
+        dh_last: an extra ``dL/dh_T`` (e.g. from a decoder that started from it), or None.
+    Returns:
+        ``(dA, dh0)``: the pre-activation gradients ``(T, N, 4H)`` (the gradient w.r.t. ``xw``)
+        and ``dL/dh0`` ``(N, H)``. The cell's initial-state gradient is not needed here.
+    """
+    hs, cs, gates, tanh_c = scan
+    t_len, n, h4 = gates.shape
+    hdim = h4 // 4
+    dt = gates.dtype
+    o, i, f, g = gates[..., :hdim], gates[..., hdim : 2 * hdim], gates[..., 2 * hdim : 3 * hdim], gates[..., 3 * hdim :]
+    # factors of dh_t and dc_t in each gate's pre-activation gradient, for all steps at once:
+    # dA_o = dh * tanh(c) * o(1-o); dc += dh * o * (1 - tanh²c);
+    # dA_i = dc * g * i(1-i), dA_f = dc * c_prev * f(1-f), dA_g = dc * i * (1 - g²)
+    k_o = tanh_c * o * (1 - o)
+    k_c = o * (1 - tanh_c * tanh_c)
+    k3 = np.empty((t_len, n, 3, hdim), dt)
+    np.multiply(g, i * (1 - i), out=k3[:, :, 0])
+    np.multiply(cs[:-1], f * (1 - f), out=k3[:, :, 1])
+    np.multiply(i, 1 - g * g, out=k3[:, :, 2])
+    da = np.empty_like(gates)
+    dh = np.zeros((n, hdim), dt) if dh_last is None else dh_last.astype(dt, copy=True)
+    dc = np.zeros((n, hdim), dt)
+    tmp = np.empty((n, hdim), dt)
+    wh_t = np.ascontiguousarray(wh.T)
+    for t in range(t_len - 1, -1, -1):
+        if dhs is not None:
+            dh += dhs[t]
+        a = da[t]
+        np.multiply(dh, k_o[t], out=a[:, :hdim])
+        np.multiply(dh, k_c[t], out=tmp)
+        dc += tmp
+        np.multiply(k3[t], dc[:, None, :], out=a[:, hdim:].reshape(n, 3, hdim))
+        dc *= f[t]
+        dh = a @ wh_t
+    return da, dh
+
+
+def _lstm_param_grads(x: Array, scan: _Scan, da: Array) -> tuple[Array, Array, Array]:
+    """``(dwx, dwh, db)`` given the LSTM's inputs ``x`` ``(T, N, D)`` and ``dA`` ``(T, N, 4H)``."""
+    t_len, n, h4 = da.shape
+    da2 = da.reshape(t_len * n, h4)
+    hprev = scan.hs[:-1].reshape(t_len * n, -1)
+    return x.reshape(t_len * n, -1).T @ da2, hprev.T @ da2, da2.sum(axis=0)
+
+
+def _embed_grad(ids: Array, dout: Array, vocab: int) -> Array:
+    """``dW`` ``(V, E)`` of an embedding lookup ``W[ids]`` given ``dout`` ``(*ids.shape, E)``."""
+    flat = ids.reshape(-1)
+    onehot = (np.arange(vocab)[:, None] == flat[None, :]).astype(dout.dtype)
+    dw: Array = onehot @ dout.reshape(flat.size, -1)
+    return dw
+
+
+def _softmax_last(s: Array) -> Array:
+    e: Array = np.exp(s - s.max(axis=-1, keepdims=True))  # shifted so exp never overflows
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
+
+
+# --- the models ------------------------------------------------------------------------------------
+
+
+class _FwdCache(NamedTuple):
+    src: Array  # (Ts, N) source ids, time-major, in the order the encoder reads them
+    dec_in: Array  # (Tt, N)
+    x_enc: Array  # (Ts, N, E)
+    enc: _Scan
+    x_dec: Array  # (Tt, N, E)
+    dec: _Scan
+    attn: Array | None  # (N, Tt, Ts) attention weights
+    context: Array | None  # (N, Tt, H)
+    x_shape: tuple[int, ...]
+
+
+def _gen(key: Key) -> np.random.Generator:
+    return key.generator()
+
+
+def _lstm_init(key: Key, d: int, hdim: int, dtype: Any) -> LSTMParams:
+    g = _gen(key)
+    wx = (g.standard_normal((d, 4 * hdim)) / math.sqrt(d)).astype(dtype)
+    wh = (g.standard_normal((hdim, 4 * hdim)) / math.sqrt(hdim)).astype(dtype)
+    return LSTMParams(wx, wh, np.zeros(4 * hdim, dtype))
+
+
+@attrs.frozen
+class _EncoderDecoder(Layer):
+    vocab_size: int = attrs.field(validator=positive_int)
+    embed: int = attrs.field(validator=positive_int)
+    hidden: int = attrs.field(validator=positive_int)
+    src_len: int = attrs.field(kw_only=True, validator=positive_int)
+    reverse: bool = attrs.field(default=False, kw_only=True, converter=bool)
+
+    @property
+    def _peeky(self) -> bool:
+        return False
+
+    @property
+    def _attention(self) -> bool:
+        return False
+
+    def _tgt_len(self, in_shape: Shape) -> int:
+        if len(in_shape) != 1 or in_shape[0] <= self.src_len:
+            raise ValueError(
+                f"{kind(self)}: expected inputs (N, src_len + Tt) = (N, {self.src_len} + Tt) with Tt >= 1, "
+                f"got in_shape {tuple(in_shape)}"
+            )
+        return int(in_shape[0]) - self.src_len
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        """``(Tt, vocab_size)`` for inputs ``(src_len + Tt,)``."""
+        return (self._tgt_len(in_shape), self.vocab_size)
+
+    def init(self, key: Key, in_shape: Shape) -> tuple[Seq2seqParams, Shape]:
+        """Embeddings N(0, 0.01²), LSTM and affine weights N(0, 1/fan_in), zero biases (the sequel's)."""
+        out = self.out_shape(in_shape)
+        v, e, h = self.vocab_size, self.embed, self.hidden
+        dt = np.float32
+        k = split(key, 5)
+        enc = EncoderParams((_gen(k[0]).standard_normal((v, e)) * 0.01).astype(dt), _lstm_init(k[1], e, h, dt))
+        d_in = h + e if self._peeky else e
+        k_aff = h * 2 if (self._peeky or self._attention) else h
+        aw = (_gen(k[4]).standard_normal((k_aff, v)) / math.sqrt(k_aff)).astype(dt)
+        dec = DecoderParams(
+            (_gen(k[2]).standard_normal((v, e)) * 0.01).astype(dt),
+            _lstm_init(k[3], d_in, h, dt),
+            AffineParams(aw, np.zeros(v, dt)),
+        )
+        return Seq2seqParams(enc, dec), out
+
+    def _check_input(self, params: Seq2seqParams, x: Array) -> None:
+        if x.ndim != 2 or x.shape[1] <= self.src_len:
+            raise ValueError(
+                f"{kind(self)}: expected int input (N, src_len + Tt) with src_len {self.src_len} and Tt >= 1, "
+                f"got shape {x.shape}"
+            )
+        if x.dtype.kind not in "iu":
+            raise ValueError(f"{kind(self)}: expected integer token ids, got dtype {x.dtype}")
+        v = params.encoder.embed.shape[0]
+        if x.size and (int(x.min()) < 0 or int(x.max()) >= v):
+            raise ValueError(f"{kind(self)}: token ids must be in [0, {v}), got ids in [{int(x.min())}, {int(x.max())}]")
+
+    def _source(self, x: Array) -> Array:
+        """The source ids ``(Ts, N)``, time-major, in reading order."""
+        src = x[:, : self.src_len]
+        return (src[:, ::-1] if self.reverse else src).T
+
+    def encode(self, params: Seq2seqParams, src_tm: Array) -> tuple[Array, _Scan]:
+        """Run the encoder on time-major ids ``(Ts, N)``; ``(x_enc, scan)``."""
+        ep = params.encoder
+        x_enc = ep.embed[src_tm]
+        n = src_tm.shape[1]
+        xw = x_enc @ ep.lstm.wx + ep.lstm.b
+        zero = np.zeros((n, self.hidden), ep.embed.dtype)
+        return x_enc, _lstm_scan(xw, ep.lstm.wh, zero, zero)
+
+    def forward(self, params: Seq2seqParams, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, _FwdCache]:
+        """Logits ``(N, Tt, V)`` for ids ``x`` = ``(N, src_len + Tt)`` (source, then decoder input)."""
+        self._check_input(params, x)
+        hdim = self.hidden
+        src = self._source(x)
+        dec_in = x[:, self.src_len :].T
+        x_enc, enc = self.encode(params, src)
+        h_enc = enc.hs[-1]
+        dp = params.decoder
+        x_dec = dp.embed[dec_in]
+        wx = dp.lstm.wx
+        if self._peeky:
+            xw = x_dec @ wx[hdim:] + (h_enc @ wx[:hdim] + dp.lstm.b)
+        else:
+            xw = x_dec @ wx + dp.lstm.b
+        dec = _lstm_scan(xw, dp.lstm.wh, h_enc, np.zeros_like(h_enc))
+        hd = dec.hs[1:]  # (Tt, N, H)
+        aw = dp.affine.w
+        attn = context = None
+        if self._attention:
+            hs_b = enc.hs[1:].transpose(1, 0, 2)  # (N, Ts, H)
+            hd_b = hd.transpose(1, 0, 2)  # (N, Tt, H)
+            attn = _softmax_last(hd_b @ hs_b.transpose(0, 2, 1))
+            context = attn @ hs_b
+            y = context @ aw[:hdim] + hd_b @ aw[hdim:] + dp.affine.b
+        elif self._peeky:
+            y = (hd @ aw[hdim:] + (h_enc @ aw[:hdim] + dp.affine.b)).transpose(1, 0, 2)
+        else:
+            y = (hd @ aw + dp.affine.b).transpose(1, 0, 2)
+        return y, state, _FwdCache(src, dec_in, x_enc, enc, x_dec, dec, attn, context, x.shape)
+
+    def backward(
+        self, params: Seq2seqParams, cache: _FwdCache, dout: Array, input_grad: bool = True
+    ) -> tuple[Array, Seq2seqParams]:
+        """Gradients of every weight; the gradient reaches the encoder through the decoder's initial
+        state (and, with attention, through every encoder state). ``dx`` is a zero array (the input
+        is ids)."""
+        hdim = self.hidden
+        enc, dec = cache.enc, cache.dec
+        t_len, n = cache.dec_in.shape
+        ts = cache.src.shape[0]
+        v = params.decoder.embed.shape[0]
+        if dout.shape != (n, t_len, v):
+            check_dout(self, dout, (n, t_len, v))
+        dp, ep = params.decoder, params.encoder
+        aw = dp.affine.w
+        hd = dec.hs[1:]  # (Tt, N, H)
+        h_enc = enc.hs[-1]
+        dhs_enc: Array | None = None
+        dh_enc_extra: Array | None = None
+        if cache.attn is not None and cache.context is not None:
+            attn, context = cache.attn, cache.context
+            hs_b = enc.hs[1:].transpose(1, 0, 2)
+            hd_b = hd.transpose(1, 0, 2)
+            d2 = dout.reshape(n * t_len, v)
+            daw = np.concatenate([context.reshape(n * t_len, hdim).T @ d2, hd_b.reshape(n * t_len, hdim).T @ d2])
+            dctx = dout @ aw[:hdim].T  # (N, Tt, H)
+            dhd_b = dout @ aw[hdim:].T
+            da_w = dctx @ hs_b.transpose(0, 2, 1)  # (N, Tt, Ts)
+            dscore = attn * (da_w - (da_w * attn).sum(axis=-1, keepdims=True))
+            dhd_b += dscore @ hs_b
+            dhs_b = attn.transpose(0, 2, 1) @ dctx + dscore.transpose(0, 2, 1) @ hd_b  # (N, Ts, H)
+            dhd = dhd_b.transpose(1, 0, 2)
+            dhs_enc = dhs_b.transpose(1, 0, 2)
+        else:
+            d_tm = dout.transpose(1, 0, 2)  # (Tt, N, V)
+            d2 = d_tm.reshape(t_len * n, v)
+            hd2 = hd.reshape(t_len * n, hdim)
+            if self._peeky:
+                dsum = d_tm.sum(axis=0)  # (N, V): the encoder state feeds every step alike
+                daw = np.concatenate([h_enc.T @ dsum, hd2.T @ d2])
+                dhd = d_tm @ aw[hdim:].T
+                dh_enc_extra = dsum @ aw[:hdim].T
+            else:
+                daw = hd2.T @ d2
+                dhd = d_tm @ aw.T
+        dab = dout.sum(axis=(0, 1))
+        da_dec, dh0 = _lstm_scan_backward(dec, dp.lstm.wh, dhd, None)
+        wx = dp.lstm.wx
+        _, dwh_d, db_d = _lstm_param_grads(cache.x_dec, dec, da_dec)
+        da2 = da_dec.reshape(t_len * n, -1)
+        x_dec2 = cache.x_dec.reshape(t_len * n, -1)
+        if self._peeky:
+            dasum = da_dec.sum(axis=0)  # (N, 4H)
+            dwx_d = np.concatenate([h_enc.T @ dasum, x_dec2.T @ da2])
+            dx_dec = da_dec @ wx[hdim:].T
+            dh0 = dh0 + dasum @ wx[:hdim].T
+        else:
+            dwx_d = x_dec2.T @ da2
+            dx_dec = da_dec @ wx.T
+        if dh_enc_extra is not None:
+            dh0 = dh0 + dh_enc_extra
+        de_d = _embed_grad(cache.dec_in, dx_dec, v)
+        da_enc, _ = _lstm_scan_backward(enc, ep.lstm.wh, dhs_enc, dh0)
+        dwx_e, dwh_e, db_e = _lstm_param_grads(cache.x_enc, enc, da_enc)
+        de_e = _embed_grad(cache.src, da_enc @ ep.lstm.wx.T, v)
+        del ts
+        grads = Seq2seqParams(
+            EncoderParams(de_e, LSTMParams(dwx_e, dwh_e, db_e)),
+            DecoderParams(de_d, LSTMParams(dwx_d, dwh_d, db_d), AffineParams(daw, dab)),
+        )
+        return no_input_grad(cache.x_shape, dout.dtype), grads
+
+
+@attrs.frozen
+class Seq2seq(_EncoderDecoder):
+    """The sequel's Seq2seq (and PeekySeq2seq): an LSTM encoder, an LSTM decoder, an affine.
+
+    Input: int ids ``(N, src_len + Tt)``, the source then the teacher-forced decoder input. Output:
+    logits ``(N, Tt, vocab_size)``. The decoder starts from the encoder's last hidden state with a
+    zero cell; with ``peeky`` that state is also concatenated (first) to the decoder's input at
+    every step and to the affine's input. ``reverse`` reads the source backwards.
+
+    Args:
+        vocab_size: V; embed: E; hidden: H.
+        src_len: Ts, the number of leading input columns that are the source.
+        reverse: reverse the source in time (the sequel's "reversed input").
+        peeky: the sequel's PeekyDecoder.
+
+    >>> import numpy as np, fnnet
+    >>> m = Seq2seq(13, 16, 8, src_len=7, peeky=True)
+    >>> fnnet.summary(m, (11,)).total_params
+    2493
+    """
+
+    peeky: bool = attrs.field(default=False, kw_only=True, converter=bool)
+
+    @property
+    def _peeky(self) -> bool:
+        return self.peeky
+
+
+@attrs.frozen
+class AttentionSeq2seq(_EncoderDecoder):
+    """The sequel's AttentionSeq2seq: an LSTM encoder, an LSTM decoder and dot-product attention.
+
+    Input: int ids ``(N, src_len + Tt)``; output logits ``(N, Tt, vocab_size)``. The decoder
+    starts from the encoder's last hidden state with a zero cell; at each step the attention
+    weights are ``softmax_s(hs_enc[:, s] · h)`` over the ``Ts`` encoder states, the context their
+    weighted sum, and the affine reads ``concat(context, h)`` (``(2H, V)``).
+
+    >>> import numpy as np, fnnet
+    >>> m = AttentionSeq2seq(59, 16, 256, src_len=29, reverse=True)
+    >>> fnnet.summary(m, (29 + 10,)).total_params
+    591259
+    """
+
+    @property
+    def _attention(self) -> bool:
+        return True
+
+
+# --- decoding ----------------------------------------------------------------------------------------
+
+
+def _check_src(fn: str, model: _EncoderDecoder, src: Array, start_id: int, length: int) -> None:
+    if not isinstance(model, _EncoderDecoder):
+        raise ValueError(f"{fn}: expected a Seq2seq or AttentionSeq2seq, got {type(model).__name__}")
+    if src.ndim != 2 or src.shape[1] != model.src_len or src.dtype.kind not in "iu":
+        raise ValueError(f"{fn}: expected int source ids (N, {model.src_len}), got shape {src.shape} dtype {src.dtype}")
+    if not (0 <= int(start_id) < model.vocab_size) or int(length) < 1:
+        raise ValueError(f"{fn}: need 0 <= start_id < {model.vocab_size} and length >= 1, got {start_id}, {length}")
+
+
+def _decode(
+    model: _EncoderDecoder,
+    params: Seq2seqParams,
+    src: Array,
+    start_id: int,
+    length: int,
+    pick: Any,
+) -> tuple[Array, Array | None]:
+    """Run the decoder one step at a time, feeding back ``pick(logits (N, V), step) -> ids (N,)``."""
+    hdim = model.hidden
+    n = src.shape[0]
+    _, enc = model.encode(params, model._source(src))
+    h = enc.hs[-1]
+    h_enc = h
+    c = np.zeros_like(h)
+    dp = params.decoder
+    wx, wh, b = dp.lstm
+    aw, ab = dp.affine
+    peek_x = h_enc @ wx[:hdim] + b if model._peeky else b
+    peek_a = h_enc @ aw[:hdim] + ab if model._peeky else ab
+    wx_in = wx[hdim:] if model._peeky else wx
+    hs_b = enc.hs[1:].transpose(1, 0, 2)
+    ids = np.empty((n, length), np.int64)
+    weights = np.empty((n, length, model.src_len), h.dtype) if model._attention else None
+    cur = np.full(n, start_id, np.int64)
+    for t in range(length):
+        a = dp.embed[cur] @ wx_in + peek_x + h @ wh
+        o, i, f, g = np.split(a, 4, axis=1)
+        sig = 0.5 * np.tanh(0.5 * np.concatenate([o, i, f], axis=1)) + 0.5
+        o, i, f = np.split(sig, 3, axis=1)
+        c = f * c + i * np.tanh(g)
+        h = o * np.tanh(c)
+        if model._attention and weights is not None:
+            w = _softmax_last(np.einsum("nsh,nh->ns", hs_b, h))
+            ctx = np.einsum("ns,nsh->nh", w, hs_b)
+            logits = ctx @ aw[:hdim] + h @ aw[hdim:] + ab
+            weights[:, t] = w[:, ::-1] if model.reverse else w
+        elif model._peeky:
+            logits = h @ aw[hdim:] + peek_a
+        else:
+            logits = h @ aw + peek_a
+        cur = np.asarray(pick(logits, t), np.int64)
+        ids[:, t] = cur
+    return ids, weights
+
+
+def generate(model: Layer, params: Seq2seqParams, src: Array, start_id: int, length: int) -> Array:
+    """Greedy decoding: feed back the most likely token at each step (the sequel's ``generate``).
+
+    Args:
+        model: a :class:`Seq2seq` or :class:`AttentionSeq2seq`.
+        params: its parameters (any float dtype).
+        src: source ids ``(N, src_len)``, in their natural order (the model reverses them if asked).
+        start_id: the decoder's first input (the start token).
+        length: the number of tokens to produce.
+    Returns:
+        ids ``(N, length)`` int64 (the start token excluded).
+
+    >>> import numpy as np, fnnet
+    >>> m = Seq2seq(5, 4, 6, src_len=3)
+    >>> p, _ = m.init(fnnet.key(0), (5,))
+    >>> generate(m, p, np.array([[1, 2, 3]]), start_id=0, length=2).shape
+    (1, 2)
+    """
+    if not isinstance(model, _EncoderDecoder):
+        raise ValueError(f"generate: expected a Seq2seq or AttentionSeq2seq, got {type(model).__name__}")
+    _check_src("generate", model, src, start_id, length)
+    return _decode(model, params, src, start_id, length, lambda logits, t: logits.argmax(axis=1))[0]
+
+
+def sample(
+    model: Layer, params: Seq2seqParams, src: Array, start_id: int, length: int, *, key: Key, temperature: float = 1.0
+) -> Array:
+    """Sampled decoding: draw each token from ``softmax(logits / temperature)`` and feed it back.
+
+    Args:
+        model, params, src, start_id, length: as in :func:`generate`.
+        key: the random key (the same key gives the same ids).
+        temperature: > 0; small values approach :func:`generate`.
+    Returns:
+        ids ``(N, length)`` int64.
+
+    >>> import numpy as np, fnnet
+    >>> m = Seq2seq(5, 4, 6, src_len=3)
+    >>> p, _ = m.init(fnnet.key(0), (5,))
+    >>> a = sample(m, p, np.array([[1, 2, 3]]), 0, 4, key=fnnet.key(1))
+    >>> bool((a == sample(m, p, np.array([[1, 2, 3]]), 0, 4, key=fnnet.key(1))).all())
+    True
+    """
+    if not isinstance(model, _EncoderDecoder):
+        raise ValueError(f"sample: expected a Seq2seq or AttentionSeq2seq, got {type(model).__name__}")
+    _check_src("sample", model, src, start_id, length)
+    if not isinstance(key, Key):
+        raise ValueError(f"sample: key must be a fnnet.Key, got {type(key).__name__}")
+    temp = float(temperature)
+    if not (math.isfinite(temp) and temp > 0):
+        raise ValueError(f"sample: temperature must be a finite number > 0, got {temperature!r}")
+    gen = key.generator()
+
+    def pick(logits: Array, t: int) -> Array:
+        p = _softmax_last(logits.astype(np.float64) / temp)
+        u = gen.random((len(p), 1))
+        drawn: Array = np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1)
+        return drawn
+
+    return _decode(model, params, src, start_id, length, pick)[0]
+
+
+def attention_weights(model: Layer, params: Seq2seqParams, src: Array, start_id: int, length: int) -> tuple[Array, Array]:
+    """Greedy decoding with the attention weights of every step (for a heat map).
+
+    Args:
+        model: an :class:`AttentionSeq2seq`; the rest as in :func:`generate`.
+    Returns:
+        ``(ids, weights)``: ids ``(N, length)`` and weights ``(N, length, src_len)`` whose rows sum
+        to 1; column ``s`` is source position ``s`` in its natural order, even when the model
+        reads the source reversed.
+
+    >>> import numpy as np, fnnet
+    >>> m = AttentionSeq2seq(5, 4, 6, src_len=3)
+    >>> p, _ = m.init(fnnet.key(0), (5,))
+    >>> ids, w = attention_weights(m, p, np.array([[1, 2, 3]]), 0, 2)
+    >>> w.shape, bool(np.allclose(w.sum(axis=-1), 1))
+    ((1, 2, 3), True)
+    """
+    if not isinstance(model, AttentionSeq2seq):
+        raise ValueError(f"attention_weights: expected an AttentionSeq2seq, got {type(model).__name__}")
+    _check_src("attention_weights", model, src, start_id, length)
+    ids, w = _decode(model, params, src, start_id, length, lambda logits, t: logits.argmax(axis=1))
+    assert w is not None
+    return ids, w
+
+
+# --- the sequel's weights ----------------------------------------------------------------------------
+
+#: The sequel's names and the shapes of its attention model for the date task.
+SEQUEL_ATTENTION_KEYS = (
+    "encoder.embed.W", "encoder.lstm.Wx", "encoder.lstm.Wh", "encoder.lstm.b",
+    "decoder.embed.W", "decoder.lstm.Wx", "decoder.lstm.Wh", "decoder.lstm.b",
+    "decoder.affine.W", "decoder.affine.b",
+)  # fmt: skip
+
+
+def _regate(a: Array, src_order: str) -> Array:
+    """Reorder the four gate blocks of the last axis from ``src_order`` to :data:`GATE_ORDER`."""
+    blocks = dict(zip(src_order, np.split(a, 4, axis=-1)))
+    return np.concatenate([blocks[gname] for gname in GATE_ORDER], axis=-1)
+
+
+def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqParams:
+    """Load the sequel's trained AttentionSeq2seq (``.npz``, its names) as :class:`Seq2seqParams`.
+
+    The archive holds ``encoder.embed.W``, ``encoder.lstm.{Wx,Wh,b}``, ``decoder.embed.W``,
+    ``decoder.lstm.{Wx,Wh,b}``, ``decoder.affine.{W,b}`` (any float dtype; the sequel's are
+    float16); gate blocks are reordered from the sequel's f, g, i, o and arrays cast to ``dtype``.
+    Build the model as ``AttentionSeq2seq(V, E, H, src_len=Ts, reverse=True)`` with V, E, H from
+    the shapes (59, 16, 256 for the date task, Ts 29).
+
+    Raises:
+        fnnet.errors.FormatError: a missing or misshapen array.
+    """
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as err:
+        raise FormatError(str(p), "archive", f"not a readable .npz: {err}") from None
+    for k in SEQUEL_ATTENTION_KEYS:
+        if k not in arrays:
+            raise FormatError(str(p), k, "missing array")
+        if arrays[k].dtype.kind != "f":
+            raise FormatError(str(p), k, f"expected floating point, got {arrays[k].dtype}")
+    v, e = arrays["encoder.embed.W"].shape if arrays["encoder.embed.W"].ndim == 2 else (0, 0)
+    h4 = arrays["encoder.lstm.b"].shape[0] if arrays["encoder.lstm.b"].ndim == 1 else 0
+    h = h4 // 4
+    expected = {
+        "encoder.embed.W": (v, e), "encoder.lstm.Wx": (e, 4 * h), "encoder.lstm.Wh": (h, 4 * h),
+        "encoder.lstm.b": (4 * h,), "decoder.embed.W": (v, e), "decoder.lstm.Wx": (e, 4 * h),
+        "decoder.lstm.Wh": (h, 4 * h), "decoder.lstm.b": (4 * h,), "decoder.affine.W": (2 * h, v),
+        "decoder.affine.b": (v,),
+    }  # fmt: skip
+    for k, shape in expected.items():
+        if v == 0 or h == 0 or arrays[k].shape != shape:
+            raise FormatError(str(p), k, f"expected shape {shape}, got {arrays[k].shape}")
+
+    def cast(a: Array) -> Array:
+        return np.ascontiguousarray(a.astype(dtype))
+
+    def lstm(prefix: str) -> LSTMParams:
+        return LSTMParams(*(cast(_regate(arrays[f"{prefix}.{n}"], SEQUEL_GATE_ORDER)) for n in ("Wx", "Wh", "b")))
+
+    return Seq2seqParams(
+        EncoderParams(cast(arrays["encoder.embed.W"]), lstm("encoder.lstm")),
+        DecoderParams(
+            cast(arrays["decoder.embed.W"]),
+            lstm("decoder.lstm"),
+            AffineParams(cast(arrays["decoder.affine.W"]), cast(arrays["decoder.affine.b"])),
+        ),
+    )
