@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from fnnet import functions as F
+from fnnet._validate import is_int
 from fnnet.typing import Array
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy",
     "huber",
+    "time_softmax_cross_entropy",
 ]
 
 #: The log guard δ of :func:`cross_entropy`: ``log(y + δ)`` stays finite when a predicted
@@ -346,3 +348,64 @@ def huber(y: Array, t: Any, delta: float = 1.0) -> tuple[float, Array]:
     n = ya.size
     grad = np.clip(d, -delta, delta) * (1.0 / n)
     return float(per_element.sum()) / n, grad.astype(ya.dtype, copy=False)
+
+
+def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None = None) -> tuple[float, Array]:
+    """Softmax cross-entropy of a sequence of predictions (the sequel's TimeSoftmaxWithLoss),
+    averaged over the tokens whose target is not ``ignore_index``.
+
+    ``E = -Σ_{k: t_k ≠ ignore} log p_k[t_k] / M`` with ``p = softmax(logits)`` over the last axis and
+    ``M`` the number of counted tokens. Without ``ignore_index`` this is
+    :func:`softmax_cross_entropy` on the ``N·T`` rows. To train with an ``ignore_index``, pass
+    ``functools.partial(time_softmax_cross_entropy, ignore_index=...)`` as the loss.
+
+    Args:
+        logits: scores ``(N, T, V)`` (or any ``(N, ..., V)``), floating point.
+        t: integer targets ``(N, T)`` (``logits.shape[:-1]``), values in ``[0, V)`` or ``ignore_index``.
+        ignore_index: a target value that counts for nothing (padding), or ``None``.
+    Returns:
+        ``(E, dE/dlogits)``, the gradient ``(p - onehot(t)) / M`` on counted tokens and 0 on ignored
+        ones, of ``logits``' shape and dtype. When every token is ignored, ``E = 0`` and the
+        gradient is zero.
+
+    >>> logits = np.zeros((1, 3, 4))
+    >>> value, grad = time_softmax_cross_entropy(logits, np.array([[1, 2, -1]]), ignore_index=-1)
+    >>> round(value, 4), grad[0, 2].tolist()  # log 4, and nothing from the ignored token
+    (1.3863, [0.0, 0.0, 0.0, 0.0])
+    """
+    fn = "time_softmax_cross_entropy"
+    x = _floating(fn, "logits", logits, min_rank=2)
+    ta = np.asarray(t)
+    v = x.shape[-1]
+    if ta.shape != x.shape[:-1] or ta.dtype.kind not in "iu":
+        raise ValueError(
+            f"{fn}: expected integer targets of shape {_shape(x.shape[:-1])} (logits have shape "
+            f"{_shape(x.shape)}), got shape {_shape(ta.shape)} dtype {ta.dtype}"
+        )
+    if ignore_index is not None and not is_int(ignore_index):
+        raise ValueError(f"{fn}: ignore_index must be an int or None, got {ignore_index!r}")
+    _n_rows(fn, x)
+    x2 = x.reshape(-1, v)
+    t2 = ta.reshape(-1)
+    keep = None if ignore_index is None else t2 != ignore_index
+    rows = np.arange(t2.size) if keep is None else np.flatnonzero(keep)
+    labels = t2[rows]
+    if labels.size and (labels.min() < 0 or labels.max() >= v):
+        raise ValueError(
+            f"{fn}: targets must lie in [0, {v})"
+            + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}")
+            + f", got values in [{labels.min()}, {labels.max()}]"
+        )
+    m = labels.size
+    if m == 0:
+        return 0.0, np.zeros_like(x)
+    # the stable log-softmax of softmax_cross_entropy: z = x - max(x), log p = z - log Σ exp z
+    z = x2 - x2.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    s = e.sum(axis=-1, keepdims=True)
+    loss = (float(np.log(s[rows, 0]).sum()) - float(z[rows, labels].sum())) / m
+    grad = e * ((1.0 / m) / s)
+    if keep is not None:
+        grad[~keep] = 0
+    grad[rows, labels] -= 1.0 / m
+    return loss, grad.reshape(x.shape)

@@ -7,6 +7,7 @@ from fnnet.layers._patches import col2im, conv_output_size, im2col
 from fnnet.layers.conv import Conv2D, ConvParams
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.dropout import Dropout
+from fnnet.layers.embedding import Embedding, EmbeddingParams, TimeAffine, embedding_grad
 from fnnet.layers.norm import (
     BatchNorm,
     BatchNormParams,
@@ -17,6 +18,25 @@ from fnnet.layers.norm import (
     LayerNormParams,
 )
 from fnnet.layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from fnnet.layers.recurrent import (
+    GRU,
+    LSTM,
+    RNN,
+    GRUParams,
+    LSTMParams,
+    LSTMState,
+    RNNParams,
+    RNNState,
+    gru_cell,
+    gru_scan,
+    gru_scan_backward,
+    lstm_cell,
+    lstm_scan,
+    lstm_scan_backward,
+    rnn_cell,
+    rnn_scan,
+    rnn_scan_backward,
+)
 
 __all__ = [
     "EVAL",
@@ -58,4 +78,25 @@ __all__ = [
     "im2col",
     "col2im",
     "conv_output_size",
+    "Embedding",
+    "EmbeddingParams",
+    "TimeAffine",
+    "embedding_grad",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "RNNParams",
+    "LSTMParams",
+    "GRUParams",
+    "RNNState",
+    "LSTMState",
+    "rnn_cell",
+    "rnn_scan",
+    "rnn_scan_backward",
+    "lstm_cell",
+    "lstm_scan",
+    "lstm_scan_backward",
+    "gru_cell",
+    "gru_scan",
+    "gru_scan_backward",
 ]
