@@ -19,9 +19,10 @@ Decoding is pure and batched: :func:`generate` (greedy), :func:`sample` (keyed, 
 temperature) and :func:`attention_weights` (for heat maps). :func:`load_sequel_attention` reads
 the sequel's trained attention model for the date task.
 
-The LSTM's pre-activation is ``A = x @ wx + h @ wh + b`` with the four gate blocks in the order
-o, i, f, g (the three sigmoid gates first, then the tanh candidate): one tanh pass serves all four,
-since ``sigmoid(z) = (1 + tanh(z / 2)) / 2``.
+The LSTMs are :class:`fnnet.layers.LSTMParams` (gate blocks f, g, i, o of
+``A = x @ wx + h @ wh + b``, the sequel's layout), run by kernels of this module that fold the
+peeky input in once and use one tanh pass for all four gates per step
+(``sigmoid(z) = (1 + tanh(z / 2)) / 2``).
 
 >>> import numpy as np, fnnet
 >>> model = Seq2seq(vocab_size=13, embed=16, hidden=32, src_len=7, peeky=True)
@@ -48,11 +49,12 @@ from fnnet._validate import positive_int
 from fnnet.errors import FormatError
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind, no_input_grad
 from fnnet.layers.core import AffineParams
+from fnnet.layers.embedding import EmbeddingParams, embedding_grad
+from fnnet.layers.recurrent import LSTMParams
 from fnnet.random import Key, split
 from fnnet.typing import Array, Shape
 
 __all__ = [
-    "LSTMParams",
     "EncoderParams",
     "DecoderParams",
     "Seq2seqParams",
@@ -62,38 +64,26 @@ __all__ = [
     "sample",
     "attention_weights",
     "load_sequel_attention",
-    "SEQUEL_GATE_ORDER",
+    "teacher_forcing",
+    "sequence_accuracy",
 ]
-
-#: The gate order of the sequel's LSTM weights (its ``A`` is split as f, g, i, o).
-SEQUEL_GATE_ORDER = "fgio"
-#: The gate order of this module's LSTM weights.
-GATE_ORDER = "oifg"
-
-
-class LSTMParams(NamedTuple):
-    """An LSTM's weights: ``wx`` ``(D, 4H)``, ``wh`` ``(H, 4H)``, ``b`` ``(4H,)``; gates o, i, f, g."""
-
-    wx: Array
-    wh: Array
-    b: Array
 
 
 class EncoderParams(NamedTuple):
-    """The encoder: ``embed`` ``(V, E)`` and its LSTM (input size ``E``)."""
+    """The encoder: ``embed`` (a ``(V, E)`` table) and its LSTM (input size ``E``)."""
 
-    embed: Array
+    embed: EmbeddingParams
     lstm: LSTMParams
 
 
 class DecoderParams(NamedTuple):
-    """The decoder: ``embed`` ``(V, E)``, its LSTM and the output affine ``(K, V)``.
+    """The decoder: ``embed`` (``(V, E)``), its LSTM and the output affine ``(K, V)``.
 
     The LSTM's input size is ``E`` (``H + E`` when peeky); the affine reads ``K = H`` features
     (``2H`` when peeky or with attention).
     """
 
-    embed: Array
+    embed: EmbeddingParams
     lstm: LSTMParams
     affine: AffineParams
 
@@ -111,7 +101,7 @@ class Seq2seqParams(NamedTuple):
 class _Scan(NamedTuple):
     hs: Array  # (T + 1, N, H): h0, h1, ..., hT
     cs: Array  # (T + 1, N, H)
-    gates: Array  # (T, N, 4H): o, i, f (sigmoid) and g (tanh), after activation
+    gates: Array  # (T, N, 4H): f, g, i, o after their activations (sigmoid, tanh, sigmoid, sigmoid)
     tanh_c: Array  # (T, N, H)
 
 
@@ -127,28 +117,28 @@ def _lstm_scan(xw: Array, wh: Array, h0: Array, c0: Array) -> _Scan:
     gates = np.empty((t_len, n, h4), dt)
     tanh_c = np.empty((t_len, n, hdim), dt)
     tmp = np.empty((n, hdim), dt)
-    # the sigmoid gates' columns are halved once, so that one tanh pass over the whole
+    # the sigmoid gates' columns (f, i, o) are halved once, so that one tanh pass over the whole
     # pre-activation gives tanh(z/2) there and tanh(z) for g; sigmoid(z) = (1 + tanh(z/2)) / 2
-    half = np.ones(h4, dt)
-    half[: 3 * hdim] = 0.5
+    half = np.full(h4, 0.5, dt)
+    half[hdim : 2 * hdim] = 1
     wh_s = wh * half
     xw_s = xw * half
-    s3 = slice(0, 3 * hdim)
     for t in range(t_len):
         a = gates[t]
         np.matmul(hs[t], wh_s, out=a)
         a += xw_s[t]
         np.tanh(a, out=a)
-        sig = a[:, s3]
-        sig *= 0.5
-        sig += 0.5
-        o, i, f, g = a[:, :hdim], a[:, hdim : 2 * hdim], a[:, 2 * hdim : 3 * hdim], a[:, 3 * hdim :]
+        f, g, io = a[:, :hdim], a[:, hdim : 2 * hdim], a[:, 2 * hdim :]
+        f *= 0.5
+        f += 0.5
+        io *= 0.5
+        io += 0.5
         c = cs[t + 1]
         np.multiply(f, cs[t], out=c)
-        np.multiply(i, g, out=tmp)
+        np.multiply(io[:, :hdim], g, out=tmp)
         c += tmp
         np.tanh(c, out=tanh_c[t])
-        np.multiply(o, tanh_c[t], out=hs[t + 1])
+        np.multiply(io[:, hdim:], tanh_c[t], out=hs[t + 1])
     return _Scan(hs, cs, gates, tanh_c)
 
 
@@ -166,16 +156,16 @@ def _lstm_scan_backward(scan: _Scan, wh: Array, dhs: Array | None, dh_last: Arra
     t_len, n, h4 = gates.shape
     hdim = h4 // 4
     dt = gates.dtype
-    o, i, f, g = gates[..., :hdim], gates[..., hdim : 2 * hdim], gates[..., 2 * hdim : 3 * hdim], gates[..., 3 * hdim :]
-    # factors of dh_t and dc_t in each gate's pre-activation gradient, for all steps at once:
-    # dA_o = dh * tanh(c) * o(1-o); dc += dh * o * (1 - tanh²c);
-    # dA_i = dc * g * i(1-i), dA_f = dc * c_prev * f(1-f), dA_g = dc * i * (1 - g²)
+    f, g, i, o = (gates[..., k * hdim : (k + 1) * hdim] for k in range(4))
+    # the factors of dh_t and dc_t in each gate's pre-activation gradient, for all steps at once:
+    # dA_o = dh tanh(c) o(1-o);  dc += dh o (1 - tanh²c);
+    # dA_f = dc c_prev f(1-f),  dA_g = dc i (1 - g²),  dA_i = dc g i(1-i)   (f, g, i adjacent)
     k_o = tanh_c * o * (1 - o)
     k_c = o * (1 - tanh_c * tanh_c)
     k3 = np.empty((t_len, n, 3, hdim), dt)
-    np.multiply(g, i * (1 - i), out=k3[:, :, 0])
-    np.multiply(cs[:-1], f * (1 - f), out=k3[:, :, 1])
-    np.multiply(i, 1 - g * g, out=k3[:, :, 2])
+    np.multiply(cs[:-1], f * (1 - f), out=k3[:, :, 0])
+    np.multiply(i, 1 - g * g, out=k3[:, :, 1])
+    np.multiply(g, i * (1 - i), out=k3[:, :, 2])
     da = np.empty_like(gates)
     dh = np.zeros((n, hdim), dt) if dh_last is None else dh_last.astype(dt, copy=True)
     dc = np.zeros((n, hdim), dt)
@@ -185,10 +175,10 @@ def _lstm_scan_backward(scan: _Scan, wh: Array, dhs: Array | None, dh_last: Arra
         if dhs is not None:
             dh += dhs[t]
         a = da[t]
-        np.multiply(dh, k_o[t], out=a[:, :hdim])
+        np.multiply(dh, k_o[t], out=a[:, 3 * hdim :])
         np.multiply(dh, k_c[t], out=tmp)
         dc += tmp
-        np.multiply(k3[t], dc[:, None, :], out=a[:, hdim:].reshape(n, 3, hdim))
+        np.multiply(k3[t], dc[:, None, :], out=a[:, : 3 * hdim].reshape(n, 3, hdim))
         dc *= f[t]
         dh = a @ wh_t
     return da, dh
@@ -202,12 +192,9 @@ def _lstm_param_grads(x: Array, scan: _Scan, da: Array) -> tuple[Array, Array, A
     return x.reshape(t_len * n, -1).T @ da2, hprev.T @ da2, da2.sum(axis=0)
 
 
-def _embed_grad(ids: Array, dout: Array, vocab: int) -> Array:
-    """``dW`` ``(V, E)`` of an embedding lookup ``W[ids]`` given ``dout`` ``(*ids.shape, E)``."""
-    flat = ids.reshape(-1)
-    onehot = (np.arange(vocab)[:, None] == flat[None, :]).astype(dout.dtype)
-    dw: Array = onehot @ dout.reshape(flat.size, -1)
-    return dw
+def _sigmoid(z: Array) -> Array:
+    s: Array = 0.5 * np.tanh(0.5 * z) + 0.5  # = 1 / (1 + exp(-z)), without overflow
+    return s
 
 
 def _softmax_last(s: Array) -> Array:
@@ -276,12 +263,12 @@ class _EncoderDecoder(Layer):
         v, e, h = self.vocab_size, self.embed, self.hidden
         dt = np.float32
         k = split(key, 5)
-        enc = EncoderParams((_gen(k[0]).standard_normal((v, e)) * 0.01).astype(dt), _lstm_init(k[1], e, h, dt))
+        enc = EncoderParams(EmbeddingParams((_gen(k[0]).standard_normal((v, e)) * 0.01).astype(dt)), _lstm_init(k[1], e, h, dt))
         d_in = h + e if self._peeky else e
         k_aff = h * 2 if (self._peeky or self._attention) else h
         aw = (_gen(k[4]).standard_normal((k_aff, v)) / math.sqrt(k_aff)).astype(dt)
         dec = DecoderParams(
-            (_gen(k[2]).standard_normal((v, e)) * 0.01).astype(dt),
+            EmbeddingParams((_gen(k[2]).standard_normal((v, e)) * 0.01).astype(dt)),
             _lstm_init(k[3], d_in, h, dt),
             AffineParams(aw, np.zeros(v, dt)),
         )
@@ -295,7 +282,7 @@ class _EncoderDecoder(Layer):
             )
         if x.dtype.kind not in "iu":
             raise ValueError(f"{kind(self)}: expected integer token ids, got dtype {x.dtype}")
-        v = params.encoder.embed.shape[0]
+        v = params.encoder.embed.w.shape[0]
         if x.size and (int(x.min()) < 0 or int(x.max()) >= v):
             raise ValueError(f"{kind(self)}: token ids must be in [0, {v}), got ids in [{int(x.min())}, {int(x.max())}]")
 
@@ -307,10 +294,10 @@ class _EncoderDecoder(Layer):
     def encode(self, params: Seq2seqParams, src_tm: Array) -> tuple[Array, _Scan]:
         """Run the encoder on time-major ids ``(Ts, N)``; ``(x_enc, scan)``."""
         ep = params.encoder
-        x_enc = ep.embed[src_tm]
+        x_enc = ep.embed.w[src_tm]
         n = src_tm.shape[1]
         xw = x_enc @ ep.lstm.wx + ep.lstm.b
-        zero = np.zeros((n, self.hidden), ep.embed.dtype)
+        zero = np.zeros((n, self.hidden), ep.lstm.wh.dtype)
         return x_enc, _lstm_scan(xw, ep.lstm.wh, zero, zero)
 
     def forward(self, params: Seq2seqParams, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, _FwdCache]:
@@ -322,7 +309,7 @@ class _EncoderDecoder(Layer):
         x_enc, enc = self.encode(params, src)
         h_enc = enc.hs[-1]
         dp = params.decoder
-        x_dec = dp.embed[dec_in]
+        x_dec = dp.embed.w[dec_in]
         wx = dp.lstm.wx
         if self._peeky:
             xw = x_dec @ wx[hdim:] + (h_enc @ wx[:hdim] + dp.lstm.b)
@@ -354,7 +341,7 @@ class _EncoderDecoder(Layer):
         enc, dec = cache.enc, cache.dec
         t_len, n = cache.dec_in.shape
         ts = cache.src.shape[0]
-        v = params.decoder.embed.shape[0]
+        v = params.decoder.embed.w.shape[0]
         if dout.shape != (n, t_len, v):
             check_dout(self, dout, (n, t_len, v))
         dp, ep = params.decoder, params.encoder
@@ -405,14 +392,14 @@ class _EncoderDecoder(Layer):
             dx_dec = da_dec @ wx.T
         if dh_enc_extra is not None:
             dh0 = dh0 + dh_enc_extra
-        de_d = _embed_grad(cache.dec_in, dx_dec, v)
+        de_d = embedding_grad(cache.dec_in, dx_dec, v)
         da_enc, _ = _lstm_scan_backward(enc, ep.lstm.wh, dhs_enc, dh0)
         dwx_e, dwh_e, db_e = _lstm_param_grads(cache.x_enc, enc, da_enc)
-        de_e = _embed_grad(cache.src, da_enc @ ep.lstm.wx.T, v)
+        de_e = embedding_grad(cache.src, da_enc @ ep.lstm.wx.T, v)
         del ts
         grads = Seq2seqParams(
-            EncoderParams(de_e, LSTMParams(dwx_e, dwh_e, db_e)),
-            DecoderParams(de_d, LSTMParams(dwx_d, dwh_d, db_d), AffineParams(daw, dab)),
+            EncoderParams(EmbeddingParams(de_e), LSTMParams(dwx_e, dwh_e, db_e)),
+            DecoderParams(EmbeddingParams(de_d), LSTMParams(dwx_d, dwh_d, db_d), AffineParams(daw, dab)),
         )
         return no_input_grad(cache.x_shape, dout.dtype), grads
 
@@ -503,12 +490,10 @@ def _decode(
     weights = np.empty((n, length, model.src_len), h.dtype) if model._attention else None
     cur = np.full(n, start_id, np.int64)
     for t in range(length):
-        a = dp.embed[cur] @ wx_in + peek_x + h @ wh
-        o, i, f, g = np.split(a, 4, axis=1)
-        sig = 0.5 * np.tanh(0.5 * np.concatenate([o, i, f], axis=1)) + 0.5
-        o, i, f = np.split(sig, 3, axis=1)
-        c = f * c + i * np.tanh(g)
-        h = o * np.tanh(c)
+        a = dp.embed.w[cur] @ wx_in + peek_x + h @ wh
+        f, g, i, o = np.split(a, 4, axis=1)
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        h = _sigmoid(o) * np.tanh(c)
         if model._attention and weights is not None:
             w = _softmax_last(np.einsum("nsh,nh->ns", hs_b, h))
             ctx = np.einsum("ns,nsh->nh", w, hs_b)
@@ -620,18 +605,12 @@ SEQUEL_ATTENTION_KEYS = (
 )  # fmt: skip
 
 
-def _regate(a: Array, src_order: str) -> Array:
-    """Reorder the four gate blocks of the last axis from ``src_order`` to :data:`GATE_ORDER`."""
-    blocks = dict(zip(src_order, np.split(a, 4, axis=-1)))
-    return np.concatenate([blocks[gname] for gname in GATE_ORDER], axis=-1)
-
-
 def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqParams:
     """Load the sequel's trained AttentionSeq2seq (``.npz``, its names) as :class:`Seq2seqParams`.
 
     The archive holds ``encoder.embed.W``, ``encoder.lstm.{Wx,Wh,b}``, ``decoder.embed.W``,
     ``decoder.lstm.{Wx,Wh,b}``, ``decoder.affine.{W,b}`` (any float dtype; the sequel's are
-    float16); gate blocks are reordered from the sequel's f, g, i, o and arrays cast to ``dtype``.
+    float16), cast to ``dtype``; the gate blocks keep the sequel's order f, g, i, o.
     Build the model as ``AttentionSeq2seq(V, E, H, src_len=Ts, reverse=True)`` with V, E, H from
     the shapes (59, 16, 256 for the date task, Ts 29).
 
@@ -666,13 +645,76 @@ def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqP
         return np.ascontiguousarray(a.astype(dtype))
 
     def lstm(prefix: str) -> LSTMParams:
-        return LSTMParams(*(cast(_regate(arrays[f"{prefix}.{n}"], SEQUEL_GATE_ORDER)) for n in ("Wx", "Wh", "b")))
+        return LSTMParams(*(cast(arrays[f"{prefix}.{n}"]) for n in ("Wx", "Wh", "b")))
 
     return Seq2seqParams(
-        EncoderParams(cast(arrays["encoder.embed.W"]), lstm("encoder.lstm")),
+        EncoderParams(EmbeddingParams(cast(arrays["encoder.embed.W"])), lstm("encoder.lstm")),
         DecoderParams(
-            cast(arrays["decoder.embed.W"]),
+            EmbeddingParams(cast(arrays["decoder.embed.W"])),
             lstm("decoder.lstm"),
             AffineParams(cast(arrays["decoder.affine.W"]), cast(arrays["decoder.affine.b"])),
         ),
     )
+
+
+# --- data helpers ------------------------------------------------------------------------------------
+
+
+def teacher_forcing(src: Array, answer: Array) -> tuple[Array, Array]:
+    """The model input and targets of question/answer pairs, for training and teacher-forced loss.
+
+    Args:
+        src: source ids ``(N, Ts)``.
+        answer: answer ids ``(N, Ta)`` whose column 0 is the start token.
+    Returns:
+        ``(x, t)``: ``x = concat(src, answer[:, :-1])`` ``(N, Ts + Ta - 1)`` int64 (the model's
+        input) and ``t = answer[:, 1:]`` ``(N, Ta - 1)`` int64 (the targets of its logits).
+
+    >>> import numpy as np
+    >>> x, t = teacher_forcing(np.array([[1, 2]]), np.array([[0, 3, 4]]))
+    >>> x.tolist(), t.tolist()
+    ([[1, 2, 0, 3]], [[3, 4]])
+    """
+    src, answer = np.asarray(src), np.asarray(answer)
+    if src.ndim != 2 or answer.ndim != 2 or len(src) != len(answer) or answer.shape[1] < 2:
+        raise ValueError(
+            f"teacher_forcing: expected src (N, Ts) and answer (N, Ta >= 2) with the same N, "
+            f"got shapes {src.shape} and {answer.shape}"
+        )
+    x = np.concatenate([src, answer[:, :-1]], axis=1).astype(np.int64)
+    return x, answer[:, 1:].astype(np.int64)
+
+
+def sequence_accuracy(
+    model: Layer, params: Seq2seqParams, src: Array, answer: Array, *, batch_size: int = 5000
+) -> float:
+    """The fraction of questions whose greedy answer is exactly right (the sequel's ``eval_seq2seq``).
+
+    Args:
+        model, params: a :class:`Seq2seq` or :class:`AttentionSeq2seq` and its parameters.
+        src: source ids ``(N, Ts)``.
+        answer: answer ids ``(N, Ta)`` starting with the start token; the model decodes
+            ``Ta - 1`` tokens from ``answer[:, 0]`` and every one must match.
+        batch_size: questions decoded at once.
+    Returns:
+        The exact-match accuracy in [0, 1].
+
+    >>> import numpy as np, fnnet
+    >>> m = Seq2seq(5, 4, 6, src_len=3)
+    >>> p, _ = m.init(fnnet.key(0), (5,))
+    >>> 0.0 <= sequence_accuracy(m, p, np.array([[1, 2, 3]]), np.array([[0, 4, 4]])) <= 1.0
+    True
+    """
+    src, answer = np.asarray(src), np.asarray(answer)
+    if len(src) != len(answer) or answer.ndim != 2 or answer.shape[1] < 2:
+        raise ValueError(f"sequence_accuracy: expected answer (N, Ta >= 2) for src (N, Ts), got {answer.shape} for {src.shape}")
+    if len(src) == 0:
+        raise ValueError("sequence_accuracy: no questions")
+    starts = np.unique(answer[:, 0])
+    if len(starts) != 1:
+        raise ValueError("sequence_accuracy: every answer must begin with the same start token")
+    right = 0
+    for lo in range(0, len(src), batch_size):
+        ids = generate(model, params, src[lo : lo + batch_size], int(starts[0]), answer.shape[1] - 1)
+        right += int((ids == answer[lo : lo + batch_size, 1:]).all(axis=1).sum())
+    return right / len(src)
