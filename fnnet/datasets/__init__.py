@@ -6,6 +6,9 @@ The package is laid out by role, and every public name is importable from ``fnne
 - :mod:`fnnet.datasets.sources`: :func:`load_mnist` (``"mnist-small"`` embedded, ``"mnist"``,
   ``"fashion-mnist"`` or a directory), :func:`load_mnist_test`, :func:`search_paths` and the
   checked :func:`download`;
+- :mod:`fnnet.datasets.sequence`: :func:`load_sequence` (the sequel's ``"addition"`` and
+  ``"date"`` question/answer tasks, shipped, or a file), :func:`read_sequence_file`,
+  :func:`decode` and :func:`encode` between ids and strings;
 - :mod:`fnnet.datasets.batching`: :func:`shuffle`, :func:`train_val_split` and :func:`batches`,
   which draw their randomness from an explicit :class:`fnnet.random.Key` and never write into
   their inputs.
@@ -20,6 +23,15 @@ from __future__ import annotations
 
 from fnnet.datasets.batching import batches, shuffle, train_val_split
 from fnnet.datasets.idx import read_idx
+from fnnet.datasets.sequence import (
+    MAX_SEQUENCE_FILE_BYTES,
+    SEQUENCE_TASKS,
+    SequenceData,
+    decode,
+    encode,
+    load_sequence,
+    read_sequence_file,
+)
 from fnnet.datasets.sources import (
     MNIST_SMALL_TEST,
     MNIST_SMALL_TRAIN,
@@ -42,4 +54,11 @@ __all__ = [
     "shuffle",
     "train_val_split",
     "batches",
+    "SequenceData",
+    "SEQUENCE_TASKS",
+    "MAX_SEQUENCE_FILE_BYTES",
+    "load_sequence",
+    "read_sequence_file",
+    "decode",
+    "encode",
 ]

@@ -1,0 +1,218 @@
+"""Character sequence tasks (the sequel's toy seq2seq data): reading, splitting, encoding.
+
+A sequence file holds one example per line: a question, then ``_`` (the start token) and the
+answer, each padded with spaces to a fixed width (``16+75  _91  ``). Two files ship with fnnet
+(``fnnet/data/sequence``, MIT licence, see its README): ``"addition"`` (50,000 sums, 13
+characters) and ``"date"`` (50,000 dates in many formats to ISO, 59 characters).
+
+:func:`load_sequence` splits them exactly as the sequel's loader does: each line at its first
+``_`` (the answer keeps the ``_``, the decoder's first input), the vocabulary in order of first
+appearance (question then answer characters, line by line), and the last ``N // 10`` examples of
+the permutation ``np.random.RandomState(1984).permutation(N)`` as the test set. That legacy
+seeded generator is used only to reproduce the sequel's split; it never touches NumPy's global
+random state.
+
+>>> from fnnet.datasets import load_sequence, decode
+>>> data = load_sequence("addition")
+>>> data.x_train.shape, data.t_test.shape, data.vocab_size
+((45000, 7), (5000, 5), 13)
+>>> decode(data.x_test[0], data.id_to_char), decode(data.t_test[0], data.id_to_char)
+('77+85  ', '_162 ')
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from fnnet.errors import FormatError
+from fnnet.typing import Array
+
+__all__ = ["SequenceData", "SEQUENCE_TASKS", "MAX_SEQUENCE_FILE_BYTES", "load_sequence", "read_sequence_file", "decode", "encode"]
+
+#: The sequence tasks shipped with fnnet (``fnnet/data/sequence/<name>.txt``).
+SEQUENCE_TASKS = ("addition", "date")
+
+#: Files larger than this are refused before reading (the shipped ones are 0.65 and 2.05 MB).
+MAX_SEQUENCE_FILE_BYTES = 64 << 20
+
+#: The sequel's seed of the train/test permutation.
+_SPLIT_SEED = 1984
+
+_DIR = Path(__file__).resolve().parent.parent / "data" / "sequence"
+
+#: The start token that separates a question from its answer.
+START = "_"
+
+
+class SequenceData(NamedTuple):
+    """A character sequence task, split into training and test examples.
+
+    Attributes:
+        x_train: questions ``(N_train, Tq)``, int32 ids.
+        t_train: answers ``(N_train, Ta)``, int32 ids; column 0 is the start token ``_``.
+        x_test, t_test: the held-out examples, same widths.
+        id_to_char: the vocabulary, ``id_to_char[i]`` is the character of id ``i``.
+        char_to_id: the inverse mapping (read-only).
+    """
+
+    x_train: Array
+    t_train: Array
+    x_test: Array
+    t_test: Array
+    id_to_char: tuple[str, ...]
+    char_to_id: Mapping[str, int]
+
+    @property
+    def vocab_size(self) -> int:
+        """The number of distinct characters."""
+        return len(self.id_to_char)
+
+
+def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tuple[str, ...]]:
+    """Read a question/answer file in file order, without splitting it.
+
+    Args:
+        path: a UTF-8 text file of ``N >= 1`` lines ``question_answer`` with a non-empty question
+            before the first ``_``; every question has the same width, every answer too.
+    Returns:
+        ``(x (N, Tq), t (N, Ta), id_to_char)``: int32 ids, the answers starting with ``_``, and
+        the vocabulary in order of first appearance.
+    Raises:
+        FormatError: the file is larger than :data:`MAX_SEQUENCE_FILE_BYTES`, not UTF-8 text,
+            empty, or a line lacks ``_``, has an empty question, a control character or another
+            width than line 1 (the message names the file and the line).
+        OSError: the file cannot be opened or read.
+
+    >>> import os, tempfile
+    >>> f = os.path.join(tempfile.mkdtemp(), "tiny.txt")
+    >>> with open(f, "w") as out:
+    ...     _ = out.write("1+1_2\\n2+3_5\\n")
+    >>> x, t, vocab = read_sequence_file(f)
+    >>> x.tolist(), t.tolist(), "".join(vocab)
+    ([[0, 1, 0], [3, 1, 4]], [[2, 3], [2, 5]], '1+_235')
+    """
+    p = Path(path)
+    with open(p, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise FormatError(p, "", "not a regular file")
+        if st.st_size > MAX_SEQUENCE_FILE_BYTES:
+            raise FormatError(p, "", f"{st.st_size} bytes, more than the {MAX_SEQUENCE_FILE_BYTES} a sequence file may have")
+        raw = f.read(MAX_SEQUENCE_FILE_BYTES + 1)
+    if len(raw) > MAX_SEQUENCE_FILE_BYTES:
+        raise FormatError(p, "", f"more than the {MAX_SEQUENCE_FILE_BYTES} bytes a sequence file may have")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        lineno = raw.count(b"\n", 0, e.start) + 1
+        raise FormatError(p, f"line {lineno}", f"not UTF-8 text (byte {e.start})") from None
+    if text.endswith("\n"):
+        text = text[:-1]
+    if not text:
+        raise FormatError(p, "", "empty: no lines")
+    lines = text.split("\n")
+    q_width = lines[0].find(START)
+    width = len(lines[0])
+    for i, line in enumerate(lines, 1):
+        at = line.find(START)
+        if at < 0:
+            raise FormatError(p, f"line {i}", f"no {START!r} between question and answer")
+        if at == 0:
+            raise FormatError(p, f"line {i}", f"empty question (the line starts with {START!r})")
+        if not line.isprintable():
+            bad = next(c for c in line if not c.isprintable())
+            raise FormatError(p, f"line {i}", f"control character {bad!r}")
+        if at != q_width or len(line) != width:
+            raise FormatError(
+                p, f"line {i}",
+                f"question/answer widths {at}/{len(line) - at} differ from line 1's {q_width}/{width - q_width}",
+            )
+    codes = np.frombuffer("".join(lines).encode("utf-32-le"), dtype="<u4").reshape(len(lines), width)
+    # vocabulary in order of first appearance: sort the distinct code points by their first index
+    uniq, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(uniq), dtype=np.int32)
+    rank[order] = np.arange(len(uniq), dtype=np.int32)
+    ids = rank[inverse.reshape(codes.shape)]
+    vocab = tuple(chr(int(c)) for c in uniq[order])
+    return np.ascontiguousarray(ids[:, :q_width]), np.ascontiguousarray(ids[:, q_width:]), vocab
+
+
+def load_sequence(name: str | os.PathLike[str] = "addition") -> SequenceData:
+    """Load a question/answer task split as the sequel splits it.
+
+    Args:
+        name: ``"addition"`` or ``"date"`` (shipped with fnnet), or the path of a file in the same
+            format (see :func:`read_sequence_file`).
+    Returns:
+        A :class:`SequenceData`: the last ``N // 10`` examples of the permutation
+        ``np.random.RandomState(1984).permutation(N)`` are the test set, the others (in that
+        order) the training set: 45,000 / 5,000 for the shipped tasks.
+    Raises:
+        FormatError: as :func:`read_sequence_file`.
+        FileNotFoundError: ``name`` is neither a shipped task nor an existing file.
+
+    >>> data = load_sequence("date")
+    >>> len(data.x_train), len(data.x_test), data.vocab_size, data.x_train.shape[1], data.t_train.shape[1]
+    (45000, 5000, 59, 29, 11)
+    """
+    if isinstance(name, str) and name in SEQUENCE_TASKS:
+        path = _DIR / f"{name}.txt"
+    else:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"load_sequence: {os.fspath(name)!r} is neither a shipped task ({', '.join(SEQUENCE_TASKS)}) nor a file"
+            )
+    x, t, vocab = read_sequence_file(path)
+    n = len(x)
+    perm = np.random.RandomState(_SPLIT_SEED).permutation(n)
+    x, t = x[perm], t[perm]
+    split_at = n - n // 10
+    char_to_id = MappingProxyType({c: i for i, c in enumerate(vocab)})
+    return SequenceData(x[:split_at], t[:split_at], x[split_at:], t[split_at:], vocab, char_to_id)
+
+
+def decode(ids: Any, vocab: Sequence[str]) -> str:
+    """The string of a 1-D sequence of ids.
+
+    Args:
+        ids: integer ids ``(T,)`` (an array or a sequence), values in ``[0, len(vocab))``.
+        vocab: ``id -> char``, e.g. :attr:`SequenceData.id_to_char`.
+    Returns:
+        ``"".join(vocab[i] for i in ids)``.
+
+    >>> decode([2, 0, 1], ("a", "b", "c"))
+    'cab'
+    """
+    a = np.asarray(ids)
+    if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+        raise ValueError(f"decode: expected a 1-D sequence of integer ids, got shape {a.shape} dtype {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() >= len(vocab)):
+        raise ValueError(f"decode: ids must lie in [0, {len(vocab)}), got values in [{a.min()}, {a.max()}]")
+    return "".join(vocab[int(i)] for i in a)
+
+
+def encode(text: str, char_to_id: Mapping[str, int]) -> Array:
+    """The int32 ids ``(len(text),)`` of a string.
+
+    Args:
+        text: characters all in the vocabulary.
+        char_to_id: ``char -> id``, e.g. :attr:`SequenceData.char_to_id`.
+    Raises:
+        ValueError: naming the first character that is not in the vocabulary.
+
+    >>> encode("cab", {"a": 0, "b": 1, "c": 2}).tolist()
+    [2, 0, 1]
+    """
+    try:
+        return np.array([char_to_id[c] for c in text], dtype=np.int32)
+    except KeyError as e:
+        raise ValueError(f"encode: character {e.args[0]!r} is not in the vocabulary") from None
