@@ -119,8 +119,7 @@ def _lstm_scan(xw: Array, wh: Array, h0: Array, c0: Array) -> _Scan:
     tmp = np.empty((n, hdim), dt)
     # the sigmoid gates' columns (f, i, o) are halved once, so that one tanh pass over the whole
     # pre-activation gives tanh(z/2) there and tanh(z) for g; sigmoid(z) = (1 + tanh(z/2)) / 2
-    half = np.full(h4, 0.5, dt)
-    half[hdim : 2 * hdim] = 1
+    half = _half(h4, dt)
     wh_s = wh * half
     xw_s = xw * half
     for t in range(t_len):
@@ -464,6 +463,34 @@ def _check_src(fn: str, model: _EncoderDecoder, src: Array, start_id: int, lengt
         raise ValueError(f"{fn}: need 0 <= start_id < {model.vocab_size} and length >= 1, got {start_id}, {length}")
 
 
+def _half(h4: int, dtype: Any) -> Array:
+    """Column scales ``(4H,)``: 1/2 on the sigmoid gates f, i, o and 1 on g (see :func:`_cell`)."""
+    half = np.full(h4, 0.5, dtype)
+    half[h4 // 4 : h4 // 2] = 1
+    return half
+
+
+def _cell(a: Array, c: Array) -> tuple[Array, Array]:
+    """One LSTM step from the pre-activation ``a`` ``(N, 4H)`` (gates f, g, i, o) whose sigmoid
+    columns are already halved (``a * _half``); ``a`` is overwritten. Returns ``(h, c)``."""
+    hdim = a.shape[1] // 4
+    np.tanh(a, out=a)  # tanh(z/2) on f, i, o; tanh(z) on g
+    f, g, io = a[:, :hdim], a[:, hdim : 2 * hdim], a[:, 2 * hdim :]
+    f *= 0.5
+    f += 0.5
+    io *= 0.5
+    io += 0.5
+    c = f * c
+    c += io[:, :hdim] * g
+    h = np.tanh(c)
+    h *= io[:, hdim:]
+    return h, c
+
+
+#: Questions decoded together: bounds the per-step arrays (and keeps them in cache) on big inputs.
+_DECODE_CHUNK = 1024
+
+
 def _decode(
     model: _EncoderDecoder,
     params: Seq2seqParams,
@@ -472,31 +499,65 @@ def _decode(
     length: int,
     pick: Any,
 ) -> tuple[Array, Array | None]:
-    """Run the decoder one step at a time, feeding back ``pick(logits (N, V), step) -> ids (N,)``."""
+    """Decode in chunks of rows; see :func:`_decode_rows`."""
+    parts = [
+        _decode_rows(model, params, src[lo : lo + _DECODE_CHUNK], start_id, length, pick)
+        for lo in range(0, max(len(src), 1), _DECODE_CHUNK)
+    ]
+    ids = np.concatenate([p[0] for p in parts])
+    weights = [p[1] for p in parts]
+    return ids, (np.concatenate(weights) if weights[0] is not None else None)  # type: ignore[arg-type]
+
+
+def _decode_rows(
+    model: _EncoderDecoder,
+    params: Seq2seqParams,
+    src: Array,
+    start_id: int,
+    length: int,
+    pick: Any,
+) -> tuple[Array, Array | None]:
+    """Run the encoder, then the decoder one step at a time, feeding back
+    ``pick(logits (N, V), step) -> ids (N,)``; no caches are kept."""
     hdim = model.hidden
     n = src.shape[0]
-    _, enc = model.encode(params, model._source(src))
-    h = enc.hs[-1]
+    ep, dp = params.encoder, params.decoder
+    # x_t @ wx for a token x_t is row x_t of embed @ wx: one small product, then lookups
+    half = _half(4 * hdim, ep.lstm.wh.dtype)
+    enc_table = (ep.embed.w @ ep.lstm.wx + ep.lstm.b) * half
+    enc_wh = ep.lstm.wh * half
+    h = np.zeros((n, hdim), ep.lstm.wh.dtype)
+    c = np.zeros_like(h)
+    hs = np.empty((src.shape[1], n, hdim), h.dtype)
+    for t, tok in enumerate(model._source(src)):
+        a = h @ enc_wh
+        a += enc_table[tok]
+        h, c = _cell(a, c)
+        hs[t] = h
     h_enc = h
     c = np.zeros_like(h)
-    dp = params.decoder
     wx, wh, b = dp.lstm
+    wh = wh * half
     aw, ab = dp.affine
-    peek_x = h_enc @ wx[:hdim] + b if model._peeky else b
-    peek_a = h_enc @ aw[:hdim] + ab if model._peeky else ab
-    wx_in = wx[hdim:] if model._peeky else wx
-    hs_b = enc.hs[1:].transpose(1, 0, 2)
+    if model._peeky:
+        dec_table = (dp.embed.w @ wx[hdim:]) * half
+        peek_x = (h_enc @ wx[:hdim] + b) * half
+        peek_a = h_enc @ aw[:hdim] + ab
+    else:
+        dec_table = (dp.embed.w @ wx) * half
+        peek_x, peek_a = b * half, ab
+    hs_b = hs.transpose(1, 0, 2)  # (N, Ts, H)
     ids = np.empty((n, length), np.int64)
     weights = np.empty((n, length, model.src_len), h.dtype) if model._attention else None
     cur = np.full(n, start_id, np.int64)
     for t in range(length):
-        a = dp.embed.w[cur] @ wx_in + peek_x + h @ wh
-        f, g, i, o = np.split(a, 4, axis=1)
-        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-        h = _sigmoid(o) * np.tanh(c)
-        if model._attention and weights is not None:
-            w = _softmax_last(np.einsum("nsh,nh->ns", hs_b, h))
-            ctx = np.einsum("ns,nsh->nh", w, hs_b)
+        a = h @ wh
+        a += dec_table[cur]
+        a += peek_x
+        h, c = _cell(a, c)
+        if weights is not None:
+            w = _softmax_last(np.matmul(hs_b, h[:, :, None])[:, :, 0])
+            ctx = np.matmul(w[:, None, :], hs_b)[:, 0]
             logits = ctx @ aw[:hdim] + h @ aw[hdim:] + ab
             weights[:, t] = w[:, ::-1] if model.reverse else w
         elif model._peeky:
