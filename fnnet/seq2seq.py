@@ -105,27 +105,34 @@ class _Scan(NamedTuple):
     tanh_c: Array  # (T, N, H)
 
 
-def _lstm_scan(xw: Array, wh: Array, h0: Array, c0: Array) -> _Scan:
-    """Run the LSTM over ``T`` steps given ``xw = x @ wx + b`` of shape ``(T, N, 4H)``."""
-    t_len, n, h4 = xw.shape
+def _lstm_scan(xw_s: Array, wh: Array, h0: Array | None) -> _Scan:
+    """Run the LSTM over ``T`` steps from ``(h0, c0 = 0)`` (``h0=None``: zero).
+
+    Args:
+        xw_s: ``(x @ wx + b) * _half(4H)``, shape ``(T, N, 4H)``: the input part of the
+            pre-activation with the sigmoid gates' columns halved (see :func:`_half`), so that one
+            tanh pass over the whole pre-activation gives ``tanh(z/2)`` there and ``tanh(z)`` for g;
+            ``sigmoid(z) = (1 + tanh(z/2)) / 2``.
+        wh: ``(H, 4H)``, not halved.
+    """
+    t_len, n, h4 = xw_s.shape
     hdim = h4 // 4
-    dt = xw.dtype
+    dt = xw_s.dtype
     hs = np.empty((t_len + 1, n, hdim), dt)
     cs = np.empty((t_len + 1, n, hdim), dt)
-    hs[0] = h0
-    cs[0] = c0
+    hs[0] = 0 if h0 is None else h0
+    cs[0] = 0
     gates = np.empty((t_len, n, h4), dt)
     tanh_c = np.empty((t_len, n, hdim), dt)
     tmp = np.empty((n, hdim), dt)
-    # the sigmoid gates' columns (f, i, o) are halved once, so that one tanh pass over the whole
-    # pre-activation gives tanh(z/2) there and tanh(z) for g; sigmoid(z) = (1 + tanh(z/2)) / 2
-    half = _half(h4, dt)
-    wh_s = wh * half
-    xw_s = xw * half
+    wh_s = wh * _half(h4, dt)
     for t in range(t_len):
         a = gates[t]
-        np.matmul(hs[t], wh_s, out=a)
-        a += xw_s[t]
+        if t == 0 and h0 is None:
+            a[...] = xw_s[0]  # h0 = 0: no recurrent product
+        else:
+            np.matmul(hs[t], wh_s, out=a)
+            a += xw_s[t]
         np.tanh(a, out=a)
         f, g, io = a[:, :hdim], a[:, hdim : 2 * hdim], a[:, 2 * hdim :]
         f *= 0.5
@@ -141,15 +148,18 @@ def _lstm_scan(xw: Array, wh: Array, h0: Array, c0: Array) -> _Scan:
     return _Scan(hs, cs, gates, tanh_c)
 
 
-def _lstm_scan_backward(scan: _Scan, wh: Array, dhs: Array | None, dh_last: Array | None) -> tuple[Array, Array]:
+def _lstm_scan_backward(
+    scan: _Scan, wh: Array, dhs: Array | None, dh_last: Array | None, need_dh0: bool = True
+) -> tuple[Array, Array | None]:
     """Backward through :func:`_lstm_scan`.
 
     Args:
         dhs: ``dL/dh_t`` from outside for t = 1..T, ``(T, N, H)``, or None.
         dh_last: an extra ``dL/dh_T`` (e.g. from a decoder that started from it), or None.
+        need_dh0: False skips the last product (an encoder's zero initial state needs no gradient).
     Returns:
         ``(dA, dh0)``: the pre-activation gradients ``(T, N, 4H)`` (the gradient w.r.t. ``xw``)
-        and ``dL/dh0`` ``(N, H)``. The cell's initial-state gradient is not needed here.
+        and ``dL/dh0`` ``(N, H)`` (None unless ``need_dh0``). The initial cell is always zero here.
     """
     hs, cs, gates, tanh_c = scan
     t_len, n, h4 = gates.shape
@@ -178,17 +188,22 @@ def _lstm_scan_backward(scan: _Scan, wh: Array, dhs: Array | None, dh_last: Arra
         np.multiply(dh, k_c[t], out=tmp)
         dc += tmp
         np.multiply(k3[t], dc[:, None, :], out=a[:, : 3 * hdim].reshape(n, 3, hdim))
+        if t == 0:
+            return da, (a @ wh_t if need_dh0 else None)
         dc *= f[t]
         dh = a @ wh_t
     return da, dh
 
 
-def _lstm_param_grads(x: Array, scan: _Scan, da: Array) -> tuple[Array, Array, Array]:
-    """``(dwx, dwh, db)`` given the LSTM's inputs ``x`` ``(T, N, D)`` and ``dA`` ``(T, N, 4H)``."""
+def _lstm_param_grads(x: Array | None, scan: _Scan, da: Array, h0_zero: bool) -> tuple[Array | None, Array, Array]:
+    """``(dwx, dwh, db)`` given the LSTM's inputs ``x`` ``(T, N, D)`` (None: skip ``dwx``) and
+    ``dA`` ``(T, N, 4H)``; with ``h0_zero`` the first step adds nothing to ``dwh``."""
     t_len, n, h4 = da.shape
     da2 = da.reshape(t_len * n, h4)
-    hprev = scan.hs[:-1].reshape(t_len * n, -1)
-    return x.reshape(t_len * n, -1).T @ da2, hprev.T @ da2, da2.sum(axis=0)
+    first = 1 if h0_zero else 0
+    hprev = scan.hs[first:-1].reshape((t_len - first) * n, -1)
+    dwh = hprev.T @ da2[first * n :] if t_len > first else np.zeros((scan.hs.shape[2], h4), da.dtype)
+    return (None if x is None else x.reshape(t_len * n, -1).T @ da2), dwh, da2.sum(axis=0)
 
 
 def _sigmoid(z: Array) -> Array:
@@ -294,10 +309,8 @@ class _EncoderDecoder(Layer):
         """Run the encoder on time-major ids ``(Ts, N)``; ``(x_enc, scan)``."""
         ep = params.encoder
         x_enc = ep.embed.w[src_tm]
-        n = src_tm.shape[1]
-        xw = x_enc @ ep.lstm.wx + ep.lstm.b
-        zero = np.zeros((n, self.hidden), ep.lstm.wh.dtype)
-        return x_enc, _lstm_scan(xw, ep.lstm.wh, zero, zero)
+        half = _half(4 * self.hidden, ep.lstm.wh.dtype)
+        return x_enc, _lstm_scan(x_enc @ (ep.lstm.wx * half) + ep.lstm.b * half, ep.lstm.wh, None)
 
     def forward(self, params: Seq2seqParams, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, _FwdCache]:
         """Logits ``(N, Tt, V)`` for ids ``x`` = ``(N, src_len + Tt)`` (source, then decoder input)."""
@@ -309,12 +322,13 @@ class _EncoderDecoder(Layer):
         h_enc = enc.hs[-1]
         dp = params.decoder
         x_dec = dp.embed.w[dec_in]
-        wx = dp.lstm.wx
+        half = _half(4 * hdim, h_enc.dtype)
+        wx = dp.lstm.wx * half
         if self._peeky:
-            xw = x_dec @ wx[hdim:] + (h_enc @ wx[:hdim] + dp.lstm.b)
+            xw_s = x_dec @ wx[hdim:] + (h_enc @ wx[:hdim] + dp.lstm.b * half)
         else:
-            xw = x_dec @ wx + dp.lstm.b
-        dec = _lstm_scan(xw, dp.lstm.wh, h_enc, np.zeros_like(h_enc))
+            xw_s = x_dec @ wx + dp.lstm.b * half
+        dec = _lstm_scan(xw_s, dp.lstm.wh, h_enc)
         hd = dec.hs[1:]  # (Tt, N, H)
         aw = dp.affine.w
         attn = context = None
@@ -378,7 +392,8 @@ class _EncoderDecoder(Layer):
         dab = dout.sum(axis=(0, 1))
         da_dec, dh0 = _lstm_scan_backward(dec, dp.lstm.wh, dhd, None)
         wx = dp.lstm.wx
-        _, dwh_d, db_d = _lstm_param_grads(cache.x_dec, dec, da_dec)
+        assert dh0 is not None
+        _, dwh_d, db_d = _lstm_param_grads(None, dec, da_dec, False)
         da2 = da_dec.reshape(t_len * n, -1)
         x_dec2 = cache.x_dec.reshape(t_len * n, -1)
         if self._peeky:
@@ -392,8 +407,9 @@ class _EncoderDecoder(Layer):
         if dh_enc_extra is not None:
             dh0 = dh0 + dh_enc_extra
         de_d = embedding_grad(cache.dec_in, dx_dec, v)
-        da_enc, _ = _lstm_scan_backward(enc, ep.lstm.wh, dhs_enc, dh0)
-        dwx_e, dwh_e, db_e = _lstm_param_grads(cache.x_enc, enc, da_enc)
+        da_enc, _ = _lstm_scan_backward(enc, ep.lstm.wh, dhs_enc, dh0, need_dh0=False)
+        dwx_e, dwh_e, db_e = _lstm_param_grads(cache.x_enc, enc, da_enc, True)
+        assert dwx_e is not None
         de_e = embedding_grad(cache.src, da_enc @ ep.lstm.wx.T, v)
         del ts
         grads = Seq2seqParams(
