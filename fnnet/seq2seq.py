@@ -20,9 +20,8 @@ temperature) and :func:`attention_weights` (for heat maps). :func:`load_sequel_a
 the sequel's trained attention model for the date task.
 
 The LSTMs are :class:`fnnet.layers.LSTMParams` (gate blocks f, g, i, o of
-``A = x @ wx + h @ wh + b``, the sequel's layout), run by kernels of this module that fold the
-peeky input in once and use one tanh pass for all four gates per step
-(``sigmoid(z) = (1 + tanh(z / 2)) / 2``).
+``A = x @ wx + h @ wh + b``, the sequel's layout) run by :func:`fnnet.layers.recurrent.lstm_scan`
+and its backward, whose initial-state gradient carries the loss into the encoder.
 
 >>> import numpy as np, fnnet
 >>> model = Seq2seq(vocab_size=13, embed=16, hidden=32, src_len=7, peeky=True)
@@ -50,7 +49,7 @@ from fnnet.errors import FormatError
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind, no_input_grad
 from fnnet.layers.core import AffineParams
 from fnnet.layers.embedding import EmbeddingParams, embedding_grad
-from fnnet.layers.recurrent import LSTMParams
+from fnnet.layers.recurrent import LSTMCache, LSTMParams, lstm_scan, lstm_scan_backward
 from fnnet.random import Key, split
 from fnnet.typing import Array, Shape
 
@@ -95,115 +94,7 @@ class Seq2seqParams(NamedTuple):
     decoder: DecoderParams
 
 
-# --- kernels: an LSTM over time, forward and backward, time-major ---------------------------------
-
-
-class _Scan(NamedTuple):
-    hs: Array  # (T + 1, N, H): h0, h1, ..., hT
-    cs: Array  # (T + 1, N, H)
-    gates: Array  # (T, N, 4H): f, g, i, o after their activations (sigmoid, tanh, sigmoid, sigmoid)
-    tanh_c: Array  # (T, N, H)
-
-
-def _lstm_scan(xw_s: Array, wh: Array, h0: Array | None) -> _Scan:
-    """Run the LSTM over ``T`` steps from ``(h0, c0 = 0)`` (``h0=None``: zero).
-
-    Args:
-        xw_s: ``(x @ wx + b) * _half(4H)``, shape ``(T, N, 4H)``: the input part of the
-            pre-activation with the sigmoid gates' columns halved (see :func:`_half`), so that one
-            tanh pass over the whole pre-activation gives ``tanh(z/2)`` there and ``tanh(z)`` for g;
-            ``sigmoid(z) = (1 + tanh(z/2)) / 2``.
-        wh: ``(H, 4H)``, not halved.
-    """
-    t_len, n, h4 = xw_s.shape
-    hdim = h4 // 4
-    dt = xw_s.dtype
-    hs = np.empty((t_len + 1, n, hdim), dt)
-    cs = np.empty((t_len + 1, n, hdim), dt)
-    hs[0] = 0 if h0 is None else h0
-    cs[0] = 0
-    gates = np.empty((t_len, n, h4), dt)
-    tanh_c = np.empty((t_len, n, hdim), dt)
-    tmp = np.empty((n, hdim), dt)
-    wh_s = wh * _half(h4, dt)
-    for t in range(t_len):
-        a = gates[t]
-        if t == 0 and h0 is None:
-            a[...] = xw_s[0]  # h0 = 0: no recurrent product
-        else:
-            np.matmul(hs[t], wh_s, out=a)
-            a += xw_s[t]
-        np.tanh(a, out=a)
-        f, g, io = a[:, :hdim], a[:, hdim : 2 * hdim], a[:, 2 * hdim :]
-        f *= 0.5
-        f += 0.5
-        io *= 0.5
-        io += 0.5
-        c = cs[t + 1]
-        np.multiply(f, cs[t], out=c)
-        np.multiply(io[:, :hdim], g, out=tmp)
-        c += tmp
-        np.tanh(c, out=tanh_c[t])
-        np.multiply(io[:, hdim:], tanh_c[t], out=hs[t + 1])
-    return _Scan(hs, cs, gates, tanh_c)
-
-
-def _lstm_scan_backward(
-    scan: _Scan, wh: Array, dhs: Array | None, dh_last: Array | None, need_dh0: bool = True
-) -> tuple[Array, Array | None]:
-    """Backward through :func:`_lstm_scan`.
-
-    Args:
-        dhs: ``dL/dh_t`` from outside for t = 1..T, ``(T, N, H)``, or None.
-        dh_last: an extra ``dL/dh_T`` (e.g. from a decoder that started from it), or None.
-        need_dh0: False skips the last product (an encoder's zero initial state needs no gradient).
-    Returns:
-        ``(dA, dh0)``: the pre-activation gradients ``(T, N, 4H)`` (the gradient w.r.t. ``xw``)
-        and ``dL/dh0`` ``(N, H)`` (None unless ``need_dh0``). The initial cell is always zero here.
-    """
-    hs, cs, gates, tanh_c = scan
-    t_len, n, h4 = gates.shape
-    hdim = h4 // 4
-    dt = gates.dtype
-    f, g, i, o = (gates[..., k * hdim : (k + 1) * hdim] for k in range(4))
-    # the factors of dh_t and dc_t in each gate's pre-activation gradient, for all steps at once:
-    # dA_o = dh tanh(c) o(1-o);  dc += dh o (1 - tanh²c);
-    # dA_f = dc c_prev f(1-f),  dA_g = dc i (1 - g²),  dA_i = dc g i(1-i)   (f, g, i adjacent)
-    k_o = tanh_c * o * (1 - o)
-    k_c = o * (1 - tanh_c * tanh_c)
-    k3 = np.empty((t_len, n, 3, hdim), dt)
-    np.multiply(cs[:-1], f * (1 - f), out=k3[:, :, 0])
-    np.multiply(i, 1 - g * g, out=k3[:, :, 1])
-    np.multiply(g, i * (1 - i), out=k3[:, :, 2])
-    da = np.empty_like(gates)
-    dh = np.zeros((n, hdim), dt) if dh_last is None else dh_last.astype(dt, copy=True)
-    dc = np.zeros((n, hdim), dt)
-    tmp = np.empty((n, hdim), dt)
-    wh_t = np.ascontiguousarray(wh.T)
-    for t in range(t_len - 1, -1, -1):
-        if dhs is not None:
-            dh += dhs[t]
-        a = da[t]
-        np.multiply(dh, k_o[t], out=a[:, 3 * hdim :])
-        np.multiply(dh, k_c[t], out=tmp)
-        dc += tmp
-        np.multiply(k3[t], dc[:, None, :], out=a[:, : 3 * hdim].reshape(n, 3, hdim))
-        if t == 0:
-            return da, (a @ wh_t if need_dh0 else None)
-        dc *= f[t]
-        dh = a @ wh_t
-    return da, dh
-
-
-def _lstm_param_grads(x: Array | None, scan: _Scan, da: Array, h0_zero: bool) -> tuple[Array | None, Array, Array]:
-    """``(dwx, dwh, db)`` given the LSTM's inputs ``x`` ``(T, N, D)`` (None: skip ``dwx``) and
-    ``dA`` ``(T, N, 4H)``; with ``h0_zero`` the first step adds nothing to ``dwh``."""
-    t_len, n, h4 = da.shape
-    da2 = da.reshape(t_len * n, h4)
-    first = 1 if h0_zero else 0
-    hprev = scan.hs[first:-1].reshape((t_len - first) * n, -1)
-    dwh = hprev.T @ da2[first * n :] if t_len > first else np.zeros((scan.hs.shape[2], h4), da.dtype)
-    return (None if x is None else x.reshape(t_len * n, -1).T @ da2), dwh, da2.sum(axis=0)
+# --- small maths --------------------------------------------------------------------------------
 
 
 def _sigmoid(z: Array) -> Array:
@@ -221,12 +112,12 @@ def _softmax_last(s: Array) -> Array:
 
 
 class _FwdCache(NamedTuple):
-    src: Array  # (Ts, N) source ids, time-major, in the order the encoder reads them
-    dec_in: Array  # (Tt, N)
-    x_enc: Array  # (Ts, N, E)
-    enc: _Scan
-    x_dec: Array  # (Tt, N, E)
-    dec: _Scan
+    src: Array  # (N, Ts) source ids in the order the encoder reads them
+    dec_in: Array  # (N, Tt)
+    enc: LSTMCache
+    hs_enc: Array  # (N, Ts, H)
+    dec: LSTMCache
+    hd: Array  # (N, Tt, H)
     attn: Array | None  # (N, Tt, Ts) attention weights
     context: Array | None  # (N, Tt, H)
     x_shape: tuple[int, ...]
@@ -301,48 +192,33 @@ class _EncoderDecoder(Layer):
             raise ValueError(f"{kind(self)}: token ids must be in [0, {v}), got ids in [{int(x.min())}, {int(x.max())}]")
 
     def _source(self, x: Array) -> Array:
-        """The source ids ``(Ts, N)``, time-major, in reading order."""
+        """The source ids ``(N, Ts)`` in reading order."""
         src = x[:, : self.src_len]
-        return (src[:, ::-1] if self.reverse else src).T
-
-    def encode(self, params: Seq2seqParams, src_tm: Array) -> tuple[Array, _Scan]:
-        """Run the encoder on time-major ids ``(Ts, N)``; ``(x_enc, scan)``."""
-        ep = params.encoder
-        x_enc = ep.embed.w[src_tm]
-        half = _half(4 * self.hidden, ep.lstm.wh.dtype)
-        return x_enc, _lstm_scan(x_enc @ (ep.lstm.wx * half) + ep.lstm.b * half, ep.lstm.wh, None)
+        return src[:, ::-1] if self.reverse else src
 
     def forward(self, params: Seq2seqParams, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, _FwdCache]:
         """Logits ``(N, Tt, V)`` for ids ``x`` = ``(N, src_len + Tt)`` (source, then decoder input)."""
         self._check_input(params, x)
         hdim = self.hidden
+        ep, dp = params.encoder, params.decoder
         src = self._source(x)
-        dec_in = x[:, self.src_len :].T
-        x_enc, enc = self.encode(params, src)
-        h_enc = enc.hs[-1]
-        dp = params.decoder
+        dec_in = x[:, self.src_len :]
+        hs_enc, (h_enc, _), enc = lstm_scan(ep.lstm, ep.embed.w[src])
         x_dec = dp.embed.w[dec_in]
-        half = _half(4 * hdim, h_enc.dtype)
-        wx = dp.lstm.wx * half
         if self._peeky:
-            xw_s = x_dec @ wx[hdim:] + (h_enc @ wx[:hdim] + dp.lstm.b * half)
-        else:
-            xw_s = x_dec @ wx + dp.lstm.b * half
-        dec = _lstm_scan(xw_s, dp.lstm.wh, h_enc)
-        hd = dec.hs[1:]  # (Tt, N, H)
-        aw = dp.affine.w
+            x_dec = np.concatenate([np.broadcast_to(h_enc[:, None], (*dec_in.shape, hdim)), x_dec], axis=2)
+        hd, _, dec = lstm_scan(dp.lstm, x_dec, h_enc)
+        aw, ab = dp.affine
         attn = context = None
         if self._attention:
-            hs_b = enc.hs[1:].transpose(1, 0, 2)  # (N, Ts, H)
-            hd_b = hd.transpose(1, 0, 2)  # (N, Tt, H)
-            attn = _softmax_last(hd_b @ hs_b.transpose(0, 2, 1))
-            context = attn @ hs_b
-            y = context @ aw[:hdim] + hd_b @ aw[hdim:] + dp.affine.b
+            attn = _softmax_last(hd @ hs_enc.transpose(0, 2, 1))  # (N, Tt, Ts)
+            context = attn @ hs_enc
+            y = context @ aw[:hdim] + hd @ aw[hdim:] + ab
         elif self._peeky:
-            y = (hd @ aw[hdim:] + (h_enc @ aw[:hdim] + dp.affine.b)).transpose(1, 0, 2)
+            y = hd @ aw[hdim:] + (h_enc @ aw[:hdim] + ab)[:, None, :]
         else:
-            y = (hd @ aw + dp.affine.b).transpose(1, 0, 2)
-        return y, state, _FwdCache(src, dec_in, x_enc, enc, x_dec, dec, attn, context, x.shape)
+            y = hd @ aw + ab
+        return y, state, _FwdCache(src, dec_in, enc, hs_enc, dec, hd, attn, context, x.shape)
 
     def backward(
         self, params: Seq2seqParams, cache: _FwdCache, dout: Array, input_grad: bool = True
@@ -351,70 +227,45 @@ class _EncoderDecoder(Layer):
         state (and, with attention, through every encoder state). ``dx`` is a zero array (the input
         is ids)."""
         hdim = self.hidden
-        enc, dec = cache.enc, cache.dec
-        t_len, n = cache.dec_in.shape
-        ts = cache.src.shape[0]
-        v = params.decoder.embed.w.shape[0]
+        n, t_len = cache.dec_in.shape
+        ep, dp = params.encoder, params.decoder
+        v = dp.embed.w.shape[0]
         if dout.shape != (n, t_len, v):
             check_dout(self, dout, (n, t_len, v))
-        dp, ep = params.decoder, params.encoder
         aw = dp.affine.w
-        hd = dec.hs[1:]  # (Tt, N, H)
-        h_enc = enc.hs[-1]
+        hd, hs_enc = cache.hd, cache.hs_enc
+        d2 = dout.reshape(n * t_len, v)
+        dab = d2.sum(axis=0)
         dhs_enc: Array | None = None
-        dh_enc_extra: Array | None = None
+        dh_enc = None
         if cache.attn is not None and cache.context is not None:
             attn, context = cache.attn, cache.context
-            hs_b = enc.hs[1:].transpose(1, 0, 2)
-            hd_b = hd.transpose(1, 0, 2)
-            d2 = dout.reshape(n * t_len, v)
-            daw = np.concatenate([context.reshape(n * t_len, hdim).T @ d2, hd_b.reshape(n * t_len, hdim).T @ d2])
+            daw = np.concatenate([context.reshape(n * t_len, hdim).T @ d2, hd.reshape(n * t_len, hdim).T @ d2])
             dctx = dout @ aw[:hdim].T  # (N, Tt, H)
-            dhd_b = dout @ aw[hdim:].T
-            da_w = dctx @ hs_b.transpose(0, 2, 1)  # (N, Tt, Ts)
+            dhd = dout @ aw[hdim:].T
+            da_w = dctx @ hs_enc.transpose(0, 2, 1)  # (N, Tt, Ts)
             dscore = attn * (da_w - (da_w * attn).sum(axis=-1, keepdims=True))
-            dhd_b += dscore @ hs_b
-            dhs_b = attn.transpose(0, 2, 1) @ dctx + dscore.transpose(0, 2, 1) @ hd_b  # (N, Ts, H)
-            dhd = dhd_b.transpose(1, 0, 2)
-            dhs_enc = dhs_b.transpose(1, 0, 2)
+            dhd += dscore @ hs_enc
+            dhs_enc = attn.transpose(0, 2, 1) @ dctx + dscore.transpose(0, 2, 1) @ hd  # (N, Ts, H)
+        elif self._peeky:
+            dsum = dout.sum(axis=1)  # (N, V): the encoder state feeds every step alike
+            h_enc = hs_enc[:, -1]
+            daw = np.concatenate([h_enc.T @ dsum, hd.reshape(n * t_len, hdim).T @ d2])
+            dhd = dout @ aw[hdim:].T
+            dh_enc = dsum @ aw[:hdim].T
         else:
-            d_tm = dout.transpose(1, 0, 2)  # (Tt, N, V)
-            d2 = d_tm.reshape(t_len * n, v)
-            hd2 = hd.reshape(t_len * n, hdim)
-            if self._peeky:
-                dsum = d_tm.sum(axis=0)  # (N, V): the encoder state feeds every step alike
-                daw = np.concatenate([h_enc.T @ dsum, hd2.T @ d2])
-                dhd = d_tm @ aw[hdim:].T
-                dh_enc_extra = dsum @ aw[:hdim].T
-            else:
-                daw = hd2.T @ d2
-                dhd = d_tm @ aw.T
-        dab = dout.sum(axis=(0, 1))
-        da_dec, dh0 = _lstm_scan_backward(dec, dp.lstm.wh, dhd, None)
-        wx = dp.lstm.wx
-        assert dh0 is not None
-        _, dwh_d, db_d = _lstm_param_grads(None, dec, da_dec, False)
-        da2 = da_dec.reshape(t_len * n, -1)
-        x_dec2 = cache.x_dec.reshape(t_len * n, -1)
+            daw = hd.reshape(n * t_len, hdim).T @ d2
+            dhd = dout @ aw.T
+        dx_dec, dh0, _, g_dec = lstm_scan_backward(dp.lstm, cache.dec, dhd)
         if self._peeky:
-            dasum = da_dec.sum(axis=0)  # (N, 4H)
-            dwx_d = np.concatenate([h_enc.T @ dasum, x_dec2.T @ da2])
-            dx_dec = da_dec @ wx[hdim:].T
-            dh0 = dh0 + dasum @ wx[:hdim].T
-        else:
-            dwx_d = x_dec2.T @ da2
-            dx_dec = da_dec @ wx.T
-        if dh_enc_extra is not None:
-            dh0 = dh0 + dh_enc_extra
+            dh0 = dh0 + dx_dec[:, :, :hdim].sum(axis=1) + dh_enc
+            dx_dec = dx_dec[:, :, hdim:]
         de_d = embedding_grad(cache.dec_in, dx_dec, v)
-        da_enc, _ = _lstm_scan_backward(enc, ep.lstm.wh, dhs_enc, dh0, need_dh0=False)
-        dwx_e, dwh_e, db_e = _lstm_param_grads(cache.x_enc, enc, da_enc, True)
-        assert dwx_e is not None
-        de_e = embedding_grad(cache.src, da_enc @ ep.lstm.wx.T, v)
-        del ts
+        dx_enc, _, _, g_enc = lstm_scan_backward(ep.lstm, cache.enc, dhs_enc, dh0)
+        de_e = embedding_grad(cache.src, dx_enc, v)
         grads = Seq2seqParams(
-            EncoderParams(EmbeddingParams(de_e), LSTMParams(dwx_e, dwh_e, db_e)),
-            DecoderParams(EmbeddingParams(de_d), LSTMParams(dwx_d, dwh_d, db_d), AffineParams(daw, dab)),
+            EncoderParams(EmbeddingParams(de_e), g_enc),
+            DecoderParams(EmbeddingParams(de_d), g_dec, AffineParams(daw, dab)),
         )
         return no_input_grad(cache.x_shape, dout.dtype), grads
 
@@ -545,7 +396,7 @@ def _decode_rows(
     h = np.zeros((n, hdim), ep.lstm.wh.dtype)
     c = np.zeros_like(h)
     hs = np.empty((src.shape[1], n, hdim), h.dtype)
-    for t, tok in enumerate(model._source(src)):
+    for t, tok in enumerate(model._source(src).T):
         a = h @ enc_wh
         a += enc_table[tok]
         h, c = _cell(a, c)
