@@ -20,8 +20,9 @@ temperature) and :func:`attention_weights` (for heat maps). :func:`load_sequel_a
 the sequel's trained attention model for the date task.
 
 The LSTMs are :class:`fnnet.layers.LSTMParams` (gate blocks f, g, i, o of
-``A = x @ wx + h @ wh + b``, the sequel's layout) run by :func:`fnnet.layers.recurrent.lstm_scan`
-and its backward, whose initial-state gradient carries the loss into the encoder.
+``A = x @ wx + h @ wh + b``, the sequel's layout), run by private variants of
+:func:`fnnet.layers.recurrent.lstm_scan` and its backward (the same maths, with the gates kept
+gate-major for speed); the initial-state gradient carries the loss into the encoder.
 
 >>> import numpy as np, fnnet
 >>> model = Seq2seq(vocab_size=13, embed=16, hidden=32, src_len=7, peeky=True)
@@ -49,7 +50,7 @@ from fnnet.errors import FormatError
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind, no_input_grad
 from fnnet.layers.core import AffineParams
 from fnnet.layers.embedding import EmbeddingParams, embedding_grad
-from fnnet.layers.recurrent import LSTMCache, LSTMParams, lstm_scan, lstm_scan_backward
+from fnnet.layers.recurrent import LSTMParams
 from fnnet.random import Key, split
 from fnnet.typing import Array, Shape
 
@@ -94,6 +95,128 @@ class Seq2seqParams(NamedTuple):
     decoder: DecoderParams
 
 
+# --- the LSTM kernels ---------------------------------------------------------------------------
+
+
+class _LSTMCache(NamedTuple):
+    """What :func:`_lstm_scan_backward` needs (time-major; gates gate-major)."""
+
+    xt: Array  # (T*N, D)
+    hs: Array  # (T+1, N, H)
+    cs: Array  # (T+1, N, H)
+    gates: Array  # (T, 4, N, H): σ(f), tanh(g), σ(i), σ(o), each block contiguous
+    tanh_c: Array  # (T, N, H)
+    x_shape: tuple[int, ...]
+
+def _lstm_scan(
+    params: LSTMParams, x: Array, h0: Array | None = None, c0: Array | None = None
+) -> tuple[Array, tuple[Array, Array], _LSTMCache]:
+    """:func:`fnnet.layers.recurrent.lstm_scan` (same arguments and results) with the gates kept
+    gate-major ``(T, 4, N, H)``: every gate block is one contiguous ``(N, H)`` array, so the
+    elementwise work of a step runs over flat memory (strided row blocks of ``(N, 4H)`` cost
+    numpy several times more per element)."""
+    wx, wh, b = params
+    n, t, d = x.shape
+    hdim = wh.shape[0]
+    dt = wx.dtype
+    xt = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(t * n, d)
+    # the sigmoid gates' columns (f, i, o) are halved once, so one tanh pass over all four blocks
+    # gives tanh(z/2) there (σ(z) = (1 + tanh(z/2)) / 2) and tanh(z) for g
+    half = _half(4 * hdim, dt)
+    xw = (xt @ (wx * half)).reshape(t, n, 4 * hdim)
+    xw += b * half
+    wh_s = wh * half
+    hs = np.empty((t + 1, n, hdim), dt)
+    cs = np.empty((t + 1, n, hdim), dt)
+    hs[0] = 0 if h0 is None else h0
+    cs[0] = 0 if c0 is None else c0
+    gates = np.empty((t, 4, n, hdim), dt)
+    tanh_c = np.empty((t, n, hdim), dt)
+    tmp = np.empty((n, hdim), dt)
+    for s in range(t):
+        a = xw[s]
+        if s or h0 is not None:
+            a += hs[s] @ wh_s
+        gs = gates[s]
+        np.tanh(a.reshape(n, 4, hdim).transpose(1, 0, 2), out=gs)  # gate-major: each block contiguous
+        f, g, io = gs[0], gs[1], gs[2:]
+        f *= 0.5
+        f += 0.5
+        io *= 0.5
+        io += 0.5
+        c = cs[s + 1]
+        np.multiply(f, cs[s], out=c)
+        np.multiply(io[0], g, out=tmp)
+        c += tmp
+        np.tanh(c, out=tanh_c[s])
+        np.multiply(io[1], tanh_c[s], out=hs[s + 1])
+    cache = _LSTMCache(xt, hs, cs, gates, tanh_c, x.shape)
+    return np.ascontiguousarray(hs[1:].transpose(1, 0, 2)), (hs[t].copy(), cs[t].copy()), cache
+
+def _lstm_scan_backward(
+    params: LSTMParams,
+    cache: _LSTMCache,
+    dhs: Array | None = None,
+    dhT: Array | None = None,
+    dcT: Array | None = None,
+    input_grad: bool = True,
+) -> tuple[Array, Array, Array, LSTMParams]:
+    """:func:`fnnet.layers.recurrent.lstm_scan_backward` for :func:`_lstm_scan`'s cache."""
+    wx, wh, b = params
+    n, t, d = cache.x_shape
+    hdim = wh.shape[0]
+    dt = wx.dtype
+    dh = np.zeros((n, hdim), dt) if dhT is None else np.array(dhT, dtype=dt)
+    dc = np.zeros((n, hdim), dt) if dcT is None else np.array(dcT, dtype=dt)
+    gates, cs, tanh_c = cache.gates, cache.cs, cache.tanh_c
+    da = np.empty((t, n, 4 * hdim), dt)
+    blk = np.empty((4, n, hdim), dt)
+    tmp = np.empty((n, hdim), dt)
+    wh_t = np.ascontiguousarray(wh.T)
+    for s in range(t - 1, -1, -1):
+        if dhs is not None:
+            dh += dhs[:, s]
+        f, gg, i, o = gates[s]
+        tc = tanh_c[s]
+        da_f, da_g, da_i, da_o = blk
+        # dc += dh σ(o) (1 - tanh²c)
+        np.multiply(tc, tc, out=tmp)
+        np.subtract(1, tmp, out=tmp)
+        tmp *= o
+        tmp *= dh
+        dc += tmp
+        # dA_o = dh tanh(c) σ(o)(1-σ(o))
+        np.subtract(1, o, out=da_o)
+        da_o *= o
+        da_o *= tc
+        da_o *= dh
+        # dA_f = dc c_prev σ'(f)
+        np.subtract(1, f, out=da_f)
+        da_f *= f
+        da_f *= cs[s]
+        da_f *= dc
+        # dA_g = dc σ(i) (1 - tanh²g)
+        np.multiply(gg, gg, out=da_g)
+        np.subtract(1, da_g, out=da_g)
+        da_g *= i
+        da_g *= dc
+        # dA_i = dc tanh(g) σ'(i)
+        np.subtract(1, i, out=da_i)
+        da_i *= i
+        da_i *= gg
+        da_i *= dc
+        dc *= f
+        a = da[s]
+        np.copyto(a.reshape(n, 4, hdim), blk.transpose(1, 0, 2))
+        np.matmul(a, wh_t, out=dh)
+    da2 = da.reshape(t * n, 4 * hdim)
+    grads = LSTMParams(cache.xt.T @ da2, cache.hs[:-1].reshape(t * n, hdim).T @ da2, da2.sum(axis=0))
+    if not input_grad:
+        return no_input_grad((n, t, d), dt), dh, dc, grads
+    dx = np.ascontiguousarray((da2 @ wx.T).reshape(t, n, d).transpose(1, 0, 2))
+    return dx, dh, dc, grads
+
+
 # --- small maths --------------------------------------------------------------------------------
 
 
@@ -114,9 +237,9 @@ def _softmax_last(s: Array) -> Array:
 class _FwdCache(NamedTuple):
     src: Array  # (N, Ts) source ids in the order the encoder reads them
     dec_in: Array  # (N, Tt)
-    enc: LSTMCache
+    enc: _LSTMCache
     hs_enc: Array  # (N, Ts, H)
-    dec: LSTMCache
+    dec: _LSTMCache
     hd: Array  # (N, Tt, H)
     attn: Array | None  # (N, Tt, Ts) attention weights
     context: Array | None  # (N, Tt, H)
@@ -203,11 +326,11 @@ class _EncoderDecoder(Layer):
         ep, dp = params.encoder, params.decoder
         src = self._source(x)
         dec_in = x[:, self.src_len :]
-        hs_enc, (h_enc, _), enc = lstm_scan(ep.lstm, ep.embed.w[src])
+        hs_enc, (h_enc, _), enc = _lstm_scan(ep.lstm, ep.embed.w[src])
         x_dec = dp.embed.w[dec_in]
         if self._peeky:
             x_dec = np.concatenate([np.broadcast_to(h_enc[:, None], (*dec_in.shape, hdim)), x_dec], axis=2)
-        hd, _, dec = lstm_scan(dp.lstm, x_dec, h_enc)
+        hd, _, dec = _lstm_scan(dp.lstm, x_dec, h_enc)
         aw, ab = dp.affine
         attn = context = None
         if self._attention:
@@ -256,12 +379,12 @@ class _EncoderDecoder(Layer):
         else:
             daw = hd.reshape(n * t_len, hdim).T @ d2
             dhd = dout @ aw.T
-        dx_dec, dh0, _, g_dec = lstm_scan_backward(dp.lstm, cache.dec, dhd)
+        dx_dec, dh0, _, g_dec = _lstm_scan_backward(dp.lstm, cache.dec, dhd)
         if self._peeky:
             dh0 = dh0 + dx_dec[:, :, :hdim].sum(axis=1) + dh_enc
             dx_dec = dx_dec[:, :, hdim:]
         de_d = embedding_grad(cache.dec_in, dx_dec, v)
-        dx_enc, _, _, g_enc = lstm_scan_backward(ep.lstm, cache.enc, dhs_enc, dh0)
+        dx_enc, _, _, g_enc = _lstm_scan_backward(ep.lstm, cache.enc, dhs_enc, dh0)
         de_e = embedding_grad(cache.src, dx_enc, v)
         grads = Seq2seqParams(
             EncoderParams(EmbeddingParams(de_e), g_enc),
