@@ -107,14 +107,25 @@ class _LSTMCache(NamedTuple):
     gates: Array  # (T, 4, N, H): σ(f), tanh(g), σ(i), σ(o), each block contiguous
     tanh_c: Array  # (T, N, H)
     x_shape: tuple[int, ...]
+    x_const: Array | None  # (N, Dc)
+    h0_zero: bool
+
 
 def _lstm_scan(
-    params: LSTMParams, x: Array, h0: Array | None = None, c0: Array | None = None
-) -> tuple[Array, tuple[Array, Array], _LSTMCache]:
-    """:func:`fnnet.layers.recurrent.lstm_scan` (same arguments and results) with the gates kept
-    gate-major ``(T, 4, N, H)``: every gate block is one contiguous ``(N, H)`` array, so the
-    elementwise work of a step runs over flat memory (strided row blocks of ``(N, 4H)`` cost
-    numpy several times more per element)."""
+    params: LSTMParams, x: Array, h0: Array | None = None, *, x_const: Array | None = None
+) -> tuple[Array, Array, _LSTMCache]:
+    """:func:`fnnet.layers.recurrent.lstm_scan` with a zero initial cell, the gates kept gate-major
+    ``(T, 4, N, H)`` (every gate block one contiguous ``(N, H)`` array, so the elementwise work of
+    a step runs over flat memory), and inputs that stay the same at every step taken once.
+
+    Args:
+        params: ``wx`` ``(Dc + D, 4H)``: its first ``Dc`` rows read ``x_const``, the rest ``x``.
+        x: ``(N, T, D)``; h0: ``(N, H)`` or None (zeros).
+        x_const: ``(N, Dc)`` concatenated before ``x`` at every step (the peeky decoder's encoder
+            state), or None.
+    Returns:
+        ``(hs (N, T, H), hT (N, H), cache)``.
+    """
     wx, wh, b = params
     n, t, d = x.shape
     hdim = wh.shape[0]
@@ -123,13 +134,17 @@ def _lstm_scan(
     # the sigmoid gates' columns (f, i, o) are halved once, so one tanh pass over all four blocks
     # gives tanh(z/2) there (σ(z) = (1 + tanh(z/2)) / 2) and tanh(z) for g
     half = _half(4 * hdim, dt)
-    xw = (xt @ (wx * half)).reshape(t, n, 4 * hdim)
+    wx_s = wx * half
+    k = 0 if x_const is None else x_const.shape[1]
+    xw = (xt @ wx_s[k:]).reshape(t, n, 4 * hdim)
     xw += b * half
+    if x_const is not None:
+        xw += x_const @ wx_s[:k]
     wh_s = wh * half
     hs = np.empty((t + 1, n, hdim), dt)
     cs = np.empty((t + 1, n, hdim), dt)
     hs[0] = 0 if h0 is None else h0
-    cs[0] = 0 if c0 is None else c0
+    cs[0] = 0
     gates = np.empty((t, 4, n, hdim), dt)
     tanh_c = np.empty((t, n, hdim), dt)
     tmp = np.empty((n, hdim), dt)
@@ -150,24 +165,29 @@ def _lstm_scan(
         c += tmp
         np.tanh(c, out=tanh_c[s])
         np.multiply(io[1], tanh_c[s], out=hs[s + 1])
-    cache = _LSTMCache(xt, hs, cs, gates, tanh_c, x.shape)
-    return np.ascontiguousarray(hs[1:].transpose(1, 0, 2)), (hs[t].copy(), cs[t].copy()), cache
+    cache = _LSTMCache(xt, hs, cs, gates, tanh_c, x.shape, x_const, h0 is None)
+    return np.ascontiguousarray(hs[1:].transpose(1, 0, 2)), hs[t].copy(), cache
 
 def _lstm_scan_backward(
     params: LSTMParams,
     cache: _LSTMCache,
     dhs: Array | None = None,
     dhT: Array | None = None,
-    dcT: Array | None = None,
-    input_grad: bool = True,
-) -> tuple[Array, Array, Array, LSTMParams]:
-    """:func:`fnnet.layers.recurrent.lstm_scan_backward` for :func:`_lstm_scan`'s cache."""
+) -> tuple[Array, Array | None, Array | None, LSTMParams]:
+    """The backward of :func:`_lstm_scan` (as :func:`fnnet.layers.recurrent.lstm_scan_backward`).
+
+    Args:
+        dhs: ``dL/dhs`` ``(N, T, H)`` or None; dhT: an extra ``dL/dhT`` ``(N, H)`` or None.
+    Returns:
+        ``(dx (N, T, D), dh0 (N, H), dx_const (N, Dc), grads)``; ``dh0`` is None when ``h0`` was
+        (zeros), ``dx_const`` when there was no ``x_const``.
+    """
     wx, wh, b = params
     n, t, d = cache.x_shape
     hdim = wh.shape[0]
     dt = wx.dtype
     dh = np.zeros((n, hdim), dt) if dhT is None else np.array(dhT, dtype=dt)
-    dc = np.zeros((n, hdim), dt) if dcT is None else np.array(dcT, dtype=dt)
+    dc = np.zeros((n, hdim), dt)
     gates, cs, tanh_c = cache.gates, cache.cs, cache.tanh_c
     da = np.empty((t, n, 4 * hdim), dt)
     blk = np.empty((4, n, hdim), dt)
@@ -208,13 +228,21 @@ def _lstm_scan_backward(
         dc *= f
         a = da[s]
         np.copyto(a.reshape(n, 4, hdim), blk.transpose(1, 0, 2))
-        np.matmul(a, wh_t, out=dh)
+        if s or not cache.h0_zero:  # a zero h0 needs no gradient
+            np.matmul(a, wh_t, out=dh)
     da2 = da.reshape(t * n, 4 * hdim)
-    grads = LSTMParams(cache.xt.T @ da2, cache.hs[:-1].reshape(t * n, hdim).T @ da2, da2.sum(axis=0))
-    if not input_grad:
-        return no_input_grad((n, t, d), dt), dh, dc, grads
-    dx = np.ascontiguousarray((da2 @ wx.T).reshape(t, n, d).transpose(1, 0, 2))
-    return dx, dh, dc, grads
+    # with a zero h0 the first step adds nothing to dwh
+    first = 1 if cache.h0_zero else 0
+    dwh = cache.hs[first:-1].reshape((t - first) * n, hdim).T @ da2[first * n :]
+    k = 0 if cache.x_const is None else cache.x_const.shape[1]
+    dwx = cache.xt.T @ da2
+    dx_const = None
+    if cache.x_const is not None:
+        da_sum = da.sum(axis=0)  # (N, 4H): the constant input meets every step's gradient
+        dwx = np.concatenate([cache.x_const.T @ da_sum, dwx])
+        dx_const = da_sum @ wx[:k].T
+    dx = np.ascontiguousarray((da2 @ wx[k:].T).reshape(t, n, d).transpose(1, 0, 2))
+    return dx, (None if cache.h0_zero else dh), dx_const, LSTMParams(dwx, dwh, da2.sum(axis=0))
 
 
 # --- small maths --------------------------------------------------------------------------------
@@ -326,11 +354,8 @@ class _EncoderDecoder(Layer):
         ep, dp = params.encoder, params.decoder
         src = self._source(x)
         dec_in = x[:, self.src_len :]
-        hs_enc, (h_enc, _), enc = _lstm_scan(ep.lstm, ep.embed.w[src])
-        x_dec = dp.embed.w[dec_in]
-        if self._peeky:
-            x_dec = np.concatenate([np.broadcast_to(h_enc[:, None], (*dec_in.shape, hdim)), x_dec], axis=2)
-        hd, _, dec = _lstm_scan(dp.lstm, x_dec, h_enc)
+        hs_enc, h_enc, enc = _lstm_scan(ep.lstm, ep.embed.w[src])
+        hd, _, dec = _lstm_scan(dp.lstm, dp.embed.w[dec_in], h_enc, x_const=h_enc if self._peeky else None)
         aw, ab = dp.affine
         attn = context = None
         if self._attention:
@@ -379,10 +404,10 @@ class _EncoderDecoder(Layer):
         else:
             daw = hd.reshape(n * t_len, hdim).T @ d2
             dhd = dout @ aw.T
-        dx_dec, dh0, _, g_dec = _lstm_scan_backward(dp.lstm, cache.dec, dhd)
-        if self._peeky:
-            dh0 = dh0 + dx_dec[:, :, :hdim].sum(axis=1) + dh_enc
-            dx_dec = dx_dec[:, :, hdim:]
+        dx_dec, dh0, dh_peek, g_dec = _lstm_scan_backward(dp.lstm, cache.dec, dhd)
+        assert dh0 is not None
+        if dh_peek is not None and dh_enc is not None:
+            dh0 = dh0 + dh_peek + dh_enc
         de_d = embedding_grad(cache.dec_in, dx_dec, v)
         dx_enc, _, _, g_enc = _lstm_scan_backward(ep.lstm, cache.enc, dhs_enc, dh0)
         de_e = embedding_grad(cache.src, dx_enc, v)
