@@ -196,35 +196,28 @@ def _lstm_scan_backward(
     for s in range(t - 1, -1, -1):
         if dhs is not None:
             dh += dhs[:, s]
-        f, gg, i, o = gates[s]
+        gs = gates[s]
+        f, gg, i, o = gs
         tc = tanh_c[s]
-        da_f, da_g, da_i, da_o = blk
+        # σ'(z) = σ(1-σ) for f, i, o at once (the g block is overwritten below)
+        np.subtract(1, gs, out=blk)
+        blk *= gs
         # dc += dh σ(o) (1 - tanh²c)
         np.multiply(tc, tc, out=tmp)
         np.subtract(1, tmp, out=tmp)
         tmp *= o
         tmp *= dh
         dc += tmp
-        # dA_o = dh tanh(c) σ(o)(1-σ(o))
-        np.subtract(1, o, out=da_o)
-        da_o *= o
-        da_o *= tc
-        da_o *= dh
-        # dA_f = dc c_prev σ'(f)
-        np.subtract(1, f, out=da_f)
-        da_f *= f
-        da_f *= cs[s]
-        da_f *= dc
-        # dA_g = dc σ(i) (1 - tanh²g)
-        np.multiply(gg, gg, out=da_g)
-        np.subtract(1, da_g, out=da_g)
-        da_g *= i
-        da_g *= dc
-        # dA_i = dc tanh(g) σ'(i)
-        np.subtract(1, i, out=da_i)
-        da_i *= i
-        da_i *= gg
-        da_i *= dc
+        # dA_o = dh tanh(c) σ'(o)
+        blk[3] *= tc
+        blk[3] *= dh
+        # dA_f = dc c_prev σ'(f), dA_g = dc σ(i) (1 - tanh²g), dA_i = dc tanh(g) σ'(i)
+        blk[0] *= cs[s]
+        np.multiply(gg, gg, out=blk[1])
+        np.subtract(1, blk[1], out=blk[1])
+        blk[1] *= i
+        blk[2] *= gg
+        blk[:3] *= dc
         dc *= f
         a = da[s]
         np.copyto(a.reshape(n, 4, hdim), blk.transpose(1, 0, 2))
