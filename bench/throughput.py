@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     heap = "keep-heap" if args.keep_heap else "default allocator"
     print(f"model {args.model}, batch {batch}, float32, median of {args.repeats} blocks, {heap}")
     for k, v in med.items():
-        print(f"  {k:<18} {v:>12,.0f} samples/s")
+        print(f"  {k:<18} {v:>12,.0f} samples/s  (blocks: {', '.join(f'{r:,.0f}' for r in rows[k])})")
     print(f"  fnnet peak memory of one step: {_peak_mb(fn):.1f} MB (tracemalloc)")
     if sys.platform.startswith("linux"):  # ru_maxrss is in KiB there
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
