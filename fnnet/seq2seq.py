@@ -312,7 +312,8 @@ class _EncoderDecoder(Layer):
         v, e, h = self.vocab_size, self.embed, self.hidden
         dt = np.float32
         k = split(key, 5)
-        enc = EncoderParams(EmbeddingParams((_gen(k[0]).standard_normal((v, e)) * 0.01).astype(dt)), _lstm_init(k[1], e, h, dt))
+        enc_embed = EmbeddingParams((_gen(k[0]).standard_normal((v, e)) * 0.01).astype(dt))
+        enc = EncoderParams(enc_embed, _lstm_init(k[1], e, h, dt))
         d_in = h + e if self._peeky else e
         k_aff = h * 2 if (self._peeky or self._attention) else h
         aw = (_gen(k[4]).standard_normal((k_aff, v)) / math.sqrt(k_aff)).astype(dt)
@@ -333,7 +334,9 @@ class _EncoderDecoder(Layer):
             raise ValueError(f"{kind(self)}: expected integer token ids, got dtype {x.dtype}")
         v = params.encoder.embed.w.shape[0]
         if x.size and (int(x.min()) < 0 or int(x.max()) >= v):
-            raise ValueError(f"{kind(self)}: token ids must be in [0, {v}), got ids in [{int(x.min())}, {int(x.max())}]")
+            raise ValueError(
+                f"{kind(self)}: token ids must be in [0, {v}), got ids in [{int(x.min())}, {int(x.max())}]"
+            )
 
     def _source(self, x: Array) -> Array:
         """The source ids ``(N, Ts)`` in reading order."""
@@ -639,7 +642,9 @@ def sample(
     return _decode(model, params, src, start_id, length, pick)[0]
 
 
-def attention_weights(model: Layer, params: Seq2seqParams, src: Array, start_id: int, length: int) -> tuple[Array, Array]:
+def attention_weights(
+    model: Layer, params: Seq2seqParams, src: Array, start_id: int, length: int
+) -> tuple[Array, Array]:
     """Greedy decoding with the attention weights of every step (for a heat map).
 
     Args:
@@ -776,7 +781,9 @@ def sequence_accuracy(
     """
     src, answer = np.asarray(src), np.asarray(answer)
     if len(src) != len(answer) or answer.ndim != 2 or answer.shape[1] < 2:
-        raise ValueError(f"sequence_accuracy: expected answer (N, Ta >= 2) for src (N, Ts), got {answer.shape} for {src.shape}")
+        raise ValueError(
+            f"sequence_accuracy: expected answer (N, Ta >= 2) for src (N, Ts), got {answer.shape} for {src.shape}"
+        )
     if len(src) == 0:
         raise ValueError("sequence_accuracy: no questions")
     starts = np.unique(answer[:, 0])
