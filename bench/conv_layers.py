@@ -3,12 +3,20 @@
     .venv/bin/python bench/conv_layers.py --arch both --repeats 7
     .venv/bin/python bench/conv_layers.py --arch deep --layers     # per-layer forward/backward times
     .venv/bin/python bench/conv_layers.py --arch deep --profile    # cProfile of the train step
+    .venv/bin/python bench/conv_layers.py --conv1d --repeats 7     # Conv1D/MaxPool1D against 2-D
+    .venv/bin/python bench/conv_layers.py --groups --repeats 7     # grouped and depthwise Conv2D
 
 Times, at batch 100 in float32: forward+backward of the conv/pool stack alone, and a full train
 step (forward in training mode, softmax cross-entropy gradient ``(softmax(y) - onehot) / N``
 written inline, backward, plain SGD), as the median samples/s over repeats. Peak memory of one
 train step is measured with ``tracemalloc`` (NumPy reports its array allocations to it): the peak
 of traced allocations during the step above what was allocated before it (inputs and parameters).
+
+``--conv1d`` times forward+backward (with the input gradient) of ``Conv1D(32, 5)`` and
+``MaxPool1D(2)`` on ``(100, 16, 256)`` against ``Conv2D(32, (1, 5))`` and ``MaxPool2D((1, 2))`` on the
+same numbers as ``(100, 16, 1, 256)``, with one BLAS thread, interleaved (the order alternates each round) and prints
+every round and the median ratio. ``--groups`` times ``Conv2D(64, 3, pad=1, groups=G)`` on
+``(100, 64, 14, 14)`` for a few ``G`` the same way.
 
 The pieces (``build``, ``conv_stack``, ``train_step``, ``time_samples_per_s``, ``step_peak_bytes``)
 are importable by other benchmarks. ``bench/torch_reference.py`` times the same architectures
@@ -19,11 +27,12 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import pstats
 import statistics
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -32,12 +41,13 @@ from fnnet.typing import Array
 from fnnet.functions import softmax
 from fnnet.layers.base import Ctx, Layer
 from fnnet.layers.combinators import Serial, serial
-from fnnet.layers.conv import Conv2D
+from fnnet.layers.conv import Conv1D, Conv2D, ConvParams
 from fnnet.layers.core import Affine, ReLU
 from fnnet.layers.dropout import Dropout
-from fnnet.layers.pool import MaxPool2D
+from fnnet.layers.pool import MaxPool1D, MaxPool2D
 from fnnet.random import Key, fold_in, key as make_key
 from fnnet.runtime import keep_heap
+from fnnet.train.parallel import blas_limit
 from fnnet.tree import tree_astype, tree_map
 
 BATCH = 100
@@ -165,6 +175,67 @@ def layer_times(problem: Problem, repeats: int) -> list[tuple[str, float, float]
     return rows
 
 
+def layer_fwd_bwd(layer: Layer, params: Any, x: Array) -> None:
+    """Forward and backward (with ``dx``) of one layer, ``dout = 1``."""
+    y, _, cache = layer.forward(params, None, x, Ctx(train=True))
+    layer.backward(params, cache, np.ones_like(y))
+
+
+def interleaved_ms(cases: Sequence[Callable[[], None]], rounds: int, steps: int) -> list[list[float]]:
+    """Milliseconds per call of each case in each round; the cases run one after the other within a
+    round, in an order that alternates between rounds, after one untimed call each."""
+    for fn in cases:
+        fn()
+    out: list[list[float]] = [[] for _ in cases]
+    for r in range(rounds):
+        order = range(len(cases)) if r % 2 == 0 else reversed(range(len(cases)))
+        for i in order:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                cases[i]()
+            out[i].append(1e3 * (time.perf_counter() - t0) / steps)
+    return out
+
+
+def conv1d_pairs(n: int = BATCH, c: int = 16, length: int = 256, k: int = 5, filters: int = 32) -> list[tuple[str, Layer, Any, Array, Layer, Any, Array]]:
+    """``(name, 1-D layer, params, x, 2-D layer, params, x)``: the same maths in 1-D and in 2-D of height 1."""
+    rng = make_key(11).generator()
+    x1 = rng.standard_normal((n, c, length), dtype=np.float32)
+    conv1 = Conv1D(filters, k)
+    p1, _ = conv1.init(make_key(12), (c, length))
+    conv2 = Conv2D(filters, (1, k))
+    p2 = ConvParams(p1.w[:, :, None, :].copy(), p1.b)
+    y1 = conv1.apply(p1, x1)  # the pool's input as it comes out of the convolution (channels-last strides)
+    return [
+        (f"conv  k={k}", conv1, p1, x1, conv2, p2, x1[:, :, None, :]),
+        ("maxpool 2", MaxPool1D(2), None, y1, MaxPool2D((1, 2)), None, y1[:, :, None, :]),
+    ]
+
+
+def print_conv1d(rounds: int, steps: int) -> None:
+    """Print every round of Conv1D/MaxPool1D against Conv2D/MaxPool2D and the median ratio."""
+    for name, l1, p1, x1, l2, p2, x2 in conv1d_pairs():
+        ms1, ms2 = interleaved_ms(
+            [lambda: layer_fwd_bwd(l1, p1, x1), lambda: layer_fwd_bwd(l2, p2, x2)], rounds, steps
+        )
+        print(f"{name} fwd+bwd on {tuple(x1.shape)}: 1-D ms " + " ".join(f"{v:.2f}" for v in ms1))
+        print(f"{name} fwd+bwd on {tuple(x2.shape)}: 2-D ms " + " ".join(f"{v:.2f}" for v in ms2))
+        ratios = [a / b for a, b in zip(ms1, ms2)]
+        print(f"{name}: median 1-D {statistics.median(ms1):.2f} ms, 2-D {statistics.median(ms2):.2f} ms, "
+              f"1-D/2-D per round " + " ".join(f"{r:.3f}" for r in ratios) + f", median {statistics.median(ratios):.3f}")
+
+
+def print_groups(rounds: int, steps: int, groups: tuple[int, ...] = (1, 4, 64)) -> None:
+    """Print every round of ``Conv2D(64, 3, pad=1, groups=G)`` forward+backward on ``(100, 64, 14, 14)``."""
+    x = make_key(13).generator().standard_normal((BATCH, 64, 14, 14), dtype=np.float32)
+    layers = [Conv2D(64, 3, pad=1, groups=g) for g in groups]
+    params = [layer.init(make_key(14), (64, 14, 14))[0] for layer in layers]
+    cases = [functools.partial(layer_fwd_bwd, layer, p, x) for layer, p in zip(layers, params)]
+    for g, ms in zip(groups, interleaved_ms(cases, rounds, steps)):
+        print(f"Conv2D(64, 3, pad=1, groups={g:>2}) fwd+bwd on {x.shape}: median {statistics.median(ms):.2f} ms, "
+              "rounds " + " ".join(f"{v:.2f}" for v in ms))
+
+
 def main() -> None:
     """Parse arguments and print the timings."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -178,11 +249,20 @@ def main() -> None:
     parser.add_argument(
         "--keep-heap", action="store_true", help="set glibc malloc to keep freed memory (see keep_heap)"
     )
+    parser.add_argument("--conv1d", action="store_true", help="Conv1D/MaxPool1D against Conv2D/MaxPool2D instead")
+    parser.add_argument("--groups", action="store_true", help="grouped and depthwise Conv2D instead")
     args = parser.parse_args()
     if args.keep_heap and not keep_heap():
         print("--keep-heap: mallopt not available; running with the default allocator")
 
     print(f"numpy {np.__version__}, batch {BATCH}, float32")
+    if args.conv1d or args.groups:
+        with blas_limit(1):  # as the training step runs (one BLAS thread): steadier on a busy machine
+            if args.conv1d:
+                print_conv1d(args.repeats, args.steps)
+            if args.groups:
+                print_groups(args.repeats, args.steps)
+        return
     for arch in ARCHS if args.arch == "both" else (args.arch,):
         problem = make_problem(build(arch))
         model, params, x, t = problem

@@ -160,7 +160,7 @@ class TorchReference:
             cmd = [python, str(Path(__file__).with_name("torch_seq2seq.py")), "--serve", "--threads", str(threads)]
         else:
             script = Path(__file__).with_name("torch_reference.py")
-            arch = {"simple-convnet": "simple", "deep-convnet": "deep"}[name]
+            arch = {"simple-convnet": "simple", "deep-convnet": "deep", "resnet": "resnet"}[name]
             cmd = [python, str(script), "--arch", arch, "--serve", "--threads", str(threads)]
             cmd += ["--keep-heap"] if keep else []
         cmd += ["--pool-first"] if pool_first else []
@@ -191,7 +191,8 @@ class TorchReference:
 def main(argv: list[str] | None = None) -> None:
     """Measure and print throughput and ratios."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="two-layer-net", choices=["two-layer-net", "simple-convnet", "deep-convnet", "seq2seq-peeky"])
+    ap.add_argument("--model", default="two-layer-net",
+                    choices=["two-layer-net", "simple-convnet", "deep-convnet", "resnet", "seq2seq-peeky"])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--block", type=int, default=0, help="steps per timed block (default by model)")
     ap.add_argument("--torch", default=None, help="python of a venv with torch==2.13.0, for the comparison")
@@ -203,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.keep_heap and not keep_heap():
         print("--keep-heap: mallopt not available; default allocator")
-    block = args.block or {"two-layer-net": 200, "simple-convnet": 10, "deep-convnet": 3, "seq2seq-peeky": 20}[args.model]
+    blocks = {"two-layer-net": 200, "simple-convnet": 10, "deep-convnet": 3, "resnet": 2, "seq2seq-peeky": 20}
+    block = args.block or blocks[args.model]
     batch = SEQ_BATCH if args.model == "seq2seq-peeky" else BATCH
 
     rows: dict[str, list[float]] = {}

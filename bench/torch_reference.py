@@ -1,4 +1,4 @@
-"""PyTorch reference timings for the book's SimpleConvNet and DeepConvNet (train step, CPU).
+"""PyTorch reference timings for the book's SimpleConvNet and DeepConvNet and a small ResNet (train step, CPU).
 
 Runs in a separate virtual environment that has torch (torch is never a dependency of fnnet):
 
@@ -6,6 +6,9 @@ Runs in a separate virtual environment that has torch (torch is never a dependen
 
 Same layer sizes as ``bench/conv_layers.py``: batch 100, float32, plain SGD, 2 threads. Prints the
 median samples/s of a full train step (forward, softmax cross-entropy, backward, SGD update).
+``--arch resnet`` is :func:`fnnet.models.resnet` with its defaults: a 3x3 stem of 16 channels, three
+stages of two basic blocks (16, 32, 64 channels; the later stages start with a stride-2 block whose
+shortcut is a 1x1 convolution with BatchNorm), global average pooling and a linear layer.
 """
 
 from __future__ import annotations
@@ -89,7 +92,44 @@ def _build(arch: str) -> Any:
             nn.Dropout(0.5),
             nn.Linear(50, N_CLASSES),
         )
-    raise ValueError(f"unknown architecture {arch!r}; expected 'simple' or 'deep'")
+    if arch == "resnet":
+        return _resnet()
+    raise ValueError(f"unknown architecture {arch!r}; expected 'simple', 'deep' or 'resnet'")
+
+
+def _resnet(widths: tuple[int, ...] = (16, 32, 64), blocks: int = 2) -> Any:
+    """The network of ``fnnet.models.resnet()`` written with torch modules."""
+    import torch.nn as nn  # type: ignore[import-not-found, unused-ignore]
+
+    class Block(nn.Module):  # type: ignore[misc, unused-ignore]
+        def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+                nn.Conv2d(c_out, c_out, 3, padding=1),
+                nn.BatchNorm2d(c_out),
+            )
+            self.shortcut = (
+                nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride), nn.BatchNorm2d(c_out))
+                if stride != 1 or c_in != c_out
+                else nn.Identity()
+            )
+            self.relu = nn.ReLU()
+
+        def forward(self, x: Any) -> Any:
+            return self.relu(self.body(x) + self.shortcut(x))
+
+    layers: list[Any] = [nn.Conv2d(IN_SHAPE[0], widths[0], 3, padding=1), nn.BatchNorm2d(widths[0]), nn.ReLU()]
+    c = widths[0]
+    for s, w in enumerate(widths):
+        for b in range(blocks):
+            stride = 2 if s > 0 and b == 0 else 1
+            layers.append(Block(c, w, stride))
+            c = w
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, N_CLASSES)]
+    return nn.Sequential(*layers)
 
 
 def make_step(arch: str, seed: int, pool_first: bool = False) -> Any:
@@ -148,7 +188,7 @@ def time_step(arch: str, repeats: int, steps: int, warmup: int, seed: int) -> li
 def main() -> None:
     """Parse arguments, time the chosen architectures and print median samples/s."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--arch", choices=("simple", "deep", "both"), default="both")
+    parser.add_argument("--arch", choices=("simple", "deep", "resnet", "both"), default="both")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs (the median is reported)")
     parser.add_argument("--steps", type=int, default=10, help="train steps per timed run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
@@ -169,7 +209,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH}, float32")
     if args.serve:
         if args.arch == "both":
-            parser.error("--serve needs --arch simple or --arch deep")
+            parser.error("--serve needs one architecture: --arch simple, deep or resnet")
         serve(args.arch, args.warmup, args.seed, args.pool_first)
         return
     archs = ("simple", "deep") if args.arch == "both" else (args.arch,)

@@ -2,7 +2,8 @@
 
 Layers are immutable records with ``init(key, in_shape)``, ``forward(params, state, x, ctx)`` and
 ``backward(params, cache, dout)``; optimizers return new parameter trees; randomness is an explicit
-key. See the README for the book chapter → fnnet name table.
+key. The user's guide (``docs/guide``, rendered with this reference by ``python docs/build.py``)
+follows the book chapter by chapter and links each chapter to the names that implement it.
 
 >>> import numpy as np, fnnet
 >>> model = fnnet.serial(fnnet.Affine(10), fnnet.Softmax())
@@ -15,6 +16,7 @@ from fnnet import (
     checkpoint,
     datasets,
     errors,
+    export,
     functions,
     graph,
     hparam,
@@ -30,6 +32,7 @@ from fnnet import (
 )
 from fnnet.checkpoint import load, save
 from fnnet.seq2seq import AttentionSeq2seq, Seq2seq
+from fnnet.datasets import Compose, HorizontalFlip, RandomCrop, RandomTranslate, compose
 from fnnet.functions import (
     elu,
     gelu,
@@ -59,17 +62,21 @@ from fnnet.optim import adagrad, adam, adamw, apply_updates, chain, momentum, ne
 from fnnet.layers import (
     EVAL,
     TRAIN,
+    AddBranches,
     Affine,
     AffineParams,
+    AvgPool1D,
     AvgPool2D,
     BatchNorm,
     BatchNormParams,
     BatchNormState,
+    Concat,
     GlobalAvgPool2D,
     GroupNorm,
     GroupNormParams,
     LayerNorm,
     LayerNormParams,
+    Conv1D,
     Conv2D,
     ConvParams,
     Ctx,
@@ -91,7 +98,9 @@ from fnnet.layers import (
     Identity,
     Layer,
     LeakyReLU,
+    MaxPool1D,
     MaxPool2D,
+    PathError,
     ReLU,
     Residual,
     Serial,
@@ -101,6 +110,8 @@ from fnnet.layers import (
     Softplus,
     Summary,
     Tanh,
+    add_branches,
+    concat,
     residual,
     serial,
     summary,
@@ -140,6 +151,7 @@ __all__ = [
     "__version__",
     "checkpoint",
     "datasets",
+    "export",
     "functions",
     "hparam",
     "initializers",
@@ -209,6 +221,9 @@ __all__ = [
     "Conv2D",
     "ConvParams",
     "MaxPool2D",
+    "Conv1D",
+    "MaxPool1D",
+    "AvgPool1D",
     "BatchNorm",
     "BatchNormParams",
     "BatchNormState",
@@ -224,6 +239,9 @@ __all__ = [
     "Layer",
     "ReLU",
     "Residual",
+    "Concat",
+    "AddBranches",
+    "PathError",
     "Serial",
     "Sigmoid",
     "Softmax",
@@ -246,6 +264,8 @@ __all__ = [
     "RNNState",
     "LSTMState",
     "residual",
+    "concat",
+    "add_branches",
     "serial",
     "summary",
     "GradCheck",
@@ -271,4 +291,9 @@ __all__ = [
     "seq2seq",
     "Seq2seq",
     "AttentionSeq2seq",
+    "Compose",
+    "HorizontalFlip",
+    "RandomCrop",
+    "RandomTranslate",
+    "compose",
 ]

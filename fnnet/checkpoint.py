@@ -37,6 +37,15 @@ the skeleton before any leaf data is read, and data is decompressed in bounded c
 failure to read a file that exists raises :class:`fnnet.errors.FormatError` (a ``ValueError``)
 naming the file and the place in it (manifest field, leaf path, zip member and its byte offset);
 a file that cannot be opened at all raises the ``OSError`` of ``open`` (``FileNotFoundError``...).
+
+>>> import os, tempfile, numpy as np, fnnet
+>>> params, _ = fnnet.Affine(3).init(fnnet.key(0), (4,))          # w (4, 3), b (3,)
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     path = os.path.join(tmp, "ckpt.npz")
+...     fnnet.save(path, params, {"epoch": 5, "key": fnnet.key(0)})
+...     back, meta = fnnet.load(path, like=params)
+>>> bool(np.array_equal(back.w, params.w)), meta["epoch"], meta["key"]
+(True, 5, Key(seed=0, path=()))
 """
 
 from __future__ import annotations
@@ -76,14 +85,51 @@ __all__ = [
     "read_meta",
 ]
 
-#: The ``"format"`` field of every manifest.
 FORMAT = "fnnet-checkpoint"
-#: The manifest layout version this module writes (and the newest it reads).
+"""The ``"format"`` field of every manifest.
+
+>>> import os, tempfile, numpy as np
+>>> from fnnet.checkpoint import FORMAT, FORMAT_VERSION, read_manifest, save
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     save(os.path.join(tmp, "c.npz"), {"w": np.zeros(2)})
+...     manifest = read_manifest(os.path.join(tmp, "c.npz"))
+>>> manifest["format"] == FORMAT, manifest["format_version"] == FORMAT_VERSION
+(True, True)
+"""
 FORMAT_VERSION = 1
-#: The largest manifest (JSON text, in bytes) :func:`save` writes and :func:`load` reads.
+"""The manifest layout version this module writes (and the newest it reads).
+
+>>> from fnnet.checkpoint import FORMAT_VERSION
+>>> FORMAT_VERSION
+1
+"""
 MAX_MANIFEST_BYTES = 4 << 20
-#: How many containers deep ``meta`` may nest (``meta`` itself is level 1; a ``Key`` takes 3).
+"""The largest manifest (JSON text, in bytes) :func:`save` writes and :func:`load` reads.
+
+>>> import os, tempfile, numpy as np
+>>> from fnnet.checkpoint import MAX_MANIFEST_BYTES, save
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     try:
+...         save(os.path.join(tmp, "c.npz"), np.zeros(1), {"notes": "x" * MAX_MANIFEST_BYTES})
+...     except ValueError as err:
+...         print("more than a checkpoint may hold" in str(err))
+True
+"""
 MAX_META_DEPTH = 100
+"""How many containers deep ``meta`` may nest (``meta`` itself is level 1; a ``Key`` takes 3).
+
+>>> import os, tempfile, numpy as np
+>>> from fnnet.checkpoint import MAX_META_DEPTH, save
+>>> deep: dict = {}
+>>> for _ in range(MAX_META_DEPTH):
+...     deep = {"a": deep}
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     try:
+...         save(os.path.join(tmp, "c.npz"), np.zeros(1), deep)
+...     except ValueError as err:
+...         print(str(err).split(": ")[-1])
+meta nests more than 100 levels deep (or contains itself)
+"""
 
 _MANIFEST_KEY = "__manifest__"
 _ROOT_KEY = "__root__"  # the entry name of a tree that is a single leaf (its path is "")

@@ -1,4 +1,5 @@
-"""The command line: ``fnnet train`` (the main job) and ``fnnet evaluate CHECKPOINT``.
+"""The command line: ``fnnet train`` (the main job), ``fnnet evaluate CHECKPOINT`` and ``fnnet export
+CHECKPOINT --out model.onnx``.
 
 ``python -m fnnet train`` trains the book's two-layer net on the embedded ``mnist-small`` data set
 with seed 0, prints progress, and ends with the test accuracy on the whole test set.
@@ -12,8 +13,8 @@ code  meaning
 0     success
 1     an unexpected error, i.e. a bug in fnnet: the only failure that prints a Python traceback
 2     usage: an unknown or malformed option, a value out of range (``--lr inf``, ``--epochs 0``),
-      a bad ``$FNNET_NUM_THREADS``, or an ``--out`` that is a file or holds anything other than
-      fnnet's outputs; found before any data is read
+      a bad ``$FNNET_NUM_THREADS``, an ``--out`` that is a file or holds anything other than
+      fnnet's outputs, or ``fnnet export`` without the onnx package; found before any data is read
 3     bad input: the data set or checkpoint is missing, unreadable or not what it should be, its
       images do not fit the model (too small for a convolutional net, or another size than the
       checkpoint was trained on), or the checkpoint's parameters are not all finite
@@ -41,7 +42,9 @@ The per-epoch ``train_loss``, ``train_acc``, ``test_loss`` and ``test_acc`` are 
 samples of at most :data:`EVAL_SAMPLE` items and labelled ``(sample N)`` when the set is larger;
 the final figures are on the whole test set. ``fnnet evaluate`` prints the test loss, the
 confusion matrix (rows: true class, columns: predicted class) and, last, the test accuracy;
-``--out FILE.png`` also draws the confusion matrix (with matplotlib).
+``--out FILE.png`` also draws the confusion matrix (with matplotlib). ``fnnet export`` writes a
+checkpoint's model as an ONNX inference graph (see :func:`fnnet.export.to_onnx`; needs
+``pip install 'fnnet[export]'``), for the input shape recorded in the checkpoint.
 
 >>> main(["--version"])  # doctest: +ELLIPSIS
 fnnet ...
@@ -53,6 +56,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
+import importlib.util
 import json
 import math
 import os
@@ -73,10 +77,11 @@ from typing import Any, NoReturn
 import numpy as np
 
 from fnnet._version import __version__
-from fnnet import checkpoint, datasets, models, optim
+from fnnet import checkpoint, datasets, export, models, optim
 from fnnet._io import _fsync_dir, atomic_write_bytes
 from fnnet.train._progress import Progress
 from fnnet._validate import is_int, is_real
+from fnnet.layers.base import Layer
 from fnnet.layers.combinators import Serial, summary
 from fnnet.losses import softmax_cross_entropy
 from fnnet.metrics import confusion_matrix, default_metrics
@@ -86,16 +91,26 @@ from fnnet.train import FitResult, History, NonFiniteLossError, TrainState, eval
 from fnnet.tree import tree_leaves, tree_paths
 from fnnet.typing import Array
 
-__all__ = ["main", "MODEL_DEFAULTS", "OPTIMIZERS", "EXIT_CODES", "EVAL_SAMPLE"]
+__all__ = ["main", "MODEL_DEFAULTS", "OPTIMIZERS", "AUGMENTATIONS", "EXIT_CODES", "EVAL_SAMPLE"]
 
-#: ``--model`` name -> (builder, flat input?, default optimizer, default lr, default epochs).
 MODEL_DEFAULTS: dict[str, tuple[Callable[[], Serial], bool, str, float, int]] = {
     "two-layer-net": (models.two_layer_net, True, "momentum", 0.05, 20),
     "mlp": (lambda: models.mlp((100, 100, 100, 100), batchnorm=False), True, "adam", 0.001, 10),
     # CNNs take unflattened (N, 1, 28, 28) images; about 3 s (simple) and 12 s (deep) per epoch on mnist-small
     "simple-convnet": (models.simple_convnet, False, "adam", 0.001, 5),
     "deep-convnet": (models.deep_convnet, False, "adam", 0.001, 5),
+    # a small residual network with BatchNorm: fewer epochs suffice, each costs more
+    "resnet": (models.resnet, False, "adam", 0.001, 2),
 }
+"""``--model`` name -> (builder, flat input?, default optimizer, default lr, default epochs).
+
+>>> from fnnet.cli import MODEL_DEFAULTS
+>>> sorted(MODEL_DEFAULTS)
+['deep-convnet', 'mlp', 'resnet', 'simple-convnet', 'two-layer-net']
+>>> build, flat, optimizer, lr, epochs = MODEL_DEFAULTS["simple-convnet"]
+>>> build().out_shape((1, 28, 28)), flat
+((10,), False)
+"""
 
 OPTIMIZERS: dict[str, Callable[[float], optim.GradientTransformation]] = {
     "sgd": optim.sgd,
@@ -106,22 +121,59 @@ OPTIMIZERS: dict[str, Callable[[float], optim.GradientTransformation]] = {
     "adam": optim.adam,
     "adamw": optim.adamw,
 }
+"""``--optimizer`` name -> the optimizer's constructor, called with the learning rate (``--lr``).
+
+>>> import numpy as np, fnnet
+>>> from fnnet.cli import OPTIMIZERS
+>>> sorted(OPTIMIZERS)
+['adagrad', 'adam', 'adamw', 'momentum', 'nesterov', 'rmsprop', 'sgd']
+>>> opt = OPTIMIZERS["sgd"](0.5)
+>>> params = np.array([1.0, 2.0])
+>>> updates, state = opt.update(np.array([1.0, -2.0]), opt.init(params), params)
+>>> fnnet.optim.apply_updates(params, updates).tolist()
+[0.5, 3.0]
+"""
+
+AUGMENTATIONS: dict[str, datasets.Augmentation | None] = {
+    "none": None,
+    "crop": datasets.RandomCrop(pad=2),
+    "crop-flip": datasets.compose(datasets.RandomCrop(pad=2), datasets.HorizontalFlip(p=0.5)),
+}
+"""``--augment`` name -> the augmentation of the training batches (image models only).
+
+>>> import numpy as np, fnnet
+>>> from fnnet.cli import AUGMENTATIONS
+>>> sorted(AUGMENTATIONS), AUGMENTATIONS["none"]
+(['crop', 'crop-flip', 'none'], None)
+>>> AUGMENTATIONS["crop-flip"](fnnet.key(0), np.ones((2, 1, 28, 28), np.float32)).shape
+(2, 1, 28, 28)
+"""
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INPUT, EXIT_OUTPUT, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 
-#: Exit code -> its meaning (the table of the module docstring, also shown by ``fnnet --help``).
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_BUG: "unexpected error (a bug in fnnet; the only failure that prints a traceback)",
-    EXIT_USAGE: "bad option or value, bad $FNNET_NUM_THREADS, or an --out that cannot hold a run",
+    EXIT_USAGE: "bad option or value, bad $FNNET_NUM_THREADS, an --out that cannot hold a run, or no onnx for export",
     EXIT_INPUT: "data set or checkpoint missing, unreadable, not fitting the model, or not finite",
     EXIT_OUTPUT: "--out cannot be written",
     EXIT_TRAINING: "training diverged (NaN/inf loss or parameters) or ran out of memory",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); --out is untouched",
 }
+"""Exit code -> its meaning (the table of the module docstring, also shown by ``fnnet --help``).
 
-#: Per-epoch accuracies are measured on a keyed random sample of at most this many items.
+>>> from fnnet.cli import EXIT_CODES
+>>> sorted(EXIT_CODES), EXIT_CODES[0]
+([0, 1, 2, 3, 4, 5, 130], 'success')
+"""
+
 EVAL_SAMPLE = 2000
+"""Per-epoch accuracies are measured on a keyed random sample of at most this many items.
+
+>>> from fnnet.cli import EVAL_SAMPLE
+>>> EVAL_SAMPLE
+2000
+"""
 
 CHECKPOINT_FILE = "checkpoint.npz"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -215,7 +267,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"fnnet {_version()}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,export}")
     tr = sub.add_parser(
         "train", help="train a model and report its test accuracy",
         description="Train a model; the last line printed is its accuracy on the whole test set.",
@@ -242,6 +294,11 @@ def _parser() -> argparse.ArgumentParser:
                          "run completes (default: write nothing)")
     tr.add_argument("--quiet", action="store_true", help="print only the final accuracy (default: progress "
                     "on stderr, a bar per step on a terminal and a line per epoch)")
+    tr.add_argument("--augment", choices=list(AUGMENTATIONS), default="none",
+                    help="augment the training batches of a convolutional model: crop pads 2 zero pixels "
+                         "each side and crops back at a random offset, crop-flip also mirrors with "
+                         "probability 1/2 (for clothes; a mirrored digit is another symbol); evaluation "
+                         "sees the raw images (default: %(default)s)")
     tr.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N",
                     help=f"worker threads; changes speed, never results (default: ${_THREADS_ENV} if set, "
                          "else the available cores)")
@@ -255,6 +312,16 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, default=None, metavar="PNG",
                     help="also draw the confusion matrix into this PNG file (replaced atomically; needs "
                          "matplotlib), or into confusion_matrix.png in this directory (default: draw nothing)")
+    ex = sub.add_parser(
+        "export", help="write a checkpoint's model as an ONNX file",
+        description="Write the model of a checkpoint written by 'fnnet train --out' as an ONNX inference graph "
+                    "(needs the onnx package: pip install 'fnnet[export]').",
+    )
+    ex.add_argument("checkpoint", type=Path, help="a checkpoint.npz written by fnnet train --out, or its directory")
+    ex.add_argument("--out", type=Path, default=Path("model.onnx"), metavar="FILE",
+                    help="the ONNX file to write, replaced atomically (default: %(default)s)")
+    ex.add_argument("--opset", type=_int_at_least(export.MIN_OPSET), default=export.DEFAULT_OPSET, metavar="N",
+                    help="the ONNX operator set version (default: %(default)s)")
     return p
 
 
@@ -489,6 +556,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     lr = args.lr if args.lr is not None else lr
     epochs = args.epochs if args.epochs is not None else epochs
     threads = _threads(args.threads)
+    if args.augment != "none" and flat:
+        images = ", ".join(name for name, d in MODEL_DEFAULTS.items() if not d[1])
+        raise _Fail(EXIT_USAGE, f"--augment {args.augment} needs an image model ({images}); {args.model} takes flat vectors")
     out = _OutDir(args.out) if args.out is not None else None
 
     (x_train, t_train), (x_test, t_test) = _load_data(args.data, flat)
@@ -517,7 +587,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             out.begin()
         keep_heap()  # an application setting: reuse freed memory across steps (see fnnet.runtime)
         say(f"model {args.model} on {args.data}: {len(x_train)} train / {len(x_test)} test, "
-            f"{opt_name} lr {lr}, batch {args.batch_size}, {epochs} epochs, seed {args.seed}")
+            f"{opt_name} lr {lr}, batch {args.batch_size}, {epochs} epochs, seed {args.seed}"
+            + ("" if args.augment == "none" else f", augment {args.augment}"))
         say(str(shapes))
         if labels:
             say(f"per-epoch {', '.join(labels)} on random samples of {EVAL_SAMPLE}; the final figures on all "
@@ -529,6 +600,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     model, OPTIMIZERS[opt_name](lr), (x_train, t_train),
                     key=make_key(args.seed), epochs=epochs, batch_size=args.batch_size,
                     test=(x_test, t_test), eval_sample=EVAL_SAMPLE, progress=display, threads=threads,
+                    augment=AUGMENTATIONS[args.augment],
                 )
             except NonFiniteLossError as e:
                 raise _Fail(EXIT_TRAINING, f"training diverged: {_one_line(str(e))} (--lr is {lr})") from None
@@ -545,7 +617,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if out is not None:
             config = {"model": args.model, "data": _data_record(args.data), "in_shape": list(in_shape),
                       "optimizer": opt_name, "lr": lr, "epochs": epochs, "batch_size": args.batch_size,
-                      "seed": args.seed}
+                      "seed": args.seed, "augment": args.augment}
             # Ctrl-C waits: the run is over, and an interrupt inside an import (matplotlib's) can surface as an
             # ImportError
             with _sigint_held():
@@ -731,6 +803,22 @@ def _read_checkpoint_meta(path: Path) -> dict[str, Any]:
         raise _Fail(EXIT_INPUT, _one_line(str(e))) from None
 
 
+def _restore(
+    path: Path, model_name: str, opt_name: str, lr: float, in_shape: tuple[int, ...], verb: str
+) -> tuple[Layer, TrainState]:
+    """The checkpoint's model and training state, refused (exit 3) when unreadable or not finite."""
+    model = MODEL_DEFAULTS[model_name][0]()
+    try:
+        like = init_train_state(model, OPTIMIZERS[opt_name](lr), make_key(0), in_shape)
+        state, _ = checkpoint.load(path, like)
+    except (ValueError, OSError) as e:
+        raise _Fail(EXIT_INPUT, _one_line(str(e))) from None
+    bad = _first_nonfinite(state)
+    if bad is not None:
+        raise _Fail(EXIT_INPUT, f"{path}: parameter {bad} holds NaN or infinite values; refusing to {verb}")
+    return model, state
+
+
 def _png_target(given: Path) -> Path:
     """The file ``fnnet evaluate --out`` writes: ``given``, or ``confusion_matrix.png`` in a directory."""
     path = given / CONFUSION_FILE if given.is_dir() else given
@@ -763,15 +851,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{path}: {model_name} was trained on {_shape_text(in_shape)} inputs, but {data} ({source}) has "
             f"{_shape_text(data_shape)}",
         )
-    model = MODEL_DEFAULTS[model_name][0]()
-    try:
-        like = init_train_state(model, OPTIMIZERS[opt_name](lr), make_key(0), in_shape)
-        state, _ = checkpoint.load(path, like)
-    except (ValueError, OSError) as e:
-        raise _Fail(EXIT_INPUT, _one_line(str(e))) from None
-    bad = _first_nonfinite(state)
-    if bad is not None:
-        raise _Fail(EXIT_INPUT, f"{path}: parameter {bad} holds NaN or infinite values; refusing to evaluate")
+    model, state = _restore(path, model_name, opt_name, lr, in_shape, "evaluate")
     print(f"evaluating {path} ({model_name}) on {data} {source}: all {len(x_test)} test items", flush=True)
     loss = softmax_cross_entropy
     with _quiet_numerics():
@@ -803,6 +883,56 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# fnnet export
+# --------------------------------------------------------------------------------------------
+
+
+def _onnx_target(given: Path) -> Path:
+    """The file ``fnnet export --out`` writes, checked writable before anything is read."""
+    if given.is_dir():
+        raise _Fail(EXIT_USAGE, f"--out {given}: is a directory; name the .onnx file to write")
+    parent = given.parent
+    if not parent.is_dir():
+        raise _Fail(EXIT_OUTPUT, f"--out {given}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise _Fail(EXIT_OUTPUT, f"--out {given}: cannot write in {parent}")
+    return given
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Run ``fnnet export``: the checkpoint's model, parameters and state as an ONNX file."""
+    if importlib.util.find_spec("onnx") is None:
+        raise _Fail(EXIT_USAGE, "export needs the onnx package: pip install 'fnnet[export]'")
+    import onnx
+
+    newest = int(onnx.defs.onnx_opset_version())
+    if args.opset > newest:
+        raise _Fail(EXIT_USAGE, f"export: --opset {args.opset} is newer than the installed onnx knows ({newest})")
+    target = _onnx_target(args.out)
+    path: Path = args.checkpoint
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    meta = _read_checkpoint_meta(path)
+    model_name, opt_name, lr, in_shape, _ = _config(path, meta)
+    model, state = _restore(path, model_name, opt_name, lr, in_shape, "export")
+    try:
+        proto = export.to_onnx(model, state.params, in_shape, state=state.model_state, opset=args.opset)
+    except ImportError as e:
+        raise _Fail(EXIT_USAGE, _one_line(str(e))) from None
+    except ValueError as e:
+        raise _Fail(EXIT_INPUT, f"{path}: cannot export {model_name}: {_one_line(str(e))}") from None
+    data = proto.SerializeToString()
+    try:
+        atomic_write_bytes(target, data)
+    except OSError as e:
+        raise _Fail(EXIT_OUTPUT, f"--out {args.out}: cannot write: {e.strerror or e}") from None
+    out_shape = model.out_shape(in_shape)
+    print(f"exported {path} ({model_name}: input (N, {', '.join(map(str, in_shape))}) -> output "
+          f"(N, {', '.join(map(str, out_shape))}), ONNX opset {args.opset}) to {target}, {len(data):,} bytes", flush=True)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
 
@@ -825,6 +955,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return e.code if isinstance(e.code, int) else EXIT_OK if e.code is None else EXIT_USAGE
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "export":
+            return cmd_export(args)
         return cmd_evaluate(args)
     except _Fail as e:
         print(f"fnnet: {e}", file=sys.stderr, flush=True)

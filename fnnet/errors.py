@@ -25,6 +25,13 @@ class FormatError(ValueError):
         path: the file, as given.
         where: the place in it (a leaf path, a header field, a byte offset); ``""`` if the whole file.
         reason: what is wrong there.
+
+    >>> from fnnet.errors import FormatError
+    >>> err = FormatError("weights.npz", "0/w", "shape (3,) does not match (784, 50)")
+    >>> str(err)
+    'weights.npz: 0/w: shape (3,) does not match (784, 50)'
+    >>> isinstance(err, ValueError), err.where
+    (True, '0/w')
     """
 
     def __init__(self, path: str | os.PathLike[str], where: str, reason: str):

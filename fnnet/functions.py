@@ -42,7 +42,11 @@ __all__ = [
 
 
 def step_function(x: Array) -> Array:
-    """Step function: 1 where ``x > 0``, else 0, in ``x``'s dtype (any shape)."""
+    """Step function: 1 where ``x > 0``, else 0, in ``x``'s dtype (any shape).
+
+    >>> step_function(np.array([-1.0, 0.0, 2.0])).tolist()
+    [0.0, 0.0, 1.0]
+    """
     x = np.asarray(x)
     return (x > 0).astype(x.dtype if x.dtype.kind == "f" else np.int64)
 
@@ -52,6 +56,9 @@ def sigmoid(x: Array) -> Array:
 
     Computed as ``0.5 * (1 + tanh(x / 2))``, which is exact algebra and never overflows, so
     ``sigmoid(±1000)`` gives 1 and 0 without warnings.
+
+    >>> sigmoid(np.array([-1000.0, 0.0, 1000.0])).tolist()
+    [0.0, 0.5, 1.0]
     """
     x = np.asarray(x)
     half = x.dtype.type(0.5) if x.dtype.kind == "f" else 0.5
@@ -59,17 +66,29 @@ def sigmoid(x: Array) -> Array:
 
 
 def relu(x: Array) -> Array:
-    """Rectified linear unit ``max(x, 0)`` (any shape)."""
+    """Rectified linear unit ``max(x, 0)`` (any shape).
+
+    >>> relu(np.array([[-1.0, 2.0], [3.0, -4.0]])).tolist()
+    [[0.0, 2.0], [3.0, 0.0]]
+    """
     return np.maximum(x, 0)
 
 
 def tanh(x: Array) -> Array:
-    """Hyperbolic tangent (any shape)."""
+    """Hyperbolic tangent (any shape).
+
+    >>> tanh(np.array([0.0, 20.0])).tolist()
+    [0.0, 1.0]
+    """
     return np.tanh(x)
 
 
 def identity(x: Array) -> Array:
-    """The identity (the output activation for regression)."""
+    """The identity (the output activation for regression).
+
+    >>> identity([1.5, -2.0]).tolist()
+    [1.5, -2.0]
+    """
     return np.asarray(x)
 
 
@@ -78,6 +97,10 @@ def softmax(x: Array) -> Array:
 
     Subtracting the row maximum first leaves the result unchanged (softmax is invariant to adding a
     constant) but keeps ``exp`` from overflowing for large inputs.
+
+    >>> p = softmax(np.array([[1000.0, 1000.0], [0.0, np.log(3.0)]]))   # (N, K) = (2, 2)
+    >>> p.round(4).tolist()
+    [[0.5, 0.5], [0.25, 0.75]]
     """
     x = np.asarray(x)
     e = np.exp(x - x.max(axis=-1, keepdims=True))
@@ -86,7 +109,11 @@ def softmax(x: Array) -> Array:
 
 def log_softmax(x: Array) -> Array:
     """``log(softmax(x))`` over the last axis, computed stably as ``z - log(sum(exp(z)))``
-    with ``z = x - max(x)``; finite even where ``softmax`` underflows to 0."""
+    with ``z = x - max(x)``; finite even where ``softmax`` underflows to 0.
+
+    >>> log_softmax(np.array([0.0, -1000.0])).tolist()       # softmax would give log(0)
+    [0.0, -1000.0]
+    """
     x = np.asarray(x)
     z = x - x.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))  # type: ignore[no-any-return]
@@ -209,7 +236,14 @@ def gelu(x: Array, approximate: bool = False) -> Array:
 
 
 def gelu_cdf(x: Array, approximate: bool = False) -> Array:
-    """GELU's gate ``Phi(x)`` (exact or tanh form), so that ``gelu(x) = x * gelu_cdf(x)``."""
+    """GELU's gate ``Phi(x)`` (exact or tanh form), so that ``gelu(x) = x * gelu_cdf(x)``.
+
+    >>> x = np.array([-1.0, 0.0, 2.0])
+    >>> gelu_cdf(x).round(6).tolist()
+    [0.158655, 0.5, 0.97725]
+    >>> bool(np.allclose(x * gelu_cdf(x), gelu(x)))
+    True
+    """
     x = np.asarray(x)
     if approximate:
         xc = np.clip(x, -_GELU_TANH_CLIP, _GELU_TANH_CLIP)
@@ -223,6 +257,10 @@ def gelu_grad(x: Array, approximate: bool = False, cdf: Array | None = None) -> 
     """``d gelu / dx`` (exact: ``Phi(x) + x * phi(x)``; tanh form: its own derivative).
 
     ``cdf``, if given, is ``gelu_cdf(x, approximate)`` already computed (the forward pass has it).
+
+    >>> x, h = np.array([-1.0, 0.5, 2.0]), 1e-6
+    >>> bool(np.allclose(gelu_grad(x), (gelu(x + h) - gelu(x - h)) / (2 * h)))
+    True
     """
     x = np.asarray(x)
     if approximate:
@@ -268,7 +306,12 @@ def silu(x: Array) -> Array:
 
 
 def silu_grad(x: Array) -> Array:
-    """``d silu / dx = s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``."""
+    """``d silu / dx = s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``.
+
+    >>> x, h = np.array([-3.0, 0.0, 4.0]), 1e-6
+    >>> bool(np.allclose(silu_grad(x), (silu(x + h) - silu(x - h)) / (2 * h)))
+    True
+    """
     x = np.asarray(x)
     s = expit(x)
     out: Array = s * (1 + x * (1 - s))
@@ -287,5 +330,9 @@ def softplus(x: Array) -> Array:
 
 
 def softplus_grad(x: Array) -> Array:
-    """``d softplus / dx = sigmoid(x)``, accurate relative to itself in both tails."""
+    """``d softplus / dx = sigmoid(x)``, accurate relative to itself in both tails.
+
+    >>> softplus_grad(np.array([-800.0, 0.0, 800.0])).tolist()
+    [0.0, 0.5, 1.0]
+    """
     return expit(np.asarray(x))

@@ -33,6 +33,19 @@ class Mul:
 
     ``forward(x, y) -> (out, cache)``; ``backward(cache, dout) -> (dx, dy)`` with
     ``dx = dout * y`` and ``dy = dout * x`` (summed back to each input's shape).
+
+    The book's apple example: 2 apples at 100 each, with 10% tax.
+
+    >>> from fnnet.graph import Mul
+    >>> apple, tax = Mul(), Mul()
+    >>> price, c1 = apple.forward(100.0, 2.0)
+    >>> total, c2 = tax.forward(price, 1.1)
+    >>> float(total)
+    220.00000000000003
+    >>> dprice, dtax = tax.backward(c2, 1.0)
+    >>> dapple, dnum = apple.backward(c1, dprice)
+    >>> float(dapple), float(dnum), float(dtax)
+    (2.2, 110.00000000000001, 200.0)
     """
 
     def forward(self, x: Any, y: Any) -> tuple[Array, _Pair]:
@@ -46,7 +59,15 @@ class Mul:
 
 @attrs.frozen
 class Add:
-    """Addition node ``out = x + y``; ``backward`` passes ``dout`` to both inputs."""
+    """Addition node ``out = x + y``; ``backward`` passes ``dout`` to both inputs.
+
+    >>> import numpy as np
+    >>> from fnnet.graph import Add
+    >>> out, cache = Add().forward(np.ones((2, 3)), np.array([1.0, 2.0, 3.0]))   # y broadcast over rows
+    >>> dx, dy = Add().backward(cache, np.ones((2, 3)))
+    >>> out.shape, dx.shape, dy.tolist()
+    ((2, 3), (2, 3), [2.0, 2.0, 2.0])
+    """
 
     def forward(self, x: Any, y: Any) -> tuple[Array, tuple[tuple[int, ...], tuple[int, ...]]]:
         xa, ya = np.asarray(x), np.asarray(y)

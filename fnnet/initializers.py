@@ -44,7 +44,24 @@ __all__ = [
 
 
 class Initializer(Protocol):
-    """Anything called as ``init(key, shape, fan_in, fan_out)`` returning a float32 array."""
+    """Anything called as ``init(key, shape, fan_in, fan_out)`` returning a float32 array.
+
+    Args:
+        key: the random key to draw from (the same key gives the same array).
+        shape: the shape of the array, e.g. ``(in, out)`` or ``(FN, C, FH, FW)``.
+        fan_in: inputs of one unit; fan_out: outputs of one unit.
+
+    Returns:
+        A float32 array of ``shape``.
+
+    >>> import fnnet, numpy as np
+    >>> from fnnet.initializers import Initializer
+    >>> def ones(key: fnnet.Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> np.ndarray:
+    ...     return np.ones(shape, np.float32)
+    >>> init: Initializer = ones
+    >>> fnnet.Affine(2, w_init=init).init(fnnet.key(0), (3,))[0].w.tolist()
+    [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+    """
 
     def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array: ...
 
@@ -65,7 +82,13 @@ def _uniform(key: Key, shape: tuple[int, ...], limit: float) -> Array:
 
 @attrs.frozen
 class Normal:
-    """N(0, std²): the book's ``weight_init_std`` (0.01 in its TwoLayerNet)."""
+    """N(0, std²): the book's ``weight_init_std`` (0.01 in its TwoLayerNet).
+
+    >>> import fnnet
+    >>> w = fnnet.initializers.Normal(0.01)(fnnet.key(0), (784, 50), 784, 50)    # weight (in, out)
+    >>> w.shape, w.dtype.name, round(float(w.std()), 3)
+    ((784, 50), 'float32', 0.01)
+    """
 
     std: float = attrs.field(default=0.01, validator=_positive)
 
@@ -75,7 +98,13 @@ class Normal:
 
 @attrs.frozen
 class Uniform:
-    """U(-limit, limit)."""
+    """U(-limit, limit).
+
+    >>> import fnnet
+    >>> w = fnnet.initializers.Uniform(0.5)(fnnet.key(0), (100, 10), 100, 10)
+    >>> w.shape, bool(abs(w).max() <= 0.5)
+    ((100, 10), True)
+    """
 
     limit: float = attrs.field(default=0.05, validator=_positive)
 
@@ -85,7 +114,12 @@ class Uniform:
 
 @attrs.frozen
 class Zeros:
-    """All zeros (biases; never for weights, which would then stay symmetric)."""
+    """All zeros (biases; never for weights, which would then stay symmetric).
+
+    >>> import fnnet
+    >>> fnnet.initializers.Zeros()(fnnet.key(0), (3,), 5, 3).tolist()
+    [0.0, 0.0, 0.0]
+    """
 
     def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
         return np.zeros(shape, dtype=DEFAULT_DTYPE)
@@ -93,7 +127,13 @@ class Zeros:
 
 @attrs.frozen
 class XavierNormal:
-    """Glorot normal: std = gain * sqrt(2 / (fan_in + fan_out)); suits sigmoid and tanh."""
+    """Glorot normal: std = gain * sqrt(2 / (fan_in + fan_out)); suits sigmoid and tanh.
+
+    >>> import fnnet
+    >>> w = fnnet.initializers.XavierNormal()(fnnet.key(0), (300, 100), 300, 100)   # std sqrt(2/400)
+    >>> w.shape, round(float(w.std()), 3)
+    ((300, 100), 0.071)
+    """
 
     gain: float = attrs.field(default=1.0, validator=_positive)
 
@@ -103,7 +143,13 @@ class XavierNormal:
 
 @attrs.frozen
 class XavierUniform:
-    """Glorot uniform: limit = gain * sqrt(6 / (fan_in + fan_out))."""
+    """Glorot uniform: limit = gain * sqrt(6 / (fan_in + fan_out)).
+
+    >>> import fnnet
+    >>> w = fnnet.initializers.XavierUniform()(fnnet.key(0), (300, 100), 300, 100)  # limit sqrt(6/400)
+    >>> w.shape, bool(abs(w).max() <= (6 / 400) ** 0.5)
+    ((300, 100), True)
+    """
 
     gain: float = attrs.field(default=1.0, validator=_positive)
 
@@ -113,7 +159,13 @@ class XavierUniform:
 
 @attrs.frozen
 class LeCunNormal:
-    """std = sqrt(1 / fan_in): what the book calls "Xavier" (``weight_init_std='sigmoid'``)."""
+    """std = sqrt(1 / fan_in): what the book calls "Xavier" (``weight_init_std='sigmoid'``).
+
+    >>> import fnnet
+    >>> w = fnnet.initializers.LeCunNormal()(fnnet.key(0), (400, 100), 400, 100)   # std sqrt(1/400)
+    >>> w.shape, round(float(w.std()), 2)
+    ((400, 100), 0.05)
+    """
 
     def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
         return _normal(key, shape, math.sqrt(1.0 / fan_in))
@@ -121,7 +173,13 @@ class LeCunNormal:
 
 @attrs.frozen
 class HeNormal:
-    """He normal: std = sqrt(2 / fan_in); suits ReLU (the book's ``weight_init_std='relu'``)."""
+    """He normal: std = sqrt(2 / fan_in); suits ReLU (the book's ``weight_init_std='relu'``).
+
+    >>> import fnnet
+    >>> w = fnnet.initializers.HeNormal()(fnnet.key(0), (16, 3, 3, 3), 27, 144)   # conv (FN, C, FH, FW)
+    >>> w.shape, round(float(w.std()), 1)
+    ((16, 3, 3, 3), 0.3)
+    """
 
     def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
         return _normal(key, shape, math.sqrt(2.0 / fan_in))
@@ -129,44 +187,81 @@ class HeNormal:
 
 @attrs.frozen
 class HeUniform:
-    """He uniform: limit = sqrt(6 / fan_in)."""
+    """He uniform: limit = sqrt(6 / fan_in).
+
+    >>> import fnnet
+    >>> w = fnnet.initializers.HeUniform()(fnnet.key(0), (600, 100), 600, 100)    # limit sqrt(6/600)
+    >>> w.shape, bool(abs(w).max() <= 0.1)
+    ((600, 100), True)
+    """
 
     def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
         return _uniform(key, shape, math.sqrt(6.0 / fan_in))
 
 
 def normal(std: float = 0.01) -> Normal:
-    """N(0, std²) initialiser."""
+    """N(0, std²) initialiser.
+
+    >>> import fnnet
+    >>> normal(0.1)(fnnet.key(0), (2, 3), 2, 3).shape
+    (2, 3)
+    """
     return Normal(std)
 
 
 def xavier_normal(gain: float = 1.0) -> XavierNormal:
-    """Glorot normal initialiser."""
+    """Glorot normal initialiser.
+
+    >>> xavier_normal(gain=2.0)
+    XavierNormal(gain=2.0)
+    """
     return XavierNormal(gain)
 
 
 def xavier_uniform(gain: float = 1.0) -> XavierUniform:
-    """Glorot uniform initialiser."""
+    """Glorot uniform initialiser.
+
+    >>> xavier_uniform()
+    XavierUniform(gain=1.0)
+    """
     return XavierUniform(gain)
 
 
 def he_normal() -> HeNormal:
-    """He normal initialiser."""
+    """He normal initialiser.
+
+    >>> import fnnet
+    >>> fnnet.Affine(10, w_init=he_normal()).init(fnnet.key(0), (50,))[0].w.shape
+    (50, 10)
+    """
     return HeNormal()
 
 
 def he_uniform() -> HeUniform:
-    """He uniform initialiser."""
+    """He uniform initialiser.
+
+    >>> he_uniform()
+    HeUniform()
+    """
     return HeUniform()
 
 
 def lecun_normal() -> LeCunNormal:
-    """sqrt(1/fan_in) normal initialiser (the book's "Xavier")."""
+    """sqrt(1/fan_in) normal initialiser (the book's "Xavier").
+
+    >>> lecun_normal()
+    LeCunNormal()
+    """
     return LeCunNormal()
 
 
 def zeros() -> Zeros:
-    """All-zeros initialiser."""
+    """All-zeros initialiser.
+
+    >>> import fnnet
+    >>> zeros()(fnnet.key(0), (2,), 1, 2).tolist()
+    [0.0, 0.0]
+    """
     return Zeros()
 
 
@@ -175,6 +270,9 @@ def default_for_activation(activation: str) -> Initializer:
 
     Names are case-insensitive; any other name raises ``ValueError`` (a typo must not silently
     pick an initialiser).
+
+    >>> default_for_activation("relu"), default_for_activation("tanh")
+    (HeNormal(), XavierNormal(gain=1.0))
     """
     name = activation.lower()
     if name == "relu":

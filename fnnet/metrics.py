@@ -52,8 +52,18 @@ __all__ = [
     "check_metrics",
 ]
 
-#: ``metric(y, t) -> float`` with ``y`` a model's outputs and ``t`` the targets, over a whole set.
 Metric = Callable[[Array, Array], float]
+"""``metric(y, t) -> float`` with ``y`` a model's outputs and ``t`` the targets, over a whole set.
+
+>>> import numpy as np
+>>> from fnnet.metrics import Metric, accuracy
+>>> def top_score(y: np.ndarray, t: np.ndarray) -> float:      # a user's own metric
+...     return float(y.max(axis=1).mean())
+>>> metrics: dict[str, Metric] = {"acc": accuracy, "top": top_score}
+>>> y, t = np.array([[0.9, 0.1], [0.3, 0.7]]), np.array([0, 0])    # (N, K) scores, (N,) labels
+>>> {name: round(m(y, t), 2) for name, m in metrics.items()}
+{'acc': 0.5, 'top': 0.8}
+"""
 
 
 def _numeric(fn: str, name: str, a: Any) -> Array:

@@ -7,25 +7,42 @@ All take output sizes only; input shapes come at ``init(key, in_shape)`` time.
 39760
 >>> fnnet.models.simple_convnet().out_shape((1, 28, 28))
 (10,)
+>>> fnnet.models.resnet().out_shape((1, 28, 28))
+(10,)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fnnet._validate import check_positive_int
 from fnnet.initializers import HeNormal, Initializer, Normal, default_for_activation
 from fnnet.layers.base import Layer
-from fnnet.layers.combinators import Serial, serial
+from fnnet.layers.combinators import Serial, residual, serial
 from fnnet.layers.conv import Conv2D
-from fnnet.layers.pool import MaxPool2D
+from fnnet.layers.pool import GlobalAvgPool2D, MaxPool2D
 from fnnet.layers.core import Affine, Identity, ReLU, Sigmoid, Tanh
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.norm import BatchNorm
 
-__all__ = ["two_layer_net", "mlp", "simple_convnet", "deep_convnet", "DEEP_CONVNET_BLOCKS", "ACTIVATIONS"]
+__all__ = [
+    "two_layer_net",
+    "mlp",
+    "simple_convnet",
+    "deep_convnet",
+    "DEEP_CONVNET_BLOCKS",
+    "ACTIVATIONS",
+    "basic_block",
+    "resnet",
+]
 
-#: Activation names accepted by :func:`mlp`.
 ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity}
+"""Activation names accepted by :func:`mlp`, each with its layer class.
+
+>>> from fnnet.models import ACTIVATIONS
+>>> sorted(ACTIVATIONS), ACTIVATIONS["tanh"]()
+(['identity', 'relu', 'sigmoid', 'tanh'], Tanh())
+"""
 
 
 def two_layer_net(hidden_size: int = 50, output_size: int = 10, weight_init_std: float = 0.01) -> Serial:
@@ -36,6 +53,14 @@ def two_layer_net(hidden_size: int = 50, output_size: int = 10, weight_init_std:
 
     Train it with :func:`fnnet.losses.softmax_cross_entropy` (the book's SoftmaxWithLoss).
     Input ``(N, 784)`` (or any ``(N, ...)``, flattened), output logits ``(N, output_size)``.
+
+    >>> import numpy as np, fnnet
+    >>> net = fnnet.models.two_layer_net(hidden_size=8)
+    >>> params, out = net.init(fnnet.key(0), (784,))
+    >>> params[0].w.shape, params[2].w.shape, out
+    ((784, 8), (8, 10), (10,))
+    >>> net.apply(params, np.zeros((2, 784), np.float32)).shape
+    (2, 10)
     """
     init = Normal(weight_init_std)
     return serial(Affine(hidden_size, w_init=init), ReLU(), Affine(output_size, w_init=init))
@@ -61,6 +86,13 @@ def mlp(
         w_init: weight initialiser; default He for ReLU, Xavier (Glorot) otherwise.
         batchnorm: insert BatchNorm after each hidden Affine.
         dropout: drop rate after each hidden activation (0 = no Dropout layer).
+
+    >>> import fnnet
+    >>> net = fnnet.models.mlp((8, 8), 3, batchnorm=True, dropout=0.1)
+    >>> [type(layer).__name__ for layer in net.layers]
+    ['Affine', 'BatchNorm', 'ReLU', 'Dropout', 'Affine', 'BatchNorm', 'ReLU', 'Dropout', 'Affine']
+    >>> net.out_shape((4,))
+    (3,)
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"mlp: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
@@ -108,6 +140,13 @@ def simple_convnet(
         pool_first: pool before the ReLU (default): max pooling and ReLU commute exactly, outputs
             and gradients are identical, and the ReLU then touches a quarter of the values.
             ``False`` builds the book's order.
+
+    >>> import fnnet
+    >>> s = fnnet.summary(fnnet.models.simple_convnet(filters=4, hidden=8), (1, 28, 28))
+    >>> [row.kind for row in s.rows]
+    ['Conv2D', 'MaxPool2D', 'ReLU', 'Affine', 'ReLU', 'Affine']
+    >>> [row.out_shape for row in s.rows]
+    [(4, 24, 24), (4, 12, 12), (4, 12, 12), (8,), (8,), (10,)]
     """
     init = w_init if w_init is not None else HeNormal()
     conv_block = [MaxPool2D(2), ReLU()] if pool_first else [ReLU(), MaxPool2D(2)]
@@ -128,13 +167,21 @@ def simple_convnet(
 # rarely tie, as its fast backward path needs. Outputs, gradients and parameter positions equal the
 # book's order (tested bit for bit); only ``summary`` shows the swap.
 
-#: The book's DeepConvNet convolutions, ``(filters, pad)`` of each 3x3 stride-1 conv, in blocks of
-#: two followed by a 2x2 max pool. On 28x28 inputs: 28 -> 14 -> (14 + 2*2 - 2 = 16) -> 8 -> 4.
 DEEP_CONVNET_BLOCKS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
     ((16, 1), (16, 1)),
     ((32, 1), (32, 2)),
     ((64, 1), (64, 1)),
 )
+"""The book's DeepConvNet convolutions, ``(filters, pad)`` of each 3x3 stride-1 conv, in blocks of
+two followed by a 2x2 max pool. On 28x28 inputs: 28 -> 14 -> (14 + 2*2 - 2 = 16) -> 8 -> 4.
+
+>>> import fnnet
+>>> from fnnet.models import DEEP_CONVNET_BLOCKS
+>>> [filters for block in DEEP_CONVNET_BLOCKS for filters, _ in block]
+[16, 16, 32, 32, 64, 64]
+>>> fnnet.models.deep_convnet(blocks=DEEP_CONVNET_BLOCKS[:2]).out_shape((1, 28, 28))  # two blocks
+(10,)
+"""
 
 
 def deep_convnet(
@@ -167,6 +214,15 @@ def deep_convnet(
         blocks: ``(filters, pad)`` of the 3x3 convolutions, grouped into blocks that each end in a
             2x2 max pool; the default :data:`DEEP_CONVNET_BLOCKS` is the book's.
         pool_first: pool before the block's last ReLU (default); ``False`` builds the book's order.
+
+    >>> import numpy as np, fnnet
+    >>> net = fnnet.models.deep_convnet()
+    >>> s = fnnet.summary(net, (1, 28, 28))
+    >>> len(net.layers), s.rows[14].out_shape, s.total_params
+    (20, (64, 4, 4), 123552)
+    >>> params, _ = net.init(fnnet.key(0), (1, 28, 28))
+    >>> net.apply(params, np.zeros((1, 1, 28, 28), np.float32)).shape
+    (1, 10)
     """
     if not (0.0 <= dropout < 1.0):
         raise ValueError(f"deep_convnet: dropout must be in [0, 1), got {dropout!r}")
@@ -192,4 +248,79 @@ def deep_convnet(
     layers.append(Affine(output_size, w_init=he))
     if dropout > 0:
         layers.append(Dropout(dropout))
+    return serial(*layers)
+
+
+def basic_block(channels: int, stride: int = 1, projection: bool | None = None) -> Serial:
+    """A ResNet basic block (He et al. 2016): ``relu(inner(x) + shortcut(x))`` with
+    ``inner = Conv3x3(stride) -> BatchNorm -> ReLU -> Conv3x3 -> BatchNorm``.
+
+    Input ``(N, C, H, W)``, output ``(N, channels, OH, OW)`` with ``OH = (H - 1) // stride + 1``
+    (likewise ``OW``). Both 3x3 convolutions have padding 1 and He-normal weights. The shortcut is
+    the identity, or a projection ``Conv1x1(stride) -> BatchNorm`` that matches the new shape.
+
+    Args:
+        channels: output channels of both convolutions (and of the projection).
+        stride: stride of the first convolution (and of the projection); 2 halves the image.
+        projection: use the projection shortcut; by default only when ``stride > 1``. The identity
+            shortcut needs ``C == channels`` (checked at ``init``).
+    Returns:
+        ``serial(residual(inner, shortcut), ReLU())``.
+
+    >>> import fnnet
+    >>> fnnet.models.basic_block(8, stride=2).out_shape((4, 9, 9))
+    (8, 5, 5)
+    """
+    channels = check_positive_int("basic_block", "channels", channels)
+    stride = check_positive_int("basic_block", "stride", stride)
+    if projection is None:
+        projection = stride > 1
+    elif not isinstance(projection, bool):
+        raise ValueError(f"basic_block: projection must be True, False or None, got {projection!r}")
+    if stride > 1 and not projection:
+        raise ValueError(f"basic_block: stride {stride} changes the image size: it needs a projection shortcut")
+    he = HeNormal()
+    inner = serial(
+        Conv2D(channels, 3, stride=stride, pad=1, w_init=he),
+        BatchNorm(),
+        ReLU(),
+        Conv2D(channels, 3, pad=1, w_init=he),
+        BatchNorm(),
+    )
+    shortcut = serial(Conv2D(channels, (1, 1), stride=stride, w_init=he), BatchNorm()) if projection else None
+    return serial(residual(inner, shortcut), ReLU())
+
+
+def resnet(widths: Sequence[int] = (16, 32, 64), blocks: int = 2, output_size: int = 10) -> Serial:
+    """A small residual network for images, in the CIFAR style of He et al. (2016).
+
+    ``Conv3x3(widths[0]) -> BatchNorm -> ReLU``, then one stage of ``blocks`` :func:`basic_block`
+    per width, then ``GlobalAvgPool2D -> Affine(output_size)``. The first block of every stage
+    but the first has stride 2 and a projection shortcut; the others keep the shape and use the
+    identity. Convolutions are He-normal initialised (the head is Affine's default, Xavier).
+
+    Input ``(N, C, H, W)``; on MNIST's ``(1, 28, 28)`` the stages see 28x28, 14x14 and 7x7
+    images. Output logits ``(N, output_size)``. With the defaults: 13 convolutions (the stem and
+    two per block, plus two projections) and 175,530 trainable parameters.
+
+    Args:
+        widths: channels of each stage.
+        blocks: basic blocks per stage.
+        output_size: number of classes.
+
+    >>> import fnnet
+    >>> model = fnnet.models.resnet(widths=(4, 8), blocks=1)
+    >>> model.out_shape((1, 28, 28)), len(model.layers)
+    ((10,), 7)
+    """
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or not widths:
+        raise ValueError(f"resnet: widths must be a non-empty sequence of positive ints, got {widths!r}")
+    widths = [check_positive_int("resnet", f"widths[{i}]", w) for i, w in enumerate(widths)]
+    blocks = check_positive_int("resnet", "blocks", blocks)
+    output_size = check_positive_int("resnet", "output_size", output_size)
+    layers: list[Layer] = [Conv2D(widths[0], 3, pad=1, w_init=HeNormal()), BatchNorm(), ReLU()]
+    for stage, width in enumerate(widths):
+        for b in range(blocks):
+            layers.append(basic_block(width, stride=2 if stage > 0 and b == 0 else 1))
+    layers += [GlobalAvgPool2D(), Affine(output_size)]
     return serial(*layers)

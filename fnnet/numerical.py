@@ -38,7 +38,11 @@ _PROJECTION_KEY = fold_in(make_key(0), 0x5EED)
 
 
 def numerical_diff(f: Callable[[float], float], x: float, h: float = DEFAULT_H) -> float:
-    """Central difference ``(f(x + h) - f(x - h)) / 2h`` of a scalar function at ``x``."""
+    """Central difference ``(f(x + h) - f(x - h)) / 2h`` of a scalar function at ``x``.
+
+    >>> round(numerical_diff(lambda x: 0.01 * x**2 + 0.1 * x, 5.0), 6)     # the book's 0.2
+    0.2
+    """
     return (float(f(x + h)) - float(f(x - h))) / (2 * h)
 
 
@@ -52,6 +56,13 @@ def numerical_gradient(f: Callable[[Any], Any], params: Tree, h: float = DEFAULT
     Returns:
         A tree shaped like ``params`` (same dtypes) holding ``df/dparams``. ``params`` is never
         written to, not even temporarily.
+
+    >>> import numpy as np
+    >>> x = np.array([3.0, 4.0])
+    >>> numerical_gradient(lambda p: float((p**2).sum()), x).round(6).tolist()   # 2x, shape (2,)
+    [6.0, 8.0]
+    >>> x.tolist()
+    [3.0, 4.0]
     """
     leaves, treedef = tree_flatten(params)
     grads = []
@@ -93,6 +104,11 @@ def gradient_descent(
     Returns:
         ``(x, path)``: the final point (shape ``S``) and every point visited, shape
         ``(step_num + 1, *S)`` starting with ``init_x``.
+
+    >>> import numpy as np
+    >>> x, path = gradient_descent(lambda p: float((p**2).sum()), np.array([-3.0, 4.0]), lr=0.1)
+    >>> bool(np.abs(x).max() < 1e-8), path.shape             # reaches the minimum at 0; path (101, 2)
+    (True, (101, 2))
     """
     x = np.array(init_x, dtype=np.float64)
     path = [x]
@@ -108,6 +124,10 @@ class GradCheck:
 
     The relative error of one array is ``max|analytic - numeric| / max(max|analytic|,
     max|numeric|, 1e-12)``; below about 1e-6 in float64 the backward rule is right.
+
+    >>> g = GradCheck({"0/w": 2e-10, "x": 5e-11})
+    >>> g.max_error
+    2e-10
     """
 
     errors: dict[str, float]
@@ -156,6 +176,14 @@ def check_grads(
             the same each time; BatchNorm in training mode is checked through batch statistics).
     Returns:
         A :class:`GradCheck` with the max relative error for every parameter path and for ``"x"``.
+
+    >>> import numpy as np, fnnet
+    >>> model = fnnet.serial(fnnet.Affine(3), fnnet.Tanh())
+    >>> params, _ = model.init(fnnet.key(0), (4,))
+    >>> x = fnnet.key(1).generator().standard_normal((2, 4))             # (N, 4), float64
+    >>> check = check_grads(model, fnnet.astype(params, np.float64), x)
+    >>> sorted(check.errors), check.max_error < 1e-7
+    (['0/b', '0/w', 'x'], True)
     """
     y0 = layer.forward(params, state, x, ctx)[0]
     loss_fn: Callable[[Array, Any], tuple[float, Array]]

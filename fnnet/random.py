@@ -36,7 +36,18 @@ def _check_path(_inst: object, _attr: object, value: tuple[int, ...]) -> None:
 
 @attrs.frozen
 class Key:
-    """An immutable random key: a seed and a path of split/fold indices."""
+    """An immutable random key: a seed and a path of split/fold indices.
+
+    Build keys with :func:`key`; derive independent ones with :func:`split` and :func:`fold_in`.
+
+    >>> from fnnet.random import key, split, fold_in
+    >>> k = key(0)
+    >>> a, b = split(k)
+    >>> a.generator().normal() == key(0).generator().normal()   # a new stream, not the seed's own
+    False
+    >>> float(fold_in(k, 3).generator().random()) == float(fold_in(k, 3).generator().random())
+    True
+    """
 
     seed: int = attrs.field(converter=_seed)
     path: tuple[int, ...] = attrs.field(default=(), validator=_check_path)

@@ -26,6 +26,10 @@ def keep_heap(trim_bytes: int = 1 << 30, mmap_bytes: int = 32 << 20) -> bool:
 
     Returns:
         Whether both settings were accepted (False where the C library is not glibc).
+
+    >>> from fnnet.runtime import keep_heap
+    >>> isinstance(keep_heap(), bool)
+    True
     """
     name = ctypes.util.find_library("c")
     if name is None:

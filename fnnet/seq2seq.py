@@ -70,7 +70,13 @@ __all__ = [
 
 
 class EncoderParams(NamedTuple):
-    """The encoder: ``embed`` (a ``(V, E)`` table) and its LSTM (input size ``E``)."""
+    """The encoder: ``embed`` (a ``(V, E)`` table) and its LSTM (input size ``E``).
+
+    >>> import fnnet
+    >>> p, _ = Seq2seq(13, 16, 32, src_len=7).init(fnnet.key(0), (11,))
+    >>> p.encoder.embed.w.shape, p.encoder.lstm.wh.shape
+    ((13, 16), (32, 128))
+    """
 
     embed: EmbeddingParams
     lstm: LSTMParams
@@ -81,6 +87,11 @@ class DecoderParams(NamedTuple):
 
     The LSTM's input size is ``E`` (``H + E`` when peeky); the affine reads ``K = H`` features
     (``2H`` when peeky or with attention).
+
+    >>> import fnnet
+    >>> p, _ = Seq2seq(13, 16, 32, src_len=7, peeky=True).init(fnnet.key(0), (11,))
+    >>> p.decoder.lstm.wx.shape, p.decoder.affine.w.shape
+    ((48, 128), (64, 13))
     """
 
     embed: EmbeddingParams
@@ -89,7 +100,14 @@ class DecoderParams(NamedTuple):
 
 
 class Seq2seqParams(NamedTuple):
-    """Parameters of :class:`Seq2seq` and :class:`AttentionSeq2seq`."""
+    """Parameters of :class:`Seq2seq` and :class:`AttentionSeq2seq` (a tree: optimizers map over it,
+    :func:`fnnet.save` writes it).
+
+    >>> import fnnet
+    >>> p, _ = AttentionSeq2seq(59, 16, 256, src_len=29).init(fnnet.key(0), (39,))
+    >>> fnnet.tree_paths(p)[:3]
+    ['encoder/embed/w', 'encoder/lstm/wx', 'encoder/lstm/wh']
+    """
 
     encoder: EncoderParams
     decoder: DecoderParams
@@ -690,6 +708,17 @@ def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqP
 
     Raises:
         fnnet.errors.FormatError: a missing or misshapen array.
+
+    >>> import os, tempfile, numpy as np
+    >>> v, e, h = 5, 2, 3  # a tiny archive with the sequel's names
+    >>> shapes = {"embed.W": (v, e), "lstm.Wx": (e, 4 * h), "lstm.Wh": (h, 4 * h), "lstm.b": (4 * h,)}
+    >>> arrays = {f"{part}.{k}": np.ones(s, np.float16) for part in ("encoder", "decoder") for k, s in shapes.items()}
+    >>> arrays.update({"decoder.affine.W": np.ones((2 * h, v), np.float16), "decoder.affine.b": np.ones(v, np.float16)})
+    >>> path = os.path.join(tempfile.mkdtemp(), "attention.npz")
+    >>> np.savez(path, **arrays)
+    >>> p = load_sequel_attention(path)
+    >>> p.decoder.affine.w.shape, p.encoder.lstm.wx.dtype
+    ((6, 5), dtype('float32'))
     """
     p = Path(path)
     try:

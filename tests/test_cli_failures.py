@@ -67,7 +67,7 @@ def _listing(d: Path) -> dict[str, bytes]:
         ["train", "--lr", "inf"], ["train", "--lr", "1e400"], ["train", "--lr", "nan"], ["train", "--lr", "-0.1"],
         ["train", "--lr", "0"], ["train", "--lr", "1e-400"], ["train", "--lr", "fast"], ["train", "--epochs", "0"],
         ["train", "--epochs", "2.5"], ["train", "--batch-size", "0"], ["train", "--seed", "-1"],
-        ["train", "--threads", "-2"], ["train", "--model", "resnet"], ["train", "--optimizer", "lbfgs"],
+        ["train", "--threads", "-2"], ["train", "--model", "alexnet"], ["train", "--optimizer", "lbfgs"],
         ["train", "--bogus"], ["evaluate"], [],
     ],
 )  # fmt: skip
@@ -84,7 +84,7 @@ def test_help_shows_every_default_and_the_exit_codes(
     monkeypatch.setenv("COLUMNS", "300")  # no line breaks inside the texts looked for
     parser = cli._parser()
     subs = next(a for a in parser._actions if a.dest == "command").choices
-    assert isinstance(subs, dict) and set(subs) == {"train", "evaluate"}
+    assert isinstance(subs, dict) and set(subs) == {"train", "evaluate", "export"}
     for name, sub in subs.items():
         for action in sub._actions:
             assert action.help, (name, action.dest)  # every option says what it does
@@ -93,7 +93,7 @@ def test_help_shows_every_default_and_the_exit_codes(
     assert main(["train", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "learning rate, a finite number > 0 (default per model: two-layer-net 0.05, mlp 0.001, simple-convnet" in text
-    assert "(default per model: two-layer-net 20, mlp 10, simple-convnet 5, deep-convnet 5)" in text
+    assert "(default per model: two-layer-net 20, mlp 10, simple-convnet 5, deep-convnet 5, resnet 2)" in text
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for code, meaning in cli.EXIT_CODES.items():

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _examples import EXAMPLES, HAS_MATPLOTLIB, SINGLE_THREADED, run_example
+from _examples import EXAMPLES, HAS_MATPLOTLIB, SINGLE_THREADED, last_match, run_example, run_quick
 
 import fnnet
 from fnnet.layers.combinators import Serial
@@ -138,3 +138,10 @@ def test_dropout_conversion_gives_the_books_evaluation(book_weights: ModuleType)
     np.testing.assert_allclose((1 - rate) * ours, book_logits, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(np.argmax(ours, axis=1), np.argmax(book_logits, axis=1))
     np.testing.assert_array_equal(params[15].w, raw["W7"])  # only the layer after a Dropout changes
+
+
+def test_resnet_fashion_mnist_quick_run_learns(tmp_path: Path) -> None:
+    lines = run_quick("resnet_fashion_mnist.py", tmp_path / "resnet.png")
+    (acc,) = last_match(lines, r"test accuracy (\d\.\d{4})")
+    assert 0.30 <= acc <= 1.0
+    assert lines[0] == "fashion-mnist: 1000 training images, 1000 test images, 1 epoch(s)"

@@ -13,18 +13,22 @@ from _helpers import assert_bit_identical, normal
 import fnnet
 from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer, kind
-from fnnet.layers.combinators import Residual, Serial, residual, serial
-from fnnet.layers.conv import Conv2D
+from fnnet.layers.combinators import AddBranches, Concat, Residual, Serial, add_branches, concat, residual, serial
+from fnnet.layers.conv import Conv1D, Conv2D
 from fnnet.layers.core import Affine, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.dropout import Dropout
+from fnnet.layers.embedding import Embedding, TimeAffine
 from fnnet.layers.norm import BatchNorm, BatchNormState, GroupNorm, LayerNorm
-from fnnet.layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from fnnet.layers.pool import AvgPool1D, AvgPool2D, GlobalAvgPool2D, MaxPool1D, MaxPool2D
+from fnnet.layers.recurrent import GRU, LSTM, RNN
 from fnnet.random import Key
 from fnnet.tree import tree_leaves, tree_structure
 from fnnet.typing import Array, Shape
 
 FLAT: list[Shape] = [(4,), (2, 3), (2, 3, 4)]  # any-rank layers
 IMAGES: list[Shape] = [(1, 6, 6), (3, 7, 5)]  # (C, H, W)
+SEQUENCES: list[Shape] = [(1, 9), (4, 6)]  # (C, L)
+TIME_SEQUENCES: list[Shape] = [(4, 2), (1, 3)]  # (T, D)
 
 #: Every layer kind (and the combinators) with the input shapes it is checked on.
 CATALOG: list[tuple[Layer, list[Shape]]] = [
@@ -45,6 +49,14 @@ CATALOG: list[tuple[Layer, list[Shape]]] = [
     (BatchNorm(), [(4,), (3, 5, 5), (2, 4, 3)]),
     (Conv2D(2, 3), IMAGES),
     (Conv2D(3, (3, 2), stride=2, pad=1), [*IMAGES, (2, 2, 2)]),
+    (Conv2D(4, 3, pad=1, groups=2), [(2, 5, 5), (4, 6, 4)]),
+    (Conv2D(6, (2, 3), stride=2, groups=3), [(3, 5, 6), (6, 4, 4)]),  # depthwise on 3 channels
+    (Conv1D(2, 3), SEQUENCES),
+    (Conv1D(4, 3, stride=2, pad=2, groups=2), [(2, 7), (4, 4)]),
+    (MaxPool1D(2), SEQUENCES),
+    (MaxPool1D(3, 2, 1), SEQUENCES),
+    (AvgPool1D(3, 1, 1), SEQUENCES),
+    (serial(Conv1D(4, 3, pad=1), ReLU(), MaxPool1D(2), Conv1D(4, 1, groups=4), Flatten(), Affine(3)), SEQUENCES),
     (MaxPool2D(2), IMAGES),
     (MaxPool2D(3, 2, 1), IMAGES),
     (AvgPool2D((2, 3), 1, (1, 1)), IMAGES),
@@ -58,14 +70,64 @@ CATALOG: list[tuple[Layer, list[Shape]]] = [
     (serial(Flatten(), Affine(3), serial(Tanh(), Affine(2))), FLAT),
     (residual(serial(Conv2D(3, 3, pad=1), ReLU(), Conv2D(3, 1))), [(3, 6, 6), (3, 5, 4)]),
     (residual(serial(BatchNorm(), Tanh())), [(4,), (2, 3, 3)]),
+    (concat(Conv2D(2, 3, pad=1), serial(Conv2D(3, 1), BatchNorm()), MaxPool2D(3, 1, 1)), IMAGES),
+    (concat(Conv2D(2, 3, pad=1), Conv2D(2, (3, 1), pad=1), axis=-1), IMAGES),
+    (concat(Affine(3), serial(Affine(2), Tanh()), Dropout(0.5)), [(3,)]),
+    (concat(Affine(3)), FLAT),
+    (add_branches(Conv2D(3, 3, pad=1), serial(Conv2D(3, 1), BatchNorm()), Conv2D(3, (1, 3), pad=(0, 1))), IMAGES),
+    (add_branches(Affine(4), serial(Affine(3), Sigmoid(), Affine(4))), FLAT),
+    (
+        residual(
+            serial(Conv2D(4, 3, stride=2, pad=1), BatchNorm(), ReLU(), Conv2D(4, 3, pad=1), BatchNorm()),
+            serial(Conv2D(4, 1, stride=2), BatchNorm()),
+        ),
+        IMAGES,
+    ),
+    (
+        serial(
+            Conv2D(4, 3, pad=1),
+            concat(residual(serial(Conv2D(4, 3, pad=1), BatchNorm())), add_branches(ReLU(), Conv2D(4, 1))),
+            residual(Conv2D(4, 1, stride=2), Conv2D(4, 1, stride=2, w_init=fnnet.initializers.Normal(0.5))),
+            GlobalAvgPool2D(),
+            Affine(3),
+        ),
+        IMAGES,
+    ),
+    (Embedding(7, 3), [(5,), (2, 3), ()]),  # integer ids in, see _inputs
+    (TimeAffine(3), [(4, 2), (2,), (2, 3, 2)]),
+    (RNN(3), TIME_SEQUENCES),
+    (RNN(3, return_sequences=False), TIME_SEQUENCES),
+    (LSTM(3), TIME_SEQUENCES),
+    (LSTM(3, return_sequences=False), TIME_SEQUENCES),
+    (GRU(3), TIME_SEQUENCES),
+    (GRU(3, return_sequences=False), TIME_SEQUENCES),
+    (serial(Embedding(7, 4), LSTM(5), TimeAffine(7)), [(6,)]),
+    (serial(Embedding(7, 4), GRU(5, return_sequences=False), Affine(2)), [(3,)]),
 ]
+
+
+def _takes_ids(layer: Layer) -> bool:
+    """Whether the layer's input is integer ids (an Embedding first): no input gradient then."""
+    first = layer.layers[0] if isinstance(layer, Serial) else layer
+    return isinstance(first, Embedding)
+
+
+def _inputs(layer: Layer, in_shape: Shape, n: int = 3) -> Array:
+    """A batch for ``layer``: ids below 7 for an Embedding first, else standard normal float32."""
+    if _takes_ids(layer):
+        return np.random.default_rng(1).integers(0, 7, (n, *in_shape))
+    return normal((n, *in_shape), 1, dtype=np.float32)
 
 
 def _id(layer: Layer) -> str:
     if isinstance(layer, Serial):
         return "serial(" + ",".join(_id(sub) for sub in layer.layers) + ")"
     if isinstance(layer, Residual):
-        return f"residual({_id(layer.inner)})"
+        shortcut = "" if layer.shortcut is None else f",{_id(layer.shortcut)}"
+        return f"residual({_id(layer.inner)}{shortcut})"
+    if isinstance(layer, (Concat, AddBranches)):
+        axis = f",axis={layer.axis}" if isinstance(layer, Concat) else ""
+        return f"{kind(layer).lower()}(" + ",".join(_id(b) for b in layer.branches) + axis + ")"
     return kind(layer)
 
 
@@ -94,6 +156,11 @@ def test_out_shape_is_inits_out_shape(layer: Layer, in_shape: Shape) -> None:
         (Conv2D(2, 3), (9, 9)),
         (MaxPool2D(4), (1, 3, 8)),
         (AvgPool2D(2), (8,)),
+        (Conv2D(4, 3, groups=2), (3, 5, 5)),
+        (Conv1D(2, 5), (1, 4)),
+        (Conv1D(2, 3), (1, 4, 4)),
+        (MaxPool1D(3), (2, 2)),
+        (AvgPool1D(2), (2, 2, 2)),
         (BatchNorm(), (3, 4)),
         (GlobalAvgPool2D(), (8,)),
         (LayerNorm(), ()),
@@ -102,6 +169,17 @@ def test_out_shape_is_inits_out_shape(layer: Layer, in_shape: Shape) -> None:
         (residual(Affine(5)), (3,)),
         (serial(Affine(4), Conv2D(2, 3)), (5,)),
         (serial(Conv2D(2, 3), serial(ReLU(), MaxPool2D(5))), (1, 6, 6)),
+        (concat(Conv2D(2, 1), Conv2D(2, 3)), (1, 6, 6)),
+        (concat(Affine(2), Affine(3), axis=1), (4,)),
+        (add_branches(Affine(2), Affine(3)), (4,)),
+        (residual(Conv2D(2, 3, stride=2, pad=1), Conv2D(2, 1)), (1, 6, 6)),
+        (serial(ReLU(), concat(ReLU(), serial(Tanh(), Conv2D(2, 9)))), (1, 6, 6)),
+        (residual(Affine(4), serial(ReLU(), Conv2D(4, 1))), (4,)),
+        (LSTM(3), (4,)),
+        (GRU(3, return_sequences=False), (2, 3, 4)),
+        (RNN(3), ()),
+        (TimeAffine(2), ()),
+        (serial(Embedding(5, 2), LSTM(3)), (2, 3)),
     ],
     ids=lambda v: _id(v) if isinstance(v, Layer) else str(v),
 )
@@ -116,7 +194,7 @@ def test_out_shape_and_init_reject_the_same_shapes_alike(layer: Layer, in_shape:
 def test_serial_out_shape_errors_name_the_layer() -> None:
     with pytest.raises(ValueError, match=r"^layer 1 \(Conv2D\): Conv2D: expected in_shape \(C, H, W\), got \(4,\)"):
         serial(Affine(4), Conv2D(2, 3)).out_shape((5,))
-    with pytest.raises(ValueError, match=r"^layer 1 \(Serial\): layer 1 \(MaxPool2D\): MaxPool2D: window \(5, 5\)"):
+    with pytest.raises(ValueError, match=r"^layer 1 / layer 1 \(MaxPool2D\): MaxPool2D: window \(5, 5\)"):
         serial(Conv2D(2, 3), serial(ReLU(), MaxPool2D(5))).out_shape((1, 6, 6))
 
 
@@ -163,7 +241,9 @@ def test_out_shape_and_init_state_draw_no_weights() -> None:
     bn = {i: s for i, s in enumerate(state) if s is not None}
     assert sorted(bn) == [2, 3, 7]
     assert isinstance(bn[2], BatchNormState) and bn[2].mean.shape == (2,)
-    assert bn[3][:2] == (None, None) and isinstance(bn[3][2], BatchNormState) and bn[3][2].var.shape == (2,)
+    inner_state, shortcut_state = bn[3]  # a residual block's state: (inner's, the identity's None)
+    assert shortcut_state is None and inner_state[:2] == (None, None)
+    assert isinstance(inner_state[2], BatchNormState) and inner_state[2].var.shape == (2,)
     assert isinstance(bn[7], BatchNormState) and bn[7].mean.shape == (5,) and int(bn[7].count) == 0
     with pytest.raises(AssertionError, match="were drawn|init was called"):  # the probes do work
         model.init(fnnet.key(0), (1, 6, 6))
@@ -176,10 +256,10 @@ def test_out_shape_and_init_state_draw_no_weights() -> None:
 def test_forward_threads_state_and_backward_mirrors_params(layer: Layer, in_shape: Shape) -> None:
     params, out_shape = layer.init(fnnet.key(0), in_shape)
     state0 = layer.init_state(in_shape)
-    x = normal((3, *in_shape), 1, dtype=np.float32)
+    x = _inputs(layer, in_shape)
 
     y, state1, cache = layer.forward(params, state0, x, TRAIN_KEYED)
-    assert y.shape == (3, *out_shape) and y.dtype == x.dtype
+    assert y.shape == (3, *out_shape) and y.dtype == np.float32
     assert tree_structure(state1) == tree_structure(state0)  # None for stateless layers
     dx, grads = layer.backward(params, cache, np.ones_like(y))
     assert dx.shape == x.shape and dx.dtype == x.dtype
@@ -197,13 +277,13 @@ def test_forward_threads_state_and_backward_mirrors_params(layer: Layer, in_shap
 @pytest.mark.parametrize(("layer", "in_shape"), LAYERS)
 def test_backward_without_input_grad_gives_a_read_only_zero_dx(layer: Layer, in_shape: Shape) -> None:
     params, _ = layer.init(fnnet.key(0), in_shape)
-    x = normal((3, *in_shape), 1, dtype=np.float32)
+    x = _inputs(layer, in_shape)
     y, _, cache = layer.forward(params, layer.init_state(in_shape), x, TRAIN_KEYED)
     dout = normal(y.shape, 2, dtype=np.float32)
     dx_on, grads_on = layer.backward(params, cache, dout)
     dx_off, grads_off = layer.backward(params, cache, dout, input_grad=False)
-    assert np.any(dx_on)
-    assert dx_off.shape == x.shape and dx_off.dtype == dout.dtype
+    assert bool(np.any(dx_on)) != _takes_ids(layer)  # integer ids have no gradient: zeros
+    assert dx_off.shape == x.shape and dx_off.dtype == (x.dtype if _takes_ids(layer) else dout.dtype)
     assert not dx_off.flags.writeable and not np.any(dx_off)
     assert all(s == 0 for s in dx_off.strides)  # one zero seen everywhere: it takes no memory
     assert_bit_identical(grads_off, grads_on)  # only dx is skipped
@@ -269,9 +349,9 @@ def test_serial_gives_layer_i_the_context_child_i() -> None:
         return a
 
     model = serial(CtxProbe(), serial(CtxProbe(), CtxProbe()), residual(CtxProbe()))
-    _, _, cache = model.forward((None, (None, None), None), None, np.ones((2, 3)), Ctx(True, k, batch_sum=total))
-    got = [cache.caches[0], cache.caches[1].caches[0], cache.caches[1].caches[1], cache.caches[2].inner]
-    paths = [(0,), (1, 0), (1, 1), (2,)]
+    _, _, cache = model.forward((None, (None, None), (None, None)), None, np.ones((2, 3)), Ctx(True, k, batch_sum=total))
+    got = [cache.caches[0], cache.caches[1].caches[0], cache.caches[1].caches[1], cache.caches[2].caches[0]]
+    paths = [(0,), (1, 0), (1, 1), (2, 0)]
     for ctx, path in zip(got, paths):
         expected = k
         for i in path:
@@ -297,6 +377,6 @@ def test_kind_is_the_class_name() -> None:
 def test_only_batchnorm_carries_state(layer: Layer, in_shape: Shape) -> None:
     state = layer.init_state(in_shape)
     assert bool(tree_leaves(state)) == ("BatchNorm" in _id(layer))
-    if isinstance(layer, (Serial, Residual)):
+    if isinstance(layer, (Serial, Residual, Concat, AddBranches)):
         return
     assert state is None or isinstance(layer, BatchNorm)  # the base class's default is None

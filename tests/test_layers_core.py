@@ -139,8 +139,9 @@ def test_nested_serial_params_nest() -> None:
 def test_residual_adds_its_input() -> None:
     inner = serial(Affine(3), Tanh())
     params, _ = init64(residual(inner), (3,), 1)
+    assert params[1] is None  # the identity shortcut has no params
     x = normal((4, 3), 0)
-    np.testing.assert_allclose(residual(inner).apply(params, x), inner.apply(params, x) + x, rtol=1e-12)
+    np.testing.assert_allclose(residual(inner).apply(params, x), inner.apply(params[0], x) + x, rtol=1e-12)
 
 
 def test_residual_rejects_shape_change() -> None:
@@ -174,7 +175,7 @@ def test_forward_and_backward_never_write_into_arguments(readonly: bool) -> None
     y, state, cache = call_unchanged(
         lambda p, xx: model.forward(p, None, xx, TRAIN), params, x, readonly=readonly
     )
-    assert state == model.init_state(in_shape) == (None, (None, None, None), None, None)
+    assert state == model.init_state(in_shape) == (None, ((None, None, None), None), None, None)
     dout = normal(y.shape, 9)
     call_unchanged(lambda p, c, d: model.backward(p, c, d), params, cache, dout, readonly=readonly)
 
@@ -217,7 +218,7 @@ def test_shape_mismatch_in_nested_serial_names_outer_and_inner_layer() -> None:
     params, _ = model.init(fnnet.key(0), (3,))
     inner_wrong, _ = Affine(2).init(fnnet.key(1), (7,))
     params = (params[0], (params[1][0], inner_wrong))
-    with pytest.raises(ValueError, match=r"^layer 1 \(Serial\): layer 1 \(Affine\): .*expected input \(N, 7\)"):
+    with pytest.raises(ValueError, match=r"^layer 1 / layer 1 \(Affine\): Affine: .*expected input \(N, 7\)"):
         model.forward(params, None, np.ones((2, 3), np.float32))
 
 

@@ -21,16 +21,32 @@ from fnnet import functions as F
 from fnnet.graph import Add, Mul
 from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer, kind
-from fnnet.layers.combinators import residual, serial
+from fnnet.layers.combinators import add_branches, concat, residual, serial
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
-from fnnet.layers.norm import GroupNorm, LayerNorm
-from fnnet.layers.pool import GlobalAvgPool2D
+from fnnet.layers.norm import BatchNorm, GroupNorm, LayerNorm
+from fnnet.layers.conv import Conv1D, Conv2D
+from fnnet.layers.pool import AvgPool1D, GlobalAvgPool2D, MaxPool1D
+from fnnet.layers.embedding import Embedding, EmbeddingParams, TimeAffine
+from fnnet.layers.recurrent import (
+    GRU,
+    LSTM,
+    RNN,
+    LSTMState,
+    RNNState,
+    gru_scan,
+    gru_scan_backward,
+    lstm_scan,
+    lstm_scan_backward,
+    rnn_scan,
+    rnn_scan_backward,
+)
 from fnnet.losses import (
     binary_cross_entropy_with_logits,
     cross_entropy,
     mean_squared_error,
     softmax_cross_entropy,
     sum_squared_error,
+    time_softmax_cross_entropy,
 )
 from fnnet.metrics import accuracy
 from fnnet.numerical import check_grads, numerical_gradient
@@ -156,6 +172,32 @@ def test_sample_norms_and_global_pooling(layer: Layer, readonly: bool, data: st.
     call_unchanged(lambda p, c, d: layer.backward(p, c, d, input_grad), params, cache, dout, readonly=readonly)
 
 
+#: 1-D convolution and pooling on (N, C, L), grouped and depthwise convolution on (N, C, H, W); C in {4, 8}.
+CONV_LIKE: list[Layer] = [
+    Conv1D(3, 3, stride=2, pad=1), Conv1D(4, 2, pad=1, groups=2), MaxPool1D(3, 2, 1), AvgPool1D(2),
+    Conv2D(4, 2, pad=1, groups=2), Conv2D(4, (2, 3), stride=(1, 2), groups=4),
+]  # fmt: skip
+
+
+@READONLY
+@pytest.mark.parametrize("layer", CONV_LIKE, ids=lambda v: f"{kind(v)}{getattr(v, 'groups', '')}")
+@settings(max_examples=12, deadline=None)
+@given(data=st.data())
+def test_conv1d_pool1d_and_grouped_conv(layer: Layer, readonly: bool, data: st.DataObject) -> None:
+    dtype = data.draw(DTYPES)
+    n, c = data.draw(st.integers(1, 3)), 4 * data.draw(st.integers(1, 2))
+    size = st.integers(3, 6)
+    in_shape = (c, data.draw(size)) if isinstance(layer, (Conv1D, MaxPool1D, AvgPool1D)) else (c, data.draw(size), data.draw(size))
+    template = layer.init(key(0), in_shape)[0]
+    params = tree_map(lambda leaf: data.draw(_array(dtype, leaf.shape)), template)
+    x = data.draw(_array(dtype, (n, *in_shape)))
+    ctx = data.draw(st.sampled_from([EVAL, TRAIN]))
+    y, _, cache = call_unchanged(lambda p, xx: layer.forward(p, None, xx, ctx), params, x, readonly=readonly)
+    dout = data.draw(_array(dtype, y.shape))
+    input_grad = data.draw(st.booleans())
+    call_unchanged(lambda p, c, d: layer.backward(p, c, d, input_grad), params, cache, dout, readonly=readonly)
+
+
 @READONLY
 @FAST
 @given(data=st.data())
@@ -172,6 +214,105 @@ def test_serial(readonly: bool, data: st.DataObject) -> None:
     dout = data.draw(_array(dtype, y.shape))
     input_grad = data.draw(st.booleans())
     call_unchanged(lambda p, c, d: model.backward(p, c, d, input_grad), params, cache, dout, readonly=readonly)
+
+
+#: Fan-outs and residual blocks (with a projection and BatchNorm inside), nested.
+FAN_OUT = serial(
+    Affine(4),
+    concat(
+        residual(serial(Affine(4), Tanh()), shortcut=serial(Affine(4), BatchNorm())),
+        add_branches(Sigmoid(), serial(Affine(4), BatchNorm()), Identity()),
+    ),
+    residual(Affine(3), Affine(3)),
+    concat(Identity(), Tanh(), axis=-1),
+)
+#: Recurrent layers in both output modes, stateless and stateful.
+RECURRENT: list[Layer] = [RNN(3), LSTM(3, stateful=True), GRU(2, return_sequences=False)]
+#: Fewer examples for the recurrent kernels: each draws several arrays.
+FEW = settings(max_examples=10, deadline=None)
+
+
+@READONLY
+@pytest.mark.parametrize("layer", RECURRENT, ids=kind)
+@FEW
+@given(data=st.data())
+def test_recurrent_layers(layer: Layer, readonly: bool, data: st.DataObject) -> None:
+    dtype = data.draw(DTYPES)
+    n, t, d = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3))
+    template = layer.init(key(0), (t, d))[0]
+    params = tree_map(lambda leaf: data.draw(_array(dtype, leaf.shape, -2.0, 2.0)), template)
+    x = data.draw(_array(dtype, (n, t, d)))
+    h = getattr(layer, "hidden")
+    state: Any = None
+    if data.draw(st.booleans()):
+        zero = [data.draw(_array(dtype, (n, h))) for _ in range(2)]
+        state = LSTMState(*zero) if isinstance(layer, LSTM) else RNNState(zero[0])
+    ctx = data.draw(st.sampled_from([EVAL, TRAIN]))
+    y, _, cache = call_unchanged(lambda p, s, xx: layer.forward(p, s, xx, ctx), params, state, x, readonly=readonly)
+    dout = data.draw(_array(dtype, y.shape))
+    input_grad = data.draw(st.booleans())
+    call_unchanged(lambda p, c, dd: layer.backward(p, c, dd, input_grad), params, cache, dout, readonly=readonly)
+
+
+@READONLY
+@pytest.mark.parametrize("kernel", ["rnn", "lstm", "gru"])
+@FEW
+@given(data=st.data())
+def test_scan_kernels(kernel: str, readonly: bool, data: st.DataObject) -> None:
+    dtype = data.draw(DTYPES)
+    n, t, d, h = (data.draw(st.integers(1, 3)) for _ in range(4))
+    layer = {"rnn": RNN(h), "lstm": LSTM(h), "gru": GRU(h)}[kernel]
+    params = tree_map(lambda leaf: data.draw(_array(dtype, leaf.shape, -2.0, 2.0)), layer.init(key(0), (t, d))[0])
+    kernels: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+        "rnn": (rnn_scan, rnn_scan_backward), "lstm": (lstm_scan, lstm_scan_backward), "gru": (gru_scan, gru_scan_backward)
+    }  # fmt: skip
+    scan, scan_backward = kernels[kernel]
+    initial = tuple(data.draw(_array(dtype, (n, h))) for _ in range(2 if kernel == "lstm" else 1))
+    x = data.draw(_array(dtype, (n, t, d)))
+    hs, _, cache = call_unchanged(lambda p, xx, s: scan(p, xx, *s), params, x, initial, readonly=readonly)
+    finals = tuple(data.draw(_array(dtype, (n, h))) for _ in initial)
+    dhs = data.draw(_array(dtype, hs.shape))
+    call_unchanged(lambda p, c, dd, f: scan_backward(p, c, dd, *f), params, cache, dhs, finals, readonly=readonly)
+
+
+@READONLY
+@FAST
+@given(data=st.data())
+def test_fan_out_and_residual(readonly: bool, data: st.DataObject) -> None:
+    dtype = data.draw(DTYPES)
+    params = tree_astype(FAN_OUT.init(key(data.draw(st.integers(0, 2**16))), (3,))[0], dtype)
+    x = data.draw(_array(dtype, (data.draw(st.integers(2, 4)), 3)))
+    state = tree_astype(FAN_OUT.init_state((3,)), dtype)
+    train = data.draw(st.booleans())
+    if not train:  # evaluation needs running statistics that have seen data
+        state = FAN_OUT.forward(params, state, x, TRAIN)[1]
+    ctx = Ctx(train=train, key=key(data.draw(st.integers(0, 99))))
+    y, _, cache = call_unchanged(
+        lambda p, s, xx: FAN_OUT.forward(p, s, xx, ctx), params, state, x, readonly=readonly
+    )
+    dout = data.draw(_array(dtype, y.shape))
+    input_grad = data.draw(st.booleans())
+    call_unchanged(lambda p, c, d: FAN_OUT.backward(p, c, d, input_grad), params, cache, dout, readonly=readonly)
+
+
+@READONLY
+@FAST
+@given(data=st.data())
+def test_embedding_and_time_affine(readonly: bool, data: st.DataObject) -> None:
+    dtype = data.draw(DTYPES)
+    vocab = data.draw(st.sampled_from([3, 70]))
+    ids = data.draw(arrays(np.int64, data.draw(array_shapes(min_dims=1, max_dims=3, max_side=4)), elements=st.integers(0, vocab - 1)))
+    emb = Embedding(vocab, 2)
+    params = EmbeddingParams(data.draw(_array(dtype, (vocab, 2))))
+    y, _, cache = call_unchanged(lambda p, xx: emb.forward(p, None, xx), params, ids, readonly=readonly)
+    call_unchanged(lambda p, c, dd: emb.backward(p, c, dd), params, cache, data.draw(_array(dtype, y.shape)), readonly=readonly)
+    affine = TimeAffine(3)
+    x = data.draw(_array(dtype, (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)), 2)))
+    aparams = AffineParams(data.draw(_array(dtype, (2, 3))), data.draw(_array(dtype, (3,))))
+    ya, _, acache = call_unchanged(lambda p, xx: affine.forward(p, None, xx), aparams, x, readonly=readonly)
+    input_grad = data.draw(st.booleans())
+    dout = data.draw(_array(dtype, ya.shape))
+    call_unchanged(lambda p, c, dd: affine.backward(p, c, dd, input_grad), aparams, acache, dout, readonly=readonly)
 
 
 @READONLY
@@ -198,6 +339,16 @@ def test_losses_on_logits(loss: Callable[[Array, Array], Any], readonly: bool, s
     assume(loss is not accuracy or y.shape[-1] > 1)  # accuracy of one output column is an error
     call_unchanged(loss, y, labels, readonly=readonly)
     call_unchanged(loss, y, one_hot, readonly=readonly)
+
+
+@READONLY
+@FAST
+@given(data=st.data())
+def test_time_softmax_cross_entropy(readonly: bool, data: st.DataObject) -> None:
+    logits = data.draw(batches(min_dims=2, max_dims=3))
+    k = logits.shape[-1]
+    t = data.draw(arrays(np.int64, logits.shape[:-1], elements=st.integers(-1, k - 1)))
+    call_unchanged(lambda y, tt: time_softmax_cross_entropy(y, tt, ignore_index=-1), logits, t, readonly=readonly)
 
 
 @READONLY

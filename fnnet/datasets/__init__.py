@@ -11,7 +11,9 @@ The package is laid out by role, and every public name is importable from ``fnne
   :func:`decode` and :func:`encode` between ids and strings;
 - :mod:`fnnet.datasets.batching`: :func:`shuffle`, :func:`train_val_split` and :func:`batches`,
   which draw their randomness from an explicit :class:`fnnet.random.Key` and never write into
-  their inputs.
+  their inputs;
+- :mod:`fnnet.datasets.augment`: keyed, pure augmentations of image batches ``(N, C, H, W)``:
+  :class:`RandomCrop`, :class:`RandomTranslate`, :class:`HorizontalFlip` and :func:`compose`.
 
 >>> from fnnet.datasets import load_mnist
 >>> (x_train, t_train), (x_test, t_test) = load_mnist()
@@ -21,6 +23,14 @@ The package is laid out by role, and every public name is importable from ``fnne
 
 from __future__ import annotations
 
+from fnnet.datasets.augment import (
+    Augmentation,
+    Compose,
+    HorizontalFlip,
+    RandomCrop,
+    RandomTranslate,
+    compose,
+)
 from fnnet.datasets.batching import batches, shuffle, train_val_split
 from fnnet.datasets.idx import read_idx
 from fnnet.datasets.sequence import (
@@ -54,6 +64,12 @@ __all__ = [
     "shuffle",
     "train_val_split",
     "batches",
+    "Augmentation",
+    "RandomCrop",
+    "RandomTranslate",
+    "HorizontalFlip",
+    "Compose",
+    "compose",
     "SequenceData",
     "SEQUENCE_TASKS",
     "MAX_SEQUENCE_FILE_BYTES",

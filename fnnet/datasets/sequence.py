@@ -36,11 +36,33 @@ from fnnet.typing import Array
 
 __all__ = ["SequenceData", "SEQUENCE_TASKS", "MAX_SEQUENCE_FILE_BYTES", "load_sequence", "read_sequence_file", "decode", "encode"]
 
-#: The sequence tasks shipped with fnnet (``fnnet/data/sequence/<name>.txt``).
 SEQUENCE_TASKS = ("addition", "date")
+"""The sequence tasks shipped with fnnet (``fnnet/data/sequence/<name>.txt``): the names
+:func:`load_sequence` accepts besides a path.
 
-#: Files larger than this are refused before reading (the shipped ones are 0.65 and 2.05 MB).
+>>> from fnnet.datasets import SEQUENCE_TASKS
+>>> SEQUENCE_TASKS
+('addition', 'date')
+"""
+
 MAX_SEQUENCE_FILE_BYTES = 64 << 20
+"""Files larger than this are refused before reading (the shipped ones are 0.65 and 2.05 MB).
+
+>>> import os, tempfile
+>>> from fnnet.datasets import MAX_SEQUENCE_FILE_BYTES, read_sequence_file
+>>> from fnnet.errors import FormatError
+>>> MAX_SEQUENCE_FILE_BYTES // 2**20  # MiB
+64
+>>> big = os.path.join(tempfile.mkdtemp(), "big.txt")
+>>> with open(big, "wb") as f:  # a sparse file: its size, not its bytes
+...     _ = f.truncate(MAX_SEQUENCE_FILE_BYTES + 1)
+>>> try:
+...     read_sequence_file(big)
+... except FormatError as e:
+...     print(e.reason)
+67108865 bytes, more than the 67108864 a sequence file may have
+>>> os.remove(big); os.rmdir(os.path.dirname(big))
+"""
 
 #: The sequel's seed of the train/test permutation.
 _SPLIT_SEED = 1984
@@ -60,6 +82,13 @@ class SequenceData(NamedTuple):
         x_test, t_test: the held-out examples, same widths.
         id_to_char: the vocabulary, ``id_to_char[i]`` is the character of id ``i``.
         char_to_id: the inverse mapping (read-only).
+
+    >>> from fnnet.datasets import decode, load_sequence
+    >>> data = load_sequence("addition")
+    >>> data.x_train.shape, data.t_train.shape, data.x_test.shape, data.t_test.shape, data.vocab_size
+    ((45000, 7), (45000, 5), (5000, 7), (5000, 5), 13)
+    >>> decode(data.x_test[0], data.id_to_char), int(data.t_test[0, 0]) == data.char_to_id["_"]
+    ('77+85  ', True)
     """
 
     x_train: Array
@@ -134,14 +163,13 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
                 p, f"line {i}",
                 f"question/answer widths {at}/{len(line) - at} differ from line 1's {q_width}/{width - q_width}",
             )
-    codes = np.frombuffer("".join(lines).encode("utf-32-le"), dtype="<u4").reshape(len(lines), width)
-    # vocabulary in order of first appearance: sort the distinct code points by their first index
-    uniq, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(len(uniq), dtype=np.int32)
-    rank[order] = np.arange(len(uniq), dtype=np.int32)
-    ids = rank[inverse.reshape(codes.shape)]
-    vocab = tuple(chr(int(c)) for c in uniq[order])
+    joined = "".join(lines)
+    # vocabulary in order of first appearance: each distinct character ranked by where it first occurs
+    vocab = tuple(sorted(set(joined), key=joined.find))
+    codes = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4").reshape(len(lines), width)
+    table = np.zeros(max(map(ord, vocab)) + 1, dtype=np.int32)  # code point -> id
+    table[[ord(c) for c in vocab]] = np.arange(len(vocab), dtype=np.int32)
+    ids = table[codes]
     return np.ascontiguousarray(ids[:, :q_width]), np.ascontiguousarray(ids[:, q_width:]), vocab
 
 

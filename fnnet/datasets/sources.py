@@ -44,12 +44,30 @@ __all__ = [
     "download",
 ]
 
-#: Number of classes in MNIST and Fashion-MNIST (labels 0..9).
 NUM_CLASSES = 10
-#: Size of the training part of ``"mnist-small"`` (the first images of the embedded test set).
+"""Number of classes in MNIST and Fashion-MNIST (labels 0..9).
+
+>>> from fnnet.datasets import NUM_CLASSES, load_mnist
+>>> (x, t), _ = load_mnist("mnist-small", one_hot=True)
+>>> t.shape[1] == NUM_CLASSES
+True
+"""
 MNIST_SMALL_TRAIN = 8000
-#: Size of the test part of ``"mnist-small"`` (the last images of the embedded test set).
+"""Size of the training part of ``"mnist-small"`` (the first images of the embedded test set).
+
+>>> from fnnet.datasets import MNIST_SMALL_TRAIN, load_mnist
+>>> (x, t), _ = load_mnist("mnist-small")
+>>> x.shape == (MNIST_SMALL_TRAIN, 784), t.shape == (MNIST_SMALL_TRAIN,)
+(True, True)
+"""
 MNIST_SMALL_TEST = 2000
+"""Size of the test part of ``"mnist-small"`` (the last images of the embedded test set).
+
+>>> from fnnet.datasets import MNIST_SMALL_TEST, MNIST_SMALL_TRAIN, load_mnist_test
+>>> x, t = load_mnist_test()
+>>> len(x) == MNIST_SMALL_TRAIN + MNIST_SMALL_TEST
+True
+"""
 
 #: Pixel values are bytes; ``normalize`` divides by this to map them into [0, 1].
 _PIXEL_MAX = 255

@@ -48,6 +48,16 @@ runner: :func:`random_search`, :func:`run_trial`) and :mod:`fnnet.hparam.mlp_tri
 
 fnnet itself never imports Dask. The executors pickle the objective and the trial arguments to ship
 them to workers (that is their transport); results are saved as JSON, never pickled.
+
+A small search whose objective is a formula, so it runs in milliseconds:
+
+>>> import math, fnnet
+>>> from fnnet.hparam import LogUniform, random_search
+>>> def objective(hparams, key):
+...     return {"val_acc": 1.0 - abs(math.log10(hparams["lr"]) + 2) / 10}   # best at lr = 1e-2
+>>> result = random_search(objective, {"lr": LogUniform(1e-6, 1)}, key=fnnet.key(0), n_trials=30)
+>>> len(result.trials), 1e-3 < result.best.hparams["lr"] < 1e-1
+(30, True)
 """
 
 from __future__ import annotations

@@ -19,8 +19,13 @@ from fnnet.typing import Array
 
 __all__ = ["MLPTrial", "MLP_TRIAL_OPTIMIZERS"]
 
-#: Optimizer names :class:`MLPTrial` accepts (functions of ``fnnet.optim`` taking the learning rate).
 MLP_TRIAL_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+"""Optimizer names :class:`MLPTrial` accepts (functions of ``fnnet.optim`` taking the learning rate).
+
+>>> from fnnet.hparam import MLP_TRIAL_OPTIMIZERS, MLPTrial
+>>> "adam" in MLP_TRIAL_OPTIMIZERS, MLPTrial(optimizer="adam").optimizer
+(True, 'adam')
+"""
 
 _MLP_HPARAMS = frozenset({"lr", "weight_decay"})
 

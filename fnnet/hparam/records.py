@@ -18,8 +18,15 @@ from fnnet.random import Key
 
 __all__ = ["SCORE", "TrialResult", "SearchResult"]
 
-#: The metric every objective reports and searches rank by.
 SCORE = "val_acc"
+"""The metric every objective reports and searches rank by.
+
+>>> from fnnet.hparam.records import SCORE, TrialResult
+>>> SCORE
+'val_acc'
+>>> TrialResult(0, {"lr": 0.1}, {SCORE: 0.9}, "ok", None, 1.0).ok
+True
+"""
 
 _FORMAT = "fnnet.hparam.SearchResult"
 _VERSION = 1
@@ -66,6 +73,10 @@ class TrialResult:
         status: ``"ok"`` or ``"failed"``.
         error: ``"ErrorType: message"`` for a failed trial, else ``None``.
         seconds: the time the objective ran (0.0 if it never started).
+
+    >>> t = TrialResult(3, {"lr": 0.01}, {"val_acc": 0.92}, "ok", None, 1.5)
+    >>> t.ok, TrialResult.from_json(t.to_json()) == t
+    (True, True)
     """
 
     index: int
@@ -140,6 +151,14 @@ class SearchResult:
         space: the search space the trials were drawn from.
         key: the search's key.
         objective: a description of the objective (its repr).
+
+    >>> import fnnet
+    >>> from fnnet.hparam import LogUniform, TrialResult
+    >>> trials = [TrialResult(i, {"lr": lr}, {"val_acc": acc}, "ok", None, 0.1)
+    ...           for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
+    >>> result = SearchResult(trials, {"lr": LogUniform(1e-3, 1.0)}, fnnet.key(0))
+    >>> result.best.index, SearchResult.from_json(result.to_json()) == result
+    (1, True)
     """
 
     trials: tuple[TrialResult, ...] = attrs.field(converter=_to_trials)

@@ -15,8 +15,17 @@ from fnnet.random import Key, fold_in
 
 __all__ = ["Objective", "run_trial", "random_search"]
 
-#: ``objective(hparams, key) -> metrics``; the metrics must include ``"val_acc"``.
 Objective = Callable[[dict[str, Value], Key], Mapping[str, float]]
+"""``objective(hparams, key) -> metrics``; the metrics must include ``"val_acc"``.
+
+>>> import fnnet
+>>> from fnnet.hparam import Objective, run_trial
+>>> def score(hparams: dict, key: fnnet.Key) -> dict[str, float]:
+...     return {"val_acc": 1.0 - hparams["lr"]}
+>>> objective: Objective = score
+>>> run_trial(objective, 0, {"lr": 0.25}, fnnet.key(0)).metrics
+{'val_acc': 0.75}
+"""
 
 
 def _error_text(e: BaseException) -> str:
@@ -32,6 +41,11 @@ def run_trial(objective: Objective, index: int, hparams: dict[str, Value], key: 
     Returns:
         An ok :class:`TrialResult`, or a failed one recording the exception's type and message
         (also when the objective returns no ``val_acc`` or a non-finite metric).
+
+    >>> import fnnet
+    >>> bad = run_trial(lambda hparams, key: {"loss": 1.0}, 7, {"lr": 0.1}, fnnet.key(7))
+    >>> bad.index, bad.status, bad.error
+    (7, 'failed', "ValueError: objective must return 'val_acc', got ['loss']")
     """
     t0 = time.perf_counter()
     try:

@@ -14,8 +14,15 @@ from fnnet.random import Key, fold_in
 
 __all__ = ["LogUniform", "Uniform", "IntUniform", "Choice", "Distribution", "Value", "sample"]
 
-#: A hyperparameter value: what a distribution draws (JSON scalars).
 Value = Union[float, int, str]
+"""A hyperparameter value: what a distribution draws (JSON scalars).
+
+>>> import fnnet
+>>> from fnnet.hparam import Choice, Value
+>>> v: Value = Choice(["sgd", "adam"]).draw(fnnet.key(0))
+>>> v in ("sgd", "adam")
+True
+"""
 
 
 def _real(value: Any) -> Any:
@@ -53,6 +60,11 @@ class LogUniform:
 
     The book's ``10 ** np.random.uniform(-6, -2)`` is ``LogUniform(1e-6, 1e-2)``. Draws lie in
     ``[low, high]``; needs ``0 < low < high``.
+
+    >>> import fnnet
+    >>> lr = LogUniform(1e-6, 1e-2).draw(fnnet.key(0))
+    >>> 1e-6 <= lr <= 1e-2, lr == LogUniform(1e-6, 1e-2).draw(fnnet.key(0))
+    (True, True)
     """
 
     low: float = attrs.field(converter=_real, validator=_finite)
@@ -76,7 +88,13 @@ class LogUniform:
 
 @attrs.frozen
 class Uniform:
-    """``U(low, high)``: a float in ``[low, high)``; needs ``low < high``."""
+    """``U(low, high)``: a float in ``[low, high)``; needs ``low < high``.
+
+    >>> import fnnet
+    >>> d = Uniform(0.0, 0.5)
+    >>> d.contains(d.draw(fnnet.key(3))), d.contains(0.7)
+    (True, False)
+    """
 
     low: float = attrs.field(converter=_real, validator=_finite)
     high: float = attrs.field(converter=_real, validator=_finite)
@@ -95,7 +113,13 @@ class Uniform:
 
 @attrs.frozen
 class IntUniform:
-    """A uniform integer in ``[low, high]`` (both ends included); needs ``low <= high``."""
+    """A uniform integer in ``[low, high]`` (both ends included); needs ``low <= high``.
+
+    >>> import fnnet
+    >>> draws = {IntUniform(1, 3).draw(fnnet.key(i)) for i in range(50)}
+    >>> sorted(draws)
+    [1, 2, 3]
+    """
 
     low: int = attrs.field(converter=_integer, validator=_int_field)
     high: int = attrs.field(converter=_integer, validator=_int_field)
@@ -129,7 +153,13 @@ def _check_options(inst: object, attribute: attrs.Attribute[tuple[Value, ...]], 
 
 @attrs.frozen
 class Choice:
-    """One of ``options`` (str, int or float), each equally likely."""
+    """One of ``options`` (str, int or float), each equally likely.
+
+    >>> import fnnet
+    >>> c = Choice(["relu", "sigmoid"])
+    >>> c.draw(fnnet.key(0)) in c.options, c.contains("tanh")
+    (True, False)
+    """
 
     options: tuple[Value, ...] = attrs.field(converter=_to_options, validator=_check_options)
 
@@ -142,8 +172,16 @@ class Choice:
         return any(type(value) is type(o) and value == o for o in self.options)
 
 
-#: A search-space dimension.
 Distribution = Union[LogUniform, Uniform, IntUniform, Choice]
+"""A search-space dimension.
+
+>>> import fnnet
+>>> from fnnet.hparam import Distribution, IntUniform, LogUniform, sample
+>>> space: dict[str, Distribution] = {"lr": LogUniform(1e-4, 1e-1), "hidden": IntUniform(50, 100)}
+>>> drawn = sample(space, fnnet.key(0))
+>>> sorted(drawn), all(space[name].contains(value) for name, value in drawn.items())
+(['hidden', 'lr'], True)
+"""
 _DISTRIBUTIONS: dict[str, type[Distribution]] = {
     "LogUniform": LogUniform,
     "Uniform": Uniform,

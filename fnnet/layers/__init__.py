@@ -1,10 +1,35 @@
-"""Layers: immutable records with pure ``init`` / ``forward`` / ``backward``."""
+"""Layers: immutable records with pure ``init`` / ``forward`` / ``backward``.
+
+Every layer keeps the contract of `fnnet.layers.base`; pipelines and residual blocks
+(`fnnet.layers.serial`, `fnnet.layers.residual`) are layers too. The layers and combinators are
+also exported by `fnnet` itself.
+
+>>> import numpy as np, fnnet
+>>> from fnnet import layers
+>>> model = layers.serial(layers.Conv2D(4, 3, pad=1), layers.ReLU(), layers.MaxPool2D(2),
+...                       layers.Flatten(), layers.Affine(10))
+>>> params, out = model.init(fnnet.key(0), (1, 8, 8))
+>>> out, model.apply(params, np.zeros((2, 1, 8, 8), np.float32)).shape
+((10,), (2, 10))
+"""
 
 from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
 from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
-from fnnet.layers.combinators import Residual, Serial, Summary, residual, serial, summary
+from fnnet.layers.combinators import (
+    AddBranches,
+    Concat,
+    PathError,
+    Residual,
+    Serial,
+    Summary,
+    add_branches,
+    concat,
+    residual,
+    serial,
+    summary,
+)
 from fnnet.layers._patches import col2im, conv_output_size, im2col
-from fnnet.layers.conv import Conv2D, ConvParams
+from fnnet.layers.conv import Conv1D, Conv2D, ConvParams
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.embedding import Embedding, EmbeddingParams, TimeAffine, embedding_grad
@@ -17,7 +42,7 @@ from fnnet.layers.norm import (
     LayerNorm,
     LayerNormParams,
 )
-from fnnet.layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from fnnet.layers.pool import AvgPool1D, AvgPool2D, GlobalAvgPool2D, MaxPool1D, MaxPool2D
 from fnnet.layers.recurrent import (
     GRU,
     LSTM,
@@ -45,9 +70,14 @@ __all__ = [
     "Layer",
     "Serial",
     "Residual",
+    "Concat",
+    "AddBranches",
+    "PathError",
     "Summary",
     "serial",
     "residual",
+    "concat",
+    "add_branches",
     "summary",
     "Affine",
     "AffineParams",
@@ -75,6 +105,9 @@ __all__ = [
     "MaxPool2D",
     "AvgPool2D",
     "GlobalAvgPool2D",
+    "Conv1D",
+    "MaxPool1D",
+    "AvgPool1D",
     "im2col",
     "col2im",
     "conv_output_size",

@@ -18,6 +18,10 @@ faster; three choices do most of the work:
 - **The input gradient as a correlation.** ``dx`` is the stride-1 correlation of ``dout`` (dilated
   by the stride and zero-padded) with the flipped, channel-swapped kernel: another patch GEMM
   instead of a scatter-add ``col2im``.
+
+A grouped convolution runs one patch GEMM per group, each writing its block of output columns. A
+depthwise one (one channel per group) would make those GEMMs a single column wide: it runs instead as
+one multiply-add pass per kernel tap over channels-last views, every channel at once.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, pad: int = 0) -> i
 
     Raises:
         ValueError: if the kernel is larger than the padded input.
+
+    >>> from fnnet.layers import conv_output_size
+    >>> conv_output_size(28, 5), conv_output_size(28, 3, stride=2, pad=1), conv_output_size(4, 2, 2)
+    (24, 14, 2)
     """
     if size + 2 * pad < kernel:
         raise ValueError(f"kernel {kernel} does not fit an input of size {size} with pad {pad}")
@@ -99,6 +107,20 @@ def im2col(x: Array, fh: int, fw: int, stride: int | Pair = 1, pad: int | Pair =
         column ``c*FH*FW + i*FW + j`` holds ``x_padded[n, c, oh*sh + i, ow*sw + j]``, so
         ``col @ w.reshape(FN, -1).T`` is the convolution with weights ``w`` of shape
         ``(FN, C, FH, FW)``.
+
+    >>> import numpy as np, fnnet
+    >>> from fnnet.layers import im2col
+    >>> x = fnnet.key(0).generator().normal(size=(2, 3, 4, 4)).astype(np.float32)
+    >>> col = im2col(x, 3, 3)
+    >>> col.shape  # (N*OH*OW, C*FH*FW) = (2*2*2, 3*3*3)
+    (8, 27)
+    >>> bool((col[1, :3] == x[0, 0, 0, 1:4]).all())  # patch (oh, ow) = (0, 1), channel 0, row 0
+    True
+    >>> conv = fnnet.Conv2D(5, 3)
+    >>> params, _ = conv.init(fnnet.key(1), (3, 4, 4))
+    >>> y = (col @ params.w.reshape(5, -1).T + params.b).reshape(2, 2, 2, 5).transpose(0, 3, 1, 2)
+    >>> y.shape, bool(np.allclose(y, conv.apply(params, x), atol=1e-5))
+    ((2, 5, 2, 2), True)
     """
     if x.ndim != 4:
         raise ValueError(f"im2col: expected x of rank 4 (N, C, H, W), got shape {x.shape}")
@@ -124,6 +146,15 @@ def col2im(
         fh, fw, stride, pad: as for :func:`im2col`.
     Returns:
         ``(N, C, H, W)`` of ``col``'s dtype: ``<im2col(x), col> == <x, col2im(col)>`` for every ``x``.
+
+    >>> import numpy as np
+    >>> from fnnet.layers import col2im, im2col
+    >>> x = np.ones((1, 1, 3, 3), np.float32)
+    >>> col = im2col(x, 2, 2)
+    >>> col.shape
+    (4, 4)
+    >>> col2im(col, x.shape, 2, 2)[0, 0].tolist()  # how many 2x2 patches cover each pixel
+    [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
     """
     if len(x_shape) != 4:
         raise ValueError(f"col2im: expected x_shape (N, C, H, W), got {x_shape}")
@@ -260,15 +291,20 @@ def _windows(xb: Array, g: PatchGeometry) -> Array:
     return windows[:, : g.sh * (g.oh - 1) + 1 : g.sh, : g.sw * (g.ow - 1) + 1 : g.sw].transpose(0, 1, 2, 4, 5, 3)
 
 
-def correlate(src: Array, g: PatchGeometry, wmat: Array, b: Array | None) -> Array:
+def correlate(src: Array, g: PatchGeometry, wmat: Array, b: Array | None, out: Array | None = None) -> Array:
     """``(N*OH*OW, FN)`` rows ``patches(src) @ wmat (+ b)``, chunk by chunk.
 
     Args:
         src: ``(N, H, W, C)`` (any strides).
         wmat: ``(FH*FW*C, FN)`` in the patch column order ``(i, j, c)``.
+        out: where to write the rows (a new array if ``None``): ``(N*OH*OW, FN)`` whose rows may be
+            strided (a block of columns of a wider array), only with ``b`` ``None``.
     """
     fn = wmat.shape[1]
-    out = np.empty((src.shape[0] * g.oh * g.ow, fn), dtype=src.dtype)
+    if out is None:
+        out = np.empty((src.shape[0] * g.oh * g.ow, fn), dtype=src.dtype)
+    elif b is not None:
+        raise AssertionError("correlate: a bias needs the output rows to itself")
     k_major = is_k_major(src.shape[3])
     if b is not None and k_major:
         wmat = np.concatenate([wmat, b[None, :]])  # the patches get a column of ones
@@ -283,3 +319,78 @@ def correlate(src: Array, g: PatchGeometry, wmat: Array, b: Array | None) -> Arr
     return out
 
 
+
+
+# --- depthwise correlation (groups == channels): one multiply-add per kernel tap -----------------
+
+
+def _placed_chunks(src: Array, g: PatchGeometry, sample_bytes: int) -> Iterator[tuple[slice, Array]]:
+    """Yield ``(samples, xb)``: ``xb`` ``(n, Hb, Wb, ...)`` holds ``src[samples]`` (``(N, H, W, ...)``)
+    placed as :class:`PatchGeometry` says. ``xb`` is one scratch buffer reused for every chunk (or a
+    view of ``src`` when no placement is needed)."""
+    n_total, h, w = src.shape[:3]
+    chunk = max(1, min(n_total, CHUNK_BYTES // max(1, sample_bytes)))
+    if (g.hb, g.wb) == (h, w) and g.offset == (0, 0) and g.dilation == (1, 1):
+        for s in range(0, n_total, chunk):
+            yield slice(s, min(n_total, s + chunk)), src[s : s + chunk]
+        return
+    buf = np.zeros((chunk, g.hb, g.wb, *src.shape[3:]), dtype=src.dtype)
+    hs_src, hs_buf = _placement(h, g.hb, g.offset[0], g.dilation[0])
+    ws_src, ws_buf = _placement(w, g.wb, g.offset[1], g.dilation[1])
+    for s in range(0, n_total, chunk):
+        e = min(n_total, s + chunk)
+        buf[: e - s, hs_buf, ws_buf] = src[s:e, hs_src, ws_src]
+        yield slice(s, e), buf[: e - s]
+
+
+def _taps(xb: Array, g: PatchGeometry) -> Iterator[tuple[int, int, Array]]:
+    """``(i, j, view)`` for every kernel tap: ``view[n, oh, ow, ...] = xb[n, oh*sh + i, ow*sw + j, ...]``."""
+    for i in range(g.fh):
+        for j in range(g.fw):
+            yield i, j, xb[:, i : i + g.sh * (g.oh - 1) + 1 : g.sh, j : j + g.sw * (g.ow - 1) + 1 : g.sw]
+
+
+def depthwise_correlate(src: Array, g: PatchGeometry, w: Array) -> Array:
+    """Correlate every channel with its own kernels: ``(N, OH, OW, C, M)`` with
+    ``out[n, oh, ow, c, m] = sum_{i,j,k} src_placed[n, oh*sh + i, ow*sw + j, c, k] * w[i, j, c, k, m]``.
+
+    Args:
+        src: ``(N, H, W, C, K)`` (any strides), with ``K == 1`` or ``M == 1``.
+        w: ``(FH, FW, C, K, M)``.
+    """
+    n_total, c, k = src.shape[0], src.shape[3], src.shape[4]
+    m = w.shape[4]
+    out = np.empty((n_total, g.oh, g.ow, c, m), dtype=src.dtype)
+    sample_bytes = (g.hb * g.wb * k + 2 * g.oh * g.ow * max(k, m)) * c * src.dtype.itemsize
+    tmp: Array | None = None
+    for rows, xb in _placed_chunks(src, g, sample_bytes):
+        o = out[rows]
+        if tmp is None:
+            tmp = np.empty_like(o)  # the first chunk is the largest
+        t = tmp[: len(o)]
+        for tap, (i, j, xs) in enumerate(_taps(xb, g)):
+            target = o if tap == 0 else t
+            if k == 1:
+                np.multiply(xs, w[i, j, :, 0, :], out=target)
+            else:  # M == 1: sum over the K inputs of each channel
+                np.einsum("nhwck,ck->nhwc", xs, w[i, j, :, :, 0], out=target[..., 0])
+            if tap:
+                o += t  # our own fresh output
+    return out
+
+
+def depthwise_weight_grad(src: Array, g: PatchGeometry, d: Array) -> Array:
+    """``dw`` ``(FH, FW, C, M)`` of :func:`depthwise_correlate` with ``K == 1``: ``dw[i, j, c, m] =
+    sum_{n,oh,ow} src_placed[n, oh*sh + i, ow*sw + j, c] * d[n, oh, ow, c, m]``.
+
+    Args:
+        src: ``(N, H, W, C)`` (any strides); d: ``(N, OH, OW, C, M)``.
+    """
+    c, m = d.shape[3], d.shape[4]
+    dw = np.zeros((g.fh, g.fw, c, m), dtype=d.dtype)
+    sample_bytes = (g.hb * g.wb + g.oh * g.ow * m) * c * src.dtype.itemsize
+    for rows, xb in _placed_chunks(src, g, sample_bytes):
+        dr = d[rows]
+        for i, j, xs in _taps(xb, g):
+            dw[i, j] += np.einsum("nhwc,nhwcm->cm", xs, dr)
+    return dw

@@ -109,17 +109,48 @@ class Ctx:
         return f"Ctx(train={self.train}, key={self.key!r})"
 
 
-#: The evaluation context (the default everywhere).
 EVAL = Ctx()
-#: A training context with no key (enough for layers that draw no random numbers).
+"""The evaluation context (the default everywhere): ``train=False``, no key.
+
+>>> import numpy as np, fnnet
+>>> fnnet.EVAL.train, fnnet.EVAL.key is None
+(False, True)
+>>> fnnet.Dropout(0.5).forward(None, None, np.ones((2, 3)), fnnet.EVAL)[0].tolist()
+[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+"""
 TRAIN = Ctx(train=True)
+"""A training context with no key (enough for layers that draw no random numbers).
+
+>>> import numpy as np, fnnet
+>>> bn = fnnet.BatchNorm()
+>>> params, _ = bn.init(fnnet.key(0), (2,))
+>>> x = np.array([[0.0, 1.0], [2.0, 5.0]], np.float32)
+>>> y, state, _ = bn.forward(params, None, x, fnnet.TRAIN)
+>>> y.round(3).tolist(), int(state.count)
+([[-1.0, -1.0], [1.0, 1.0]], 1)
+"""
 
 
 class Layer(abc.ABC):
     """Base class of every layer (and of pipelines, which are layers too).
 
     A subclass writes ``out_shape``, ``init``, ``forward`` and ``backward`` (and ``init_state`` if
-    it carries state); ``apply`` comes for free.
+    it carries state); ``apply`` comes for free. A parameter-free layer ``y = 2x``:
+
+    >>> import attrs, numpy as np, fnnet
+    >>> @attrs.frozen
+    ... class Double(fnnet.Layer):
+    ...     def out_shape(self, in_shape): return tuple(in_shape)
+    ...     def init(self, key, in_shape): return None, tuple(in_shape)
+    ...     def forward(self, params, state, x, ctx=fnnet.EVAL): return 2 * x, state, None
+    ...     def backward(self, params, cache, dout, input_grad=True): return 2 * dout, None
+    >>> model = fnnet.serial(Double(), fnnet.Affine(2))
+    >>> params, out = model.init(fnnet.key(0), (3,))
+    >>> out, model.apply(params, np.ones((4, 3), np.float32)).shape
+    ((2,), (4, 2))
+    >>> dx, grads = Double().backward(None, None, np.ones((1, 3)))
+    >>> dx.tolist(), grads
+    ([[2.0, 2.0, 2.0]], None)
     """
 
     __slots__ = ()
@@ -167,7 +198,13 @@ class Layer(abc.ABC):
 
 
 def kind(layer: Layer) -> str:
-    """The layer's kind, as error messages and summaries name it (its class name)."""
+    """The layer's kind, as error messages and summaries name it (its class name).
+
+    >>> import fnnet
+    >>> from fnnet.layers.base import kind
+    >>> kind(fnnet.Conv2D(4, 3)), kind(fnnet.serial(fnnet.ReLU()))
+    ('Conv2D', 'Serial')
+    """
     return type(layer).__name__
 
 
@@ -176,13 +213,31 @@ def _fmt(shape: tuple[int | None, ...]) -> str:
 
 
 def check_rank(layer: Layer, x: Array, rank: int, what: str = "input") -> None:
-    """Raise ``ValueError`` naming ``layer`` unless ``x.ndim == rank``."""
+    """Raise ``ValueError`` naming ``layer`` unless ``x.ndim == rank``.
+
+    >>> import numpy as np, fnnet
+    >>> from fnnet.layers.base import check_rank
+    >>> check_rank(fnnet.Conv2D(4, 3), np.zeros((2, 1, 5, 5)), 4)  # rank 4: passes silently
+    >>> check_rank(fnnet.Conv2D(4, 3), np.zeros((2, 25)), 4, "input (N, C, H, W)")
+    Traceback (most recent call last):
+    ...
+    ValueError: Conv2D: expected input (N, C, H, W) of rank 4, got shape (2, 25)
+    """
     if x.ndim != rank:
         raise ValueError(f"{kind(layer)}: expected {what} of rank {rank}, got shape {_fmt(x.shape)}")
 
 
 def check_dtype(layer: Layer, x: Array, dtype: np.dtype[Any]) -> None:
-    """Raise ``ValueError`` naming ``layer`` unless ``x`` has the parameters' ``dtype``."""
+    """Raise ``ValueError`` naming ``layer`` unless ``x`` has the parameters' ``dtype``.
+
+    >>> import numpy as np, fnnet
+    >>> from fnnet.layers.base import check_dtype
+    >>> check_dtype(fnnet.Affine(3), np.zeros((2, 4), np.float32), np.dtype(np.float32))  # passes
+    >>> check_dtype(fnnet.Affine(3), np.zeros((2, 4)), np.dtype(np.float32))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: Affine: expected input of dtype float32 (the parameters' dtype), got float64; cast ...
+    """
     if x.dtype != dtype:
         raise ValueError(
             f"{kind(layer)}: expected input of dtype {dtype} (the parameters' dtype), got {x.dtype}; "
@@ -191,13 +246,38 @@ def check_dtype(layer: Layer, x: Array, dtype: np.dtype[Any]) -> None:
 
 
 def check_dout(layer: Layer, dout: Array, shape: tuple[int, ...]) -> None:
-    """Raise ``ValueError`` naming ``layer`` unless ``dout`` has the forward output's shape."""
+    """Raise ``ValueError`` naming ``layer`` unless ``dout`` has the forward output's shape.
+
+    >>> import numpy as np, fnnet
+    >>> from fnnet.layers.base import check_dout
+    >>> check_dout(fnnet.ReLU(), np.zeros((2, 3)), (2, 3))  # the right shape: passes silently
+    >>> check_dout(fnnet.ReLU(), np.zeros((2, 3)), (2, 4))
+    Traceback (most recent call last):
+    ...
+    ValueError: ReLU.backward: expected dout of shape (2, 4), got (2, 3)
+    """
     if dout.shape != shape:
         raise ValueError(f"{kind(layer)}.backward: expected dout of shape {_fmt(shape)}, got {_fmt(dout.shape)}")
 
 
 def no_input_grad(x_shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
-    """A read-only zero array standing in for an input gradient nobody asked for."""
+    """A read-only zero array standing in for an input gradient nobody asked for.
+
+    It has shape ``x_shape`` and dtype ``dtype`` but takes no memory (every stride is 0); layers
+    return it from ``backward(..., input_grad=False)``.
+
+    >>> import numpy as np, fnnet
+    >>> from fnnet.layers.base import no_input_grad
+    >>> dx = no_input_grad((2, 3), np.dtype(np.float32))
+    >>> dx.shape, dx.strides, dx.flags.writeable, float(dx.sum())
+    ((2, 3), (0, 0), False, 0.0)
+    >>> layer = fnnet.Affine(2)
+    >>> params, _ = layer.init(fnnet.key(0), (3,))
+    >>> _, _, cache = layer.forward(params, None, np.ones((2, 3), np.float32))
+    >>> dx, grads = layer.backward(params, cache, np.ones((2, 2), np.float32), input_grad=False)
+    >>> dx.strides, grads.w.shape
+    ((0, 0), (3, 2))
+    """
     zero = np.zeros((), dtype=dtype)
     # a zero-strided view of one zero: no memory, and cheaper to build than np.broadcast_to
     out: Array = np.ndarray(x_shape, dtype=dtype, buffer=zero, strides=(0,) * len(x_shape))

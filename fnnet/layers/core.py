@@ -29,7 +29,13 @@ __all__ = [
 
 
 class AffineParams(NamedTuple):
-    """Parameters of :class:`Affine`: ``w`` of shape ``(in, out)``, ``b`` of shape ``(out,)``."""
+    """Parameters of :class:`Affine`: ``w`` of shape ``(in, out)``, ``b`` of shape ``(out,)``.
+
+    >>> import fnnet
+    >>> params, _ = fnnet.Affine(3).init(fnnet.key(0), (4,))
+    >>> params.w.shape, params.b.shape, params.b.tolist()
+    ((4, 3), (3,), [0.0, 0.0, 0.0])
+    """
 
     w: Array
     b: Array
@@ -46,6 +52,21 @@ class Affine(Layer):
 
     Inputs of shape ``(N, d1, d2, ...)`` are flattened to ``(N, d1*d2*...)`` first, as in the book,
     so an Affine can follow a convolution directly. Output shape ``(N, out)``.
+
+    Attributes:
+        out: the number of output units, a positive int.
+        w_init, b_init: initialisers of ``w`` (Xavier normal by default) and ``b`` (zeros).
+
+    >>> import numpy as np, fnnet
+    >>> layer = fnnet.Affine(3)
+    >>> params, out = layer.init(fnnet.key(0), (2, 2, 2))
+    >>> params.w.shape, out
+    ((8, 3), (3,))
+    >>> x = np.ones((5, 2, 2, 2), np.float32)
+    >>> y, _, cache = layer.forward(params, None, x)
+    >>> dx, grads = layer.backward(params, cache, np.ones_like(y))
+    >>> y.shape, dx.shape, grads.b.tolist()
+    ((5, 3), (5, 2, 2, 2), [5.0, 5.0, 5.0])
     """
 
     out: int = attrs.field(validator=positive_int)
@@ -130,7 +151,14 @@ class _Elementwise(Layer):
 
 @attrs.frozen
 class ReLU(_Elementwise):
-    """``y = max(x, 0)``; any shape."""
+    """``y = max(x, 0)``; any shape; ``dx = dout`` where ``x > 0``, else 0.
+
+    >>> import numpy as np, fnnet
+    >>> x = np.array([[-1.0, 0.0, 2.0]])
+    >>> y, _, cache = fnnet.ReLU().forward(None, None, x)
+    >>> y.tolist(), fnnet.ReLU().backward(None, cache, np.ones_like(x))[0].tolist()
+    ([[0.0, 0.0, 2.0]], [[0.0, 0.0, 1.0]])
+    """
 
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, Array]:
         self._check(self, x)
@@ -146,7 +174,14 @@ class ReLU(_Elementwise):
 
 @attrs.frozen
 class Sigmoid(_Elementwise):
-    """``y = 1 / (1 + exp(-x))``; any shape; ``dx = dout * y * (1 - y)``."""
+    """``y = 1 / (1 + exp(-x))``; any shape; ``dx = dout * y * (1 - y)``.
+
+    >>> import numpy as np, fnnet
+    >>> x = np.array([[0.0, 2.0]])
+    >>> y, _, cache = fnnet.Sigmoid().forward(None, None, x)
+    >>> y.round(4).tolist(), fnnet.Sigmoid().backward(None, cache, np.ones_like(x))[0].round(4).tolist()
+    ([[0.5, 0.8808]], [[0.25, 0.105]])
+    """
 
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, Array]:
         self._check(self, x)
@@ -160,7 +195,14 @@ class Sigmoid(_Elementwise):
 
 @attrs.frozen
 class Tanh(_Elementwise):
-    """``y = tanh(x)``; any shape; ``dx = dout * (1 - y²)``."""
+    """``y = tanh(x)``; any shape; ``dx = dout * (1 - y²)``.
+
+    >>> import numpy as np, fnnet
+    >>> x = np.array([[0.0, 1.0]])
+    >>> y, _, cache = fnnet.Tanh().forward(None, None, x)
+    >>> y.round(4).tolist(), fnnet.Tanh().backward(None, cache, np.ones_like(x))[0].round(4).tolist()
+    ([[0.0, 0.7616]], [[1.0, 0.42]])
+    """
 
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, Array]:
         self._check(self, x)
@@ -174,7 +216,13 @@ class Tanh(_Elementwise):
 
 @attrs.frozen
 class Identity(_Elementwise):
-    """``y = x`` (the output layer of a regression net)."""
+    """``y = x`` (the output layer of a regression net); any shape; ``dx = dout``.
+
+    >>> import numpy as np, fnnet
+    >>> x = np.array([[-1.5, 2.0]])
+    >>> fnnet.Identity().apply(None, x) is x, fnnet.Identity().out_shape((2,))
+    (True, (2,))
+    """
 
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, Array]:
         return x, state, x  # the cache is x itself (y is x): only its shape is read
@@ -187,7 +235,13 @@ class Identity(_Elementwise):
 class Softmax(_Elementwise):
     """Softmax over the last axis (for inference; train with a fused softmax cross-entropy loss).
 
-    Backward is the Jacobian-vector product ``dx = y * (dout - sum(dout * y, axis=-1))``.
+    Backward is the Jacobian-vector product ``dx = y * (dout - sum(dout * y, axis=-1))``. Any
+    shape ``(N, ..., K)``; each row of the output sums to 1.
+
+    >>> import numpy as np, fnnet
+    >>> x = np.log(np.array([[1.0, 1.0, 2.0], [1.0, 1.0, 1.0]]))
+    >>> fnnet.Softmax().apply(None, x).round(4).tolist()
+    [[0.25, 0.25, 0.5], [0.3333, 0.3333, 0.3333]]
     """
 
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, Array]:
@@ -203,7 +257,15 @@ class Softmax(_Elementwise):
 
 @attrs.frozen
 class Flatten(Layer):
-    """Reshape ``(N, d1, d2, ...)`` to ``(N, d1*d2*...)``."""
+    """Reshape ``(N, d1, d2, ...)`` to ``(N, d1*d2*...)``; backward reshapes ``dout`` back.
+
+    >>> import numpy as np, fnnet
+    >>> fnnet.Flatten().out_shape((3, 4, 4))
+    (48,)
+    >>> y, _, cache = fnnet.Flatten().forward(None, None, np.zeros((2, 3, 4, 4), np.float32))
+    >>> y.shape, fnnet.Flatten().backward(None, cache, y)[0].shape
+    ((2, 48), (2, 3, 4, 4))
+    """
 
     def out_shape(self, in_shape: Shape) -> Shape:
         """``(prod(in_shape),)``."""

@@ -15,7 +15,17 @@ __all__ = ["Dropout", "DropoutCache"]
 
 
 class DropoutCache(NamedTuple):
-    """The scaled keep mask (``None`` in evaluation) and the input shape."""
+    """The scaled keep mask (``None`` in evaluation) and the input shape.
+
+    >>> import numpy as np, fnnet
+    >>> x = np.ones((2, 3), np.float32)
+    >>> ctx = fnnet.Ctx(train=True, key=fnnet.key(0))
+    >>> _, _, cache = fnnet.Dropout(0.5).forward(None, None, x, ctx)
+    >>> cache.mask.shape, cache.mask.dtype, cache.shape
+    ((2, 3), dtype('float32'), (2, 3))
+    >>> fnnet.Dropout(0.5).forward(None, None, x)[2].mask is None  # evaluation
+    True
+    """
 
     mask: Array | None  # 1 / (1 - rate) where a unit is kept, 0 where dropped; x's dtype
     shape: tuple[int, ...]
@@ -47,6 +57,16 @@ class Dropout(Layer):
 
     Attributes:
         rate: the probability of dropping a unit, in ``[0, 1)`` (the book's ``dropout_ratio``).
+
+    >>> import numpy as np, fnnet
+    >>> drop = fnnet.Dropout(0.5)
+    >>> x = np.ones((2, 4), np.float32)
+    >>> y, _, cache = drop.forward(None, None, x, fnnet.Ctx(train=True, key=fnnet.key(0)))
+    >>> y.tolist()  # dropped units are 0, kept ones scaled by 1 / (1 - 0.5)
+    [[2.0, 2.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    >>> dx, _ = drop.backward(None, cache, np.ones_like(y))
+    >>> bool((dx == y).all()), drop.apply(None, x) is x  # the same mask; evaluation: identity
+    (True, True)
     """
 
     rate: float = attrs.field(default=0.5, validator=_rate)

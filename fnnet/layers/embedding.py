@@ -24,7 +24,21 @@ from fnnet.layers.core import AffineParams
 from fnnet.random import Key, split
 from fnnet.typing import Array, Shape
 
-__all__ = ["Embedding", "EmbeddingParams", "TimeAffine", "embedding_grad"]
+__all__ = ["Embedding", "EmbeddingParams", "TimeAffine", "embedding_grad", "ONE_HOT_MAX_VOCAB"]
+
+ONE_HOT_MAX_VOCAB = 64
+""":func:`embedding_grad` sums with a one-hot GEMM up to this vocabulary size, and with one
+``np.bincount`` over (id, column) pairs above it (the faster of the two on each side). Both
+give the same sums.
+
+>>> import numpy as np
+>>> from fnnet.layers.embedding import ONE_HOT_MAX_VOCAB, embedding_grad
+>>> ids, dout = np.array([[0, 3, 0]]), np.ones((1, 3, 2), np.float32)
+>>> gemm = embedding_grad(ids, dout, ONE_HOT_MAX_VOCAB)
+>>> counted = embedding_grad(ids, dout, ONE_HOT_MAX_VOCAB + 1)
+>>> ONE_HOT_MAX_VOCAB, gemm.shape, counted.shape, bool((gemm == counted[:-1]).all())
+(64, (64, 2), (65, 2), True)
+"""
 
 
 def _fmt(shape: tuple[int, ...]) -> str:
@@ -32,7 +46,13 @@ def _fmt(shape: tuple[int, ...]) -> str:
 
 
 class EmbeddingParams(NamedTuple):
-    """Parameters of :class:`Embedding`: the table ``w`` of shape ``(vocab_size, dim)``."""
+    """Parameters of :class:`Embedding`: the table ``w`` of shape ``(vocab_size, dim)``.
+
+    >>> import fnnet
+    >>> params, _ = fnnet.Embedding(10, 4).init(fnnet.key(0), (7,))
+    >>> params.w.shape, params.w.dtype
+    ((10, 4), dtype('float32'))
+    """
 
     w: Array
 
@@ -51,23 +71,26 @@ def embedding_grad(ids: Array, dout: Array, vocab_size: int) -> Array:
         dout: the gradient of the looked-up vectors, shape ``(*S, dim)``.
         vocab_size: ``V``.
     Returns:
-        ``dw`` of shape ``(V, dim)`` and ``dout``'s dtype.
+        ``dw`` of shape ``(V, dim)`` and ``dout``'s dtype. No Python loop over tokens: a one-hot
+        GEMM for ``V <= ONE_HOT_MAX_VOCAB``, else one ``np.bincount`` (float64 sums).
 
     >>> embedding_grad(np.array([[0, 2, 0]]), np.ones((1, 3, 2), np.float32), 3).tolist()
     [[2.0, 2.0], [0.0, 0.0], [1.0, 1.0]]
     """
     dim = dout.shape[-1]
-    flat = np.asarray(ids).reshape(-1)
-    d2 = dout.reshape(flat.size, dim)
-    dw = np.zeros((vocab_size, dim), dtype=dout.dtype)
-    if flat.size == 0:
+    flat = np.asarray(ids).reshape(-1).astype(np.intp, copy=False)
+    m = flat.size
+    d2 = dout.reshape(m, dim)
+    if vocab_size <= ONE_HOT_MAX_VOCAB:
+        # dw = onehot(ids).T @ dout as one GEMM: a (V, M) matrix of 0/1 is cheap for a small V
+        onehot = np.zeros((vocab_size, m), dtype=dout.dtype)
+        onehot[flat, np.arange(m)] = 1
+        dw: Array = onehot @ d2
         return dw
-    # Sort the ids, then sum each run of equal ids in one pass with reduceat (no per-token loop).
-    order = np.argsort(flat, kind="stable")
-    sorted_ids = flat[order]
-    starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
-    dw[sorted_ids[starts]] = np.add.reduceat(d2[order], starts, axis=0)
-    return dw
+    # one bincount over the flattened (id, column) pairs: entry id*dim + j of the (V*dim,) sum
+    pairs = (flat[:, None] * dim + np.arange(dim)).reshape(-1)
+    sums = np.bincount(pairs, weights=d2.reshape(-1), minlength=vocab_size * dim)
+    return sums.reshape(vocab_size, dim).astype(dout.dtype, copy=False)
 
 
 @attrs.frozen

@@ -42,13 +42,25 @@ __all__ = [
     "SampleNormCache",
 ]
 
-#: Added to the variance before the square root so that a feature with zero batch variance is
-#: divided by sqrt(eps) instead of 0. The book uses ``10e-7`` (that is, 1e-6); so does fnnet.
 DEFAULT_EPS = 1e-6
+"""Added to the variance before the square root so that a feature with zero batch variance is
+divided by sqrt(eps) instead of 0. The book uses ``10e-7`` (that is, 1e-6); so does fnnet.
+
+>>> import fnnet
+>>> from fnnet.layers.norm import DEFAULT_EPS
+>>> DEFAULT_EPS, fnnet.BatchNorm().eps == DEFAULT_EPS
+(1e-06, True)
+"""
 
 
 class BatchNormParams(NamedTuple):
-    """Trainable parameters of :class:`BatchNorm`: scale ``gamma`` and shift ``beta``, shape ``(C,)``."""
+    """Trainable parameters of :class:`BatchNorm`: scale ``gamma`` and shift ``beta``, shape ``(C,)``.
+
+    >>> import fnnet
+    >>> params, _ = fnnet.BatchNorm().init(fnnet.key(0), (3, 4, 4))
+    >>> params.gamma.tolist(), params.beta.tolist(), params.gamma.dtype
+    ([1.0, 1.0, 1.0], [0.0, 0.0, 0.0], dtype('float32'))
+    """
 
     gamma: Array
     beta: Array
@@ -62,6 +74,17 @@ class BatchNormState(NamedTuple):
         var: running (biased) variance per feature/channel, shape ``(C,)``.
         count: 0-d int64 array, the number of training forward passes folded into the statistics;
             0 means they were never updated and evaluation refuses to use them.
+
+    >>> import numpy as np, fnnet
+    >>> bn = fnnet.BatchNorm(momentum=0.5)
+    >>> params, _ = bn.init(fnnet.key(0), (2,))
+    >>> state = bn.init_state((2,))
+    >>> state.mean.tolist(), state.var.tolist(), int(state.count)
+    ([0.0, 0.0], [1.0, 1.0], 0)
+    >>> x = np.array([[0.0, 1.0], [2.0, 5.0]], np.float32)
+    >>> _, state, _ = bn.forward(params, state, x, fnnet.TRAIN)
+    >>> state.mean.tolist(), state.var.tolist(), int(state.count)
+    ([0.5, 1.5], [1.0, 2.5], 1)
     """
 
     mean: Array
@@ -70,7 +93,15 @@ class BatchNormState(NamedTuple):
 
 
 class BatchNormCache(NamedTuple):
-    """What :meth:`BatchNorm.backward` needs from the forward pass."""
+    """What :meth:`BatchNorm.backward` needs from the forward pass.
+
+    >>> import numpy as np, fnnet
+    >>> bn = fnnet.BatchNorm()
+    >>> params, _ = bn.init(fnnet.key(0), (3,))
+    >>> _, _, cache = bn.forward(params, None, np.ones((4, 3), np.float32), fnnet.TRAIN)
+    >>> cache.xc.shape, cache.inv_std.shape, cache.m
+    ((4, 3), (1, 3), 4)
+    """
 
     xc: Array  # training: the centred input x - mu (xhat = xc * inv_std is never stored); evaluation: x
     mean: Array | None  # evaluation: the running mean, subtracted from x only if backward runs
@@ -132,6 +163,19 @@ class BatchNorm(Layer):
     Attributes:
         momentum: weight of the old running statistics, in ``[0, 1)``.
         eps: added to the variance before the square root, ``> 0`` (default :data:`DEFAULT_EPS`).
+
+    >>> import numpy as np, fnnet
+    >>> bn = fnnet.BatchNorm()
+    >>> params, out = bn.init(fnnet.key(0), (2, 3, 3))
+    >>> x = fnnet.key(1).generator().normal(size=(4, 2, 3, 3)).astype(np.float32)
+    >>> y, state, cache = bn.forward(params, None, x, fnnet.TRAIN)
+    >>> y.shape, params.gamma.shape, bool(np.abs(y.mean(axis=(0, 2, 3))).max() < 1e-6)
+    ((4, 2, 3, 3), (2,), True)
+    >>> dx, grads = bn.backward(params, cache, np.ones_like(y))
+    >>> dx.shape, grads.beta.tolist()
+    ((4, 2, 3, 3), [36.0, 36.0])
+    >>> bn.apply(params, x, state=state).shape  # evaluation, with the running statistics
+    (4, 2, 3, 3)
     """
 
     momentum: float = attrs.field(default=0.9, validator=_momentum)
@@ -335,21 +379,43 @@ class BatchNorm(Layer):
 
 
 class LayerNormParams(NamedTuple):
-    """Trainable parameters of :class:`LayerNorm`: ``gamma`` and ``beta`` of the input's shape (no batch axis)."""
+    """Trainable parameters of :class:`LayerNorm`: ``gamma`` and ``beta`` of the input's shape (no batch axis).
+
+    >>> import fnnet
+    >>> params, _ = fnnet.LayerNorm().init(fnnet.key(0), (2, 3))
+    >>> params.gamma.shape, params.beta.shape
+    ((2, 3), (2, 3))
+    """
 
     gamma: Array
     beta: Array
 
 
 class GroupNormParams(NamedTuple):
-    """Trainable parameters of :class:`GroupNorm`: per-channel ``gamma`` and ``beta``, shape ``(C,)``."""
+    """Trainable parameters of :class:`GroupNorm`: per-channel ``gamma`` and ``beta``, shape ``(C,)``.
+
+    >>> import fnnet
+    >>> params, _ = fnnet.GroupNorm(2).init(fnnet.key(0), (4, 3, 3))
+    >>> params.gamma.shape, params.beta.shape
+    ((4,), (4,))
+    """
 
     gamma: Array
     beta: Array
 
 
 class SampleNormCache(NamedTuple):
-    """What the backward of :class:`LayerNorm` and :class:`GroupNorm` needs from the forward pass."""
+    """What the backward of :class:`LayerNorm` and :class:`GroupNorm` needs from the forward pass:
+    ``xhat`` ``(N, G, M)`` (``G`` groups of ``M`` values per sample; ``G = 1`` for LayerNorm),
+    ``inv_std`` ``(N, G, 1)`` and the input shape.
+
+    >>> import numpy as np, fnnet
+    >>> gn = fnnet.GroupNorm(2)
+    >>> params, _ = gn.init(fnnet.key(0), (4, 3, 3))
+    >>> _, _, cache = gn.forward(params, None, np.ones((5, 4, 3, 3), np.float32))
+    >>> cache.xhat.shape, cache.inv_std.shape, cache.x_shape
+    ((5, 2, 18), (5, 2, 1), (5, 4, 3, 3))
+    """
 
     xhat: Array  # the normalised input, (N, G, M): G groups of M values per sample
     inv_std: Array  # 1 / sqrt(var + eps) per sample and group, (N, G, 1)

@@ -1,4 +1,5 @@
-"""Pooling layers (the book's section 7.4), NCHW in and out.
+"""Pooling layers (the book's section 7.4), NCHW in and out (``(N, C, L)`` for the 1-D pools, which
+run the 2-D pools on ``(N, C, 1, L)``).
 
 Pooling takes one strided view per window cell (``x[:, :, i::sh, j::sw]``), so ``max`` is a few
 ``np.maximum`` calls and its gradient goes, without fancy indexing, to the first maximal cell of
@@ -14,17 +15,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import attrs
 import numpy as np
 
+from fnnet._validate import nonneg_int, positive_int
 from fnnet.layers._patches import Pair, conv_output_size, nchw, nhwc, nonneg_pair, pair, positive_pair
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_rank, no_input_grad
 from fnnet.random import Key
 from fnnet.typing import Array, Shape
 
-__all__ = ["MaxPool2D", "AvgPool2D", "GlobalAvgPool2D"]
+__all__ = ["MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "MaxPool1D", "AvgPool1D"]
 
 
 # --- pooling ------------------------------------------------------------------------------------
@@ -147,6 +149,16 @@ class MaxPool2D(_Pool2D):
         window: ``(wh, ww)`` or an int.
         stride: an int or pair; ``None`` (the default) means the window (non-overlapping windows).
         pad: an int or pair.
+
+    >>> import numpy as np, fnnet
+    >>> pool = fnnet.MaxPool2D(2)
+    >>> x = np.array([[[[1.0, 3.0], [2.0, 0.0]]]], np.float32)
+    >>> y, _, cache = pool.forward(None, None, x)
+    >>> dx, _ = pool.backward(None, cache, np.ones_like(y))
+    >>> y.shape, y.ravel().tolist(), dx[0, 0].tolist()
+    ((1, 1, 1, 1), [3.0], [[0.0, 1.0], [0.0, 0.0]])
+    >>> fnnet.MaxPool2D(3, stride=2, pad=1).out_shape((8, 28, 28))
+    (8, 14, 14)
     """
 
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, PoolCache]:
@@ -245,6 +257,13 @@ class AvgPool2D(_Pool2D):
         window: ``(wh, ww)`` or an int.
         stride: an int or pair; ``None`` (the default) means the window.
         pad: an int or pair.
+
+    >>> import numpy as np, fnnet
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> fnnet.AvgPool2D(2).apply(None, x)[0, 0].tolist()
+    [[2.5, 4.5], [10.5, 12.5]]
+    >>> fnnet.AvgPool2D(2, pad=1).apply(None, np.ones((1, 1, 2, 2), np.float32))[0, 0].tolist()
+    [[0.25, 0.25], [0.25, 0.25]]
     """
 
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, PoolCache]:
@@ -286,6 +305,109 @@ class AvgPool2D(_Pool2D):
         if (ph, pw) != (0, 0):
             return dxp[:, :, ph : ph + h, pw : pw + w], None
         return dxp, None
+
+
+# --- 1-D pooling ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Pool1D(Layer):
+    """A 2-D pool on ``(N, C, 1, L)`` with ``(1, window)`` windows, seen as a pool on ``(N, C, L)``."""
+
+    _POOL2D: ClassVar[type[_Pool2D]]
+
+    window: int = attrs.field(validator=positive_int)
+    stride: int | None = attrs.field(default=None, validator=attrs.validators.optional(positive_int))
+    pad: int = attrs.field(default=0, validator=nonneg_int)
+
+    def __attrs_post_init__(self) -> None:
+        if self.pad >= self.window:
+            raise ValueError(f"{type(self).__name__}: pad {self.pad} must be smaller than the window {self.window}")
+
+    def _pool2d(self) -> _Pool2D:
+        return self._POOL2D((1, self.window), None if self.stride is None else (1, self.stride), (0, self.pad))
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        """``(C, L) -> (C, OL)``."""
+        if len(in_shape) != 2:
+            raise ValueError(f"{type(self).__name__}: expected in_shape (C, L), got {tuple(in_shape)}")
+        c, length = in_shape
+        if length + 2 * self.pad < self.window:
+            raise ValueError(
+                f"{type(self).__name__}: window {self.window} does not fit input length L = {length} with pad {self.pad}"
+            )
+        return (c, conv_output_size(length, self.window, self.window if self.stride is None else self.stride, self.pad))
+
+    def init(self, key: Key, in_shape: Shape) -> tuple[None, Shape]:
+        """No parameters."""
+        return None, self.out_shape(in_shape)
+
+    def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, PoolCache]:
+        """Pool each window of ``x`` ``(N, C, L)`` (floating point; never modified).
+
+        Returns:
+            ``(y, state, cache)`` with ``y`` ``(N, C, OL)`` in ``x``'s memory order.
+        """
+        check_rank(self, x, 3, "input (N, C, L)")
+        if x.dtype.kind != "f":
+            raise ValueError(f"{type(self).__name__}: expected a floating point input, got dtype {x.dtype}")
+        self.out_shape(x.shape[1:])
+        y, _, cache = self._pool2d().forward(None, None, x[:, :, None, :], ctx)
+        return y[:, :, 0, :], state, cache
+
+    def backward(self, params: None, cache: PoolCache, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
+        """``dx`` ``(N, C, L)`` for ``dout`` ``(N, C, OL)``: ``(dx, None)``."""
+        n, c, _, ol = cache.y.shape
+        if dout.shape != (n, c, ol):
+            check_dout(self, dout, (n, c, ol))
+        if not input_grad:
+            return no_input_grad((n, c, cache.x.shape[3]), dout.dtype), None
+        dx, _ = self._pool2d().backward(None, cache, dout[:, :, None, :])
+        return dx[:, :, 0, :], None
+
+
+@attrs.frozen
+class MaxPool1D(_Pool1D):
+    """Max pooling over lengths: ``y[n, c, o] = max_i x_pad[n, c, o*stride + i]``, ``(N, C, L) -> (N, C, OL)``.
+
+    :class:`MaxPool2D` on ``(N, C, 1, L)`` with ``(1, window)`` windows: padding cells are ``-inf``,
+    ``pad`` must be smaller than the window, and the gradient of tied maxima goes to the first.
+
+    Attributes:
+        window: the window length (an int).
+        stride: an int; ``None`` (the default) means the window.
+        pad: an int.
+
+    >>> import numpy as np, fnnet
+    >>> x = np.array([[[1.0, 3.0, 2.0, 0.0, 5.0]]], np.float32)
+    >>> fnnet.MaxPool1D(2).apply(None, x).tolist()
+    [[[3.0, 2.0]]]
+    >>> fnnet.MaxPool1D(3, stride=2, pad=1).out_shape((16, 100))
+    (16, 50)
+    """
+
+    _POOL2D = MaxPool2D
+
+
+@attrs.frozen
+class AvgPool1D(_Pool1D):
+    """Average pooling over lengths: ``y[n, c, o] = mean_i x_pad[n, c, o*stride + i]``, ``(N, C, L) -> (N, C, OL)``.
+
+    :class:`AvgPool2D` on ``(N, C, 1, L)`` with ``(1, window)`` windows: padding cells are zeros and
+    count in the mean (the divisor is always ``window``).
+
+    Attributes:
+        window: the window length (an int).
+        stride: an int; ``None`` (the default) means the window.
+        pad: an int.
+
+    >>> import numpy as np, fnnet
+    >>> x = np.array([[[1.0, 3.0, 2.0, 0.0, 5.0]]], np.float32)
+    >>> fnnet.AvgPool1D(2).apply(None, x).tolist()
+    [[[2.0, 1.0]]]
+    """
+
+    _POOL2D = AvgPool2D
 
 
 class GlobalPoolCache(NamedTuple):

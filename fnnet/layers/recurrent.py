@@ -17,6 +17,13 @@ Two levels:
   sequence and returns the hidden states, the final state and a cache; ``*_scan_backward`` takes
   the gradients of the hidden states and of the final state and returns ``dx``, the gradients of
   the initial state and the parameter gradients; ``*_cell`` runs one time step (greedy decoding).
+  An encoder-decoder is built from these: the encoder's ``(hT, cT)`` is the decoder's ``(h0, c0)``,
+  and the decoder's ``dh0, dc0`` are the encoder's ``dhT, dcT``. Caches are opaque: their
+  layout is internal to the kernels.
+
+The layer's ``backward`` gives ``dx`` and the parameter gradients only (no gradient reaches the
+initial state). The kernels never write into their arguments; the weights are float32 by default
+and every kernel computes in the parameters' dtype (``x`` and states must match it).
 
 Gate layouts (the column blocks of ``wx``, ``wh`` and ``b``):
 
@@ -25,8 +32,9 @@ Gate layouts (the column blocks of ``wx``, ``wh`` and ``b``):
       A = x @ wx + h @ wh + b;  f, g, i, o = A[:, :H], A[:, H:2H], A[:, 2H:3H], A[:, 3H:]
       c' = σ(f) * c + tanh(g) * σ(i);  h' = σ(o) * tanh(c')
 
-  (A PyTorch LSTM's ``weight_ih`` rows are ``(i, f, g, o)``: ``wx = W_ih.T`` with the blocks
-  reordered, ``b = b_ih + b_hh`` reordered likewise.)
+  The sequel's ``Wx``, ``Wh``, ``b`` are ``LSTMParams(Wx, Wh, b)`` as they are (cast float16
+  weights with ``fnnet.astype(params, np.float32)``). (A PyTorch LSTM's ``weight_ih`` rows are
+  ``(i, f, g, o)``: ``wx = W_ih.T`` with the blocks reordered, ``b = b_ih + b_hh`` likewise.)
 - GRU: PyTorch's ``(r, z, n)`` convention, with the reset gate applied to ``h @ wh_n + bhn``::
 
       r = σ(x wx_r + h wh_r + b_r);  z = σ(x wx_z + h wh_z + b_z)
@@ -86,7 +94,13 @@ __all__ = [
 
 
 class RNNParams(NamedTuple):
-    """Parameters of :class:`RNN`: ``wx (D, H)``, ``wh (H, H)``, ``b (H,)``."""
+    """Parameters of :class:`RNN`: ``wx (D, H)``, ``wh (H, H)``, ``b (H,)``.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.RNN(5).init(fnnet.key(0), (7, 3))  # in_shape (T, D) = (7, 3)
+    >>> p.wx.shape, p.wh.shape, p.b.shape
+    ((3, 5), (5, 5), (5,))
+    """
 
     wx: Array
     wh: Array
@@ -94,7 +108,21 @@ class RNNParams(NamedTuple):
 
 
 class LSTMParams(NamedTuple):
-    """Parameters of :class:`LSTM`: ``wx (D, 4H)``, ``wh (H, 4H)``, ``b (4H,)``, gate blocks ``(f, g, i, o)``."""
+    """Parameters of :class:`LSTM`: ``wx (D, 4H)``, ``wh (H, 4H)``, ``b (4H,)``, gate blocks ``(f, g, i, o)``.
+
+    Column block ``k`` of ``wx``, ``wh`` and ``b`` (columns ``k*H`` to ``(k+1)*H``) belongs to
+    gate ``(f, g, i, o)[k]``.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.LSTM(5).init(fnnet.key(0), (7, 3))
+    >>> p.wx.shape, p.wh.shape, p.b.shape
+    ((3, 20), (5, 20), (20,))
+    >>> z = np.zeros((1, 4), np.float32)  # H = 1: a forget gate wide open, an output gate shut
+    >>> p = LSTMParams(z, z, np.array([100, 0, 0, -100], np.float32))
+    >>> h, c = lstm_cell(p, np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32), np.ones((1, 1), np.float32))
+    >>> float(c[0, 0]), float(h[0, 0])  # c' = σ(f) c + tanh(g) σ(i) = 1,  h' = σ(o) tanh(c') = 0
+    (1.0, 0.0)
+    """
 
     wx: Array
     wh: Array
@@ -103,7 +131,16 @@ class LSTMParams(NamedTuple):
 
 class GRUParams(NamedTuple):
     """Parameters of :class:`GRU`: ``wx (D, 3H)``, ``wh (H, 3H)``, ``b (3H,)`` with gate blocks
-    ``(r, z, n)``, and ``bhn (H,)``, the bias of ``h @ wh_n`` inside the reset product."""
+    ``(r, z, n)``, and ``bhn (H,)``, the bias of ``h @ wh_n`` inside the reset product.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.GRU(5).init(fnnet.key(0), (7, 3))
+    >>> p.wx.shape, p.wh.shape, p.b.shape, p.bhn.shape
+    ((3, 15), (5, 15), (15,), (5,))
+    >>> z = np.zeros((1, 3), np.float32)  # H = 1, the update gate z (block 1) saturated: h' = h
+    >>> gru_cell(GRUParams(z, z, np.array([0, 100, 0], np.float32), z[0, :1]), z[:, :1], z[:, :1] + 2).tolist()
+    [[2.0]]
+    """
 
     wx: Array
     wh: Array
@@ -112,20 +149,48 @@ class GRUParams(NamedTuple):
 
 
 class RNNState(NamedTuple):
-    """Hidden state of :class:`RNN` and :class:`GRU`: ``h (N, H)``."""
+    """Hidden state of :class:`RNN` and :class:`GRU`: ``h (N, H)``.
+
+    >>> import fnnet
+    >>> rnn = fnnet.RNN(4, stateful=True)
+    >>> params, _ = rnn.init(fnnet.key(0), (5, 3))
+    >>> h0 = RNNState(np.zeros((2, 4), np.float32))  # the same as passing None
+    >>> y, state, _ = rnn.forward(params, h0, np.ones((2, 5, 3), np.float32))
+    >>> type(state).__name__, state.h.shape, bool((state.h == y[:, -1]).all())
+    ('RNNState', (2, 4), True)
+    """
 
     h: Array
 
 
 class LSTMState(NamedTuple):
-    """State of :class:`LSTM`: hidden ``h (N, H)`` and cell ``c (N, H)``."""
+    """State of :class:`LSTM`: hidden ``h (N, H)`` and cell ``c (N, H)``.
+
+    >>> import fnnet
+    >>> lstm = fnnet.LSTM(4, stateful=True)
+    >>> params, _ = lstm.init(fnnet.key(0), (5, 3))
+    >>> s0 = LSTMState(np.zeros((2, 4), np.float32), np.ones((2, 4), np.float32))
+    >>> y, s1, _ = lstm.forward(params, s0, np.ones((2, 5, 3), np.float32))
+    >>> s1.h.shape, s1.c.shape, bool((s1.h == y[:, -1]).all())
+    ((2, 4), (2, 4), True)
+    """
 
     h: Array
     c: Array
 
 
 class RNNCache(NamedTuple):
-    """What :func:`rnn_scan_backward` needs (time-major arrays)."""
+    """What :func:`rnn_scan_backward` needs (time-major arrays).
+
+    The third value :func:`rnn_scan` returns (and what the cache of :meth:`RNN.forward` holds).
+    Opaque: hand it to :func:`rnn_scan_backward` unchanged; its fields are internal.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.RNN(4).init(fnnet.key(0), (5, 3))
+    >>> hs, hT, cache = rnn_scan(p, np.ones((2, 5, 3), np.float32))
+    >>> isinstance(cache, RNNCache), rnn_scan_backward(p, cache, np.ones_like(hs))[0].shape
+    (True, (2, 5, 3))
+    """
 
     xt: Array  # (T*N, D): the input, time-major
     hs: Array  # (T+1, N, H): h0, h1, ..., hT
@@ -133,22 +198,42 @@ class RNNCache(NamedTuple):
 
 
 class LSTMCache(NamedTuple):
-    """What :func:`lstm_scan_backward` needs (time-major arrays)."""
+    """What :func:`lstm_scan_backward` needs (time-major arrays; the gate layout is internal).
 
-    xt: Array  # (T*N, D)
+    The third value :func:`lstm_scan` returns (and what the cache of :meth:`LSTM.forward` holds).
+    Opaque: hand it to :func:`lstm_scan_backward` unchanged; its fields are internal.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.LSTM(4).init(fnnet.key(0), (5, 3))
+    >>> hs, (hT, cT), cache = lstm_scan(p, np.ones((2, 5, 3), np.float32))
+    >>> isinstance(cache, LSTMCache), lstm_scan_backward(p, cache, np.ones_like(hs))[0].shape
+    (True, (2, 5, 3))
+    """
+
+    zs: Array  # (T, N, D+H+1): each step's GEMM input [x_t, h_{t-1}, 1]
     hs: Array  # (T+1, N, H): h0 .. hT
     cs: Array  # (T+1, N, H): c0 .. cT
-    gates: Array  # (T, N, 4H): σ(f), tanh(g), σ(i), σ(o)
+    gates: Array  # (4, T, N, H): σ(f), σ(i), σ(o), tanh(g), each gate a contiguous block
     tanh_c: Array  # (T, N, H): tanh(c1) .. tanh(cT)
     x_shape: tuple[int, ...]
 
 
 class GRUCache(NamedTuple):
-    """What :func:`gru_scan_backward` needs (time-major arrays)."""
+    """What :func:`gru_scan_backward` needs (time-major arrays; the gate layout is internal).
+
+    The third value :func:`gru_scan` returns (and what the cache of :meth:`GRU.forward` holds).
+    Opaque: hand it to :func:`gru_scan_backward` unchanged; its fields are internal.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.GRU(4).init(fnnet.key(0), (5, 3))
+    >>> hs, hT, cache = gru_scan(p, np.ones((2, 5, 3), np.float32))
+    >>> isinstance(cache, GRUCache), gru_scan_backward(p, cache, np.ones_like(hs))[0].shape
+    (True, (2, 5, 3))
+    """
 
     xt: Array  # (T*N, D)
     hs: Array  # (T+1, N, H)
-    gates: Array  # (T, N, 3H): r, z, n
+    gates: Array  # (3, T, N, H): r, z, n, each gate a contiguous block
     hn: Array  # (T, N, H): h @ wh_n + bhn
     x_shape: tuple[int, ...]
 
@@ -217,7 +302,26 @@ def _time_major(x: Array) -> Array:
 
 def _batch_major(a: Array, t: int, n: int) -> Array:
     """Time-major ``(T*N, K)`` or ``(T, N, K)`` back to a C-contiguous ``(N, T, K)``."""
-    return np.ascontiguousarray(a.reshape(t, n, -1).transpose(1, 0, 2))
+    return np.ascontiguousarray(a.reshape(t, n, a.shape[-1]).transpose(1, 0, 2))
+
+
+def _gate_major(w: Array, order: tuple[int, ...], halve: int = 0) -> Array:
+    """Columns ``(K, G*H)`` of gate blocks to ``(G, K, H)``, blocks taken in ``order``, the first
+    ``halve`` of them times 0.5 (exact in binary floating point)."""
+    k = w.shape[0]
+    g = len(order)
+    out = np.ascontiguousarray(w.reshape(k, g, -1)[:, list(order)].transpose(1, 0, 2))
+    if halve:
+        out[:halve] *= 0.5
+    return out
+
+
+def _param_major(g: Array, order: tuple[int, ...]) -> Array:
+    """Inverse of :func:`_gate_major` (without halving): ``(G, K, H)`` to ``(K, G*H)``."""
+    n_gates, k, h = g.shape
+    out = np.empty((k, n_gates * h), dtype=g.dtype)
+    out.reshape(k, n_gates, h)[:, list(order)] = g.transpose(1, 0, 2)
+    return out
 
 
 def _check_dhs(fn: str, dhs: Array | None, n: int, t: int, h: int, dtype: np.dtype[Any]) -> Array | None:
@@ -295,6 +399,13 @@ def rnn_scan_backward(
         input_grad: ``False`` skips ``dx`` (a read-only zero array is returned).
     Returns:
         ``(dx (N, T, D), dh0 (N, H), grads)`` with ``grads`` an :class:`RNNParams`.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.RNN(4).init(fnnet.key(0), (6, 3))
+    >>> hs, hT, cache = rnn_scan(p, np.ones((2, 6, 3), np.float32))
+    >>> dx, dh0, grads = rnn_scan_backward(p, cache, dhT=np.ones_like(hT))  # a loss on hT only
+    >>> dx.shape, dh0.shape, grads.wx.shape, grads.wh.shape, grads.b.shape
+    ((2, 6, 3), (2, 4), (3, 4), (4, 4), (4,))
     """
     fn = "rnn_scan_backward"
     wx, wh, hdim = _check_params(fn, params, 1)
@@ -346,13 +457,18 @@ def lstm_cell(params: LSTMParams, x_t: Array, h: Array, c: Array) -> tuple[Array
     return _sigmoid(o) * np.tanh(c_new), c_new
 
 
+#: The LSTM's gates inside the kernels, as indices of the parameter blocks (f, g, i, o): the three
+#: sigmoid gates first, so that one tanh call covers all four (σ(a) = 0.5 + 0.5 tanh(a / 2)).
+_LSTM_ORDER = (0, 2, 3, 1)
+
+
 def lstm_scan(
     params: LSTMParams, x: Array, h0: Array | None = None, c0: Array | None = None
 ) -> tuple[Array, tuple[Array, Array], LSTMCache]:
     """Run the LSTM over whole sequences (gate blocks ``(f, g, i, o)``, see the module docstring).
 
-    ``x @ wx + b`` is one GEMM over all time steps; each step adds ``h @ wh`` and applies the gates
-    in preallocated buffers.
+    ``x @ wx + b`` is computed for all time steps at once; each step adds ``h @ wh`` and applies
+    the gates in preallocated, gate-major buffers.
 
     Args:
         params: :class:`LSTMParams` ``wx (D, 4H)``, ``wh (H, 4H)``, ``b (4H,)``.
@@ -374,31 +490,37 @@ def lstm_scan(
     h0 = _initial(fn, "h0", h0, n, hdim, wx.dtype)
     c0 = _initial(fn, "c0", c0, n, hdim, wx.dtype)
     dtype = wx.dtype
-    xt = _time_major(x)
-    gates = (xt @ wx).reshape(t, n, 4 * hdim)
-    gates += params.b
+    d = x.shape[2]
+    k = d + hdim + 1
+    # One GEMM per step, [x_t, h, 1] @ [wx; wh; b], gate-major; the sigmoid gates' weights are
+    # halved (exact) so that tanh of the sum is tanh(a / 2) and σ(a) = 0.5 + 0.5 tanh(a / 2).
+    w = _gate_major(np.concatenate([wx, wh, params.b[None]]), _LSTM_ORDER, halve=3)  # (4, K, H)
+    zs = np.empty((t, n, k), dtype=dtype)
+    zs[:, :, :d] = x.transpose(1, 0, 2)
+    zs[:, :, k - 1] = 1
+    gates = np.empty((4, t, n, hdim), dtype=dtype)
     hs = np.empty((t + 1, n, hdim), dtype=dtype)
     cs = np.empty((t + 1, n, hdim), dtype=dtype)
     tanh_c = np.empty((t, n, hdim), dtype=dtype)
     hs[0] = 0 if h0 is None else h0
     cs[0] = 0 if c0 is None else c0
-    a = np.empty((n, 4 * hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
-    h1, h2, h3 = hdim, 2 * hdim, 3 * hdim
     for s in range(t):
-        g = gates[s]
-        np.matmul(hs[s], wh, out=a)
-        g += a
-        _sigmoid_(g[:, :h1])
-        np.tanh(g[:, h1:h2], out=g[:, h1:h2])
-        _sigmoid_(g[:, h2:])
+        zs[s, :, d : k - 1] = hs[s]
+        g = gates[:, s]
+        np.matmul(zs[s], w, out=g)
+        np.tanh(g, out=g)
+        sig = g[:3]
+        sig *= 0.5
+        sig += 0.5
+        f, i, o, gg = g
         c = cs[s + 1]
-        np.multiply(g[:, :h1], cs[s], out=c)  # σ(f) c
-        np.multiply(g[:, h1:h2], g[:, h2:h3], out=tmp)  # tanh(g) σ(i)
+        np.multiply(f, cs[s], out=c)  # σ(f) c
+        np.multiply(i, gg, out=tmp)  # σ(i) tanh(g)
         c += tmp
         np.tanh(c, out=tanh_c[s])
-        np.multiply(g[:, h3:], tanh_c[s], out=hs[s + 1])
-    cache = LSTMCache(xt, hs, cs, gates, tanh_c, x.shape)
+        np.multiply(o, tanh_c[s], out=hs[s + 1])
+    cache = LSTMCache(zs, hs, cs, gates, tanh_c, x.shape)
     return _batch_major(hs[1:], t, n), (hs[t].copy(), cs[t].copy()), cache
 
 
@@ -433,21 +555,21 @@ def lstm_scan_backward(
     n, t, d = cache.x_shape
     dtype = wx.dtype
     dhs = _check_dhs(fn, dhs, n, t, hdim, dtype)
-    dh = np.zeros((n, hdim), dtype=dtype) if _initial(fn, "dhT", dhT, n, hdim, dtype) is None else dhT.copy()  # type: ignore[union-attr]
-    dc = np.zeros((n, hdim), dtype=dtype) if _initial(fn, "dcT", dcT, n, hdim, dtype) is None else dcT.copy()  # type: ignore[union-attr]
+    dhT = _initial(fn, "dhT", dhT, n, hdim, dtype)
+    dcT = _initial(fn, "dcT", dcT, n, hdim, dtype)
+    dh = np.zeros((n, hdim), dtype=dtype) if dhT is None else dhT.copy()
+    dc = np.zeros((n, hdim), dtype=dtype) if dcT is None else dcT.copy()
+    wh4_t = _gate_major(wh, _LSTM_ORDER).transpose(0, 2, 1)  # (4, H, H): wh_k.T
     gates, cs, tanh_c = cache.gates, cache.cs, cache.tanh_c
-    da = np.empty((t, n, 4 * hdim), dtype=dtype)
+    da = np.empty((4, t, n, hdim), dtype=dtype)  # gradients of the pre-activations, gate-major
+    a = np.empty((4, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
-    h1, h2, h3 = hdim, 2 * hdim, 3 * hdim
-    wh_t = wh.T
     for s in range(t - 1, -1, -1):
         if dhs is not None:
             dh += dhs[:, s]
-        g = gates[s]
-        f, gg, i, o = g[:, :h1], g[:, h1:h2], g[:, h2:h3], g[:, h3:]
+        f, i, o, gg = gates[:, s]
+        da_f, da_i, da_o, da_g = da[:, s]
         tc = tanh_c[s]
-        a = da[s]
-        da_f, da_g, da_i, da_o = a[:, :h1], a[:, h1:h2], a[:, h2:h3], a[:, h3:]
         # dc += dh σ(o) (1 - tanh²(c))
         np.multiply(tc, tc, out=tmp)
         np.subtract(1, tmp, out=tmp)
@@ -475,11 +597,19 @@ def lstm_scan_backward(
         np.subtract(i, tmp, out=tmp)
         da_i *= tmp
         dc *= f
-        np.matmul(a, wh_t, out=dh)
-    da2 = da.reshape(t * n, 4 * hdim)
-    grads = LSTMParams(cache.xt.T @ da2, cache.hs[:-1].reshape(t * n, hdim).T @ da2, da2.sum(axis=0))
-    dx = _batch_major(da2 @ wx.T, t, n) if input_grad else no_input_grad((n, t, d), dtype)
-    return dx, dh, dc, grads
+        # dh_prev = Σ_k dA_k @ wh_k.T
+        np.matmul(da[:, s], wh4_t, out=a)
+        np.add(a[0], a[1], out=dh)
+        dh += a[2]
+        dh += a[3]
+    da2 = da.reshape(4, t * n, hdim)
+    # [dwx; dwh; db] in one GEMM over the steps' inputs [x_t, h_{t-1}, 1]
+    dw = _param_major(np.matmul(cache.zs.reshape(t * n, d + hdim + 1).T, da2), _LSTM_ORDER)
+    grads = LSTMParams(dw[:d], dw[d : d + hdim], dw[d + hdim])
+    if not input_grad:
+        return no_input_grad((n, t, d), dtype), dh, dc, grads
+    dx = np.matmul(da2, _gate_major(wx, _LSTM_ORDER).transpose(0, 2, 1)).sum(axis=0)
+    return _batch_major(dx, t, n), dh, dc, grads
 
 
 # --- GRU -----------------------------------------------------------------------------------------
@@ -516,6 +646,10 @@ def gru_cell(params: GRUParams, x_t: Array, h: Array) -> Array:
     return out
 
 
+#: The GRU's gates inside the kernels: the parameter order (r, z, n), the two sigmoid gates first.
+_GRU_ORDER = (0, 1, 2)
+
+
 def gru_scan(params: GRUParams, x: Array, h0: Array | None = None) -> tuple[Array, Array, GRUCache]:
     """Run the GRU over whole sequences.
 
@@ -538,29 +672,36 @@ def gru_scan(params: GRUParams, x: Array, h0: Array | None = None) -> tuple[Arra
     n, t, _ = _check_x(fn, x, wx)
     h0 = _initial(fn, "h0", h0, n, hdim, wx.dtype)
     dtype = wx.dtype
+    # r and z get their weights halved so that tanh of the sum is tanh(a / 2)
+    wx3 = _gate_major(wx, _GRU_ORDER, halve=2)
+    wh3 = _gate_major(wh, _GRU_ORDER, halve=2)
+    b3 = _gate_major(params.b[None], _GRU_ORDER, halve=2)
     xt = _time_major(x)
-    gates = (xt @ wx).reshape(t, n, 3 * hdim)
-    gates += params.b
+    gates = np.empty((3, t, n, hdim), dtype=dtype)
+    g2 = gates.reshape(3, t * n, hdim)
+    np.matmul(xt, wx3, out=g2)
+    g2 += b3
     hs = np.empty((t + 1, n, hdim), dtype=dtype)
     hn = np.empty((t, n, hdim), dtype=dtype)
     hs[0] = 0 if h0 is None else h0
-    a = np.empty((n, 3 * hdim), dtype=dtype)
+    a = np.empty((3, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
-    h1, h2 = hdim, 2 * hdim
     for s in range(t):
-        g = gates[s]
-        np.matmul(hs[s], wh, out=a)
-        rz = g[:, :h2]
-        rz += a[:, :h2]
-        _sigmoid_(rz)
-        np.add(a[:, h2:], params.bhn, out=hn[s])
-        nn = g[:, h2:]
-        np.multiply(g[:, :h1], hn[s], out=tmp)
+        g = gates[:, s]
+        np.matmul(hs[s], wh3, out=a)
+        rz = g[:2]
+        rz += a[:2]
+        np.tanh(rz, out=rz)
+        rz *= 0.5
+        rz += 0.5
+        r, z, nn = g
+        np.add(a[2], params.bhn, out=hn[s])
+        np.multiply(r, hn[s], out=tmp)
         nn += tmp
         np.tanh(nn, out=nn)
         # h' = n + z (h - n)
         np.subtract(hs[s], nn, out=tmp)
-        tmp *= g[:, h1:h2]
+        tmp *= z
         np.add(nn, tmp, out=hs[s + 1])
     return _batch_major(hs[1:], t, n), hs[t].copy(), GRUCache(xt, hs, gates, hn, x.shape)
 
@@ -577,6 +718,13 @@ def gru_scan_backward(
         input_grad: ``False`` skips ``dx`` (a read-only zero array is returned).
     Returns:
         ``(dx (N, T, D), dh0 (N, H), grads)`` with ``grads`` a :class:`GRUParams`.
+
+    >>> import fnnet
+    >>> p, _ = fnnet.GRU(4).init(fnnet.key(0), (6, 3))
+    >>> hs, hT, cache = gru_scan(p, np.ones((2, 6, 3), np.float32))
+    >>> dx, dh0, grads = gru_scan_backward(p, cache, np.ones_like(hs))
+    >>> dx.shape, dh0.shape, grads.wx.shape, grads.wh.shape, grads.b.shape, grads.bhn.shape
+    ((2, 6, 3), (2, 4), (3, 12), (4, 12), (12,), (4,))
     """
     fn = "gru_scan_backward"
     wx, wh, hdim = _check_gru(fn, params)
@@ -586,18 +734,16 @@ def gru_scan_backward(
     dhT = _initial(fn, "dhT", dhT, n, hdim, dtype)
     dh = np.zeros((n, hdim), dtype=dtype) if dhT is None else dhT.copy()
     hs, gates, hn = cache.hs, cache.gates, cache.hn
-    dax = np.empty((t, n, 3 * hdim), dtype=dtype)  # gradients of the x-side pre-activations
-    dah = np.empty((t, n, 3 * hdim), dtype=dtype)  # ... and of h @ wh (+ bhn)
+    wh3_t = _gate_major(wh, _GRU_ORDER).transpose(0, 2, 1)  # (3, H, H): wh_k.T
+    dax = np.empty((3, t, n, hdim), dtype=dtype)  # gradients of the x-side pre-activations
+    dhn = np.empty((t, n, hdim), dtype=dtype)  # ... and of h @ wh_n + bhn
+    a = np.empty((3, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
-    h1, h2 = hdim, 2 * hdim
-    wh_t = wh.T
     for s in range(t - 1, -1, -1):
         if dhs is not None:
             dh += dhs[:, s]
-        g = gates[s]
-        r, z, nn = g[:, :h1], g[:, h1:h2], g[:, h2:]
-        ax, ah = dax[s], dah[s]
-        dar, daz, dan = ax[:, :h1], ax[:, h1:h2], ax[:, h2:]
+        r, z, nn = gates[:, s]
+        dar, daz, dan = dax[:, s]
         # dA_n = dh (1 - z) (1 - n²)
         np.subtract(1, z, out=dan)
         dan *= dh
@@ -615,19 +761,31 @@ def gru_scan_backward(
         np.multiply(r, r, out=tmp)
         np.subtract(r, tmp, out=tmp)
         dar *= tmp
-        ah[:, :h2] = ax[:, :h2]
-        np.multiply(dan, r, out=ah[:, h2:])
-        # dh_prev = dh z + dA_h @ wh.T
+        np.multiply(dan, r, out=dhn[s])
+        # dh_prev = dh z + dA_r @ wh_r.T + dA_z @ wh_z.T + (dA_n r) @ wh_n.T
+        np.matmul(dax[:2, s], wh3_t[:2], out=a[:2])
+        np.matmul(dhn[s], wh3_t[2], out=a[2])
         dh *= z
-        np.matmul(ah, wh_t, out=tmp)
-        dh += tmp
-    dax2 = dax.reshape(t * n, 3 * hdim)
-    dah2 = dah.reshape(t * n, 3 * hdim)
+        dh += a[0]
+        dh += a[1]
+        dh += a[2]
+    dax2 = dax.reshape(3, t * n, hdim)
+    dhn2 = dhn.reshape(t * n, hdim)
+    h_prev_t = hs[:-1].reshape(t * n, hdim).T
+    dwh3 = np.empty((3, hdim, hdim), dtype=dtype)
+    np.matmul(h_prev_t, dax2[:2], out=dwh3[:2])
+    np.matmul(h_prev_t, dhn2, out=dwh3[2])
+    ones = np.ones(t * n, dtype=dtype)
     grads = GRUParams(
-        cache.xt.T @ dax2, hs[:-1].reshape(t * n, hdim).T @ dah2, dax2.sum(axis=0), dah2[:, h2:].sum(axis=0)
+        _param_major(np.matmul(cache.xt.T, dax2), _GRU_ORDER),
+        _param_major(dwh3, _GRU_ORDER),
+        _param_major((ones @ dax2)[:, None], _GRU_ORDER)[0],
+        ones @ dhn2,
     )
-    dx = _batch_major(dax2 @ wx.T, t, n) if input_grad else no_input_grad((n, t, d), dtype)
-    return dx, dh, grads
+    if not input_grad:
+        return no_input_grad((n, t, d), dtype), dh, grads
+    dx = np.matmul(dax2, _gate_major(wx, _GRU_ORDER).transpose(0, 2, 1)).sum(axis=0)
+    return _batch_major(dx, t, n), dh, grads
 
 
 # --- layers --------------------------------------------------------------------------------------
@@ -671,12 +829,22 @@ class _Recurrent(Layer):
     def _scan_backward(self, params: Any, cache: Any, dhs: Array | None, dhT: Array | None, input_grad: bool) -> tuple[Array, Any]:
         """``(dx, grads)``."""
 
-    def _h0(self, state: Any, fields: tuple[str, ...]) -> tuple[Array | None, ...]:
+    def _h0(self, state: Any, fields: tuple[str, ...], x: Array, dtype: np.dtype[Any]) -> tuple[Array | None, ...]:
+        """The initial state's arrays (``None`` for zeros), checked against the batch."""
+        name = type(self).__name__
         if state is None:
             return (None,) * len(fields)
         if not (isinstance(state, tuple) and getattr(state, "_fields", None) == fields):
             want = "LSTMState(h, c)" if len(fields) == 2 else "RNNState(h)"
-            raise ValueError(f"{type(self).__name__}: expected state None or {want}, got {type(state).__name__}")
+            raise ValueError(f"{name}: expected state None or {want}, got {type(state).__name__}")
+        want_shape = (x.shape[0], self.hidden)
+        for field, a in zip(fields, state):
+            if not isinstance(a, np.ndarray) or a.shape != want_shape or a.dtype != dtype:
+                what = f"{_fmt(a.shape)} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+                hint = "; a stateful layer needs batches of one size" if self.stateful else ""
+                raise ValueError(
+                    f"{name}: expected state.{field} of shape {_fmt(want_shape)} and dtype {dtype} for this batch, got {what}{hint}"
+                )
         return tuple(state)
 
     def forward(self, params: Any, state: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any, _RecurrentCache]:
@@ -722,6 +890,16 @@ class RNN(_Recurrent):
     :func:`rnn_scan_backward`, :func:`rnn_cell`.
 """
         + _DOC_LAYER
+        + """
+    >>> import fnnet
+    >>> rnn = RNN(6, return_sequences=False)
+    >>> params, out_shape = rnn.init(fnnet.key(0), (4, 3))  # in_shape (T, D)
+    >>> y, state, cache = rnn.forward(params, None, np.ones((2, 4, 3), np.float32))  # x (N, T, D)
+    >>> out_shape, y.shape, state  # the last hidden state only; not stateful: None comes back
+    ((6,), (2, 6), None)
+    >>> rnn.backward(params, cache, np.ones_like(y))[0].shape
+    (2, 4, 3)
+"""
     )
 
     hidden: int = attrs.field(validator=positive_int)
@@ -737,7 +915,7 @@ class RNN(_Recurrent):
         return RNNParams(*arrays), out
 
     def _scan(self, params: RNNParams, x: Array, state: Any) -> tuple[Array, RNNState, RNNCache]:
-        (h0,) = self._h0(state, RNNState._fields)
+        (h0,) = self._h0(state, RNNState._fields, x, params.wx.dtype)
         hs, ht, cache = rnn_scan(params, x, h0)
         return hs, RNNState(ht), cache
 
@@ -757,6 +935,19 @@ class LSTM(_Recurrent):
     :func:`lstm_cell`.
 """
         + _DOC_LAYER
+        + """
+    >>> import fnnet
+    >>> lstm = LSTM(8, stateful=True)
+    >>> params, out_shape = lstm.init(fnnet.key(0), (5, 3))  # in_shape (T, D)
+    >>> x = np.ones((2, 5, 3), np.float32)  # (N, T, D)
+    >>> y, state, cache = lstm.forward(params, None, x)
+    >>> out_shape, y.shape, state.h.shape, state.c.shape
+    ((5, 8), (2, 5, 8), (2, 8), (2, 8))
+    >>> y2, _, _ = lstm.forward(params, state, x)  # the next batch continues from (h, c)
+    >>> y10, _, _ = lstm.forward(params, None, np.concatenate([x, x], axis=1))
+    >>> bool(np.allclose(y2, y10[:, 5:], atol=1e-6))
+    True
+"""
     )
 
     _GATES: ClassVar[int] = 4
@@ -774,7 +965,7 @@ class LSTM(_Recurrent):
         return LSTMParams(*arrays), out
 
     def _scan(self, params: LSTMParams, x: Array, state: Any) -> tuple[Array, LSTMState, LSTMCache]:
-        h0, c0 = self._h0(state, LSTMState._fields)
+        h0, c0 = self._h0(state, LSTMState._fields, x, params.wx.dtype)
         hs, (ht, ct), cache = lstm_scan(params, x, h0, c0)
         return hs, LSTMState(ht, ct), cache
 
@@ -793,6 +984,18 @@ class GRU(_Recurrent):
     Kernels: :func:`gru_scan`, :func:`gru_scan_backward`, :func:`gru_cell`.
 """
         + _DOC_LAYER
+        + """
+    >>> import fnnet
+    >>> gru = GRU(4)
+    >>> params, out_shape = gru.init(fnnet.key(0), (6, 3))  # in_shape (T, D)
+    >>> h0 = RNNState(np.full((2, 4), 0.5, np.float32))
+    >>> y, state, cache = gru.forward(params, h0, np.ones((2, 6, 3), np.float32))
+    >>> out_shape, y.shape, state is h0  # not stateful: the initial state comes back unchanged
+    ((6, 4), (2, 6, 4), True)
+    >>> dx, grads = gru.backward(params, cache, np.ones_like(y))
+    >>> dx.shape, grads.bhn.shape
+    ((2, 6, 3), (4,))
+"""
     )
 
     _GATES: ClassVar[int] = 3
@@ -811,7 +1014,7 @@ class GRU(_Recurrent):
         return GRUParams(arrays[0], arrays[1], arrays[2], bhn), out
 
     def _scan(self, params: GRUParams, x: Array, state: Any) -> tuple[Array, RNNState, GRUCache]:
-        (h0,) = self._h0(state, RNNState._fields)
+        (h0,) = self._h0(state, RNNState._fields, x, params.wx.dtype)
         hs, ht, cache = gru_scan(params, x, h0)
         return hs, RNNState(ht), cache
 

@@ -28,8 +28,8 @@ AdamW      Adam plus the decoupled decay ``W ← W − η λ W`` on masked leave
 ``η`` may be a float or a schedule (``count -> lr``, e.g. :class:`WarmupCosine`), where
 ``count`` is the number of updates already made (0 for the first one).
 
-Modules: :mod:`~fnnet.optim.base` (the core), :mod:`~fnnet.optim.transforms`,
-:mod:`~fnnet.optim.schedules`, :mod:`~fnnet.optim.aliases` (the named optimizers).
+Modules: :mod:`fnnet.optim.base` (the core), :mod:`fnnet.optim.transforms`,
+:mod:`fnnet.optim.schedules`, :mod:`fnnet.optim.aliases` (the named optimizers).
 
 >>> import numpy as np
 >>> from fnnet import optim

@@ -23,7 +23,16 @@ __all__ = [
 
 
 class UpdateFn(Protocol):
-    """``update(updates, state, params=None) -> (new_updates, new_state)``."""
+    """``update(updates, state, params=None) -> (new_updates, new_state)``.
+
+    >>> import numpy as np
+    >>> from fnnet.optim import GradientTransformation, UpdateFn
+    >>> def halve(updates, state, params=None):
+    ...     return 0.5 * updates, state
+    >>> update: UpdateFn = halve
+    >>> GradientTransformation(lambda params: (), update).update(np.array([2.0]), ())[0]
+    array([1.])
+    """
 
     def __call__(self, updates: Tree, state: Tree, params: Tree = None) -> tuple[Tree, Tree]: ...
 
@@ -50,7 +59,15 @@ class GradientTransformation(NamedTuple):
 
 
 class EmptyState(NamedTuple):
-    """The state of a stateless transform (no leaves)."""
+    """The state of a stateless transform (no leaves).
+
+    >>> import numpy as np
+    >>> from fnnet.optim import EmptyState, clip_by_global_norm
+    >>> clip_by_global_norm(1.0).init({"w": np.zeros(3)})
+    EmptyState()
+    >>> len(EmptyState())
+    0
+    """
 
 
 def _add_keep_dtype(p: Any, u: Any) -> Any:

@@ -18,8 +18,15 @@ from fnnet._validate import finite_nonneg, finite_positive, in_interval, nonneg_
 
 __all__ = ["Schedule", "Constant", "StaircaseDecay", "ExponentialDecay", "CosineDecay", "WarmupCosine"]
 
-#: A learning-rate schedule: the number of updates already made -> the learning rate to use.
 Schedule = Callable[[int], float]
+"""A learning-rate schedule: the number of updates already made -> the learning rate to use.
+
+>>> from fnnet.optim import Schedule, StaircaseDecay, sgd
+>>> schedule: Schedule = StaircaseDecay(0.1, 0.5, decay_steps=100)
+>>> schedule(0), schedule(250)
+(0.1, 0.025)
+>>> opt = sgd(schedule)                               # any callable int -> float is a schedule
+"""
 
 _decay_rate = in_interval(0.0, 1.0, low_open=True, high_open=False)
 

@@ -42,18 +42,53 @@ __all__ = [
     "l2_penalty",
 ]
 
-#: ε added to √h in AdaGrad so that a coordinate whose gradient has always been zero divides by
-#: ε instead of 0 (its update is then 0/ε = 0). The book's value.
 ADAGRAD_EPS = 1e-7
-#: ε added to √h in RMSprop, for the same reason; the book's value.
-RMSPROP_EPS = 1e-7
-#: ε added to √v in Adam; the book's value (the Adam paper and optax use 1e-8). It is added to the
-#: *uncorrected* √v, as in the book, which equals ε / √(1 − β₂ᵗ) added to the corrected √v̂.
-ADAM_EPS = 1e-7
+"""ε added to √h in AdaGrad so that a coordinate whose gradient has always been zero divides by
+ε instead of 0 (its update is then 0/ε = 0). The book's value.
 
-#: Which leaves a weight decay touches: a tree of bools shaped like params, a callable
-#: ``params -> such a tree``, or ``None`` for :func:`default_decay_mask`.
+>>> import numpy as np
+>>> from fnnet.optim import adagrad
+>>> opt = adagrad(0.1)
+>>> updates, _ = opt.update(np.zeros(2), opt.init(np.ones(2)), np.ones(2))
+>>> bool((updates == 0).all())                       # 0 / ε, not 0 / 0
+True
+"""
+
+RMSPROP_EPS = 1e-7
+"""ε added to √h in RMSprop, for the same reason; the book's value.
+
+>>> from fnnet.optim import RMSPROP_EPS, rmsprop
+>>> RMSPROP_EPS
+1e-07
+>>> rmsprop(0.01, eps=1e-8).init(0.0)[0].mean_sq
+array(0.)
+"""
+
+ADAM_EPS = 1e-7
+"""ε added to √v in Adam; the book's value (the Adam paper and optax use 1e-8). It is added to the
+*uncorrected* √v, as in the book, which equals ε / √(1 − β₂ᵗ) added to the corrected √v̂.
+
+>>> import numpy as np
+>>> from fnnet.optim import ADAM_EPS, adam
+>>> opt = adam(0.1)                                   # eps=ADAM_EPS
+>>> updates, _ = opt.update(np.array([4.0]), opt.init(np.zeros(1)), np.zeros(1))
+>>> updates.round(6).tolist()                         # the first Adam step is -lr * sign(g)
+[-0.1]
+"""
+
 Mask = Any
+"""Which leaves a weight decay touches: a tree of bools shaped like params, a callable
+``params -> such a tree``, or ``None`` for :func:`default_decay_mask`.
+
+>>> import numpy as np
+>>> from fnnet.optim import Mask, add_decayed_weights
+>>> params = {"w": np.ones((2, 2)), "b": np.ones(2)}
+>>> mask: Mask = {"w": True, "b": False}                 # decay the weights, not the bias
+>>> grads = {"w": np.zeros((2, 2)), "b": np.zeros(2)}
+>>> updates, _ = add_decayed_weights(0.1, mask).update(grads, (), params)
+>>> updates["w"].tolist(), updates["b"].tolist()
+([[0.1, 0.1], [0.1, 0.1]], [0.0, 0.0])
+"""
 
 
 def _check_lr(where: str, lr: Any) -> float | Schedule:
@@ -82,14 +117,28 @@ def _f64(x: float) -> Array:
 
 
 class ScaleByLrState(NamedTuple):
-    """State of :func:`scale_by_lr` with a fixed rate: ``lr`` (0-d float64), read by :func:`current_lr`."""
+    """State of :func:`scale_by_lr` with a fixed rate: ``lr`` (0-d float64), read by :func:`current_lr`.
+
+    >>> from fnnet.optim import current_lr, scale_by_lr
+    >>> state = scale_by_lr(0.1).init({"w": None})
+    >>> state, current_lr(state)
+    (ScaleByLrState(lr=array(0.1)), 0.1)
+    """
 
     lr: Array
 
 
 class ScaleByScheduleState(NamedTuple):
     """State of :func:`scale_by_schedule`: ``steps``, the number of updates made (0-d int64), and
-    the ``lr`` the next update uses (0-d float64, ``schedule(steps)``)."""
+    the ``lr`` the next update uses (0-d float64, ``schedule(steps)``).
+
+    >>> import numpy as np
+    >>> from fnnet.optim import ExponentialDecay, scale_by_schedule
+    >>> opt = scale_by_schedule(ExponentialDecay(0.1, 0.5, decay_steps=1))
+    >>> _, state = opt.update(np.ones(1), opt.init(np.zeros(1)))
+    >>> int(state.steps), float(state.lr)                  # the next update uses lr 0.05
+    (1, 0.05)
+    """
 
     steps: Array
     lr: Array
@@ -163,7 +212,15 @@ def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
 
 
 class TraceState(NamedTuple):
-    """State of :func:`trace`: the velocity ``v`` shaped like params."""
+    """State of :func:`trace`: the velocity ``v`` shaped like params.
+
+    >>> import numpy as np
+    >>> from fnnet.optim import trace
+    >>> opt = trace(0.9)
+    >>> state = opt.init({"w": np.zeros((2, 3))})          # velocity shaped like params
+    >>> state.velocity["w"].shape
+    (2, 3)
+    """
 
     velocity: Tree
 
@@ -216,7 +273,15 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
 
 
 class ScaleByAdagradState(NamedTuple):
-    """State of :func:`scale_by_adagrad`: ``h``, the running sum of squared gradients."""
+    """State of :func:`scale_by_adagrad`: ``h``, the running sum of squared gradients.
+
+    >>> import numpy as np
+    >>> from fnnet.optim import scale_by_adagrad
+    >>> opt = scale_by_adagrad()
+    >>> _, state = opt.update(np.array([3.0, 4.0]), opt.init(np.zeros(2)))
+    >>> state.sum_sq.tolist()                             # h = sum of g², shaped like params
+    [9.0, 16.0]
+    """
 
     sum_sq: Tree
 
@@ -252,7 +317,15 @@ def scale_by_adagrad(eps: float = ADAGRAD_EPS) -> GradientTransformation:
 
 
 class ScaleByRmsState(NamedTuple):
-    """State of :func:`scale_by_rms`: ``h``, the exponential moving average of squared gradients."""
+    """State of :func:`scale_by_rms`: ``h``, the exponential moving average of squared gradients.
+
+    >>> import numpy as np
+    >>> from fnnet.optim import scale_by_rms
+    >>> opt = scale_by_rms(decay=0.9)
+    >>> _, state = opt.update(np.array([10.0]), opt.init(np.zeros(1)))
+    >>> state.mean_sq.round(6).tolist()                   # 0.9 * 0 + 0.1 * 10²
+    [10.0]
+    """
 
     mean_sq: Tree
 
@@ -293,7 +366,15 @@ def scale_by_rms(decay: float = 0.99, eps: float = RMSPROP_EPS) -> GradientTrans
 
 class ScaleByAdamState(NamedTuple):
     """State of :func:`scale_by_adam`: ``steps``, the number of updates made (0-d int64), and the
-    moments ``mu`` and ``nu``."""
+    moments ``mu`` and ``nu``.
+
+    >>> import numpy as np
+    >>> from fnnet.optim import scale_by_adam
+    >>> opt = scale_by_adam()
+    >>> _, state = opt.update(np.array([2.0]), opt.init(np.zeros(1)))
+    >>> int(state.steps), state.mu.round(6).tolist(), state.nu.round(6).tolist()
+    (1, [0.2], [0.004])
+    """
 
     steps: Array
     mu: Tree

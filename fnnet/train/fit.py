@@ -1,7 +1,7 @@
 """Training loops: a seeded, resumable ``fit``, and batched ``evaluate`` / ``predict``.
 
 ``fit`` repeats the training step (:mod:`fnnet.train.step`) over keyed shuffles. The epoch and step
-counters live in the :class:`~fnnet.train.step.TrainState`, so training N epochs equals training k,
+counters live in the :class:`fnnet.train.step.TrainState`, so training N epochs equals training k,
 saving, loading and training N-k, bit for bit. After every epoch it evaluates the loss and the
 task's metrics (:func:`fnnet.metrics.default_metrics` of the loss) on the train/val/test sets;
 early stopping and a reduce-on-plateau rule (:mod:`fnnet.train.stopping`) decide from that
@@ -30,7 +30,7 @@ import numpy as np
 
 from fnnet.metrics import Metric, check_metrics, default_metrics
 from fnnet._validate import check_positive_int, is_int
-from fnnet.datasets import batches
+from fnnet.datasets import Augmentation, batches
 from fnnet.layers.base import EVAL, Ctx, Layer
 from fnnet.losses import softmax_cross_entropy
 from fnnet.optim import GradientTransformation
@@ -77,6 +77,13 @@ def predict(
 
     Batches run on up to ``threads`` threads (default :func:`fnnet.train.parallel.default_threads`),
     each with single-threaded BLAS; the result does not depend on ``threads``.
+
+    >>> import numpy as np, fnnet
+    >>> model = fnnet.serial(fnnet.Affine(3), fnnet.Softmax())
+    >>> params, _ = model.init(fnnet.key(0), (5,))
+    >>> y = predict(model, params, np.ones((2500, 5), np.float32), batch_size=1000)   # 3 batches
+    >>> y.shape, bool(np.allclose(y.sum(axis=1), 1.0))
+    ((2500, 3), True)
     """
     outs = [y for _, y in _eval_batches(model, params, x, state, batch_size, threads, "predict")]
     return np.concatenate(outs) if outs else np.zeros((0,))
@@ -150,6 +157,13 @@ class FitResult:
             all epochs.
         best_epoch: the 1-based epoch whose state ``state`` is, with ``restore_best``; else None
             (also when the best epoch lies before a resumed run's start and its state is gone).
+
+    >>> import numpy as np, fnnet
+    >>> x, t = np.ones((8, 2), np.float32), np.zeros(8, np.int64)
+    >>> result = fit(fnnet.Affine(2), fnnet.optim.sgd(0.1), (x, t), key=fnnet.key(0), epochs=2,
+    ...              batch_size=4, progress="quiet")
+    >>> isinstance(result, FitResult), result.stopped_epoch, len(result.history.epochs)
+    (True, None, 2)
     """
 
     state: TrainState
@@ -163,6 +177,16 @@ def _sample(key: Key, x: Array, t: Array, n: int | None) -> tuple[Array, Array]:
         return x, t
     idx = np.sort(key.generator().choice(len(x), n, replace=False))
     return x[idx], t[idx]
+
+
+def _augmented(augment: Augmentation, key: Key, xb: Array) -> Array:
+    xa = augment(key, xb)
+    if not isinstance(xa, np.ndarray) or xa.shape != xb.shape or xa.dtype != xb.dtype:
+        got = f"{xa.shape} {xa.dtype}" if isinstance(xa, np.ndarray) else type(xa).__name__
+        raise ValueError(
+            f"fit: augment must return an array of the batch's shape and dtype {xb.shape} {xb.dtype}, got {got}"
+        )
+    return xa
 
 
 def fit(
@@ -192,6 +216,7 @@ def fit(
     shards: int | None = None,
     threads: int | None = None,
     blas_threads: int | None = None,
+    augment: Augmentation | None = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs of shuffled mini-batches.
 
@@ -214,21 +239,27 @@ def fit(
         metrics: ``name -> metric(y, t)`` recorded as ``NAME_<name>`` for each evaluated set;
             default :func:`fnnet.metrics.default_metrics` of ``loss``. Checked against the
             model's output shape before training (accuracy of a one-output model is an error).
-        early_stopping: an :class:`~fnnet.train.stopping.EarlyStopping` rule, decided after each
+        early_stopping: an :class:`fnnet.train.stopping.EarlyStopping` rule, decided after each
             epoch from the history alone; with ``restore_best`` the result holds the best
             epoch's state.
-        plateau: a :class:`~fnnet.train.stopping.ReduceOnPlateau` rule: each epoch's updates are
-            multiplied by its :meth:`~fnnet.train.stopping.ReduceOnPlateau.scale` of the history
+        plateau: a :class:`fnnet.train.stopping.ReduceOnPlateau` rule: each epoch's updates are
+            multiplied by its :meth:`fnnet.train.stopping.ReduceOnPlateau.scale` of the history
             so far, recorded as ``lr_scale``.
         grad_norms: record in ``history.grad_norms``, per step, the norm of the gradient of each
             top-level params entry (one per layer of a serial).
         weight_decay, decay_mask: the book's coupled L2 (see :func:`make_train_step`).
         progress: ``"auto"``, ``"bar"``, ``"lines"`` or ``"quiet"``, or a
-            :class:`~fnnet.train._progress.Progress` of the caller's. Per-epoch figures measured on
+            :class:`fnnet.train._progress.Progress` of the caller's. Per-epoch figures measured on
             an ``eval_sample`` are labelled so, e.g. ``test_acc(sample 2000)``.
         on_epoch: called with the state and history after each epoch (e.g. to checkpoint).
         shards, threads, blas_threads: how each batch runs (see :func:`make_train_step`);
             ``threads`` also runs the evaluation batches in parallel and changes no result.
+        augment: ``augment(key, x_batch) -> x_batch'`` of the same shape and dtype (e.g.
+            ``fnnet.compose(fnnet.RandomCrop(4), fnnet.HorizontalFlip())``), applied to each
+            training batch before its step with key ``fold_in(augment_key, step)``, where
+            ``augment_key = split(key, 5)[4]`` and ``step`` is the state's step counter (so a
+            resumed run sees the same images as an uninterrupted one). Needs image inputs
+            ``x`` of shape ``(N, C, H, W)``. Evaluation and :func:`predict` never see it.
     Returns:
         A :class:`FitResult` with the state, the history, and where early stopping stopped and
         which epoch it restored. The epoch dicts hold ``loss`` (the mean training-step loss),
@@ -236,6 +267,15 @@ def fit(
         and ``time``. On a NaN/inf loss, parameter or optimizer state raises
         :class:`NonFiniteLossError` whose ``state`` is the last state whose loss, parameters and
         optimizer state were all finite, and whose ``history`` ends there.
+
+    >>> import numpy as np, fnnet
+    >>> x = fnnet.key(0).generator().normal(size=(100, 2)).astype(np.float32)   # (N, 2)
+    >>> t = (x[:, 0] > x[:, 1]).astype(np.int64)                                   # (N,) labels
+    >>> model = fnnet.serial(fnnet.Affine(16), fnnet.ReLU(), fnnet.Affine(2))
+    >>> result = fit(model, fnnet.optim.adam(0.05), (x, t), key=fnnet.key(1), epochs=20,
+    ...              batch_size=20, progress="quiet")
+    >>> int(result.state.epoch), result.history.metric("train_acc")[-1] > 0.9
+    (20, True)
     """
     if not isinstance(key, Key):
         raise ValueError(f"fit: key must be a fnnet.Key (e.g. fnnet.key(0)), got {type(key).__name__}")
@@ -258,6 +298,11 @@ def fit(
         raise ValueError(f"fit: early_stopping must be a fnnet.train.EarlyStopping, got {type(early_stopping).__name__}")
     if plateau is not None and not isinstance(plateau, ReduceOnPlateau):
         raise ValueError(f"fit: plateau must be a fnnet.train.ReduceOnPlateau, got {type(plateau).__name__}")
+    if augment is not None:
+        if not callable(augment):
+            raise ValueError(f"fit: augment must be callable as augment(key, x), got {type(augment).__name__}")
+        if x.ndim != 4:
+            raise ValueError(f"fit: augment needs image inputs x of shape (N, C, H, W), got shape {x.shape}")
     chosen = default_metrics(loss) if metrics is None else dict(metrics)
     check_metrics(chosen, tuple(model.out_shape(tuple(x.shape[1:]))), loss=loss)
     sets = [("train", (x, t) if eval_train else None), ("val", val), ("test", test)]
@@ -268,7 +313,8 @@ def fit(
                 f"fit: {what} monitors {rule.monitor!r}, which this run does not record "
                 f"(it records {', '.join(figures)}); pass val=(x, t) to monitor val_* figures"
             )
-    init_key, shuffle_key, step_key, eval_key = split(key, 4)
+    # split(key, 5)[:4] == split(key, 4): adding the augmentation key changed no earlier stream
+    init_key, shuffle_key, step_key, eval_key, augment_key = split(key, 5)
     if state is None:
         state = init_train_state(model, optimizer, init_key, tuple(x.shape[1:]))
     for part in ("params", "opt_state", "model_state"):
@@ -320,6 +366,8 @@ def fit(
             losses: list[float] = []
             norms: list[tuple[float, ...]] = []
             for i, (xb, tb) in enumerate(batches(fold_in(shuffle_key, epoch), x, t, batch_size, drop_last=drop_last)):
+                if augment is not None:
+                    xb = _augmented(augment, fold_in(augment_key, int(state.step)), xb)
                 try:
                     new, m = train_step(state, xb, tb, fold_in(step_key, int(state.step)), scale)
                 except NonFiniteLossError as e:

@@ -40,8 +40,18 @@ __all__ = [
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Environment variable overriding the default number of worker threads.
 THREADS_ENV = "FNNET_NUM_THREADS"
+"""Environment variable overriding the default number of worker threads.
+
+>>> import os
+>>> from fnnet.train.parallel import THREADS_ENV, default_threads
+>>> THREADS_ENV
+'FNNET_NUM_THREADS'
+>>> from unittest import mock
+>>> with mock.patch.dict(os.environ, {THREADS_ENV: "3"}):
+...     default_threads()
+3
+"""
 
 
 # --- BLAS threads ---------------------------------------------------------------------------------
@@ -82,7 +92,12 @@ def _get_blas() -> _Blas:
 
 
 def blas_threads() -> int | None:
-    """The number of threads NumPy's BLAS uses now, or ``None`` if threadpoolctl finds no BLAS."""
+    """The number of threads NumPy's BLAS uses now, or ``None`` if threadpoolctl finds no BLAS.
+
+    >>> n = blas_threads()
+    >>> n is None or n >= 1
+    True
+    """
     blas = _get_blas()
     return blas.counts()[0] if blas.libs else None
 
@@ -94,6 +109,13 @@ def blas_limit(threads: int = 1) -> Iterator[None]:
     Safe to nest and to enter from several threads at once with the same ``threads``: the counts
     are restored when the last caller leaves. A caller asking for a different count while others
     are inside raises ``ValueError`` (results would depend on which came first).
+
+    >>> import numpy as np
+    >>> with blas_limit(1):
+    ...     inside = blas_threads()
+    ...     y = np.ones((64, 64)) @ np.ones((64, 64))
+    >>> inside in (None, 1), float(y[0, 0])
+    (True, 64.0)
     """
     blas = _get_blas()
     with blas.lock:
@@ -117,7 +139,11 @@ def blas_limit(threads: int = 1) -> Iterator[None]:
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    """CPU cores this process may run on (its affinity mask where the OS has one).
+
+    >>> available_cores() >= 1
+    True
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -129,6 +155,9 @@ def default_threads() -> int:
 
     Raises:
         ValueError: if ``$FNNET_NUM_THREADS`` is not a positive integer.
+
+    >>> default_threads() >= 1
+    True
     """
     env = os.environ.get(THREADS_ENV)
     if env is not None and env.strip():
@@ -231,6 +260,9 @@ def run_shards(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R
     Items are dealt into ``threads`` runs of consecutive items; the calling thread does the first
     run itself. Results keep the order of ``items``; an exception from any item is raised after
     every run has finished. Called from a pool thread, it runs the items one after another.
+
+    >>> run_shards(lambda rows: sum(rows), [range(0, 3), range(3, 6), range(6, 9)], threads=2)
+    [3, 12, 21]
     """
     if threads < 1:
         raise ValueError(f"run_shards: threads must be positive, got {threads}")

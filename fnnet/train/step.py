@@ -57,17 +57,46 @@ __all__ = [
     "grad_entry_norms",
 ]
 
-#: ``loss(y, t) -> (value, dvalue/dy)``, e.g. :func:`fnnet.losses.softmax_cross_entropy`.
 LossFn = Callable[[Array, Any], tuple[float, Array]]
+"""``loss(y, t) -> (value, dvalue/dy)``, e.g. :func:`fnnet.losses.softmax_cross_entropy`.
 
-#: ``train_step(state, x, t, key=None, update_scale=1.0) -> (new_state, metrics)``, as
-#: :func:`make_train_step` builds it.
+>>> import numpy as np
+>>> from fnnet.train import LossFn
+>>> def half_squared(y: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
+...     d = y - t.reshape(y.shape)
+...     return float(0.5 * (d * d).sum() / len(y)), d / len(y)       # gradient of y's shape (N, 1)
+>>> loss: LossFn = half_squared
+>>> loss(np.array([[1.0], [3.0]]), np.array([0.0, 1.0]))[0]
+1.25
+"""
+
 TrainStep = Callable[..., tuple["TrainState", "StepMetrics"]]
+"""``train_step(state, x, t, key=None, update_scale=1.0) -> (new_state, metrics)``, as
+:func:`make_train_step` builds it.
 
-#: A batch is split in two shards when each shard keeps at least this many numbers per training
-#: pass (the forward caches of its rows): then the NumPy work a thread does without the
-#: interpreter lock outweighs the cost of running and joining shards. See ``bench/policy.py``.
+>>> import numpy as np, fnnet
+>>> from fnnet.train import TrainStep, init_train_state, make_train_step
+>>> model, opt = fnnet.Affine(2), fnnet.optim.sgd(0.1)
+>>> step: TrainStep = make_train_step(model, fnnet.softmax_cross_entropy, opt)
+>>> state, metrics = step(init_train_state(model, opt, fnnet.key(0), (3,)), np.ones((4, 3), np.float32),
+...                       np.array([0, 1, 0, 1]))
+>>> int(state.step), round(metrics.loss, 4)
+(1, 0.8448)
+"""
+
 SHARD_MIN_VOLUME = 1_000_000
+"""A batch is split in two shards when each shard keeps at least this many numbers per training
+pass (the forward caches of its rows): then the NumPy work a thread does without the
+interpreter lock outweighs the cost of running and joining shards. See ``bench/policy.py``.
+
+>>> import numpy as np, fnnet
+>>> from fnnet.train.step import SHARD_MIN_VOLUME, choose_policy
+>>> wide = fnnet.serial(fnnet.Affine(4096), fnnet.ReLU(), fnnet.Affine(10))   # 8202 cached numbers per row
+>>> p, _ = wide.init(fnnet.key(0), (10,))
+>>> x = np.zeros((256, 10), np.float32)
+>>> 8202 * 128 >= SHARD_MIN_VOLUME, choose_policy(wide, p, None, x).shards
+(True, 2)
+"""
 
 
 class TrainState(NamedTuple):
@@ -79,6 +108,12 @@ class TrainState(NamedTuple):
         model_state: explicit non-trainable state (BatchNorm statistics), ``model.init_state``.
         step: number of training steps taken (0-d int64 array).
         epoch: number of completed epochs (0-d int64 array).
+
+    >>> import numpy as np, fnnet
+    >>> model, opt = fnnet.Affine(10), fnnet.optim.momentum(0.1)
+    >>> state = fnnet.init_train_state(model, opt, fnnet.key(0), (784,))
+    >>> state.params.w.shape, int(state.step), int(state.epoch), state.model_state
+    ((784, 10), 0, 0, None)
     """
 
     params: Tree
@@ -95,6 +130,14 @@ class StepMetrics(NamedTuple):
         loss: the batch loss (with the weight-decay penalty, if any).
         grad_norms: with ``make_train_step(..., grad_norms=True)``, the L2 norm of the gradient of
             each top-level entry of the params tree (see :func:`grad_entry_norms`); else ``()``.
+
+    >>> import numpy as np, fnnet
+    >>> model, opt = fnnet.serial(fnnet.Affine(3), fnnet.ReLU(), fnnet.Affine(2)), fnnet.optim.sgd(0.1)
+    >>> step = make_train_step(model, fnnet.softmax_cross_entropy, opt, grad_norms=True)
+    >>> _, metrics = step(init_train_state(model, opt, fnnet.key(0), (4,)), np.ones((2, 4), np.float32),
+    ...                   np.array([0, 1]))
+    >>> isinstance(metrics.loss, float), len(metrics.grad_norms)   # one norm per layer of the serial
+    (True, 3)
     """
 
     loss: float
@@ -110,6 +153,16 @@ class NonFiniteLossError(FloatingPointError):
             and so was its loss (``fit``); resume from it, e.g. with a smaller learning rate.
         good_step: ``int(state.step)``.
         history: the history up to the failure (``fit`` only).
+
+    >>> import numpy as np, fnnet
+    >>> model, opt = fnnet.Affine(1), fnnet.optim.sgd(0.1)
+    >>> step = make_train_step(model, lambda y, t: (float("nan"), np.zeros_like(y)), opt)
+    >>> state = init_train_state(model, opt, fnnet.key(0), (2,))
+    >>> try:
+    ...     step(state, np.ones((3, 2), np.float32), np.zeros(3))
+    ... except NonFiniteLossError as err:
+    ...     print(err.step, err.good_step, err.state is state)
+    0 0 True
     """
 
     def __init__(
@@ -158,7 +211,7 @@ def all_finite(tree: Tree) -> bool:
 
 def grad_entry_norms(grads: Tree) -> tuple[float, ...]:
     """The L2 norm (in float64) of each top-level entry of a gradient tree: one per layer of a
-    :func:`~fnnet.layers.serial` (0.0 for a layer without parameters), one per field of a single
+    :func:`fnnet.layers.serial` (0.0 for a layer without parameters), one per field of a single
     layer's params record, one per value of a dict (keys sorted), or one for a bare array.
 
     >>> import numpy as np
@@ -175,7 +228,12 @@ def grad_entry_norms(grads: Tree) -> tuple[float, ...]:
 
 
 def join_rows(parts: list[Array]) -> Array:
-    """Concatenate arrays along axis 0, keeping a channels-last memory order of 4-D parts."""
+    """Concatenate arrays along axis 0, keeping a channels-last memory order of 4-D parts.
+
+    >>> import numpy as np
+    >>> join_rows([np.zeros((2, 3)), np.ones((1, 3))]).shape          # (N1 + N2, ...)
+    (3, 3)
+    """
     if len(parts) == 1:
         return parts[0]
     if parts[0].ndim == 4 and all(p.transpose(0, 2, 3, 1).flags.c_contiguous for p in parts):
@@ -189,6 +247,12 @@ class ExecutionPolicy:
 
     Both change the arithmetic (which rows are summed together; GEMM blocking), so both come from
     the model, the batch shape and explicit settings only.
+
+    >>> import numpy as np, fnnet
+    >>> model = fnnet.Affine(2)
+    >>> params, _ = model.init(fnnet.key(0), (3,))
+    >>> choose_policy(model, params, None, np.zeros((100, 3), np.float32))    # a batch (N, 3)
+    ExecutionPolicy(shards=1, blas_threads=1)
     """
 
     shards: int
@@ -259,6 +323,16 @@ def make_train_step(
         velocity carries the rate, it scales the whole step, the velocity's past included. Raises
         :class:`NonFiniteLossError` when the loss, or the updated parameters or optimizer state,
         are not finite; its ``state`` is the step's input state.
+
+    >>> import numpy as np, fnnet
+    >>> model, opt = fnnet.serial(fnnet.Affine(4), fnnet.ReLU(), fnnet.Affine(3)), fnnet.optim.adam(0.01)
+    >>> train_step = make_train_step(model, fnnet.softmax_cross_entropy, opt)
+    >>> state = init_train_state(model, opt, fnnet.key(0), (5,))
+    >>> x, t = np.ones((8, 5), np.float32), np.arange(8) % 3           # (N, 5) inputs, (N,) labels
+    >>> for s in range(3):
+    ...     state, metrics = train_step(state, x, t, fnnet.fold_in(fnnet.key(1), s))
+    >>> int(state.step), state.params[0].w.shape
+    (3, (5, 4))
     """
     if optimizer is None:
         raise ValueError("make_train_step: an optimizer is required, e.g. fnnet.optim.sgd(0.1)")

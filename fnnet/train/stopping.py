@@ -1,4 +1,4 @@
-"""Early stopping and reduce-on-plateau, as pure functions of a :class:`~fnnet.train.history.History`.
+"""Early stopping and reduce-on-plateau, as pure functions of a :class:`fnnet.train.history.History`.
 
 Neither rule is a callback and neither keeps state: :meth:`EarlyStopping.decide` and
 :meth:`ReduceOnPlateau.scale` read the history's per-epoch figures and return a value, so the same
@@ -32,6 +32,11 @@ class StopDecision(NamedTuple):
     Attributes:
         stop: True when ``patience`` epochs have passed without an improvement.
         best_epoch: the 1-based epoch with the best monitored value (0 for an empty history).
+
+    >>> from fnnet.train import EarlyStopping, History
+    >>> epochs = tuple({"val_loss": v} for v in (0.9, 0.7, 0.8, 0.85))
+    >>> EarlyStopping(monitor="val_loss", patience=2).decide(History((), epochs))
+    StopDecision(stop=True, best_epoch=2)
     """
 
     stop: bool
@@ -88,7 +93,7 @@ class EarlyStopping:
 
     An epoch improves when its value beats the best so far by more than ``min_delta`` (NaN never
     does). ``mode`` "auto" maximises names ending in ``acc`` or ``r2`` and minimises the others
-    (losses, MAE, RMSE). With ``restore_best`` :func:`~fnnet.train.fit` returns the training state
+    (losses, MAE, RMSE). With ``restore_best`` :func:`fnnet.train.fit` returns the training state
     of the best epoch.
 
     >>> rule = EarlyStopping(monitor="val_acc", patience=2)
@@ -137,10 +142,10 @@ class ReduceOnPlateau:
     ``patience`` epochs, never going below ``min_scale`` times the optimizer's own rate.
 
     Improvement is judged as in :class:`EarlyStopping`; after each reduction the count of epochs
-    without improvement starts again. :func:`~fnnet.train.fit` multiplies the optimizer's updates
+    without improvement starts again. :func:`fnnet.train.fit` multiplies the optimizer's updates
     by :meth:`scale` in each epoch and records it as ``lr_scale``: for SGD, AdaGrad, RMSprop and
     Adam exactly a scaled learning rate; for the book's Momentum and Nesterov, whose velocity
-    carries the rate, a scaled step (see :func:`~fnnet.train.step.make_train_step`).
+    carries the rate, a scaled step (see :func:`fnnet.train.step.make_train_step`).
 
     >>> rule = ReduceOnPlateau(factor=0.1, patience=1, min_scale=0.05)
     >>> rule.scale(History(epochs=({"val_loss": 1.0}, {"val_loss": 1.1}, {"val_loss": 1.2})))
