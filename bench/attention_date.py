@@ -6,7 +6,8 @@ The sequel's settings (its ch08/train.py): ``AttentionSeq2seq`` with embedding 1
 the source reversed in time, batch 128, Adam (lr 0.001), gradient clipping at global norm 5,
 loss averaged over the answer's tokens. After each epoch every one of the 5,000 test dates is
 decoded greedily from ``_`` and counts only if all 10 characters are right. With the sequel's own
-code the test accuracy after epochs 1 / 2 / 3 is 0.0000 / 0.5176 / 0.9990.
+code the test accuracy after epochs 1 / 2 / 3 is 0.0000 / 0.5176 / 0.9990; fnnet with seed 0 scored
+0.0000 / 0.9692 / 0.9986 (4,993 of 5,000).
 
 The addition task's runs (plain, reversed, reversed+peeky, 25 epochs) are
 ``examples/seq2seq_addition.py`` with its defaults.
