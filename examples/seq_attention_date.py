@@ -1,8 +1,8 @@
 """The sequel's chapter 8: its trained attention seq2seq translates 5,000 test dates to ISO form.
 
 The sequel trains ``AttentionSeq2seq`` (embedding 16, hidden 256, dot-product attention, source
-reversed in time) on ``date.txt`` and ships the weights (here ``weights/sequel_ch08_attention_seq2seq.npz``,
-float16; MIT licence, see ``weights/NOTICE.md``). Its own code answers all 5,000 test questions
+reversed in time) on ``date.txt`` and ships the weights (here ``weights/sequel/ch08_attention_seq2seq.npz``,
+float16; MIT licence, see ``weights/sequel/NOTICE.md``). Its own code answers all 5,000 test questions
 correctly with greedy decoding from ``_``. :class:`fnnet.seq2seq.AttentionSeq2seq` computes the
 same function, so loaded with those weights it must do the same. It also draws the attention
 weights of a few questions as heat maps (which source character each output character reads).
@@ -27,7 +27,7 @@ from fnnet.layers.combinators import summary
 from fnnet.seq2seq import AttentionSeq2seq, attention_weights, load_sequel_attention, sequence_accuracy
 from fnnet.typing import Array
 
-WEIGHTS = Path(__file__).resolve().parent / "weights" / "sequel_ch08_attention_seq2seq.npz"
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "sequel" / "ch08_attention_seq2seq.npz"
 #: The test questions whose attention is drawn.
 SHOWN = (0, 1, 2)
 

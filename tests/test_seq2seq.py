@@ -28,7 +28,7 @@ from fnnet.seq2seq import (
 from fnnet.tree import tree_flatten, tree_map, tree_paths, tree_structure
 from fnnet.typing import Array
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "examples" / "weights" / "sequel_ch08_attention_seq2seq.npz"
+WEIGHTS = Path(__file__).resolve().parent.parent / "examples" / "weights" / "sequel" / "ch08_attention_seq2seq.npz"
 V, E, H, TS, TT = 7, 3, 5, 4, 3
 
 MODELS = [
@@ -233,3 +233,9 @@ def test_fit_trains_a_model_and_checkpoints_round_trip(tmp_path: Path) -> None:
     restored, _ = fnnet.load(path, like=result.state)
     assert_bit_identical(restored.params, result.state.params)
     assert isinstance(restored.params.decoder.lstm, LSTMParams)
+
+
+def test_the_sequels_weights_ship_with_their_notice() -> None:
+    notice = (WEIGHTS.parent / "NOTICE.md").read_text()
+    assert "Copyright (c) 2018 Koki Saitoh" in notice and "MIT License" in notice
+    assert sorted(p.name for p in WEIGHTS.parent.glob("*.npz")) == [WEIGHTS.name] and WEIGHTS.name in notice
