@@ -166,10 +166,12 @@ def _lstm_scan(
     gates = np.empty((t, 4, n, hdim), dt)
     tanh_c = np.empty((t, n, hdim), dt)
     tmp = np.empty((n, hdim), dt)
+    prod = np.empty((n, 4 * hdim), dt)
     for s in range(t):
         a = xw[s]
         if s or h0 is not None:
-            a += hs[s] @ wh_s
+            np.matmul(hs[s], wh_s, out=prod)
+            a += prod
         gs = gates[s]
         np.tanh(a.reshape(n, 4, hdim).transpose(1, 0, 2), out=gs)  # gate-major: each block contiguous
         f, g, io = gs[0], gs[1], gs[2:]
@@ -211,9 +213,10 @@ def _lstm_scan_backward(
     blk = np.empty((4, n, hdim), dt)
     tmp = np.empty((n, hdim), dt)
     wh_t = np.ascontiguousarray(wh.T)
+    dhs_t = None if dhs is None else np.ascontiguousarray(dhs.transpose(1, 0, 2))  # time-major
     for s in range(t - 1, -1, -1):
-        if dhs is not None:
-            dh += dhs[:, s]
+        if dhs_t is not None:
+            dh += dhs_t[s]
         gs = gates[s]
         f, gg, i, o = gs
         tc = tanh_c[s]
