@@ -2,6 +2,7 @@
 
     python bench/throughput.py --model two-layer-net
     python bench/throughput.py --model simple-convnet --torch /path/to/torch-venv/bin/python
+    python bench/throughput.py --model seq2seq-peeky --torch /tmp/torchenv/bin/python
 
 Reports the median train-step samples/s at batch 100 in float32 over ``--repeats`` timed blocks,
 the peak memory of one step (tracemalloc: NumPy reports its array allocations to it), and ratios
@@ -14,6 +15,10 @@ fnnet's, and prints fnnet / PyTorch. fnnet's step uses its defaults: the convolu
 split each batch into 2 shards on ``fnnet.train.parallel.default_threads()`` threads (see
 ``fnnet.train.step.choose_policy``); PyTorch uses 2 threads. fnnet's CNN builders pool before the ReLU (the same function, see
 ``fnnet.models.simple_convnet``); ``--torch-pool-first`` also times PyTorch with that swap.
+
+``seq2seq-peeky`` is the sequel's reversed peeky seq2seq on the addition task's shapes (batch 128,
+embedding 16, hidden 128, source length 7, decoder length 4, vocabulary 13; Adam with gradient
+clipping at norm 5), against ``bench/torch_seq2seq.py --serve``.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ def _model(name: str) -> tuple[fnnet.Serial, tuple[int, ...]]:
     return builder(), (1, 28, 28)
 
 
-def _time(step: Callable[[], object], repeats: int, block: int) -> list[float]:
+def _time(step: Callable[[], object], repeats: int, block: int, batch: int = BATCH) -> list[float]:
     """Samples/s of ``block`` calls, ``repeats`` times (after one warm-up block)."""
     for _ in range(max(1, block // 4)):
         step()
@@ -59,7 +64,7 @@ def _time(step: Callable[[], object], repeats: int, block: int) -> list[float]:
         t0 = time.perf_counter()
         for _ in range(block):
             step()
-        rates.append(block * BATCH / (time.perf_counter() - t0))
+        rates.append(block * batch / (time.perf_counter() - t0))
     return rates
 
 
@@ -121,14 +126,43 @@ def numpy_two_layer_step() -> Callable[[], object]:
     return run
 
 
+#: The addition task's shapes for ``--model seq2seq-peeky``.
+SEQ_BATCH, SEQ_VOCAB, SEQ_SRC, SEQ_TGT = 128, 13, 7, 4
+
+
+def seq2seq_peeky_step() -> Callable[[], object]:
+    """A closure running one fnnet train step of the reversed peeky seq2seq (see the docstring)."""
+    from fnnet.losses import time_softmax_cross_entropy
+    from fnnet.optim import adam, chain, clip_by_global_norm
+    from fnnet.seq2seq import Seq2seq
+
+    model = Seq2seq(SEQ_VOCAB, 16, 128, src_len=SEQ_SRC, reverse=True, peeky=True)
+    g = fnnet.key(1).generator()
+    x = g.integers(0, SEQ_VOCAB, (SEQ_BATCH, SEQ_SRC + SEQ_TGT))
+    t = g.integers(0, SEQ_VOCAB, (SEQ_BATCH, SEQ_TGT))
+    opt = chain(clip_by_global_norm(5.0), adam(0.001))
+    step = make_train_step(model, time_softmax_cross_entropy, opt)
+    holder: list[TrainState] = [init_train_state(model, opt, fnnet.key(0), (SEQ_SRC + SEQ_TGT,))]
+
+    def run() -> object:
+        holder[0], m = step(holder[0], x, t)
+        return m
+
+    return run
+
+
 class TorchReference:
     """``bench/torch_reference.py --serve`` under another interpreter: a PyTorch train step that
     times a block of steps whenever asked, so its blocks interleave with fnnet's."""
 
-    def __init__(self, python: str, name: str, keep: bool, pool_first: bool = False):
-        script = Path(__file__).with_name("torch_reference.py")
-        arch = {"simple-convnet": "simple", "deep-convnet": "deep", "resnet": "resnet"}[name]
-        cmd = [python, str(script), "--arch", arch, "--serve"] + (["--keep-heap"] if keep else [])
+    def __init__(self, python: str, name: str, keep: bool, pool_first: bool = False, threads: int = 2):
+        if name == "seq2seq-peeky":
+            cmd = [python, str(Path(__file__).with_name("torch_seq2seq.py")), "--serve", "--threads", str(threads)]
+        else:
+            script = Path(__file__).with_name("torch_reference.py")
+            arch = {"simple-convnet": "simple", "deep-convnet": "deep", "resnet": "resnet"}[name]
+            cmd = [python, str(script), "--arch", arch, "--serve", "--threads", str(threads)]
+            cmd += ["--keep-heap"] if keep else []
         cmd += ["--pool-first"] if pool_first else []
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.banner = self._line()  # "torch 2.13.0, threads 2, ..."
@@ -157,10 +191,12 @@ class TorchReference:
 def main(argv: list[str] | None = None) -> None:
     """Measure and print throughput and ratios."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="two-layer-net", choices=["two-layer-net", "simple-convnet", "deep-convnet", "resnet"])
+    ap.add_argument("--model", default="two-layer-net",
+                    choices=["two-layer-net", "simple-convnet", "deep-convnet", "resnet", "seq2seq-peeky"])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--block", type=int, default=0, help="steps per timed block (default by model)")
     ap.add_argument("--torch", default=None, help="python of a venv with torch==2.13.0, for the comparison")
+    ap.add_argument("--torch-threads", type=int, default=2, help="torch.set_num_threads of the reference")
     ap.add_argument("--torch-pool-first", action="store_true",
                     help="also time PyTorch with each max pool moved before its ReLU (fnnet's order)")
     ap.add_argument("--keep-heap", action="store_true", help="glibc keeps freed memory (fnnet.runtime.keep_heap), "
@@ -168,10 +204,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.keep_heap and not keep_heap():
         print("--keep-heap: mallopt not available; default allocator")
-    block = args.block or {"two-layer-net": 200, "simple-convnet": 10, "deep-convnet": 3, "resnet": 2}[args.model]
+    blocks = {"two-layer-net": 200, "simple-convnet": 10, "deep-convnet": 3, "resnet": 2, "seq2seq-peeky": 20}
+    block = args.block or blocks[args.model]
+    batch = SEQ_BATCH if args.model == "seq2seq-peeky" else BATCH
 
     rows: dict[str, list[float]] = {}
-    fn = fnnet_step(args.model)
+    fn = seq2seq_peeky_step() if args.model == "seq2seq-peeky" else fnnet_step(args.model)
     ref = numpy_two_layer_step() if args.model == "two-layer-net" else None
 
     def ref_one_blas_thread() -> object:
@@ -179,15 +217,19 @@ def main(argv: list[str] | None = None) -> None:
         with blas_limit(1):
             return ref()
 
-    torch = TorchReference(args.torch, args.model, args.keep_heap) if args.torch and ref is None else None
+    torch = (
+        TorchReference(args.torch, args.model, args.keep_heap, threads=args.torch_threads)
+        if args.torch and ref is None
+        else None
+    )
     torch_pf = (
-        TorchReference(args.torch, args.model, args.keep_heap, pool_first=True)
+        TorchReference(args.torch, args.model, args.keep_heap, pool_first=True, threads=args.torch_threads)
         if args.torch and ref is None and args.torch_pool_first
         else None
     )
     # Interleave the measurements so machine noise hits both alike.
     for _ in range(args.repeats):
-        rows.setdefault("fnnet", []).extend(_time(fn, 1, block))
+        rows.setdefault("fnnet", []).extend(_time(fn, 1, block, batch))
         if ref is not None:
             rows.setdefault("plain NumPy", []).extend(_time(ref, 1, block))
             rows.setdefault("plain NumPy, 1 BLAS thread", []).extend(_time(ref_one_blas_thread, 1, block))
@@ -201,9 +243,9 @@ def main(argv: list[str] | None = None) -> None:
             t.close()
     med = {k: statistics.median(v) for k, v in rows.items()}
     heap = "keep-heap" if args.keep_heap else "default allocator"
-    print(f"model {args.model}, batch {BATCH}, float32, median of {args.repeats} blocks, {heap}")
+    print(f"model {args.model}, batch {batch}, float32, median of {args.repeats} blocks, {heap}")
     for k, v in med.items():
-        print(f"  {k:<18} {v:>12,.0f} samples/s")
+        print(f"  {k:<18} {v:>12,.0f} samples/s  (blocks: {', '.join(f'{r:,.0f}' for r in rows[k])})")
     print(f"  fnnet peak memory of one step: {_peak_mb(fn):.1f} MB (tracemalloc)")
     if sys.platform.startswith("linux"):  # ru_maxrss is in KiB there
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

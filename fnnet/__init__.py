@@ -26,10 +26,12 @@ from fnnet import (
     metrics,
     models,
     optim,
+    seq2seq,
     train,
     tree,
 )
 from fnnet.checkpoint import load, save
+from fnnet.seq2seq import AttentionSeq2seq, Seq2seq
 from fnnet.datasets import Compose, HorizontalFlip, RandomCrop, RandomTranslate, compose
 from fnnet.functions import (
     elu,
@@ -286,6 +288,9 @@ __all__ = [
     "tree_structure",
     "tree_unflatten",
     "tree_zeros_like",
+    "seq2seq",
+    "Seq2seq",
+    "AttentionSeq2seq",
     "Compose",
     "HorizontalFlip",
     "RandomCrop",

@@ -1,0 +1,55 @@
+"""Train the sequel's attention seq2seq on the date task from scratch and score it every epoch.
+
+    python bench/attention_date.py [--epochs 3] [--seed 0]
+
+The sequel's settings (its ch08/train.py): ``AttentionSeq2seq`` with embedding 16, hidden 256,
+the source reversed in time, batch 128, Adam (lr 0.001), gradient clipping at global norm 5,
+loss averaged over the answer's tokens. After each epoch every one of the 5,000 test dates is
+decoded greedily from ``_`` and counts only if all 10 characters are right. With the sequel's own
+code the test accuracy after epochs 1 / 2 / 3 is 0.0000 / 0.5176 / 0.9990; fnnet with seed 0 scored
+0.0000 / 0.9692 / 0.9986 (4,993 of 5,000).
+
+The addition task's runs (plain, reversed, reversed+peeky, 25 epochs) are
+``examples/seq2seq_addition.py`` with its defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from fnnet.datasets import load_sequence
+from fnnet.losses import time_softmax_cross_entropy
+from fnnet.optim import adam, chain, clip_by_global_norm
+from fnnet.random import key as make_key
+from fnnet.seq2seq import AttentionSeq2seq, sequence_accuracy, teacher_forcing
+from fnnet.train import History, TrainState, fit
+
+BATCH, EMBED, HIDDEN, LR, CLIP = 128, 16, 256, 0.001, 5.0
+
+
+def main() -> None:
+    """Train, print the test accuracy after every epoch, and the time taken."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    data = load_sequence("date")
+    model = AttentionSeq2seq(data.vocab_size, EMBED, HIDDEN, src_len=data.x_train.shape[1], reverse=True)
+    t0 = time.perf_counter()
+    accs: list[float] = []
+
+    def score(state: TrainState, history: History) -> None:
+        accs.append(sequence_accuracy(model, state.params, data.x_test, data.t_test))
+        loss = history.epochs[-1].get("loss", float("nan")) if history.epochs else float("nan")
+        print(f"epoch {len(accs)}  test accuracy {accs[-1]:.4f}  train loss {loss:.4f}  ({time.perf_counter() - t0:.0f}s)",
+              flush=True)  # fmt: skip
+
+    fit(model, chain(clip_by_global_norm(CLIP), adam(LR)), teacher_forcing(data.x_train, data.t_train),
+        key=make_key(args.seed), epochs=args.epochs, batch_size=BATCH, drop_last=True,
+        loss=time_softmax_cross_entropy, eval_train=False, progress="quiet", on_epoch=score)  # fmt: skip
+    print("accuracy by epoch " + " ".join(f"{a:.4f}" for a in accs))
+
+
+if __name__ == "__main__":
+    main()
