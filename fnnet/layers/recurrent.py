@@ -210,8 +210,7 @@ class LSTMCache(NamedTuple):
     (True, (2, 5, 3))
     """
 
-    xt: Array  # (T*N, D): the input, time-major
-    hs: Array  # (T+1, N, H): h0 .. hT
+    zs: Array  # (T+1, N, D+1+H): each step's GEMM input [x_t, 1, h_{t-1}]; row T: hT
     cs: Array  # (T+1, N, H): c0 .. cT
     gates: Array  # (T, 4, N, H): σ(f), tanh(g), σ(i), σ(o), each gate a contiguous block
     tanh_c: Array  # (T, N, H): tanh(c1) .. tanh(cT)
@@ -487,11 +486,11 @@ def lstm_scan(
 ) -> tuple[Array, tuple[Array, Array], LSTMCache]:
     """Run the LSTM over whole sequences (gate blocks ``(f, g, i, o)``, see the module docstring).
 
-    ``x @ wx + b`` is computed for all time steps at once (one GEMM); each step adds ``h @ wh`` and
-    applies the gates in preallocated, gate-major buffers. A zero initial state (``None``) costs no
-    products. ``x_const`` is an input that is the same at every step (a peeky decoder's encoder
-    state): it is concatenated before ``x_t`` in ``A = [x_const, x_t] @ wx + h @ wh + b``, but
-    multiplied once per sequence, not once per step.
+    Each step is one GEMM, ``[x_t, 1, h] @ [wx; b; wh]``, into preallocated gate-major buffers
+    (every gate block one contiguous ``(N, H)`` array); a zero initial state (``None``) costs no
+    recurrent product. ``x_const`` is an input that is the same at every step (a peeky decoder's
+    encoder state): it is concatenated before ``x_t`` in ``A = [x_const, x_t] @ wx + h @ wh + b``,
+    but multiplied once per sequence, not once per step.
 
     Args:
         params: :class:`LSTMParams` ``wx (Dc + D, 4H)``, ``wh (H, 4H)``, ``b (4H,)`` (``Dc = 0``
@@ -521,31 +520,38 @@ def lstm_scan(
     dtype = wx.dtype
     h0 = _initial(fn, "h0", h0, n, hdim, dtype)
     c0 = _initial(fn, "c0", c0, n, hdim, dtype)
-    # The sigmoid gates' columns are halved (exact), so one tanh pass over all four blocks gives
-    # tanh(a / 2) on f, i, o, and σ(a) = 0.5 + 0.5 tanh(a / 2); tanh(a) on g.
-    half = _lstm_halves(hdim, dtype)
-    wx_h = wx * half
-    wh_h = wh * half
-    xt = _time_major(x)
-    xw = (xt @ wx_h[k:]).reshape(t, n, 4 * hdim)
-    xw += params.b * half
+    # One GEMM per step, [x_t, 1, h] @ [wx; b; wh], into gate-major blocks. The sigmoid gates'
+    # columns are halved (exact), so one tanh pass over all four blocks gives tanh(a / 2) on f, i,
+    # o, and σ(a) = 0.5 + 0.5 tanh(a / 2); tanh(a) on g.
+    w = _gate_major(np.concatenate([wx[k:], params.b[None], wh]), (0, 1, 2, 3))  # (4, D+1+H, H)
+    w[0] *= 0.5
+    w[2:] *= 0.5
+    const = None
     if x_const is not None:
-        xw += x_const @ wx_h[:k]
-    hs = np.empty((t + 1, n, hdim), dtype=dtype)
+        const = np.matmul(x_const, _gate_major(wx[:k], (0, 1, 2, 3)))  # (4, N, H)
+        const[0] *= 0.5
+        const[2:] *= 0.5
+    # zs[s] = [x_{s+1}, 1, h_s] (row T holds only hT): the hidden states are written in place
+    zs = np.empty((t + 1, n, d + 1 + hdim), dtype=dtype)
+    zs[:t, :, :d] = x.transpose(1, 0, 2)
+    zs[t, :, :d] = 0
+    zs[:, :, d] = 1
+    hs = zs[:, :, d + 1 :]
     cs = np.empty((t + 1, n, hdim), dtype=dtype)
     hs[0] = 0 if h0 is None else h0
     cs[0] = 0 if c0 is None else c0
     gates = np.empty((t, 4, n, hdim), dtype=dtype)
     tanh_c = np.empty((t, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
-    prod = np.empty((n, 4 * hdim), dtype=dtype)
     for s in range(t):
-        a = xw[s]
-        if s or h0 is not None:
-            np.matmul(hs[s], wh_h, out=prod)
-            a += prod
         gs = gates[s]
-        np.tanh(a.reshape(n, 4, hdim).transpose(1, 0, 2), out=gs)  # gate-major: each block contiguous
+        if s or h0 is not None:
+            np.matmul(zs[s], w, out=gs)
+        else:
+            np.matmul(zs[0, :, : d + 1], w[:, : d + 1], out=gs)
+        if const is not None:
+            gs += const
+        np.tanh(gs, out=gs)
         f, g, i, o = gs
         f *= 0.5
         f += 0.5
@@ -561,7 +567,7 @@ def lstm_scan(
             np.multiply(i, g, out=c)
         np.tanh(c, out=tanh_c[s])
         np.multiply(o, tanh_c[s], out=hs[s + 1])
-    cache = LSTMCache(xt, hs, cs, gates, tanh_c, x.shape, x_const, h0 is None)
+    cache = LSTMCache(zs, cs, gates, tanh_c, x.shape, x_const, h0 is None)
     return _batch_major(hs[1:], t, n), (hs[t].copy(), cs[t].copy()), cache
 
 
@@ -683,14 +689,16 @@ def lstm_scan_backward(
         if s or state_grad:
             np.matmul(a, wh_t, out=dh)  # dh_prev = dA @ wh.T
     da2 = da.reshape(t * n, 4 * hdim)
+    z = cache.zs
+    dwxb = z[:t, :, : d + 1].reshape(t * n, d + 1).T @ da2  # [dwx; db]
     first = 1 if cache.h0_zero and t else 0  # a zero h0 adds nothing to dwh
-    dwh = cache.hs[first:-1].reshape((t - first) * n, hdim).T @ da2[first * n :]
-    dwx = cache.xt.T @ da2
+    dwh = z[first:t, :, d + 1 :].reshape((t - first) * n, hdim).T @ da2[first * n :]
+    dwx = dwxb[:d]
     da_sum = None
     if x_const is not None:
         da_sum = da.sum(axis=0)  # (N, 4H): the constant input meets every step's gradient
         dwx = np.concatenate([x_const.T @ da_sum, dwx])
-    grads = LSTMParams(dwx, dwh, da2.sum(axis=0))
+    grads = LSTMParams(dwx, dwh, dwxb[d])
     if not state_grad:
         dh = dc = no_input_grad((n, hdim), dtype)
     if input_grad:
