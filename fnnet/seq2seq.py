@@ -244,8 +244,8 @@ class _EncoderDecoder(Layer):
         self, params: Seq2seqParams, cache: _FwdCache, dout: Array, input_grad: bool = True
     ) -> tuple[Array, Seq2seqParams]:
         """Gradients of every weight; the gradient reaches the encoder through the decoder's initial
-        state (and, with attention, through every encoder state). ``dx`` is a zero array (the input
-        is ids)."""
+        state (and, with attention, through every encoder state). ``dx`` is a read-only zero array of
+        the ids' shape and dtype (ids have no gradient), as :class:`~fnnet.layers.Embedding`'s."""
         hdim = self.hidden
         n, t_len = cache.dec_in.shape
         ep, dp = params.encoder, params.decoder
@@ -288,7 +288,7 @@ class _EncoderDecoder(Layer):
             EncoderParams(EmbeddingParams(de_e), g_enc),
             DecoderParams(EmbeddingParams(de_d), g_dec, AffineParams(daw, dab)),
         )
-        return no_input_grad(cache.x_shape, dout.dtype), grads
+        return no_input_grad(cache.x_shape, cache.src.dtype), grads
 
 
 @attrs.frozen
