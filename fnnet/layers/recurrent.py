@@ -18,8 +18,10 @@ Two levels:
   the gradients of the hidden states and of the final state and returns ``dx``, the gradients of
   the initial state and the parameter gradients; ``*_cell`` runs one time step (greedy decoding).
   An encoder-decoder is built from these: the encoder's ``(hT, cT)`` is the decoder's ``(h0, c0)``,
-  and the decoder's ``dh0, dc0`` are the encoder's ``dhT, dcT``. Caches are opaque: their
-  layout is internal to the kernels.
+  and the decoder's ``dh0, dc0`` are the encoder's ``dhT, dcT``; a decoder that reads the
+  encoder's state at every step (the sequel's peeky decoder) passes it once as
+  ``lstm_scan(..., x_const=hT)`` and gets its gradient from ``lstm_scan_backward(...,
+  const_grad=True)``. Caches are opaque: their layout is internal to the kernels.
 
 The layer's ``backward`` gives ``dx`` and the parameter gradients only (no gradient reaches the
 initial state). The kernels never write into their arguments; the weights are float32 by default
@@ -457,13 +459,6 @@ def lstm_cell(params: LSTMParams, x_t: Array, h: Array, c: Array) -> tuple[Array
     f, g, i, o = (a[:, k * hdim : (k + 1) * hdim] for k in range(4))
     c_new = _sigmoid(f) * c + np.tanh(g) * _sigmoid(i)
     return _sigmoid(o) * np.tanh(c_new), c_new
-
-
-def _lstm_halves(hdim: int, dtype: np.dtype[Any]) -> Array:
-    """Column scales ``(4H,)`` for gate blocks ``(f, g, i, o)``: 1/2 on the sigmoid gates, 1 on g."""
-    half = np.full(4 * hdim, 0.5, dtype=dtype)
-    half[hdim : 2 * hdim] = 1
-    return half
 
 
 def _check_x_const(fn: str, x_const: Array | None, x: Array, wx: Array) -> int:
