@@ -20,9 +20,10 @@ temperature) and :func:`attention_weights` (for heat maps). :func:`load_sequel_a
 the sequel's trained attention model for the date task.
 
 The LSTMs are :class:`fnnet.layers.LSTMParams` (gate blocks f, g, i, o of
-``A = x @ wx + h @ wh + b``, the sequel's layout), run by private variants of
-:func:`fnnet.layers.recurrent.lstm_scan` and its backward (the same maths, with the gates kept
-gate-major for speed); the initial-state gradient carries the loss into the encoder.
+``A = x @ wx + h @ wh + b``, the sequel's layout), run by
+:func:`fnnet.layers.recurrent.lstm_scan` and :func:`~fnnet.layers.recurrent.lstm_scan_backward`
+(the peeky decoder passes the encoder state as their ``x_const``); the initial-state gradient
+carries the loss into the encoder.
 
 >>> import numpy as np, fnnet
 >>> model = Seq2seq(vocab_size=13, embed=16, hidden=32, src_len=7, peeky=True)
@@ -50,7 +51,7 @@ from fnnet.errors import FormatError
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind, no_input_grad
 from fnnet.layers.core import AffineParams
 from fnnet.layers.embedding import EmbeddingParams, embedding_grad
-from fnnet.layers.recurrent import LSTMParams
+from fnnet.layers.recurrent import LSTMCache, LSTMParams, lstm_scan, lstm_scan_backward
 from fnnet.random import Key, split
 from fnnet.typing import Array, Shape
 
@@ -113,152 +114,6 @@ class Seq2seqParams(NamedTuple):
     decoder: DecoderParams
 
 
-# --- the LSTM kernels ---------------------------------------------------------------------------
-
-
-class _LSTMCache(NamedTuple):
-    """What :func:`_lstm_scan_backward` needs (time-major; gates gate-major)."""
-
-    xt: Array  # (T*N, D)
-    hs: Array  # (T+1, N, H)
-    cs: Array  # (T+1, N, H)
-    gates: Array  # (T, 4, N, H): σ(f), tanh(g), σ(i), σ(o), each block contiguous
-    tanh_c: Array  # (T, N, H)
-    x_shape: tuple[int, ...]
-    x_const: Array | None  # (N, Dc)
-    h0_zero: bool
-
-
-def _lstm_scan(
-    params: LSTMParams, x: Array, h0: Array | None = None, *, x_const: Array | None = None
-) -> tuple[Array, Array, _LSTMCache]:
-    """:func:`fnnet.layers.recurrent.lstm_scan` with a zero initial cell, the gates kept gate-major
-    ``(T, 4, N, H)`` (every gate block one contiguous ``(N, H)`` array, so the elementwise work of
-    a step runs over flat memory), and inputs that stay the same at every step taken once.
-
-    Args:
-        params: ``wx`` ``(Dc + D, 4H)``: its first ``Dc`` rows read ``x_const``, the rest ``x``.
-        x: ``(N, T, D)``; h0: ``(N, H)`` or None (zeros).
-        x_const: ``(N, Dc)`` concatenated before ``x`` at every step (the peeky decoder's encoder
-            state), or None.
-    Returns:
-        ``(hs (N, T, H), hT (N, H), cache)``.
-    """
-    wx, wh, b = params
-    n, t, d = x.shape
-    hdim = wh.shape[0]
-    dt = wx.dtype
-    xt = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(t * n, d)
-    # the sigmoid gates' columns (f, i, o) are halved once, so one tanh pass over all four blocks
-    # gives tanh(z/2) there (σ(z) = (1 + tanh(z/2)) / 2) and tanh(z) for g
-    half = _half(4 * hdim, dt)
-    wx_s = wx * half
-    k = 0 if x_const is None else x_const.shape[1]
-    xw = (xt @ wx_s[k:]).reshape(t, n, 4 * hdim)
-    xw += b * half
-    if x_const is not None:
-        xw += x_const @ wx_s[:k]
-    wh_s = wh * half
-    hs = np.empty((t + 1, n, hdim), dt)
-    cs = np.empty((t + 1, n, hdim), dt)
-    hs[0] = 0 if h0 is None else h0
-    cs[0] = 0
-    gates = np.empty((t, 4, n, hdim), dt)
-    tanh_c = np.empty((t, n, hdim), dt)
-    tmp = np.empty((n, hdim), dt)
-    prod = np.empty((n, 4 * hdim), dt)
-    for s in range(t):
-        a = xw[s]
-        if s or h0 is not None:
-            np.matmul(hs[s], wh_s, out=prod)
-            a += prod
-        gs = gates[s]
-        np.tanh(a.reshape(n, 4, hdim).transpose(1, 0, 2), out=gs)  # gate-major: each block contiguous
-        f, g, io = gs[0], gs[1], gs[2:]
-        f *= 0.5
-        f += 0.5
-        io *= 0.5
-        io += 0.5
-        c = cs[s + 1]
-        np.multiply(f, cs[s], out=c)
-        np.multiply(io[0], g, out=tmp)
-        c += tmp
-        np.tanh(c, out=tanh_c[s])
-        np.multiply(io[1], tanh_c[s], out=hs[s + 1])
-    cache = _LSTMCache(xt, hs, cs, gates, tanh_c, x.shape, x_const, h0 is None)
-    return np.ascontiguousarray(hs[1:].transpose(1, 0, 2)), hs[t].copy(), cache
-
-def _lstm_scan_backward(
-    params: LSTMParams,
-    cache: _LSTMCache,
-    dhs: Array | None = None,
-    dhT: Array | None = None,
-) -> tuple[Array, Array | None, Array | None, LSTMParams]:
-    """The backward of :func:`_lstm_scan` (as :func:`fnnet.layers.recurrent.lstm_scan_backward`).
-
-    Args:
-        dhs: ``dL/dhs`` ``(N, T, H)`` or None; dhT: an extra ``dL/dhT`` ``(N, H)`` or None.
-    Returns:
-        ``(dx (N, T, D), dh0 (N, H), dx_const (N, Dc), grads)``; ``dh0`` is None when ``h0`` was
-        (zeros), ``dx_const`` when there was no ``x_const``.
-    """
-    wx, wh, b = params
-    n, t, d = cache.x_shape
-    hdim = wh.shape[0]
-    dt = wx.dtype
-    dh = np.zeros((n, hdim), dt) if dhT is None else np.array(dhT, dtype=dt)
-    dc = np.zeros((n, hdim), dt)
-    gates, cs, tanh_c = cache.gates, cache.cs, cache.tanh_c
-    da = np.empty((t, n, 4 * hdim), dt)
-    blk = np.empty((4, n, hdim), dt)
-    tmp = np.empty((n, hdim), dt)
-    wh_t = np.ascontiguousarray(wh.T)
-    dhs_t = None if dhs is None else np.ascontiguousarray(dhs.transpose(1, 0, 2))  # time-major
-    for s in range(t - 1, -1, -1):
-        if dhs_t is not None:
-            dh += dhs_t[s]
-        gs = gates[s]
-        f, gg, i, o = gs
-        tc = tanh_c[s]
-        # σ'(z) = σ(1-σ) for f, i, o at once (the g block is overwritten below)
-        np.subtract(1, gs, out=blk)
-        blk *= gs
-        # dc += dh σ(o) (1 - tanh²c)
-        np.multiply(tc, tc, out=tmp)
-        np.subtract(1, tmp, out=tmp)
-        tmp *= o
-        tmp *= dh
-        dc += tmp
-        # dA_o = dh tanh(c) σ'(o)
-        blk[3] *= tc
-        blk[3] *= dh
-        # dA_f = dc c_prev σ'(f), dA_g = dc σ(i) (1 - tanh²g), dA_i = dc tanh(g) σ'(i)
-        blk[0] *= cs[s]
-        np.multiply(gg, gg, out=blk[1])
-        np.subtract(1, blk[1], out=blk[1])
-        blk[1] *= i
-        blk[2] *= gg
-        blk[:3] *= dc
-        dc *= f
-        a = da[s]
-        np.copyto(a.reshape(n, 4, hdim), blk.transpose(1, 0, 2))
-        if s or not cache.h0_zero:  # a zero h0 needs no gradient
-            np.matmul(a, wh_t, out=dh)
-    da2 = da.reshape(t * n, 4 * hdim)
-    # with a zero h0 the first step adds nothing to dwh
-    first = 1 if cache.h0_zero else 0
-    dwh = cache.hs[first:-1].reshape((t - first) * n, hdim).T @ da2[first * n :]
-    k = 0 if cache.x_const is None else cache.x_const.shape[1]
-    dwx = cache.xt.T @ da2
-    dx_const = None
-    if cache.x_const is not None:
-        da_sum = da.sum(axis=0)  # (N, 4H): the constant input meets every step's gradient
-        dwx = np.concatenate([cache.x_const.T @ da_sum, dwx])
-        dx_const = da_sum @ wx[:k].T
-    dx = np.ascontiguousarray((da2 @ wx[k:].T).reshape(t, n, d).transpose(1, 0, 2))
-    return dx, (None if cache.h0_zero else dh), dx_const, LSTMParams(dwx, dwh, da2.sum(axis=0))
-
-
 # --- small maths --------------------------------------------------------------------------------
 
 
@@ -279,9 +134,9 @@ def _softmax_last(s: Array) -> Array:
 class _FwdCache(NamedTuple):
     src: Array  # (N, Ts) source ids in the order the encoder reads them
     dec_in: Array  # (N, Tt)
-    enc: _LSTMCache
+    enc: LSTMCache
     hs_enc: Array  # (N, Ts, H)
-    dec: _LSTMCache
+    dec: LSTMCache
     hd: Array  # (N, Tt, H)
     attn: Array | None  # (N, Tt, Ts) attention weights
     context: Array | None  # (N, Tt, H)
@@ -371,8 +226,8 @@ class _EncoderDecoder(Layer):
         ep, dp = params.encoder, params.decoder
         src = self._source(x)
         dec_in = x[:, self.src_len :]
-        hs_enc, h_enc, enc = _lstm_scan(ep.lstm, ep.embed.w[src])
-        hd, _, dec = _lstm_scan(dp.lstm, dp.embed.w[dec_in], h_enc, x_const=h_enc if self._peeky else None)
+        hs_enc, (h_enc, _), enc = lstm_scan(ep.lstm, ep.embed.w[src])
+        hd, _, dec = lstm_scan(dp.lstm, dp.embed.w[dec_in], h_enc, x_const=h_enc if self._peeky else None)
         aw, ab = dp.affine
         attn = context = None
         if self._attention:
@@ -389,8 +244,8 @@ class _EncoderDecoder(Layer):
         self, params: Seq2seqParams, cache: _FwdCache, dout: Array, input_grad: bool = True
     ) -> tuple[Array, Seq2seqParams]:
         """Gradients of every weight; the gradient reaches the encoder through the decoder's initial
-        state (and, with attention, through every encoder state). ``dx`` is a zero array (the input
-        is ids)."""
+        state (and, with attention, through every encoder state). ``dx`` is a read-only zero array of
+        the ids' shape and dtype (ids have no gradient), as :class:`~fnnet.layers.Embedding`'s."""
         hdim = self.hidden
         n, t_len = cache.dec_in.shape
         ep, dp = params.encoder, params.decoder
@@ -421,18 +276,19 @@ class _EncoderDecoder(Layer):
         else:
             daw = hd.reshape(n * t_len, hdim).T @ d2
             dhd = dout @ aw.T
-        dx_dec, dh0, dh_peek, g_dec = _lstm_scan_backward(dp.lstm, cache.dec, dhd)
-        assert dh0 is not None
-        if dh_peek is not None and dh_enc is not None:
+        if dh_enc is not None:
+            dx_dec, dh0, _, g_dec, dh_peek = lstm_scan_backward(dp.lstm, cache.dec, dhd, const_grad=True)
             dh0 = dh0 + dh_peek + dh_enc
+        else:
+            dx_dec, dh0, _, g_dec = lstm_scan_backward(dp.lstm, cache.dec, dhd)
         de_d = embedding_grad(cache.dec_in, dx_dec, v)
-        dx_enc, _, _, g_enc = _lstm_scan_backward(ep.lstm, cache.enc, dhs_enc, dh0)
+        dx_enc, _, _, g_enc = lstm_scan_backward(ep.lstm, cache.enc, dhs_enc, dh0, state_grad=False)
         de_e = embedding_grad(cache.src, dx_enc, v)
         grads = Seq2seqParams(
             EncoderParams(EmbeddingParams(de_e), g_enc),
             DecoderParams(EmbeddingParams(de_d), g_dec, AffineParams(daw, dab)),
         )
-        return no_input_grad(cache.x_shape, dout.dtype), grads
+        return no_input_grad(cache.x_shape, cache.src.dtype), grads
 
 
 @attrs.frozen

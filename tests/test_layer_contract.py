@@ -22,6 +22,7 @@ from fnnet.layers.norm import BatchNorm, BatchNormState, GroupNorm, LayerNorm
 from fnnet.layers.pool import AvgPool1D, AvgPool2D, GlobalAvgPool2D, MaxPool1D, MaxPool2D
 from fnnet.layers.recurrent import GRU, LSTM, RNN
 from fnnet.random import Key
+from fnnet.seq2seq import AttentionSeq2seq, Seq2seq
 from fnnet.tree import tree_leaves, tree_structure
 from fnnet.typing import Array, Shape
 
@@ -103,17 +104,22 @@ CATALOG: list[tuple[Layer, list[Shape]]] = [
     (GRU(3, return_sequences=False), TIME_SEQUENCES),
     (serial(Embedding(7, 4), LSTM(5), TimeAffine(7)), [(6,)]),
     (serial(Embedding(7, 4), GRU(5, return_sequences=False), Affine(2)), [(3,)]),
+    (Seq2seq(7, 3, 4, src_len=3), [(5,), (4,)]),  # integer ids (N, Ts + Tt) in, see _inputs
+    (Seq2seq(7, 3, 4, src_len=3, peeky=True, reverse=True), [(5,)]),
+    (AttentionSeq2seq(7, 3, 4, src_len=2), [(5,), (3,)]),
 ]
 
 
 def _takes_ids(layer: Layer) -> bool:
-    """Whether the layer's input is integer ids (an Embedding first): no input gradient then."""
+    """Whether the layer's input is integer ids (an Embedding first, or a seq2seq model): no input
+    gradient then."""
     first = layer.layers[0] if isinstance(layer, Serial) else layer
-    return isinstance(first, Embedding)
+    return isinstance(first, (Embedding, Seq2seq, AttentionSeq2seq))
 
 
 def _inputs(layer: Layer, in_shape: Shape, n: int = 3) -> Array:
-    """A batch for ``layer``: ids below 7 for an Embedding first, else standard normal float32."""
+    """A batch for ``layer``: ids below 7 (the catalog's vocabularies) for an Embedding first or a
+    seq2seq model, else standard normal float32."""
     if _takes_ids(layer):
         return np.random.default_rng(1).integers(0, 7, (n, *in_shape))
     return normal((n, *in_shape), 1, dtype=np.float32)
@@ -180,6 +186,8 @@ def test_out_shape_is_inits_out_shape(layer: Layer, in_shape: Shape) -> None:
         (RNN(3), ()),
         (TimeAffine(2), ()),
         (serial(Embedding(5, 2), LSTM(3)), (2, 3)),
+        (Seq2seq(7, 3, 4, src_len=3), (3,)),
+        (AttentionSeq2seq(7, 3, 4, src_len=3), (5, 2)),
     ],
     ids=lambda v: _id(v) if isinstance(v, Layer) else str(v),
 )

@@ -51,6 +51,7 @@ from fnnet.losses import (
 from fnnet.metrics import accuracy
 from fnnet.numerical import check_grads, numerical_gradient
 from fnnet.random import key
+from fnnet.seq2seq import AttentionSeq2seq, Seq2seq, generate
 from fnnet.tree import (
     tree_astype,
     tree_flatten,
@@ -273,6 +274,32 @@ def test_scan_kernels(kernel: str, readonly: bool, data: st.DataObject) -> None:
     finals = tuple(data.draw(_array(dtype, (n, h))) for _ in initial)
     dhs = data.draw(_array(dtype, hs.shape))
     call_unchanged(lambda p, c, dd, f: scan_backward(p, c, dd, *f), params, cache, dhs, finals, readonly=readonly)
+
+
+#: Small seq2seq models over integer ids (N, Ts + Tt): plain, peeky on a reversed source, attention.
+SEQ2SEQ: list[Layer] = [
+    Seq2seq(5, 2, 3, src_len=3),
+    Seq2seq(5, 2, 3, src_len=3, peeky=True, reverse=True),
+    AttentionSeq2seq(5, 2, 3, src_len=3),
+]
+
+
+@READONLY
+@pytest.mark.parametrize("model", SEQ2SEQ, ids=["plain", "peeky-reversed", "attention"])
+@FEW
+@given(data=st.data())
+def test_seq2seq_models(model: Layer, readonly: bool, data: st.DataObject) -> None:
+    dtype = data.draw(DTYPES)
+    n, tt = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    template = model.init(key(0), (3 + tt,))[0]
+    params = tree_map(lambda leaf: data.draw(_array(dtype, leaf.shape, -2.0, 2.0)), template)
+    ids = data.draw(arrays(np.int64, (n, 3 + tt), elements=st.integers(0, 4)))
+    ctx = data.draw(st.sampled_from([EVAL, TRAIN]))
+    y, _, cache = call_unchanged(lambda p, xx: model.forward(p, None, xx, ctx), params, ids, readonly=readonly)
+    dout = data.draw(_array(dtype, y.shape))
+    input_grad = data.draw(st.booleans())
+    call_unchanged(lambda p, c, dd: model.backward(p, c, dd, input_grad), params, cache, dout, readonly=readonly)
+    call_unchanged(lambda p, src: generate(model, p, src, 0, 2), params, ids[:, :3], readonly=readonly)
 
 
 @READONLY

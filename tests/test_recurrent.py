@@ -113,6 +113,48 @@ def test_scan_without_input_grad_skips_only_dx(make: type[Layer]) -> None:
     assert_bit_identical(off[1:], on[1:])
 
 
+@pytest.mark.parametrize("initial", ["given", "zeros"])
+def test_lstm_x_const_is_a_concatenated_input_with_its_own_gradient(initial: str) -> None:
+    """``x_const`` (N, Dc) acts as if concatenated before every ``x_t``; its gradient, the
+    parameters', ``dx`` and the initial state's match central differences, also when the
+    initial state is ``None`` (the kernel then skips the products with it)."""
+    dc_ = 2
+    params = _params64(LSTM)._replace(wx=normal((dc_ + D, 4 * H), 9))
+    x, x_const = normal((N, T, D), 2), normal((N, dc_), 10)
+    state = tuple(_state(LSTM)) if initial == "given" else (np.zeros((N, H)), np.zeros((N, H)))
+    r_hs, r_h, r_c = normal((N, T, H), 3), normal((N, H), 4), normal((N, H), 5)
+    hs, (h_t, c_t), cache = lstm_scan(params, x, *(state if initial == "given" else ()), x_const=x_const)
+    joined = np.concatenate([np.broadcast_to(x_const[:, None], (N, T, dc_)), x], axis=2)
+    hs_cat, (h_cat, c_cat), _ = lstm_scan(params, joined, *state)
+    np.testing.assert_allclose(hs, hs_cat, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(c_t, c_cat, rtol=1e-12, atol=1e-14)
+
+    def value(tree: Any) -> float:
+        p, xx, xc, st = tree
+        hs_, (h_, c_), _ = lstm_scan(p, xx, *st, x_const=xc)
+        return float(np.sum(hs_ * r_hs) + np.sum(h_ * r_h) + np.sum(c_ * r_c))
+
+    dx, dh0, dc0, grads, dx_const = lstm_scan_backward(params, cache, r_hs, r_h, r_c, const_grad=True)
+    num_p, num_x, num_xc, num_state = numerical_gradient(value, (params, x, x_const, state))
+    for name, analytic, numeric in [("x", dx, num_x), ("x_const", dx_const, num_xc), ("h0", dh0, num_state[0]),
+                                    ("c0", dc0, num_state[1]), *zip(params._fields, grads, num_p)]:  # fmt: skip
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+    assert grads.wx.shape == params.wx.shape and dx_const.shape == (N, dc_) and np.any(dx_const)
+
+
+def test_lstm_without_state_grad_skips_only_the_initial_state_gradients() -> None:
+    params = _params64(LSTM)
+    for state in [tuple(_state(LSTM)), ()]:
+        hs, _, cache = lstm_scan(params, normal((N, T, D), 2), *state)
+        dhs = normal(hs.shape, 3)
+        on = lstm_scan_backward(params, cache, dhs, normal((N, H), 4))
+        off = lstm_scan_backward(params, cache, dhs, normal((N, H), 4), state_grad=False)
+        for skipped in off[1:3]:
+            assert not skipped.flags.writeable and not np.any(skipped) and skipped.shape == (N, H)
+        assert np.any(on[1]) and np.any(on[2])
+        assert_bit_identical((off[0], off[3]), (on[0], on[3]))
+
+
 # --- semantics -----------------------------------------------------------------------------------
 
 
@@ -304,6 +346,12 @@ def test_kernels_check_their_arguments() -> None:
     _, _, cache = lstm_scan(params, x)
     with pytest.raises(ValueError, match=r"^lstm_scan_backward: expected dhs of shape \(3, 4, 3\) and dtype float64"):
         lstm_scan_backward(params, cache, np.zeros((N, T, 2)))
+    with pytest.raises(ValueError, match=r"^lstm_scan_backward: const_grad=True needs the cache of a scan with x_const"):
+        lstm_scan_backward(params, cache, const_grad=True)
+    with pytest.raises(ValueError, match=r"^lstm_scan: expected x_const of shape \(N, Dc\) with the batch of x"):
+        lstm_scan(params, x[:, :, 1:], x_const=np.zeros((N + 1, 1)))
+    with pytest.raises(ValueError, match=r"^lstm_scan: expected x of shape \(N, T, 1\), got \(3, 4, 2\)"):
+        lstm_scan(params, x, x_const=np.zeros((N, 1)))
     with pytest.raises(ValueError, match=r"^gru_scan: expected params bhn of shape \(3,\), got \(2,\)"):
         gru_scan(_params64(GRU)._replace(bhn=np.zeros(2)), x)
 

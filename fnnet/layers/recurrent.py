@@ -18,8 +18,10 @@ Two levels:
   the gradients of the hidden states and of the final state and returns ``dx``, the gradients of
   the initial state and the parameter gradients; ``*_cell`` runs one time step (greedy decoding).
   An encoder-decoder is built from these: the encoder's ``(hT, cT)`` is the decoder's ``(h0, c0)``,
-  and the decoder's ``dh0, dc0`` are the encoder's ``dhT, dcT``. Caches are opaque: their
-  layout is internal to the kernels.
+  and the decoder's ``dh0, dc0`` are the encoder's ``dhT, dcT``; a decoder that reads the
+  encoder's state at every step (the sequel's peeky decoder) passes it once as
+  ``lstm_scan(..., x_const=hT)`` and gets its gradient from ``lstm_scan_backward(...,
+  const_grad=True)``. Caches are opaque: their layout is internal to the kernels.
 
 The layer's ``backward`` gives ``dx`` and the parameter gradients only (no gradient reaches the
 initial state). The kernels never write into their arguments; the weights are float32 by default
@@ -58,7 +60,7 @@ Gate layouts (the column blocks of ``wx``, ``wh`` and ``b``):
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, overload
 
 import attrs
 import numpy as np
@@ -210,12 +212,13 @@ class LSTMCache(NamedTuple):
     (True, (2, 5, 3))
     """
 
-    zs: Array  # (T, N, D+H+1): each step's GEMM input [x_t, h_{t-1}, 1]
-    hs: Array  # (T+1, N, H): h0 .. hT
+    zs: Array  # (T+1, N, D+1+H): each step's GEMM input [x_t, 1, h_{t-1}]; row T: hT
     cs: Array  # (T+1, N, H): c0 .. cT
-    gates: Array  # (4, T, N, H): σ(f), σ(i), σ(o), tanh(g), each gate a contiguous block
+    gates: Array  # (T, 4, N, H): σ(f), tanh(g), σ(i), σ(o), each gate a contiguous block
     tanh_c: Array  # (T, N, H): tanh(c1) .. tanh(cT)
     x_shape: tuple[int, ...]
+    x_const: Array | None  # (N, Dc): the input shared by every step, or None
+    h0_zero: bool  # h0 was None: the first step had no recurrent product
 
 
 class GRUCache(NamedTuple):
@@ -271,10 +274,11 @@ def _check_params(fn: str, params: Any, gates: int) -> tuple[Array, Array, int]:
     return wx, wh, h
 
 
-def _check_x(fn: str, x: Array, wx: Array) -> tuple[int, int, int]:
-    if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != wx.shape[0]:
+def _check_x(fn: str, x: Array, wx: Array, skip: int = 0) -> tuple[int, int, int]:
+    """Check ``x`` ``(N, T, D)`` against ``wx``, whose first ``skip`` rows read another input."""
+    if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != wx.shape[0] - skip:
         shape = _fmt(x.shape) if isinstance(x, np.ndarray) else type(x).__name__
-        raise ValueError(f"{fn}: expected x of shape (N, T, {wx.shape[0]}), got {shape}")
+        raise ValueError(f"{fn}: expected x of shape (N, T, {wx.shape[0] - skip}), got {shape}")
     if x.dtype != wx.dtype:
         raise ValueError(
             f"{fn}: expected x of dtype {wx.dtype} (the parameters' dtype), got {x.dtype}; "
@@ -457,71 +461,137 @@ def lstm_cell(params: LSTMParams, x_t: Array, h: Array, c: Array) -> tuple[Array
     return _sigmoid(o) * np.tanh(c_new), c_new
 
 
-#: The LSTM's gates inside the kernels, as indices of the parameter blocks (f, g, i, o): the three
-#: sigmoid gates first, so that one tanh call covers all four (σ(a) = 0.5 + 0.5 tanh(a / 2)).
-_LSTM_ORDER = (0, 2, 3, 1)
+def _check_x_const(fn: str, x_const: Array | None, x: Array, wx: Array) -> int:
+    """Check ``x_const`` ``(N, Dc)`` against ``x`` and ``wx``; return ``Dc`` (0 without one)."""
+    if x_const is None:
+        return 0
+    ok = isinstance(x_const, np.ndarray) and x_const.ndim == 2 and x_const.shape[1] <= wx.shape[0]
+    if ok and isinstance(x, np.ndarray) and x.ndim == 3:
+        ok = x_const.shape[0] == x.shape[0]
+    if not ok:
+        what = _fmt(x_const.shape) if isinstance(x_const, np.ndarray) else type(x_const).__name__
+        raise ValueError(f"{fn}: expected x_const of shape (N, Dc) with the batch of x and Dc <= {wx.shape[0]}, got {what}")
+    if x_const.dtype != wx.dtype:
+        raise ValueError(f"{fn}: expected x_const of dtype {wx.dtype} (the parameters' dtype), got {x_const.dtype}")
+    return int(x_const.shape[1])
 
 
 def lstm_scan(
-    params: LSTMParams, x: Array, h0: Array | None = None, c0: Array | None = None
+    params: LSTMParams, x: Array, h0: Array | None = None, c0: Array | None = None, *, x_const: Array | None = None
 ) -> tuple[Array, tuple[Array, Array], LSTMCache]:
     """Run the LSTM over whole sequences (gate blocks ``(f, g, i, o)``, see the module docstring).
 
-    ``x @ wx + b`` is computed for all time steps at once; each step adds ``h @ wh`` and applies
-    the gates in preallocated, gate-major buffers.
+    Each step is one GEMM, ``[x_t, 1, h] @ [wx; b; wh]``, into preallocated gate-major buffers
+    (every gate block one contiguous ``(N, H)`` array); a zero initial state (``None``) costs no
+    recurrent product. ``x_const`` is an input that is the same at every step (a peeky decoder's
+    encoder state): it is concatenated before ``x_t`` in ``A = [x_const, x_t] @ wx + h @ wh + b``,
+    but multiplied once per sequence, not once per step.
 
     Args:
-        params: :class:`LSTMParams` ``wx (D, 4H)``, ``wh (H, 4H)``, ``b (4H,)``.
+        params: :class:`LSTMParams` ``wx (Dc + D, 4H)``, ``wh (H, 4H)``, ``b (4H,)`` (``Dc = 0``
+            without ``x_const``; its first ``Dc`` rows read ``x_const``).
         x: inputs ``(N, T, D)`` of the parameters' dtype.
         h0, c0: the initial hidden and cell states ``(N, H)``; ``None`` means zeros.
+        x_const: ``(N, Dc)``, the input shared by every step, or ``None``. Its gradient comes
+            from :func:`lstm_scan_backward` with ``const_grad=True``.
     Returns:
         ``(hs, (hT, cT), cache)``: all hidden states ``(N, T, H)``, the final hidden and cell
         states ``(N, H)`` and the cache for :func:`lstm_scan_backward`.
 
     >>> import fnnet
     >>> p, _ = fnnet.LSTM(4).init(fnnet.key(0), (6, 3))
-    >>> hs, (hT, cT), cache = lstm_scan(p, np.ones((2, 6, 3), np.float32))
+    >>> x = np.ones((2, 6, 3), np.float32)
+    >>> hs, (hT, cT), cache = lstm_scan(p, x)
     >>> hs.shape, bool((hs[:, -1] == hT).all()), cT.shape
     ((2, 6, 4), True, (2, 4))
+    >>> hs2, _, _ = lstm_scan(p, x[:, :, 1:], x_const=x[:, 0, :1])  # x's first feature taken once
+    >>> bool(np.allclose(hs, hs2, atol=1e-6))
+    True
     """
     fn = "lstm_scan"
     wx, wh, hdim = _check_params(fn, params, 4)
-    n, t, _ = _check_x(fn, x, wx)
-    h0 = _initial(fn, "h0", h0, n, hdim, wx.dtype)
-    c0 = _initial(fn, "c0", c0, n, hdim, wx.dtype)
+    k = _check_x_const(fn, x_const, x, wx)
+    n, t, d = _check_x(fn, x, wx, k)
     dtype = wx.dtype
-    d = x.shape[2]
-    k = d + hdim + 1
-    # One GEMM per step, [x_t, h, 1] @ [wx; wh; b], gate-major; the sigmoid gates' weights are
-    # halved (exact) so that tanh of the sum is tanh(a / 2) and σ(a) = 0.5 + 0.5 tanh(a / 2).
-    w = _gate_major(np.concatenate([wx, wh, params.b[None]]), _LSTM_ORDER, halve=3)  # (4, K, H)
-    zs = np.empty((t, n, k), dtype=dtype)
-    zs[:, :, :d] = x.transpose(1, 0, 2)
-    zs[:, :, k - 1] = 1
-    gates = np.empty((4, t, n, hdim), dtype=dtype)
-    hs = np.empty((t + 1, n, hdim), dtype=dtype)
+    h0 = _initial(fn, "h0", h0, n, hdim, dtype)
+    c0 = _initial(fn, "c0", c0, n, hdim, dtype)
+    # One GEMM per step, [x_t, 1, h] @ [wx; b; wh], into gate-major blocks. The sigmoid gates'
+    # columns are halved (exact), so one tanh pass over all four blocks gives tanh(a / 2) on f, i,
+    # o, and σ(a) = 0.5 + 0.5 tanh(a / 2); tanh(a) on g.
+    w = _gate_major(np.concatenate([wx[k:], params.b[None], wh]), (0, 1, 2, 3))  # (4, D+1+H, H)
+    w[0] *= 0.5
+    w[2:] *= 0.5
+    const = None
+    if x_const is not None:
+        const = np.matmul(x_const, _gate_major(wx[:k], (0, 1, 2, 3)))  # (4, N, H)
+        const[0] *= 0.5
+        const[2:] *= 0.5
+    # zs[s] = [x_{s+1}, 1, h_s] (row T holds only hT): the hidden states are written in place
+    zs = np.empty((t + 1, n, d + 1 + hdim), dtype=dtype)
+    zs[:t, :, :d] = x.transpose(1, 0, 2)
+    zs[t, :, :d] = 0
+    zs[:, :, d] = 1
+    hs = zs[:, :, d + 1 :]
     cs = np.empty((t + 1, n, hdim), dtype=dtype)
-    tanh_c = np.empty((t, n, hdim), dtype=dtype)
     hs[0] = 0 if h0 is None else h0
     cs[0] = 0 if c0 is None else c0
+    gates = np.empty((t, 4, n, hdim), dtype=dtype)
+    tanh_c = np.empty((t, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
     for s in range(t):
-        zs[s, :, d : k - 1] = hs[s]
-        g = gates[:, s]
-        np.matmul(zs[s], w, out=g)
-        np.tanh(g, out=g)
-        sig = g[:3]
-        sig *= 0.5
-        sig += 0.5
-        f, i, o, gg = g
+        gs = gates[s]
+        if s or h0 is not None:
+            np.matmul(zs[s], w, out=gs)
+        else:
+            np.matmul(zs[0, :, : d + 1], w[:, : d + 1], out=gs)
+        if const is not None:
+            gs += const
+        np.tanh(gs, out=gs)
+        f, g, i, o = gs
+        f *= 0.5
+        f += 0.5
+        io = gs[2:]
+        io *= 0.5
+        io += 0.5
         c = cs[s + 1]
-        np.multiply(f, cs[s], out=c)  # σ(f) c
-        np.multiply(i, gg, out=tmp)  # σ(i) tanh(g)
-        c += tmp
+        if s or c0 is not None:
+            np.multiply(f, cs[s], out=c)  # σ(f) c
+            np.multiply(i, g, out=tmp)  # σ(i) tanh(g)
+            c += tmp
+        else:
+            np.multiply(i, g, out=c)
         np.tanh(c, out=tanh_c[s])
         np.multiply(o, tanh_c[s], out=hs[s + 1])
-    cache = LSTMCache(zs, hs, cs, gates, tanh_c, x.shape)
+    cache = LSTMCache(zs, cs, gates, tanh_c, x.shape, x_const, h0 is None)
     return _batch_major(hs[1:], t, n), (hs[t].copy(), cs[t].copy()), cache
+
+
+@overload
+def lstm_scan_backward(
+    params: LSTMParams,
+    cache: LSTMCache,
+    dhs: Array | None = ...,
+    dhT: Array | None = ...,
+    dcT: Array | None = ...,
+    input_grad: bool = ...,
+    *,
+    state_grad: bool = ...,
+    const_grad: Literal[False] = ...,
+) -> tuple[Array, Array, Array, LSTMParams]: ...
+
+
+@overload
+def lstm_scan_backward(
+    params: LSTMParams,
+    cache: LSTMCache,
+    dhs: Array | None = ...,
+    dhT: Array | None = ...,
+    dcT: Array | None = ...,
+    input_grad: bool = ...,
+    *,
+    state_grad: bool = ...,
+    const_grad: Literal[True],
+) -> tuple[Array, Array, Array, LSTMParams, Array]: ...
 
 
 def lstm_scan_backward(
@@ -531,7 +601,10 @@ def lstm_scan_backward(
     dhT: Array | None = None,
     dcT: Array | None = None,
     input_grad: bool = True,
-) -> tuple[Array, Array, Array, LSTMParams]:
+    *,
+    state_grad: bool = True,
+    const_grad: bool = False,
+) -> tuple[Array, Array, Array, LSTMParams] | tuple[Array, Array, Array, LSTMParams, Array]:
     """Backward of :func:`lstm_scan`.
 
     Args:
@@ -540,8 +613,13 @@ def lstm_scan_backward(
         dhT, dcT: the loss gradients of the final hidden and cell states ``(N, H)`` (``dhT`` adds
             to ``dhs[:, -1]``), or ``None`` (zeros).
         input_grad: ``False`` skips ``dx`` (a read-only zero array is returned).
+        state_grad: ``False`` skips ``dh0`` and ``dc0`` (read-only zero arrays are returned),
+            saving the first step's backward product.
+        const_grad: ``True`` also returns the gradient of ``x_const`` (the scan must have had
+            one), as a fifth value; ``grads.wx`` covers its rows whatever this flag.
     Returns:
-        ``(dx (N, T, D), dh0 (N, H), dc0 (N, H), grads)`` with ``grads`` an :class:`LSTMParams`.
+        ``(dx (N, T, D), dh0 (N, H), dc0 (N, H), grads)`` with ``grads`` an :class:`LSTMParams`;
+        with ``const_grad=True``, ``(dx, dh0, dc0, grads, dx_const (N, Dc))``.
 
     >>> import fnnet
     >>> p, _ = fnnet.LSTM(4).init(fnnet.key(0), (6, 3))
@@ -549,67 +627,83 @@ def lstm_scan_backward(
     >>> dx, dh0, dc0, grads = lstm_scan_backward(p, cache, np.ones_like(hs))
     >>> dx.shape, dh0.shape, grads.wx.shape
     ((2, 6, 3), (2, 4), (3, 16))
+    >>> hs, _, cache = lstm_scan(p, np.ones((2, 6, 2), np.float32), x_const=np.ones((2, 1), np.float32))
+    >>> dx, dh0, dc0, grads, dx_const = lstm_scan_backward(p, cache, np.ones_like(hs), const_grad=True)
+    >>> dx.shape, dx_const.shape, grads.wx.shape
+    ((2, 6, 2), (2, 1), (3, 16))
     """
     fn = "lstm_scan_backward"
     wx, wh, hdim = _check_params(fn, params, 4)
     n, t, d = cache.x_shape
+    x_const = cache.x_const
+    k = 0 if x_const is None else x_const.shape[1]
+    if wx.shape[0] != k + d:
+        raise ValueError(f"{fn}: expected params wx with {k + d} rows (the scan's inputs), got {wx.shape[0]}")
+    if const_grad and x_const is None:
+        raise ValueError(f"{fn}: const_grad=True needs the cache of a scan with x_const")
     dtype = wx.dtype
     dhs = _check_dhs(fn, dhs, n, t, hdim, dtype)
     dhT = _initial(fn, "dhT", dhT, n, hdim, dtype)
     dcT = _initial(fn, "dcT", dcT, n, hdim, dtype)
     dh = np.zeros((n, hdim), dtype=dtype) if dhT is None else dhT.copy()
     dc = np.zeros((n, hdim), dtype=dtype) if dcT is None else dcT.copy()
-    wh4_t = _gate_major(wh, _LSTM_ORDER).transpose(0, 2, 1)  # (4, H, H): wh_k.T
     gates, cs, tanh_c = cache.gates, cache.cs, cache.tanh_c
-    da = np.empty((4, t, n, hdim), dtype=dtype)  # gradients of the pre-activations, gate-major
-    a = np.empty((4, n, hdim), dtype=dtype)
+    wh_t = np.ascontiguousarray(wh.T)
+    dhs_t = None if dhs is None else np.ascontiguousarray(dhs.transpose(1, 0, 2))  # time-major
+    da = np.empty((t, n, 4 * hdim), dtype=dtype)  # gradients of the pre-activations A
+    blk = np.empty((4, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
     for s in range(t - 1, -1, -1):
-        if dhs is not None:
-            dh += dhs[:, s]
-        f, i, o, gg = gates[:, s]
-        da_f, da_i, da_o, da_g = da[:, s]
+        if dhs_t is not None:
+            dh += dhs_t[s]
+        gs = gates[s]
+        f, g, i, o = gs
         tc = tanh_c[s]
+        # σ'(a) = σ (1 - σ) for f, i, o in one pass over the step's blocks (g's is overwritten)
+        np.subtract(1, gs, out=blk)
+        blk *= gs
         # dc += dh σ(o) (1 - tanh²(c))
         np.multiply(tc, tc, out=tmp)
         np.subtract(1, tmp, out=tmp)
         tmp *= o
         tmp *= dh
         dc += tmp
-        # dA_o = dh tanh(c) σ'(o), with σ' = σ (1 - σ)
-        np.multiply(dh, tc, out=da_o)
-        np.multiply(o, o, out=tmp)
-        np.subtract(o, tmp, out=tmp)
-        da_o *= tmp
-        # dA_f = dc c_prev σ'(f)
-        np.multiply(dc, cs[s], out=da_f)
-        np.multiply(f, f, out=tmp)
-        np.subtract(f, tmp, out=tmp)
-        da_f *= tmp
-        # dA_g = dc σ(i) (1 - tanh²(g))
-        np.multiply(dc, i, out=da_g)
-        np.multiply(gg, gg, out=tmp)
-        np.subtract(1, tmp, out=tmp)
-        da_g *= tmp
-        # dA_i = dc tanh(g) σ'(i)
-        np.multiply(dc, gg, out=da_i)
-        np.multiply(i, i, out=tmp)
-        np.subtract(i, tmp, out=tmp)
-        da_i *= tmp
+        # dA_o = dh tanh(c) σ'(o)
+        blk[3] *= tc
+        blk[3] *= dh
+        # dA_f = dc c_prev σ'(f), dA_g = dc σ(i) (1 - tanh²(g)), dA_i = dc tanh(g) σ'(i)
+        blk[0] *= cs[s]
+        np.multiply(g, g, out=blk[1])
+        np.subtract(1, blk[1], out=blk[1])
+        blk[1] *= i
+        blk[2] *= g
+        blk[:3] *= dc
         dc *= f
-        # dh_prev = Σ_k dA_k @ wh_k.T
-        np.matmul(da[:, s], wh4_t, out=a)
-        np.add(a[0], a[1], out=dh)
-        dh += a[2]
-        dh += a[3]
-    da2 = da.reshape(4, t * n, hdim)
-    # [dwx; dwh; db] in one GEMM over the steps' inputs [x_t, h_{t-1}, 1]
-    dw = _param_major(np.matmul(cache.zs.reshape(t * n, d + hdim + 1).T, da2), _LSTM_ORDER)
-    grads = LSTMParams(dw[:d], dw[d : d + hdim], dw[d + hdim])
-    if not input_grad:
-        return no_input_grad((n, t, d), dtype), dh, dc, grads
-    dx = np.matmul(da2, _gate_major(wx, _LSTM_ORDER).transpose(0, 2, 1)).sum(axis=0)
-    return _batch_major(dx, t, n), dh, dc, grads
+        a = da[s]
+        np.copyto(a.reshape(n, 4, hdim), blk.transpose(1, 0, 2))
+        if s or state_grad:
+            np.matmul(a, wh_t, out=dh)  # dh_prev = dA @ wh.T
+    da2 = da.reshape(t * n, 4 * hdim)
+    z = cache.zs
+    dwxb = z[:t, :, : d + 1].reshape(t * n, d + 1).T @ da2  # [dwx; db]
+    first = 1 if cache.h0_zero and t else 0  # a zero h0 adds nothing to dwh
+    dwh = z[first:t, :, d + 1 :].reshape((t - first) * n, hdim).T @ da2[first * n :]
+    dwx = dwxb[:d]
+    da_sum = None
+    if x_const is not None:
+        da_sum = da.sum(axis=0)  # (N, 4H): the constant input meets every step's gradient
+        dwx = np.concatenate([x_const.T @ da_sum, dwx])
+    grads = LSTMParams(dwx, dwh, dwxb[d])
+    if not state_grad:
+        dh = dc = no_input_grad((n, hdim), dtype)
+    if input_grad:
+        dx = _batch_major(da2 @ wx[k:].T, t, n)
+    else:
+        dx = no_input_grad((n, t, d), dtype)
+    if not const_grad:
+        return dx, dh, dc, grads
+    assert da_sum is not None
+    return dx, dh, dc, grads, da_sum @ wx[:k].T
 
 
 # --- GRU -----------------------------------------------------------------------------------------
@@ -970,7 +1064,7 @@ class LSTM(_Recurrent):
         return hs, LSTMState(ht, ct), cache
 
     def _scan_backward(self, params: LSTMParams, cache: LSTMCache, dhs: Array | None, dhT: Array | None, input_grad: bool) -> tuple[Array, LSTMParams]:
-        dx, _, _, grads = lstm_scan_backward(params, cache, dhs, dhT, None, input_grad)
+        dx, _, _, grads = lstm_scan_backward(params, cache, dhs, dhT, None, input_grad, state_grad=False)
         return dx, grads
 
 
