@@ -1,6 +1,6 @@
 """The API reference and the guide build with zero warnings, and a docs problem fails the build.
 
-Runs only where pdoc is installed (the ``docs`` extra); CI installs it and also runs
+Needs pdoc (in the ``dev`` and ``docs`` extras); CI also runs
 ``docs/build.py`` as a step of its own. Each build runs in a subprocess, so pdoc's global
 configuration and the annotations it resolves never reach the other tests.
 """
