@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +35,7 @@ from fnnet.layers import Layer
 from fnnet.optim import sgd
 from fnnet.runtime import keep_heap
 from fnnet.train import TrainState, init_train_state, make_train_step
+from throughput import TorchReference
 
 BATCH = 100
 LR = 0.01
@@ -73,36 +72,6 @@ def cpu_per_step(step: Callable[[], object], steps: int) -> float:
     for _ in range(steps):
         step()
     return (time.process_time() - t0) / steps
-
-
-class TorchCpu:
-    """``torch_reference.py --serve --cpu-time --threads 1``: answers a step count with CPU-s per step."""
-
-    def __init__(self, python: str, name: str, keep: bool = False):
-        script = Path(__file__).with_name("torch_reference.py")
-        cmd = [python, str(script), "--arch", ARCH[name], "--serve", "--cpu-time", "--threads", "1"]
-        cmd += ["--keep-heap"] if keep else []
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.banner = self._line()
-        self._line()  # "ready"
-
-    def _line(self) -> str:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"torch_reference.py stopped (exit code {self.proc.wait()})")
-        return line.strip()
-
-    def cpu(self, steps: int) -> float:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{steps}\n")
-        self.proc.stdin.flush()
-        return float(self._line())
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait()
 
 
 # --- profile: CPU time per layer kind -------------------------------------------------------------
@@ -192,14 +161,16 @@ def main(argv: list[str] | None = None) -> None:
     fn = fnnet_step(args.model)
     for _ in range(2):
         fn()
-    torch = TorchCpu(args.torch, args.model, args.keep_heap) if args.torch else None
+    torch = (
+        TorchReference(args.torch, args.model, args.keep_heap, threads=1, cpu_time=True) if args.torch else None
+    )
     ours: list[float] = []
     theirs: list[float] = []
     for r in range(args.rounds):
         ours.append(cpu_per_step(fn, args.steps))
         line = f"round {r + 1}: fnnet {ours[-1] * 1e3:7.1f} CPU-ms/step"
         if torch is not None:
-            theirs.append(torch.cpu(args.steps))
+            theirs.append(torch.block(args.steps))
             line += f"   PyTorch {theirs[-1] * 1e3:7.1f} CPU-ms/step   ratio {theirs[-1] / ours[-1]:.2f}"
         print(line, flush=True)
     if torch is not None:

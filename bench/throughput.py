@@ -160,7 +160,9 @@ class TorchReference:
     """``bench/torch_reference.py --serve`` under another interpreter: a PyTorch train step that
     times a block of steps whenever asked, so its blocks interleave with fnnet's."""
 
-    def __init__(self, python: str, name: str, keep: bool, pool_first: bool = False, threads: int = 2):
+    def __init__(
+        self, python: str, name: str, keep: bool, pool_first: bool = False, threads: int = 2, cpu_time: bool = False
+    ):
         if name == "seq2seq-peeky":
             cmd = [python, str(Path(__file__).with_name("torch_seq2seq.py")), "--serve", "--threads", str(threads)]
         else:
@@ -169,6 +171,7 @@ class TorchReference:
             cmd = [python, str(script), "--arch", arch, "--serve", "--threads", str(threads)]
             cmd += ["--keep-heap"] if keep else []
         cmd += ["--pool-first"] if pool_first else []
+        cmd += ["--cpu-time"] if cpu_time else []
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.banner = self._line()  # "torch 2.13.0, threads 2, ..."
         self._line()  # "ready" after the warm-up
@@ -181,7 +184,7 @@ class TorchReference:
         return line.strip()
 
     def block(self, steps: int) -> float:
-        """Samples/s of ``steps`` PyTorch train steps."""
+        """Samples/s of ``steps`` PyTorch train steps (with ``cpu_time``: CPU seconds per step)."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(f"{steps}\n")
         self.proc.stdin.flush()

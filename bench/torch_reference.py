@@ -153,12 +153,12 @@ def make_step(arch: str, seed: int, pool_first: bool = False) -> Any:
     return step
 
 
-def time_block(step: Any, steps: int) -> float:
-    """Samples/s of ``steps`` consecutive calls of ``step``."""
+def time_block(step: Any, steps: int, batch: int = BATCH) -> float:
+    """Samples/s of ``steps`` consecutive calls of ``step`` on batches of ``batch``."""
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    return BATCH * steps / (time.perf_counter() - t0)
+    return batch * steps / (time.perf_counter() - t0)
 
 
 def cpu_block(step: Any, steps: int) -> float:
@@ -176,9 +176,13 @@ def serve(arch: str, warmup: int, seed: int, pool_first: bool = False, cpu_time:
     Lets ``bench/throughput.py`` and ``bench/step_cpu.py`` interleave PyTorch blocks with their
     own, so that machine noise hits both alike.
     """
+    serve_step(make_step(arch, seed, pool_first), warmup, cpu_time)
+
+
+def serve_step(step: Any, warmup: int, cpu_time: bool = False, batch: int = BATCH) -> None:
+    """The loop of :func:`serve` for any train-step closure on batches of ``batch``."""
     import sys
 
-    step = make_step(arch, seed, pool_first)
     for _ in range(warmup):
         step()
     print("ready", flush=True)
@@ -186,7 +190,7 @@ def serve(arch: str, warmup: int, seed: int, pool_first: bool = False, cpu_time:
         if cpu_time:
             print(f"{cpu_block(step, int(line)):.6f}", flush=True)
         else:
-            print(f"{time_block(step, int(line)):.1f}", flush=True)
+            print(f"{time_block(step, int(line), batch):.1f}", flush=True)
 
 
 def time_step(arch: str, repeats: int, steps: int, warmup: int, seed: int) -> list[float]:

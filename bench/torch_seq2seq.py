@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Any
+
+from torch_reference import serve_step, time_block
 
 BATCH = 128
 VOCAB = 13
@@ -78,26 +79,6 @@ def make_step(seed: int) -> Any:
     return step
 
 
-def time_block(step: Any, steps: int) -> float:
-    """Samples/s of ``steps`` consecutive calls of ``step``."""
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return BATCH * steps / (time.perf_counter() - t0)
-
-
-def serve(warmup: int, seed: int) -> None:
-    """Answer each line ``STEPS`` on stdin with the samples/s of that many steps (until EOF)."""
-    import sys
-
-    step = make_step(seed)
-    for _ in range(warmup):
-        step()
-    print("ready", flush=True)
-    for line in sys.stdin:
-        print(f"{time_block(step, int(line)):.1f}", flush=True)
-
-
 def main() -> None:
     """Parse arguments and time the train step (or serve timed blocks)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -106,7 +87,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps before timing")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--serve", action="store_true", help="time blocks on request (see serve)")
+    parser.add_argument("--serve", action="store_true", help="time blocks on request (torch_reference.serve_step)")
     args = parser.parse_args()
 
     import torch  # type: ignore[import-not-found, unused-ignore]
@@ -114,12 +95,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH}, float32")
     if args.serve:
-        serve(args.warmup, args.seed)
+        serve_step(make_step(args.seed), args.warmup, batch=BATCH)
         return
     step = make_step(args.seed)
     for _ in range(args.warmup):
         step()
-    rates = [time_block(step, args.steps) for _ in range(args.repeats)]
+    rates = [time_block(step, args.steps, BATCH) for _ in range(args.repeats)]
     print(
         f"torch seq2seq-peeky train step: median {statistics.median(rates):9.0f} samples/s "
         f"(min {min(rates):.0f}, max {max(rates):.0f}, {args.repeats} x {args.steps} steps)"
