@@ -288,6 +288,13 @@ def _check_x(fn: str, x: Array, wx: Array, skip: int = 0) -> tuple[int, int, int
     return n, t, d
 
 
+def _carried(fn: str, name: str, a: Array | None, n: int, h: int, dtype: np.dtype[Any]) -> Array:
+    """A checked gradient of a final state as a fresh array the backward loop accumulates into
+    (zeros for None); the caller's array is never written."""
+    a = _initial(fn, name, a, n, h, dtype)
+    return np.zeros((n, h), dtype=dtype) if a is None else a.copy()
+
+
 def _initial(fn: str, name: str, a: Array | None, n: int, h: int, dtype: np.dtype[Any]) -> Array | None:
     """Check an initial state (or a gradient of a final state): None, or ``(N, H)`` of ``dtype``."""
     if a is None:
@@ -416,10 +423,9 @@ def rnn_scan_backward(
     n, t, d = cache.x_shape
     dtype = wx.dtype
     dhs = _check_dhs(fn, dhs, n, t, hdim, dtype)
-    dhT = _initial(fn, "dhT", dhT, n, hdim, dtype)
     hs = cache.hs
     da = np.empty((t, n, hdim), dtype=dtype)
-    dh = np.zeros((n, hdim), dtype=dtype) if dhT is None else dhT.copy()
+    dh = _carried(fn, "dhT", dhT, n, hdim, dtype)
     wh_t = wh.T
     for s in range(t - 1, -1, -1):
         if dhs is not None:
@@ -643,10 +649,8 @@ def lstm_scan_backward(
         raise ValueError(f"{fn}: const_grad=True needs the cache of a scan with x_const")
     dtype = wx.dtype
     dhs = _check_dhs(fn, dhs, n, t, hdim, dtype)
-    dhT = _initial(fn, "dhT", dhT, n, hdim, dtype)
-    dcT = _initial(fn, "dcT", dcT, n, hdim, dtype)
-    dh = np.zeros((n, hdim), dtype=dtype) if dhT is None else dhT.copy()
-    dc = np.zeros((n, hdim), dtype=dtype) if dcT is None else dcT.copy()
+    dh = _carried(fn, "dhT", dhT, n, hdim, dtype)
+    dc = _carried(fn, "dcT", dcT, n, hdim, dtype)
     gates, cs, tanh_c = cache.gates, cache.cs, cache.tanh_c
     wh_t = np.ascontiguousarray(wh.T)
     dhs_t = None if dhs is None else np.ascontiguousarray(dhs.transpose(1, 0, 2))  # time-major
@@ -825,8 +829,7 @@ def gru_scan_backward(
     n, t, d = cache.x_shape
     dtype = wx.dtype
     dhs = _check_dhs(fn, dhs, n, t, hdim, dtype)
-    dhT = _initial(fn, "dhT", dhT, n, hdim, dtype)
-    dh = np.zeros((n, hdim), dtype=dtype) if dhT is None else dhT.copy()
+    dh = _carried(fn, "dhT", dhT, n, hdim, dtype)
     hs, gates, hn = cache.hs, cache.gates, cache.hn
     wh3_t = _gate_major(wh, _GRU_ORDER).transpose(0, 2, 1)  # (3, H, H): wh_k.T
     dax = np.empty((3, t, n, hdim), dtype=dtype)  # gradients of the x-side pre-activations
