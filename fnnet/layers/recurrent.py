@@ -218,7 +218,6 @@ class LSTMCache(NamedTuple):
     tanh_c: Array  # (T, N, H): tanh(c1) .. tanh(cT)
     x_shape: tuple[int, ...]
     x_const: Array | None  # (N, Dc): the input shared by every step, or None
-    h0_zero: bool  # h0 was None: the first step had no recurrent product
 
 
 class GRUCache(NamedTuple):
@@ -568,7 +567,7 @@ def lstm_scan(
             np.multiply(i, g, out=c)
         np.tanh(c, out=tanh_c[s])
         np.multiply(o, tanh_c[s], out=hs[s + 1])
-    cache = LSTMCache(zs, cs, gates, tanh_c, x.shape, x_const, h0 is None)
+    cache = LSTMCache(zs, cs, gates, tanh_c, x.shape, x_const)
     return _batch_major(hs[1:], t, n), (hs[t].copy(), cs[t].copy()), cache
 
 
@@ -688,16 +687,14 @@ def lstm_scan_backward(
         if s or state_grad:
             np.matmul(a, wh_t, out=dh)  # dh_prev = dA @ wh.T
     da2 = da.reshape(t * n, 4 * hdim)
-    z = cache.zs
-    dwxb = z[:t, :, : d + 1].reshape(t * n, d + 1).T @ da2  # [dwx; db]
-    first = 1 if cache.h0_zero and t else 0  # a zero h0 adds nothing to dwh
-    dwh = z[first:t, :, d + 1 :].reshape((t - first) * n, hdim).T @ da2[first * n :]
-    dwx = dwxb[:d]
+    # [dwx; db; dwh] = [x_t, 1, h_{t-1}]^T @ dA over all steps, one GEMM (a zero h0 adds zeros)
+    dw_all = cache.zs[:t].reshape(t * n, d + 1 + hdim).T @ da2
+    dwx, dwh = dw_all[:d], dw_all[d + 1 :]
     da_sum = None
     if x_const is not None:
         da_sum = da.sum(axis=0)  # (N, 4H): the constant input meets every step's gradient
         dwx = np.concatenate([x_const.T @ da_sum, dwx])
-    grads = LSTMParams(dwx, dwh, dwxb[d])
+    grads = LSTMParams(dwx, dwh, dw_all[d])
     if not state_grad:
         dh = dc = no_input_grad((n, hdim), dtype)
     if input_grad:
