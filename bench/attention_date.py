@@ -20,7 +20,7 @@ import time
 
 from fnnet.datasets import load_sequence
 from fnnet.losses import time_softmax_cross_entropy
-from fnnet.optim import adam, chain, clip_by_global_norm
+from fnnet.optim import CosineDecay, adam, chain, clip_by_global_norm
 from fnnet.random import key as make_key
 from fnnet.seq2seq import AttentionSeq2seq, sequence_accuracy, teacher_forcing
 from fnnet.train import History, TrainState, fit
@@ -33,6 +33,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=LR, help="Adam's learning rate (the sequel's: 0.001)")
+    ap.add_argument("--cosine", action="store_true",
+                    help="decay the learning rate along half a cosine to 0 over the run (the sequel: constant)")
     args = ap.parse_args()
     data = load_sequence("date")
     model = AttentionSeq2seq(data.vocab_size, EMBED, HIDDEN, src_len=data.x_train.shape[1], reverse=True)
@@ -45,7 +48,9 @@ def main() -> None:
         print(f"epoch {len(accs)}  test accuracy {accs[-1]:.4f}  train loss {loss:.4f}  ({time.perf_counter() - t0:.0f}s)",
               flush=True)  # fmt: skip
 
-    fit(model, chain(clip_by_global_norm(CLIP), adam(LR)), teacher_forcing(data.x_train, data.t_train),
+    steps = args.epochs * (len(data.x_train) // BATCH)
+    lr: float | CosineDecay = CosineDecay(args.lr, total_steps=steps) if args.cosine else args.lr
+    fit(model, chain(clip_by_global_norm(CLIP), adam(lr)), teacher_forcing(data.x_train, data.t_train),
         key=make_key(args.seed), epochs=args.epochs, batch_size=BATCH, drop_last=True,
         loss=time_softmax_cross_entropy, eval_train=False, progress="quiet", on_epoch=score)  # fmt: skip
     print("accuracy by epoch " + " ".join(f"{a:.4f}" for a in accs))

@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--epochs", type=int, default=14)
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
-    parser.add_argument("--val", type=int, default=5000, help="validation images carved from the training set")
+    parser.add_argument("--val", type=int, default=5000,
+                        help="validation images carved from the training set (0: train on all 60,000, report the last epoch)")
     parser.add_argument("--n-train", type=int, default=None, help="use only this many training images (smoke runs)")
     parser.add_argument("--no-augment", action="store_true", help="train on the images as they are")
     parser.add_argument("--seed", type=int, default=0)
@@ -80,7 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     (x_all, t_all), (x_test, t_test) = load_mnist("fashion-mnist", flatten=False)
     split_key, run_key = split(make_key(args.seed))
-    (x_train, t_train), (x_val, t_val) = train_val_split(split_key, x_all, t_all, val_size=args.val)
+    if args.val:
+        (x_train, t_train), (x_val, t_val) = train_val_split(split_key, x_all, t_all, val_size=args.val)
+    else:
+        (x_train, t_train), (x_val, t_val) = (x_all, t_all), (x_all[:0], t_all[:0])
     if args.n_train is not None:
         x_train, t_train = x_train[: args.n_train], t_train[: args.n_train]
     model = models.resnet()
@@ -100,8 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     best: dict[str, Any] = {"val_acc": -1.0}
 
     def keep_best(state: TrainState, history: History) -> None:
-        val_acc = history.epochs[-1]["val_acc"]
-        if val_acc > best["val_acc"]:
+        val_acc = history.epochs[-1]["val_acc"] if args.val else 0.0  # without validation: the last epoch
+        if val_acc > best["val_acc"] or not args.val:
             best.update(val_acc=val_acc, epoch=int(state.epoch), params=state.params, model_state=state.model_state)
 
     result = fit(
@@ -113,9 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=BATCH_SIZE,
         weight_decay=WEIGHT_DECAY,
         augment=augment,
-        val=(x_val, t_val),
+        val=(x_val, t_val) if args.val else None,
         eval_train=False,
-        eval_sample=len(x_val),
+        eval_sample=len(x_val) or None,
         progress="lines",
         on_epoch=keep_best,
     )
@@ -126,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall = time.perf_counter() - t0
     train_time = sum(e["time"] for e in result.history.epochs)
     print("seconds per epoch (training and validation): " + ", ".join(f"{e['time']:.0f}" for e in result.history.epochs))
-    print(f"chosen epoch {best['epoch']} (best validation accuracy {best['val_acc']:.4f})")
+    print(f"chosen epoch {best['epoch']}" + (f" (best validation accuracy {best['val_acc']:.4f})" if args.val else " (the last)"))
     print(f"test accuracy {test['acc']:.4f} (target {TARGET})")
     print(f"for information, averaging each test image's logits with its mirror image's: {flip_acc:.4f}")
     print(f"wall time {wall:.0f}s (budget {BUDGET}s), {len(x_train) * args.epochs / train_time:.0f} training samples/s")

@@ -84,7 +84,7 @@ def policy_table(rounds: int, names: list[str]) -> None:
         model = build()
         params, _ = model.init(fnnet.key(0), shape)
         chosen = choose_policy(model, params, model.init_state(shape), np.zeros((100, *shape), np.float32))
-        n = 20 if name in ("two-layer-net", "small-1xk-cnn") else 3
+        n = {"two-layer-net": 200, "small-1xk-cnn": 50}.get(name, 3)
         configs: dict[str, Callable[[], float]] = {"default": step_timer(model, shape, None, None, n)}
         for s in (1, 2):
             for b in (1, cores):

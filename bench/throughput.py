@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--torch-threads", type=int, default=2, help="torch.set_num_threads of the reference")
     ap.add_argument("--torch-pool-first", action="store_true",
                     help="also time PyTorch with each max pool moved before its ReLU (fnnet's order)")
+    ap.add_argument("--settle", type=float, default=0.5,
+                    help="seconds of idle before every timed block, so the other side's spinning threads sleep")
     ap.add_argument("--keep-heap", action="store_true", help="glibc keeps freed memory (fnnet.runtime.keep_heap), "
                     "in this process and the PyTorch one")
     args = ap.parse_args(argv)
@@ -236,15 +238,21 @@ def main(argv: list[str] | None = None) -> None:
         else None
     )
     # Interleave the measurements so machine noise hits both alike.
+    # A pause before each block lets the previous block's idle workers (OpenMP's, OpenBLAS's) stop
+    # spinning: otherwise they hold a core during the next block, of the other library.
+    def settled(measure: Callable[[], float]) -> float:
+        time.sleep(args.settle)
+        return measure()
+
     for _ in range(args.repeats):
-        rows.setdefault("fnnet", []).extend(_time(fn, 1, block, batch))
+        rows.setdefault("fnnet", []).append(settled(lambda: _time(fn, 1, block, batch)[0]))
         if ref is not None:
-            rows.setdefault("plain NumPy", []).extend(_time(ref, 1, block))
-            rows.setdefault("plain NumPy, 1 BLAS thread", []).extend(_time(ref_one_blas_thread, 1, block))
+            rows.setdefault("plain NumPy", []).append(settled(lambda: _time(ref, 1, block)[0]))
+            rows.setdefault("plain NumPy, 1 BLAS thread", []).append(settled(lambda: _time(ref_one_blas_thread, 1, block)[0]))
         if torch is not None:
-            rows.setdefault("PyTorch 2.13 CPU", []).append(torch.block(block))
+            rows.setdefault("PyTorch 2.13 CPU", []).append(settled(lambda: torch.block(block)))
         if torch_pf is not None:
-            rows.setdefault("PyTorch, pool first", []).append(torch_pf.block(block))
+            rows.setdefault("PyTorch, pool first", []).append(settled(lambda: torch_pf.block(block)))
     for t in (torch, torch_pf):
         if t is not None:
             print(t.banner)
