@@ -32,7 +32,7 @@ from fnnet import (
 )
 from fnnet.checkpoint import load, save
 from fnnet.seq2seq import AttentionSeq2seq, Seq2seq
-from fnnet.datasets import Compose, HorizontalFlip, RandomCrop, RandomTranslate, compose
+from fnnet.datasets import Compose, HorizontalFlip, RandomCrop, RandomErasing, RandomTranslate, compose
 from fnnet.functions import (
     elu,
     gelu,
@@ -294,6 +294,7 @@ __all__ = [
     "Compose",
     "HorizontalFlip",
     "RandomCrop",
+    "RandomErasing",
     "RandomTranslate",
     "compose",
 ]

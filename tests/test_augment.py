@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import fnnet
-from fnnet.datasets import Augmentation, Compose, HorizontalFlip, RandomCrop, RandomTranslate, compose
+from fnnet.datasets import Augmentation, Compose, HorizontalFlip, RandomCrop, RandomErasing, RandomTranslate, compose
 from fnnet.random import Key, fold_in, split
 from fnnet.train import evaluate, fit
 from fnnet.typing import Array
@@ -22,8 +22,9 @@ TRANSFORMS: list[Augmentation] = [
     RandomTranslate(1, 3),
     HorizontalFlip(p=0.5),
     compose(RandomCrop(pad=1), HorizontalFlip()),
+    RandomErasing(p=0.5),
 ]
-IDS = ["crop", "translate", "flip", "compose"]
+IDS = ["crop", "translate", "flip", "compose", "erase"]
 
 
 def _reference_shift(x: Array, sy: Array, sx: Array) -> Array:
@@ -64,6 +65,49 @@ def test_flip_decides_per_sample_with_probability_p() -> None:
     kept = (y == x).all(axis=(1, 2, 3))
     assert (flipped ^ kept).all()  # every sample is either itself or its mirror, never a mix
     assert 0.18 < flipped.mean() < 0.32
+
+
+def _erased_boxes(x: Array, y: Array) -> list[tuple[int, int, int, int] | None]:
+    """Per sample, the bounding box ``(top, left, height, width)`` of the pixels ``y`` changed, or None."""
+    boxes: list[tuple[int, int, int, int] | None] = []
+    for n in range(len(x)):
+        changed = (x[n] != y[n]).any(axis=0)
+        if not changed.any():
+            boxes.append(None)
+            continue
+        rows, cols = np.nonzero(changed.any(axis=1))[0], np.nonzero(changed.any(axis=0))[0]
+        boxes.append((int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)))
+    return boxes
+
+
+def test_erasing_fills_one_rectangle_in_every_channel_of_the_drawn_size() -> None:
+    x = 1.0 + np.abs(normal((50, 3, 10, 12), 4))  # no pixel is already 0
+    y = RandomErasing(p=1.0, scale=(0.1, 0.3), ratio=(0.5, 2.0))(fnnet.key(1), x)
+    for n, box in enumerate(_erased_boxes(x, y)):
+        assert box is not None
+        top, left, hh, ww = box
+        inside = np.zeros((10, 12), bool)
+        inside[top : top + hh, left : left + ww] = True
+        assert (y[n][:, inside] == 0).all() and (y[n][:, ~inside] == x[n][:, ~inside]).all()  # a full rectangle
+        assert 0.1 * 120 * 0.5 <= hh * ww <= 0.3 * 120 * 1.6  # its area, up to rounding of the sides
+    exact = RandomErasing(p=1.0, scale=(0.25, 0.25), ratio=(1.0, 1.0), value=-2.0)(fnnet.key(0), np.ones((6, 2, 6, 6)))
+    assert ((exact == -2.0).sum(axis=(1, 2, 3)) == 2 * 9).all()  # a 3x3 square, both channels
+
+
+def test_erasing_decides_per_sample_with_probability_p_and_covers_every_position() -> None:
+    x = np.ones((4000, 1, 8, 8), np.float32)
+    y = RandomErasing(p=0.3, scale=(0.02, 0.1))(fnnet.key(3), x)
+    erased = (y == 0).any(axis=(1, 2, 3))
+    assert 0.27 < erased.mean() < 0.33
+    assert (y[erased] == 0).any(axis=(0, 1)).all()  # some rectangle reaches every pixel
+    assert_bit_identical(RandomErasing(p=0.0)(fnnet.key(3), x), x)
+    assert RandomErasing(p=1.0)(fnnet.key(3), x[:10]).min() == 0.0
+
+
+def test_erasing_keeps_integer_images_integer() -> None:
+    x = np.full((5, 1, 6, 6), 7, np.uint8)
+    y = RandomErasing(p=1.0, value=255)(fnnet.key(2), x)
+    assert y.dtype == np.uint8 and set(np.unique(y).tolist()) == {7, 255}
 
 
 def test_crop_with_pad_zero_is_the_identity_in_a_new_array() -> None:
@@ -163,7 +207,7 @@ def test_an_empty_batch_gives_an_empty_batch() -> None:
     x=st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(1, 6), st.integers(1, 6)).flatmap(
         lambda s: arrays(st.sampled_from([np.float32, np.float64]), s, elements=st.floats(-5, 5, width=32))
     ),
-    which=st.integers(0, 3),
+    which=st.integers(0, 4),
     pad=st.integers(0, 4),
     p=st.floats(0, 1),
     seed=st.integers(0, 2**32),
@@ -172,7 +216,7 @@ def test_an_empty_batch_gives_an_empty_batch() -> None:
 def test_transforms_never_write_into_their_input(
     x: Array, which: int, pad: int, p: float, seed: int, readonly: bool
 ) -> None:
-    parts: list[Augmentation] = [RandomCrop(pad), RandomTranslate(1, pad), HorizontalFlip(p)]
+    parts: list[Augmentation] = [RandomCrop(pad), RandomTranslate(1, pad), HorizontalFlip(p), RandomErasing(p)]
     t = parts[which] if which < len(parts) else compose(*parts)
     k = fnnet.key(seed)
     y = call_unchanged(t, k, x, readonly=readonly)
@@ -219,6 +263,14 @@ def test_compose_applies_in_order_with_one_split_key_each() -> None:
         (lambda: HorizontalFlip(p=1.5), r"HorizontalFlip: p must be in \[0, 1\], got 1.5"),
         (lambda: HorizontalFlip(p=-0.1), r"HorizontalFlip: p must be in \[0, 1\]"),
         (lambda: HorizontalFlip(p=float("nan")), r"HorizontalFlip: p must be in \[0, 1\]"),
+        (lambda: RandomErasing(p=2.0), r"RandomErasing: p must be in \[0, 1\]"),
+        (lambda: RandomErasing(scale=(0.5, 0.1)), r"RandomErasing: scale must be a pair \(low, high\) with 0 < low <= high <= 1.0"),
+        (lambda: RandomErasing(scale=(0.0, 0.3)), r"RandomErasing: scale must be a pair"),
+        (lambda: RandomErasing(scale=(0.1, 1.5)), r"RandomErasing: scale must be a pair"),
+        (lambda: RandomErasing(scale=(0.1,)), r"RandomErasing: scale must be a pair"),
+        (lambda: RandomErasing(ratio=(2.0, 1.0)), r"RandomErasing: ratio must be a pair \(low, high\) with 0 < low <= high,"),
+        (lambda: RandomErasing(ratio=(True, 2.0)), r"RandomErasing: ratio must be a pair"),
+        (lambda: RandomErasing(value=float("inf")), r"RandomErasing: value must be a finite number, got inf"),
         (lambda: compose(), r"Compose: need at least one transform"),
         (lambda: compose(RandomCrop(), 3), r"Compose: transform 1 must be callable"),  # type: ignore[arg-type]
     ],

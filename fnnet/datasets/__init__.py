@@ -13,7 +13,8 @@ The package is laid out by role, and every public name is importable from ``fnne
   which draw their randomness from an explicit :class:`fnnet.random.Key` and never write into
   their inputs;
 - :mod:`fnnet.datasets.augment`: keyed, pure augmentations of image batches ``(N, C, H, W)``:
-  :class:`RandomCrop`, :class:`RandomTranslate`, :class:`HorizontalFlip` and :func:`compose`.
+  :class:`RandomCrop`, :class:`RandomTranslate`, :class:`HorizontalFlip`, :class:`RandomErasing`
+  and :func:`compose`.
 
 >>> from fnnet.datasets import load_mnist
 >>> (x_train, t_train), (x_test, t_test) = load_mnist()
@@ -28,6 +29,7 @@ from fnnet.datasets.augment import (
     Compose,
     HorizontalFlip,
     RandomCrop,
+    RandomErasing,
     RandomTranslate,
     compose,
 )
@@ -68,6 +70,7 @@ __all__ = [
     "RandomCrop",
     "RandomTranslate",
     "HorizontalFlip",
+    "RandomErasing",
     "Compose",
     "compose",
     "SequenceData",

@@ -12,6 +12,8 @@ same images, bit for bit.
   zeros. A crop after zero padding *is* such a shift: ``RandomCrop(p)`` and
   ``RandomTranslate(p, p)`` give the same images for the same key;
 - :class:`HorizontalFlip`: mirror the width axis of each sample with probability ``p``;
+- :class:`RandomErasing`: with probability ``p``, set a random rectangle of each sample to a
+  constant (Zhong et al., "Random Erasing Data Augmentation", 2017);
 - :func:`compose` / :class:`Compose`: apply several in order, each with its own key from
   ``split(key, n)``.
 
@@ -29,6 +31,7 @@ only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -40,7 +43,7 @@ from fnnet._validate import check_in_interval, is_int
 from fnnet.random import Key, split
 from fnnet.typing import Array
 
-__all__ = ["Augmentation", "RandomCrop", "RandomTranslate", "HorizontalFlip", "Compose", "compose"]
+__all__ = ["Augmentation", "RandomCrop", "RandomTranslate", "HorizontalFlip", "RandomErasing", "Compose", "compose"]
 
 Augmentation = Callable[[Key, Array], Array]
 """What :func:`fnnet.train.fit` accepts as ``augment``: ``augment(key, x) -> x_aug`` of the same
@@ -171,6 +174,91 @@ class HorizontalFlip:
         flip = key.generator().random(len(xa)) < self.p
         out = xa.copy()
         out[flip] = xa[flip][..., ::-1]
+        return out
+
+
+def _range_pair(high: float | None) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    """Validator of a ``(low, high)`` pair with ``0 < low <= high`` (and ``high <= high`` if given)."""
+
+    def check(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        pair: tuple[Any, ...] = value if isinstance(value, tuple) else ()
+        numbers = len(pair) == 2 and all(isinstance(v, float) and math.isfinite(v) for v in pair)
+        if not (numbers and 0 < pair[0] <= pair[1] and (high is None or pair[1] <= high)):
+            bound = "" if high is None else f" <= {high}"
+            raise ValueError(
+                f"{type(inst).__name__}: {attribute.name} must be a pair (low, high) with 0 < low <= high{bound}, "
+                f"got {value!r}"
+            )
+
+    return check
+
+
+def _finite(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a finite number, got {value!r}")
+
+
+def _pair_of_floats(value: Any) -> Any:
+    """A tuple/list of real numbers as a tuple of floats (anything else is left for the validator)."""
+    if isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return tuple(float(v) for v in value)
+    return value
+
+
+@attrs.frozen
+class RandomErasing:
+    """Set a random rectangle of each sample, chosen with probability ``p``, to ``value``.
+
+    Per sample: a coin with probability ``p`` decides whether to erase; the rectangle covers a
+    fraction ``s`` of the image, ``s`` uniform in ``scale``, with aspect ratio (height / width)
+    ``r``, ``log r`` uniform in ``log ratio``: height ``round(sqrt(s*H*W*r))`` clipped to
+    ``[1, H]``, width ``round(sqrt(s*H*W/r))`` clipped to ``[1, W]``, placed uniformly at random
+    inside the image. Every channel of the rectangle becomes ``value`` (cast to the batch's
+    dtype). All draws are made for every sample whatever ``p``, so one key always gives the same
+    rectangles.
+
+    Args:
+        p: the probability of erasing a sample, in ``[0, 1]`` (default 0.5).
+        scale: ``(low, high)`` fraction of the image's area, ``0 < low <= high <= 1``
+            (default ``(0.02, 0.4)``).
+        ratio: ``(low, high)`` aspect ratio, ``0 < low <= high`` (default ``(0.3, 3.3)``).
+        value: the fill, a finite number (default 0.0: black, the background of MNIST-like images).
+    Call:
+        ``erase(key, x)`` with ``x`` of shape ``(N, C, H, W)``; returns a new array of the same
+        shape and dtype.
+
+    >>> import numpy as np, fnnet
+    >>> x = np.ones((4, 1, 6, 6), np.float32)
+    >>> y = RandomErasing(p=1.0, scale=(0.25, 0.25), ratio=(1.0, 1.0))(fnnet.key(0), x)
+    >>> y.shape, y.dtype, (y == 0).sum(axis=(1, 2, 3)).tolist()    # a 3x3 square in each sample
+    ((4, 1, 6, 6), dtype('float32'), [9, 9, 9, 9])
+    >>> bool((RandomErasing(p=0.0)(fnnet.key(0), x) == x).all())
+    True
+    """
+
+    p: float = attrs.field(default=0.5, validator=_probability)
+    scale: tuple[float, float] = attrs.field(default=(0.02, 0.4), converter=_pair_of_floats, validator=_range_pair(1.0))
+    ratio: tuple[float, float] = attrs.field(default=(0.3, 3.3), converter=_pair_of_floats, validator=_range_pair(None))
+    value: float = attrs.field(default=0.0, validator=_finite)
+
+    def __call__(self, key: Key, x: Array) -> Array:
+        xa = _check_batch("RandomErasing", key, x)
+        n, _, h, w = xa.shape
+        gen = key.generator()
+        erase = np.less(gen.random(n), self.p)
+        area = gen.uniform(self.scale[0], self.scale[1], n) * (h * w)
+        r = np.exp(gen.uniform(np.log(self.ratio[0]), np.log(self.ratio[1]), n))
+        at_y, at_x = gen.random(n), gen.random(n)
+        hh = np.clip(np.rint(np.sqrt(area * r)), 1, h).astype(np.int64)
+        ww = np.clip(np.rint(np.sqrt(area / r)), 1, w).astype(np.int64)
+        y0 = np.minimum((at_y * (h - hh + 1)).astype(np.int64), h - hh)
+        x0 = np.minimum((at_x * (w - ww + 1)).astype(np.int64), w - ww)
+        rows = np.arange(h)
+        cols = np.arange(w)
+        in_rows = (rows >= y0[:, None]) & (rows < (y0 + hh)[:, None])  # (N, H)
+        in_cols = (cols >= x0[:, None]) & (cols < (x0 + ww)[:, None])  # (N, W)
+        mask = erase[:, None, None] & in_rows[:, :, None] & in_cols[:, None, :]  # (N, H, W)
+        out: Array = np.where(mask[:, None], np.asarray(self.value).astype(xa.dtype), xa)
         return out
 
 
