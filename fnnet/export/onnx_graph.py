@@ -15,6 +15,31 @@ named as PyTorch's ``state_dict`` names the equivalent modules (``"0.weight"``, 
 ``"1.running_mean"``; see :mod:`fnnet.export.torch_state`), Affine weights stored as
 ``(out, in)`` for a ``Gemm`` with ``transB=1``, as PyTorch's exporter writes ``Linear``.
 
+Exportable layers: Affine, Flatten, Identity, the activations (ReLU, Sigmoid, Tanh, Softmax,
+Softplus, LeakyReLU, ELU, GELU, SiLU), Conv2D, Conv1D, the poolings (MaxPool2D/1D, AvgPool2D/1D,
+GlobalAvgPool2D), BatchNorm, LayerNorm, GroupNorm, Dropout, the containers, and the sequence
+layers:
+
+- ``Embedding`` is a ``Gather`` on its table (initializer ``"<place>.weight"``, ``(V, D)``). It
+  must be the model's first layer (looking into ``serial``): the graph's input then holds int64
+  ids ``(N, *in_shape)`` (cast int32 ids with ``ids.astype(np.int64)``). Ids outside ``[0, V)``:
+  fnnet raises ``ValueError``; ONNX Runtime fails the run for ids outside ``[-V, V)`` and, as
+  ONNX's ``Gather`` defines, takes ids in ``[-V, 0)`` from the end of the table.
+- ``TimeAffine`` is a ``MatMul`` and an ``Add`` on the last axis, ``(N, T, D)`` to
+  ``(N, T, K)``; its ``"<place>.weight"`` is fnnet's ``(D, K)`` (the transpose of a PyTorch
+  ``Linear`` weight).
+- ``RNN``, ``LSTM``, ``GRU`` are ONNX's ``RNN``, ``LSTM`` and ``GRU`` operators (tanh RNN; GRU
+  with ``linear_before_reset=1``, fnnet's and PyTorch's reset of ``h @ wh_n + bhn``), time-major,
+  so between two ``Transpose`` nodes (ONNX Runtime refuses the batch-major ``layout=1``). Their
+  initializers ``"<place>.W"`` ``(1, G*H, D)``, ``"<place>.R"`` ``(1, G*H, H)`` and
+  ``"<place>.B"`` ``(1, 2*G*H)`` hold the weights transposed with the gate blocks in ONNX's order
+  (LSTM ``(i, o, f, c)`` from fnnet's ``(f, g, i, o)``; GRU ``(z, r, h)`` from ``(r, z, n)``), ``b``
+  in ``B``'s first half and zeros in its second (``R``'s bias), but for the GRU's ``bhn`` in its
+  ``h`` block. ``return_sequences=True`` gives ``Y`` as ``(N, T, H)``, ``False`` ``Y_h`` as
+  ``(N, H)``. Only the default use exports: ``stateful=False`` and the zero initial state
+  (``state`` None); anything else is an :class:`ExportError`. ONNX Runtime's CPU kernels run
+  these three in float32 only (a float64 graph is valid ONNX but does not run there).
+
 The ``onnx`` package (``pip install 'fnnet[export]'``) is imported only when :func:`to_onnx` runs:
 ``import fnnet`` does not need it.
 """
@@ -36,8 +61,10 @@ from fnnet.layers.combinators import AddBranches, Concat, Residual, Serial
 from fnnet.layers.conv import Conv1D, Conv2D, ConvParams
 from fnnet.layers.core import Affine, AffineParams, Flatten, Identity, ReLU, Sigmoid, Softmax, Tanh
 from fnnet.layers.dropout import Dropout
+from fnnet.layers.embedding import Embedding, EmbeddingParams, TimeAffine
 from fnnet.layers.norm import BatchNorm, BatchNormParams, BatchNormState, GroupNorm, LayerNorm
 from fnnet.layers.pool import AvgPool1D, AvgPool2D, GlobalAvgPool2D, MaxPool1D, MaxPool2D
+from fnnet.layers.recurrent import GRU, LSTM, RNN
 from fnnet.random import key as make_key
 from fnnet.tree import tree_leaves, tree_paths, tree_structure
 from fnnet.typing import Array, Shape
@@ -158,6 +185,8 @@ class GraphBuilder:
         opset: the ONNX operator set version being written.
         exporters: layer type -> exporter, looked up by :meth:`emit`.
         nodes, initializers: what has been added so far.
+        ids: the names of the tensors that hold int64 ids (the graph's input when the model
+            starts with an Embedding); only these can feed an Embedding's ``Gather``.
 
     >>> import numpy as np, fnnet
     >>> g = GraphBuilder(np.dtype(np.float32), DEFAULT_OPSET, ONNX_EXPORTERS)
@@ -178,6 +207,7 @@ class GraphBuilder:
         self.exporters = exporters
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
+        self.ids: set[str] = set()
         self._taken: set[str] = {INPUT_NAME, OUTPUT_NAME}
 
     def _fresh(self, base: str) -> str:
@@ -197,8 +227,24 @@ class GraphBuilder:
 
     def op(self, op_type: str, inputs: Sequence[str], where: str, **attributes: Any) -> str:
         """Append one ``op_type`` node with one output, named ``"<where>/<op_type>"``; the output's name."""
+        return self.op_output(op_type, inputs, where, 0, **attributes)
+
+    def op_output(self, op_type: str, inputs: Sequence[str], where: str, index: int, **attributes: Any) -> str:
+        """Append one ``op_type`` node of which only output number ``index`` is kept; that output's name.
+
+        The outputs before it are left unnamed (``""``), as ONNX marks an optional output not
+        wanted, e.g. an ``LSTM``'s ``Y`` when only its last hidden state ``Y_h`` (output 1) is used.
+
+        >>> import numpy as np
+        >>> g = GraphBuilder(np.dtype(np.float32), DEFAULT_OPSET, ONNX_EXPORTERS)
+        >>> g.op_output("TopK", ["input", g.const("k", [2], np.int64)], "best", 1, axis=-1)
+        'best/TopK'
+        >>> list(g.nodes[0].output)
+        ['', 'best/TopK']
+        """
         out = self._fresh(f"{where}/{op_type}" if where else op_type)
-        self.nodes.append(self._helper.make_node(op_type, list(inputs), [out], name=out, **attributes))
+        outputs = [""] * index + [out]
+        self.nodes.append(self._helper.make_node(op_type, list(inputs), outputs, name=out, **attributes))
         return out
 
     def emit(self, layer: Layer, params: Any, state: Any, x: str, in_shape: Shape, where: str) -> str:
@@ -377,6 +423,73 @@ def _dropout(g: GraphBuilder, layer: Dropout, params: None, state: None, x: str,
     return x  # inverted dropout is the identity in evaluation
 
 
+# --- sequence layers -----------------------------------------------------------------------------
+
+
+def _embedding(g: GraphBuilder, layer: Embedding, params: EmbeddingParams, state: None, x: str, in_shape: Shape, where: str) -> str:
+    if x not in g.ids:
+        raise ExportError(
+            f"{describe(where, layer)}: only the model's first layer (looking into serial) can be an Embedding, "
+            "whose ids are then the graph's int64 input"
+        )
+    return g.op("Gather", [g.const(child(where, "weight"), params.w), x], where, axis=0)
+
+
+def _time_affine(g: GraphBuilder, layer: TimeAffine, params: AffineParams, state: None, x: str, in_shape: Shape, where: str) -> str:
+    w = g.const(child(where, "weight"), params.w)  # (D, K): MatMul over the last axis
+    b = g.const(child(where, "bias"), params.b)
+    return g.op("Add", [g.op("MatMul", [x, w], where), b], where)
+
+
+#: ONNX's operator for each recurrent layer, and for each of ONNX's gate blocks the fnnet block it
+#: takes: LSTM (i, o, f, c) from (f, g, i, o), GRU (z, r, h) from (r, z, n).
+_RECURRENT_OPS: dict[type[Layer], tuple[str, tuple[int, ...]]] = {
+    RNN: ("RNN", (0,)),
+    LSTM: ("LSTM", (2, 3, 0, 1)),
+    GRU: ("GRU", (1, 0, 2)),
+}
+
+
+def _onnx_gates(a: Array, order: tuple[int, ...]) -> Array:
+    """fnnet's ``(rows, G*H)`` gate-block columns as ONNX's ``(G*H, rows)``, blocks reordered."""
+    rows, gh = a.shape
+    blocks = np.asarray(a).reshape(rows, len(order), gh // len(order))[:, list(order)]
+    return np.ascontiguousarray(blocks.reshape(rows, gh).T)
+
+
+def _recurrent(g: GraphBuilder, layer: RNN | LSTM | GRU, params: Any, state: Any, x: str, in_shape: Shape, where: str) -> str:
+    desc = describe(where, layer)
+    if layer.stateful:
+        raise ExportError(
+            f"{desc}: stateful=True carries the final state from batch to batch, which an ONNX graph cannot; "
+            "export a copy made with attrs.evolve(layer, stateful=False) (the same weights)"
+        )
+    if state is not None:
+        raise ExportError(f"{desc}: only the zero initial state (state None) can be exported, got {type(state).__name__}")
+    op_type, order = _RECURRENT_OPS[type(layer)]
+    h = layer.hidden
+    w = _onnx_gates(params.wx, order)[None]  # (1, G*H, D)
+    r = _onnx_gates(params.wh, order)[None]  # (1, G*H, H)
+    wb = _onnx_gates(np.asarray(params.b)[None], order)[:, 0]
+    rb = np.zeros_like(wb)
+    attributes: dict[str, Any] = {"hidden_size": h}
+    if isinstance(layer, GRU):
+        rb[2 * h :] = params.bhn  # the h block, last in both orders: n = tanh(... + r * (h R_h + Rb_h))
+        attributes["linear_before_reset"] = 1
+    inputs = [
+        g.op("Transpose", [x], where, perm=[1, 0, 2]),  # (T, N, D): ONNX's recurrent ops are time-major
+        g.const(child(where, "W"), w),
+        g.const(child(where, "R"), r),
+        g.const(child(where, "B"), np.concatenate([wb, rb])[None]),
+    ]
+    if layer.return_sequences:
+        ys = g.op_output(op_type, inputs, where, 0, **attributes)  # Y (T, 1, N, H)
+        ys = g.op("Squeeze", [ys, g.const(child(where, "direction_axis"), [1], np.int64)], where)
+        return g.op("Transpose", [ys], where, perm=[1, 0, 2])
+    last = g.op_output(op_type, inputs, where, 1, **attributes)  # Y_h (1, N, H)
+    return g.op("Squeeze", [last, g.const(child(where, "direction_axis"), [0], np.int64)], where)
+
+
 # --- containers ----------------------------------------------------------------------------------
 
 
@@ -454,6 +567,11 @@ ONNX_EXPORTERS: dict[type[Layer], Exporter] = {
     LayerNorm: _layer_norm,
     GroupNorm: _group_norm,
     Dropout: _dropout,
+    Embedding: _embedding,
+    TimeAffine: _time_affine,
+    RNN: _recurrent,
+    LSTM: _recurrent,
+    GRU: _recurrent,
     Serial: _serial,
     Residual: _residual,
     Concat: _concat,
@@ -465,7 +583,7 @@ needs its own entry). Pass ``exporters={**ONNX_EXPORTERS, MyLayer: my_exporter}`
 
 >>> import fnnet
 >>> fnnet.Conv2D in ONNX_EXPORTERS, fnnet.Conv1D in ONNX_EXPORTERS, len(ONNX_EXPORTERS)
-(True, True, 27)
+(True, True, 32)
 """
 
 
@@ -499,6 +617,13 @@ def _check_params(model: Layer, params: Any, in_shape: Shape) -> None:
             raise ExportError(f"params leaf {path or '(root)'} holds NaN or infinite values")
 
 
+def _takes_ids(model: Layer) -> bool:
+    """Whether the model's first layer, looking into ``serial``, is an Embedding (int ids in)."""
+    while isinstance(model, Serial) and model.layers:
+        model = model.layers[0]
+    return isinstance(model, Embedding)
+
+
 def to_onnx(
     model: Layer,
     params: Any,
@@ -516,7 +641,9 @@ def to_onnx(
     ``(N, *in_shape)`` with any batch size ``N``. It has one input ``"input"`` ``(N, *in_shape)``
     and one output ``"output"`` ``(N, *out_shape)``; parameters are initializers named as PyTorch
     names the equivalent modules' state (``"0.weight"``, ``"0.bias"``, ``"2.running_var"``). The
-    model is checked with ``onnx.checker`` before it is returned.
+    input is of the graph's float type, or int64 ids when the model's first layer (looking into
+    ``serial``) is an :class:`~fnnet.layers.embedding.Embedding`. The model is checked with
+    ``onnx.checker`` before it is returned. See the module docstring for the layers it exports.
 
     Args:
         model: a layer or pipeline whose every layer has an entry in :data:`ONNX_EXPORTERS`.
@@ -544,6 +671,17 @@ def to_onnx(
     >>> m = to_onnx(model, params, (4,))
     >>> [n.op_type for n in m.graph.node], [i.name for i in m.graph.initializer]
     (['Gemm', 'Relu', 'Gemm'], ['0.weight', '0.bias', '2.weight', '2.bias'])
+
+    A language model reads int64 ids ``(N, T)``:
+
+    >>> lm = fnnet.serial(fnnet.Embedding(10, 4), fnnet.LSTM(6), fnnet.TimeAffine(10))
+    >>> params, _ = lm.init(fnnet.key(0), (7,))
+    >>> m = to_onnx(lm, params, (7,))
+    >>> [n.op_type for n in m.graph.node]
+    ['Gather', 'Transpose', 'LSTM', 'Squeeze', 'Transpose', 'MatMul', 'Add']
+    >>> import onnx
+    >>> m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    True
     """
     _require_onnx()
     import onnx
@@ -555,6 +693,8 @@ def to_onnx(
     out_shape = model.out_shape(in_shape)
     _check_params(model, params, in_shape)
     g = GraphBuilder(_graph_dtype(params, dtype), opset, ONNX_EXPORTERS if exporters is None else exporters)
+    if _takes_ids(model):
+        g.ids.add(INPUT_NAME)
     last = g.emit(model, params, state, INPUT_NAME, in_shape, "")
     if last == INPUT_NAME:
         g.nodes.append(onnx.helper.make_node("Identity", [INPUT_NAME], [OUTPUT_NAME], name=OUTPUT_NAME))
@@ -565,10 +705,11 @@ def to_onnx(
                 del names[:]
                 names.extend(renamed)
     elem = onnx.helper.np_dtype_to_tensor_dtype(g.dtype)
+    in_elem = onnx.TensorProto.INT64 if INPUT_NAME in g.ids else elem
     graph = onnx.helper.make_graph(
         g.nodes,
         f"fnnet {kind(model)}",
-        [onnx.helper.make_tensor_value_info(INPUT_NAME, elem, [BATCH_AXIS, *in_shape])],
+        [onnx.helper.make_tensor_value_info(INPUT_NAME, in_elem, [BATCH_AXIS, *in_shape])],
         [onnx.helper.make_tensor_value_info(OUTPUT_NAME, elem, [BATCH_AXIS, *out_shape])],
         g.initializers,
     )
