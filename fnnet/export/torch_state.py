@@ -28,6 +28,24 @@ The mapping, layer by layer (keys relative to the layer's place, e.g. ``"7.weigh
 - ``LayerNorm(eps)`` is ``nn.LayerNorm(in_shape, eps=eps)``: ``weight`` = gamma, ``bias`` = beta,
   both of shape ``in_shape``.
 - ``GroupNorm(G, eps)`` is ``nn.GroupNorm(G, C, eps=eps)``: ``weight`` = gamma, ``bias`` = beta, ``(C,)``.
+- ``Embedding(V, D)`` is ``nn.Embedding(V, D)``: ``weight`` = ``w``, ``(V, D)``, the same array.
+- ``TimeAffine(out)`` is ``nn.Linear(D, out)`` on the last axis of ``(N, T, D)``: ``weight`` = ``w.T``
+  ``(out, D)``, ``bias`` = ``b``.
+- ``RNN(H)``, ``LSTM(H)``, ``GRU(H)`` are one-layer, one-direction ``nn.RNN(D, H)`` (tanh),
+  ``nn.LSTM(D, H)``, ``nn.GRU(D, H)``, with ``batch_first=True`` for fnnet's ``(N, T, D)`` (the
+  weights do not depend on it): ``weight_ih_l0`` ``(G*H, D)``, ``weight_hh_l0`` ``(G*H, H)``,
+  ``bias_ih_l0`` and ``bias_hh_l0`` ``(G*H,)``, ``G`` = 1, 4, 3 gate blocks. PyTorch's row blocks
+  are LSTM ``(i, f, g, o)`` (fnnet's columns are ``(f, g, i, o)``, reordered here) and GRU
+  ``(r, z, n)`` (the same as fnnet's): ``weight_ih_l0`` = ``wx.T`` and ``weight_hh_l0`` =
+  ``wh.T`` with their blocks so ordered. Out, ``b`` goes into ``bias_ih_l0`` and ``bias_hh_l0``
+  is zeros, but for the GRU's ``bhn`` in its ``n`` block; in, ``b`` is the sum of the two biases,
+  except in the GRU's ``n`` block, where ``bias_hh_l0``'s part is ``bhn`` (it sits inside the
+  reset product). The torch module at the layer's position must hold these keys itself: an
+  ``nn.LSTM`` returns a tuple, so ``nn.Sequential`` needs a subclass at that position whose
+  ``forward`` returns ``super().forward(x)[0]`` (``return_sequences=True``) or the last step
+  ``[0][:, -1]``. Keys of more layers (``_l1``), of the reverse direction (``_reverse``) or of a
+  projection (``weight_hr_l0``) are unexpected keys. The state dict holds no hidden state: a
+  stateful layer's weights map alike.
 - ``serial(...)`` is ``nn.Sequential(...)`` (keys ``"i.<key>"``). ``residual(f, shortcut)`` is a
   module with attributes ``inner`` and ``shortcut`` computing ``inner(x) + shortcut(x)`` (keys
   ``"i.inner.<key>"``, ``"i.shortcut.<key>"``; no shortcut keys for the identity).
@@ -67,6 +85,7 @@ from fnnet.layers.base import Layer
 from fnnet.layers.combinators import AddBranches, Concat, Residual, Serial
 from fnnet.layers.conv import Conv1D, Conv2D, ConvParams
 from fnnet.layers.core import Affine, AffineParams
+from fnnet.layers.embedding import Embedding, EmbeddingParams, TimeAffine
 from fnnet.layers.norm import (
     BatchNorm,
     BatchNormParams,
@@ -76,6 +95,7 @@ from fnnet.layers.norm import (
     LayerNorm,
     LayerNormParams,
 )
+from fnnet.layers.recurrent import GRU, LSTM, RNN, GRUParams, LSTMParams, RNNParams
 from fnnet.random import key as make_key
 from fnnet.tree import tree_leaves
 from fnnet.typing import Array, Shape
@@ -285,6 +305,69 @@ def _sample_norm_from(
     return type(like)(gamma, beta), like_state
 
 
+# --- sequence layers -----------------------------------------------------------------------------
+
+
+def _embedding_to(layer: Embedding, params: EmbeddingParams, state: None, where: str) -> dict[str, Array]:
+    return {child(where, "weight"): np.array(params.w)}
+
+
+def _embedding_from(
+    layer: Embedding, in_shape: Shape, like: EmbeddingParams, like_state: None, where: str, reader: StateDictReader
+) -> tuple[EmbeddingParams, None]:
+    w = reader.take(child(where, "weight"), like.w.shape, f"{describe(where, layer)}'s weight (V, D)", _dtype(like.w))
+    return EmbeddingParams(w), like_state
+
+
+#: For each recurrent layer, the gate block of fnnet's that each of PyTorch's blocks holds:
+#: LSTM (i, f, g, o) from fnnet's (f, g, i, o); GRU (r, z, n) and RNN as they are.
+_TORCH_GATES: dict[type[Layer], tuple[int, ...]] = {RNN: (0,), LSTM: (2, 0, 1, 3), GRU: (0, 1, 2)}
+
+
+def _blocks(a: Array, order: tuple[int, ...]) -> Array:
+    """The ``(G*H, ...)`` row blocks of ``a`` in ``order``: block ``k`` of the result is block ``order[k]``."""
+    g = len(order)
+    return np.ascontiguousarray(a.reshape(g, a.shape[0] // g, *a.shape[1:])[list(order)].reshape(a.shape))
+
+
+def _inverse(order: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argsort(order))
+
+
+def _recurrent_to(layer: RNN | LSTM | GRU, params: Any, state: Any, where: str) -> dict[str, Array]:
+    order = _TORCH_GATES[type(layer)]
+    b_hh = np.zeros_like(params.b)
+    if isinstance(layer, GRU):
+        b_hh[2 * layer.hidden :] = params.bhn  # the n block: n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+    return {
+        child(where, "weight_ih_l0"): _blocks(np.asarray(params.wx).T, order),
+        child(where, "weight_hh_l0"): _blocks(np.asarray(params.wh).T, order),
+        child(where, "bias_ih_l0"): _blocks(np.asarray(params.b), order),
+        child(where, "bias_hh_l0"): _blocks(b_hh, order),
+    }
+
+
+def _recurrent_from(
+    layer: RNN | LSTM | GRU, in_shape: Shape, like: Any, like_state: Any, where: str, reader: StateDictReader
+) -> tuple[Any, Any]:
+    back = _inverse(_TORCH_GATES[type(layer)])
+    desc = describe(where, layer)
+    (d, gh), h = like.wx.shape, layer.hidden
+    gates = f"{gh // h}H" if gh != h else "H"
+    dtype = _dtype(like.wx)
+    w_ih = reader.take(child(where, "weight_ih_l0"), (gh, d), f"{desc}'s weight_ih_l0 ({gates}, D)", dtype)
+    w_hh = reader.take(child(where, "weight_hh_l0"), (gh, h), f"{desc}'s weight_hh_l0 ({gates}, H)", dtype)
+    b_ih = reader.take(child(where, "bias_ih_l0"), (gh,), f"{desc}'s bias_ih_l0 ({gates},)", dtype)
+    b_hh = reader.take(child(where, "bias_hh_l0"), (gh,), f"{desc}'s bias_hh_l0 ({gates},)", dtype)
+    wx, wh = np.ascontiguousarray(_blocks(w_ih, back).T), np.ascontiguousarray(_blocks(w_hh, back).T)
+    if isinstance(layer, GRU):
+        # b_hn stays inside the reset product as bhn; the r and z biases add up
+        b = b_ih + np.concatenate([b_hh[: 2 * h], np.zeros(h, dtype)])
+        return GRUParams(wx, wh, _blocks(b, back), b_hh[2 * h :].copy()), like_state
+    params_type = LSTMParams if isinstance(layer, LSTM) else RNNParams
+    return params_type(wx, wh, _blocks(b_ih + b_hh, back)), like_state
+
+
 # --- containers ----------------------------------------------------------------------------------
 
 
@@ -346,6 +429,11 @@ TORCH_MAPPINGS: dict[type[Layer], TorchMapping] = {
     BatchNorm: TorchMapping(_batch_norm_to, _batch_norm_from),
     LayerNorm: TorchMapping(_sample_norm_to, _sample_norm_from),
     GroupNorm: TorchMapping(_sample_norm_to, _sample_norm_from),
+    Embedding: TorchMapping(_embedding_to, _embedding_from),
+    TimeAffine: TorchMapping(_affine_to, _affine_from),
+    RNN: TorchMapping(_recurrent_to, _recurrent_from),
+    LSTM: TorchMapping(_recurrent_to, _recurrent_from),
+    GRU: TorchMapping(_recurrent_to, _recurrent_from),
     Serial: TorchMapping(_serial_to, _serial_from),
     Residual: TorchMapping(_fan_out_to, _fan_out_from),
     Concat: TorchMapping(_fan_out_to, _fan_out_from),
@@ -402,6 +490,11 @@ def to_torch_state_dict(model: Layer, params: Any, state: Any = None) -> dict[st
     >>> params, _ = model.init(fnnet.key(0), (2, 2))
     >>> {k: v.shape for k, v in to_torch_state_dict(model, params).items()}
     {'1.weight': (3, 4), '1.bias': (3,)}
+    >>> lm = fnnet.serial(fnnet.Embedding(10, 4), fnnet.LSTM(6), fnnet.TimeAffine(10))
+    >>> params, _ = lm.init(fnnet.key(0), (7,))
+    >>> {k: v.shape for k, v in to_torch_state_dict(lm, params).items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'0.weight': (10, 4), '1.weight_ih_l0': (24, 4), '1.weight_hh_l0': (24, 6), '1.bias_ih_l0': (24,),
+     '1.bias_hh_l0': (24,), '2.weight': (10, 6), '2.bias': (10,)}
     """
     return _to(model, params, state, "")
 
