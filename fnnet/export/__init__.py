@@ -6,6 +6,10 @@
   PyTorch ``state_dict`` of the equivalent ``torch.nn.Sequential``, and back (from a dict or an
   ``.npz`` file), with the layout changes (``Linear`` weights are ``(out, in)``) done here.
 
+Both cover the sequence layers too (Embedding, TimeAffine, RNN, LSTM, GRU): a language model
+``serial(Embedding(V, D), LSTM(H), TimeAffine(V))`` becomes an ONNX graph reading int64 ids, or
+the arrays of ``nn.Embedding``, ``nn.LSTM`` and ``nn.Linear`` (gate blocks reordered).
+
 >>> import fnnet
 >>> model = fnnet.serial(fnnet.Affine(3), fnnet.ReLU(), fnnet.Affine(2))
 >>> params, _ = model.init(fnnet.key(0), (4,))
