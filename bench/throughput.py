@@ -19,7 +19,14 @@ split each batch into 2 shards on ``fnnet.train.parallel.default_threads()`` thr
 ``resnet`` is :func:`fnnet.models.resnet` with its defaults, against the same network written with
 torch modules (``bench/torch_reference.py --arch resnet``). Measured on a quiet 2-core Intel
 machine: 306 against 502 samples/s (ratio 0.61; fnnet's blocks 392, 337, 304, 306, 302, PyTorch's
-606, 450, 516, 502, 502); peak memory of a step 104.5 MB.
+606, 450, 516, 502, 502); peak memory of a step 104.5 MB. With the blocks settled (below): 0.64
+(376 against 587) and 0.63 (440 against 701).
+
+Every timed block starts after ``--settle`` seconds of idle (0.5 by default): PyTorch's OpenMP
+workers spin for a while after each parallel region, and without the pause they took a core from
+the fnnet block that followed (seq2seq-peeky: fnnet's blocks fell to 5,415-10,827 samples/s
+against 10,529 with no PyTorch process; deep-convnet 0.70-0.72 unsettled against 0.77-0.85
+settled, one session).
 
 ``seq2seq-peeky`` is the sequel's reversed peeky seq2seq on the addition task's shapes (batch 128,
 embedding 16, hidden 128, source length 7, decoder length 4, vocabulary 13; Adam with gradient

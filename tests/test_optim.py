@@ -619,3 +619,26 @@ def test_the_old_names_are_gone() -> None:
     for old in ("step", "StepDecay", "step_decay", "constant", "exponential_decay", "cosine_decay", "warmup_cosine"):
         assert not hasattr(optim, old), old
     assert set(optim.__all__) <= set(dir(optim))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_adam_equals_the_books_expressions_bit_for_bit(dtype: Any) -> None:
+    """The array fast path and the scalar/mixed path give the expression form's bits."""
+    b1, b2, eps = 0.9, 0.999, 1e-7
+    rng = np.random.default_rng(4)
+    params = [rng.standard_normal((5, 7)).astype(dtype), rng.standard_normal(3).astype(dtype), np.asarray(1.5, dtype)]
+    opt = optim.scale_by_adam(b1, b2, eps)
+    state = opt.init(params)
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    for t in range(1, 6):
+        grads = [rng.standard_normal(p.shape).astype(dtype) for p in params]
+        updates, state = opt.update(grads, state)
+        corr = math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
+        for i, g in enumerate(grads):
+            m[i] = b1 * m[i] + (1.0 - b1) * g
+            v[i] = b2 * v[i] + (1.0 - b2) * (g * g)
+            expected = corr * m[i] / (np.sqrt(v[i]) + eps)
+            assert updates[i].dtype == expected.dtype
+            assert np.array_equal(updates[i], expected) and np.array_equal(state.mu[i], m[i])
+            assert np.array_equal(state.nu[i], v[i])
