@@ -381,18 +381,6 @@ class ScaleByAdamState(NamedTuple):
     nu: Tree
 
 
-def _same_arrays(*arrays: Any) -> bool:
-    """Whether all are NumPy float arrays of one shape (not 0-d) and dtype, so steps written into
-    new arrays keep the dtype the expression would give."""
-    first = arrays[0]
-    return (
-        isinstance(first, np.ndarray)
-        and first.ndim > 0
-        and first.dtype.kind == "f"
-        and all(isinstance(a, np.ndarray) and a.shape == first.shape and a.dtype == first.dtype for a in arrays)
-    )
-
-
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = ADAM_EPS) -> GradientTransformation:
     """Adam's direction in the book's form, at the ``t``-th update (``t = 1, 2, ...``)::
 
@@ -427,24 +415,9 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = ADAM_EPS) -> 
         corr = math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
 
         def leaf(g: Array, m: Array, v: Array) -> tuple[Array, Array, Array]:
-            if not _same_arrays(g, m, v):
-                m = b1 * m + c1 * g
-                v = b2 * v + c2 * (g * g)
-                return corr * m / (np.sqrt(v) + eps), m, v
-            # the same operations in the same order (a + b == b + a exactly), into four new arrays
-            # instead of nine temporaries
-            m_new = np.multiply(g, c1)
-            tmp = np.multiply(m, b1)
-            m_new += tmp
-            v_new = np.multiply(g, g)
-            v_new *= c2
-            np.multiply(v, b2, out=tmp)
-            v_new += tmp
-            u = np.sqrt(v_new)
-            u += eps
-            np.multiply(m_new, corr, out=tmp)
-            np.divide(tmp, u, out=u)
-            return u, m_new, v_new
+            m = b1 * m + c1 * g
+            v = b2 * v + c2 * (g * g)
+            return corr * m / (np.sqrt(v) + eps), m, v
 
         u, mu, nu = tree_map_n(leaf, 3, updates, state.mu, state.nu)
         return u, ScaleByAdamState(_i64(t), mu, nu)
