@@ -623,7 +623,7 @@ def test_the_old_names_are_gone() -> None:
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_adam_equals_the_books_expressions_bit_for_bit(dtype: Any) -> None:
-    """The array fast path and the scalar/mixed path give the expression form's bits."""
+    """Array and 0-d leaves give exactly the bits of the expressions in the docstring."""
     b1, b2, eps = 0.9, 0.999, 1e-7
     rng = np.random.default_rng(4)
     params = [rng.standard_normal((5, 7)).astype(dtype), rng.standard_normal(3).astype(dtype), np.asarray(1.5, dtype)]
