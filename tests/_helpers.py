@@ -117,6 +117,18 @@ def assert_bit_identical(a: Tree, b: Tree) -> None:
         assert xa.tobytes() == ya.tobytes()
 
 
+def onnx_session(model: Any) -> Any:
+    """An ONNX Runtime CPU session of ``model`` after ``onnx.checker``'s full check (quiet, no spinning)."""
+    import onnx
+    import onnxruntime as ort
+
+    onnx.checker.check_model(model, full_check=True)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on a busy machine
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
 def assert_grads_ok(layer: Layer, params: Tree, x: Array, *, tol: float = 1e-6, **kwargs: Any) -> GradCheck:
     """Run :func:`fnnet.check_grads` and assert it checked every parameter and ``x``, all within ``tol``.
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import threadpoolctl
 from _examples import EXAMPLES
-from _helpers import call_unchanged, global_rng_untouched, normal, rng
+from _helpers import call_unchanged, global_rng_untouched, normal, onnx_session, rng
 
 import fnnet
 from fnnet.export import ONNX_EXPORTERS, ExportError, to_onnx
@@ -41,16 +41,10 @@ def one_blas_thread() -> Iterator[None]:
         yield
 
 
-def _session(model: Any) -> Any:
-    onnx.checker.check_model(model, full_check=True)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on a busy machine
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def _run(model: Any, x: Array) -> Array:
-    out: Array = _session(model).run(None, {"input": x})[0]
+    out: Array = onnx_session(model).run(None, {"input": x})[0]
     return out
 
 
@@ -289,7 +283,7 @@ def test_book_models_match_apply_on_random_and_mnist_inputs(name: str, mnist: tu
     params, _ = model.init(fnnet.key(5), in_shape)
     params = _perturbed(params, 6)
     state = _trained_state(model, in_shape, 7)
-    session = _session(to_onnx(model, params, in_shape, state=state))
+    session = onnx_session(to_onnx(model, params, in_shape, state=state))
     images = mnist[0][:100].reshape(-1, *in_shape)
     for x in (normal((8, *in_shape), 8, dtype=np.float32), images):
         want = model.apply(params, x, state=state)
@@ -316,7 +310,7 @@ def test_the_books_weights_score_the_books_accuracy_in_onnxruntime(
     which: str, accuracy: str, book_weights: ModuleType, mnist: tuple[Array, Array]
 ) -> None:
     model, params = getattr(book_weights, which)()
-    session = _session(to_onnx(model, params, (1, 28, 28)))
+    session = onnx_session(to_onnx(model, params, (1, 28, 28)))
     x, t = mnist
     t0 = time.perf_counter()
     # 10 runs of 1000 images: one run of all 10,000 holds gigabytes of activations, and is slower

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import threadpoolctl
-from _helpers import normal, rng
+from _helpers import normal, onnx_session, rng
 
 import fnnet
 from fnnet.export import ONNX_EXPORTERS, ExportError, to_onnx
@@ -33,12 +33,6 @@ def one_blas_thread() -> Iterator[None]:
         yield
 
 
-def _session(model: Any) -> Any:
-    onnx.checker.check_model(model, full_check=True)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def _params(layer: Layer, in_shape: Shape, seed: int) -> Any:
@@ -57,7 +51,7 @@ def _check(layer: Layer, in_shape: Shape, inputs: Any) -> tuple[Any, float]:
     """Export ``layer``, run it on ``inputs(n)`` for batches 5 and 1; the model and the largest difference."""
     params = _params(layer, in_shape, 1)
     m = to_onnx(layer, params, in_shape)
-    session = _session(m)
+    session = onnx_session(m)
     worst = 0.0
     for n in (5, 1):
         x = inputs(n)
@@ -129,7 +123,7 @@ def test_a_language_model_and_a_sequence_classifier_match_apply() -> None:
 def test_ids_out_of_range_fail_in_both_but_onnx_takes_negative_ones_from_the_end() -> None:
     emb = fnnet.Embedding(VOCAB, 3)
     params = _params(emb, (3,), 9)
-    session = _session(to_onnx(emb, params, (3,)))
+    session = onnx_session(to_onnx(emb, params, (3,)))
     too_big = np.array([[0, VOCAB, 1]], np.int64)
     with pytest.raises(ValueError, match=r"ids must lie in \[0, 11\)"):
         emb.apply(params, too_big)

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import numpy as np
 import pytest
-from _helpers import call_unchanged, global_rng_untouched, normal, rng
+from _helpers import assert_bit_identical, call_unchanged, global_rng_untouched, normal, rng
 
 import fnnet
 from fnnet.errors import FormatError
@@ -77,11 +77,6 @@ def _savez(path: Path, arrays: dict[str, Any]) -> None:
     np.savez(path, **arrays)
 
 
-def _assert_same(a: Any, b: Any) -> None:
-    assert tree_structure(a) == tree_structure(b)
-    for x, y in zip(tree_leaves(a), tree_leaves(b)):
-        assert np.asarray(x).dtype == np.asarray(y).dtype
-        np.testing.assert_array_equal(x, y)
 
 
 def test_keys_follow_sequential_positions_and_layouts_are_torchs() -> None:
@@ -107,9 +102,9 @@ def test_round_trip_through_a_dict_and_an_npz_file(tmp_path: Path) -> None:
     params, state = _random(model, IN_SHAPE, 1)
     sd = to_torch_state_dict(model, params, state)
     back = from_torch_state_dict(model, IN_SHAPE, sd)
-    _assert_same(back, (params, state))
+    assert_bit_identical(back, (params, state))
     _savez(tmp_path / "sd.npz", sd)
-    _assert_same(from_torch_state_dict(model, IN_SHAPE, tmp_path / "sd.npz"), (params, state))
+    assert_bit_identical(from_torch_state_dict(model, IN_SHAPE, tmp_path / "sd.npz"), (params, state))
     x = normal((3, *IN_SHAPE), 2, dtype=np.float32)
     np.testing.assert_array_equal(model.apply(back[0], x, state=back[1]), model.apply(params, x, state=state))
 
@@ -119,11 +114,11 @@ def test_convolutions_of_any_rank_and_grouping_keep_their_weights() -> None:
     params, state = _random(model, (6, 9), 7)
     sd = to_torch_state_dict(model, params, state)
     assert {k: v.shape for k, v in sd.items()} == {"0.weight": (4, 3, 3), "0.bias": (4,), "3.weight": (2, 28), "3.bias": (2,)}
-    _assert_same(from_torch_state_dict(model, (6, 9), sd), (params, state))
+    assert_bit_identical(from_torch_state_dict(model, (6, 9), sd), (params, state))
     grouped = fnnet.serial(fnnet.Conv2D(6, 3, groups=3))
     params, state = _random(grouped, (3, 5, 5), 8)
     assert to_torch_state_dict(grouped, params)["0.weight"].shape == (6, 1, 3, 3)  # nn.Conv2d(3, 6, 3, groups=3)
-    _assert_same(from_torch_state_dict(grouped, (3, 5, 5), to_torch_state_dict(grouped, params)), (params, state))
+    assert_bit_identical(from_torch_state_dict(grouped, (3, 5, 5), to_torch_state_dict(grouped, params)), (params, state))
 
 
 def test_float64_arrays_take_the_models_dtype_and_num_batches_tracked_is_optional() -> None:
@@ -282,5 +277,5 @@ def test_conversions_write_into_nothing_they_are_given() -> None:
     with global_rng_untouched():
         sd = call_unchanged(lambda p, s: to_torch_state_dict(model, p, s), params, state, readonly=True)
         back = call_unchanged(lambda d: from_torch_state_dict(model, IN_SHAPE, d), sd, readonly=True)
-    _assert_same(back, (params, state))
+    assert_bit_identical(back, (params, state))
     assert all(leaf.flags.writeable for leaf in tree_leaves(back))  # fresh arrays, not views of the input

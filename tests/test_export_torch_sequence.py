@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _helpers import call_unchanged, normal, rng
+from _helpers import assert_bit_identical, call_unchanged, normal, rng
 
 import fnnet
 from fnnet.errors import FormatError
@@ -69,16 +69,8 @@ def _torch_like(kind: str, seed: int) -> dict[str, Array]:
     return {f"0.{k}": (0.5 * g.standard_normal(s)).astype(np.float32) for k, s in shapes.items()}
 
 
-def _savez(path: Path, arrays: dict[str, Any]) -> None:
-    """Write ``arrays`` as the torch side would: ``np.savez(path, **arrays)``."""
-    np.savez(path, **arrays)
 
 
-def _assert_same(a: Any, b: Any) -> None:
-    assert tree_structure(a) == tree_structure(b)
-    for x, y in zip(tree_leaves(a), tree_leaves(b)):
-        assert np.asarray(x).dtype == np.asarray(y).dtype
-        np.testing.assert_array_equal(x, y)
 
 
 KINDS: dict[str, Callable[..., Layer]] = {"RNN": fnnet.RNN, "LSTM": fnnet.LSTM, "GRU": fnnet.GRU}
@@ -133,9 +125,10 @@ def test_pipelines_round_trip_exactly_through_a_dict_and_an_npz_file(tmp_path: P
         np.testing.assert_array_equal(sd["0.weight"], params[0].w)  # nn.Embedding: (V, D) as is
         np.testing.assert_array_equal(sd["2.weight"], params[2].w.T)  # nn.Linear: (out, in)
         assert all(a.flags.c_contiguous for a in sd.values())
-        _assert_same(from_torch_state_dict(model, (T,), sd), (params, (None, None, None)))
-        _savez(tmp_path / f"{i}.npz", sd)
-        _assert_same(from_torch_state_dict(model, (T,), tmp_path / f"{i}.npz"), (params, (None, None, None)))
+        assert_bit_identical(from_torch_state_dict(model, (T,), sd), (params, (None, None, None)))
+        arrays: dict[str, Any] = dict(sd)
+        np.savez(tmp_path / f"{i}.npz", **arrays)  # as the torch side writes them
+        assert_bit_identical(from_torch_state_dict(model, (T,), tmp_path / f"{i}.npz"), (params, (None, None, None)))
 
 
 def test_a_torch_language_model_in_gives_torchs_logits() -> None:
