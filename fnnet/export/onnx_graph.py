@@ -450,11 +450,17 @@ _RECURRENT_OPS: dict[type[Layer], tuple[str, tuple[int, ...]]] = {
 }
 
 
-def _onnx_gates(a: Array, order: tuple[int, ...]) -> Array:
-    """fnnet's ``(rows, G*H)`` gate-block columns as ONNX's ``(G*H, rows)``, blocks reordered."""
-    rows, gh = a.shape
-    blocks = np.asarray(a).reshape(rows, len(order), gh // len(order))[:, list(order)]
-    return np.ascontiguousarray(blocks.reshape(rows, gh).T)
+def gate_rows(a: Array, order: tuple[int, ...]) -> Array:
+    """The ``(G*H, ...)`` row blocks of ``a`` reordered: block ``k`` of the result is block
+    ``order[k]`` of ``a`` (a new C-contiguous array). ONNX and PyTorch store a recurrent layer's
+    weights as such row blocks, fnnet as the columns of ``(D, G*H)``: ``gate_rows(wx.T, order)``.
+
+    >>> import numpy as np
+    >>> gate_rows(np.arange(6).reshape(3, 2), (2, 0, 1)).tolist()   # G = 3 blocks of H = 1 row
+    [[4, 5], [0, 1], [2, 3]]
+    """
+    g = len(order)
+    return np.ascontiguousarray(np.asarray(a).reshape(g, a.shape[0] // g, *a.shape[1:])[list(order)].reshape(a.shape))
 
 
 def _recurrent(g: GraphBuilder, layer: RNN | LSTM | GRU, params: Any, state: Any, x: str, in_shape: Shape, where: str) -> str:
@@ -468,9 +474,9 @@ def _recurrent(g: GraphBuilder, layer: RNN | LSTM | GRU, params: Any, state: Any
         raise ExportError(f"{desc}: only the zero initial state (state None) can be exported, got {type(state).__name__}")
     op_type, order = _RECURRENT_OPS[type(layer)]
     h = layer.hidden
-    w = _onnx_gates(params.wx, order)[None]  # (1, G*H, D)
-    r = _onnx_gates(params.wh, order)[None]  # (1, G*H, H)
-    wb = _onnx_gates(np.asarray(params.b)[None], order)[:, 0]
+    w = gate_rows(np.asarray(params.wx).T, order)[None]  # (1, G*H, D)
+    r = gate_rows(np.asarray(params.wh).T, order)[None]  # (1, G*H, H)
+    wb = gate_rows(params.b, order)
     rb = np.zeros_like(wb)
     attributes: dict[str, Any] = {"hidden_size": h}
     if isinstance(layer, GRU):

@@ -80,7 +80,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fnnet.errors import FormatError
-from fnnet.export.onnx_graph import ExportError, child, describe
+from fnnet.export.onnx_graph import ExportError, child, describe, gate_rows
 from fnnet.layers.base import Layer
 from fnnet.layers.combinators import AddBranches, Concat, Residual, Serial
 from fnnet.layers.conv import Conv1D, Conv2D, ConvParams
@@ -324,12 +324,6 @@ def _embedding_from(
 _TORCH_GATES: dict[type[Layer], tuple[int, ...]] = {RNN: (0,), LSTM: (2, 0, 1, 3), GRU: (0, 1, 2)}
 
 
-def _blocks(a: Array, order: tuple[int, ...]) -> Array:
-    """The ``(G*H, ...)`` row blocks of ``a`` in ``order``: block ``k`` of the result is block ``order[k]``."""
-    g = len(order)
-    return np.ascontiguousarray(a.reshape(g, a.shape[0] // g, *a.shape[1:])[list(order)].reshape(a.shape))
-
-
 def _inverse(order: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argsort(order))
 
@@ -340,10 +334,10 @@ def _recurrent_to(layer: RNN | LSTM | GRU, params: Any, state: Any, where: str) 
     if isinstance(layer, GRU):
         b_hh[2 * layer.hidden :] = params.bhn  # the n block: n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
     return {
-        child(where, "weight_ih_l0"): _blocks(np.asarray(params.wx).T, order),
-        child(where, "weight_hh_l0"): _blocks(np.asarray(params.wh).T, order),
-        child(where, "bias_ih_l0"): _blocks(np.asarray(params.b), order),
-        child(where, "bias_hh_l0"): _blocks(b_hh, order),
+        child(where, "weight_ih_l0"): gate_rows(np.asarray(params.wx).T, order),
+        child(where, "weight_hh_l0"): gate_rows(np.asarray(params.wh).T, order),
+        child(where, "bias_ih_l0"): gate_rows(np.asarray(params.b), order),
+        child(where, "bias_hh_l0"): gate_rows(b_hh, order),
     }
 
 
@@ -359,13 +353,13 @@ def _recurrent_from(
     w_hh = reader.take(child(where, "weight_hh_l0"), (gh, h), f"{desc}'s weight_hh_l0 ({gates}, H)", dtype)
     b_ih = reader.take(child(where, "bias_ih_l0"), (gh,), f"{desc}'s bias_ih_l0 ({gates},)", dtype)
     b_hh = reader.take(child(where, "bias_hh_l0"), (gh,), f"{desc}'s bias_hh_l0 ({gates},)", dtype)
-    wx, wh = np.ascontiguousarray(_blocks(w_ih, back).T), np.ascontiguousarray(_blocks(w_hh, back).T)
+    wx, wh = np.ascontiguousarray(gate_rows(w_ih, back).T), np.ascontiguousarray(gate_rows(w_hh, back).T)
     if isinstance(layer, GRU):
         # b_hn stays inside the reset product as bhn; the r and z biases add up
         b = b_ih + np.concatenate([b_hh[: 2 * h], np.zeros(h, dtype)])
-        return GRUParams(wx, wh, _blocks(b, back), b_hh[2 * h :].copy()), like_state
+        return GRUParams(wx, wh, gate_rows(b, back), b_hh[2 * h :].copy()), like_state
     params_type = LSTMParams if isinstance(layer, LSTM) else RNNParams
-    return params_type(wx, wh, _blocks(b_ih + b_hh, back)), like_state
+    return params_type(wx, wh, gate_rows(b_ih + b_hh, back)), like_state
 
 
 # --- containers ----------------------------------------------------------------------------------
