@@ -39,7 +39,7 @@ import attrs
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from fnnet._validate import check_in_interval, is_int
+from fnnet._validate import check_in_interval, finite_real, is_int, is_real
 from fnnet.random import Key, split
 from fnnet.typing import Array
 
@@ -178,7 +178,8 @@ class HorizontalFlip:
 
 
 def _range_pair(high: float | None) -> Callable[[object, attrs.Attribute[Any], Any], None]:
-    """Validator of a ``(low, high)`` pair with ``0 < low <= high`` (and ``high <= high`` if given)."""
+    """attrs validator of a pair of finite floats ``(low, high)`` with ``0 < low <= high``, and
+    ``high`` at most the given bound (none if ``None``)."""
 
     def check(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         pair: tuple[Any, ...] = value if isinstance(value, tuple) else ()
@@ -193,14 +194,9 @@ def _range_pair(high: float | None) -> Callable[[object, attrs.Attribute[Any], A
     return check
 
 
-def _finite(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
-        raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a finite number, got {value!r}")
-
-
 def _pair_of_floats(value: Any) -> Any:
     """A tuple/list of real numbers as a tuple of floats (anything else is left for the validator)."""
-    if isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    if isinstance(value, (tuple, list)) and all(is_real(v) for v in value):
         return tuple(float(v) for v in value)
     return value
 
@@ -239,7 +235,7 @@ class RandomErasing:
     p: float = attrs.field(default=0.5, validator=_probability)
     scale: tuple[float, float] = attrs.field(default=(0.02, 0.4), converter=_pair_of_floats, validator=_range_pair(1.0))
     ratio: tuple[float, float] = attrs.field(default=(0.3, 3.3), converter=_pair_of_floats, validator=_range_pair(None))
-    value: float = attrs.field(default=0.0, validator=_finite)
+    value: float = attrs.field(default=0.0, validator=finite_real)
 
     def __call__(self, key: Key, x: Array) -> Array:
         xa = _check_batch("RandomErasing", key, x)
