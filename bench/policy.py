@@ -138,7 +138,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="three rounds, no busy-machine part")
     ap.add_argument("--no-busy", action="store_true", help="skip the busy-machine part")
     ap.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
-    ap.add_argument("--keep-heap", action="store_true", help="glibc keeps freed memory (as fnnet train does)")
+    ap.add_argument("--keep-heap", action="store_true",
+                    help="glibc keeps freed memory from the start (fnnet's train steps set this when built)")
     args = ap.parse_args()
     if args.keep_heap:
         keep_heap()

@@ -10,9 +10,9 @@ with BLAS on one thread; PyTorch runs ``bench/torch_reference.py --serve --cpu-t
 ``torch.set_num_threads(1)``. Rounds alternate between the two; every round is printed, then the
 medians and their ratio (PyTorch CPU-s / fnnet CPU-s: above 1 means fnnet does less work).
 
-``--keep-heap`` sets glibc to keep freed memory in both processes (see
-:func:`fnnet.runtime.keep_heap`; ``fnnet train`` does this): without it every step's arrays are
-fresh pages whose faults count as CPU time. ``--profile`` instead splits fnnet's step into CPU time per layer kind (forward and backward,
+fnnet's train step keeps freed memory for reuse (:func:`fnnet.runtime.prepare_training`; run
+with ``FNNET_KEEP_HEAP=0`` to turn it off); ``--keep-heap`` sets the same in the PyTorch process:
+without it every step's arrays are fresh pages whose faults count as CPU time. ``--profile`` instead splits fnnet's step into CPU time per layer kind (forward and backward,
 exclusive of sub-layers) and the rest of the step (loss, optimizer, finiteness check).
 """
 
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=BATCH, help="batch size of the fnnet step (--profile)")
     ap.add_argument("--torch", default=None, help="python of a venv with torch==2.13.0")
     ap.add_argument("--profile", action="store_true", help="fnnet CPU time per layer kind instead")
-    ap.add_argument("--keep-heap", action="store_true", help="glibc keeps freed memory (fnnet.runtime.keep_heap), "
-                    "in this process and the PyTorch one")
+    ap.add_argument("--keep-heap", action="store_true", help="the PyTorch process keeps freed memory too "
+                    "(fnnet.runtime.keep_heap; fnnet's train step does so by default, FNNET_KEEP_HEAP=0 turns it off)")
     args = ap.parse_args(argv)
     if args.keep_heap and not keep_heap():
         print("--keep-heap: mallopt not available; default allocator")

@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="also time PyTorch with each max pool moved before its ReLU (fnnet's order)")
     ap.add_argument("--settle", type=float, default=0.5,
                     help="seconds of idle before every timed block, so the other side's spinning threads sleep")
-    ap.add_argument("--keep-heap", action="store_true", help="glibc keeps freed memory (fnnet.runtime.keep_heap), "
-                    "in this process and the PyTorch one")
+    ap.add_argument("--keep-heap", action="store_true", help="the PyTorch process keeps freed memory too "
+                    "(fnnet.runtime.keep_heap; fnnet's train step does so by default, FNNET_KEEP_HEAP=0 turns it off)")
     args = ap.parse_args(argv)
     if args.keep_heap and not keep_heap():
         print("--keep-heap: mallopt not available; default allocator")

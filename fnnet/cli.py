@@ -86,7 +86,6 @@ from fnnet.layers.combinators import Serial, summary
 from fnnet.losses import softmax_cross_entropy
 from fnnet.metrics import confusion_matrix, default_metrics
 from fnnet.random import key as make_key
-from fnnet.runtime import keep_heap
 from fnnet.train import FitResult, History, NonFiniteLossError, TrainState, evaluate, fit, init_train_state, predict
 from fnnet.tree import tree_leaves, tree_paths
 from fnnet.typing import Array
@@ -585,7 +584,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         if out is not None:
             out.begin()
-        keep_heap()  # an application setting: reuse freed memory across steps (see fnnet.runtime)
         say(f"model {args.model} on {args.data}: {len(x_train)} train / {len(x_test)} test, "
             f"{opt_name} lr {lr}, batch {args.batch_size}, {epochs} epochs, seed {args.seed}"
             + ("" if args.augment == "none" else f", augment {args.augment}"))

@@ -37,6 +37,7 @@ from fnnet.layers.base import Ctx, Layer
 from fnnet.losses import softmax_cross_entropy
 from fnnet.optim import GradientTransformation, apply_updates, l2_penalty
 from fnnet.random import Key, fold_in, key as make_key
+from fnnet.runtime import prepare_training
 from fnnet.train.parallel import ShardGroup, blas_limit, default_threads, shard_slices
 from fnnet.tree import tree_global_norm, tree_leaves, tree_map
 from fnnet.typing import Array, Shape, Tree
@@ -313,6 +314,11 @@ def make_train_step(
         blas_threads: BLAS threads inside the step (default 1; changes GEMM rounding).
         grad_norms: also report, in ``metrics.grad_norms``, the norm of the gradient (the one the
             optimizer receives, weight decay included) of each top-level params entry.
+
+    Building a step calls :func:`fnnet.runtime.prepare_training` (once per process): glibc keeps
+    freed memory for reuse, so the steps' large arrays do not fault in fresh pages every time
+    (``FNNET_KEEP_HEAP=0`` opts out; results are the same either way).
+
     Returns:
         ``train_step(state, x, t, key, update_scale=1.0)`` for a batch ``x`` of shape
         ``(N, *in_shape)`` and targets ``t``; shard ``i`` draws its random numbers from
@@ -340,6 +346,7 @@ def make_train_step(
     fixed_shards = None if shards is None else check_positive_int("make_train_step", "shards", shards)
     n_threads = default_threads() if threads is None else check_positive_int("make_train_step", "threads", threads)
     fixed_blas = None if blas_threads is None else check_positive_int("make_train_step", "blas_threads", blas_threads)
+    prepare_training()
     update = optimizer.update
     policies: dict[tuple[int, ...], ExecutionPolicy] = {}
 
