@@ -82,7 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--erase", type=float, default=0.0, metavar="P",
                         help="also erase a random rectangle of each image with probability P (RandomErasing)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--widths", default="16,32,64", help="channels of the three stages (fnnet.models.resnet)")
     args = parser.parse_args(argv)
+    try:
+        widths = tuple(int(w) for w in args.widths.split(","))
+    except ValueError:
+        parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
+    if not widths or min(widths) < 1:
+        parser.error(f"--widths must be positive, got {args.widths!r}")
     if args.epochs < 1:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
     if not args.lr > 0:
@@ -97,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (x_train, t_train), (x_val, t_val) = (x_all, t_all), (x_all[:0], t_all[:0])
     if args.n_train is not None:
         x_train, t_train = x_train[: args.n_train], t_train[: args.n_train]
-    model = models.resnet()
+    model = models.resnet(widths)
     per_epoch = -(-len(x_train) // BATCH_SIZE)
     steps = args.epochs * per_epoch
     schedule = optim.WarmupCosine(args.lr, warmup_steps=min(per_epoch, steps - 1), total_steps=steps)
@@ -109,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     augment = None if args.no_augment else compose(*steps_aug)
     print(f"Fashion-MNIST: {len(x_train)} train / {len(x_val)} validation / {len(x_test)} test")
     print(
-        f"resnet, Nesterov 0.9, lr {args.lr} (warm-up 1 epoch, cosine to 0 over {steps} steps), "
+        f"resnet (widths {', '.join(map(str, widths))}), Nesterov 0.9, lr {args.lr} (warm-up 1 epoch, cosine to 0 over {steps} steps), "
         f"weight decay {WEIGHT_DECAY}, batch {BATCH_SIZE}, {args.epochs} epochs, "
         f"augmentation {'off' if augment is None else 'crop (pad 2) + flip'}"
         f"{f' + erasing (p {args.erase})' if augment is not None and args.erase else ''}, seed {args.seed}"
