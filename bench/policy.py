@@ -78,7 +78,7 @@ def policy_table(rounds: int, names: list[str]) -> None:
     print(f"# step time at batch 100, median of {rounds} interleaved rounds, ms; {cores} cores")
     print("| model | default (shards, BLAS) | " + " | ".join(f"s{s} b{b}" for s in (1, 2) for b in (1, cores)) +
           " | chosen / best |")  # fmt: skip
-    print("|---" * 8 + "|")
+    print("|---" * 7 + "|")
     for name in names:
         build, shape = MODELS[name]
         model = build()

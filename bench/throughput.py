@@ -28,6 +28,14 @@ the fnnet block that followed (seq2seq-peeky: fnnet's blocks fell to 5,415-10,82
 against 10,529 with no PyTorch process; deep-convnet 0.70-0.72 unsettled against 0.77-0.85
 settled, one session).
 
+fnnet's train step keeps freed memory for reuse (:func:`fnnet.runtime.prepare_training`, run with
+``FNNET_KEEP_HEAP=0`` to turn it off); the PyTorch process runs with glibc's defaults unless
+``--keep-heap``. Alternating whole runs of deep-convnet (9 settled blocks each, one session):
+fnnet's default 0.78, 0.76, 0.92 (fnnet at 1,416, 1,399, 1,574 samples/s) against
+``FNNET_KEEP_HEAP=0`` 0.74, 0.72, 0.73 (1,277, 1,333, 1,291). Both processes fault in fresh pages
+without it: deep-convnet's fnnet step about 6,200 minor faults and 13-19 ms of system time per
+step, PyTorch's 2,400-10,000 faults and 3-21 ms.
+
 ``seq2seq-peeky`` is the sequel's reversed peeky seq2seq on the addition task's shapes (batch 128,
 embedding 16, hidden 128, source length 7, decoder length 4, vocabulary 13; Adam with gradient
 clipping at norm 5), against ``bench/torch_seq2seq.py --serve``.
