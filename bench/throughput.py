@@ -32,7 +32,8 @@ fnnet's train step keeps freed memory for reuse (:func:`fnnet.runtime.prepare_tr
 ``FNNET_KEEP_HEAP=0`` to turn it off); the PyTorch process runs with glibc's defaults unless
 ``--keep-heap``. Alternating whole runs of deep-convnet (9 settled blocks each, one session):
 fnnet's default 0.78, 0.76, 0.92 (fnnet at 1,416, 1,399, 1,574 samples/s) against
-``FNNET_KEEP_HEAP=0`` 0.74, 0.72, 0.73 (1,277, 1,333, 1,291). Both processes fault in fresh pages
+``FNNET_KEEP_HEAP=0`` 0.74, 0.72, 0.73 (1,277, 1,333, 1,291); six more runs of the default the
+same day 0.84, 0.80, 0.79, 0.86, 0.77, 0.85 (all nine: median 0.80). Both processes fault in fresh pages
 without it: deep-convnet's fnnet step about 6,200 minor faults and 13-19 ms of system time per
 step, PyTorch's 2,400-10,000 faults and 3-21 ms.
 
