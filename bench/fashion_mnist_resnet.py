@@ -80,7 +80,8 @@ WEIGHT_DECAY = 5e-4
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Train, pick the best validation epoch, report test accuracy and timing; 0 on PASS."""
+    """Train, take the last epoch (the best validation epoch with ``--val``), report test accuracy and
+    timing; 0 on PASS."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--epochs", type=int, default=11)
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate")

@@ -61,8 +61,8 @@ def prepare_training() -> bool:
     is ``0``. Later calls return the first call's outcome without touching the allocator again.
 
     Returns:
-        Whether glibc keeps freed memory for reuse because of this call (False when opted out or
-        where the C library is not glibc).
+        Whether glibc keeps freed memory for reuse because of the first call (False when opted
+        out or where the C library is not glibc).
 
     >>> from fnnet.runtime import prepare_training
     >>> prepare_training() is prepare_training()
