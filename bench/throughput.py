@@ -33,13 +33,17 @@ fnnet's train step keeps freed memory for reuse (:func:`fnnet.runtime.prepare_tr
 ``--keep-heap``. Alternating whole runs of deep-convnet (9 settled blocks each, one session):
 fnnet's default 0.78, 0.76, 0.92 (fnnet at 1,416, 1,399, 1,574 samples/s) against
 ``FNNET_KEEP_HEAP=0`` 0.74, 0.72, 0.73 (1,277, 1,333, 1,291); six more runs of the default the
-same day 0.84, 0.80, 0.79, 0.86, 0.77, 0.85 (all nine: median 0.80). Both processes fault in fresh pages
+same day 0.84, 0.80, 0.79, 0.86, 0.77, 0.85 (all nine: median 0.80); the next session 0.74 and
+0.83 (all eleven: median 0.80). Both processes fault in fresh pages
 without it: deep-convnet's fnnet step about 6,200 minor faults and 13-19 ms of system time per
 step, PyTorch's 2,400-10,000 faults and 3-21 ms.
 
 ``seq2seq-peeky`` is the sequel's reversed peeky seq2seq on the addition task's shapes (batch 128,
 embedding 16, hidden 128, source length 7, decoder length 4, vocabulary 13; Adam with gradient
-clipping at norm 5), against ``bench/torch_seq2seq.py --serve``.
+clipping at norm 5), against ``bench/torch_seq2seq.py --serve``. Two runs in one later session
+(13 settled blocks each): 0.77 (fnnet 9,324 against 12,070 samples/s) and 0.77 (8,618 against
+11,129); the ways of using the second core tried for it, and their figures, are in the README's
+sequel section.
 """
 
 from __future__ import annotations
