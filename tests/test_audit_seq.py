@@ -13,6 +13,7 @@ from _helpers import assert_bit_identical, assert_grads_ok, call_unchanged, init
 
 import fnnet
 from fnnet.layers.base import TRAIN, Layer
+from fnnet.layers.embedding import ONE_HOT_MAX_VOCAB, embedding_grad
 from fnnet.layers.recurrent import GRU, LSTM, RNN
 from fnnet.losses import time_softmax_cross_entropy
 from fnnet.numerical import numerical_gradient
@@ -227,3 +228,18 @@ def test_read_only_non_contiguous_ids_run_the_stack_as_their_copies() -> None:
     y_c, _, cache_c = model.forward(params, None, np.ascontiguousarray(ids))
     assert_bit_identical(y, y_c)
     assert_bit_identical(model.backward(params, cache, np.ones_like(y))[1], model.backward(params, cache_c, np.ones_like(y))[1])
+
+
+@pytest.mark.parametrize("vocab", [5, ONE_HOT_MAX_VOCAB + 1], ids=["one-hot", "bincount"])
+def test_embedding_grad_refuses_ids_it_cannot_place(vocab: int) -> None:
+    """Was: on the one-hot path id -1 silently added to the last row, float ids were truncated;
+    on the bincount path an id >= V died in a reshape."""
+    dout = np.ones((1, 2, 3), np.float32)
+    for bad in (-1, vocab):
+        with pytest.raises(ValueError, match=rf"^embedding_grad: ids must lie in \[0, {vocab}\), got values in \[{min(bad, 0)}, {max(bad, 0)}\]$"):
+            embedding_grad(np.array([[bad, 0]]), dout, vocab)
+    with pytest.raises(ValueError, match=r"^embedding_grad: expected integer ids .* got ids \(1, 2\) dtype float64"):
+        embedding_grad(np.array([[1.0, 0.0]]), dout, vocab)
+    with pytest.raises(ValueError, match=r"^embedding_grad: expected integer ids .* got ids \(1, 3\) dtype int64 and dout \(1, 2, 3\)$"):
+        embedding_grad(np.array([[1, 0, 2]]), dout, vocab)
+    assert embedding_grad(np.array([[1, 1]]), dout, vocab)[1].tolist() == [2.0, 2.0, 2.0]
