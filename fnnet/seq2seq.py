@@ -40,6 +40,9 @@ carries the loss into the encoder.
 from __future__ import annotations
 
 import math
+import struct
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -568,6 +571,11 @@ def attention_weights(
 
 # --- the sequel's weights ----------------------------------------------------------------------------
 
+#: What np.load and zipfile raise on a damaged archive (a truncated zip, a bad CRC, a mangled
+#: .npy header); turned into FormatError.
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError,
+                RuntimeError, struct.error, OverflowError)  # fmt: skip
+
 #: The sequel's names and the shapes of its attention model for the date task.
 SEQUEL_ATTENTION_KEYS = (
     "encoder.embed.W", "encoder.lstm.Wx", "encoder.lstm.Wh", "encoder.lstm.b",
@@ -601,18 +609,26 @@ def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqP
     """
     p = Path(path)
     try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
+        loaded = np.load(p, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded as z:
+                arrays = {k: z[k] for k in z.files}
+    except _READ_ERRORS as err:
         raise FormatError(str(p), "archive", f"not a readable .npz: {err}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise FormatError(str(p), "archive", "a single .npy array, not a .npz archive of named arrays")
     for k in SEQUEL_ATTENTION_KEYS:
         if k not in arrays:
             raise FormatError(str(p), k, "missing array")
         if arrays[k].dtype.kind != "f":
             raise FormatError(str(p), k, f"expected floating point, got {arrays[k].dtype}")
-    v, e = arrays["encoder.embed.W"].shape if arrays["encoder.embed.W"].ndim == 2 else (0, 0)
-    h4 = arrays["encoder.lstm.b"].shape[0] if arrays["encoder.lstm.b"].ndim == 1 else 0
-    h = h4 // 4
+    embed_w, lstm_b = arrays["encoder.embed.W"], arrays["encoder.lstm.b"]
+    if embed_w.ndim != 2 or 0 in embed_w.shape:
+        raise FormatError(str(p), "encoder.embed.W", f"expected a (V, E) matrix with V, E >= 1, got shape {embed_w.shape}")
+    if lstm_b.ndim != 1 or lstm_b.shape[0] == 0 or lstm_b.shape[0] % 4:
+        raise FormatError(str(p), "encoder.lstm.b", f"expected a (4H,) vector with H >= 1, got shape {lstm_b.shape}")
+    v, e = embed_w.shape
+    h = lstm_b.shape[0] // 4
     expected = {
         "encoder.embed.W": (v, e), "encoder.lstm.Wx": (e, 4 * h), "encoder.lstm.Wh": (h, 4 * h),
         "encoder.lstm.b": (4 * h,), "decoder.embed.W": (v, e), "decoder.lstm.Wx": (e, 4 * h),
@@ -620,7 +636,7 @@ def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqP
         "decoder.affine.b": (v,),
     }  # fmt: skip
     for k, shape in expected.items():
-        if v == 0 or h == 0 or arrays[k].shape != shape:
+        if arrays[k].shape != shape:
             raise FormatError(str(p), k, f"expected shape {shape}, got {arrays[k].shape}")
 
     def cast(a: Array) -> Array:

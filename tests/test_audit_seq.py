@@ -4,7 +4,9 @@ errors that name the layer."""
 
 from __future__ import annotations
 
+import re
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 from _helpers import assert_bit_identical, assert_grads_ok, call_unchanged, init64, normal, read_only, rng
 
 import fnnet
+from fnnet.errors import FormatError
 from fnnet.layers.base import TRAIN, Layer
 from fnnet.layers.embedding import ONE_HOT_MAX_VOCAB, embedding_grad
 from fnnet.layers.recurrent import GRU, LSTM, RNN
@@ -23,12 +26,14 @@ from fnnet.seq2seq import (
     Seq2seqParams,
     attention_weights,
     generate,
+    load_sequel_attention,
     sample,
     sequence_accuracy,
     teacher_forcing,
 )
 from fnnet.tree import tree_flatten, tree_map, tree_paths
 
+WEIGHTS = Path(__file__).resolve().parent.parent / "examples" / "weights" / "sequel" / "ch08_attention_seq2seq.npz"
 RECURRENT: list[type[Layer]] = [RNN, LSTM, GRU]
 V, TS, TT = 6, 3, 2
 
@@ -243,3 +248,25 @@ def test_embedding_grad_refuses_ids_it_cannot_place(vocab: int) -> None:
     with pytest.raises(ValueError, match=r"^embedding_grad: expected integer ids .* got ids \(1, 3\) dtype int64 and dout \(1, 2, 3\)$"):
         embedding_grad(np.array([[1, 0, 2]]), dout, vocab)
     assert embedding_grad(np.array([[1, 1]]), dout, vocab)[1].tolist() == [2.0, 2.0, 2.0]
+
+
+def test_the_sequel_weights_reader_turns_damaged_files_into_format_errors(tmp_path: Path) -> None:
+    """Was: a .npy file raised TypeError (no context manager), a truncated archive or a bad CRC
+    zipfile.BadZipFile, and a 3-D embedding "expected shape (0, 0)"."""
+    raw = WEIGHTS.read_bytes()
+    flipped = bytearray(raw)
+    flipped[len(raw) // 3] ^= 0xFF
+    cases = {"truncated.npz": raw[: len(raw) // 2], "crc.npz": bytes(flipped)}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(FormatError, match=rf"{name}: archive: not a readable \.npz"):
+            load_sequel_attention(tmp_path / name)
+    np.save(tmp_path / "one.npy", np.ones(3))
+    with pytest.raises(FormatError, match=r"one\.npy: archive: a single \.npy array, not a \.npz archive"):
+        load_sequel_attention(tmp_path / "one.npy")
+    with np.load(WEIGHTS, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    for key, bad in [("encoder.embed.W", np.ones((59, 16, 1), np.float16)), ("encoder.lstm.b", np.ones(10, np.float16))]:
+        np.savez(tmp_path / "shape.npz", **{**arrays, key: bad})
+        with pytest.raises(FormatError, match=rf"{key}: expected a .* got shape {re.escape(str(bad.shape))}"):
+            load_sequel_attention(tmp_path / "shape.npz")
