@@ -270,3 +270,31 @@ def test_the_sequel_weights_reader_turns_damaged_files_into_format_errors(tmp_pa
         np.savez(tmp_path / "shape.npz", **{**arrays, key: bad})
         with pytest.raises(FormatError, match=rf"{key}: expected a .* got shape {re.escape(str(bad.shape))}"):
             load_sequel_attention(tmp_path / "shape.npz")
+
+
+def test_a_float64_language_model_pipeline_has_the_numerical_gradient_with_padding() -> None:
+    """Embedding -> LSTM (from a carried state) -> GRU -> TimeAffine -> the time loss with a
+    padding id outside the vocabulary, all float64, against central differences."""
+    pad = V
+    model = fnnet.serial(fnnet.Embedding(V, 3), LSTM(3, stateful=True), GRU(2), fnnet.TimeAffine(V))
+    params, _ = init64(model, (4,))
+    params = tree_map(lambda a: a + 0.3 * rng(11).standard_normal(a.shape), params)
+    ids, t = rng(12).integers(0, V, (2, 4)), rng(13).integers(0, V, (2, 4))
+    t[0, 1:] = pad
+    _, state, _ = model.forward(params, None, rng(14).integers(0, V, (2, 4)), TRAIN)  # a previous batch
+    assert state[1] is not None and state[1].h.dtype == np.float64
+
+    def loss(p: Any) -> float:
+        return time_softmax_cross_entropy(model.forward(p, state, ids, TRAIN)[0], t, ignore_index=pad)[0]
+
+    y, _, cache = model.forward(params, state, ids, TRAIN)
+    _, dy = time_softmax_cross_entropy(y, t, ignore_index=pad)
+    assert dy.dtype == np.float64 and not np.any(dy[0, 1:])
+    _, grads = model.backward(params, cache, dy, input_grad=False)
+    num = numerical_gradient(loss, params)
+    for path, a, b in zip(tree_paths(params), tree_flatten(grads)[0], tree_flatten(num)[0]):
+        assert a.dtype == np.float64, path
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9, err_msg=path)
+    all_pad = np.full_like(t, pad)
+    value, grad = time_softmax_cross_entropy(y, all_pad, ignore_index=pad)
+    assert value == 0.0 and not np.any(grad) and grad.dtype == np.float64

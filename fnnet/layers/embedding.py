@@ -73,6 +73,9 @@ def embedding_grad(ids: Array, dout: Array, vocab_size: int) -> Array:
     Returns:
         ``dw`` of shape ``(V, dim)`` and ``dout``'s dtype. No Python loop over tokens: a one-hot
         GEMM for ``V <= ONE_HOT_MAX_VOCAB``, else one ``np.bincount`` (float64 sums).
+    Raises:
+        ValueError: ids that are not integers, lie outside ``[0, V)`` or do not match
+            ``dout.shape[:-1]``.
 
     >>> embedding_grad(np.array([[0, 2, 0]]), np.ones((1, 3, 2), np.float32), 3).tolist()
     [[2.0, 2.0], [0.0, 0.0], [1.0, 1.0]]
