@@ -593,8 +593,12 @@ def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqP
     Build the model as ``AttentionSeq2seq(V, E, H, src_len=Ts, reverse=True)`` with V, E, H from
     the shapes (59, 16, 256 for the date task, Ts 29).
 
+    Args:
+        path: the ``.npz`` archive.
+        dtype: a floating point dtype for every array.
     Raises:
-        fnnet.errors.FormatError: a missing or misshapen array.
+        fnnet.errors.FormatError: not a readable ``.npz`` archive, or a missing or misshapen array.
+        ValueError: ``dtype`` is not floating point.
 
     >>> import os, tempfile, numpy as np
     >>> v, e, h = 5, 2, 3  # a tiny archive with the sequel's names
@@ -608,6 +612,8 @@ def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqP
     ((6, 5), dtype('float32'))
     """
     p = Path(path)
+    if np.dtype(dtype).kind != "f":
+        raise ValueError(f"load_sequel_attention: dtype must be a floating point type, got {np.dtype(dtype)}")
     try:
         loaded = np.load(p, allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):

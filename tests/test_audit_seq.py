@@ -266,6 +266,8 @@ def test_the_sequel_weights_reader_turns_damaged_files_into_format_errors(tmp_pa
         load_sequel_attention(tmp_path / "one.npy")
     with np.load(WEIGHTS, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
+    with pytest.raises(ValueError, match=r"^load_sequel_attention: dtype must be a floating point type, got int32$"):
+        load_sequel_attention(WEIGHTS, np.int32)  # was: loaded, then decoding failed inside np.tanh
     for key, bad in [("encoder.embed.W", np.ones((59, 16, 1), np.float16)), ("encoder.lstm.b", np.ones(10, np.float16))]:
         np.savez(tmp_path / "shape.npz", **{**arrays, key: bad})
         with pytest.raises(FormatError, match=rf"{key}: expected a .* got shape {re.escape(str(bad.shape))}"):
