@@ -40,13 +40,16 @@ carries the loss into the encoder.
 from __future__ import annotations
 
 import math
+import struct
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import attrs
 import numpy as np
 
-from fnnet._validate import positive_int
+from fnnet._validate import boolean, is_int, positive_int
 from fnnet.errors import FormatError
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind, no_input_grad
 from fnnet.layers.core import AffineParams
@@ -160,7 +163,7 @@ class _EncoderDecoder(Layer):
     embed: int = attrs.field(validator=positive_int)
     hidden: int = attrs.field(validator=positive_int)
     src_len: int = attrs.field(kw_only=True, validator=positive_int)
-    reverse: bool = attrs.field(default=False, kw_only=True, converter=bool)
+    reverse: bool = attrs.field(default=False, kw_only=True, validator=boolean)
 
     @property
     def _peeky(self) -> bool:
@@ -201,6 +204,8 @@ class _EncoderDecoder(Layer):
         return Seq2seqParams(enc, dec), out
 
     def _check_input(self, params: Seq2seqParams, x: Array) -> None:
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"{kind(self)}: expected int input (N, src_len + Tt) as a NumPy array, got {type(x).__name__}")
         if x.ndim != 2 or x.shape[1] <= self.src_len:
             raise ValueError(
                 f"{kind(self)}: expected int input (N, src_len + Tt) with src_len {self.src_len} and Tt >= 1, "
@@ -226,8 +231,11 @@ class _EncoderDecoder(Layer):
         ep, dp = params.encoder, params.decoder
         src = self._source(x)
         dec_in = x[:, self.src_len :]
-        hs_enc, (h_enc, _), enc = lstm_scan(ep.lstm, ep.embed.w[src])
-        hd, _, dec = lstm_scan(dp.lstm, dp.embed.w[dec_in], h_enc, x_const=h_enc if self._peeky else None)
+        try:
+            hs_enc, (h_enc, _), enc = lstm_scan(ep.lstm, ep.embed.w[src])
+            hd, _, dec = lstm_scan(dp.lstm, dp.embed.w[dec_in], h_enc, x_const=h_enc if self._peeky else None)
+        except ValueError as e:  # name the model, not the kernel (params of mixed shapes or dtypes)
+            raise ValueError(f"{kind(self)}: {str(e).split(': ', 1)[-1]}") from None
         aw, ab = dp.affine
         attn = context = None
         if self._attention:
@@ -253,6 +261,8 @@ class _EncoderDecoder(Layer):
         if dout.shape != (n, t_len, v):
             check_dout(self, dout, (n, t_len, v))
         aw = dp.affine.w
+        if dout.dtype != aw.dtype:
+            raise ValueError(f"{kind(self)}.backward: expected dout of dtype {aw.dtype} (the parameters' dtype), got {dout.dtype}")
         hd, hs_enc = cache.hd, cache.hs_enc
         d2 = dout.reshape(n * t_len, v)
         dab = d2.sum(axis=0)
@@ -312,7 +322,7 @@ class Seq2seq(_EncoderDecoder):
     2493
     """
 
-    peeky: bool = attrs.field(default=False, kw_only=True, converter=bool)
+    peeky: bool = attrs.field(default=False, kw_only=True, validator=boolean)
 
     @property
     def _peeky(self) -> bool:
@@ -342,13 +352,19 @@ class AttentionSeq2seq(_EncoderDecoder):
 # --- decoding ----------------------------------------------------------------------------------------
 
 
-def _check_src(fn: str, model: _EncoderDecoder, src: Array, start_id: int, length: int) -> None:
+def _check_src(fn: str, model: _EncoderDecoder, src: Any, start_id: Any, length: Any) -> Array:
+    """``src`` as an int array ``(N, src_len)`` of ids in ``[0, V)``, after checking the other arguments."""
     if not isinstance(model, _EncoderDecoder):
         raise ValueError(f"{fn}: expected a Seq2seq or AttentionSeq2seq, got {type(model).__name__}")
-    if src.ndim != 2 or src.shape[1] != model.src_len or src.dtype.kind not in "iu":
-        raise ValueError(f"{fn}: expected int source ids (N, {model.src_len}), got shape {src.shape} dtype {src.dtype}")
-    if not (0 <= int(start_id) < model.vocab_size) or int(length) < 1:
-        raise ValueError(f"{fn}: need 0 <= start_id < {model.vocab_size} and length >= 1, got {start_id}, {length}")
+    ids: Array = np.asarray(src)
+    if ids.ndim != 2 or ids.shape[1] != model.src_len or ids.dtype.kind not in "iu":
+        raise ValueError(f"{fn}: expected int source ids (N, {model.src_len}), got shape {ids.shape} dtype {ids.dtype}")
+    v = model.vocab_size
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= v):
+        raise ValueError(f"{fn}: source ids must be in [0, {v}), got ids in [{int(ids.min())}, {int(ids.max())}]")
+    if not (is_int(start_id) and 0 <= start_id < v) or not (is_int(length) and length >= 1):
+        raise ValueError(f"{fn}: need an int start_id in [0, {v}) and an int length >= 1, got {start_id!r}, {length!r}")
+    return ids
 
 
 def _half(h4: int, dtype: Any) -> Array:
@@ -463,9 +479,10 @@ def generate(model: Layer, params: Seq2seqParams, src: Array, start_id: int, len
     Args:
         model: a :class:`Seq2seq` or :class:`AttentionSeq2seq`.
         params: its parameters (any float dtype).
-        src: source ids ``(N, src_len)``, in their natural order (the model reverses them if asked).
-        start_id: the decoder's first input (the start token).
-        length: the number of tokens to produce.
+        src: source ids ``(N, src_len)`` in ``[0, vocab_size)``, in their natural order (the model
+            reverses them if asked).
+        start_id: the decoder's first input (the start token), an int in ``[0, vocab_size)``.
+        length: the number of tokens to produce, an int ``>= 1``.
     Returns:
         ids ``(N, length)`` int64 (the start token excluded).
 
@@ -477,7 +494,7 @@ def generate(model: Layer, params: Seq2seqParams, src: Array, start_id: int, len
     """
     if not isinstance(model, _EncoderDecoder):
         raise ValueError(f"generate: expected a Seq2seq or AttentionSeq2seq, got {type(model).__name__}")
-    _check_src("generate", model, src, start_id, length)
+    src = _check_src("generate", model, src, start_id, length)
     return _decode(model, params, src, start_id, length, lambda logits, t: logits.argmax(axis=1))[0]
 
 
@@ -502,7 +519,7 @@ def sample(
     """
     if not isinstance(model, _EncoderDecoder):
         raise ValueError(f"sample: expected a Seq2seq or AttentionSeq2seq, got {type(model).__name__}")
-    _check_src("sample", model, src, start_id, length)
+    src = _check_src("sample", model, src, start_id, length)
     if not isinstance(key, Key):
         raise ValueError(f"sample: key must be a fnnet.Key, got {type(key).__name__}")
     temp = float(temperature)
@@ -511,7 +528,13 @@ def sample(
     gen = key.generator()
 
     def pick(logits: Array, t: int) -> Array:
-        p = _softmax_last(logits.astype(np.float64) / temp)
+        z = logits.astype(np.float64)
+        # shift before dividing: (z - max) / temp <= 0 never overflows to inf (inf - inf = nan)
+        # however small the temperature; the largest logit gets exp(0) = 1
+        z -= z.max(axis=1, keepdims=True)
+        with np.errstate(over="ignore"):  # -inf for the logits far below the largest: p = 0
+            z /= temp
+        p = _softmax_last(z)
         u = gen.random((len(p), 1))
         drawn: Array = np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1)
         return drawn
@@ -540,13 +563,18 @@ def attention_weights(
     """
     if not isinstance(model, AttentionSeq2seq):
         raise ValueError(f"attention_weights: expected an AttentionSeq2seq, got {type(model).__name__}")
-    _check_src("attention_weights", model, src, start_id, length)
+    src = _check_src("attention_weights", model, src, start_id, length)
     ids, w = _decode(model, params, src, start_id, length, lambda logits, t: logits.argmax(axis=1))
     assert w is not None
     return ids, w
 
 
 # --- the sequel's weights ----------------------------------------------------------------------------
+
+#: What np.load and zipfile raise on a damaged archive (a truncated zip, a bad CRC, a mangled
+#: .npy header); turned into FormatError.
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError,
+                RuntimeError, struct.error, OverflowError)  # fmt: skip
 
 #: The sequel's names and the shapes of its attention model for the date task.
 SEQUEL_ATTENTION_KEYS = (
@@ -565,8 +593,12 @@ def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqP
     Build the model as ``AttentionSeq2seq(V, E, H, src_len=Ts, reverse=True)`` with V, E, H from
     the shapes (59, 16, 256 for the date task, Ts 29).
 
+    Args:
+        path: the ``.npz`` archive.
+        dtype: a floating point dtype for every array.
     Raises:
-        fnnet.errors.FormatError: a missing or misshapen array.
+        fnnet.errors.FormatError: not a readable ``.npz`` archive, or a missing or misshapen array.
+        ValueError: ``dtype`` is not floating point.
 
     >>> import os, tempfile, numpy as np
     >>> v, e, h = 5, 2, 3  # a tiny archive with the sequel's names
@@ -580,19 +612,29 @@ def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqP
     ((6, 5), dtype('float32'))
     """
     p = Path(path)
+    if np.dtype(dtype).kind != "f":
+        raise ValueError(f"load_sequel_attention: dtype must be a floating point type, got {np.dtype(dtype)}")
     try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
+        loaded = np.load(p, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded as z:
+                arrays = {k: z[k] for k in z.files}
+    except _READ_ERRORS as err:
         raise FormatError(str(p), "archive", f"not a readable .npz: {err}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise FormatError(str(p), "archive", "a single .npy array, not a .npz archive of named arrays")
     for k in SEQUEL_ATTENTION_KEYS:
         if k not in arrays:
             raise FormatError(str(p), k, "missing array")
         if arrays[k].dtype.kind != "f":
             raise FormatError(str(p), k, f"expected floating point, got {arrays[k].dtype}")
-    v, e = arrays["encoder.embed.W"].shape if arrays["encoder.embed.W"].ndim == 2 else (0, 0)
-    h4 = arrays["encoder.lstm.b"].shape[0] if arrays["encoder.lstm.b"].ndim == 1 else 0
-    h = h4 // 4
+    embed_w, lstm_b = arrays["encoder.embed.W"], arrays["encoder.lstm.b"]
+    if embed_w.ndim != 2 or 0 in embed_w.shape:
+        raise FormatError(str(p), "encoder.embed.W", f"expected a (V, E) matrix with V, E >= 1, got shape {embed_w.shape}")
+    if lstm_b.ndim != 1 or lstm_b.shape[0] == 0 or lstm_b.shape[0] % 4:
+        raise FormatError(str(p), "encoder.lstm.b", f"expected a (4H,) vector with H >= 1, got shape {lstm_b.shape}")
+    v, e = embed_w.shape
+    h = lstm_b.shape[0] // 4
     expected = {
         "encoder.embed.W": (v, e), "encoder.lstm.Wx": (e, 4 * h), "encoder.lstm.Wh": (h, 4 * h),
         "encoder.lstm.b": (4 * h,), "decoder.embed.W": (v, e), "decoder.lstm.Wx": (e, 4 * h),
@@ -600,7 +642,7 @@ def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqP
         "decoder.affine.b": (v,),
     }  # fmt: skip
     for k, shape in expected.items():
-        if v == 0 or h == 0 or arrays[k].shape != shape:
+        if arrays[k].shape != shape:
             raise FormatError(str(p), k, f"expected shape {shape}, got {arrays[k].shape}")
 
     def cast(a: Array) -> Array:
@@ -643,6 +685,8 @@ def teacher_forcing(src: Array, answer: Array) -> tuple[Array, Array]:
             f"teacher_forcing: expected src (N, Ts) and answer (N, Ta >= 2) with the same N, "
             f"got shapes {src.shape} and {answer.shape}"
         )
+    if src.dtype.kind not in "iu" or answer.dtype.kind not in "iu":
+        raise ValueError(f"teacher_forcing: expected integer ids, got dtypes {src.dtype} and {answer.dtype}")
     x = np.concatenate([src, answer[:, :-1]], axis=1).astype(np.int64)
     return x, answer[:, 1:].astype(np.int64)
 
@@ -668,6 +712,8 @@ def sequence_accuracy(
     True
     """
     src, answer = np.asarray(src), np.asarray(answer)
+    if not is_int(batch_size) or batch_size < 1:
+        raise ValueError(f"sequence_accuracy: batch_size must be an int >= 1, got {batch_size!r}")
     if len(src) != len(answer) or answer.ndim != 2 or answer.shape[1] < 2:
         raise ValueError(
             f"sequence_accuracy: expected answer (N, Ta >= 2) for src (N, Ts), got {answer.shape} for {src.shape}"

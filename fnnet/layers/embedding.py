@@ -73,12 +73,24 @@ def embedding_grad(ids: Array, dout: Array, vocab_size: int) -> Array:
     Returns:
         ``dw`` of shape ``(V, dim)`` and ``dout``'s dtype. No Python loop over tokens: a one-hot
         GEMM for ``V <= ONE_HOT_MAX_VOCAB``, else one ``np.bincount`` (float64 sums).
+    Raises:
+        ValueError: ids that are not integers, lie outside ``[0, V)`` or do not match
+            ``dout.shape[:-1]``.
 
     >>> embedding_grad(np.array([[0, 2, 0]]), np.ones((1, 3, 2), np.float32), 3).tolist()
     [[2.0, 2.0], [0.0, 0.0], [1.0, 1.0]]
     """
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu" or not isinstance(dout, np.ndarray) or dout.shape[:-1] != ids.shape:
+        what = f"{_fmt(dout.shape)}" if isinstance(dout, np.ndarray) else type(dout).__name__
+        raise ValueError(
+            f"embedding_grad: expected integer ids of some shape S and dout (*S, dim), got ids {_fmt(ids.shape)} "
+            f"dtype {ids.dtype} and dout {what}"
+        )
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise ValueError(f"embedding_grad: ids must lie in [0, {vocab_size}), got values in [{ids.min()}, {ids.max()}]")
     dim = dout.shape[-1]
-    flat = np.asarray(ids).reshape(-1).astype(np.intp, copy=False)
+    flat = ids.reshape(-1).astype(np.intp, copy=False)
     m = flat.size
     d2 = dout.reshape(m, dim)
     if vocab_size <= ONE_HOT_MAX_VOCAB:
@@ -150,7 +162,7 @@ class Embedding(Layer):
         expected = (*cache.x_shape, params.w.shape[1])
         if dout.shape != expected:
             check_dout(self, dout, expected)
-        dw = embedding_grad(cache.ids, dout, params.w.shape[0])
+        dw = embedding_grad(cache.ids.reshape(cache.x_shape), dout, params.w.shape[0])
         return no_input_grad(cache.x_shape, cache.x_dtype), EmbeddingParams(dw)
 
 

@@ -935,7 +935,7 @@ class _Recurrent(Layer):
         for field, a in zip(fields, state):
             if not isinstance(a, np.ndarray) or a.shape != want_shape or a.dtype != dtype:
                 what = f"{_fmt(a.shape)} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
-                hint = "; a stateful layer needs batches of one size" if self.stateful else ""
+                hint = "; a stateful layer needs batches of one size (state None starts afresh; fit: drop_last=True)" if self.stateful else ""
                 raise ValueError(
                     f"{name}: expected state.{field} of shape {_fmt(want_shape)} and dtype {dtype} for this batch, got {what}{hint}"
                 )
@@ -957,6 +957,10 @@ class _Recurrent(Layer):
         """``(dx (N, T, D), grads)``; no gradient reaches the initial state (use the scan kernels for that)."""
         if dout.shape != cache.y_shape:
             check_dout(self, dout, cache.y_shape)
+        if dout.dtype != params.wx.dtype:
+            raise ValueError(
+                f"{type(self).__name__}.backward: expected dout of dtype {params.wx.dtype} (the parameters' dtype), got {dout.dtype}"
+            )
         if self.return_sequences:
             return self._scan_backward(params, cache.scan, dout, None, input_grad)
         return self._scan_backward(params, cache.scan, None, dout, input_grad)
