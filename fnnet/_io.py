@@ -1,4 +1,8 @@
-"""Atomic file writes shared by checkpoints, downloads, search results and the CLI.
+"""Atomic file writes shared by checkpoints, downloads, search results and the CLI, and the
+guarded open every reader uses.
+
+:func:`open_regular` opens a file for reading without blocking on a FIFO and refuses anything but
+a regular file (a FIFO, socket or device) with :class:`fnnet.errors.FormatError`.
 
 :func:`atomic_write` writes into a temporary file beside the target, named
 ``.NAME.PID.XXXXXXXX.tmp`` (``PID`` is the writing process), flushes and fsyncs it, renames it
@@ -21,15 +25,19 @@ target stays complete.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["STALE_AFTER", "atomic_write", "atomic_write_bytes"]
+from fnnet.errors import FormatError
+
+__all__ = ["STALE_AFTER", "atomic_write", "atomic_write_bytes", "open_regular"]
 
 #: Seconds without modification after which a leftover temporary file is removed even if the PID
 #: in its name belongs to a running process (which then is a reused PID or another machine's).
@@ -170,3 +178,55 @@ def _fsync_dir(d: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _open_nonblocking(file: str, flags: int) -> int:
+    # Without O_NONBLOCK, opening a FIFO for reading waits for a writer, possibly forever.
+    return os.open(file, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a file"
+
+
+def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
+    """Open ``path`` for binary reading if it is a regular file (symbolic links followed).
+
+    The open never blocks: a FIFO is refused at once instead of waiting for a writer.
+
+    Args:
+        path: the file.
+    Returns:
+        The open file, positioned at its start, in blocking mode; the caller closes it.
+    Raises:
+        FormatError: ``path`` is a FIFO, socket or device (naming it and what it is).
+        OSError: ``path`` cannot be opened: ``FileNotFoundError``, ``IsADirectoryError``,
+            ``PermissionError``, or ``ELOOP`` for a symbolic link loop.
+
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> os.mkfifo(os.path.join(d, "pipe"))  # doctest: +SKIP
+    >>> open_regular(os.path.join(d, "pipe"))  # doctest: +SKIP
+    Traceback (most recent call last):
+    fnnet.errors.FormatError: .../pipe: not a regular file (a FIFO)
+    >>> with open(os.path.join(d, "a.bin"), "wb") as f:
+    ...     _ = f.write(b"ab")
+    >>> with open_regular(os.path.join(d, "a.bin")) as f:
+    ...     f.read()
+    b'ab'
+    """
+    f = open(path, "rb", opener=_open_nonblocking)
+    try:
+        mode = os.fstat(f.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise FormatError(path, "", f"not a regular file ({_file_kind(mode)})")
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(f.fileno(), True)
+    except BaseException:
+        f.close()
+        raise
+    return f

@@ -17,6 +17,7 @@ import re
 import sys
 from typing import Any
 
+from fnnet._io import open_regular
 from fnnet.errors import FormatError
 
 __all__ = ["read_json"]
@@ -190,12 +191,12 @@ def read_json(path: str | os.PathLike[str], *, max_bytes: int, max_depth: int) -
     Returns:
         The parsed value (dicts, lists, str, int, finite float, bool, None).
     Raises:
-        FormatError: too large, not JSON, nested too deep, a number out of range or too long, or
+        FormatError: not a regular file (a FIFO, a device), too large, not JSON, nested too deep, a number out of range or too long, or
             values that would need more than ``max(64 MiB, 8 x size)`` of memory; the message names
             the file and the byte offset.
         OSError: the file cannot be opened or read.
     """
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size
         if size > max_bytes:
             raise FormatError(path, "", f"{size} bytes, more than the {max_bytes} this file may have")

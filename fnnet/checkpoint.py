@@ -36,7 +36,8 @@ method, flags and sizes and each leaf's own ``.npy`` header are checked against 
 the skeleton before any leaf data is read, and data is decompressed in bounded chunks. Every
 failure to read a file that exists raises :class:`fnnet.errors.FormatError` (a ``ValueError``)
 naming the file and the place in it (manifest field, leaf path, zip member and its byte offset);
-a file that cannot be opened at all raises the ``OSError`` of ``open`` (``FileNotFoundError``...).
+a file that cannot be opened at all raises the ``OSError`` of ``open`` (``FileNotFoundError``...),
+and a FIFO or device given as the file a ``FormatError`` at once (the open never waits).
 
 >>> import os, tempfile, numpy as np, fnnet
 >>> params, _ = fnnet.Affine(3).init(fnnet.key(0), (4,))          # w (4, 3), b (3,)
@@ -55,7 +56,6 @@ import json
 import math
 import os
 import re
-import stat
 import struct
 import sys
 import tokenize
@@ -68,7 +68,7 @@ from typing import IO, Any, BinaryIO, Literal, NamedTuple
 import numpy as np
 
 from fnnet._version import __version__
-from fnnet._io import atomic_write
+from fnnet._io import atomic_write, open_regular
 from fnnet.errors import FormatError
 from fnnet.random import Key
 from fnnet.tree import tree_flatten, tree_paths, tree_unflatten
@@ -480,11 +480,8 @@ def _zip_entry_count(f: IO[bytes], size: int) -> int | None:
 @contextlib.contextmanager
 def _open(p: Path) -> Iterator[_Archive]:
     """Open checkpoint ``p`` and read its zip directory, refusing one too large for the file."""
-    with open(p, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise FormatError(p, "", "not a regular file")
-        size = st.st_size
+    with open_regular(p) as f:
+        size = os.fstat(f.fileno()).st_size
         if f.read(6) == b"\x93NUMPY":
             raise FormatError(p, "", "a single .npy array, not an .npz checkpoint")
         count = _zip_entry_count(f, size)

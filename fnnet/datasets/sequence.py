@@ -23,7 +23,6 @@ random state.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -31,6 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fnnet._io import open_regular
 from fnnet.errors import FormatError
 from fnnet.typing import Array
 
@@ -114,9 +114,10 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
         ``(x (N, Tq), t (N, Ta), id_to_char)``: int32 ids, the answers starting with ``_``, and
         the vocabulary in order of first appearance.
     Raises:
-        FormatError: the file is larger than :data:`MAX_SEQUENCE_FILE_BYTES`, not UTF-8 text,
-            empty, or a line lacks ``_``, has an empty question, a control character or another
-            width than line 1 (the message names the file and the line).
+        FormatError: the file is not a regular file (a FIFO, a device), is larger than
+            :data:`MAX_SEQUENCE_FILE_BYTES`, not UTF-8 text, empty, or a line lacks ``_``, has an
+            empty question, a control character or another width than line 1 (the message names
+            the file and the line).
         OSError: the file cannot be opened or read.
 
     >>> import os, tempfile
@@ -128,10 +129,8 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
     ([[0, 1, 0], [3, 1, 4]], [[2, 3], [2, 5]], '1+_235')
     """
     p = Path(path)
-    with open(p, "rb") as f:
+    with open_regular(p) as f:
         st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise FormatError(p, "", "not a regular file")
         if st.st_size > MAX_SEQUENCE_FILE_BYTES:
             raise FormatError(p, "", f"{st.st_size} bytes, more than the {MAX_SEQUENCE_FILE_BYTES} a sequence file may have")
         raw = f.read(MAX_SEQUENCE_FILE_BYTES + 1)
