@@ -7,17 +7,22 @@ cases the other hostile tests did not reach.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import fnnet.datasets.sequence as sequence_module
 from fnnet import checkpoint
 from fnnet._io import open_regular
-from fnnet.datasets import read_idx, read_sequence_file
+from fnnet.datasets import decode, read_idx, read_sequence_file
 from fnnet.errors import FormatError
 from fnnet.hparam import SearchResult
 
@@ -85,3 +90,60 @@ def test_open_regular_reads_in_blocking_mode(tmp_path: Path) -> None:
         open_regular(tmp_path)
     with pytest.raises(FileNotFoundError):
         open_regular(tmp_path / "nope")
+
+
+# --------------------------------------------------------------------------------------------
+# Sequence files: vocabulary in linear-ish time, clear messages
+# --------------------------------------------------------------------------------------------
+
+
+def test_many_late_distinct_characters_do_not_take_quadratic_time(tmp_path: Path) -> None:
+    # 2 MB of "a" and then 20,000 distinct CJK characters: ranking each distinct character by
+    # str.find scanned the whole text once per character (about 6 s here); it must stay linear.
+    cjk = [chr(c) for c in range(0x4E00, 0x4E00 + 20_000)]
+    lines = ["aaaa_aaaa"] * 200_000 + ["".join(cjk[i : i + 4]) + "_aaaa" for i in range(0, len(cjk), 4)]
+    f = tmp_path / "wide.txt"
+    f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    start = time.perf_counter()
+    x, t, vocab = read_sequence_file(f)
+    seconds = time.perf_counter() - start
+    assert vocab == ("a", "_", *cjk) and x.shape == (len(lines), 4) and t.shape == (len(lines), 5)
+    assert x[-1].tolist() == list(range(len(vocab) - 4, len(vocab)))
+    assert seconds < 2.5, seconds
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.text("ab+_ é中\U0001F600", min_size=2, max_size=2), st.text("xy_中", min_size=2, max_size=2)),
+                  min_size=1, max_size=30),
+    chunk=st.sampled_from([1, 3, 7, 1 << 16]),
+)
+def test_vocabulary_is_in_order_of_first_appearance(rows: list[tuple[str, str]], chunk: int) -> None:
+    lines = [("q" + q.replace("_", "q") + "_" + a) for q, a in rows]
+    joined = "".join(lines)
+    with tempfile.TemporaryDirectory() as d, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sequence_module, "_VOCAB_CHUNK", chunk)
+        f = Path(d) / "s.txt"
+        f.write_bytes(("\n".join(lines) + "\n").encode())
+        x, t, vocab = read_sequence_file(f)
+    assert vocab == tuple(sorted(set(joined), key=joined.find))
+    assert [decode(q, vocab) + decode(a, vocab) for q, a in zip(x, t)] == lines
+
+
+@pytest.mark.parametrize(
+    "content, where, reason",
+    [
+        ("\ufeff1+1_2\n", "line 1", "starts with a byte-order mark (U+FEFF); save the file as UTF-8 without one"),
+        ("1+1_2\n1\u00a01_2\n", "line 2", "non-printable character '\\xa0' (U+00A0) at column 2"),
+        ("1+1_2\n1\t1_2\n", "line 2", "control character '\\t' (U+0009) at column 2"),
+        ("1+1_2\n1+1_\u200b\n", "line 2", "non-printable character '\\u200b' (U+200B) at column 5"),
+    ],
+)
+def test_bom_and_non_printable_characters_are_named_with_their_column(
+    tmp_path: Path, content: str, where: str, reason: str
+) -> None:
+    f = tmp_path / "s.txt"
+    f.write_bytes(content.encode())
+    with pytest.raises(FormatError) as info:
+        read_sequence_file(f)
+    assert (info.value.where, info.value.reason) == (where, reason)
