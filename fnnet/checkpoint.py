@@ -33,7 +33,8 @@ structure (NamedTuples, tuples, lists, dicts, ``None``, attrs records), and each
 
 Reading is bounded: the zip directory, the manifest's size and shape, each member's compression
 method, flags and sizes and each leaf's own ``.npy`` header are checked against the manifest and
-the skeleton before any leaf data is read, and data is decompressed in bounded chunks. Every
+the skeleton before any leaf data is read, and data is decompressed in bounded chunks. A
+manifest object that repeats a key is refused (``json.loads`` would keep the last value). Every
 failure to read a file that exists raises :class:`fnnet.errors.FormatError` (a ``ValueError``)
 naming the file and the place in it (manifest field, leaf path, zip member and its byte offset);
 a file that cannot be opened at all raises the ``OSError`` of ``open`` (``FileNotFoundError``...),
@@ -218,6 +219,15 @@ def _decode(d: dict[str, Any]) -> Any:
     return Key(k["seed"], tuple(k["path"]))
 
 
+def _decode_pairs(pairs: list[tuple[str, Any]]) -> Any:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"an object repeats the key {_short(dup)!r}")
+    return _decode(d)
+
+
 def _finite_float(s: str) -> float:
     v = float(s)
     if math.isinf(v):
@@ -257,7 +267,8 @@ def _json_cost(text: str) -> int:
 
     Each container, string, separator and key costs at most the size of the smallest Python
     object it can make plus its slot in the parent (an empty dict 64 + a one-key dict's table, a
-    list 56, a str 49 + characters, a float or int 24-32, a pointer 8).
+    list 56, a str 49 + characters, a float or int 24-32, a pointer 8); a key also costs the
+    (key, value) pair the parser builds before the dict (a tuple 56 and its list slot 8).
     """
     return (
         2 * sys.getsizeof(text)
@@ -265,7 +276,7 @@ def _json_cost(text: str) -> int:
         + 112 * text.count("[")
         + 40 * text.count('"')
         + 40 * text.count(",")
-        + 64 * text.count(":")
+        + 128 * text.count(":")
     )
 
 
@@ -611,7 +622,7 @@ def _parse_manifest(ar: _Archive) -> dict[str, Any]:
     if cost > _MAX_JSON_COST:
         raise ar.fail("manifest", f"parsing it would take about {cost >> 20} MiB (at most {_MAX_JSON_COST >> 20} allowed)")
     try:
-        m = json.loads(text, object_hook=_decode, parse_float=_finite_float, parse_int=_bounded_int)
+        m = json.loads(text, object_pairs_hook=_decode_pairs, parse_float=_finite_float, parse_int=_bounded_int)
     except json.JSONDecodeError as e:
         raise ar.fail(f"manifest, character {e.pos}", f"not valid JSON: {e.msg}") from None
     except RecursionError:

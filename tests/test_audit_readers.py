@@ -6,10 +6,14 @@ cases the other hostile tests did not reach.
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import re
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,12 +23,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fnnet
 import fnnet.datasets.sequence as sequence_module
 from fnnet import checkpoint
 from fnnet._io import open_regular
+from fnnet._json import read_json
 from fnnet.datasets import decode, read_idx, read_sequence_file
 from fnnet.errors import FormatError
-from fnnet.hparam import SearchResult
+from fnnet.hparam import LogUniform, SearchResult, random_search
 
 READERS: dict[str, Callable[[Path], Any]] = {
     "read_idx": read_idx,
@@ -147,3 +153,71 @@ def test_bom_and_non_printable_characters_are_named_with_their_column(
     with pytest.raises(FormatError) as info:
         read_sequence_file(f)
     assert (info.value.where, info.value.reason) == (where, reason)
+
+
+# --------------------------------------------------------------------------------------------
+# JSON: repeated keys, byte-order marks, the offset of bad UTF-8
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, where, reason",
+    [
+        (b'{"a": 1, "b": [{"c": 2, "c": 3}], "d": 4}', "byte 24", "duplicate key 'c' in an object"),
+        (b'{"' + b"k" * 100 + b'": 1,\n"' + b"k" * 100 + b'": 1}', "byte 108", "duplicate key '" + "k" * 57 + "'... in an object"),
+        (b'\xef\xbb\xbf{}', "byte 0", "expected a JSON value, found a UTF-8 byte-order mark (the file must be UTF-8 without one)"),
+        (b'\xff\xfe{\x00}\x00', "byte 0", "expected a JSON value, found a UTF-16 byte-order mark (the file must be UTF-8 without one)"),
+        (b'["ok", "caf\xe9"]', "byte 11", "not UTF-8 text (byte 0xe9 in a string)"),
+        (b'["ok", "\\n caf\xe9"]', "byte 14", "not UTF-8 text (byte 0xe9 in a string)"),
+    ],
+)
+def test_read_json_refuses_repeated_keys_and_names_boms_and_bad_bytes(
+    tmp_path: Path, text: bytes, where: str, reason: str
+) -> None:
+    f = tmp_path / "x.json"
+    f.write_bytes(text)
+    with pytest.raises(FormatError) as info:
+        read_json(f, max_bytes=1 << 20, max_depth=8)
+    assert (info.value.where, info.value.reason) == (where, reason)
+
+
+def test_search_result_with_a_repeated_field_is_refused(tmp_path: Path) -> None:
+    result = random_search(lambda h, k: {"val_acc": 0.5}, {"lr": LogUniform(1e-3, 1.0)}, key=fnnet.key(0), n_trials=2)
+    text = json.dumps(result.to_json())
+    f = tmp_path / "search.json"
+    f.write_text(text.replace('"trials": [', '"trials": [], "trials": [', 1))
+    assert json.loads(f.read_text()) == result.to_json()  # what the standard library makes of it
+    with pytest.raises(FormatError, match=r"^.*search\.json: byte \d+: duplicate key 'trials' in an object$"):
+        SearchResult.load(f)
+
+
+def _with_manifest_text(good: bytes, text: str) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(good)) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    npy = io.BytesIO()
+    np.lib.format.write_array(npy, np.frombuffer(text.encode(), np.uint8))
+    members["__manifest__.npy"] = npy.getvalue()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for n, b in members.items():
+            zf.writestr(n, b)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "old, new, words",
+    [
+        ('"leaves": [', '"leaves": [], "leaves": [', "an object repeats the key 'leaves'"),
+        ('"meta": {', '"meta": {"step": 1, "step": 2, ', "an object repeats the key 'step'"),
+        ('"meta": {', '"meta": {"k": {"__fnnet_key__": {"seed": 1, "seed": 2, "path": []}}, ', "an object repeats the key 'seed'"),
+    ],
+)
+def test_checkpoint_manifest_with_a_repeated_key_is_refused(tmp_path: Path, old: str, new: str, words: str) -> None:
+    path = tmp_path / "ck.npz"
+    checkpoint.save(path, {"w": np.arange(2.0)}, {"epoch": 1})
+    text = json.dumps(checkpoint.read_manifest(path))
+    assert old in text
+    path.write_bytes(_with_manifest_text(path.read_bytes(), text.replace(old, new, 1)))
+    with pytest.raises(FormatError, match=f"^{re.escape(str(path))}: manifest: {words}") as info:
+        checkpoint.load(path, {"w": np.zeros(2)})
+    assert "\n" not in str(info.value)
