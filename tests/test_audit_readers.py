@@ -30,7 +30,7 @@ from fnnet._io import open_regular
 from fnnet._json import read_json
 from fnnet.datasets import decode, read_idx, read_sequence_file
 from fnnet.errors import FormatError
-from fnnet.hparam import LogUniform, SearchResult, random_search
+from fnnet.hparam import Choice, LogUniform, SearchResult, random_search
 
 READERS: dict[str, Callable[[Path], Any]] = {
     "read_idx": read_idx,
@@ -221,3 +221,42 @@ def test_checkpoint_manifest_with_a_repeated_key_is_refused(tmp_path: Path, old:
     with pytest.raises(FormatError, match=f"^{re.escape(str(path))}: manifest: {words}") as info:
         checkpoint.load(path, {"w": np.zeros(2)})
     assert "\n" not in str(info.value)
+
+
+def _search_json() -> dict[str, Any]:
+    space = {"lr": LogUniform(1e-3, 1.0), "c": Choice(["a", "b"])}  # trial 0 draws neither o0..o29999
+    result = random_search(lambda h, k: {"val_acc": 0.5}, space, key=fnnet.key(0), n_trials=2)
+    return result.to_json()
+
+
+def _set(path: tuple[str | int, ...], value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(d: dict[str, Any]) -> None:
+        for name in path[:-1]:
+            d = d[name]
+        d[path[-1]] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, where",
+    [
+        (_set(("space", "k-" * 50_000), {"type": "Nope"}), '$.space["' + "k-" * 20 + '..."]'),
+        (_set(("trials", 0, "metrics", "m\n" * 50_000), "x"), '$.trials[0].metrics["' + "m\\n" * 20 + '..."]'),
+        (_set(("space", "c"), {"type": "Choice", "options": [f"o{i}" for i in range(30_000)]}), "$.trials[0].hparams.c"),
+        (_set(("key", "seed"), "x" * 100_000), "$.key.seed"),
+        (_set(("key", "path"), [0] * 30_000 + [-1]), "$.key.path[30000]"),
+        (_set(("key", "path"), ["a"] * 30_000), "$.key.path[0]"),
+    ],
+)
+def test_search_result_errors_stay_short_whatever_the_file_holds(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], None], where: str
+) -> None:
+    d = _search_json()
+    edit(d)
+    f = tmp_path / "search.json"
+    f.write_text(json.dumps(d))
+    with pytest.raises(FormatError) as info:
+        SearchResult.load(f)
+    assert info.value.where == where
+    assert len(str(info.value)) < len(str(f)) + 250 and "\n" not in str(info.value)
