@@ -30,7 +30,7 @@ from fnnet._io import open_regular
 from fnnet._json import read_json
 from fnnet.datasets import decode, read_idx, read_sequence_file
 from fnnet.errors import FormatError
-from fnnet.hparam import Choice, LogUniform, SearchResult, random_search
+from fnnet.hparam import Choice, Distribution, LogUniform, SearchResult, random_search
 
 READERS: dict[str, Callable[[Path], Any]] = {
     "read_idx": read_idx,
@@ -224,13 +224,13 @@ def test_checkpoint_manifest_with_a_repeated_key_is_refused(tmp_path: Path, old:
 
 
 def _search_json() -> dict[str, Any]:
-    space = {"lr": LogUniform(1e-3, 1.0), "c": Choice(["a", "b"])}  # trial 0 draws neither o0..o29999
+    space: dict[str, Distribution] = {"lr": LogUniform(1e-3, 1.0), "c": Choice(["a", "b"])}  # trial 0 draws neither o0..o29999
     result = random_search(lambda h, k: {"val_acc": 0.5}, space, key=fnnet.key(0), n_trials=2)
     return result.to_json()
 
 
 def _set(path: tuple[str | int, ...], value: Any) -> Callable[[dict[str, Any]], None]:
-    def edit(d: dict[str, Any]) -> None:
+    def edit(d: Any) -> None:
         for name in path[:-1]:
             d = d[name]
         d[path[-1]] = value
