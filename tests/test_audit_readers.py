@@ -6,6 +6,7 @@ cases the other hostile tests did not reach.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -14,13 +15,14 @@ import tempfile
 import threading
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fnnet
@@ -30,6 +32,7 @@ from fnnet._io import open_regular
 from fnnet._json import read_json
 from fnnet.datasets import decode, read_idx, read_sequence_file
 from fnnet.errors import FormatError
+from fnnet.typing import Array
 from fnnet.hparam import Choice, Distribution, LogUniform, SearchResult, random_search
 
 READERS: dict[str, Callable[[Path], Any]] = {
@@ -260,3 +263,141 @@ def test_search_result_errors_stay_short_whatever_the_file_holds(
         SearchResult.load(f)
     assert info.value.where == where
     assert len(str(info.value)) < len(str(f)) + 250 and "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Fuzz: the gzip wrapper of IDX files, the member structure of checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+def _gzip_member(payload: bytes, flags: int, fields: bytes, crc_delta: int, size_delta: int, level: int) -> bytes:
+    """One gzip member with header flags ``flags`` (the optional fields' bytes are ``fields``)."""
+    extra, name, comment = fields[:6], fields[6:12], fields[12:]
+    head = bytearray(b"\x1f\x8b\x08" + bytes([flags]) + b"\0\0\0\0\x00\xff")
+    if flags & 0x04:
+        head += len(extra).to_bytes(2, "little") + extra
+    if flags & 0x08:
+        head += name
+    if flags & 0x10:
+        head += comment
+    if flags & 0x02:
+        head += b"\x12\x34"  # a header CRC, which readers may ignore
+    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    body = c.compress(payload) + c.flush()
+    crc = (zlib.crc32(payload) + crc_delta) & 0xFFFFFFFF
+    return bytes(head) + body + crc.to_bytes(4, "little") + ((len(payload) + size_delta) & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shape=st.lists(st.integers(0, 4), min_size=1, max_size=3),
+    flags=st.integers(0, 255),
+    fields=st.binary(max_size=20),
+    crc_delta=st.sampled_from([0, 0, 0, 1]),
+    size_delta=st.sampled_from([0, 0, 0, 1, -1]),
+    split=st.integers(0, 100),
+    tail=st.sampled_from([b"", b"", b"\0\0\0", b"\x1f", b"\x1f\x8b", b"garbage", b"\x1f\x8b\x08\0" + bytes(6)]),
+    level=st.integers(0, 9),
+)
+def test_gzip_wrapper_damage_gives_format_error_or_the_data(
+    shape: list[int], flags: int, fields: bytes, crc_delta: int, size_delta: int, split: int, tail: bytes, level: int
+) -> None:
+    """Header flags and fields, two members, bad CRC or size, trailing bytes: as gzip reads it, or FormatError."""
+    a = np.arange(int(np.prod(shape)), dtype=np.uint8).reshape(shape)
+    raw = bytes([0, 0, 0x08, len(shape)]) + b"".join(s.to_bytes(4, "big") for s in shape) + a.tobytes()
+    cut = split % (len(raw) + 1)
+    data = _gzip_member(raw[:cut], flags, fields, crc_delta, size_delta, level)
+    if cut < len(raw):
+        data += gzip.compress(raw[cut:], mtime=0)
+    data += tail
+    try:
+        reference: bytes | None = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error):
+        reference = None
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "x-idx-ubyte.gz"
+        f.write_bytes(data)
+        try:
+            got = read_idx(f)
+        except FormatError as e:
+            assert e.path == str(f) and "\n" not in str(e)
+            return
+    assert reference == raw
+    assert got.shape == a.shape and np.array_equal(got, a)
+
+
+_W = np.arange(6.0).reshape(2, 3)
+_B = np.array([1, 2], np.int32)
+
+
+def _npy(a: Array, version: tuple[int, int] | None = None, allow_pickle: bool = False) -> bytes:
+    f = io.BytesIO()
+    np.lib.format.write_array(f, a, version=version, allow_pickle=allow_pickle)
+    return f.getvalue()
+
+
+_MEMBER: dict[str, Callable[[], bytes]] = {
+    "good": lambda: _npy(_W),
+    "fortran": lambda: _npy(np.asfortranarray(_W)),
+    "v2-header": lambda: _npy(_W, version=(2, 0)),
+    "v3-header": lambda: _npy(_W, version=(3, 0)),
+    "float32": lambda: _npy(_W.astype(np.float32)),
+    "big-endian": lambda: _npy(_W.astype(">f8")),
+    "transposed": lambda: _npy(_W.T.copy()),
+    "object": lambda: _npy(np.array([[1, 2, 3], [4, 5, {}]], dtype=object), allow_pickle=True),
+    "structured": lambda: _npy(np.zeros((2, 3), dtype=[("a", "<f4"), ("b", "<f4")])),
+    "datetime": lambda: _npy(np.zeros((2, 3), "datetime64[s]")),
+    "unicode": lambda: _npy(np.full((2, 3), "a")),
+    "truncated": lambda: _npy(_W)[:-5],
+    "padded": lambda: _npy(_W) + bytes(8),
+    "not-npy": lambda: b"hello world" * 10,
+    "empty": lambda: b"",
+}
+_MANIFEST_EDIT: dict[str, Callable[[dict[str, Any]], None]] = {
+    "none": lambda m: None,
+    "dtype-object": lambda m: m["leaves"][1].update(dtype="|O"),
+    "dtype-void": lambda m: m["leaves"][1].update(dtype="|V8"),
+    "dtype-datetime": lambda m: m["leaves"][1].update(dtype="<M8[s]"),
+    "dtype-float32": lambda m: m["leaves"][1].update(dtype="<f4"),
+    "shape-3-2": lambda m: m["leaves"][1].update(shape=[3, 2]),
+    "extra-leaf": lambda m: m["leaves"].append({"path": "z", "key": "z", "shape": [1], "dtype": "<f8", "kind": "ndarray"}),
+    "no-leaf": lambda m: m["leaves"].pop(1),
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    member=st.sampled_from(sorted(_MEMBER)),
+    edit=st.sampled_from(sorted(_MANIFEST_EDIT)),
+    extra=st.sampled_from(["none", "npy", "txt", "dir"]),
+    deflate=st.booleans(),
+)
+def test_checkpoint_members_of_any_kind_give_format_error_or_the_data(
+    member: str, edit: str, extra: str, deflate: bool
+) -> None:
+    """Swapped members (pickled objects, other dtypes, shapes, headers) and edited manifests."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "ck.npz"
+        checkpoint.save(path, {"b": _B, "w": _W}, {"epoch": 1})
+        manifest = checkpoint.read_manifest(path)
+        assert [e["path"] for e in manifest["leaves"]] == ["b", "w"]
+        _MANIFEST_EDIT[edit](manifest)
+        members = {"b.npy": _npy(_B), "w.npy": _MEMBER[member](),
+                   "__manifest__.npy": _npy(np.frombuffer(json.dumps(manifest).encode(), np.uint8))}
+        if extra == "npy":
+            members["z.npy"] = _npy(np.zeros(1))
+        elif extra == "txt":
+            members["notes.txt"] = b"hi"
+        elif extra == "dir":
+            members["sub/"] = b""
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED) as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+        try:
+            tree, meta = checkpoint.load(path, {"b": np.zeros(2, np.int32), "w": np.zeros((2, 3))})
+        except FormatError as e:
+            assert str(e).startswith(f"{path}: ") and "\n" not in str(e)
+            return
+    assert member in ("good", "fortran", "v2-header", "v3-header") and edit == "none" and extra == "none"
+    assert np.array_equal(tree["w"], _W) and tree["w"].dtype == _W.dtype and np.array_equal(tree["b"], _B)
+    assert meta == {"epoch": 1}
