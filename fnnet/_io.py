@@ -6,7 +6,9 @@ a regular file (a FIFO, socket or device) with :class:`fnnet.errors.FormatError`
 
 :func:`atomic_write` writes into a temporary file beside the target, named
 ``.NAME.PID.XXXXXXXX.tmp`` (``PID`` is the writing process), flushes and fsyncs it, renames it
-over the target with ``os.replace`` and fsyncs the directory. What is left on disk:
+over the target with ``os.replace`` and fsyncs the directory. The new file keeps the permission
+bits of the file it replaces; a file that did not exist gets those ``open`` would give it
+(``0o666`` less the process's umask). What is left on disk:
 
 - after an exception (including ``KeyboardInterrupt``) in the writer: the old target, untouched,
   and no temporary file;
@@ -79,7 +81,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, _new_mode(p))
         os.replace(tmp, p)
     except BaseException as e:
         try:
@@ -106,6 +108,33 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         f.write(data)
 
     atomic_write(path, write)
+
+
+def _new_mode(target: Path) -> int:
+    """The permission bits of the file replacing ``target``: its own if it exists, else open()'s."""
+    try:
+        st = os.stat(target)
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    except OSError:
+        pass
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the platform allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # Elsewhere the umask can only be read by setting it; the strictest value is set meanwhile, so
+    # that a file another thread creates in that instant is too private rather than too open.
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _naming(e: OSError, target: Path, tmp: str | None) -> OSError:

@@ -226,10 +226,13 @@ def test_checkpoint_manifest_with_a_repeated_key_is_refused(tmp_path: Path, old:
     assert "\n" not in str(info.value)
 
 
+def _search_result() -> SearchResult:
+    space: dict[str, Distribution] = {"lr": LogUniform(1e-3, 1.0), "c": Choice(["a", "b"])}
+    return random_search(lambda h, k: {"val_acc": 0.5}, space, key=fnnet.key(0), n_trials=2)
+
+
 def _search_json() -> dict[str, Any]:
-    space: dict[str, Distribution] = {"lr": LogUniform(1e-3, 1.0), "c": Choice(["a", "b"])}  # trial 0 draws neither o0..o29999
-    result = random_search(lambda h, k: {"val_acc": 0.5}, space, key=fnnet.key(0), n_trials=2)
-    return result.to_json()
+    return _search_result().to_json()  # its trials draw "a" or "b", never o0..o29999 below
 
 
 def _set(path: tuple[str | int, ...], value: Any) -> Callable[[dict[str, Any]], None]:
@@ -401,3 +404,27 @@ def test_checkpoint_members_of_any_kind_give_format_error_or_the_data(
     assert member in ("good", "fortran", "v2-header", "v3-header") and edit == "none" and extra == "none"
     assert np.array_equal(tree["w"], _W) and tree["w"].dtype == _W.dtype and np.array_equal(tree["b"], _B)
     assert meta == {"epoch": 1}
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writes keep the permissions a plain write would give
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_atomic_write_keeps_the_old_mode_and_follows_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        checkpoint.save(tmp_path / "private.npz", {"w": np.zeros(2)})  # a new file under umask 077
+        assert (tmp_path / "private.npz").stat().st_mode & 0o777 == 0o600
+        os.umask(0o022)
+        checkpoint.save(tmp_path / "private.npz", {"w": np.ones(2)})  # replacing keeps 0o600
+        assert (tmp_path / "private.npz").stat().st_mode & 0o777 == 0o600
+        (tmp_path / "shared.json").write_bytes(b"{}")
+        os.chmod(tmp_path / "shared.json", 0o664)
+        _search_result().save(tmp_path / "shared.json")
+        assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o664
+        _search_result().save(tmp_path / "new.json")
+        assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
