@@ -14,6 +14,7 @@ import re
 import tempfile
 import threading
 import time
+import tracemalloc
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -428,3 +429,15 @@ def test_atomic_write_keeps_the_old_mode_and_follows_the_umask(tmp_path: Path) -
         assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(old)
+
+
+def test_a_small_sequence_file_is_read_without_allocating_the_size_cap(tmp_path: Path) -> None:
+    f = tmp_path / "tiny.txt"
+    f.write_bytes(b"1+1_2\n2+3_5\n")
+    tracemalloc.start()
+    try:
+        read_sequence_file(f)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # it read MAX_SEQUENCE_FILE_BYTES + 1 (64 MiB allocated) for any file

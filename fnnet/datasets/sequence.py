@@ -136,9 +136,10 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
         st = os.fstat(f.fileno())
         if st.st_size > MAX_SEQUENCE_FILE_BYTES:
             raise FormatError(p, "", f"{st.st_size} bytes, more than the {MAX_SEQUENCE_FILE_BYTES} a sequence file may have")
-        raw = f.read(MAX_SEQUENCE_FILE_BYTES + 1)
-    if len(raw) > MAX_SEQUENCE_FILE_BYTES:
-        raise FormatError(p, "", f"more than the {MAX_SEQUENCE_FILE_BYTES} bytes a sequence file may have")
+        # Asking for more than the size would allocate that much; one byte more tells a file that grew.
+        raw = f.read(st.st_size + 1)
+    if len(raw) > st.st_size:
+        raise FormatError(p, "", f"changed while being read (more than its {st.st_size} bytes)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
