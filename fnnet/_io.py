@@ -1,8 +1,14 @@
-"""Atomic file writes shared by checkpoints, downloads, search results and the CLI.
+"""Atomic file writes shared by checkpoints, downloads, search results and the CLI, and the
+guarded open every reader uses.
+
+:func:`open_regular` opens a file for reading without blocking on a FIFO and refuses anything but
+a regular file (a FIFO, socket or device) with :class:`fnnet.errors.FormatError`.
 
 :func:`atomic_write` writes into a temporary file beside the target, named
 ``.NAME.PID.XXXXXXXX.tmp`` (``PID`` is the writing process), flushes and fsyncs it, renames it
-over the target with ``os.replace`` and fsyncs the directory. What is left on disk:
+over the target with ``os.replace`` and fsyncs the directory. The new file keeps the permission
+bits of the file it replaces; a file that did not exist gets those ``open`` would give it
+(``0o666`` less the process's umask). What is left on disk:
 
 - after an exception (including ``KeyboardInterrupt``) in the writer: the old target, untouched,
   and no temporary file;
@@ -21,15 +27,19 @@ target stays complete.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["STALE_AFTER", "atomic_write", "atomic_write_bytes"]
+from fnnet.errors import FormatError
+
+__all__ = ["STALE_AFTER", "atomic_write", "atomic_write_bytes", "open_regular"]
 
 #: Seconds without modification after which a leftover temporary file is removed even if the PID
 #: in its name belongs to a running process (which then is a reused PID or another machine's).
@@ -71,7 +81,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, _new_mode(p))
         os.replace(tmp, p)
     except BaseException as e:
         try:
@@ -98,6 +108,33 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         f.write(data)
 
     atomic_write(path, write)
+
+
+def _new_mode(target: Path) -> int:
+    """The permission bits of the file replacing ``target``: its own if it exists, else open()'s."""
+    try:
+        st = os.stat(target)
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    except OSError:
+        pass
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the platform allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # Elsewhere the umask can only be read by setting it; the strictest value is set meanwhile, so
+    # that a file another thread creates in that instant is too private rather than too open.
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _naming(e: OSError, target: Path, tmp: str | None) -> OSError:
@@ -170,3 +207,57 @@ def _fsync_dir(d: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _open_nonblocking(file: str, flags: int) -> int:
+    # Without O_NONBLOCK, opening a FIFO for reading waits for a writer, possibly forever.
+    return os.open(file, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a file"
+
+
+def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
+    """Open ``path`` for binary reading if it is a regular file (symbolic links followed).
+
+    The open never blocks: a FIFO is refused at once instead of waiting for a writer.
+
+    Args:
+        path: the file.
+    Returns:
+        The open file, positioned at its start, in blocking mode; the caller closes it.
+    Raises:
+        FormatError: ``path`` is a FIFO, socket or device (naming it and what it is).
+        OSError: ``path`` cannot be opened: ``FileNotFoundError``, ``IsADirectoryError``,
+            ``PermissionError``, or ``ELOOP`` for a symbolic link loop.
+
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> os.mkfifo(os.path.join(d, "pipe"))  # no writer: open() would wait for one
+    >>> try:
+    ...     open_regular(os.path.join(d, "pipe"))
+    ... except FormatError as e:
+    ...     print(e.reason)
+    not a regular file (a FIFO)
+    >>> with open(os.path.join(d, "a.bin"), "wb") as f:
+    ...     _ = f.write(b"ab")
+    >>> with open_regular(os.path.join(d, "a.bin")) as f:
+    ...     f.read()
+    b'ab'
+    """
+    f = open(path, "rb", opener=_open_nonblocking)
+    try:
+        mode = os.fstat(f.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise FormatError(path, "", f"not a regular file ({_file_kind(mode)})")
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(f.fileno(), True)
+    except BaseException:
+        f.close()
+        raise
+    return f

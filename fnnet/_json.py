@@ -4,7 +4,8 @@
 costs over 20 times the file's size in objects, and ``1e400`` becomes ``inf``. :func:`read_json`
 reads one file no larger than a cap, parses it without recursion, refuses nesting deeper than a
 bound, counts what the parsed objects will cost before making them (rejecting a file whose objects
-would pass ``max(64 MiB, 8 x its size)``), and accepts only finite numbers. Every failure is a
+would pass ``max(64 MiB, 8 x its size)``), accepts only finite numbers and refuses an object that
+repeats a key (``json.loads`` silently keeps the last value). Every failure is a
 :class:`fnnet.errors.FormatError` naming the file and the byte offset.
 """
 
@@ -17,6 +18,7 @@ import re
 import sys
 from typing import Any
 
+from fnnet._io import open_regular
 from fnnet.errors import FormatError
 
 __all__ = ["read_json"]
@@ -37,6 +39,7 @@ _NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _PLAIN = re.compile(rb'[^"\\\x00-\x1f]*')
 _PIECE = re.compile(rb'(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4}){0,4096}')
 _LITERALS: dict[bytes, Any] = {b"true": True, b"false": False, b"null": None}
+_BOMS = ((b"\xef\xbb\xbf", "UTF-8"), (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
 
 
 class _Reader:
@@ -64,7 +67,13 @@ class _Reader:
         return m.end()
 
     def found(self, pos: int) -> str:
-        return repr(self.data[pos : pos + 1].decode("latin-1")) if pos < len(self.data) else "the end of the file"
+        if pos >= len(self.data):
+            return "the end of the file"
+        if pos == 0:
+            for bom, name in _BOMS:
+                if self.data.startswith(bom):
+                    return f"a {name} byte-order mark (the file must be UTF-8 without one)"
+        return repr(self.data[pos : pos + 1].decode("latin-1"))
 
     def string(self, pos: int) -> tuple[str, int]:
         """The string starting at ``data[pos] == '"'`` and the offset after it."""
@@ -80,7 +89,10 @@ class _Reader:
             if plain == end:  # no escapes: the bytes are the text
                 return self.data[pos + 1 : end].decode("utf-8"), end + 1
             text: str = json.loads(self.data[pos : end + 1])
-        except ValueError as e:  # invalid UTF-8 inside the string
+        except UnicodeDecodeError as e:
+            at = pos + 1 + e.start if plain == end else pos + e.start
+            raise self.fail(at, f"not UTF-8 text (byte {self.data[at]:#04x} in a string)") from None
+        except ValueError as e:
             raise self.fail(pos, f"bad string ({e})") from None
         return text, end + 1
 
@@ -121,7 +133,7 @@ class _Reader:
 
     def parse(self) -> Any:
         """The one JSON value in ``data``, parsed with an explicit stack."""
-        stack: list[tuple[list[Any] | dict[str, Any], str]] = []  # (container, pending key)
+        stack: list[tuple[list[Any] | dict[str, Any], str, int]] = []  # (container, pending key, its offset)
         pos = self.skip(0)
         while True:
             # A value starts at pos.
@@ -136,12 +148,12 @@ class _Reader:
                 if self.data[inner : inner + 1] == close:
                     value, pos = ([] if c == b"[" else {}), inner + 1
                 elif c == b"[":
-                    stack.append(([], ""))
+                    stack.append(([], "", 0))
                     pos = inner
                     continue
                 else:
                     k, pos = self.key(inner)
-                    stack.append(({}, k))
+                    stack.append(({}, k, inner))
                     continue
             else:
                 value, pos = self.scalar(pos)
@@ -152,11 +164,14 @@ class _Reader:
                     if pos != len(self.data):
                         raise self.fail(pos, "extra data after the JSON value")
                     return value
-                container, k = stack[-1]
+                container, k, at = stack[-1]
                 if isinstance(container, list):
                     self.spend(pos, _LIST_SLOT_COST)
                     container.append(value)
                 else:
+                    if k in container:
+                        shown = repr(k) if len(k) <= 60 else repr(k[:57]) + "..."
+                        raise self.fail(at, f"duplicate key {shown} in an object")
                     self.spend(pos, _DICT_ENTRY_COST)
                     container[k] = value
                 pos = self.skip(pos)
@@ -164,8 +179,9 @@ class _Reader:
                 if c == b",":
                     pos = self.skip(pos + 1)
                     if isinstance(container, dict):
+                        at = pos
                         k, pos = self.key(pos)
-                        stack[-1] = (container, k)
+                        stack[-1] = (container, k, at)
                     break
                 if c != (b"]" if isinstance(container, list) else b"}"):
                     want = "',' or ']'" if isinstance(container, list) else "',' or '}'"
@@ -190,12 +206,13 @@ def read_json(path: str | os.PathLike[str], *, max_bytes: int, max_depth: int) -
     Returns:
         The parsed value (dicts, lists, str, int, finite float, bool, None).
     Raises:
-        FormatError: too large, not JSON, nested too deep, a number out of range or too long, or
-            values that would need more than ``max(64 MiB, 8 x size)`` of memory; the message names
-            the file and the byte offset.
+        FormatError: not a regular file (a FIFO, a device), too large, not JSON, nested too
+            deep, a number out of range or too long, a key repeated in an object, or values that
+            would need more than ``max(64 MiB, 8 x size)`` of memory; the message names the file
+            and the byte offset.
         OSError: the file cannot be opened or read.
     """
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size
         if size > max_bytes:
             raise FormatError(path, "", f"{size} bytes, more than the {max_bytes} this file may have")

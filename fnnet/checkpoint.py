@@ -33,10 +33,12 @@ structure (NamedTuples, tuples, lists, dicts, ``None``, attrs records), and each
 
 Reading is bounded: the zip directory, the manifest's size and shape, each member's compression
 method, flags and sizes and each leaf's own ``.npy`` header are checked against the manifest and
-the skeleton before any leaf data is read, and data is decompressed in bounded chunks. Every
+the skeleton before any leaf data is read, and data is decompressed in bounded chunks. A
+manifest object that repeats a key is refused (``json.loads`` would keep the last value). Every
 failure to read a file that exists raises :class:`fnnet.errors.FormatError` (a ``ValueError``)
 naming the file and the place in it (manifest field, leaf path, zip member and its byte offset);
-a file that cannot be opened at all raises the ``OSError`` of ``open`` (``FileNotFoundError``...).
+a file that cannot be opened at all raises the ``OSError`` of ``open`` (``FileNotFoundError``...),
+and a FIFO or device given as the file a ``FormatError`` at once (the open never waits).
 
 >>> import os, tempfile, numpy as np, fnnet
 >>> params, _ = fnnet.Affine(3).init(fnnet.key(0), (4,))          # w (4, 3), b (3,)
@@ -55,7 +57,6 @@ import json
 import math
 import os
 import re
-import stat
 import struct
 import sys
 import tokenize
@@ -68,7 +69,7 @@ from typing import IO, Any, BinaryIO, Literal, NamedTuple
 import numpy as np
 
 from fnnet._version import __version__
-from fnnet._io import atomic_write
+from fnnet._io import atomic_write, open_regular
 from fnnet.errors import FormatError
 from fnnet.random import Key
 from fnnet.tree import tree_flatten, tree_paths, tree_unflatten
@@ -218,6 +219,15 @@ def _decode(d: dict[str, Any]) -> Any:
     return Key(k["seed"], tuple(k["path"]))
 
 
+def _decode_pairs(pairs: list[tuple[str, Any]]) -> Any:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"an object repeats the key {_short(dup)!r}")
+    return _decode(d)
+
+
 def _finite_float(s: str) -> float:
     v = float(s)
     if math.isinf(v):
@@ -257,7 +267,8 @@ def _json_cost(text: str) -> int:
 
     Each container, string, separator and key costs at most the size of the smallest Python
     object it can make plus its slot in the parent (an empty dict 64 + a one-key dict's table, a
-    list 56, a str 49 + characters, a float or int 24-32, a pointer 8).
+    list 56, a str 49 + characters, a float or int 24-32, a pointer 8); a key also costs the
+    (key, value) pair the parser builds before the dict (a tuple 56 and its list slot 8).
     """
     return (
         2 * sys.getsizeof(text)
@@ -265,7 +276,7 @@ def _json_cost(text: str) -> int:
         + 112 * text.count("[")
         + 40 * text.count('"')
         + 40 * text.count(",")
-        + 64 * text.count(":")
+        + 128 * text.count(":")
     )
 
 
@@ -480,11 +491,8 @@ def _zip_entry_count(f: IO[bytes], size: int) -> int | None:
 @contextlib.contextmanager
 def _open(p: Path) -> Iterator[_Archive]:
     """Open checkpoint ``p`` and read its zip directory, refusing one too large for the file."""
-    with open(p, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise FormatError(p, "", "not a regular file")
-        size = st.st_size
+    with open_regular(p) as f:
+        size = os.fstat(f.fileno()).st_size
         if f.read(6) == b"\x93NUMPY":
             raise FormatError(p, "", "a single .npy array, not an .npz checkpoint")
         count = _zip_entry_count(f, size)
@@ -614,7 +622,7 @@ def _parse_manifest(ar: _Archive) -> dict[str, Any]:
     if cost > _MAX_JSON_COST:
         raise ar.fail("manifest", f"parsing it would take about {cost >> 20} MiB (at most {_MAX_JSON_COST >> 20} allowed)")
     try:
-        m = json.loads(text, object_hook=_decode, parse_float=_finite_float, parse_int=_bounded_int)
+        m = json.loads(text, object_pairs_hook=_decode_pairs, parse_float=_finite_float, parse_int=_bounded_int)
     except json.JSONDecodeError as e:
         raise ar.fail(f"manifest, character {e.pos}", f"not valid JSON: {e.msg}") from None
     except RecursionError:

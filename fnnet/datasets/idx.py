@@ -19,7 +19,6 @@ import gzip
 import io
 import math
 import os
-import stat
 import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from fnnet._io import open_regular
 from fnnet.errors import FormatError
 from fnnet.typing import Array
 
@@ -77,8 +77,9 @@ def read_idx(path: str | os.PathLike[str]) -> Array:
         labels).
     Raises:
         FormatError: the file is not an IDX file, is truncated or too long for its header, is
-            named ``.gz`` but is not gzip data, or its gzip stream is corrupt; the message names
-            the file and the header field or byte offset (of the decompressed stream for gzip).
+            named ``.gz`` but is not gzip data, or its gzip stream is corrupt, or ``path`` is not a
+            regular file (a FIFO, a device); the message names the file and the header field or
+            byte offset (of the decompressed stream for gzip).
         OSError: the file cannot be opened or read (``FileNotFoundError`` if it does not exist).
 
     >>> import gzip, os, tempfile
@@ -92,11 +93,8 @@ def read_idx(path: str | os.PathLike[str]) -> Array:
            [3, 4, 5]], dtype=uint8)
     """
     p = Path(path)
-    with open(p, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise FormatError(p, "", "not a regular file")
-        size = st.st_size
+    with open_regular(p) as f:
+        size = os.fstat(f.fileno()).st_size
         lead = f.read(len(_GZIP_MAGIC))
         if p.suffix == ".gz" or lead == _GZIP_MAGIC:
             if lead != _GZIP_MAGIC:

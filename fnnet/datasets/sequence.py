@@ -23,7 +23,7 @@ random state.
 from __future__ import annotations
 
 import os
-import stat
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fnnet._io import open_regular
 from fnnet.errors import FormatError
 from fnnet.typing import Array
 
@@ -68,6 +69,8 @@ MAX_SEQUENCE_FILE_BYTES = 64 << 20
 _SPLIT_SEED = 1984
 
 _DIR = Path(__file__).resolve().parent.parent / "data" / "sequence"
+
+_VOCAB_CHUNK = 1 << 16
 
 #: The start token that separates a question from its answer.
 START = "_"
@@ -114,9 +117,10 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
         ``(x (N, Tq), t (N, Ta), id_to_char)``: int32 ids, the answers starting with ``_``, and
         the vocabulary in order of first appearance.
     Raises:
-        FormatError: the file is larger than :data:`MAX_SEQUENCE_FILE_BYTES`, not UTF-8 text,
-            empty, or a line lacks ``_``, has an empty question, a control character or another
-            width than line 1 (the message names the file and the line).
+        FormatError: the file is not a regular file (a FIFO, a device), is larger than
+            :data:`MAX_SEQUENCE_FILE_BYTES`, not UTF-8 text (or begins with a byte-order mark),
+            empty, or a line lacks ``_``, has an empty question, a non-printable character (named
+            with its column) or another width than line 1 (the message names the file and the line).
         OSError: the file cannot be opened or read.
 
     >>> import os, tempfile
@@ -128,15 +132,14 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
     ([[0, 1, 0], [3, 1, 4]], [[2, 3], [2, 5]], '1+_235')
     """
     p = Path(path)
-    with open(p, "rb") as f:
+    with open_regular(p) as f:
         st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise FormatError(p, "", "not a regular file")
         if st.st_size > MAX_SEQUENCE_FILE_BYTES:
             raise FormatError(p, "", f"{st.st_size} bytes, more than the {MAX_SEQUENCE_FILE_BYTES} a sequence file may have")
-        raw = f.read(MAX_SEQUENCE_FILE_BYTES + 1)
-    if len(raw) > MAX_SEQUENCE_FILE_BYTES:
-        raise FormatError(p, "", f"more than the {MAX_SEQUENCE_FILE_BYTES} bytes a sequence file may have")
+        # Asking for more than the size would allocate that much; one byte more tells a file that grew.
+        raw = f.read(st.st_size + 1)
+    if len(raw) > st.st_size:
+        raise FormatError(p, "", f"changed while being read (more than its {st.st_size} bytes)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -156,21 +159,42 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
         if at == 0:
             raise FormatError(p, f"line {i}", f"empty question (the line starts with {START!r})")
         if not line.isprintable():
-            bad = next(c for c in line if not c.isprintable())
-            raise FormatError(p, f"line {i}", f"control character {bad!r}")
+            col, bad = next((j, c) for j, c in enumerate(line, 1) if not c.isprintable())
+            if i == 1 and col == 1 and bad == "\ufeff":
+                raise FormatError(p, "line 1", "starts with a byte-order mark (U+FEFF); save the file as UTF-8 without one")
+            what = "control" if unicodedata.category(bad) == "Cc" else "non-printable"
+            raise FormatError(p, f"line {i}", f"{what} character {bad!r} (U+{ord(bad):04X}) at column {col}")
         if at != q_width or len(line) != width:
             raise FormatError(
                 p, f"line {i}",
                 f"question/answer widths {at}/{len(line) - at} differ from line 1's {q_width}/{width - q_width}",
             )
-    joined = "".join(lines)
-    # vocabulary in order of first appearance: each distinct character ranked by where it first occurs
-    vocab = tuple(sorted(set(joined), key=joined.find))
-    codes = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4").reshape(len(lines), width)
-    table = np.zeros(max(map(ord, vocab)) + 1, dtype=np.int32)  # code point -> id
-    table[[ord(c) for c in vocab]] = np.arange(len(vocab), dtype=np.int32)
-    ids = table[codes]
+    codes = np.frombuffer("".join(lines).encode("utf-32-le"), dtype="<u4")
+    order = _first_appearance(codes)
+    vocab = tuple(map(chr, order.tolist()))
+    table = np.zeros(int(order.max()) + 1, dtype=np.int32)  # code point -> id
+    table[order] = np.arange(len(order), dtype=np.int32)
+    ids = table[codes.reshape(len(lines), width)]
     return np.ascontiguousarray(ids[:, :q_width]), np.ascontiguousarray(ids[:, q_width:]), vocab
+
+
+def _first_appearance(codes: Array) -> Array:
+    """The distinct values of the 1-D ``codes`` in order of first appearance, in O(n log n).
+
+    Each chunk contributes only values not seen in earlier chunks; a value is new in at most one
+    chunk, so the sorted parts add up to at most ``len(codes)`` elements.
+    """
+    seen = np.zeros(int(codes.max()) + 1, dtype=bool)
+    parts = []
+    for start in range(0, codes.size, _VOCAB_CHUNK):
+        chunk = codes[start : start + _VOCAB_CHUNK]
+        new = chunk[~seen[chunk]]
+        if new.size:
+            values, first = np.unique(new, return_index=True)
+            values = values[np.argsort(first)]
+            seen[values] = True
+            parts.append(values)
+    return np.concatenate(parts)
 
 
 def load_sequence(name: str | os.PathLike[str] = "addition") -> SequenceData:

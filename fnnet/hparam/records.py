@@ -35,6 +35,7 @@ _TRIAL_FIELDS = frozenset({"index", "hparams", "metrics", "status", "error", "se
 # A result file is about 300 bytes per trial and 4 levels deep; these bounds leave room to spare.
 _MAX_FILE_BYTES = 256 << 20
 _MAX_DEPTH = 8
+_MAX_NAME_SHOWN = 40  # characters of a key shown in a JSON path
 
 
 def _check_trial(inst: TrialResult) -> None:
@@ -129,7 +130,7 @@ def _check_result(inst: SearchResult) -> None:
             )
         for name, value in trial.hparams.items():
             if not inst.space[name].contains(value):
-                raise ValueError(f"SearchResult: trial {i}: {name}={_short(value)} is outside {inst.space[name]}")
+                raise ValueError(f"SearchResult: trial {i}: {name}={_short(value)} is outside {_short(inst.space[name])}")
 
 
 def _to_trials(trials: Any) -> tuple[TrialResult, ...]:
@@ -286,9 +287,11 @@ class _Invalid(Exception):
 
 
 def _at(where: str, name: str | int) -> str:
-    """The JSON path of member ``name`` (an index or a key) of the value at ``where``."""
+    """The JSON path of member ``name`` (an index or a key, shortened) of the value at ``where``."""
     if isinstance(name, int):
         return f"{where}[{name}]"
+    if len(name) > _MAX_NAME_SHOWN:
+        return f"{where}[{json.dumps(name[:_MAX_NAME_SHOWN])[:-1]}...\"]"
     return f"{where}.{name}" if name.isidentifier() else f"{where}[{json.dumps(name)}]"
 
 
@@ -300,6 +303,10 @@ def _object(d: Any, where: str, fields: frozenset[str]) -> dict[str, Any]:
         raise _Invalid(where, f"expected fields {sorted(fields)}" + (f"; missing {missing}" if missing else "")
                        + (f"; unexpected {_short(extra)}" if extra else ""))
     return d
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def _is_number(v: Any) -> bool:
@@ -342,12 +349,14 @@ def _result_from_json(d: Any) -> SearchResult:
         raise _Invalid("$.version", f"version {_short(version)}; this fnnet reads version {_VERSION}")
     r = _object(d, "$", _RESULT_FIELDS)
     k = _object(r["key"], "$.key", frozenset({"seed", "path"}))
+    if not _is_count(k["seed"]):
+        raise _Invalid("$.key.seed", f"must be a non-negative int, got {_short(k['seed'])}")
     if not isinstance(k["path"], list):
         raise _Invalid("$.key.path", f"must be a list, got {_short(k['path'])}")
-    try:
-        key = Key(k["seed"], tuple(k["path"]))
-    except ValueError as e:
-        raise _Invalid("$.key", str(e)) from None
+    for i, index in enumerate(k["path"]):
+        if not _is_count(index):
+            raise _Invalid(_at("$.key.path", i), f"must be a non-negative int, got {_short(index)}")
+    key = Key(k["seed"], tuple(k["path"]))
     if not isinstance(r["space"], dict) or not r["space"]:
         raise _Invalid("$.space", f"must be a non-empty object, got {_short(r['space'])}")
     space: dict[str, Distribution] = {}
@@ -371,7 +380,7 @@ def _result_from_json(d: Any) -> SearchResult:
                            f"has {_short(list(trial.hparams))}, the space has {_short(list(space))}")
         for name, value in trial.hparams.items():
             if not space[name].contains(value):
-                raise _Invalid(_at(_at(where, "hparams"), name), f"{_short(value)} is outside {space[name]}")
+                raise _Invalid(_at(_at(where, "hparams"), name), f"{_short(value)} is outside {_short(space[name])}")
         trials.append(trial)
     try:
         return SearchResult(tuple(trials), space, key, r["objective"])
