@@ -35,11 +35,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import numpy as np
 
 from fnnet.errors import FormatError
 
-__all__ = ["STALE_AFTER", "atomic_write", "atomic_write_bytes", "open_regular"]
+__all__ = ["STALE_AFTER", "atomic_write", "atomic_write_bytes", "npz_member_header", "open_regular"]
 
 #: Seconds without modification after which a leftover temporary file is removed even if the PID
 #: in its name belongs to a running process (which then is a reused PID or another machine's).
@@ -261,3 +263,34 @@ def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
         f.close()
         raise
     return f
+
+
+def npz_member_header(npz: Any, key: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """The shape and dtype of array ``key`` of an open ``np.load`` archive, from its ``.npy`` header
+    alone: nothing of the array's data is read or allocated.
+
+    Args:
+        npz: an open ``numpy.lib.npyio.NpzFile``.
+        key: one of ``npz.files``.
+    Returns:
+        ``(shape, dtype)`` as the header declares them.
+    Raises:
+        ValueError: the member's header is not a ``.npy`` header of version 1.0 or 2.0 (or
+            ``zipfile``/``zlib`` errors for a damaged archive, ``KeyError`` for a missing key).
+
+    >>> import io, numpy as np
+    >>> buf = io.BytesIO()
+    >>> np.savez(buf, w=np.zeros((3, 4), np.float16))
+    >>> with np.load(io.BytesIO(buf.getvalue()), allow_pickle=False) as z:
+    ...     npz_member_header(z, "w")
+    ((3, 4), dtype('float16'))
+    """
+    with npz.zip.open(f"{key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f".npy format version {version} is not supported")
+    return tuple(int(s) for s in shape), np.dtype(dtype)

@@ -43,12 +43,14 @@ import math
 import struct
 import zipfile
 import zlib
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import attrs
 import numpy as np
 
+from fnnet._io import npz_member_header, open_regular
 from fnnet._validate import boolean, is_int, positive_int
 from fnnet.errors import FormatError
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind, no_input_grad
@@ -584,6 +586,43 @@ SEQUEL_ATTENTION_KEYS = (
 )  # fmt: skip
 
 
+#: The shape of each array in terms of the vocabulary V, embedding E and hidden size H.
+SEQUEL_SHAPES: dict[str, tuple[str, ...]] = {
+    "encoder.embed.W": ("V", "E"), "encoder.lstm.Wx": ("E", "4H"), "encoder.lstm.Wh": ("H", "4H"),
+    "encoder.lstm.b": ("4H",), "decoder.embed.W": ("V", "E"), "decoder.lstm.Wx": ("E", "4H"),
+    "decoder.lstm.Wh": ("H", "4H"), "decoder.lstm.b": ("4H",), "decoder.affine.W": ("2H", "V"),
+    "decoder.affine.b": ("V",),
+}  # fmt: skip
+
+#: The arrays' declared bytes may exceed 8 times the archive's size only up to this many.
+MAX_SEQUEL_BYTES = 64 << 20
+
+
+def _check_sequel_headers(p: Path, z: Any, budget: int) -> None:
+    """Check every array's header (presence, dtype, shape, total size) before any data is read."""
+    headers = {}
+    for k in SEQUEL_ATTENTION_KEYS:
+        if k not in z.files:
+            raise FormatError(str(p), k, "missing array")
+        headers[k] = shape, dt = npz_member_header(z, k)
+        if dt.kind != "f":
+            raise FormatError(str(p), k, f"expected floating point, got {dt}")
+    embed_shape, b_shape = headers["encoder.embed.W"][0], headers["encoder.lstm.b"][0]
+    if len(embed_shape) != 2 or 0 in embed_shape:
+        raise FormatError(str(p), "encoder.embed.W", f"expected a (V, E) matrix with V, E >= 1, got shape {embed_shape}")
+    if len(b_shape) != 1 or b_shape[0] == 0 or b_shape[0] % 4:
+        raise FormatError(str(p), "encoder.lstm.b", f"expected a (4H,) vector with H >= 1, got shape {b_shape}")
+    size = {"V": embed_shape[0], "E": embed_shape[1], "H": b_shape[0] // 4, "2H": b_shape[0] // 2, "4H": b_shape[0]}
+    total = 0
+    for k, (shape, dt) in headers.items():
+        expected = tuple(size[d] for d in SEQUEL_SHAPES[k])
+        if shape != expected:
+            raise FormatError(str(p), k, f"expected shape {expected}, got {shape}")
+        total += math.prod(shape) * dt.itemsize
+    if total > budget:
+        raise FormatError(str(p), "archive", f"its arrays declare {total} bytes, more than the {budget} a file of this size may hold")
+
+
 def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqParams:
     """Load the sequel's trained AttentionSeq2seq (``.npz``, its names) as :class:`Seq2seqParams`.
 
@@ -596,8 +635,14 @@ def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqP
     Args:
         path: the ``.npz`` archive.
         dtype: a floating point dtype for every array.
+    Every array's header is checked (present, floating point, the shapes above agreeing with one
+    another, at most ``max(MAX_SEQUEL_BYTES, 8 x the file's size)`` bytes in all) before any
+    array's data is read.
+
     Raises:
-        fnnet.errors.FormatError: not a readable ``.npz`` archive, or a missing or misshapen array.
+        fnnet.errors.FormatError: not a regular file (a FIFO, a device), not a readable ``.npz``
+            archive, a missing, non-float or misshapen array, or arrays larger than the bound.
+        OSError: the file cannot be opened.
         ValueError: ``dtype`` is not floating point.
 
     >>> import os, tempfile, numpy as np
@@ -614,36 +659,19 @@ def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqP
     p = Path(path)
     if np.dtype(dtype).kind != "f":
         raise ValueError(f"load_sequel_attention: dtype must be a floating point type, got {np.dtype(dtype)}")
-    try:
-        loaded = np.load(p, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
+    with open_regular(p) as f:
+        budget = max(MAX_SEQUEL_BYTES, 8 * os.fstat(f.fileno()).st_size)
+        try:
+            loaded = np.load(f, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise FormatError(str(p), "archive", "a single .npy array, not a .npz archive of named arrays")
             with loaded as z:
-                arrays = {k: z[k] for k in z.files}
-    except _READ_ERRORS as err:
-        raise FormatError(str(p), "archive", f"not a readable .npz: {err}") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise FormatError(str(p), "archive", "a single .npy array, not a .npz archive of named arrays")
-    for k in SEQUEL_ATTENTION_KEYS:
-        if k not in arrays:
-            raise FormatError(str(p), k, "missing array")
-        if arrays[k].dtype.kind != "f":
-            raise FormatError(str(p), k, f"expected floating point, got {arrays[k].dtype}")
-    embed_w, lstm_b = arrays["encoder.embed.W"], arrays["encoder.lstm.b"]
-    if embed_w.ndim != 2 or 0 in embed_w.shape:
-        raise FormatError(str(p), "encoder.embed.W", f"expected a (V, E) matrix with V, E >= 1, got shape {embed_w.shape}")
-    if lstm_b.ndim != 1 or lstm_b.shape[0] == 0 or lstm_b.shape[0] % 4:
-        raise FormatError(str(p), "encoder.lstm.b", f"expected a (4H,) vector with H >= 1, got shape {lstm_b.shape}")
-    v, e = embed_w.shape
-    h = lstm_b.shape[0] // 4
-    expected = {
-        "encoder.embed.W": (v, e), "encoder.lstm.Wx": (e, 4 * h), "encoder.lstm.Wh": (h, 4 * h),
-        "encoder.lstm.b": (4 * h,), "decoder.embed.W": (v, e), "decoder.lstm.Wx": (e, 4 * h),
-        "decoder.lstm.Wh": (h, 4 * h), "decoder.lstm.b": (4 * h,), "decoder.affine.W": (2 * h, v),
-        "decoder.affine.b": (v,),
-    }  # fmt: skip
-    for k, shape in expected.items():
-        if arrays[k].shape != shape:
-            raise FormatError(str(p), k, f"expected shape {shape}, got {arrays[k].shape}")
+                _check_sequel_headers(p, z, budget)
+                arrays = {k: z[k] for k in SEQUEL_ATTENTION_KEYS}
+        except FormatError:
+            raise
+        except _READ_ERRORS as err:
+            raise FormatError(str(p), "archive", f"not a readable .npz: {err}") from None
 
     def cast(a: Array) -> Array:
         return np.ascontiguousarray(a.astype(dtype))

@@ -441,3 +441,18 @@ def test_a_small_sequence_file_is_read_without_allocating_the_size_cap(tmp_path:
     finally:
         tracemalloc.stop()
     assert peak < 1 << 20  # it read MAX_SEQUENCE_FILE_BYTES + 1 (64 MiB allocated) for any file
+
+
+def test_sequence_files_with_windows_line_endings_read_as_the_sequel_reads_them(tmp_path: Path) -> None:
+    """The sequel opens the file in text mode, so CRLF lines are its questions too; a lone CR is
+    still refused as a control character."""
+    from fnnet.datasets.sequence import read_sequence_file
+
+    unix, dos, lone = tmp_path / "unix.txt", tmp_path / "dos.txt", tmp_path / "lone.txt"
+    unix.write_bytes(b"1+1_2\n2+3_5\n")
+    dos.write_bytes(b"1+1_2\r\n2+3_5\r\n")
+    lone.write_bytes(b"1+1_2\r2+3_5\n")
+    for a, b in zip(read_sequence_file(unix), read_sequence_file(dos)):
+        assert a == b if isinstance(a, tuple) else np.array_equal(a, b)
+    with pytest.raises(FormatError, match=r"lone\.txt: line 1: control character '\\r' \(U\+000D\) at column 6"):
+        read_sequence_file(lone)

@@ -4,6 +4,7 @@ errors that name the layer."""
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
@@ -300,3 +301,34 @@ def test_a_float64_language_model_pipeline_has_the_numerical_gradient_with_paddi
     all_pad = np.full_like(t, pad)
     value, grad = time_softmax_cross_entropy(y, all_pad, ignore_index=pad)
     assert value == 0.0 and not np.any(grad) and grad.dtype == np.float64
+
+
+def test_the_sequel_weights_reader_checks_headers_before_reading_data(tmp_path: Path) -> None:
+    """A small deflated archive whose arrays declare hundreds of MB is refused from the headers
+    alone, without allocating them; a FIFO is refused at once; a missing file stays an OSError."""
+    import tracemalloc
+    import zipfile
+
+    v, e, h = 4096, 4096, 1024  # consistent shapes: 4096*4096 float32 embeddings are 64 MiB each
+    shapes = {"embed.W": (v, e), "lstm.Wx": (e, 4 * h), "lstm.Wh": (h, 4 * h), "lstm.b": (4 * h,)}
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        arrays = {f"{part}.{k}": s for part in ("encoder", "decoder") for k, s in shapes.items()}
+        arrays.update({"decoder.affine.W": (2 * h, v), "decoder.affine.b": (v,)})
+        for name, shape in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+                f.write(b"\0" * 4096)  # a little data; the headers alone must decide
+    assert bomb.stat().st_size < 200_000
+    tracemalloc.start()
+    with pytest.raises(FormatError, match=r"bomb\.npz: archive: its arrays declare \d+ bytes, more than the 67108864"):
+        load_sequel_attention(bomb)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 << 20
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(FormatError, match=r"pipe\.npz: not a regular file \(a FIFO\)"):
+        load_sequel_attention(fifo)
+    with pytest.raises(FileNotFoundError):
+        load_sequel_attention(tmp_path / "absent.npz")

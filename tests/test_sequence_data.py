@@ -103,7 +103,7 @@ def test_encode_and_decode_round_trip() -> None:
         (b"1+1_2\n1+12_3\n", "line 2", "question/answer widths 4/2 differ from line 1's 3/2"),
         (b"1+1_2\n1+1_23\n", "line 2", "question/answer widths 3/3 differ from line 1's 3/2"),
         (b"1+1_2\n\n1+1_2\n", "line 2", "no '_'"),
-        (b"1+1_2\r\n1+1_2\r\n", "line 1", "control character '\\\\r'"),
+        (b"1+1_2\r1+1_2\n", "line 1", "control character '\\\\r'"),
         (b"1+1_2\n1+\xff_2\n", "line 2", "not UTF-8 text"),
         (b"1+1_2\n1+1_2\n\n", "line 3", "no '_'"),
     ],

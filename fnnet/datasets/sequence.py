@@ -112,7 +112,8 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
 
     Args:
         path: a UTF-8 text file of ``N >= 1`` lines ``question_answer`` with a non-empty question
-            before the first ``_``; every question has the same width, every answer too.
+            before the first ``_``; every question has the same width, every answer too. Lines
+            end with ``\\n`` or ``\\r\\n``, as the sequel's text-mode reading accepts.
     Returns:
         ``(x (N, Tq), t (N, Ta), id_to_char)``: int32 ids, the answers starting with ``_``, and
         the vocabulary in order of first appearance.
@@ -145,6 +146,7 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
     except UnicodeDecodeError as e:
         lineno = raw.count(b"\n", 0, e.start) + 1
         raise FormatError(p, f"line {lineno}", f"not UTF-8 text (byte {e.start})") from None
+    text = text.replace("\r\n", "\n")
     if text.endswith("\n"):
         text = text[:-1]
     if not text:
