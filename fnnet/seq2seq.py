@@ -524,7 +524,8 @@ def sample(
     src = _check_src("sample", model, src, start_id, length)
     if not isinstance(key, Key):
         raise ValueError(f"sample: key must be a fnnet.Key, got {type(key).__name__}")
-    temp = float(temperature)
+    real = isinstance(temperature, (int, float, np.integer, np.floating)) and not isinstance(temperature, bool)
+    temp = float(temperature) if real else math.nan
     if not (math.isfinite(temp) and temp > 0):
         raise ValueError(f"sample: temperature must be a finite number > 0, got {temperature!r}")
     gen = key.generator()
@@ -537,8 +538,8 @@ def sample(
         with np.errstate(over="ignore"):  # -inf for the logits far below the largest: p = 0
             z /= temp
         p = _softmax_last(z)
-        u = gen.random((len(p), 1))
-        drawn: Array = np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1)
+        u = gen.random((len(p), 1))  # in [0, 1): the token is the first whose cumulative p exceeds u
+        drawn: Array = np.minimum((np.cumsum(p, axis=1) <= u).sum(axis=1), p.shape[1] - 1)
         return drawn
 
     return _decode(model, params, src, start_id, length, pick)[0]

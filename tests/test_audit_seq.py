@@ -332,3 +332,14 @@ def test_the_sequel_weights_reader_checks_headers_before_reading_data(tmp_path: 
         load_sequel_attention(fifo)
     with pytest.raises(FileNotFoundError):
         load_sequel_attention(tmp_path / "absent.npz")
+
+
+def test_sample_refuses_a_temperature_that_is_not_a_number() -> None:
+    model = fnnet.Seq2seq(V, 3, 4, src_len=3)
+    params, _ = model.init(fnnet.key(0), (5,))
+    src = np.array([[1, 2, 3]])
+    for bad in ("1", True, None, [1.0]):
+        with pytest.raises(ValueError, match=r"^sample: temperature must be a finite number > 0"):
+            fnnet.seq2seq.sample(model, params, src, 0, 2, key=fnnet.key(1), temperature=bad)  # type: ignore[arg-type]
+    ok = fnnet.seq2seq.sample(model, params, src, 0, 2, key=fnnet.key(1), temperature=float(np.float32(0.5)))
+    assert ok.shape == (1, 2)
