@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -37,7 +37,7 @@ from fnnet.optim import GradientTransformation
 from fnnet.random import Key, fold_in, split
 from fnnet.train._progress import Progress
 from fnnet.train.history import History
-from fnnet.train.stopping import EarlyStopping, ReduceOnPlateau
+from fnnet.train.stopping import EarlyStopping, ReduceOnPlateau, StopDecision
 from fnnet.train.parallel import blas_limit, default_threads, run_shards
 from fnnet.train.step import (
     LossFn,
@@ -156,7 +156,8 @@ class FitResult:
         stopped_epoch: the epoch count at which early stopping ended training; None if it ran
             all epochs.
         best_epoch: the 1-based epoch whose state ``state`` is, with ``restore_best``; else None
-            (also when the best epoch lies before a resumed run's start and its state is gone).
+            (also when the best epoch lies before a resumed run's start and its state is gone, and
+            when the monitored figure was NaN in every epoch, so that none was best).
 
     >>> import numpy as np, fnnet
     >>> x, t = np.ones((8, 2), np.float32), np.zeros(8, np.int64)
@@ -187,6 +188,17 @@ def _augmented(augment: Augmentation, key: Key, xb: Array) -> Array:
             f"fit: augment must return an array of the batch's shape and dtype {xb.shape} {xb.dtype}, got {got}"
         )
     return xa
+
+
+@contextlib.contextmanager
+def _line_ended_on_error(bar: Progress) -> Iterator[None]:
+    """End a half-drawn progress bar when training stops with an exception (Ctrl-C included), so
+    that the traceback or message starts on its own line."""
+    try:
+        yield
+    except BaseException:
+        bar.break_line()
+        raise
 
 
 def fit(
@@ -241,7 +253,8 @@ def fit(
             model's output shape before training (accuracy of a one-output model is an error).
         early_stopping: an :class:`fnnet.train.stopping.EarlyStopping` rule, decided after each
             epoch from the history alone; with ``restore_best`` the result holds the best
-            epoch's state.
+            epoch's state. A run resumed from ``state`` without its ``history`` decides from the
+            epochs it trains.
         plateau: a :class:`fnnet.train.stopping.ReduceOnPlateau` rule: each epoch's updates are
             multiplied by its :meth:`fnnet.train.stopping.ReduceOnPlateau.scale` of the history
             so far, recorded as ``lr_scale``.
@@ -294,6 +307,11 @@ def fit(
     if not is_int(epochs) or epochs < 0:
         raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
     batch_size = check_positive_int("fit", "batch_size", batch_size)
+    if drop_last and batch_size > len(x):
+        raise ValueError(
+            f"fit: batch_size {batch_size} is larger than the {len(x)} training samples and drop_last=True drops "
+            "that one short batch, so no step would run; lower batch_size or pass drop_last=False"
+        )
     if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
         raise ValueError(f"fit: early_stopping must be a fnnet.train.EarlyStopping, got {type(early_stopping).__name__}")
     if plateau is not None and not isinstance(plateau, ReduceOnPlateau):
@@ -350,16 +368,26 @@ def fit(
     start = int(state.epoch)
     stopped: int | None = None
     best_state: TrainState | None = None
+    # The history's epoch k (1-based) is the state's epoch k + offset: 0 when the history covers the
+    # state's epochs, more for a run resumed from a state without its history.
+    offset = max(0, start - len(hist.epochs))
+
+    def best_is(decision: StopDecision, h: History, epoch: int) -> bool:
+        """Whether the rule's best epoch is the state's ``epoch`` and its figure a number."""
+        k = decision.best_epoch
+        assert early_stopping is not None
+        return k >= 1 and k + offset == epoch and not math.isnan(float(h.epochs[k - 1][early_stopping.monitor]))
+
     if early_stopping is not None and hist.epochs:
         decision = early_stopping.decide(hist)
-        if decision.best_epoch == start:
+        if best_is(decision, hist, start):
             best_state = state
         if decision.stop and start < epochs:
             stopped = start  # a resumed run that had already stopped trains no further
 
     # one BLAS switch for the whole loop when steps and evaluation agree on one thread; with more,
     # each step sets its own count and evaluation keeps one
-    with blas_limit(1) if blas_threads in (None, 1) else contextlib.nullcontext():
+    with blas_limit(1) if blas_threads in (None, 1) else contextlib.nullcontext(), _line_ended_on_error(bar):
         for epoch in range(start, epochs if stopped is None else start):
             t0 = time.perf_counter()
             scale = plateau.scale(hist) if plateau is not None else 1.0
@@ -404,7 +432,7 @@ def fit(
                 on_epoch(state, hist)
             if early_stopping is not None:
                 decision = early_stopping.decide(hist)
-                if decision.best_epoch == epoch + 1:
+                if best_is(decision, hist, epoch + 1):
                     best_state = state
                 if decision.stop and epoch + 1 < epochs:
                     stopped = epoch + 1
