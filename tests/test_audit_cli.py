@@ -7,17 +7,19 @@ import math
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from _helpers import assert_bit_identical, call_unchanged
 
 import fnnet
-from fnnet import checkpoint, models
+from fnnet import checkpoint, cli, models
 from fnnet.optim import adam
 from fnnet.train import EarlyStopping, FitResult, History, ReduceOnPlateau, fit, init_train_state
 from fnnet.train._progress import Progress
@@ -135,7 +137,7 @@ _CHILD = """
 import sys
 import numpy as np
 import fnnet
-from fnnet import checkpoint, models
+from fnnet import checkpoint, cli, models
 from fnnet.optim import adam
 from fnnet.train import fit
 
@@ -192,3 +194,166 @@ def test_a_signal_during_fit_leaves_the_last_checkpoint_readable_and_resuming_is
     assert_bit_identical(rest.state, full.state)
     assert rest.history.step_loss == full.history.step_loss, where
 
+
+
+# --------------------------------------------------------------------------------------------
+# fnnet train / evaluate: SIGTERM, closed or full standard output, messages
+# --------------------------------------------------------------------------------------------
+
+
+def _idx(path: Path, a: Array) -> None:
+    path.write_bytes(bytes([0, 0, 8, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data set directory of 4x4 images: 120 training and 30 test items."""
+    d = tmp_path_factory.mktemp("tiny")
+    g = np.random.default_rng(0)
+    for part, n in (("train", 120), ("t10k", 30)):
+        _idx(d / f"{part}-images-idx3-ubyte", g.integers(0, 256, (n, 4, 4)))
+        _idx(d / f"{part}-labels-idx1-ubyte", g.integers(0, 10, (n,)))
+    return d
+
+
+@pytest.fixture
+def no_plot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No learning curve in --out (importing matplotlib would take most of a test's time)."""
+    monkeypatch.setattr(cli, "_pyplot", lambda: None)
+
+
+def _listing(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+class _Failing(io.StringIO):
+    """A standard output whose writes fail with ``error``."""
+
+    def __init__(self, error: OSError):
+        super().__init__()
+        self.error = error
+
+    def write(self, s: str) -> int:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "message"),
+    [
+        (BrokenPipeError(32, "Broken pipe"), 141, ""),
+        (OSError(28, "No space left on device"), 4, "fnnet: cannot write to standard output: No space left on device\n"),
+    ],
+)
+def test_a_closed_or_full_stdout_is_no_traceback_and_leaves_out_untouched(
+    error: OSError, code: int, message: str, tmp_path: Path, tiny: Path, no_plot: None,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tiny), "--epochs", "1", "--out", str(out)]
+    assert cli.main([*argv, "--quiet"]) == 0
+    before = _listing(out)
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        m.setattr(sys, "stdout", _Failing(error))
+        assert cli.main([*argv, "--seed", "2"]) == code
+        assert cli.main(["evaluate", str(out)]) == code
+    assert capsys.readouterr().err == message * 2
+    assert _listing(out) == before and [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
+def test_fnnet_piped_into_a_reader_that_quits_exits_141_without_a_word(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "fnnet", "train", "--data", str(tiny), "--epochs", "100",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith("model two-layer-net")
+    proc.stdout.close()  # as `| head -1` does
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141, err
+    assert "fnnet:" not in err and "Traceback" not in err and "Exception ignored" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_during_training_leaves_out_untouched_and_no_temporary_and_exits_143(
+    tiny: Path, tmp_path: Path, no_plot: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tiny), "--out", str(out)]
+    assert cli.main([*argv, "--epochs", "1", "--quiet"]) == 0  # the previous run
+    capsys.readouterr()
+    previous = _listing(out)
+    proc = subprocess.Popen([sys.executable, "-m", "fnnet", *argv, "--epochs", "300", "--seed", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("model ")  # checks done, training about to start
+    delay = random.uniform(0, 0.5)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    where = f"SIGTERM {delay:.2f}s into training: exit {proc.returncode}, stderr {err!r}"
+    assert "Traceback" not in err, where
+    if _listing(out) == previous:
+        assert proc.returncode == 143 and err.splitlines()[-1] == f"fnnet: terminated; --out {out} untouched", where
+    else:  # it finished first: the new run, complete
+        assert proc.returncode == 0 and "fnnet:" not in err, where
+        assert checkpoint.read_meta(out / "checkpoint.npz")["config"]["seed"] == 2, where
+    assert [p.name for p in tmp_path.iterdir()] == ["run"], where  # no temporary directory left
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_is_an_interrupt_during_a_command_and_held_off_while_outputs_are_written() -> None:
+    with cli._sigterm_as_interrupt():
+        with cli._sigint_held():
+            os.kill(os.getpid(), signal.SIGTERM)  # dropped: the outputs' writing completes
+            time.sleep(0.01)
+        with pytest.raises(KeyboardInterrupt) as caught:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    assert type(caught.value) is cli._Terminated
+
+
+def test_sigterm_outside_a_command_is_restored_and_an_ignored_one_stays_ignored(tiny: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["train", "--data", str(tiny), "--epochs", "1", "--quiet"]) == 0
+    assert signal.getsignal(signal.SIGTERM) == before
+    old = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with cli._sigterm_as_interrupt():
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+            with cli._sigint_held():
+                assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def test_the_final_evaluation_is_announced_before_it_runs(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[str] = []
+    real = fnnet.train.evaluate
+
+    def spy(*args: Any, **kwargs: Any) -> dict[str, float]:
+        seen.append(capsys.readouterr().out)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "evaluate", spy)
+    assert cli.main(["train", "--data", str(tiny), "--epochs", "1"]) == 0
+    assert len(seen) == 1 and seen[0].splitlines()[-1].endswith("; final evaluation on all 30 test items")
+    assert capsys.readouterr().out.startswith("test accuracy ")
+
+
+def test_messages_and_help_say_what_happens(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["train", "--data", str(tmp_path / "empty")]) == 3
+    err = capsys.readouterr().err
+    assert ":;" not in err and "[.gz]: " in err and err.count("\n") == 1
+    assert cli.main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "seed of the initial weights, the shuffles, dropout and --augment" in text
+    assert cli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "  141  standard output was closed early" in text and "  143  terminated (SIGTERM)" in text
