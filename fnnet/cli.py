@@ -28,7 +28,8 @@ code  meaning
 ====  ========================================================================================
 
 ``--out DIR`` is left either untouched or complete. ``DIR`` must be new, empty, or a previous run
-(a directory holding only ``checkpoint.npz``, ``metrics.json`` and ``learning_curve.png``). The
+(a directory holding only ``checkpoint.npz``, ``metrics.json``, ``learning_curve.png`` and the
+``confusion_matrix.png`` of ``fnnet evaluate DIR --out DIR``, which goes with the run it describes). The
 outputs are written into a new sibling directory ``.DIR.fnnet-new-PID-XXXXXXXX`` and renamed to
 ``DIR`` at the end; a previous run is first renamed aside to ``.DIR.fnnet-old-PID-XXXXXXXX`` and
 deleted once the new run is in place. SIGINT is held off from the moment the final accuracy is
@@ -187,6 +188,8 @@ METRICS_FILE = "metrics.json"
 PLOT_FILE = "learning_curve.png"
 #: Everything ``fnnet train --out`` writes; a directory holding only these is a previous run.
 OUTPUT_FILES = (CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE)
+#: What a previous run may hold: its outputs and the confusion matrix ``fnnet evaluate DIR --out DIR`` drew into it.
+_RUN_FILES = (*OUTPUT_FILES, CONFUSION_FILE)
 
 _DATA_NAMES = ("mnist-small", "mnist", "fashion-mnist")
 _THREADS_ENV = "FNNET_NUM_THREADS"
@@ -517,12 +520,12 @@ class _OutDir:
             except OSError as e:
                 raise _Fail(EXIT_OUTPUT, f"--out {given}: cannot be read: {e.strerror}") from None
             for entry in entries:
-                if entry.name not in OUTPUT_FILES or not entry.is_file(follow_symlinks=False):
+                if entry.name not in _RUN_FILES or not entry.is_file(follow_symlinks=False):
                     what = "a directory" if entry.is_dir(follow_symlinks=False) else "not an fnnet output file"
                     raise _Fail(
                         EXIT_USAGE,
                         f"--out {given}: holds {entry.name!r} ({what}); fnnet replaces --out as a whole, so give a "
-                        f"new or empty directory or a previous run (only {', '.join(OUTPUT_FILES)})",
+                        f"new or empty directory or a previous run (only {', '.join(_RUN_FILES)})",
                     )
 
     def _prefix(self, kind: str) -> str:

@@ -357,3 +357,16 @@ def test_messages_and_help_say_what_happens(tmp_path: Path, capsys: pytest.Captu
     assert cli.main(["--help"]) == 0
     text = capsys.readouterr().out
     assert "  141  standard output was closed early" in text and "  143  terminated (SIGTERM)" in text
+
+
+def test_a_run_with_the_confusion_matrix_evaluate_drew_into_it_can_be_replaced(
+    tiny: Path, tmp_path: Path, no_plot: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(tiny), "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    (out / cli.CONFUSION_FILE).write_bytes(b"\x89PNG")  # as `fnnet evaluate run --out run` leaves it
+    assert cli.main(["train", "--data", str(tiny), "--epochs", "1", "--seed", "2", "--out", str(out), "--quiet"]) == 0
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.json"]  # the old matrix went with its run
+    (out / "notes.txt").write_text("mine")
+    assert cli.main(["train", "--data", str(tiny), "--epochs", "1", "--out", str(out)]) == 2
+    assert "confusion_matrix.png" in capsys.readouterr().err
