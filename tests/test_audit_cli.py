@@ -6,6 +6,7 @@ import io
 import math
 import os
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -95,6 +96,62 @@ def test_a_validation_set_of_one_sample_drives_the_rules() -> None:
     vals = res.history.metric("val_loss")
     assert all(math.isfinite(v) for v in vals) and res.history.metric("val_acc")[0] in (0.0, 1.0)
     assert res.best_epoch == 1 + int(np.argmin(vals))
+
+
+@pytest.mark.parametrize(
+    ("kw", "words"),
+    [
+        ({"val": "X"}, r"fit: val must be a pair \(x, t\) of arrays, got str"),
+        ({"val": (np.zeros((5, 12), np.float32), np.zeros(4, np.int64))}, r"fit: val x has 5 samples but t has 4"),
+        ({"test": (np.zeros((0, 12), np.float32), np.zeros(0, np.int64))}, r"fit: test must hold at least one sample"),
+        ({"val": (np.zeros((5, 6), np.float32), np.zeros(5, np.int64))},
+         r"fit: the model cannot take the val samples of shape \(6,\): .*Affine"),
+        ({"eval_sample": 0}, r"fit: eval_sample must be a positive int, got 0"),
+        ({"on_epoch": 3}, r"fit: on_epoch must be callable as on_epoch\(state, history\), got int"),
+        ({"history": {"step_loss": [], "epochs": []}}, r"fit: history must be a fnnet.train.History, got dict; "
+                                                       r"History.from_json\(d\) reads a saved one"),
+        ({"state": "checkpoint"}, r"fit: state must be a fnnet.train.TrainState, got str$"),
+    ],
+)  # fmt: skip
+def test_fit_refuses_mistaken_arguments_in_one_line_before_training(kw: dict[str, object], words: str) -> None:
+    (x, t), _ = _task()
+    trained: list[int] = []
+    with pytest.raises(ValueError, match=f"^{words}"):
+        fit(models.mlp((8,), 3), adam(0.01), (x, t), key=fnnet.key(0), epochs=1, batch_size=20, progress="quiet",
+            augment=None, **{"on_epoch": lambda s, h: trained.append(1), **kw})  # type: ignore[arg-type]  # fmt: skip
+    assert trained == []
+
+
+def test_fit_says_what_checkpoint_load_returns_when_given_its_pair(tmp_path: Path) -> None:
+    (x, t), _ = _task()
+    model = models.mlp((8,), 3)
+    part = fit(model, adam(0.01), (x, t), key=fnnet.key(0), epochs=1, batch_size=20, progress="quiet")
+    checkpoint.save(tmp_path / "ck.npz", part.state)
+    loaded = checkpoint.load(tmp_path / "ck.npz", init_train_state(model, adam(0.01), fnnet.key(1), (12,)))
+    with pytest.raises(ValueError, match=r"^fit: state must be a fnnet.train.TrainState, got tuple; "
+                                         r"fnnet.checkpoint.load returns \(state, meta\)$"):  # fmt: skip
+        fit(model, adam(0.01), (x, t), key=fnnet.key(0), epochs=2, batch_size=20, state=loaded,  # type: ignore[arg-type]
+            progress="quiet")  # fmt: skip
+    assert fit(model, adam(0.01), (x, t), key=fnnet.key(0), epochs=2, batch_size=20, state=loaded[0],
+               progress="quiet").state.epoch == 2  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("d", "words"),
+    [
+        ([1.0], "expected the dict of History.to_json(), got list"),
+        ({"step_loss": [1.0]}, "no 'epochs' in the dict (it has 'step_loss')"),
+        ({"step_loss": [None], "epochs": []}, "'step_loss' must be a list of numbers, got [None]"),
+        ({"step_loss": [], "epochs": [{"loss": "x"}]}, "'epochs' must be a list of dicts of numbers"),
+        ({"step_loss": [], "epochs": [], "grad_norms": [1.0]}, "'grad_norms' must be a list of lists of numbers"),
+    ],
+)
+def test_history_from_json_refuses_what_to_json_cannot_have_written(d: object, words: str) -> None:
+    with pytest.raises(ValueError, match=f"^History.from_json: {re.escape(words)}"):
+        History.from_json(d)  # type: ignore[arg-type]
+    h = History((0.5,), ({"loss": float(np.float64(0.5)), "val_loss": math.nan},), ((1.0,),))
+    again = History.from_json(h.to_json())
+    assert again.step_loss == (0.5,) and math.isnan(again.epochs[0]["val_loss"]) and again.grad_norms == ((1.0,),)
 
 
 def test_fit_writes_into_no_array_it_is_given() -> None:

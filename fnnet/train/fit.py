@@ -190,6 +190,45 @@ def _augmented(augment: Augmentation, key: Key, xb: Array) -> Array:
     return xa
 
 
+def _check_eval_set(name: str, data: Any) -> None:
+    """``val`` / ``test`` must be a pair of arrays of equal length (checked before training rather
+    than found after the first epoch; :func:`_check_takes` tries its first item on the model)."""
+    if data is None:
+        return
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise ValueError(f"fit: {name} must be a pair (x, t) of arrays, got {type(data).__name__}")
+    xs, ts = data
+    if not isinstance(xs, np.ndarray) or not isinstance(ts, np.ndarray):
+        raise ValueError(f"fit: {name} x and t must be NumPy arrays, got {type(xs).__name__} and {type(ts).__name__}")
+    if xs.ndim < 1 or len(xs) == 0:
+        raise ValueError(f"fit: {name} must hold at least one sample, got x of shape {xs.shape}")
+    if len(xs) != len(ts):
+        raise ValueError(f"fit: {name} x has {len(xs)} samples but t has {len(ts)}")
+
+
+def _check_takes(model: Layer, state: TrainState, x: Array, sets: list[tuple[str, Any]]) -> None:
+    """The model in evaluation mode takes the first sample of each set, else a one-line ValueError.
+
+    Nothing is judged when it does not take the first training sample alone either (a stateful
+    layer holding another batch size's state): then training tells.
+    """
+    if all(data is None for _, data in sets):
+        return
+    try:
+        model.forward(state.params, state.model_state, x[:1], EVAL)
+    except ValueError:
+        return
+    for name, data in sets:
+        if data is not None:
+            xs = data[0]
+            try:
+                model.forward(state.params, state.model_state, xs[:1], EVAL)
+            except ValueError as e:
+                raise ValueError(
+                    f"fit: the model cannot take the {name} samples of shape {tuple(xs.shape[1:])}: {e}"
+                ) from None
+
+
 @contextlib.contextmanager
 def _line_ended_on_error(bar: Progress) -> Iterator[None]:
     """End a half-drawn progress bar when training stops with an exception (Ctrl-C included), so
@@ -245,7 +284,8 @@ def fit(
             epochs already done), only the remaining ones run.
         loss: ``loss(y, t) -> (value, dvalue/dy)``.
         state, history: resume from these (e.g. loaded with :func:`fnnet.load`).
-        val, test: evaluated after every epoch (``val_loss``, ``val_acc``, ...); ``eval_train``
+        val, test: ``(x, t)`` pairs evaluated after every epoch (``val_loss``, ``val_acc``, ...);
+            checked before training (equal lengths, the model takes their first sample); ``eval_train``
             evaluates the training set too (``train_loss``, ``train_acc``); ``eval_sample``
             evaluates on a keyed random sample of that many items.
         metrics: ``name -> metric(y, t)`` recorded as ``NAME_<name>`` for each evaluated set;
@@ -316,6 +356,22 @@ def fit(
         raise ValueError(f"fit: early_stopping must be a fnnet.train.EarlyStopping, got {type(early_stopping).__name__}")
     if plateau is not None and not isinstance(plateau, ReduceOnPlateau):
         raise ValueError(f"fit: plateau must be a fnnet.train.ReduceOnPlateau, got {type(plateau).__name__}")
+    for name, data in (("val", val), ("test", test)):
+        _check_eval_set(name, data)
+    if eval_sample is not None:
+        check_positive_int("fit", "eval_sample", eval_sample)
+    if state is not None and not isinstance(state, TrainState):
+        raise ValueError(
+            f"fit: state must be a fnnet.train.TrainState, got {type(state).__name__}"
+            + ("; fnnet.checkpoint.load returns (state, meta)" if isinstance(state, tuple) else "")
+        )
+    if history is not None and not isinstance(history, History):
+        raise ValueError(
+            f"fit: history must be a fnnet.train.History, got {type(history).__name__}"
+            + ("; History.from_json(d) reads a saved one" if isinstance(history, dict) else "")
+        )
+    if on_epoch is not None and not callable(on_epoch):
+        raise ValueError(f"fit: on_epoch must be callable as on_epoch(state, history), got {type(on_epoch).__name__}")
     if augment is not None:
         if not callable(augment):
             raise ValueError(f"fit: augment must be callable as augment(key, x), got {type(augment).__name__}")
@@ -335,6 +391,7 @@ def fit(
     init_key, shuffle_key, step_key, eval_key, augment_key = split(key, 5)
     if state is None:
         state = init_train_state(model, optimizer, init_key, tuple(x.shape[1:]))
+    _check_takes(model, state, x, [("val", val), ("test", test)])
     for part in ("params", "opt_state", "model_state"):
         if not all_finite(getattr(state, part)):
             raise ValueError(
