@@ -1041,7 +1041,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _say_error(line: str) -> None:
-    """The one ``fnnet: ...`` line on stderr (nothing if stderr itself cannot be written)."""
+    """The one ``fnnet: ...`` line on stderr (nothing if stderr itself cannot be written, or is closed)."""
+    if sys.stderr is None:
+        return
     try:
         print(line, file=sys.stderr, flush=True)
     except OSError:

@@ -427,3 +427,20 @@ def test_a_run_with_the_confusion_matrix_evaluate_drew_into_it_can_be_replaced(
     (out / "notes.txt").write_text("mine")
     assert cli.main(["train", "--data", str(tiny), "--epochs", "1", "--out", str(out)]) == 2
     assert "confusion_matrix.png" in capsys.readouterr().err
+
+
+def test_a_closed_stderr_silences_the_progress_but_not_the_run(
+    tiny: Path, tmp_path: Path, no_plot: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:  # as after `fnnet train 2>&-`: every write to stderr fails
+        m.setattr(sys, "stderr", _Failing(OSError(9, "Bad file descriptor")))
+        assert cli.main(["train", "--data", str(tiny), "--epochs", "2", "--out", str(out)]) == 0
+        assert cli.main(["train", "--data", str(tmp_path / "nowhere")]) == 3  # the message is lost, the code is not
+    assert capsys.readouterr().out.splitlines()[-1].startswith("test accuracy ")
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.json"]
+    bar = Progress(2, 3, "bar", stream=_Failing(OSError(28, "No space left on device")))
+    bar.batch(0, 0, 1.0)
+    bar.epoch(0, {"loss": 1.0})
+    bar.break_line()
+    assert bar.mode == "quiet" and not bar.mid_line
