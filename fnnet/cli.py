@@ -937,8 +937,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if png is not None:
         drawn = _draw_confusion(cm, f"{model_name} on {data}: accuracy {figures['acc']:.4f}")
         if drawn is None:
-            print("fnnet: note: matplotlib is not installed; no confusion-matrix PNG written "
-                  "(pip install matplotlib)", file=sys.stderr, flush=True)
+            _say_error("fnnet: note: matplotlib is not installed; no confusion-matrix PNG written (pip install matplotlib)")
         else:
             try:
                 atomic_write_bytes(png, drawn)
