@@ -5,7 +5,8 @@ CHECKPOINT --out model.onnx``.
 with seed 0, prints progress, and ends with the test accuracy on the whole test set.
 
 Every argument, the data, the model's shapes and the ``--out`` target are checked before training
-starts. Every failure is one line ``fnnet: ...`` on stderr with one of these exit codes:
+starts. Every failure is one line ``fnnet: ...`` on stderr (none for a closed stdout, 141) with one of
+these exit codes:
 
 ====  ========================================================================================
 code  meaning
@@ -29,14 +30,14 @@ code  meaning
 
 ``--out DIR`` is left either untouched or complete. ``DIR`` must be new, empty, or a previous run
 (a directory holding only ``checkpoint.npz``, ``metrics.json``, ``learning_curve.png`` and the
-``confusion_matrix.png`` of ``fnnet evaluate DIR --out DIR``, which goes with the run it describes). The
+``confusion_matrix.png`` that ``fnnet evaluate DIR --out DIR`` draws, which goes with its run). The
 outputs are written into a new sibling directory ``.DIR.fnnet-new-PID-XXXXXXXX`` and renamed to
 ``DIR`` at the end; a previous run is first renamed aside to ``.DIR.fnnet-old-PID-XXXXXXXX`` and
-deleted once the new run is in place. SIGINT is held off from the moment the final accuracy is
-printed, while the outputs are written and renamed (about a second), so Ctrl-C either leaves the
-previous run (exit 130) or lets the new one complete (exit 0). After a failure or an interrupt
-the temporary directory is removed (after SIGTERM too). A process killed outright (``kill -9``) may leave
-it behind; the next run to the same ``DIR`` deletes it. Only a kill between the two renames
+deleted once the new run is in place. SIGINT and SIGTERM are held off from the moment the final
+accuracy is printed, while the outputs are written and renamed (about a second), so Ctrl-C either
+leaves the previous run (exit 130; SIGTERM: 143) or lets the new one complete (exit 0). After a
+failure, an interrupt or SIGTERM the temporary directory is removed. A process killed outright
+(``kill -9``) may leave it behind; the next run to the same ``DIR`` deletes it. Only a kill between the two renames
 leaves ``DIR`` missing, with the previous run in ``.DIR.fnnet-old-*`` and the complete new one in
 ``.DIR.fnnet-new-*``; the next run then keeps both. A Ctrl-C in the first half second, while
 ``python -m fnnet`` is still importing NumPy, ends with Python's own traceback (``--out`` untouched).
@@ -937,7 +938,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if png is not None:
         drawn = _draw_confusion(cm, f"{model_name} on {data}: accuracy {figures['acc']:.4f}")
         if drawn is None:
-            _say_error("fnnet: note: matplotlib is not installed; no confusion-matrix PNG written (pip install matplotlib)")
+            _say_error("fnnet: note: matplotlib is not installed; no confusion-matrix PNG written "
+                       "(pip install matplotlib)")
         else:
             try:
                 atomic_write_bytes(png, drawn)

@@ -12,8 +12,9 @@ class Progress:
 
     ``mode`` is ``"auto"`` (a bar if the stream is a terminal, else lines), ``"bar"``, ``"lines"`` or
     ``"quiet"``; without a stream (``sys.stderr`` may be None) it is quiet, and it turns quiet when
-    writing fails (stderr closed, a full disk, a reader gone): a display must not stop training. ``labels`` renames metrics in the epoch lines (e.g. ``test_acc`` to
-    ``test_acc(sample 2000)`` when it was measured on a sample).
+    writing fails (stderr closed, a full disk, a reader gone): a display must not stop training.
+    ``labels`` renames metrics in the epoch lines (e.g. ``test_acc`` to ``test_acc(sample 2000)``
+    when it was measured on a sample).
     """
 
     def __init__(

@@ -72,7 +72,9 @@ class History:
         if not (isinstance(epochs, (list, tuple)) and all(
             isinstance(e, dict) and all(isinstance(k, str) and _number(v) for k, v in e.items()) for e in epochs
         )):
-            raise ValueError(f"History.from_json: 'epochs' must be a list of dicts of numbers, got {reprlib.repr(epochs)}")
+            raise ValueError(
+                f"History.from_json: 'epochs' must be a list of dicts of numbers, got {reprlib.repr(epochs)}"
+            )
         if not (isinstance(grad_norms, (list, tuple)) and all(numbers(g) for g in grad_norms)):
             raise ValueError(
                 f"History.from_json: 'grad_norms' must be a list of lists of numbers, got {reprlib.repr(grad_norms)}"
