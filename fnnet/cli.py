@@ -5,7 +5,8 @@ CHECKPOINT --out model.onnx``.
 with seed 0, prints progress, and ends with the test accuracy on the whole test set.
 
 Every argument, the data, the model's shapes and the ``--out`` target are checked before training
-starts. Every failure is one line ``fnnet: ...`` on stderr with one of these exit codes:
+starts. Every failure is one line ``fnnet: ...`` on stderr (none for a closed stdout, 141) with one of
+these exit codes:
 
 ====  ========================================================================================
 code  meaning
@@ -19,21 +20,24 @@ code  meaning
       images do not fit the model (too small for a convolutional net, or another size than the
       checkpoint was trained on), or the checkpoint's parameters are not all finite
 4     ``--out`` cannot be written (permissions, a full disk); tried before training by creating
-      the run's temporary directory
+      the run's temporary directory. Also standard output, when writing to it fails (a full disk)
 5     training failed: the loss or the parameters became NaN or infinite (lower ``--lr``), or
       memory ran out (lower ``--batch-size``)
 130   interrupted (Ctrl-C, SIGINT)
+141   standard output was closed before the end (``fnnet ... | head -1``); nothing more is printed
+143   terminated (SIGTERM), handled as Ctrl-C is: ``--out`` is untouched or complete
 ====  ========================================================================================
 
 ``--out DIR`` is left either untouched or complete. ``DIR`` must be new, empty, or a previous run
-(a directory holding only ``checkpoint.npz``, ``metrics.json`` and ``learning_curve.png``). The
+(a directory holding only ``checkpoint.npz``, ``metrics.json``, ``learning_curve.png`` and the
+``confusion_matrix.png`` that ``fnnet evaluate DIR --out DIR`` draws, which goes with its run). The
 outputs are written into a new sibling directory ``.DIR.fnnet-new-PID-XXXXXXXX`` and renamed to
 ``DIR`` at the end; a previous run is first renamed aside to ``.DIR.fnnet-old-PID-XXXXXXXX`` and
-deleted once the new run is in place. SIGINT is held off from the moment the final accuracy is
-printed, while the outputs are written and renamed (about a second), so Ctrl-C either leaves the
-previous run (exit 130) or lets the new one complete (exit 0). After a failure or an interrupt
-the temporary directory is removed. A process killed outright (``kill -9``) may leave
-it behind; the next run to the same ``DIR`` deletes it. Only a kill between the two renames
+deleted once the new run is in place. SIGINT and SIGTERM are held off from the moment the final
+accuracy is printed, while the outputs are written and renamed (about a second), so Ctrl-C either
+leaves the previous run (exit 130; SIGTERM: 143) or lets the new one complete (exit 0). After a
+failure, an interrupt or SIGTERM the temporary directory is removed. A process killed outright
+(``kill -9``) may leave it behind; the next run to the same ``DIR`` deletes it. Only a kill between the two renames
 leaves ``DIR`` missing, with the previous run in ``.DIR.fnnet-old-*`` and the complete new one in
 ``.DIR.fnnet-new-*``; the next run then keeps both. A Ctrl-C in the first half second, while
 ``python -m fnnet`` is still importing NumPy, ends with Python's own traceback (``--out`` untouched).
@@ -149,21 +153,24 @@ AUGMENTATIONS: dict[str, datasets.Augmentation | None] = {
 """
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INPUT, EXIT_OUTPUT, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+EXIT_PIPE, EXIT_TERMINATED = 141, 143  # 128 + SIGPIPE, 128 + SIGTERM: what a shell shows for a process they end
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_BUG: "unexpected error (a bug in fnnet; the only failure that prints a traceback)",
     EXIT_USAGE: "bad option or value, bad $FNNET_NUM_THREADS, an --out that cannot hold a run, or no onnx for export",
     EXIT_INPUT: "data set or checkpoint missing, unreadable, not fitting the model, or not finite",
-    EXIT_OUTPUT: "--out cannot be written",
+    EXIT_OUTPUT: "--out or standard output cannot be written",
     EXIT_TRAINING: "training diverged (NaN/inf loss or parameters) or ran out of memory",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); --out is untouched",
+    EXIT_PIPE: "standard output was closed early (piped into head); no message, --out is untouched",
+    EXIT_TERMINATED: "terminated (SIGTERM); --out is untouched",
 }
 """Exit code -> its meaning (the table of the module docstring, also shown by ``fnnet --help``).
 
 >>> from fnnet.cli import EXIT_CODES
 >>> sorted(EXIT_CODES), EXIT_CODES[0]
-([0, 1, 2, 3, 4, 5, 130], 'success')
+([0, 1, 2, 3, 4, 5, 130, 141, 143], 'success')
 """
 
 EVAL_SAMPLE = 2000
@@ -182,6 +189,8 @@ METRICS_FILE = "metrics.json"
 PLOT_FILE = "learning_curve.png"
 #: Everything ``fnnet train --out`` writes; a directory holding only these is a previous run.
 OUTPUT_FILES = (CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE)
+#: What a previous run may hold: its outputs and the confusion matrix ``fnnet evaluate DIR --out DIR`` drew into it.
+_RUN_FILES = (*OUTPUT_FILES, CONFUSION_FILE)
 
 _DATA_NAMES = ("mnist-small", "mnist", "fashion-mnist")
 _THREADS_ENV = "FNNET_NUM_THREADS"
@@ -200,7 +209,34 @@ class _Fail(Exception):
 
 
 def _one_line(text: str) -> str:
-    return "; ".join(s for s in (line.strip() for line in text.splitlines()) if s)
+    return "; ".join(s for s in (line.strip() for line in text.splitlines()) if s).replace(":; ", ": ")
+
+
+def _out(text: str) -> None:
+    """Print a line on stdout; a failure to write it (not a closed pipe) is exit 4 in one line."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise _Fail(EXIT_OUTPUT, f"cannot write to standard output: {e.strerror or e}") from None
+
+
+def _silence_broken_streams() -> None:
+    """Point stdout or stderr at /dev/null when writing to it fails, so that the flush at exit
+    neither fails again nor prints Python's 'Exception ignored' lines."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(null, stream.fileno())
+                finally:
+                    os.close(null)
+            except (OSError, ValueError, AttributeError):
+                pass
 
 
 def _version() -> str:
@@ -285,8 +321,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--lr", type=_finite_positive, default=None, metavar="LR",
                     help=f"learning rate, a finite number > 0 (default per model: {_per_model(3)})")
     tr.add_argument("--seed", type=_int_at_least(0), default=0, metavar="S",
-                    help="seed of the initial weights, the shuffles and dropout; the same seed gives the "
-                         "same bits (default: %(default)s)")
+                    help="seed of the initial weights, the shuffles, dropout and --augment; the same seed "
+                         "gives the same bits (default: %(default)s)")
     tr.add_argument("--out", type=Path, default=None, metavar="DIR",
                     help="write checkpoint.npz, metrics.json and learning_curve.png (with matplotlib) into "
                          "DIR, which must be new, empty or a previous run; it is replaced only when the "
@@ -387,10 +423,37 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C's KeyboardInterrupt is, so that the same clean-up runs."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (``kill``, ``timeout``, a service manager) into :class:`_Terminated` while a
+    command runs, instead of ending the process on the spot with ``--out``'s temporary directory
+    left behind, or between its two renames. A SIGTERM that was ignored stays ignored; only the
+    main thread can set a handler, elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.getsignal(signal.SIGTERM)
+    if old != signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        if old != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def _sigint_held() -> Iterator[None]:
-    """Hold Ctrl-C off around work that must not be cut in half: a SIGINT meanwhile is dropped,
-    since the work it would cut then completes.
+    """Hold Ctrl-C (and SIGTERM) off around work that must not be cut in half: a signal meanwhile is
+    dropped, since the work it would cut then completes.
 
     A SIGINT that arrived just before is raised on entry, before the work starts (``signal.signal``
     runs pending handlers first). Only the main thread can set a handler; elsewhere this does
@@ -401,9 +464,14 @@ def _sigint_held() -> Iterator[None]:
         yield
         return
     old = signal.signal(signal.SIGINT, _drop)
+    old_term = signal.getsignal(signal.SIGTERM)
+    if old_term != signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _drop)
     try:
         yield
     finally:
+        if old_term != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
         signal.signal(signal.SIGINT, old if old is not None else signal.SIG_DFL)
 
 
@@ -453,12 +521,12 @@ class _OutDir:
             except OSError as e:
                 raise _Fail(EXIT_OUTPUT, f"--out {given}: cannot be read: {e.strerror}") from None
             for entry in entries:
-                if entry.name not in OUTPUT_FILES or not entry.is_file(follow_symlinks=False):
+                if entry.name not in _RUN_FILES or not entry.is_file(follow_symlinks=False):
                     what = "a directory" if entry.is_dir(follow_symlinks=False) else "not an fnnet output file"
                     raise _Fail(
                         EXIT_USAGE,
                         f"--out {given}: holds {entry.name!r} ({what}); fnnet replaces --out as a whole, so give a "
-                        f"new or empty directory or a previous run (only {', '.join(OUTPUT_FILES)})",
+                        f"new or empty directory or a previous run (only {', '.join(_RUN_FILES)})",
                     )
 
     def _prefix(self, kind: str) -> str:
@@ -579,7 +647,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def say(text: str) -> None:
         if not args.quiet:
-            print(text, flush=True)
+            _out(text)
 
     try:
         if out is not None:
@@ -609,9 +677,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             if bad is not None:
                 raise _Fail(EXIT_TRAINING, f"training diverged: parameter {bad} is NaN or infinite after the "
                                            f"last step (lower --lr, now {lr})")
+            say(f"trained in {wall:.1f}s; final evaluation on all {len(x_test)} test items")  # before it: it can take a while
             final = evaluate(model, result.state.params, x_test, t_test, state=result.state.model_state, threads=threads)
-        say(f"trained in {wall:.1f}s; final evaluation on all {len(x_test)} test items")
-        print(f"test accuracy {final['acc']:.4f}", flush=True)
+        _out(f"test accuracy {final['acc']:.4f}")
         if out is not None:
             config = {"model": args.model, "data": _data_record(args.data), "in_shape": list(in_shape),
                       "optimizer": opt_name, "lr": lr, "epochs": epochs, "batch_size": args.batch_size,
@@ -621,9 +689,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             with _sigint_held():
                 _write_outputs(out, config, result, final, len(x_train), len(x_test), wall)
                 out.commit()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         display.break_line()
         where = "" if out is None else f"; --out {args.out} {'is complete' if out.done else 'untouched'}"
+        if isinstance(e, _Terminated):
+            raise _Fail(EXIT_TERMINATED, f"terminated{where}") from None
         raise _Fail(EXIT_INTERRUPTED, f"interrupted{where}") from None
     except BaseException:
         display.break_line()
@@ -850,7 +920,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{_shape_text(data_shape)}",
         )
     model, state = _restore(path, model_name, opt_name, lr, in_shape, "evaluate")
-    print(f"evaluating {path} ({model_name}) on {data} {source}: all {len(x_test)} test items", flush=True)
+    _out(f"evaluating {path} ({model_name}) on {data} {source}: all {len(x_test)} test items")
     loss = softmax_cross_entropy
     with _quiet_numerics():
         y = predict(model, state.params, x_test, state=state.model_state)
@@ -859,24 +929,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                     for i in range(0, len(y), 1000))
         figures = {name: metric(y, t_test) for name, metric in _METRICS.items()}
         cm = confusion_matrix(y, t_test)
-    print(f"test loss {total / len(y):.4f}", flush=True)
-    print("confusion matrix (rows: true class, columns: predicted class):", flush=True)
-    print(_matrix_text(cm), flush=True)
+    _out(f"test loss {total / len(y):.4f}")
+    _out("confusion matrix (rows: true class, columns: predicted class):")
+    _out(_matrix_text(cm))
     for name, value in figures.items():
         if name != "acc":
-            print(f"test {name} {value:.4f}", flush=True)
+            _out(f"test {name} {value:.4f}")
     if png is not None:
         drawn = _draw_confusion(cm, f"{model_name} on {data}: accuracy {figures['acc']:.4f}")
         if drawn is None:
-            print("fnnet: note: matplotlib is not installed; no confusion-matrix PNG written "
-                  "(pip install matplotlib)", file=sys.stderr, flush=True)
+            _say_error("fnnet: note: matplotlib is not installed; no confusion-matrix PNG written "
+                       "(pip install matplotlib)")
         else:
             try:
                 atomic_write_bytes(png, drawn)
             except OSError as e:
                 raise _Fail(EXIT_OUTPUT, f"--out {args.out}: cannot write {png}: {e.strerror or e}") from None
-            print(f"confusion matrix drawn to {png}", flush=True)
-    print(f"test accuracy {figures['acc']:.4f}", flush=True)
+            _out(f"confusion matrix drawn to {png}")
+    _out(f"test accuracy {figures['acc']:.4f}")
     return EXIT_OK
 
 
@@ -925,8 +995,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     except OSError as e:
         raise _Fail(EXIT_OUTPUT, f"--out {args.out}: cannot write: {e.strerror or e}") from None
     out_shape = model.out_shape(in_shape)
-    print(f"exported {path} ({model_name}: input (N, {', '.join(map(str, in_shape))}) -> output "
-          f"(N, {', '.join(map(str, out_shape))}), ONNX opset {args.opset}) to {target}, {len(data):,} bytes", flush=True)
+    _out(f"exported {path} ({model_name}: input (N, {', '.join(map(str, in_shape))}) -> output "
+          f"(N, {', '.join(map(str, out_shape))}), ONNX opset {args.opset}) to {target}, {len(data):,} bytes")
     return EXIT_OK
 
 
@@ -947,18 +1017,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     2
     """
     try:
-        try:
-            args = _parser().parse_args(argv)
-        except SystemExit as e:  # --help, --version
-            return e.code if isinstance(e.code, int) else EXIT_OK if e.code is None else EXIT_USAGE
-        if args.command == "train":
-            return cmd_train(args)
-        if args.command == "export":
-            return cmd_export(args)
-        return cmd_evaluate(args)
+        with _sigterm_as_interrupt():
+            try:
+                args = _parser().parse_args(argv)
+            except SystemExit as e:  # --help, --version
+                return e.code if isinstance(e.code, int) else EXIT_OK if e.code is None else EXIT_USAGE
+            if args.command == "train":
+                return cmd_train(args)
+            if args.command == "export":
+                return cmd_export(args)
+            return cmd_evaluate(args)
     except _Fail as e:
-        print(f"fnnet: {e}", file=sys.stderr, flush=True)
+        _say_error(f"fnnet: {e}")
         return e.code
+    except _Terminated:
+        _say_error("fnnet: terminated")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
-        print("fnnet: interrupted", file=sys.stderr, flush=True)
+        _say_error("fnnet: interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader of stdout (or stderr) has gone: say nothing more, as head's writers do
+        _silence_broken_streams()
+        return EXIT_PIPE
+
+
+def _say_error(line: str) -> None:
+    """The one ``fnnet: ...`` line on stderr (nothing if stderr itself cannot be written, or is closed)."""
+    if sys.stderr is None:
+        return
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+    _silence_broken_streams()

@@ -11,8 +11,10 @@ class Progress:
     """Reports training progress to ``stream`` (stderr by default).
 
     ``mode`` is ``"auto"`` (a bar if the stream is a terminal, else lines), ``"bar"``, ``"lines"`` or
-    ``"quiet"``. ``labels`` renames metrics in the epoch lines (e.g. ``test_acc`` to
-    ``test_acc(sample 2000)`` when it was measured on a sample).
+    ``"quiet"``; without a stream (``sys.stderr`` may be None) it is quiet, and it turns quiet when
+    writing fails (stderr closed, a full disk, a reader gone): a display must not stop training.
+    ``labels`` renames metrics in the epoch lines (e.g. ``test_acc`` to ``test_acc(sample 2000)``
+    when it was measured on a sample).
     """
 
     def __init__(
@@ -26,6 +28,8 @@ class Progress:
         if mode not in ("auto", "bar", "lines", "quiet"):
             raise ValueError(f"Progress: mode must be auto, bar, lines or quiet, got {mode!r}")
         self.stream = stream if stream is not None else sys.stderr
+        if self.stream is None:
+            mode = "quiet"
         if mode == "auto":
             mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "lines"
         self.mode = mode
@@ -47,11 +51,8 @@ class Progress:
         width = 30
         done = int(width * (i + 1) / max(self.batches, 1))
         bar = "#" * done + "-" * (width - done)
-        self.stream.write(
-            f"\repoch {epoch + 1}/{self.total_epochs} [{bar}] {i + 1}/{self.batches} loss {loss:.4f}"
-        )
-        self.stream.flush()
-        self.mid_line = True
+        if self._write(f"\repoch {epoch + 1}/{self.total_epochs} [{bar}] {i + 1}/{self.batches} loss {loss:.4f}"):
+            self.mid_line = True
 
     def epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """Called at the end of an epoch with its metrics."""
@@ -60,13 +61,23 @@ class Progress:
         parts = " ".join(f"{self.labels.get(k, k)} {v:.4f}" for k, v in metrics.items())
         elapsed = time.perf_counter() - self._t0
         prefix = "\r\x1b[K" if self.mode == "bar" else ""
-        self.stream.write(f"{prefix}epoch {epoch + 1}/{self.total_epochs} {parts} ({elapsed:.1f}s)\n")
-        self.stream.flush()
+        self._write(f"{prefix}epoch {epoch + 1}/{self.total_epochs} {parts} ({elapsed:.1f}s)\n")
         self.mid_line = False
 
     def break_line(self) -> None:
         """End a half-drawn bar, so that a message printed next starts on its own line."""
         if self.mid_line:
-            self.stream.write("\n")
-            self.stream.flush()
+            self._write("\n")
             self.mid_line = False
+
+    def _write(self, text: str) -> bool:
+        """Write and flush ``text``; on failure turn quiet and return False."""
+        if self.mode == "quiet":
+            return False
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except OSError:
+            self.mode = "quiet"
+            return False
+        return True

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -37,7 +37,7 @@ from fnnet.optim import GradientTransformation
 from fnnet.random import Key, fold_in, split
 from fnnet.train._progress import Progress
 from fnnet.train.history import History
-from fnnet.train.stopping import EarlyStopping, ReduceOnPlateau
+from fnnet.train.stopping import EarlyStopping, ReduceOnPlateau, StopDecision
 from fnnet.train.parallel import blas_limit, default_threads, run_shards
 from fnnet.train.step import (
     LossFn,
@@ -156,7 +156,8 @@ class FitResult:
         stopped_epoch: the epoch count at which early stopping ended training; None if it ran
             all epochs.
         best_epoch: the 1-based epoch whose state ``state`` is, with ``restore_best``; else None
-            (also when the best epoch lies before a resumed run's start and its state is gone).
+            (also when the best epoch lies before a resumed run's start and its state is gone, and
+            when the monitored figure was NaN in every epoch, so that none was best).
 
     >>> import numpy as np, fnnet
     >>> x, t = np.ones((8, 2), np.float32), np.zeros(8, np.int64)
@@ -187,6 +188,56 @@ def _augmented(augment: Augmentation, key: Key, xb: Array) -> Array:
             f"fit: augment must return an array of the batch's shape and dtype {xb.shape} {xb.dtype}, got {got}"
         )
     return xa
+
+
+def _check_eval_set(name: str, data: Any) -> None:
+    """``val`` / ``test`` must be a pair of arrays of equal length (checked before training rather
+    than found after the first epoch; :func:`_check_takes` tries its first item on the model)."""
+    if data is None:
+        return
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise ValueError(f"fit: {name} must be a pair (x, t) of arrays, got {type(data).__name__}")
+    xs, ts = data
+    if not isinstance(xs, np.ndarray) or not isinstance(ts, np.ndarray):
+        raise ValueError(f"fit: {name} x and t must be NumPy arrays, got {type(xs).__name__} and {type(ts).__name__}")
+    if xs.ndim < 1 or len(xs) == 0:
+        raise ValueError(f"fit: {name} must hold at least one sample, got x of shape {xs.shape}")
+    if len(xs) != len(ts):
+        raise ValueError(f"fit: {name} x has {len(xs)} samples but t has {len(ts)}")
+
+
+def _check_takes(model: Layer, state: TrainState, x: Array, sets: list[tuple[str, Any]]) -> None:
+    """The model in evaluation mode takes the first sample of each set, else a one-line ValueError.
+
+    Nothing is judged when it does not take the first training sample alone either (a stateful
+    layer holding another batch size's state): then training tells.
+    """
+    if all(data is None for _, data in sets):
+        return
+    try:
+        model.forward(state.params, state.model_state, x[:1], EVAL)
+    except ValueError:
+        return
+    for name, data in sets:
+        if data is not None:
+            xs = data[0]
+            try:
+                model.forward(state.params, state.model_state, xs[:1], EVAL)
+            except ValueError as e:
+                raise ValueError(
+                    f"fit: the model cannot take the {name} samples of shape {tuple(xs.shape[1:])}: {e}"
+                ) from None
+
+
+@contextlib.contextmanager
+def _line_ended_on_error(bar: Progress) -> Iterator[None]:
+    """End a half-drawn progress bar when training stops with an exception (Ctrl-C included), so
+    that the traceback or message starts on its own line."""
+    try:
+        yield
+    except BaseException:
+        bar.break_line()
+        raise
 
 
 def fit(
@@ -233,7 +284,8 @@ def fit(
             epochs already done), only the remaining ones run.
         loss: ``loss(y, t) -> (value, dvalue/dy)``.
         state, history: resume from these (e.g. loaded with :func:`fnnet.load`).
-        val, test: evaluated after every epoch (``val_loss``, ``val_acc``, ...); ``eval_train``
+        val, test: ``(x, t)`` pairs evaluated after every epoch (``val_loss``, ``val_acc``, ...);
+            checked before training (equal lengths, the model takes their first sample); ``eval_train``
             evaluates the training set too (``train_loss``, ``train_acc``); ``eval_sample``
             evaluates on a keyed random sample of that many items.
         metrics: ``name -> metric(y, t)`` recorded as ``NAME_<name>`` for each evaluated set;
@@ -241,7 +293,8 @@ def fit(
             model's output shape before training (accuracy of a one-output model is an error).
         early_stopping: an :class:`fnnet.train.stopping.EarlyStopping` rule, decided after each
             epoch from the history alone; with ``restore_best`` the result holds the best
-            epoch's state.
+            epoch's state. A run resumed from ``state`` without its ``history`` decides from the
+            epochs it trains.
         plateau: a :class:`fnnet.train.stopping.ReduceOnPlateau` rule: each epoch's updates are
             multiplied by its :meth:`fnnet.train.stopping.ReduceOnPlateau.scale` of the history
             so far, recorded as ``lr_scale``.
@@ -294,10 +347,31 @@ def fit(
     if not is_int(epochs) or epochs < 0:
         raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
     batch_size = check_positive_int("fit", "batch_size", batch_size)
+    if drop_last and batch_size > len(x):
+        raise ValueError(
+            f"fit: batch_size {batch_size} is larger than the {len(x)} training samples and drop_last=True drops "
+            "that one short batch, so no step would run; lower batch_size or pass drop_last=False"
+        )
     if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
         raise ValueError(f"fit: early_stopping must be a fnnet.train.EarlyStopping, got {type(early_stopping).__name__}")
     if plateau is not None and not isinstance(plateau, ReduceOnPlateau):
         raise ValueError(f"fit: plateau must be a fnnet.train.ReduceOnPlateau, got {type(plateau).__name__}")
+    for name, data in (("val", val), ("test", test)):
+        _check_eval_set(name, data)
+    if eval_sample is not None:
+        check_positive_int("fit", "eval_sample", eval_sample)
+    if state is not None and not isinstance(state, TrainState):
+        raise ValueError(
+            f"fit: state must be a fnnet.train.TrainState, got {type(state).__name__}"
+            + ("; fnnet.checkpoint.load returns (state, meta)" if isinstance(state, tuple) else "")
+        )
+    if history is not None and not isinstance(history, History):
+        raise ValueError(
+            f"fit: history must be a fnnet.train.History, got {type(history).__name__}"
+            + ("; History.from_json(d) reads a saved one" if isinstance(history, dict) else "")
+        )
+    if on_epoch is not None and not callable(on_epoch):
+        raise ValueError(f"fit: on_epoch must be callable as on_epoch(state, history), got {type(on_epoch).__name__}")
     if augment is not None:
         if not callable(augment):
             raise ValueError(f"fit: augment must be callable as augment(key, x), got {type(augment).__name__}")
@@ -317,6 +391,7 @@ def fit(
     init_key, shuffle_key, step_key, eval_key, augment_key = split(key, 5)
     if state is None:
         state = init_train_state(model, optimizer, init_key, tuple(x.shape[1:]))
+    _check_takes(model, state, x, [("val", val), ("test", test)])
     for part in ("params", "opt_state", "model_state"):
         if not all_finite(getattr(state, part)):
             raise ValueError(
@@ -350,16 +425,26 @@ def fit(
     start = int(state.epoch)
     stopped: int | None = None
     best_state: TrainState | None = None
+    # The history's epoch k (1-based) is the state's epoch k + offset: 0 when the history covers the
+    # state's epochs, more for a run resumed from a state without its history.
+    offset = max(0, start - len(hist.epochs))
+
+    def best_is(decision: StopDecision, h: History, epoch: int) -> bool:
+        """Whether the rule's best epoch is the state's ``epoch`` and its figure a number."""
+        k = decision.best_epoch
+        assert early_stopping is not None
+        return k >= 1 and k + offset == epoch and not math.isnan(float(h.epochs[k - 1][early_stopping.monitor]))
+
     if early_stopping is not None and hist.epochs:
         decision = early_stopping.decide(hist)
-        if decision.best_epoch == start:
+        if best_is(decision, hist, start):
             best_state = state
         if decision.stop and start < epochs:
             stopped = start  # a resumed run that had already stopped trains no further
 
     # one BLAS switch for the whole loop when steps and evaluation agree on one thread; with more,
     # each step sets its own count and evaluation keeps one
-    with blas_limit(1) if blas_threads in (None, 1) else contextlib.nullcontext():
+    with blas_limit(1) if blas_threads in (None, 1) else contextlib.nullcontext(), _line_ended_on_error(bar):
         for epoch in range(start, epochs if stopped is None else start):
             t0 = time.perf_counter()
             scale = plateau.scale(hist) if plateau is not None else 1.0
@@ -404,7 +489,7 @@ def fit(
                 on_epoch(state, hist)
             if early_stopping is not None:
                 decision = early_stopping.decide(hist)
-                if decision.best_epoch == epoch + 1:
+                if best_is(decision, hist, epoch + 1):
                     best_state = state
                 if decision.stop and epoch + 1 < epochs:
                     stopped = epoch + 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+import reprlib
 from typing import Any
 
 import attrs
@@ -45,9 +47,44 @@ class History:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> History:
-        """Inverse of :meth:`to_json` (a dict without ``grad_norms``, from an older run, gives none)."""
+        """Inverse of :meth:`to_json` (a dict without ``grad_norms``, from an older run, gives none).
+
+        Raises:
+            ValueError: ``d`` is not such a dict (one line naming what is wrong).
+
+        >>> History.from_json({"step_loss": [0.5], "epochs": "none"})
+        Traceback (most recent call last):
+        ...
+        ValueError: History.from_json: 'epochs' must be a list of dicts of numbers, got 'none'
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"History.from_json: expected the dict of History.to_json(), got {type(d).__name__}")
+        for name in ("step_loss", "epochs"):
+            if name not in d:
+                raise ValueError(f"History.from_json: no {name!r} in the dict (it has {', '.join(map(repr, d))})")
+        step_loss, epochs, grad_norms = d["step_loss"], d["epochs"], d.get("grad_norms", [])
+
+        def numbers(v: Any) -> bool:
+            return isinstance(v, (list, tuple)) and all(_number(u) for u in v)
+
+        if not numbers(step_loss):
+            raise ValueError(f"History.from_json: 'step_loss' must be a list of numbers, got {reprlib.repr(step_loss)}")
+        if not (isinstance(epochs, (list, tuple)) and all(
+            isinstance(e, dict) and all(isinstance(k, str) and _number(v) for k, v in e.items()) for e in epochs
+        )):
+            raise ValueError(
+                f"History.from_json: 'epochs' must be a list of dicts of numbers, got {reprlib.repr(epochs)}"
+            )
+        if not (isinstance(grad_norms, (list, tuple)) and all(numbers(g) for g in grad_norms)):
+            raise ValueError(
+                f"History.from_json: 'grad_norms' must be a list of lists of numbers, got {reprlib.repr(grad_norms)}"
+            )
         return cls(
-            tuple(float(v) for v in d["step_loss"]),
-            tuple(dict(e) for e in d["epochs"]),
-            tuple(tuple(float(v) for v in g) for g in d.get("grad_norms", ())),
+            tuple(float(v) for v in step_loss),
+            tuple(dict(e) for e in epochs),
+            tuple(tuple(float(v) for v in g) for g in grad_norms),
         )
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
