@@ -82,7 +82,8 @@ import numpy as np
 
 from fnnet._version import __version__
 from fnnet import checkpoint, datasets, export, models, optim
-from fnnet._io import _fsync_dir, atomic_write_bytes
+from fnnet._io import _fsync_dir, atomic_write_bytes, open_regular
+from fnnet.errors import FormatError
 from fnnet.train._progress import Progress
 from fnnet._validate import is_int, is_real
 from fnnet.layers.base import Layer
@@ -857,10 +858,12 @@ def _config(path: Path, meta: dict[str, Any]) -> tuple[str, str, float, tuple[in
 
 def _read_checkpoint_meta(path: Path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             head = f.read(4)
     except FileNotFoundError:
         raise _Fail(EXIT_INPUT, f"{path}: no such file") from None
+    except FormatError as e:
+        raise _Fail(EXIT_INPUT, _one_line(str(e))) from None
     except OSError as e:
         raise _Fail(EXIT_INPUT, f"{path}: cannot read: {e.strerror or e}") from None
     if head not in _ZIP_MAGIC:

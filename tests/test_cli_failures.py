@@ -396,3 +396,12 @@ def test_sigint_at_a_random_moment_leaves_out_untouched_or_complete(
             assert checkpoint.read_meta(out / "checkpoint.npz")["config"]["seed"] == 2, where
             previous = now
         assert [p.name for p in tmp_path.iterdir()] == ["run"], where
+
+
+def test_evaluate_and_export_refuse_a_fifo_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Opening a FIFO for reading waits for a writer: the CLI would hang for ever."""
+    fifo = tmp_path / "run.npz"
+    os.mkfifo(fifo)
+    for command in ("evaluate", "export"):
+        err = _fails([command, str(fifo)], 3, capsys)
+        assert "run.npz: not a regular file (a FIFO)" in err
