@@ -559,16 +559,36 @@ def tree_global_norm(tree: Tree) -> float:
     """The L2 norm of all leaves taken together, ``sqrt(sum(leaf**2))``, computed in float64.
 
     The per-leaf sums of squares are added with ``math.fsum`` (exactly rounded), so the result
-    does not depend on the order of the leaves.
+    does not depend on the order of the leaves. The norm is ``inf`` only if it exceeds the
+    largest float64 or a leaf holds ``inf`` (``nan`` if a leaf holds ``nan``): finite leaves
+    whose squares overflow float64 (values above about 1e154) are rescaled, not reported as ``inf``.
 
     >>> tree_global_norm((np.array([3.0]), {"b": np.array([4.0])}))
     5.0
+    >>> tree_global_norm(np.full(4, 1e200))            # the squares overflow float64, the norm does not
+    2e+200
     """
     squares = []
-    for leaf in tree_leaves(tree):
+    leaves = tree_leaves(tree)
+    for leaf in leaves:
         a: Array = np.asarray(leaf, dtype=np.float64)
         squares.append(float(np.vdot(a, a)))
-    return math.sqrt(math.fsum(squares))
+    try:
+        total = math.fsum(squares)
+    except OverflowError:  # fsum of several inf squares
+        total = math.inf
+    if total == math.inf:
+        return _global_norm_rescaled(leaves)
+    return math.sqrt(total)
+
+
+def _global_norm_rescaled(leaves: list[Any]) -> float:
+    """``tree_global_norm`` when the sum of squares overflowed: ``m · sqrt(Σ (x / m)²)`` with ``m = max|x|``."""
+    arrays = [np.asarray(leaf, dtype=np.float64) for leaf in leaves]
+    m = max((float(np.max(np.abs(a))) for a in arrays if a.size), default=0.0)
+    if not math.isfinite(m):  # an inf (or nan) leaf: the norm is inf (or nan)
+        return float(np.sqrt(math.fsum(float(np.vdot(a, a)) for a in arrays)))
+    return m * math.sqrt(math.fsum(float(np.vdot(a / m, a / m)) for a in arrays))
 
 
 def tree_astype(tree: Tree, dtype: Any) -> Tree:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, cast
 
 import numpy as np
 
-from fnnet._validate import check_finite_nonneg, check_finite_positive, check_in_interval
+from fnnet._validate import check_finite_nonneg, check_finite_positive, check_in_interval, is_real
 from fnnet.optim.base import EmptyState, GradientTransformation
 from fnnet.optim.schedules import Schedule
 from fnnet.tree import tree_global_norm, tree_map, tree_map_n, tree_zeros_like
@@ -92,10 +92,18 @@ Mask = Any
 
 
 def _check_lr(where: str, lr: Any) -> float | Schedule:
-    """A learning rate: a schedule (any callable), else a finite number > 0."""
+    """A learning rate: a schedule (any callable), else a finite number > 0 (a 0-d array too, such
+    as the ``lr`` a state holds)."""
     if callable(lr):
         return cast(Schedule, lr)
-    return check_finite_positive(where, "lr", lr)
+    return check_finite_positive(where, "lr", _scalar(lr))
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d integer or float array as its NumPy scalar; anything else as it is."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        return value[()]
+    return value
 
 
 def _check_rate(where: str, name: str, value: Any) -> float:
@@ -148,7 +156,8 @@ def scale_by_lr(lr: float | Schedule) -> GradientTransformation:
     """Descent direction times the learning rate: ``u ← −η u``.
 
     Args:
-        lr: η, a positive float, or a schedule ``count -> lr`` (then this is :func:`scale_by_schedule`).
+        lr: η, a positive float (or 0-d array), or a schedule ``count -> lr`` (then this is
+            :func:`scale_by_schedule`).
     Returns:
         The transformation; its state records the learning rate for :func:`current_lr`.
 
@@ -178,6 +187,9 @@ def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
         schedule: a callable ``count -> lr``, e.g. :class:`CosineDecay`.
     Returns:
         The transformation; its state counts the updates and holds the next learning rate.
+    Raises:
+        ValueError: from ``init`` or ``update`` when the schedule returns a rate that is not a
+            finite number >= 0 (naming the count).
 
     >>> import numpy as np
     >>> from fnnet.optim import StaircaseDecay
@@ -193,15 +205,22 @@ def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
     if not callable(schedule):
         raise ValueError(f"scale_by_schedule: schedule must be callable count -> lr, got {schedule!r}")
 
+    def lr_at(count: int) -> Array:
+        lr = schedule(count)
+        v = _scalar(lr)
+        if not (is_real(v) and 0.0 <= v < math.inf):
+            raise ValueError(f"scale_by_schedule: schedule({count}) returned {lr!r}; expected a finite number >= 0")
+        return _f64(v)
+
     def init(params: Tree) -> ScaleByScheduleState:
-        return ScaleByScheduleState(_i64(0), _f64(schedule(0)))
+        return ScaleByScheduleState(_i64(0), lr_at(0))
 
     def update(
         updates: Tree, state: ScaleByScheduleState, params: Tree = None
     ) -> tuple[Tree, ScaleByScheduleState]:
         neg_lr = -float(state.lr)
         k = int(state.steps) + 1
-        return tree_map(lambda u: neg_lr * u, updates), ScaleByScheduleState(_i64(k), _f64(schedule(k)))
+        return tree_map(lambda u: neg_lr * u, updates), ScaleByScheduleState(_i64(k), lr_at(k))
 
     return GradientTransformation(init, update)
 
@@ -436,7 +455,9 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
     Args:
         max_norm: the largest allowed global norm, > 0.
     Returns:
-        The transformation (stateless). The norm is accumulated in float64.
+        The transformation (stateless). The norm is accumulated in float64 (see
+        :func:`fnnet.tree.tree_global_norm`). An update holding ``inf`` has norm ``inf`` and is
+        scaled by 0, which makes its ``inf`` entries ``nan``: a non-finite gradient is not hidden.
 
     >>> import numpy as np
     >>> t = clip_by_global_norm(1.0)

@@ -1,0 +1,126 @@
+"""An audit of the optimizers, schedules, trees, numerical gradients, keys and the hyperparameter
+search: edge cases the other test modules do not reach, each pinning a bug fixed here."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import attrs
+import numpy as np
+import pytest
+from _helpers import call_unchanged, read_only
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fnnet import optim
+from fnnet.tree import (
+    tree_flatten,
+    tree_global_norm,
+    tree_leaves,
+    tree_map,
+    tree_map_n,
+    tree_map_with_path,
+    tree_paths,
+    tree_structure,
+    tree_unflatten,
+)
+from fnnet.typing import Tree
+
+OPTIMIZERS = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"]
+
+
+class WB(NamedTuple):
+    w: Any
+    b: Any
+
+
+@attrs.frozen
+class Rec:
+    scale: Any
+    _shift: Any = None
+
+
+# --- optimizers on awkward trees -----------------------------------------------------------------
+
+
+def _awkward_params(dtype: Any) -> Tree:
+    """Every kind of node: non-string dict keys, a NamedTuple, an attrs record, None, (), 0-d leaves."""
+    r = np.random.default_rng([31, np.dtype(dtype).itemsize])
+    return {
+        0: (r.standard_normal((2, 3)).astype(dtype), np.array(1.5, dtype)),
+        (1, "x"): WB(r.standard_normal((3, 2)).astype(dtype), None),
+        "rec": Rec(r.standard_normal(4).astype(dtype), ()),
+        "empty": {},
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_keeps_dtypes_and_writes_nothing(name: str, dtype: Any) -> None:
+    params = read_only(_awkward_params(dtype))
+    grads = read_only(tree_map(lambda p: (0.5 * p + 0.25).astype(p.dtype), params))
+    for lr in (0.01, np.float32(0.01), optim.WarmupCosine(0.01, 1, 5)):
+        opt = getattr(optim, name)(lr)
+        state = read_only(opt.init(params))
+        p = params
+        for _ in range(3):
+            p, state = call_unchanged(lambda g, s, q: optim.apply_optimizer(opt, g, s, q), grads, state, p)
+            state = read_only(state)
+        assert tree_structure(p) == tree_structure(params)
+        for new, old in zip(tree_leaves(p), tree_leaves(params)):
+            assert type(new) is np.ndarray and new.dtype == old.dtype and new.shape == old.shape
+            assert np.all(np.isfinite(new)) and not np.array_equal(new, old)
+
+
+def test_the_lr_a_state_holds_can_be_given_back() -> None:
+    # current_lr's source, ScaleByLrState.lr, is a 0-d array: building an optimizer from it failed
+    # with "lr must be a finite number > 0, got array(0.1)"
+    state = optim.sgd(0.1).init(np.zeros(2))
+    lr = state[0].lr
+    assert isinstance(lr, np.ndarray) and lr.shape == ()
+    opt = optim.adam(lr)
+    assert optim.current_lr(opt.init(np.zeros(2))) == 0.1
+    with pytest.raises(ValueError, match=r"adam: lr must be a finite number > 0, got array\(\[0.1, 0.2\]\)"):
+        optim.adam(np.array([0.1, 0.2]))
+    for bad in (np.array(-0.1), np.array(np.nan), np.array(True), np.array(1, dtype=object)):
+        with pytest.raises(ValueError, match=r"sgd: lr must be a finite number > 0"):
+            optim.sgd(bad)
+
+
+def test_a_schedule_that_returns_no_learning_rate_fails_clearly() -> None:
+    params = np.zeros(2)
+    with pytest.raises(ValueError, match=r"scale_by_schedule: schedule\(0\) returned nan; expected a finite number >= 0"):
+        optim.sgd(lambda count: float("nan")).init(params)
+    opt = optim.sgd(lambda count: 0.1 - 0.1 * count)  # negative from count 2 on
+    state = opt.init(params)
+    _, state = opt.update(np.ones(2), state, params)
+    with pytest.raises(ValueError, match=r"scale_by_schedule: schedule\(2\) returned -0.1"):
+        opt.update(np.ones(2), state, params)
+
+
+# --- clipping -------------------------------------------------------------------------------------
+
+
+def test_clip_by_global_norm_with_zero_huge_and_infinite_updates() -> None:
+    clip = optim.clip_by_global_norm(1.0)
+    zeros = (np.zeros(3), np.zeros((2, 2), np.float32))
+    out, _ = clip.update(zeros, clip.init(zeros))
+    assert all(not np.any(u) for u in out)
+    # finite float64 updates whose squares overflow used to give norm inf, scaling them all to 0
+    huge = (np.full(4, 1e200), np.array([3e200]))
+    out, _ = clip.update(huge, clip.init(huge))
+    assert tree_global_norm(out) == pytest.approx(1.0, rel=1e-12)
+    np.testing.assert_allclose(out[0], np.full(4, 1e200) / tree_global_norm(huge), rtol=1e-12)
+    # an inf update is not clipped into something finite: it poisons its own entries with nan
+    with np.errstate(invalid="ignore"):
+        out, _ = clip.update((np.array([np.inf, 1.0]),), ())
+    assert np.isnan(out[0][0]) and out[0][1] == 0.0
+
+
+def test_global_norm_near_the_top_of_float64() -> None:
+    assert tree_global_norm(np.full(4, 1e200)) == 2e200
+    assert tree_global_norm((np.array([1e308]), np.array([1e308]))) == pytest.approx(np.sqrt(2) * 1e308)
+    assert tree_global_norm((np.array([1e308]), np.array([-1.7e308]))) == np.inf  # really beyond float64
+    assert tree_global_norm((np.array([np.inf]), np.full(3, 1e200))) == np.inf
+    assert np.isnan(tree_global_norm((np.array([np.nan]), np.full(3, 1e200))))
+    assert tree_global_norm((np.array([1e200]), np.zeros(0), None, np.array(1e-200))) == 1e200
