@@ -478,7 +478,9 @@ def _raise_mismatch(name: str, tree: Tree, rest: Sequence[Tree]) -> NoReturn:
         for r in rs:
             rn = _children(r)
             if rn is None or rn[0] != kind or rn[1] != aux:
-                raise ValueError(f"{name}: structures differ at {path or '<root>'}: {_describe(t)} vs {_describe(r)}")
+                raise ValueError(
+                    f"{name}: structures differ at {path or '<root>'}: {_describe(t)} vs {_describe(r)}{_key_difference(t, r)}"
+                )
             rest_kids.append(rn[2])
         for i, (k, c) in enumerate(kids):
             go(c, [rk[i][1] for rk in rest_kids], f"{path}/{k}" if path else k)
@@ -491,6 +493,16 @@ def _leaf_against(name: str, rest: Sequence[Any], path: str, t: Any) -> None:
     for r in rest:
         if type(r) is not np.ndarray and _children(r) is not None:
             raise ValueError(f"{name}: structures differ at {path or '<root>'}: {_describe(t)} vs {_describe(r)}")
+
+
+def _key_difference(t: Any, r: Any) -> str:
+    """For two dicts with different keys, which keys only one of them has ("" otherwise)."""
+    if not (isinstance(t, dict) and isinstance(r, dict)):
+        return ""
+    only_t = [k for k in sorted(t, key=str) if k not in r]
+    only_r = [k for k in sorted(r, key=str) if k not in t]
+    parts = [f"{', '.join(map(repr, ks))} only in the {which}" for ks, which in ((only_t, "first"), (only_r, "second")) if ks]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _describe(t: Any) -> str:

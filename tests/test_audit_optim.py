@@ -124,3 +124,49 @@ def test_global_norm_near_the_top_of_float64() -> None:
     assert tree_global_norm((np.array([np.inf]), np.full(3, 1e200))) == np.inf
     assert np.isnan(tree_global_norm((np.array([np.nan]), np.full(3, 1e200))))
     assert tree_global_norm((np.array([1e200]), np.zeros(0), None, np.array(1e-200))) == 1e200
+
+
+# --- weight-decay masks ---------------------------------------------------------------------------
+
+
+PARAMS = {"layer": WB(np.ones((2, 2)), np.ones(2)), "out": np.ones((2, 1))}
+
+
+@pytest.mark.parametrize(
+    ("mask", "message"),
+    [
+        ({"layer": WB(True, False)}, r"structures differ at <root>: .* \('out' only in the first\)"),
+        ({"layer": WB(True, None), "out": True}, r"structures differ at layer/b: leaf ndarray vs none"),
+        ({"layer": (True, False), "out": True}, r"structures differ at layer: namedtuple WB vs tuple"),
+        ({"layer": WB(True, False), "out": True, "extra": False}, r"structures differ at <root>: .* \('extra' only in the second\)"),
+        (lambda p: {"layer": True, "out": True}, r"structures differ at layer: namedtuple WB vs leaf bool"),
+        ({"layer": WB(np.ones((2, 2), bool), False), "out": True}, r"at layer/w must be True or False, got an array of shape \(2, 2\)"),
+    ],
+    ids=["missing-key", "none-leaf", "tuple-for-namedtuple", "extra-key", "callable", "elementwise"],
+)
+def test_a_mask_that_does_not_fit_the_params_is_named_by_path(mask: Any, message: str) -> None:
+    grads = tree_map(np.zeros_like, PARAMS)
+    opt = optim.adamw(0.1, 0.01, mask)
+    with pytest.raises(ValueError, match=r"^add_decayed_weights: mask (does not match params: )?" + message):
+        opt.init(PARAMS)  # checked once, when the state is built
+    decay = optim.add_decayed_weights(0.01, mask)
+    with pytest.raises(ValueError, match=r"^add_decayed_weights: mask (does not match params: )?" + message):
+        decay.update(grads, optim.EmptyState(), PARAMS)
+    with pytest.raises(ValueError, match=r"^l2_penalty: mask (does not match params: )?" + message):
+        optim.l2_penalty(PARAMS, 0.01, mask)
+
+
+def test_masks_of_flags_of_every_kind_are_accepted() -> None:
+    mask = {"layer": WB(np.array(True), np.False_), "out": 1}
+    opt = optim.adamw(0.1, 0.5, mask)
+    zero = tree_map(np.zeros_like, PARAMS)
+    new, _ = optim.apply_optimizer(opt, zero, opt.init(PARAMS), PARAMS)
+    assert new["layer"].w[0, 0] == pytest.approx(0.95) and new["layer"].b[0] == 1.0 and new["out"][0, 0] == pytest.approx(0.95)
+    # a structure mismatch between updates and params is not blamed on the mask
+    with pytest.raises(ValueError, match=r"^tree_map: structures differ at <root>"):
+        optim.add_decayed_weights(0.1, mask).update({"out": zero["out"]}, optim.EmptyState(), PARAMS)
+
+
+def test_dict_mismatches_name_the_keys_only_one_side_has() -> None:
+    with pytest.raises(ValueError, match=r"at x: dict \(1, 'a'\) vs dict \('a', 'b'\) \(1 only in the first; 'b' only in the second\)$"):
+        tree_map(lambda a, b: a, {"x": {1: 0.0, "a": 0.0}}, {"x": {"a": 0.0, "b": 0.0}})

@@ -16,7 +16,7 @@ import numpy as np
 from fnnet._validate import check_finite_nonneg, check_finite_positive, check_in_interval, is_real
 from fnnet.optim.base import EmptyState, GradientTransformation
 from fnnet.optim.schedules import Schedule
-from fnnet.tree import tree_global_norm, tree_map, tree_map_n, tree_zeros_like
+from fnnet.tree import tree_global_norm, tree_leaves, tree_map, tree_map_n, tree_paths, tree_zeros_like
 from fnnet.typing import Array, Tree
 
 __all__ = [
@@ -504,6 +504,22 @@ def _resolve_mask(mask: Mask, params: Tree) -> Tree:
     return mask
 
 
+def _mask_error(where: str, params: Tree, mask_tree: Tree) -> ValueError | None:
+    """The error to raise if ``mask_tree`` is not a tree of flags shaped like ``params``, else None."""
+    try:
+        flags = tree_map(lambda p, m: m, params, mask_tree)
+    except ValueError as e:
+        return ValueError(f"{where}: mask does not match params: {str(e).removeprefix('tree_map: ')}")
+    for path, m in zip(tree_paths(params), tree_leaves(flags)):
+        if not (
+            isinstance(m, (bool, int, np.bool_, np.integer))
+            or (isinstance(m, np.ndarray) and m.shape == () and m.dtype.kind in "biu")
+        ):
+            what = f"an array of shape {m.shape}" if isinstance(m, np.ndarray) else repr(m)
+            return ValueError(f"{where}: mask at {path or '<root>'} must be True or False, got {what}")
+    return None
+
+
 def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTransformation:
     """Decoupled weight decay: ``u ← u + λ W`` on masked leaves (the next :func:`scale_by_lr` turns
     it into ``W ← W − η λ W``, independent of the gradient's scaling, as in AdamW).
@@ -513,7 +529,9 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
         mask: tree of bools shaped like params, a callable ``params -> tree``, or ``None`` for
             :func:`default_decay_mask` (weights, not biases).
     Returns:
-        The transformation (stateless); its ``update`` requires ``params``.
+        The transformation (stateless); its ``update`` requires ``params``. Its ``init`` checks
+        the mask against the params: a mask of another structure, or with a leaf that is not a
+        flag, raises ``ValueError`` naming the path.
 
     >>> import numpy as np
     >>> t = add_decayed_weights(0.1)
@@ -531,6 +549,10 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
         return u + lam * p if np.ndim(p) >= 2 else u
 
     def init(params: Tree) -> EmptyState:
+        if mask is not None:
+            err = _mask_error("add_decayed_weights", params, _resolve_mask(mask, params))
+            if err is not None:
+                raise err
         return EmptyState()
 
     def update(updates: Tree, state: EmptyState, params: Tree = None) -> tuple[Tree, EmptyState]:
@@ -540,7 +562,14 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
             return updates, state
         if mask is None:
             return tree_map(leaf_default_mask, updates, params), state
-        return tree_map(leaf, updates, params, _resolve_mask(mask, params)), state
+        mask_tree = _resolve_mask(mask, params)
+        try:
+            return tree_map(leaf, updates, params, mask_tree), state
+        except ValueError:
+            err = _mask_error("add_decayed_weights", params, mask_tree)
+            if err is None:
+                raise
+            raise err from None
 
     return GradientTransformation(init, update)
 
@@ -555,6 +584,8 @@ def l2_penalty(params: Tree, weight_decay: float, mask: Mask = None) -> tuple[fl
     Returns:
         ``(loss, grads)``: the penalty (a float) and its gradient, a tree shaped like ``params``
         holding ``λ W`` on masked leaves and zeros elsewhere (add it to the loss gradient).
+    Raises:
+        ValueError: if the mask does not match ``params`` (naming the path).
 
     >>> import numpy as np
     >>> loss, grads = l2_penalty({"w": np.full((2, 2), 2.0), "b": np.ones(2)}, 0.1)
@@ -570,5 +601,12 @@ def l2_penalty(params: Tree, weight_decay: float, mask: Mask = None) -> tuple[fl
         total.append(float(np.vdot(p, p)))
         return lam * p
 
-    grads = tree_map(leaf, params, _resolve_mask(mask, params))
+    mask_tree = _resolve_mask(mask, params)
+    try:
+        grads = tree_map(leaf, params, mask_tree)
+    except ValueError:
+        err = _mask_error("l2_penalty", params, mask_tree)
+        if err is None:
+            raise
+        raise err from None
     return 0.5 * lam * math.fsum(total), grads
