@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fnnet import optim
+from fnnet.numerical import numerical_diff, numerical_gradient
 from fnnet.tree import (
     tree_flatten,
     tree_global_norm,
@@ -170,3 +171,29 @@ def test_masks_of_flags_of_every_kind_are_accepted() -> None:
 def test_dict_mismatches_name_the_keys_only_one_side_has() -> None:
     with pytest.raises(ValueError, match=r"at x: dict \(1, 'a'\) vs dict \('a', 'b'\) \(1 only in the first; 'b' only in the second\)$"):
         tree_map(lambda a, b: a, {"x": {1: 0.0, "a": 0.0}}, {"x": {"a": 0.0, "b": 0.0}})
+
+
+# --- numerical gradients in low precision ---------------------------------------------------------
+
+
+def _sum_of_squares(tree: Tree) -> float:
+    return float(sum(np.sum(np.asarray(a, np.float64) ** 2) for a in tree_leaves(tree)))
+
+
+def test_numerical_gradient_of_float32_divides_by_the_step_taken() -> None:
+    # x ± 1e-4 rounds to a float32 grid of spacing 6e-5 at 1000: dividing by 2h gave 2441, not 2000
+    x = np.array([3.0, 1000.0, -250.0, 0.1], np.float32)
+    g = numerical_gradient(_sum_of_squares, x)
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, 2 * x.astype(np.float64), rtol=1e-5)  # f rounds at 1e6 · 1e-16
+    assert numerical_diff(lambda v: float(v) ** 2, np.float32(1000.0)) == pytest.approx(2000.0, rel=1e-9)  # type: ignore[arg-type]
+
+
+def test_a_step_that_vanishes_in_the_dtype_is_an_error_not_a_zero_gradient() -> None:
+    x16 = np.array([3.0, 0.5], np.float16)
+    with pytest.raises(ValueError, match=r"numerical_gradient: step h=0.0001 vanishes in leaf 1 \(float16\) at value 3.0"):
+        numerical_gradient(_sum_of_squares, (np.zeros(1), x16))
+    g = numerical_gradient(_sum_of_squares, x16, h=0.25)  # representable: exact for a quadratic
+    assert g.dtype == np.float16 and g.tolist() == [6.0, 1.0]
+    with pytest.raises(ValueError, match=r"numerical_diff: step h=0.0001 vanishes at x=np.float32\(1e\+08\)"):
+        numerical_diff(lambda v: float(v), np.float32(1e8))  # type: ignore[arg-type]
