@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from fnnet import optim
 from fnnet.numerical import numerical_diff, numerical_gradient
+from fnnet.random import Key, fold_in, key, split
 from fnnet.tree import (
     tree_flatten,
     tree_global_norm,
@@ -197,3 +198,57 @@ def test_a_step_that_vanishes_in_the_dtype_is_an_error_not_a_zero_gradient() -> 
     assert g.dtype == np.float16 and g.tolist() == [6.0, 1.0]
     with pytest.raises(ValueError, match=r"numerical_diff: step h=0.0001 vanishes at x=np.float32\(1e\+08\)"):
         numerical_diff(lambda v: float(v), np.float32(1e8))  # type: ignore[arg-type]
+
+
+# --- keys -----------------------------------------------------------------------------------------
+
+
+def _bits(k: Key) -> list[int]:
+    return k.generator().integers(0, 2**63, 4).tolist()
+
+
+def test_wide_fold_in_data_no_longer_aliases_other_keys() -> None:
+    # SeedSequence reads 2**64 as the words (0, 0, 1): the path (1, 2**64) used to give the very
+    # numbers of (1, 0, 0, 1), i.e. of split(fold_in(k, 0))[1]
+    k = key(0)
+    assert _bits(fold_in(k, 2**64)) != _bits(split(fold_in(k, 0))[1])
+    assert _bits(fold_in(k, 2**32 + 5 * 2**64)) != _bits(fold_in(fold_in(k, 0), 5))
+    assert fold_in(k, np.uint64(2**63)) == fold_in(k, 2**63)
+    assert fold_in(k, 2**32 - 1) == Key(0, (1, 2**32 - 1))  # narrow data keep their path (and streams)
+    for bad in (-1, -(2**70), 1.0, True, "3"):
+        with pytest.raises(ValueError, match=r"fold_in: data must be a non-negative int"):
+            fold_in(k, bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"split: n must be a positive int"):
+            split(k, bad)  # type: ignore[arg-type]
+
+
+def test_seeds_wider_than_the_seed_pool_are_refused() -> None:
+    # a seed past 2**128 ran into the path's words: this seed gave fold_in(key(12345), 7)'s numbers
+    with pytest.raises(ValueError, match=r"Key: seed must be below 2\*\*128, got \d+$"):
+        key(12345 + 2**128 * (1 + 2**32 * 7))
+    assert _bits(key(2**128 - 1)) == _bits(key(2**128 - 1)) != _bits(key(2**128 - 2))
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("split"), st.integers(0, 3)),
+        st.tuples(st.just("fold"), st.one_of(st.integers(0, 3), st.integers(2**32 - 2, 2**32 + 2), st.integers(0, 2**100))),
+    ),
+    max_size=4,
+)
+
+
+def _derived(seed: int, ops: list[tuple[str, int]]) -> Key:
+    k = key(seed)
+    for op, n in ops:
+        k = split(k, n + 1)[n] if op == "split" else fold_in(k, n)
+    return k
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**128 - 1), _OPS, st.integers(0, 2**128 - 1), _OPS)
+def test_different_derivations_give_different_streams(seed_a: int, ops_a: list[Any], seed_b: int, ops_b: list[Any]) -> None:
+    a, b = _derived(seed_a, ops_a), _derived(seed_b, ops_b)
+    assert _bits(a) == _bits(_derived(seed_a, ops_a))  # the same key, the same numbers
+    if (seed_a, ops_a) != (seed_b, ops_b):
+        assert a != b and _bits(a) != _bits(b)
