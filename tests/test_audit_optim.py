@@ -3,6 +3,8 @@ search: edge cases the other test modules do not reach, each pinning a bug fixed
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import attrs
@@ -13,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fnnet import optim
+from fnnet.hparam import Choice, IntUniform, LogUniform, TrialResult, Uniform, random_search
 from fnnet.numerical import numerical_diff, numerical_gradient
 from fnnet.random import Key, fold_in, key, split
 from fnnet.tree import (
@@ -80,13 +83,13 @@ def test_the_lr_a_state_holds_can_be_given_back() -> None:
     state = optim.sgd(0.1).init(np.zeros(2))
     lr = state[0].lr
     assert isinstance(lr, np.ndarray) and lr.shape == ()
-    opt = optim.adam(lr)
+    opt = optim.adam(lr)  # type: ignore[arg-type]
     assert optim.current_lr(opt.init(np.zeros(2))) == 0.1
     with pytest.raises(ValueError, match=r"adam: lr must be a finite number > 0, got array\(\[0.1, 0.2\]\)"):
-        optim.adam(np.array([0.1, 0.2]))
+        optim.adam(np.array([0.1, 0.2]))  # type: ignore[arg-type]
     for bad in (np.array(-0.1), np.array(np.nan), np.array(True), np.array(1, dtype=object)):
         with pytest.raises(ValueError, match=r"sgd: lr must be a finite number > 0"):
-            optim.sgd(bad)
+            optim.sgd(bad)  # type: ignore[arg-type]
 
 
 def test_a_schedule_that_returns_no_learning_rate_fails_clearly() -> None:
@@ -204,7 +207,7 @@ def test_a_step_that_vanishes_in_the_dtype_is_an_error_not_a_zero_gradient() -> 
 
 
 def _bits(k: Key) -> list[int]:
-    return k.generator().integers(0, 2**63, 4).tolist()
+    return [int(v) for v in k.generator().integers(0, 2**63, 4)]
 
 
 def test_wide_fold_in_data_no_longer_aliases_other_keys() -> None:
@@ -213,7 +216,7 @@ def test_wide_fold_in_data_no_longer_aliases_other_keys() -> None:
     k = key(0)
     assert _bits(fold_in(k, 2**64)) != _bits(split(fold_in(k, 0))[1])
     assert _bits(fold_in(k, 2**32 + 5 * 2**64)) != _bits(fold_in(fold_in(k, 0), 5))
-    assert fold_in(k, np.uint64(2**63)) == fold_in(k, 2**63)
+    assert fold_in(k, np.uint64(2**63)) == fold_in(k, 2**63)  # type: ignore[arg-type]
     assert fold_in(k, 2**32 - 1) == Key(0, (1, 2**32 - 1))  # narrow data keep their path (and streams)
     for bad in (-1, -(2**70), 1.0, True, "3"):
         with pytest.raises(ValueError, match=r"fold_in: data must be a non-negative int"):
@@ -252,3 +255,91 @@ def test_different_derivations_give_different_streams(seed_a: int, ops_a: list[A
     assert _bits(a) == _bits(_derived(seed_a, ops_a))  # the same key, the same numbers
     if (seed_a, ops_a) != (seed_b, ops_b):
         assert a != b and _bits(a) != _bits(b)
+
+
+# --- hyperparameter search ------------------------------------------------------------------------
+
+
+def _score(hparams: dict[str, Any], k: Key) -> dict[str, float]:
+    return {"val_acc": 1.0 / (1.0 + abs(float(hparams["x"])))}
+
+
+def test_numpy_options_keep_their_kind() -> None:
+    # NumPy ints went through float(): Choice([np.int64(32)]) drew 32.0, which a layer width refuses
+    c = Choice([np.int64(32), np.float32(0.5), np.str_("relu"), 7])
+    assert c.options == (32, 0.5, "relu", 7)
+    assert [type(o) for o in c.options] == [int, float, str, int]
+    assert c.contains(32) and not c.contains(32.0)
+    with pytest.raises(ValueError, match=r"Choice: options must be str, int or finite float, got np.True_"):
+        Choice([np.bool_(True)])
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Uniform(-1e308, 1e308), r"Uniform: high - low must be a finite number, got low=-1e\+308, high=1e\+308"),
+        (lambda: IntUniform(0, 2**63), r"IntUniform: high must be in the int64 range \[-2\*\*63, 2\*\*63\), got 9223372036854775808"),
+        (lambda: IntUniform(-(2**63) - 1, 0), r"IntUniform: low must be in the int64 range"),
+        (lambda: LogUniform(1e-3, 1e-3), r"LogUniform: need low < high, got low=0.001, high=0.001"),
+        (lambda: LogUniform(1e-2, 1e-3), r"LogUniform: need low < high, got low=0.01, high=0.001"),
+    ],
+    ids=["uniform-span", "int-high", "int-low", "log-equal", "log-reversed"],
+)
+def test_distributions_that_cannot_draw_fail_when_built(build: Any, message: str) -> None:
+    # the first two used to fail at the first draw, with NumPy's error, and so stop the whole search
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_extreme_but_valid_ranges_draw_inside_them() -> None:
+    wide = Uniform(-1e307, 1e307)
+    ints = IntUniform(-(2**63), 2**63 - 1)
+    top = LogUniform(1.7e308, 1.7976931348623157e308)  # 10**log10(high) overflows a float
+    for i in range(50):
+        k = fold_in(key(9), i)
+        assert wide.contains(wide.draw(k)) and ints.contains(ints.draw(k)) and top.contains(top.draw(k))
+
+
+def test_search_edge_cases() -> None:
+    space = {"x": Uniform(-1.0, 1.0)}
+    with pytest.raises(ValueError, match=r"random_search: n_trials must be a positive int, got 0"):
+        random_search(_score, space, key=key(0), n_trials=0)
+    one = random_search(_score, space, key=key(0), n_trials=np.int64(1))  # type: ignore[arg-type]
+    assert len(one.trials) == 1 and one.best.index == 0
+
+    def flaky(hparams: dict[str, Any], k: Key) -> dict[str, float]:
+        if hparams["x"] < 0:
+            raise RuntimeError("diverged")
+        return {"val_acc": float("nan")} if hparams["x"] > 0.5 else _score(hparams, k)
+
+    res = random_search(flaky, space, key=key(0), n_trials=12)
+    errors = {t.error for t in res.failed}
+    assert errors <= {"RuntimeError: diverged", f"ValueError: objective returned non-finite metric val_acc=nan"}
+    assert len(errors) == 2 and res.ok and all(0 <= t.hparams["x"] <= 0.5 for t in res.ok)  # type: ignore[operator]
+
+
+def test_ctrl_c_stops_the_search_and_cancels_the_trials_not_started() -> None:
+    started: list[int] = []
+
+    def slow(hparams: dict[str, Any], k: Key) -> dict[str, float]:
+        started.append(1)
+        time.sleep(0.02)
+        return _score(hparams, k)
+
+    seen: list[TrialResult] = []
+
+    def interrupt(t: TrialResult) -> None:
+        seen.append(t)
+        raise KeyboardInterrupt
+
+    with ThreadPoolExecutor(1) as ex, pytest.raises(KeyboardInterrupt):
+        random_search(slow, {"x": Uniform(-1.0, 1.0)}, key=key(0), n_trials=20, executor=ex, on_trial=interrupt)
+    # the pool's shutdown used to wait for all 20 trials; the finished one reached on_trial
+    assert len(seen) == 1 and seen[0].ok and len(started) <= 3
+
+    def ctrl_c(hparams: dict[str, Any], k: Key) -> dict[str, float]:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # not recorded as a failed trial
+        random_search(ctrl_c, {"x": Uniform(-1.0, 1.0)}, key=key(0), n_trials=3, on_trial=seen.append)
+    assert len(seen) == 1
