@@ -343,3 +343,78 @@ def test_ctrl_c_stops_the_search_and_cancels_the_trials_not_started() -> None:
     with pytest.raises(KeyboardInterrupt):  # not recorded as a failed trial
         random_search(ctrl_c, {"x": Uniform(-1.0, 1.0)}, key=key(0), n_trials=3, on_trial=seen.append)
     assert len(seen) == 1
+
+
+# --- trees: random nesting ------------------------------------------------------------------------
+
+
+class Pair(NamedTuple):
+    a: Any
+    b: Any
+
+
+class Nothing(NamedTuple):
+    pass
+
+
+_LEAVES = st.one_of(
+    st.builds(lambda n, dt: np.arange(n, dtype=dt), st.integers(0, 3), st.sampled_from([np.float16, np.float32, np.float64])),
+    st.builds(np.array, st.floats(-3, 3)),
+    st.floats(-3, 3),
+    st.integers(-5, 5),
+)
+_KEYS = st.one_of(st.text(max_size=2), st.integers(-20, 20), st.tuples(st.integers(0, 2), st.integers(0, 2)))
+
+
+def _nest(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.none(),
+        st.lists(children, max_size=3),
+        st.lists(children, max_size=3).map(tuple),
+        st.dictionaries(_KEYS, children, max_size=3),
+        st.builds(Pair, children, children),
+        st.just(Nothing()),
+        st.builds(Rec, children, children),
+    )
+
+
+_TREES = st.recursive(_LEAVES, _nest, max_leaves=10)
+
+
+def _same(a: Tree, b: Tree) -> None:
+    (la, da), (lb, db) = tree_flatten(a), tree_flatten(b)
+    assert da == db and len(la) == len(lb)
+    assert all(x is y for x, y in zip(la, lb))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_TREES)
+def test_random_trees_round_trip_through_every_walker(tree: Tree) -> None:
+    leaves, treedef = tree_flatten(tree)
+    assert treedef.num_leaves == len(leaves) == len(tree_paths(tree))
+    assert all(x is y for x, y in zip(tree_leaves(tree), leaves))
+    _same(tree_unflatten(treedef, leaves), tree)
+    _same(tree_map(lambda x: x, tree), tree)
+    _same(tree_map(lambda x, y: x, tree, tree), tree)
+    _same(tree_map(lambda x, y, z: z, tree, tree, tree), tree)
+    _same(tree_map_with_path(lambda p, x: x, tree), tree)
+    for out in tree_map_n(lambda x, y: (y, x), 2, tree, tree):
+        _same(out, tree)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_TREES, _TREES)
+def test_random_tree_pairs_map_iff_their_structures_match(a: Tree, b: Tree) -> None:
+    same = tree_structure(a) == tree_structure(b)
+    calls = [
+        lambda: tree_map(lambda x, y: x, a, b),
+        lambda: tree_map(lambda x, y, z: x, a, b, b),
+        lambda: tree_map_n(lambda x, y: (x, y), 2, a, b),
+        lambda: tree_map_with_path(lambda p, x, y: x, a, b),
+    ]
+    for call in calls:
+        if same:
+            call()
+        else:
+            with pytest.raises(ValueError, match=r"structures differ at "):
+                call()
