@@ -4,6 +4,7 @@ search: edge cases the other test modules do not reach, each pinning a bug fixed
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -406,7 +407,7 @@ def test_random_trees_round_trip_through_every_walker(tree: Tree) -> None:
 @given(_TREES, _TREES)
 def test_random_tree_pairs_map_iff_their_structures_match(a: Tree, b: Tree) -> None:
     same = tree_structure(a) == tree_structure(b)
-    calls = [
+    calls: list[Callable[[], Any]] = [
         lambda: tree_map(lambda x, y: x, a, b),
         lambda: tree_map(lambda x, y, z: x, a, b, b),
         lambda: tree_map_n(lambda x, y: (x, y), 2, a, b),
