@@ -419,3 +419,11 @@ def test_random_tree_pairs_map_iff_their_structures_match(a: Tree, b: Tree) -> N
         else:
             with pytest.raises(ValueError, match=r"structures differ at "):
                 call()
+
+
+def test_l2_penalty_of_float16_weights_does_not_overflow() -> None:
+    # the sum of squares was accumulated in float16, whose largest number is 65504: the loss was inf
+    w = np.full((100, 100), 3.0, np.float16)
+    loss, grads = optim.l2_penalty({"w": w, "b": np.ones(100, np.float16)}, 0.1)
+    assert loss == pytest.approx(0.5 * 0.1 * 9.0 * 10_000)
+    assert grads["w"].dtype == np.float16 and grads["b"].dtype == np.float16

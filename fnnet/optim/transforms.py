@@ -598,7 +598,10 @@ def l2_penalty(params: Tree, weight_decay: float, mask: Mask = None) -> tuple[fl
     def leaf(p: Array, m: Any) -> Array:
         if not m:
             return np.zeros_like(p)
-        total.append(float(np.vdot(p, p)))
+        a = np.asarray(p)
+        if a.dtype.itemsize < 4:  # a float16 sum of squares overflows at 65504
+            a = a.astype(np.float64)
+        total.append(float(np.vdot(a, a)))
         return lam * p
 
     mask_tree = _resolve_mask(mask, params)
