@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 
 from fnnet import optim
 from fnnet.hparam import Choice, IntUniform, LogUniform, TrialResult, Uniform, random_search
+from fnnet.initializers import HeNormal, HeUniform, LeCunNormal, XavierNormal, XavierUniform
+from fnnet.layers.core import Affine
 from fnnet.numerical import numerical_diff, numerical_gradient
 from fnnet.random import Key, fold_in, key, split
 from fnnet.tree import (
@@ -427,3 +429,16 @@ def test_l2_penalty_of_float16_weights_does_not_overflow() -> None:
     loss, grads = optim.l2_penalty({"w": w, "b": np.ones(100, np.float16)}, 0.1)
     assert loss == pytest.approx(0.5 * 0.1 * 9.0 * 10_000)
     assert grads["w"].dtype == np.float16 and grads["b"].dtype == np.float16
+
+
+# --- initialisers ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", [HeNormal(), HeUniform(), LeCunNormal(), XavierNormal(), XavierUniform()], ids=repr)
+def test_fan_scaled_initialisers_accept_a_layer_without_inputs(init: Any) -> None:
+    # sqrt(c / fan_in) raised ZeroDivisionError for an Affine on an input of 0 features
+    params, out_shape = Affine(3, w_init=init).init(key(0), (0,))
+    assert params.w.shape == (0, 3) and params.w.dtype == np.float32 and out_shape == (3,)
+    assert init(key(0), (0, 0), 0, 0).shape == (0, 0)
+    with pytest.raises(ValueError, match=rf"^{type(init).__name__}: fans must be >= 0, got -"):
+        init(key(0), (2, 2), -2, 1)
