@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -158,8 +159,12 @@ class GradCheck:
 
     @property
     def max_error(self) -> float:
-        """The largest error over all parameters and the input."""
-        return max(self.errors.values(), default=0.0)
+        """The largest error over all parameters and the input; ``nan`` if any error is ``nan``
+        (a gradient holding ``nan`` or ``inf``), so that ``max_error < tol`` fails."""
+        errors = list(self.errors.values())
+        if any(math.isnan(e) for e in errors):
+            return math.nan
+        return max(errors, default=0.0)
 
     def __str__(self) -> str:
         return "\n".join(f"{p:<24} {e:.3e}" for p, e in self.errors.items())

@@ -19,7 +19,7 @@ from fnnet import optim
 from fnnet.hparam import Choice, IntUniform, LogUniform, TrialResult, Uniform, random_search
 from fnnet.initializers import HeNormal, HeUniform, LeCunNormal, XavierNormal, XavierUniform
 from fnnet.layers.core import Affine
-from fnnet.numerical import numerical_diff, numerical_gradient
+from fnnet.numerical import GradCheck, check_grads, numerical_diff, numerical_gradient
 from fnnet.random import Key, fold_in, key, split
 from fnnet.tree import (
     tree_flatten,
@@ -442,3 +442,25 @@ def test_fan_scaled_initialisers_accept_a_layer_without_inputs(init: Any) -> Non
     assert init(key(0), (0, 0), 0, 0).shape == (0, 0)
     with pytest.raises(ValueError, match=rf"^{type(init).__name__}: fans must be >= 0, got -"):
         init(key(0), (2, 2), -2, 1)
+
+
+# --- gradient checks ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _NanBias(Affine):
+    """An Affine whose backward gives nan for the bias (after a correct weight gradient)."""
+
+    def backward(self, params: Any, cache: Any, dout: Any, input_grad: bool = True) -> tuple[Any, Any]:
+        dx, grads = super().backward(params, cache, dout, input_grad)
+        return dx, grads._replace(b=np.full_like(grads.b, np.nan))
+
+
+def test_a_nan_gradient_is_not_hidden_by_max_error() -> None:
+    # max() skips a nan that is not first: max_error was the weight's 1e-10 and the check passed
+    layer = _NanBias(2)
+    params = tree_map(lambda p: p.astype(np.float64), layer.init(key(0), (3,))[0])
+    check = check_grads(layer, params, np.random.default_rng(5).standard_normal((4, 3)))
+    assert list(check.errors)[0] == "w" and check.errors["w"] < 1e-6 and np.isnan(check.errors["b"])
+    assert np.isnan(check.max_error) and not check.max_error < 1e-6
+    assert GradCheck({"a": 1e-9, "b": 3e-9}).max_error == 3e-9 and GradCheck({}).max_error == 0.0
