@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fnnet import optim
-from fnnet.hparam import Choice, IntUniform, LogUniform, TrialResult, Uniform, random_search
+from fnnet.hparam import Choice, IntUniform, LogUniform, MLPTrial, TrialResult, Uniform, random_search
 from fnnet.initializers import HeNormal, HeUniform, LeCunNormal, XavierNormal, XavierUniform
 from fnnet.layers.core import Affine
 from fnnet.numerical import GradCheck, check_grads, numerical_diff, numerical_gradient
@@ -464,3 +464,13 @@ def test_a_nan_gradient_is_not_hidden_by_max_error() -> None:
     assert list(check.errors)[0] == "w" and check.errors["w"] < 1e-6 and np.isnan(check.errors["b"])
     assert np.isnan(check.max_error) and not check.max_error < 1e-6
     assert GradCheck({"a": 1e-9, "b": 3e-9}).max_error == 3e-9 and GradCheck({}).max_error == 0.0
+
+
+def test_mlp_trial_takes_numpy_ints() -> None:
+    # "n_train must be a positive int, got np.int64(100)" refused what it asked for
+    trial = MLPTrial(n_train=np.int64(100), hidden_sizes=[np.int64(16)], epochs=np.int32(2), batch_size=np.uint8(20),
+                     split_seed=np.int64(0))
+    assert trial == MLPTrial(n_train=100, hidden_sizes=(16,), epochs=2, batch_size=20, split_seed=0)
+    assert [type(v) for v in (trial.n_train, trial.hidden_sizes[0], trial.epochs, trial.batch_size, trial.split_seed)] == [int] * 5
+    with pytest.raises(ValueError, match=r"MLPTrial: epochs must be a positive int, got True"):
+        MLPTrial(epochs=True)
