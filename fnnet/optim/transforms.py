@@ -188,8 +188,9 @@ def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
     Returns:
         The transformation; its state counts the updates and holds the next learning rate.
     Raises:
-        ValueError: from ``init`` or ``update`` when the schedule returns a rate that is not a
-            finite number >= 0 (naming the count).
+        ValueError: from ``init`` or ``update`` when the schedule returns a negative rate or not
+            a number (naming the count). A ``nan`` or ``inf`` rate is kept in the state, which
+            :func:`fnnet.fit` then refuses as non-finite.
 
     >>> import numpy as np
     >>> from fnnet.optim import StaircaseDecay
@@ -208,8 +209,8 @@ def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
     def lr_at(count: int) -> Array:
         lr = schedule(count)
         v = _scalar(lr)
-        if not (is_real(v) and 0.0 <= v < math.inf):
-            raise ValueError(f"scale_by_schedule: schedule({count}) returned {lr!r}; expected a finite number >= 0")
+        if not is_real(v) or v < 0:  # nan and inf go into the state, where fit's finiteness check stops them
+            raise ValueError(f"scale_by_schedule: schedule({count}) returned {lr!r}; expected a number >= 0")
         return _f64(v)
 
     def init(params: Tree) -> ScaleByScheduleState:
