@@ -529,7 +529,10 @@ def tree_map_with_path(f: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
         for r in rs:
             rn = _children(r)
             if rn is None or rn[0] != kind or rn[1] != aux:
-                raise ValueError(f"tree_map_with_path: structures differ at {path or '<root>'}")
+                raise ValueError(
+                    f"tree_map_with_path: structures differ at {path or '<root>'}: "
+                    f"{_describe(t)} vs {_describe(r)}{_key_difference(t, r)}"
+                )
             rkids.append(rn[2])
         out = [go(c, [rk[i][1] for rk in rkids], f"{path}/{k}" if path else k) for i, (k, c) in enumerate(kids)]
         return _rebuild(kind, aux, out)

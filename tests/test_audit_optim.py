@@ -1,5 +1,6 @@
-"""An audit of the optimizers, schedules, trees, numerical gradients, keys and the hyperparameter
-search: edge cases the other test modules do not reach, each pinning a bug fixed here."""
+"""An audit of the optimizers, schedules, trees, numerical gradients, keys, initialisers and the
+hyperparameter search: edge cases the other test modules do not reach, most of them pinning a bug
+fixed with them (the comment says what used to happen)."""
 
 from __future__ import annotations
 
@@ -179,8 +180,12 @@ def test_masks_of_flags_of_every_kind_are_accepted() -> None:
 
 
 def test_dict_mismatches_name_the_keys_only_one_side_has() -> None:
-    with pytest.raises(ValueError, match=r"at x: dict \(1, 'a'\) vs dict \('a', 'b'\) \(1 only in the first; 'b' only in the second\)$"):
-        tree_map(lambda a, b: a, {"x": {1: 0.0, "a": 0.0}}, {"x": {"a": 0.0, "b": 0.0}})
+    a, b = {"x": {1: 0.0, "a": 0.0}}, {"x": {"a": 0.0, "b": 0.0}}
+    detail = r"at x: dict \(1, 'a'\) vs dict \('a', 'b'\) \(1 only in the first; 'b' only in the second\)$"
+    with pytest.raises(ValueError, match=r"^tree_map: structures differ " + detail):
+        tree_map(lambda u, v: u, a, b)
+    with pytest.raises(ValueError, match=r"^tree_map_with_path: structures differ " + detail):
+        tree_map_with_path(lambda path, u, v: u, a, b)
 
 
 # --- numerical gradients in low precision ---------------------------------------------------------
