@@ -482,3 +482,10 @@ def test_mlp_trial_takes_numpy_ints() -> None:
     assert [type(v) for v in (trial.n_train, trial.hidden_sizes[0], trial.epochs, trial.batch_size, trial.split_seed)] == [int] * 5
     with pytest.raises(ValueError, match=r"MLPTrial: epochs must be a positive int, got True"):
         MLPTrial(epochs=True)
+
+
+def test_mlp_trial_checks_its_activation_when_built() -> None:
+    # a typo used to build fine and then fail every trial of the search, one after another
+    with pytest.raises(ValueError, match=r"MLPTrial: activation must be one of \['identity', 'relu', 'sigmoid', 'tanh'\], got 'rleu'"):
+        MLPTrial(activation="rleu")
+    assert MLPTrial(activation="tanh").activation == "tanh"

@@ -49,6 +49,13 @@ def _check_fraction(inst: object, attribute: attrs.Attribute[float], value: floa
         raise ValueError(f"MLPTrial: val_fraction must be in (0, 1), got {value!r}")
 
 
+def _check_activation(inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    from fnnet.models import ACTIVATIONS  # here, not at the top: importing this module trains nothing
+
+    if not isinstance(value, str) or value not in ACTIVATIONS:
+        raise ValueError(f"MLPTrial: activation must be one of {sorted(ACTIVATIONS)}, got {value!r}")
+
+
 def _check_optimizer(inst: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value not in MLP_TRIAL_OPTIMIZERS:
         raise ValueError(f"MLPTrial: optimizer must be one of {MLP_TRIAL_OPTIMIZERS}, got {value!r}")
@@ -103,7 +110,7 @@ class MLPTrial:
     n_train: int = attrs.field(default=500, converter=_integer, validator=_positive_int)
     val_fraction: float = attrs.field(default=0.2, converter=_real, validator=_check_fraction)
     hidden_sizes: tuple[int, ...] = attrs.field(default=(100,) * 6, converter=_to_sizes, validator=_check_hidden)
-    activation: str = "relu"
+    activation: str = attrs.field(default="relu", validator=_check_activation)
     epochs: int = attrs.field(default=50, converter=_integer, validator=_positive_int)
     batch_size: int = attrs.field(default=100, converter=_integer, validator=_positive_int)
     optimizer: str = attrs.field(default="sgd", validator=_check_optimizer)
