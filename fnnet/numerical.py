@@ -89,7 +89,7 @@ def numerical_gradient(f: Callable[[Any], Any], params: Tree, h: float = DEFAULT
         if arr.dtype.kind != "f":
             raise ValueError(f"numerical_gradient: leaf {li} has dtype {arr.dtype}; expected floating point")
         buf = arr.copy()  # private scratch: perturbed in place, never the caller's array
-        g = np.zeros_like(arr)
+        g = np.zeros(arr.shape, arr.dtype)  # C order: g.reshape(-1) must be a view (zeros_like keeps F order)
         trial = list(leaves)
         trial[li] = buf if arr.ndim else buf[()]
         flat = buf.reshape(-1)

@@ -479,7 +479,8 @@ def _raise_mismatch(name: str, tree: Tree, rest: Sequence[Tree]) -> NoReturn:
             rn = _children(r)
             if rn is None or rn[0] != kind or rn[1] != aux:
                 raise ValueError(
-                    f"{name}: structures differ at {path or '<root>'}: {_describe(t)} vs {_describe(r)}{_key_difference(t, r)}"
+                    f"{name}: structures differ at {path or '<root>'}: "
+                    f"{_describe(t)} vs {_describe(r)}{_key_difference(t, r)}"
                 )
             rest_kids.append(rn[2])
         for i, (k, c) in enumerate(kids):
@@ -501,7 +502,8 @@ def _key_difference(t: Any, r: Any) -> str:
         return ""
     only_t = [k for k in sorted(t, key=str) if k not in r]
     only_r = [k for k in sorted(r, key=str) if k not in t]
-    parts = [f"{', '.join(map(repr, ks))} only in the {which}" for ks, which in ((only_t, "first"), (only_r, "second")) if ks]
+    sides = ((only_t, "first"), (only_r, "second"))
+    parts = [f"{', '.join(map(repr, ks))} only in the {which}" for ks, which in sides if ks]
     return f" ({'; '.join(parts)})" if parts else ""
 
 

@@ -489,3 +489,14 @@ def test_mlp_trial_checks_its_activation_when_built() -> None:
     with pytest.raises(ValueError, match=r"MLPTrial: activation must be one of \['identity', 'relu', 'sigmoid', 'tanh'\], got 'rleu'"):
         MLPTrial(activation="rleu")
     assert MLPTrial(activation="tanh").activation == "tanh"
+
+
+@pytest.mark.parametrize("order", ["C", "F", "strided"])
+def test_numerical_gradient_of_any_memory_layout(order: str) -> None:
+    # zeros_like kept a Fortran-ordered leaf's order, its reshape(-1) was a copy, and the gradient
+    # of a transposed weight came back all zeros
+    base = np.arange(12.0).reshape(3, 4)
+    x = {"C": base, "F": np.asfortranarray(base), "strided": base[:, ::2]}[order]
+    g = numerical_gradient(_sum_of_squares, x)
+    assert g.shape == x.shape
+    np.testing.assert_allclose(g, 2 * x, atol=1e-6)

@@ -105,7 +105,9 @@ class Uniform:
     def __attrs_post_init__(self) -> None:
         _check_order(self, strict=True)
         if not math.isfinite(self.high - self.low):
-            raise ValueError(f"Uniform: high - low must be a finite number, got low={_short(self.low)}, high={_short(self.high)}")
+            raise ValueError(
+                f"Uniform: high - low must be a finite number, got low={_short(self.low)}, high={_short(self.high)}"
+            )
 
     def draw(self, key: Key) -> float:
         """One draw (a float in ``[low, high)``) from ``key``."""
