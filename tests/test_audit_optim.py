@@ -38,6 +38,15 @@ from fnnet.typing import Tree
 OPTIMIZERS = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"]
 
 
+def _build(name: str, lr: Any) -> optim.GradientTransformation:
+    """A named optimizer, or ``"clipped"``: clipping (which triggers here) then AdamW with a mask function."""
+    if name == "clipped":
+        every = lambda p: tree_map(lambda leaf: True, p)  # noqa: E731
+        return optim.chain(optim.clip_by_global_norm(0.1), optim.adamw(lr, 0.1, every))
+    opt: optim.GradientTransformation = getattr(optim, name)(lr)
+    return opt
+
+
 class WB(NamedTuple):
     w: Any
     b: Any
@@ -64,12 +73,12 @@ def _awkward_params(dtype: Any) -> Tree:
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", [*OPTIMIZERS, "clipped"])
 def test_every_optimizer_keeps_dtypes_and_writes_nothing(name: str, dtype: Any) -> None:
     params = read_only(_awkward_params(dtype))
     grads = read_only(tree_map(lambda p: (0.5 * p + 0.25).astype(p.dtype), params))
     for lr in (0.01, np.float32(0.01), optim.WarmupCosine(0.01, 1, 5)):
-        opt = getattr(optim, name)(lr)
+        opt = _build(name, lr)
         state = read_only(opt.init(params))
         p = params
         for _ in range(3):
