@@ -1,6 +1,8 @@
 """Tree utilities: nested tuples, lists, dicts, NamedTuples and attrs records of arrays.
 
 A *tree* is any nesting of those containers; everything else (arrays, scalars) is a *leaf*.
+A dict's children are taken in the order of ``str(key)`` (so ``10`` comes before ``2``), and its
+paths are ``str(key)``: keys whose strings are equal, such as ``1`` and ``"1"``, are not supported.
 ``None`` is an empty subtree with no leaves, so parameter-free layers can use ``None`` or ``()``.
 All functions here are pure: they build new containers and never write into a leaf.
 
@@ -113,7 +115,7 @@ _LEAF = TreeDef("leaf", None, ())
 
 
 def tree_flatten(tree: Tree) -> tuple[list[Any], TreeDef]:
-    """Flatten ``tree`` into its leaves (depth first, dict keys sorted) and its structure.
+    """Flatten ``tree`` into its leaves (depth first, dict keys sorted by ``str``) and its structure.
 
     Args:
         tree: any nesting of tuples, lists, dicts, NamedTuples and attrs records.
