@@ -509,3 +509,44 @@ def test_numerical_gradient_of_any_memory_layout(order: str) -> None:
     g = numerical_gradient(_sum_of_squares, x)
     assert g.shape == x.shape
     np.testing.assert_allclose(g, 2 * x, atol=1e-6)
+
+
+# --- schedules ------------------------------------------------------------------------------------
+
+
+_np: Any = np  # NumPy numbers where the signatures say float or int, as the validators allow
+
+
+@pytest.mark.parametrize(
+    ("numpy_built", "python_built"),
+    [
+        (optim.Constant(_np.float32(0.5)), optim.Constant(0.5)),
+        (optim.StaircaseDecay(_np.float64(0.1), _np.float32(0.5), _np.int64(10)), optim.StaircaseDecay(0.1, 0.5, 10)),
+        (optim.ExponentialDecay(0.1, _np.float64(0.5), _np.uint16(10)), optim.ExponentialDecay(0.1, 0.5, 10)),
+        (optim.CosineDecay(_np.float64(0.1), _np.int32(100), _np.float64(0.01)), optim.CosineDecay(0.1, 100, 0.01)),
+        (optim.WarmupCosine(0.1, _np.int64(5), _np.int64(50)), optim.WarmupCosine(0.1, 5, 50)),
+    ],
+    ids=lambda s: type(s).__name__,
+)
+def test_schedules_built_from_numpy_numbers_keep_their_promises(numpy_built: Any, python_built: Any) -> None:
+    # NumPy arguments were stored as they came: the repr said np.int64(10), which is not the
+    # expression that builds the schedule, and equal schedules compared and hashed unequal
+    assert numpy_built == python_built and hash(numpy_built) == hash(python_built)
+    assert repr(numpy_built) == repr(python_built)
+    assert eval(repr(numpy_built), {n: getattr(optim, n) for n in optim.__all__}) == python_built
+    for bad in (True, "0.1", np.array(0.1)):
+        with pytest.raises(ValueError, match=rf"{type(python_built).__name__}: lr must be a finite number > 0"):
+            attrs.evolve(python_built, lr=bad)
+
+
+def test_schedules_at_and_beyond_their_end() -> None:
+    cos = optim.WarmupCosine(0.1, warmup_steps=4, total_steps=8, final=0.02)
+    assert [round(cos(k), 12) for k in (0, 3, 4, 8, 9, 10**9)] == [0.025, 0.1, 0.1, 0.02, 0.02, 0.02]
+    assert optim.CosineDecay(0.1, 1)(0) == 0.1 and optim.CosineDecay(0.1, 1)(1) == 0.0
+    with pytest.raises(ValueError, match=r"WarmupCosine: warmup_steps must be < total_steps \(8\), got 9"):
+        optim.WarmupCosine(0.1, 9, 8)
+    for bad in (float("nan"), -0.1, float("inf")):
+        with pytest.raises(ValueError, match=r"CosineDecay: lr must be a finite number > 0"):
+            optim.CosineDecay(bad, 10)
+        with pytest.raises(ValueError, match=r"CosineDecay: final must be a finite number >= 0"):
+            optim.CosineDecay(0.1, 10, final=bad)
