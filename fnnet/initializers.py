@@ -72,6 +72,13 @@ def _positive(inst: object, attribute: "attrs.Attribute[float]", value: float) -
         raise ValueError(f"{type(inst).__name__}: {attribute.name} must be a positive finite number, got {value!r}")
 
 
+def _root(init: object, c: float, fan: int) -> float:
+    """``sqrt(c / fan)``; 0 for ``fan == 0``, where the weight has no entries to scale."""
+    if fan < 0:
+        raise ValueError(f"{type(init).__name__}: fans must be >= 0, got {fan!r}")
+    return math.sqrt(c / fan) if fan else 0.0
+
+
 def _normal(key: Key, shape: tuple[int, ...], std: float) -> Array:
     return (key.generator().standard_normal(shape, dtype=np.float64) * std).astype(DEFAULT_DTYPE)
 
@@ -138,7 +145,7 @@ class XavierNormal:
     gain: float = attrs.field(default=1.0, validator=_positive)
 
     def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
-        return _normal(key, shape, self.gain * math.sqrt(2.0 / (fan_in + fan_out)))
+        return _normal(key, shape, self.gain * _root(self, 2.0, fan_in + fan_out))
 
 
 @attrs.frozen
@@ -154,7 +161,7 @@ class XavierUniform:
     gain: float = attrs.field(default=1.0, validator=_positive)
 
     def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
-        return _uniform(key, shape, self.gain * math.sqrt(6.0 / (fan_in + fan_out)))
+        return _uniform(key, shape, self.gain * _root(self, 6.0, fan_in + fan_out))
 
 
 @attrs.frozen
@@ -168,7 +175,7 @@ class LeCunNormal:
     """
 
     def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
-        return _normal(key, shape, math.sqrt(1.0 / fan_in))
+        return _normal(key, shape, _root(self, 1.0, fan_in))
 
 
 @attrs.frozen
@@ -182,7 +189,7 @@ class HeNormal:
     """
 
     def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
-        return _normal(key, shape, math.sqrt(2.0 / fan_in))
+        return _normal(key, shape, _root(self, 2.0, fan_in))
 
 
 @attrs.frozen
@@ -196,7 +203,7 @@ class HeUniform:
     """
 
     def __call__(self, key: Key, shape: tuple[int, ...], fan_in: int, fan_out: int) -> Array:
-        return _uniform(key, shape, math.sqrt(6.0 / fan_in))
+        return _uniform(key, shape, _root(self, 6.0, fan_in))
 
 
 def normal(std: float = 0.01) -> Normal:

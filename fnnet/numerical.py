@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -40,10 +41,20 @@ _PROJECTION_KEY = fold_in(make_key(0), 0x5EED)
 def numerical_diff(f: Callable[[float], float], x: float, h: float = DEFAULT_H) -> float:
     """Central difference ``(f(x + h) - f(x - h)) / 2h`` of a scalar function at ``x``.
 
+    The denominator is the step actually taken, ``(x + h) - (x - h)`` as rounded in ``x``'s type,
+    so a float32 ``x`` gets no extra error from rounding ``x ± h``.
+
+    Raises:
+        ValueError: if ``x + h`` and ``x - h`` round to the same number (``h`` too small for ``x``).
+
     >>> round(numerical_diff(lambda x: 0.01 * x**2 + 0.1 * x, 5.0), 6)     # the book's 0.2
     0.2
     """
-    return (float(f(x + h)) - float(f(x - h))) / (2 * h)
+    x_plus, x_minus = x + h, x - h
+    step = float(x_plus) - float(x_minus)
+    if step == 0.0:
+        raise ValueError(f"numerical_diff: step h={h!r} vanishes at x={x!r}; use a larger h or float64")
+    return (float(f(x_plus)) - float(f(x_minus))) / step
 
 
 def numerical_gradient(f: Callable[[Any], Any], params: Tree, h: float = DEFAULT_H) -> Tree:
@@ -56,6 +67,13 @@ def numerical_gradient(f: Callable[[Any], Any], params: Tree, h: float = DEFAULT
     Returns:
         A tree shaped like ``params`` (same dtypes) holding ``df/dparams``. ``params`` is never
         written to, not even temporarily.
+    Raises:
+        ValueError: for a leaf that is not floating point, or where ``x ± h`` rounds to ``x``
+            itself in the leaf's dtype (``h`` too small for float16, or for large float32 values).
+
+    Each difference quotient divides by the step actually taken, ``(x + h) − (x − h)`` as
+    rounded in the leaf's dtype, not by ``2h``: in float32 ``x ± h`` is rounded to a grid of
+    spacing up to ``|x| · 1.2e-7``, which for ``|x| = 1000`` is about ``h`` itself.
 
     >>> import numpy as np
     >>> x = np.array([3.0, 4.0])
@@ -71,7 +89,7 @@ def numerical_gradient(f: Callable[[Any], Any], params: Tree, h: float = DEFAULT
         if arr.dtype.kind != "f":
             raise ValueError(f"numerical_gradient: leaf {li} has dtype {arr.dtype}; expected floating point")
         buf = arr.copy()  # private scratch: perturbed in place, never the caller's array
-        g = np.zeros_like(arr)
+        g = np.zeros(arr.shape, arr.dtype)  # C order: g.reshape(-1) must be a view (zeros_like keeps F order)
         trial = list(leaves)
         trial[li] = buf if arr.ndim else buf[()]
         flat = buf.reshape(-1)
@@ -79,15 +97,22 @@ def numerical_gradient(f: Callable[[Any], Any], params: Tree, h: float = DEFAULT
         for i in range(flat.size):
             orig = flat[i]
             flat[i] = orig + h
+            x_plus = float(flat[i])
             if not arr.ndim:
                 trial[li] = buf[()]
             f_plus = float(f(tree_unflatten(treedef, trial)))
             flat[i] = orig - h
+            step = x_plus - float(flat[i])
             if not arr.ndim:
                 trial[li] = buf[()]
             f_minus = float(f(tree_unflatten(treedef, trial)))
             flat[i] = orig
-            gflat[i] = (f_plus - f_minus) / (2 * h)
+            if step == 0.0:
+                raise ValueError(
+                    f"numerical_gradient: step h={h!r} vanishes in leaf {li} ({arr.dtype}) at value {float(orig)!r}; "
+                    "use a larger h or float64"
+                )
+            gflat[i] = (f_plus - f_minus) / step
         grads.append(g if arr.ndim else g[()])
     return tree_unflatten(treedef, grads)
 
@@ -134,8 +159,12 @@ class GradCheck:
 
     @property
     def max_error(self) -> float:
-        """The largest error over all parameters and the input."""
-        return max(self.errors.values(), default=0.0)
+        """The largest error over all parameters and the input; ``nan`` if any error is ``nan``
+        (a gradient holding ``nan`` or ``inf``), so that ``max_error < tol`` fails."""
+        errors = list(self.errors.values())
+        if any(math.isnan(e) for e in errors):
+            return math.nan
+        return max(errors, default=0.0)
 
     def __str__(self) -> str:
         return "\n".join(f"{p:<24} {e:.3e}" for p, e in self.errors.items())

@@ -16,6 +16,14 @@ import numpy as np
 # Path tags keep split and fold_in streams apart: split(k, n)[i] != fold_in(k, i).
 _SPLIT = 0
 _FOLD = 1
+# SeedSequence reads the path as one run of 32-bit words, an int of more than 32 bits as several.
+# fold_in's data below 2**32 is one word after the tag _FOLD; wider data is _FOLD_WIDE, its word
+# count, then its words, so that every path reads back one way (fold_in(k, 2**64) would otherwise
+# be the words of split(fold_in(k, 0))[1]).
+_FOLD_WIDE = 2
+_WORD = 1 << 32
+# SeedSequence pads a seed to 4 words before the path's words; a wider seed would run into them.
+_SEED_LIMIT = 1 << 128
 
 
 def _is_index(value: object) -> bool:
@@ -26,7 +34,10 @@ def _seed(value: object) -> int:
     # Validate before converting: int(1.5), int(True) or int("3") would silently succeed.
     if not _is_index(value):
         raise ValueError(f"Key: seed must be a non-negative int, got {value!r}")
-    return operator.index(value)  # type: ignore[arg-type]
+    seed = operator.index(value)  # type: ignore[arg-type]
+    if seed >= _SEED_LIMIT:
+        raise ValueError(f"Key: seed must be below 2**128, got {seed!r}")
+    return seed
 
 
 def _check_path(_inst: object, _attr: object, value: tuple[int, ...]) -> None:
@@ -70,7 +81,7 @@ def _derive(k: Key, path: tuple[int, ...]) -> Key:
 
 
 def key(seed: int) -> Key:
-    """Make the root key for ``seed`` (a non-negative int).
+    """Make the root key for ``seed`` (a non-negative int below ``2**128``).
 
     >>> import fnnet
     >>> k = fnnet.key(0)
@@ -102,10 +113,18 @@ def split(k: Key, n: int = 2) -> tuple[Key, ...]:
 def fold_in(k: Key, data: int) -> Key:
     """Derive a new key from ``k`` and a non-negative integer (an epoch, a step, a trial index).
 
+    Any size of ``data`` is taken; different ``data`` (or a different ``k``) give a different key
+    and stream. Data from ``2**32`` on is recorded in the path with its word count.
+
     >>> import fnnet
     >>> fnnet.fold_in(fnnet.key(3), 7)
     Key(seed=3, path=(1, 7))
+    >>> fnnet.fold_in(fnnet.key(3), 2**40)
+    Key(seed=3, path=(2, 2, 1099511627776))
     """
     if not _is_index(data):
         raise ValueError(f"fold_in: data must be a non-negative int, got {data!r}")
-    return _derive(k, k.path + (_FOLD, int(data)))
+    d = int(data)
+    if d < _WORD:
+        return _derive(k, k.path + (_FOLD, d))
+    return _derive(k, k.path + (_FOLD_WIDE, (d.bit_length() + 31) // 32, d))

@@ -1,6 +1,8 @@
 """Tree utilities: nested tuples, lists, dicts, NamedTuples and attrs records of arrays.
 
 A *tree* is any nesting of those containers; everything else (arrays, scalars) is a *leaf*.
+A dict's children are taken in the order of ``str(key)`` (so ``10`` comes before ``2``), and its
+paths are ``str(key)``: keys whose strings are equal, such as ``1`` and ``"1"``, are not supported.
 ``None`` is an empty subtree with no leaves, so parameter-free layers can use ``None`` or ``()``.
 All functions here are pure: they build new containers and never write into a leaf.
 
@@ -113,7 +115,7 @@ _LEAF = TreeDef("leaf", None, ())
 
 
 def tree_flatten(tree: Tree) -> tuple[list[Any], TreeDef]:
-    """Flatten ``tree`` into its leaves (depth first, dict keys sorted) and its structure.
+    """Flatten ``tree`` into its leaves (depth first, dict keys sorted by ``str``) and its structure.
 
     Args:
         tree: any nesting of tuples, lists, dicts, NamedTuples and attrs records.
@@ -478,7 +480,10 @@ def _raise_mismatch(name: str, tree: Tree, rest: Sequence[Tree]) -> NoReturn:
         for r in rs:
             rn = _children(r)
             if rn is None or rn[0] != kind or rn[1] != aux:
-                raise ValueError(f"{name}: structures differ at {path or '<root>'}: {_describe(t)} vs {_describe(r)}")
+                raise ValueError(
+                    f"{name}: structures differ at {path or '<root>'}: "
+                    f"{_describe(t)} vs {_describe(r)}{_key_difference(t, r)}"
+                )
             rest_kids.append(rn[2])
         for i, (k, c) in enumerate(kids):
             go(c, [rk[i][1] for rk in rest_kids], f"{path}/{k}" if path else k)
@@ -491,6 +496,17 @@ def _leaf_against(name: str, rest: Sequence[Any], path: str, t: Any) -> None:
     for r in rest:
         if type(r) is not np.ndarray and _children(r) is not None:
             raise ValueError(f"{name}: structures differ at {path or '<root>'}: {_describe(t)} vs {_describe(r)}")
+
+
+def _key_difference(t: Any, r: Any) -> str:
+    """For two dicts with different keys, which keys only one of them has ("" otherwise)."""
+    if not (isinstance(t, dict) and isinstance(r, dict)):
+        return ""
+    only_t = [k for k in sorted(t, key=str) if k not in r]
+    only_r = [k for k in sorted(r, key=str) if k not in t]
+    sides = ((only_t, "first"), (only_r, "second"))
+    parts = [f"{', '.join(map(repr, ks))} only in the {which}" for ks, which in sides if ks]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _describe(t: Any) -> str:
@@ -517,7 +533,10 @@ def tree_map_with_path(f: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
         for r in rs:
             rn = _children(r)
             if rn is None or rn[0] != kind or rn[1] != aux:
-                raise ValueError(f"tree_map_with_path: structures differ at {path or '<root>'}")
+                raise ValueError(
+                    f"tree_map_with_path: structures differ at {path or '<root>'}: "
+                    f"{_describe(t)} vs {_describe(r)}{_key_difference(t, r)}"
+                )
             rkids.append(rn[2])
         out = [go(c, [rk[i][1] for rk in rkids], f"{path}/{k}" if path else k) for i, (k, c) in enumerate(kids)]
         return _rebuild(kind, aux, out)
@@ -559,16 +578,36 @@ def tree_global_norm(tree: Tree) -> float:
     """The L2 norm of all leaves taken together, ``sqrt(sum(leaf**2))``, computed in float64.
 
     The per-leaf sums of squares are added with ``math.fsum`` (exactly rounded), so the result
-    does not depend on the order of the leaves.
+    does not depend on the order of the leaves. The norm is ``inf`` only if it exceeds the
+    largest float64 or a leaf holds ``inf`` (``nan`` if a leaf holds ``nan``): finite leaves
+    whose squares overflow float64 (values above about 1e154) are rescaled, not reported as ``inf``.
 
     >>> tree_global_norm((np.array([3.0]), {"b": np.array([4.0])}))
     5.0
+    >>> tree_global_norm(np.full(4, 1e200))            # the squares overflow float64, the norm does not
+    2e+200
     """
     squares = []
-    for leaf in tree_leaves(tree):
+    leaves = tree_leaves(tree)
+    for leaf in leaves:
         a: Array = np.asarray(leaf, dtype=np.float64)
         squares.append(float(np.vdot(a, a)))
-    return math.sqrt(math.fsum(squares))
+    try:
+        total = math.fsum(squares)
+    except OverflowError:  # fsum of several inf squares
+        total = math.inf
+    if total == math.inf:
+        return _global_norm_rescaled(leaves)
+    return math.sqrt(total)
+
+
+def _global_norm_rescaled(leaves: list[Any]) -> float:
+    """``tree_global_norm`` when the sum of squares overflowed: ``m · sqrt(Σ (x / m)²)`` with ``m = max|x|``."""
+    arrays = [np.asarray(leaf, dtype=np.float64) for leaf in leaves]
+    m = max((float(np.max(np.abs(a))) for a in arrays if a.size), default=0.0)
+    if not math.isfinite(m):  # an inf (or nan) leaf: the norm is inf (or nan)
+        return float(np.sqrt(math.fsum(float(np.vdot(a, a)) for a in arrays)))
+    return m * math.sqrt(math.fsum(float(np.vdot(a / m, a / m)) for a in arrays))
 
 
 def tree_astype(tree: Tree, dtype: Any) -> Tree:

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from fnnet.hparam.space import Value, _real
+from fnnet.hparam.space import Value, _integer, _real
 from fnnet.random import Key, split
 from fnnet.random import key as make_key
 from fnnet.typing import Array
@@ -36,7 +36,7 @@ def _positive_int(inst: object, attribute: attrs.Attribute[int], value: int) -> 
 
 
 def _to_sizes(value: Any) -> Any:
-    return tuple(value) if isinstance(value, (list, tuple)) else value
+    return tuple(_integer(h) for h in value) if isinstance(value, (list, tuple)) else value
 
 
 def _check_hidden(inst: object, attribute: attrs.Attribute[tuple[int, ...]], value: tuple[int, ...]) -> None:
@@ -47,6 +47,13 @@ def _check_hidden(inst: object, attribute: attrs.Attribute[tuple[int, ...]], val
 def _check_fraction(inst: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not isinstance(value, float) or not 0.0 < value < 1.0:
         raise ValueError(f"MLPTrial: val_fraction must be in (0, 1), got {value!r}")
+
+
+def _check_activation(inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    from fnnet.models import ACTIVATIONS  # here, not at the top: importing this module trains nothing
+
+    if not isinstance(value, str) or value not in ACTIVATIONS:
+        raise ValueError(f"MLPTrial: activation must be one of {sorted(ACTIVATIONS)}, got {value!r}")
 
 
 def _check_optimizer(inst: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -100,14 +107,14 @@ class MLPTrial:
     """
 
     data: str = "mnist-small"
-    n_train: int = attrs.field(default=500, validator=_positive_int)
+    n_train: int = attrs.field(default=500, converter=_integer, validator=_positive_int)
     val_fraction: float = attrs.field(default=0.2, converter=_real, validator=_check_fraction)
     hidden_sizes: tuple[int, ...] = attrs.field(default=(100,) * 6, converter=_to_sizes, validator=_check_hidden)
-    activation: str = "relu"
-    epochs: int = attrs.field(default=50, validator=_positive_int)
-    batch_size: int = attrs.field(default=100, validator=_positive_int)
+    activation: str = attrs.field(default="relu", validator=_check_activation)
+    epochs: int = attrs.field(default=50, converter=_integer, validator=_positive_int)
+    batch_size: int = attrs.field(default=100, converter=_integer, validator=_positive_int)
     optimizer: str = attrs.field(default="sgd", validator=_check_optimizer)
-    split_seed: int | None = attrs.field(default=None, validator=_check_split_seed)
+    split_seed: int | None = attrs.field(default=None, converter=_integer, validator=_check_split_seed)
 
     def __attrs_post_init__(self) -> None:
         n_val = self.n_val

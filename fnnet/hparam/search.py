@@ -82,13 +82,18 @@ def random_search(
             record with ``__call__``); ``objective(hparams, key)`` returns at least ``val_acc``.
         space: ``{name: distribution}``.
         key: the search's key; trial ``i`` draws from and runs with ``fold_in(key, i)``.
-        n_trials: number of trials (>= 1).
+        n_trials: number of trials (a Python or NumPy int >= 1).
         executor: any ``concurrent.futures.Executor`` (process pool, Dask's
             ``client.get_executor()``, ...); ``None`` runs the trials here, one after another.
         on_trial: called in this process with each finished trial, in completion order (progress).
     Returns:
         A :class:`SearchResult` with the trials in trial order, whatever order they finished in.
         A trial that raises, or whose worker fails, is recorded as failed and the search goes on.
+    Raises:
+        KeyboardInterrupt: Ctrl-C stops the search (it does not fail one trial). The trials that
+            finished before have been passed to ``on_trial``, which is where to keep them; the
+            trials an executor has not started are cancelled. An exception from ``on_trial``
+            stops the search the same way.
 
     >>> import fnnet
     >>> from fnnet.hparam import LogUniform, random_search
@@ -99,8 +104,9 @@ def random_search(
     (20, True, True)
     """
     _check_space(space, "random_search")
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+    if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)) or n_trials < 1:
         raise ValueError(f"random_search: n_trials must be a positive int, got {n_trials!r}")
+    n_trials = int(n_trials)
     if not isinstance(key, Key):
         raise ValueError(f"random_search: key must be a fnnet Key, got {key!r}")
     space = dict(space)
@@ -118,16 +124,23 @@ def random_search(
             done(run_trial(objective, i, points[i], keys[i]))
     else:
         pending: dict[Future[TrialResult], int] = {}
-        for i in range(n_trials):
-            try:
-                pending[executor.submit(run_trial, objective, i, points[i], keys[i])] = i
-            except Exception as e:  # e.g. the objective cannot be serialised
-                done(TrialResult(i, points[i], {}, "failed", _error_text(e)))
-        for fut in as_completed(pending):
-            i = pending[fut]
-            try:
-                r = fut.result()
-            except Exception as e:  # the worker died or the result could not travel back
-                r = TrialResult(i, points[i], {}, "failed", _error_text(e))
-            done(r)
+        try:
+            for i in range(n_trials):
+                try:
+                    pending[executor.submit(run_trial, objective, i, points[i], keys[i])] = i
+                except Exception as e:  # e.g. the objective cannot be serialised
+                    done(TrialResult(i, points[i], {}, "failed", _error_text(e)))
+            for fut in as_completed(pending):
+                i = pending[fut]
+                try:
+                    r = fut.result()
+                except Exception as e:  # the worker died or the result could not travel back
+                    r = TrialResult(i, points[i], {}, "failed", _error_text(e))
+                done(r)
+        except BaseException:
+            # Ctrl-C, or on_trial raised: drop the trials not started yet, or the executor's
+            # shutdown would wait for all of them to run
+            for fut in pending:
+                fut.cancel()
+            raise
     return SearchResult(tuple(r for r in results if r is not None), space, key, repr(objective))

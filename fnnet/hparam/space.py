@@ -77,7 +77,10 @@ class LogUniform:
 
     def draw(self, key: Key) -> float:
         """One draw (a float in ``[low, high]``) from ``key``."""
-        exponent = key.generator().uniform(math.log10(self.low), math.log10(self.high))
+        top = math.log10(self.high)
+        exponent = float(key.generator().uniform(math.log10(self.low), top))
+        if exponent >= top:  # 10**top can exceed the largest float when high is near it
+            return self.high
         # 10**x can round past an end point by one ulp; keep draws inside the stated range.
         return min(max(float(10.0**exponent), self.low), self.high)
 
@@ -88,7 +91,7 @@ class LogUniform:
 
 @attrs.frozen
 class Uniform:
-    """``U(low, high)``: a float in ``[low, high)``; needs ``low < high``.
+    """``U(low, high)``: a float in ``[low, high)``; needs ``low < high`` and a finite ``high - low``.
 
     >>> import fnnet
     >>> d = Uniform(0.0, 0.5)
@@ -101,6 +104,10 @@ class Uniform:
 
     def __attrs_post_init__(self) -> None:
         _check_order(self, strict=True)
+        if not math.isfinite(self.high - self.low):
+            raise ValueError(
+                f"Uniform: high - low must be a finite number, got low={_short(self.low)}, high={_short(self.high)}"
+            )
 
     def draw(self, key: Key) -> float:
         """One draw (a float in ``[low, high)``) from ``key``."""
@@ -113,7 +120,8 @@ class Uniform:
 
 @attrs.frozen
 class IntUniform:
-    """A uniform integer in ``[low, high]`` (both ends included); needs ``low <= high``.
+    """A uniform integer in ``[low, high]`` (both ends included); needs ``low <= high``, both in
+    the int64 range.
 
     >>> import fnnet
     >>> draws = {IntUniform(1, 3).draw(fnnet.key(i)) for i in range(50)}
@@ -126,6 +134,9 @@ class IntUniform:
 
     def __attrs_post_init__(self) -> None:
         _check_order(self, strict=False)
+        for name, value in (("low", self.low), ("high", self.high)):
+            if not -(2**63) <= value < 2**63:
+                raise ValueError(f"IntUniform: {name} must be in the int64 range [-2**63, 2**63), got {_short(value)}")
 
     def draw(self, key: Key) -> int:
         """One draw (an int in ``[low, high]``) from ``key``."""
@@ -136,9 +147,22 @@ class IntUniform:
         return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
 
 
+def _option(v: Any) -> Any:
+    """A NumPy integer, float or string option as the Python one (bools are left to the validator)."""
+    if isinstance(v, (bool, np.bool_)):
+        return v
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v)
+    if isinstance(v, str):
+        return str(v)
+    return v
+
+
 def _to_options(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
-        return tuple(_integer(_real(v)) if not isinstance(v, (int, float, str)) else v for v in value)
+        return tuple(_option(v) for v in value)
     return value
 
 
@@ -153,7 +177,7 @@ def _check_options(inst: object, attribute: attrs.Attribute[tuple[Value, ...]], 
 
 @attrs.frozen
 class Choice:
-    """One of ``options`` (str, int or float), each equally likely.
+    """One of ``options`` (str, int or float; NumPy ones become Python ones), each equally likely.
 
     >>> import fnnet
     >>> c = Choice(["relu", "sigmoid"])

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import attrs
 
-from fnnet._validate import finite_nonneg, finite_positive, in_interval, nonneg_int, positive_int
+from fnnet._validate import finite_nonneg, finite_positive, in_interval, is_int, is_real, nonneg_int, positive_int
 
 __all__ = ["Schedule", "Constant", "StaircaseDecay", "ExponentialDecay", "CosineDecay", "WarmupCosine"]
 
@@ -29,6 +29,17 @@ Schedule = Callable[[int], float]
 """
 
 _decay_rate = in_interval(0.0, 1.0, low_open=True, high_open=False)
+
+
+def _float(value: float) -> float:
+    """A Python or NumPy real number as a Python float (so that repr, == and hash go by value);
+    anything else as it is, for the validator to refuse."""
+    return float(value) if is_real(value) else value
+
+
+def _int(value: int) -> int:
+    """A Python or NumPy int as a Python int; anything else as it is, for the validator to refuse."""
+    return int(value) if is_int(value) else value
 
 
 def _half_cosine(lr: float, final: float, frac: float) -> float:
@@ -52,7 +63,7 @@ class Constant:
     0.1
     """
 
-    lr: float = attrs.field(validator=finite_positive)
+    lr: float = attrs.field(converter=_float, validator=finite_positive)
 
     def __call__(self, count: int) -> float:
         """The learning rate for the update after ``count`` updates."""
@@ -73,9 +84,9 @@ class StaircaseDecay:
     [0.1, 0.1, 0.05, 0.025]
     """
 
-    lr: float = attrs.field(validator=finite_positive)
-    decay_rate: float = attrs.field(validator=_decay_rate)
-    decay_steps: int = attrs.field(validator=positive_int)
+    lr: float = attrs.field(converter=_float, validator=finite_positive)
+    decay_rate: float = attrs.field(converter=_float, validator=_decay_rate)
+    decay_steps: int = attrs.field(converter=_int, validator=positive_int)
 
     def __call__(self, count: int) -> float:
         """The learning rate for the update after ``count`` updates."""
@@ -96,9 +107,9 @@ class ExponentialDecay:
     [0.1, 0.0707, 0.05]
     """
 
-    lr: float = attrs.field(validator=finite_positive)
-    decay_rate: float = attrs.field(validator=_decay_rate)
-    decay_steps: int = attrs.field(validator=positive_int)
+    lr: float = attrs.field(converter=_float, validator=finite_positive)
+    decay_rate: float = attrs.field(converter=_float, validator=_decay_rate)
+    decay_steps: int = attrs.field(converter=_int, validator=positive_int)
 
     def __call__(self, count: int) -> float:
         """The learning rate for the update after ``count`` updates."""
@@ -120,9 +131,9 @@ class CosineDecay:
     [0.1, 0.05, 0.0, 0.0]
     """
 
-    lr: float = attrs.field(validator=finite_positive)
-    total_steps: int = attrs.field(validator=positive_int)
-    final: float = attrs.field(default=0.0, validator=finite_nonneg)
+    lr: float = attrs.field(converter=_float, validator=finite_positive)
+    total_steps: int = attrs.field(converter=_int, validator=positive_int)
+    final: float = attrs.field(default=0.0, converter=_float, validator=finite_nonneg)
 
     def __attrs_post_init__(self) -> None:
         _check_final(self)
@@ -148,10 +159,10 @@ class WarmupCosine:
     [0.01, 0.1, 0.05, 0.0]
     """
 
-    lr: float = attrs.field(validator=finite_positive)
-    warmup_steps: int = attrs.field(validator=nonneg_int)
-    total_steps: int = attrs.field(validator=positive_int)
-    final: float = attrs.field(default=0.0, validator=finite_nonneg)
+    lr: float = attrs.field(converter=_float, validator=finite_positive)
+    warmup_steps: int = attrs.field(converter=_int, validator=nonneg_int)
+    total_steps: int = attrs.field(converter=_int, validator=positive_int)
+    final: float = attrs.field(default=0.0, converter=_float, validator=finite_nonneg)
 
     def __attrs_post_init__(self) -> None:
         _check_final(self)

@@ -13,10 +13,10 @@ from typing import Any, NamedTuple, cast
 
 import numpy as np
 
-from fnnet._validate import check_finite_nonneg, check_finite_positive, check_in_interval
+from fnnet._validate import check_finite_nonneg, check_finite_positive, check_in_interval, is_real
 from fnnet.optim.base import EmptyState, GradientTransformation
 from fnnet.optim.schedules import Schedule
-from fnnet.tree import tree_global_norm, tree_map, tree_map_n, tree_zeros_like
+from fnnet.tree import tree_global_norm, tree_leaves, tree_map, tree_map_n, tree_paths, tree_zeros_like
 from fnnet.typing import Array, Tree
 
 __all__ = [
@@ -92,10 +92,18 @@ Mask = Any
 
 
 def _check_lr(where: str, lr: Any) -> float | Schedule:
-    """A learning rate: a schedule (any callable), else a finite number > 0."""
+    """A learning rate: a schedule (any callable), else a finite number > 0 (a 0-d array too, such
+    as the ``lr`` a state holds)."""
     if callable(lr):
         return cast(Schedule, lr)
-    return check_finite_positive(where, "lr", lr)
+    return check_finite_positive(where, "lr", _scalar(lr))
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d integer or float array as its NumPy scalar; anything else as it is."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        return value[()]
+    return value
 
 
 def _check_rate(where: str, name: str, value: Any) -> float:
@@ -148,7 +156,8 @@ def scale_by_lr(lr: float | Schedule) -> GradientTransformation:
     """Descent direction times the learning rate: ``u ← −η u``.
 
     Args:
-        lr: η, a positive float, or a schedule ``count -> lr`` (then this is :func:`scale_by_schedule`).
+        lr: η, a positive float (or 0-d array), or a schedule ``count -> lr`` (then this is
+            :func:`scale_by_schedule`).
     Returns:
         The transformation; its state records the learning rate for :func:`current_lr`.
 
@@ -178,6 +187,10 @@ def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
         schedule: a callable ``count -> lr``, e.g. :class:`CosineDecay`.
     Returns:
         The transformation; its state counts the updates and holds the next learning rate.
+    Raises:
+        ValueError: from ``init`` or ``update`` when the schedule returns a negative rate or not
+            a number (naming the count). A ``nan`` or ``inf`` rate is kept in the state, which
+            :func:`fnnet.fit` then refuses as non-finite.
 
     >>> import numpy as np
     >>> from fnnet.optim import StaircaseDecay
@@ -193,15 +206,22 @@ def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
     if not callable(schedule):
         raise ValueError(f"scale_by_schedule: schedule must be callable count -> lr, got {schedule!r}")
 
+    def lr_at(count: int) -> Array:
+        lr = schedule(count)
+        v = _scalar(lr)
+        if not is_real(v) or v < 0:  # nan and inf go into the state, where fit's finiteness check stops them
+            raise ValueError(f"scale_by_schedule: schedule({count}) returned {lr!r}; expected a number >= 0")
+        return _f64(v)
+
     def init(params: Tree) -> ScaleByScheduleState:
-        return ScaleByScheduleState(_i64(0), _f64(schedule(0)))
+        return ScaleByScheduleState(_i64(0), lr_at(0))
 
     def update(
         updates: Tree, state: ScaleByScheduleState, params: Tree = None
     ) -> tuple[Tree, ScaleByScheduleState]:
         neg_lr = -float(state.lr)
         k = int(state.steps) + 1
-        return tree_map(lambda u: neg_lr * u, updates), ScaleByScheduleState(_i64(k), _f64(schedule(k)))
+        return tree_map(lambda u: neg_lr * u, updates), ScaleByScheduleState(_i64(k), lr_at(k))
 
     return GradientTransformation(init, update)
 
@@ -436,7 +456,9 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
     Args:
         max_norm: the largest allowed global norm, > 0.
     Returns:
-        The transformation (stateless). The norm is accumulated in float64.
+        The transformation (stateless). The norm is accumulated in float64 (see
+        :func:`fnnet.tree.tree_global_norm`). An update holding ``inf`` has norm ``inf`` and is
+        scaled by 0, which makes its ``inf`` entries ``nan``: a non-finite gradient is not hidden.
 
     >>> import numpy as np
     >>> t = clip_by_global_norm(1.0)
@@ -483,6 +505,22 @@ def _resolve_mask(mask: Mask, params: Tree) -> Tree:
     return mask
 
 
+def _mask_error(where: str, params: Tree, mask_tree: Tree) -> ValueError | None:
+    """The error to raise if ``mask_tree`` is not a tree of flags shaped like ``params``, else None."""
+    try:
+        flags = tree_map(lambda p, m: m, params, mask_tree)
+    except ValueError as e:
+        return ValueError(f"{where}: mask does not match params: {str(e).removeprefix('tree_map: ')}")
+    for path, m in zip(tree_paths(params), tree_leaves(flags)):
+        if not (
+            isinstance(m, (bool, int, np.bool_, np.integer))
+            or (isinstance(m, np.ndarray) and m.shape == () and m.dtype.kind in "biu")
+        ):
+            what = f"an array of shape {m.shape}" if isinstance(m, np.ndarray) else repr(m)
+            return ValueError(f"{where}: mask at {path or '<root>'} must be True or False, got {what}")
+    return None
+
+
 def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTransformation:
     """Decoupled weight decay: ``u ← u + λ W`` on masked leaves (the next :func:`scale_by_lr` turns
     it into ``W ← W − η λ W``, independent of the gradient's scaling, as in AdamW).
@@ -492,7 +530,9 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
         mask: tree of bools shaped like params, a callable ``params -> tree``, or ``None`` for
             :func:`default_decay_mask` (weights, not biases).
     Returns:
-        The transformation (stateless); its ``update`` requires ``params``.
+        The transformation (stateless); its ``update`` requires ``params``. Its ``init`` checks
+        the mask against the params: a mask of another structure, or with a leaf that is not a
+        flag, raises ``ValueError`` naming the path.
 
     >>> import numpy as np
     >>> t = add_decayed_weights(0.1)
@@ -510,6 +550,10 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
         return u + lam * p if np.ndim(p) >= 2 else u
 
     def init(params: Tree) -> EmptyState:
+        if mask is not None:
+            err = _mask_error("add_decayed_weights", params, _resolve_mask(mask, params))
+            if err is not None:
+                raise err
         return EmptyState()
 
     def update(updates: Tree, state: EmptyState, params: Tree = None) -> tuple[Tree, EmptyState]:
@@ -519,7 +563,14 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
             return updates, state
         if mask is None:
             return tree_map(leaf_default_mask, updates, params), state
-        return tree_map(leaf, updates, params, _resolve_mask(mask, params)), state
+        mask_tree = _resolve_mask(mask, params)
+        try:
+            return tree_map(leaf, updates, params, mask_tree), state
+        except ValueError:
+            err = _mask_error("add_decayed_weights", params, mask_tree)
+            if err is None:
+                raise
+            raise err from None
 
     return GradientTransformation(init, update)
 
@@ -534,6 +585,8 @@ def l2_penalty(params: Tree, weight_decay: float, mask: Mask = None) -> tuple[fl
     Returns:
         ``(loss, grads)``: the penalty (a float) and its gradient, a tree shaped like ``params``
         holding ``λ W`` on masked leaves and zeros elsewhere (add it to the loss gradient).
+    Raises:
+        ValueError: if the mask does not match ``params`` (naming the path).
 
     >>> import numpy as np
     >>> loss, grads = l2_penalty({"w": np.full((2, 2), 2.0), "b": np.ones(2)}, 0.1)
@@ -546,8 +599,18 @@ def l2_penalty(params: Tree, weight_decay: float, mask: Mask = None) -> tuple[fl
     def leaf(p: Array, m: Any) -> Array:
         if not m:
             return np.zeros_like(p)
-        total.append(float(np.vdot(p, p)))
+        a = np.asarray(p)
+        if a.dtype.itemsize < 4:  # a float16 sum of squares overflows at 65504
+            a = a.astype(np.float64)
+        total.append(float(np.vdot(a, a)))
         return lam * p
 
-    grads = tree_map(leaf, params, _resolve_mask(mask, params))
+    mask_tree = _resolve_mask(mask, params)
+    try:
+        grads = tree_map(leaf, params, mask_tree)
+    except ValueError:
+        err = _mask_error("l2_penalty", params, mask_tree)
+        if err is None:
+            raise
+        raise err from None
     return 0.5 * lam * math.fsum(total), grads
