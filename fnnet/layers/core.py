@@ -95,7 +95,7 @@ class Affine(Layer):
             )
         if x.dtype != w.dtype:
             check_dtype(self, x, w.dtype)
-        x2 = x.reshape(x.shape[0], -1)
+        x2 = x.reshape(x.shape[0], w.shape[0])  # not -1: a batch of 0 has no size to infer it from
         return x2 @ w + params.b, state, AffineCache(x2, x.shape)
 
     def backward(
@@ -280,7 +280,7 @@ class Flatten(Layer):
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, tuple[int, ...]]:
         if x.ndim < 1:
             raise ValueError(f"Flatten: expected input of rank >= 1 (N, ...), got shape {x.shape}")
-        return x.reshape(x.shape[0], -1), state, x.shape
+        return x.reshape(x.shape[0], math.prod(x.shape[1:])), state, x.shape  # not -1: N may be 0
 
     def backward(self, params: None, cache: tuple[int, ...], dout: Array, input_grad: bool = True) -> tuple[Array, None]:
         expected = (cache[0], math.prod(cache[1:]))

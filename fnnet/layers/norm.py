@@ -536,7 +536,7 @@ def _normalise_groups(x: Array, groups: int, eps: float) -> tuple[Array, Array]:
     ``xhat`` is ``(N, G, M)`` and ``inv_std`` ``(N, G, 1)``, both in ``x``'s dtype.
     """
     n = x.shape[0]
-    xg = x.reshape(n, groups, -1)
+    xg = x.reshape(n, groups, math.prod(x.shape[1:]) // groups)  # not -1: N may be 0
     m = xg.shape[2]
     xc = xg - xg.mean(axis=2, keepdims=True)  # a new array: x is never written
     var = np.einsum("ngm,ngm->ng", xc, xc)[:, :, None] / x.dtype.type(m)

@@ -1,0 +1,56 @@
+"""Edge cases found by an audit of the non-recurrent layers, combinators, losses, metrics and exporters.
+
+Each test pins a bug that was fixed: the one-line reproduction is in its docstring.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from _helpers import call_unchanged, normal
+
+import fnnet
+from fnnet.layers.base import TRAIN, Ctx, Layer, kind
+from fnnet.typing import Array, Shape
+
+# --- a batch of zero samples ---------------------------------------------------------------------
+
+#: Layers that map a batch of N samples to N outputs, each with an input shape it fits.
+EMPTY_BATCH: list[tuple[Layer, Shape]] = [
+    (fnnet.Conv2D(2, 3, stride=2), (3, 5, 5)),  # channels-last patch rows, one GEMM
+    (fnnet.Conv2D(2, 3, pad=1), (1, 4, 4)),  # one channel: K-major patches with a bias column
+    (fnnet.Conv2D(4, 3, groups=2), (2, 5, 5)),
+    (fnnet.Conv2D(4, 3, groups=4), (4, 5, 5)),  # depthwise
+    (fnnet.Conv1D(2, 3), (3, 5)),
+    (fnnet.MaxPool2D(2), (2, 4, 4)),  # windows that tile the input
+    (fnnet.MaxPool2D(3, stride=2, pad=1), (2, 5, 5)),
+    (fnnet.MaxPool1D(2), (2, 4)),
+    (fnnet.AvgPool2D(2), (2, 4, 4)),
+    (fnnet.GlobalAvgPool2D(), (2, 3, 3)),
+    (fnnet.Affine(3), (4,)),
+    (fnnet.Affine(3), (2, 2)),
+    (fnnet.Flatten(), (2, 3)),
+    (fnnet.Softmax(), (3,)),
+    (fnnet.LayerNorm(), (3,)),
+    (fnnet.GroupNorm(2), (4, 2, 2)),
+    (fnnet.Dropout(0.5), (3,)),
+    (fnnet.concat(fnnet.Affine(2), fnnet.Affine(3)), (4,)),
+    (fnnet.residual(fnnet.Affine(4)), (4,)),
+]
+
+
+@pytest.mark.parametrize(("layer", "in_shape"), EMPTY_BATCH, ids=lambda v: kind(v) if isinstance(v, Layer) else str(v))
+def test_a_batch_of_zero_samples_gives_zero_outputs_and_gradients(layer: Layer, in_shape: Shape) -> None:
+    """``fnnet.Affine(3).apply(params, np.zeros((0, 4), np.float32))`` raised "cannot reshape array of
+    size 0", Conv2D an IndexError and MaxPool2D(2) an AssertionError from its backward."""
+    params, out = layer.init(fnnet.key(0), in_shape)
+    x = np.zeros((0, *in_shape), np.float32)
+    for ctx in (fnnet.EVAL, Ctx(train=True, key=fnnet.key(1))):
+        y, _, cache = layer.forward(params, layer.init_state(in_shape), x, ctx)
+        assert y.shape == (0, *out) and y.dtype == np.float32
+        dx, grads = layer.backward(params, cache, np.zeros_like(y))
+        assert dx.shape == x.shape
+        for g in fnnet.tree.tree_leaves(grads):
+            assert not np.any(g)  # no samples, no gradient
