@@ -54,3 +54,30 @@ def test_a_batch_of_zero_samples_gives_zero_outputs_and_gradients(layer: Layer, 
         assert dx.shape == x.shape
         for g in fnnet.tree.tree_leaves(grads):
             assert not np.any(g)  # no samples, no gradient
+
+
+# --- Dropout at rates that round to 1 --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rate", "dtype"), [(1 - 1e-9, np.float32), (np.nextafter(1.0, 0.0), np.float32), (0.99999, np.float16)])
+def test_dropout_rate_near_one_gives_no_nan(rate: float, dtype: Any) -> None:
+    """``Dropout(1 - 1e-9)`` in training on float32 returned NaN everywhere: the rate rounded to 1.0
+    in float32, so the scale was 1 / 0 and every dropped unit 0 * inf."""
+    x = np.ones((200, 100), dtype)
+    layer = fnnet.Dropout(rate)
+    with np.errstate(all="raise"):
+        y, _, cache = layer.forward(None, None, x, Ctx(train=True, key=fnnet.key(0)))
+        dx, _ = layer.backward(None, cache, np.ones_like(y))
+    assert y.dtype == dtype and not np.isnan(y).any() and not np.isnan(dx).any()
+    dropped = y == 0
+    assert dropped.mean() > 0.999  # nearly every unit is dropped, and dropped units are exactly 0
+    assert np.array_equal(dx == 0, dropped)
+
+
+def test_dropout_scale_is_unchanged_for_ordinary_rates() -> None:
+    """The fix above leaves the scale of every rate that float32 can tell from 1 bit for bit alone."""
+    x = np.ones((50, 40), np.float32)
+    for rate in (0.1, 0.5, 0.8, 0.999):
+        y, _, _ = fnnet.Dropout(rate).forward(None, None, x, Ctx(train=True, key=fnnet.key(3)))
+        one = np.float32(1)
+        assert set(np.unique(y).tolist()) == {0.0, float(one / (one - np.float32(rate)))}
