@@ -81,3 +81,57 @@ def test_dropout_scale_is_unchanged_for_ordinary_rates() -> None:
         y, _, _ = fnnet.Dropout(rate).forward(None, None, x, Ctx(train=True, key=fnnet.key(3)))
         one = np.float32(1)
         assert set(np.unique(y).tolist()) == {0.0, float(one / (one - np.float32(rate)))}
+
+
+# --- params that do not fit the layer ----------------------------------------------------------------
+
+
+def _params_of(layer: Layer, in_shape: Shape) -> Any:
+    return layer.init(fnnet.key(0), in_shape)[0]
+
+
+#: (layer, input, params of another layer, the start of the one-line error).
+FOREIGN_PARAMS: list[tuple[Layer, Array, Any, str]] = [
+    # silently gave (N, 5) although out_shape says (3,)
+    (fnnet.Affine(3), np.ones((2, 4), np.float32), _params_of(fnnet.Affine(5), (4,)),
+     r"^Affine: expected params w of shape \(in, 3\) and b of shape \(3,\), got w \(4, 5\) and b \(5,\)$"),
+    # silently broadcast a bias of one entry
+    (fnnet.Affine(3), np.ones((2, 4), np.float32), fnnet.AffineParams(np.ones((4, 3), np.float32), np.ones(1, np.float32)),
+     r"^Affine: expected params .* got w \(4, 3\) and b \(1,\)$"),
+    # silently gave 8 channels although out_shape says 4
+    (fnnet.Conv2D(4, 3), np.ones((1, 2, 5, 5), np.float32), _params_of(fnnet.Conv2D(8, 3), (2, 5, 5)),
+     r"^Conv2D: expected params w of shape \(FN, C, 3, 3\) and b of shape \(FN,\) with FN = 4, got w \(8, 2, 3, 3\)"),
+    (fnnet.Conv1D(4, 3), np.ones((1, 2, 5), np.float32), _params_of(fnnet.Conv1D(8, 3), (2, 5)),
+     r"^Conv1D: expected params w of shape \(FN, C, 3\) and b of shape \(FN,\) with FN = 4, got w \(8, 2, 3\)"),
+    # silently broadcast a beta of one entry (LayerNorm) or failed in a reshape (BatchNorm, GroupNorm)
+    (fnnet.LayerNorm(), np.ones((2, 4), np.float32), fnnet.LayerNormParams(np.ones(4, np.float32), np.zeros(1, np.float32)),
+     r"^LayerNorm: expected params gamma and beta of one shape, got gamma \(4,\) and beta \(1,\)$"),
+    (fnnet.BatchNorm(), np.ones((2, 4), np.float32), fnnet.BatchNormParams(np.ones(4, np.float32), np.zeros(1, np.float32)),
+     r"^BatchNorm: expected params gamma and beta of one shape \(C,\), got gamma \(4,\) and beta \(1,\)$"),
+    (fnnet.GroupNorm(2), np.ones((2, 4), np.float32), fnnet.GroupNormParams(np.ones(4, np.float32), np.zeros(1, np.float32)),
+     r"^GroupNorm: expected params gamma and beta of one shape \(C,\), got gamma \(4,\) and beta \(1,\)$"),
+    # AttributeError: 'NoneType' object has no attribute 'w' (and no path inside a pipeline)
+    (fnnet.Affine(3), np.ones((2, 4), np.float32), None,
+     r"^Affine: expected params with arrays w, b \(as Affine.init makes them\), got NoneType$"),
+    (fnnet.Conv2D(4, 3), np.ones((1, 2, 5, 5), np.float32), (np.ones((4, 2, 3, 3)), np.ones(4)),
+     r"^Conv2D: expected params with arrays w, b \(as Conv2D.init makes them\), got tuple$"),
+    (fnnet.BatchNorm(), np.ones((2, 4), np.float32), _params_of(fnnet.Affine(4), (4,)),
+     r"^BatchNorm: expected params with arrays gamma, beta \(as BatchNorm.init makes them\), got AffineParams$"),
+    (fnnet.LayerNorm(), np.ones((2, 4), np.float32), None, r"^LayerNorm: expected params with arrays gamma, beta"),
+    (fnnet.GroupNorm(2), np.ones((2, 4), np.float32), None, r"^GroupNorm: expected params with arrays gamma, beta"),
+]
+
+
+@pytest.mark.parametrize(("layer", "x", "params", "message"), FOREIGN_PARAMS, ids=lambda v: kind(v) if isinstance(v, Layer) else "")
+def test_params_of_another_layer_fail_in_one_line(layer: Layer, x: Array, params: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        layer.forward(params, None, x, TRAIN)
+
+
+def test_missing_params_deep_in_a_pipeline_name_the_path() -> None:
+    """``model.apply((p0, (p1, None)), x)`` raised a bare AttributeError with no path to the layer."""
+    model = fnnet.serial(fnnet.Conv2D(4, 3), fnnet.serial(fnnet.ReLU(), fnnet.concat(fnnet.Conv2D(2, 1), fnnet.Conv2D(2, 1))))
+    params, _ = model.init(fnnet.key(0), (1, 6, 6))
+    broken = (params[0], (None, (params[1][1][0], None)))
+    with pytest.raises(ValueError, match=r"^layer 1 / layer 1 / branch 1 \(Conv2D\): Conv2D: expected params with arrays w, b"):
+        model.apply(broken, np.zeros((1, 1, 6, 6), np.float32))

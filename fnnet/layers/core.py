@@ -13,7 +13,7 @@ from fnnet import functions as F
 from fnnet.typing import Array, Shape
 from fnnet.initializers import Initializer, XavierNormal, Zeros
 from fnnet._validate import positive_int
-from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad
+from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad, param_arrays
 from fnnet.random import Key, split
 
 __all__ = [
@@ -87,7 +87,12 @@ class Affine(Layer):
 
     def forward(self, params: AffineParams, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, AffineCache]:
         """``y = x.reshape(N, -1) @ w + b``, shape ``(N, out)``."""
-        w = params.w
+        w, b = param_arrays(self, params, "w", "b")
+        if w.ndim != 2 or w.shape[1] != self.out or b.shape != (self.out,):
+            raise ValueError(
+                f"Affine: expected params w of shape (in, {self.out}) and b of shape ({self.out},), "
+                f"got w {w.shape} and b {b.shape}"
+            )
         if x.ndim < 2 or math.prod(x.shape[1:]) != w.shape[0]:
             raise ValueError(
                 f"Affine: expected input (N, {w.shape[0]}) or (N, ...) with {w.shape[0]} features "
@@ -96,7 +101,7 @@ class Affine(Layer):
         if x.dtype != w.dtype:
             check_dtype(self, x, w.dtype)
         x2 = x.reshape(x.shape[0], w.shape[0])  # not -1: a batch of 0 has no size to infer it from
-        return x2 @ w + params.b, state, AffineCache(x2, x.shape)
+        return x2 @ w + b, state, AffineCache(x2, x.shape)
 
     def backward(
         self, params: AffineParams, cache: AffineCache, dout: Array, input_grad: bool = True
