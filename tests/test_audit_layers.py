@@ -135,3 +135,22 @@ def test_missing_params_deep_in_a_pipeline_name_the_path() -> None:
     broken = (params[0], (None, (params[1][1][0], None)))
     with pytest.raises(ValueError, match=r"^layer 1 / layer 1 / branch 1 \(Conv2D\): Conv2D: expected params with arrays w, b"):
         model.apply(broken, np.zeros((1, 1, 6, 6), np.float32))
+
+
+# --- exporters ------------------------------------------------------------------------------------
+
+
+def test_torch_state_dict_refuses_params_with_a_layer_missing() -> None:
+    """``to_torch_state_dict(serial(Affine(2), BatchNorm()), params[:1], state)`` returned layer 0's
+    keys alone: zip dropped the BatchNorm, and the state dict silently lacked its five keys."""
+    model = fnnet.serial(fnnet.Affine(2), fnnet.BatchNorm())
+    params, _ = model.init(fnnet.key(0), (3,))
+    _, state, _ = model.forward(params, None, normal((4, 3), 1, dtype=np.float32), TRAIN)
+    with pytest.raises(fnnet.export.ExportError, match=r"^model \(Serial\): expected params and state as tuples of 2 entries$"):
+        fnnet.export.to_torch_state_dict(model, params[:1], state)
+    block = fnnet.serial(fnnet.ReLU(), fnnet.residual(fnnet.Affine(3), fnnet.Affine(3)))
+    bparams, _ = block.init(fnnet.key(0), (3,))
+    with pytest.raises(fnnet.export.ExportError, match=r"^layer 1 \(Residual\): expected params and state as tuples of 2"):
+        fnnet.export.to_torch_state_dict(block, (None, bparams[1][:1]))
+    sd = call_unchanged(lambda p, s: fnnet.export.to_torch_state_dict(model, p, s), params, state, readonly=True)
+    assert sorted(sd) == ["0.bias", "0.weight", "1.bias", "1.num_batches_tracked", "1.running_mean", "1.running_var", "1.weight"]
