@@ -154,3 +154,57 @@ def test_torch_state_dict_refuses_params_with_a_layer_missing() -> None:
         fnnet.export.to_torch_state_dict(block, (None, bparams[1][:1]))
     sd = call_unchanged(lambda p, s: fnnet.export.to_torch_state_dict(model, p, s), params, state, readonly=True)
     assert sorted(sd) == ["0.bias", "0.weight", "1.bias", "1.num_batches_tracked", "1.running_mean", "1.running_var", "1.weight"]
+
+
+# --- losses ------------------------------------------------------------------------------------------
+
+
+def test_targets_out_of_range_fail_in_one_line() -> None:
+    """NaN targets passed the [0, 1] check of the binary losses (``nan < 0`` is False) and gave a NaN
+    loss; soft targets outside [0, 1] were taken silently; ``softmax_cross_entropy(np.zeros((2, 0)),
+    labels)`` said "labels must lie in [0, 0)" instead of naming the missing classes."""
+    z = np.zeros((3, 1))
+    for loss in (fnnet.losses.binary_cross_entropy_with_logits, fnnet.losses.binary_cross_entropy):
+        with pytest.raises(ValueError, match=r"targets must lie in \[0, 1\], got values in \[nan, nan\]$"):
+            loss(z + 0.5, np.array([0.0, 1.0, np.nan]))
+    y = normal((2, 3), 1)
+    for loss2 in (fnnet.losses.softmax_cross_entropy, fnnet.losses.cross_entropy, fnnet.metrics.accuracy):
+        for bad in (np.array([[0.0, 1.0, np.nan], [1.0, 0.0, 0.0]]), np.array([[2.0, -1.0, 0.0], [1.0, 0.0, 0.0]])):
+            with pytest.raises(ValueError, match=r": one-hot / probability targets must lie in \[0, 1\], got values in "):
+                loss2(np.abs(y), bad)
+        with pytest.raises(ValueError, match=r": expected at least one class on the last axis, got y of shape \(2, 0\)$"):
+            loss2(np.zeros((2, 0)), np.zeros(2, np.int64))
+    # soft targets inside [0, 1] whose rows do not sum to 1 stay allowed, as documented
+    value, grad = fnnet.losses.softmax_cross_entropy(y, np.full((2, 3), 0.5))
+    assert np.isfinite(value) and np.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_extreme_logits_give_finite_losses_and_exact_gradients(dtype: Any) -> None:
+    big = 1e4 if dtype != np.float16 else 3e4  # 3e4 - (-3e4) would overflow float16 itself
+    logits = np.array([[big, -big, 0.0], [-big, -big, -big]], dtype)
+    value, grad = fnnet.losses.softmax_cross_entropy(logits, np.array([1, 2]))
+    assert np.isfinite(value) and value == pytest.approx((2 * big + np.log(3)) / 2, rel=1e-3)
+    np.testing.assert_allclose(grad, [[0.5, -0.5, 0.0], [1 / 6, 1 / 6, -1 / 3]], atol=2e-3)
+    z = np.array([big, -big, 0.0], dtype)
+    value, grad = fnnet.losses.binary_cross_entropy_with_logits(z, np.array([0, 1, 1]))
+    assert value == pytest.approx((2 * big + np.log(2)) / 3, rel=1e-3)
+    np.testing.assert_allclose(grad, [1 / 3, -1 / 3, -1 / 6], atol=2e-3)
+    assert grad.dtype == dtype
+
+
+def test_float16_loss_values_do_not_overflow_when_the_mean_fits() -> None:
+    """``mean_squared_error(np.full(1000, 100, np.float16), np.zeros(1000))`` was inf: the sum of
+    squares (1e7) was taken in float16, whose largest number is 65504; so was every loss's sum."""
+    y = np.full((1000, 1), 100, np.float16)
+    assert fnnet.losses.mean_squared_error(y, np.zeros(1000))[0] == pytest.approx(1e4)
+    assert fnnet.losses.sum_squared_error(y[:10], np.zeros(10))[0] == pytest.approx(5e4)
+    assert fnnet.losses.huber(y, np.zeros(1000))[0] == pytest.approx(99.5)
+    z = np.full(100_000, 10, np.float16)
+    assert fnnet.losses.binary_cross_entropy_with_logits(z, np.zeros(100_000))[0] == pytest.approx(10.0, rel=1e-3)
+    logits = np.zeros((50_000, 2), np.float16)
+    logits[:, 0] = 20
+    value, _ = fnnet.losses.softmax_cross_entropy(logits, np.ones(50_000, np.int64))
+    assert value == pytest.approx(20.0, rel=1e-3)
+    value, _ = fnnet.losses.time_softmax_cross_entropy(logits.reshape(100, 500, 2), np.ones((100, 500), np.int64))
+    assert value == pytest.approx(20.0, rel=1e-3)
