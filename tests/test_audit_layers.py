@@ -208,3 +208,23 @@ def test_float16_loss_values_do_not_overflow_when_the_mean_fits() -> None:
     assert value == pytest.approx(20.0, rel=1e-3)
     value, _ = fnnet.losses.time_softmax_cross_entropy(logits.reshape(100, 500, 2), np.ones((100, 500), np.int64))
     assert value == pytest.approx(20.0, rel=1e-3)
+
+
+# --- metrics and models ---------------------------------------------------------------------------
+
+
+def test_confusion_matrix_refuses_a_fractional_class_count() -> None:
+    """``confusion_matrix(y, t, num_classes=2.5)`` silently used 2 classes."""
+    y, t = np.array([[2.0, 0.0], [0.0, 1.0]]), np.array([0, 1])
+    for bad in (2.5, True, "3"):
+        with pytest.raises(ValueError, match=r"^confusion_matrix: num_classes must be an int or None, got "):
+            fnnet.metrics.confusion_matrix(y, t, num_classes=bad)  # type: ignore[arg-type]
+    assert fnnet.metrics.confusion_matrix(y, t, num_classes=np.int64(3)).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
+
+
+def test_resnet_docstring_counts_its_convolutions() -> None:
+    """The docstring said 13 convolutions "plus two projections" inside the 13; there are 15."""
+    s = fnnet.summary(fnnet.models.resnet(), (1, 28, 28))
+    assert sum(row.kind == "Conv2D" for _, row in s.walk()) == 15
+    assert s.total_params == 175_530
+    assert "15 convolutions" in (fnnet.models.resnet.__doc__ or "")
