@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 from _helpers import call_unchanged, normal
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fnnet
 from fnnet.layers.base import TRAIN, Ctx, Layer, kind
@@ -219,7 +221,8 @@ def test_confusion_matrix_refuses_a_fractional_class_count() -> None:
     for bad in (2.5, True, "3"):
         with pytest.raises(ValueError, match=r"^confusion_matrix: num_classes must be an int or None, got "):
             fnnet.metrics.confusion_matrix(y, t, num_classes=bad)  # type: ignore[arg-type]
-    assert fnnet.metrics.confusion_matrix(y, t, num_classes=np.int64(3)).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
+    three: Any = np.int64(3)  # a NumPy int is an int here
+    assert fnnet.metrics.confusion_matrix(y, t, num_classes=three).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
 
 
 def test_resnet_docstring_counts_its_convolutions() -> None:
@@ -228,3 +231,95 @@ def test_resnet_docstring_counts_its_convolutions() -> None:
     assert sum(row.kind == "Conv2D" for _, row in s.walk()) == 15
     assert s.total_params == 175_530
     assert "15 convolutions" in (fnnet.models.resnet.__doc__ or "")
+
+
+# --- purity: functions and layer variants tests/test_purity.py does not reach --------------------------
+
+
+@pytest.mark.parametrize("readonly", [False, True], ids=["snapshot", "readonly"])
+def test_losses_and_metrics_missing_from_the_purity_tests_write_into_nothing(readonly: bool) -> None:
+    y, z = normal((5, 3), 1), normal((5, 1), 2)
+    labels, bits = np.array([0, 1, 2, 1, 0]), np.array([0, 1, 1, 0, 1])
+    p = fnnet.functions.expit(normal((5,), 3))
+    call_unchanged(fnnet.losses.binary_cross_entropy, p, bits.astype(np.float64), readonly=readonly)
+    call_unchanged(fnnet.losses.huber, y, 2 * y, readonly=readonly)
+    call_unchanged(fnnet.losses.huber, z, bits, readonly=readonly)
+    call_unchanged(fnnet.losses.mean_squared_error, z, bits, readonly=readonly)
+    for metric in (fnnet.metrics.mae, fnnet.metrics.rmse, fnnet.metrics.r2):
+        call_unchanged(metric, z, bits.astype(np.float64), readonly=readonly)
+    call_unchanged(fnnet.metrics.binary_accuracy, z, bits, readonly=readonly)
+    call_unchanged(fnnet.metrics.confusion_matrix, y, labels, readonly=readonly)
+    call_unchanged(fnnet.metrics.confusion_matrix, z, bits, readonly=readonly)
+
+
+def _channels_last(x: Array) -> Array:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("readonly", [False, True], ids=["snapshot", "readonly"])
+def test_depthwise_multiplier_and_channels_last_batchnorm_write_into_nothing(readonly: bool) -> None:
+    """Variants the purity tests miss: a depthwise convolution with two filters per channel (its own
+    kernel), and BatchNorm's rows kernels on channels-last inputs in training and evaluation."""
+    x = _channels_last(normal((2, 4, 5, 5), 4, dtype=np.float32))
+    conv = fnnet.Conv2D(8, 3, pad=1, stride=2, groups=4)
+    params, _ = conv.init(fnnet.key(0), (4, 5, 5))
+    y, _, cache = call_unchanged(lambda pp, xx: conv.forward(pp, None, xx), params, x, readonly=readonly)
+    call_unchanged(conv.backward, params, cache, _channels_last(np.ones_like(y)), readonly=readonly)
+    bn = fnnet.BatchNorm()
+    bparams, _ = bn.init(fnnet.key(0), (4, 5, 5))
+    state = bn.init_state((4, 5, 5))
+    for ctx in (TRAIN, fnnet.EVAL):
+        yb, state, bcache = call_unchanged(lambda pp, s, xx: bn.forward(pp, s, xx, ctx), bparams, state, x, readonly=readonly)
+        call_unchanged(bn.backward, bparams, bcache, _channels_last(np.ones_like(yb)), readonly=readonly)
+
+
+# --- out_shape, summary and forward agree -------------------------------------------------------------
+
+
+@st.composite
+def image_layers(draw: st.DrawFn) -> Layer:
+    """One small image layer with random hyperparameters (strides past the kernel, pads past it)."""
+    pick = draw(st.sampled_from(["conv", "grouped", "max", "avg", "norm", "concat"]))
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    if pick == "conv":
+        return fnnet.Conv2D(draw(st.integers(1, 3)), k, stride=stride, pad=(draw(st.integers(0, 4)), draw(st.integers(0, 4))))
+    if pick == "grouped":  # channels are kept a multiple of 2 by the pipeline below
+        return fnnet.Conv2D(2 * draw(st.integers(1, 2)), k, stride=stride, pad=draw(st.integers(0, 2)), groups=2)
+    pad = (draw(st.integers(0, k[0] - 1)), draw(st.integers(0, k[1] - 1)))
+    if pick == "max":
+        return fnnet.MaxPool2D(k, draw(st.sampled_from([None, stride])), pad)
+    if pick == "avg":
+        return fnnet.AvgPool2D(k, draw(st.sampled_from([None, stride])), pad)
+    if pick == "norm":
+        return draw(st.sampled_from([fnnet.GroupNorm(2), fnnet.LayerNorm(), fnnet.ReLU()]))  # BatchNorm: test_norm
+    return fnnet.concat(fnnet.Conv2D(2, 1, stride=stride), fnnet.MaxPool2D(k, stride, pad))
+
+
+@settings(max_examples=40, deadline=None)
+@given(layers=st.lists(image_layers(), min_size=1, max_size=3), h=st.integers(1, 9), w=st.integers(1, 9),
+       n=st.integers(1, 3))  # fmt: skip
+def test_out_shape_summary_and_forward_agree(layers: list[Layer], h: int, w: int, n: int) -> None:
+    model = fnnet.serial(fnnet.Conv2D(2, 1), *layers)  # two channels: every layer above fits them
+    in_shape = (3, h, w)
+    try:
+        out = model.out_shape(in_shape)
+    except ValueError as e:  # a window that does not fit, branches that disagree: init and summary refuse alike
+        for refuse in (lambda: model.init(fnnet.key(0), in_shape), lambda: fnnet.summary(model, in_shape)):
+            with pytest.raises(ValueError) as again:
+                refuse()
+            assert str(again.value) == str(e)
+        return
+    s = fnnet.summary(model, in_shape)
+    params, init_out = model.init(fnnet.key(0), in_shape)
+    assert s.out_shape == init_out == out
+    assert s.total_params == fnnet.tree.tree_size(params)
+    x = normal((n, *in_shape), h, w, n, dtype=np.float32)
+    y, state, cache = model.forward(params, model.init_state(in_shape), x, TRAIN)
+    assert y.shape == (n, *out)
+    dx, _ = model.backward(params, cache, np.ones_like(y))
+    assert dx.shape == x.shape
+    a = x
+    for row, layer, p, st_ in zip(s.rows, model.layers, params, state):  # each row's shape is what the layer gives
+        a = layer.apply(p, a, state=st_)
+        assert a.shape == (n, *row.out_shape)

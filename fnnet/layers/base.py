@@ -263,13 +263,16 @@ def param_arrays(layer: Layer, params: Any, *names: str) -> tuple[Array, ...]:
     ...
     ValueError: Affine: expected params with arrays w, b (as Affine.init makes them), got NoneType
     """
-    arrays = tuple(getattr(params, name, None) for name in names)
-    if not all(isinstance(a, np.ndarray) for a in arrays):
-        raise ValueError(
-            f"{kind(layer)}: expected params with arrays {', '.join(names)} (as {kind(layer)}.init makes them), "
-            f"got {type(params).__name__}"
-        )
-    return arrays
+    arrays: list[Array] = []
+    for name in names:
+        a = getattr(params, name, None)
+        if not isinstance(a, np.ndarray):
+            raise ValueError(
+                f"{kind(layer)}: expected params with arrays {', '.join(names)} (as {kind(layer)}.init makes them), "
+                f"got {type(params).__name__}"
+            )
+        arrays.append(a)
+    return tuple(arrays)
 
 
 def check_dout(layer: Layer, dout: Array, shape: tuple[int, ...]) -> None:
