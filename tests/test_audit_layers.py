@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _helpers import call_unchanged, normal
+from _helpers import call_unchanged, normal, onnx_session
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -156,6 +156,60 @@ def test_torch_state_dict_refuses_params_with_a_layer_missing() -> None:
         fnnet.export.to_torch_state_dict(block, (None, bparams[1][:1]))
     sd = call_unchanged(lambda p, s: fnnet.export.to_torch_state_dict(model, p, s), params, state, readonly=True)
     assert sorted(sd) == ["0.bias", "0.weight", "1.bias", "1.num_batches_tracked", "1.running_mean", "1.running_var", "1.weight"]
+
+
+#: Odd geometries: strides past the kernel, pads past it, kernels as large as the (padded) input,
+#: 1x1 images, one feature, and containers whose output is their input.
+ODD_SHAPES: list[tuple[Layer, Shape]] = [
+    (fnnet.Conv2D(3, 1, stride=3, pad=2), (2, 5, 5)),
+    (fnnet.Conv2D(3, (5, 4)), (2, 5, 4)),
+    (fnnet.Conv2D(3, 3, pad=4), (2, 1, 1)),
+    (fnnet.Conv2D(6, 2, stride=3, pad=3, groups=3), (3, 4, 5)),
+    (fnnet.Conv1D(3, 1, stride=5, pad=3), (2, 7)),
+    (fnnet.MaxPool2D(2, stride=3), (2, 7, 7)),
+    (fnnet.MaxPool2D(3, stride=1, pad=2), (2, 1, 1)),
+    (fnnet.AvgPool2D(2, stride=3, pad=1), (2, 6, 6)),
+    (fnnet.AvgPool1D(4, stride=3, pad=3), (2, 6)),
+    (fnnet.GlobalAvgPool2D(), (3, 1, 1)),
+    (fnnet.Softmax(), (2, 3, 4)),
+    (fnnet.LayerNorm(), (2, 3)),
+    (fnnet.GroupNorm(3), (3,)),
+    (fnnet.BatchNorm(), (3, 1, 1)),
+    (fnnet.Affine(2), (1, 1, 1)),
+    (fnnet.concat(fnnet.Conv2D(2, 1), fnnet.Identity(), axis=1), (2, 3, 3)),
+    (fnnet.serial(fnnet.Dropout(), fnnet.Identity(), fnnet.Dropout()), (3,)),
+    (fnnet.concat(fnnet.Dropout(), fnnet.Dropout()), (3,)),
+]
+
+
+@pytest.mark.parametrize(("layer", "in_shape"), ODD_SHAPES, ids=lambda v: kind(v) if isinstance(v, Layer) else str(v))
+def test_onnx_export_matches_apply_on_odd_shapes(layer: Layer, in_shape: Shape) -> None:
+    pytest.importorskip("onnxruntime")
+    params, _ = layer.init(fnnet.key(1), in_shape)
+    params = fnnet.tree.tree_map(lambda a: (a + 0.3 * normal(a.shape, 2)).astype(a.dtype), params)
+    state = layer.init_state(in_shape)
+    if isinstance(layer, fnnet.BatchNorm):
+        _, state, _ = layer.forward(params, state, normal((4, *in_shape), 3, dtype=np.float32), TRAIN)
+    session = onnx_session(fnnet.export.to_onnx(layer, params, in_shape, state=state))
+    for n in (1, 3):
+        x = (4 * normal((n, *in_shape), 4, n)).astype(np.float32)
+        want = layer.apply(params, x, state=state)
+        got = session.run(None, {"input": x})[0]
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_an_unexportable_layer_deep_inside_is_refused_in_one_line() -> None:
+    pytest.importorskip("onnx")
+
+    class Square(fnnet.Identity):  # a kind of one's own: exact types only, so no exporter
+        pass
+
+    model = fnnet.serial(fnnet.Affine(3), fnnet.residual(fnnet.serial(fnnet.ReLU(), fnnet.concat(Square(), fnnet.Tanh()), fnnet.Affine(3))))
+    params, _ = model.init(fnnet.key(0), (3,))
+    with pytest.raises(fnnet.export.ExportError) as e:
+        fnnet.export.to_onnx(model, params, (3,))
+    assert str(e.value) == "layer 1 / inner / layer 1 / branch 0 (Square): cannot be exported to ONNX"
 
 
 # --- losses ------------------------------------------------------------------------------------------
