@@ -279,6 +279,18 @@ def test_confusion_matrix_refuses_a_fractional_class_count() -> None:
     assert fnnet.metrics.confusion_matrix(y, t, num_classes=three).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
 
 
+def test_every_metric_refuses_an_empty_set_in_one_line() -> None:
+    empty2, empty1, labels = np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.int64)
+    cases: list[tuple[Any, Array, Array]] = [
+        (fnnet.metrics.accuracy, empty2, labels), (fnnet.metrics.confusion_matrix, empty2, labels),
+        (fnnet.metrics.binary_accuracy, empty1, labels), (fnnet.metrics.confusion_matrix, empty1, labels),
+        (fnnet.metrics.mae, empty1, empty1), (fnnet.metrics.rmse, empty1, empty1), (fnnet.metrics.r2, empty1, empty1),
+    ]
+    for metric, y, t in cases:
+        with pytest.raises(ValueError, match=r"^\w+: expected at least one sample"):
+            metric(y, t)
+
+
 def test_resnet_docstring_counts_its_convolutions() -> None:
     """The docstring said 13 convolutions "plus two projections" inside the 13; there are 15."""
     s = fnnet.summary(fnnet.models.resnet(), (1, 28, 28))
