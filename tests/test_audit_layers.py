@@ -58,6 +58,36 @@ def test_a_batch_of_zero_samples_gives_zero_outputs_and_gradients(layer: Layer, 
             assert not np.any(g)  # no samples, no gradient
 
 
+# --- in_shape (): one number per sample ---------------------------------------------------------------
+
+
+def test_affine_on_one_number_per_sample_runs_as_its_summary_says() -> None:
+    """``summary(serial(Affine(3)), ())`` said ``(3,)`` but ``apply`` on ``x`` of shape ``(N,)``
+    refused it ("expected input (N, 1)"); Flatten and the ONNX graph already took ``(N,)`` as one feature."""
+    model = fnnet.serial(fnnet.Affine(3))
+    params, out = model.init(fnnet.key(0), ())
+    x = np.arange(5, dtype=np.float32)
+    y, _, cache = model.forward(params, None, x)
+    assert out == fnnet.summary(model, ()).out_shape == (3,) and y.shape == (5, 3)
+    np.testing.assert_allclose(y, x[:, None] * params[0].w + params[0].b, rtol=1e-6)
+    dx, _ = model.backward(params, cache, np.ones_like(y))
+    assert dx.shape == (5,)
+    with pytest.raises(ValueError, match=r"^Affine: expected input \(N, 4\) or \(N, \.\.\.\) with 4 features per sample, got shape \(4,\)$"):
+        fnnet.Affine(3).apply(fnnet.Affine(3).init(fnnet.key(0), (4,))[0], np.ones(4, np.float32))  # a forgotten batch axis
+
+
+def test_softmax_refuses_to_normalise_across_the_batch() -> None:
+    """``Softmax().apply(None, np.array([1.0, 2.0, 3.0]))`` normalised the three samples against each
+    other (the last axis of ``(N,)`` is the batch axis), and ``out_shape(())`` accepted it."""
+    with pytest.raises(ValueError, match=r"^Softmax: expected input \(N, \.\.\., K\) of rank >= 2, got shape \(3,\)$"):
+        fnnet.Softmax().apply(None, np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match=r"^Softmax: expected in_shape \(\.\.\., K\) with a class axis, got \(\)"):
+        fnnet.Softmax().out_shape(())
+    with pytest.raises(ValueError, match=r"^layer 1 \(Softmax\): Softmax: expected in_shape"):
+        fnnet.summary(fnnet.serial(fnnet.ReLU(), fnnet.Softmax()), ())
+    np.testing.assert_allclose(fnnet.Softmax().apply(None, np.zeros((2, 4))), 0.25)
+
+
 # --- Dropout at rates that round to 1 --------------------------------------------------------------
 
 

@@ -51,7 +51,8 @@ class Affine(Layer):
     """Fully connected layer ``y = x @ w + b``.
 
     Inputs of shape ``(N, d1, d2, ...)`` are flattened to ``(N, d1*d2*...)`` first, as in the book,
-    so an Affine can follow a convolution directly. Output shape ``(N, out)``.
+    so an Affine can follow a convolution directly; ``(N,)`` is one feature per sample (``in_shape``
+    ``()``). Output shape ``(N, out)``.
 
     Attributes:
         out: the number of output units, a positive int.
@@ -93,7 +94,7 @@ class Affine(Layer):
                 f"Affine: expected params w of shape (in, {self.out}) and b of shape ({self.out},), "
                 f"got w {w.shape} and b {b.shape}"
             )
-        if x.ndim < 2 or math.prod(x.shape[1:]) != w.shape[0]:
+        if x.ndim < 1 or math.prod(x.shape[1:]) != w.shape[0]:  # (N,) is in_shape (): one feature
             raise ValueError(
                 f"Affine: expected input (N, {w.shape[0]}) or (N, ...) with {w.shape[0]} features "
                 f"per sample, got shape {x.shape}"
@@ -251,8 +252,20 @@ class Softmax(_Elementwise):
     [[0.25, 0.25, 0.5], [0.3333, 0.3333, 0.3333]]
     """
 
+    def out_shape(self, in_shape: Shape) -> Shape:
+        """The input shape, which must have the class axis: ``(..., K)``, not ``()``."""
+        if len(in_shape) == 0:
+            raise ValueError("Softmax: expected in_shape (..., K) with a class axis, got (); the batch axis is not one")
+        return tuple(in_shape)
+
+    def init(self, key: Key, in_shape: Shape) -> tuple[None, Shape]:
+        """No parameters."""
+        return None, self.out_shape(in_shape)
+
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, Array]:
         self._check(self, x)
+        if x.ndim < 2:  # softmax over the last axis of (N,) would mix the samples of the batch
+            raise ValueError(f"Softmax: expected input (N, ..., K) of rank >= 2, got shape {x.shape}")
         y = F.softmax(x)
         return y, state, y
 
