@@ -346,6 +346,9 @@ def test_losses_and_metrics_missing_from_the_purity_tests_write_into_nothing(rea
     call_unchanged(fnnet.metrics.binary_accuracy, z, bits, readonly=readonly)
     call_unchanged(fnnet.metrics.confusion_matrix, y, labels, readonly=readonly)
     call_unchanged(fnnet.metrics.confusion_matrix, z, bits, readonly=readonly)
+    image = normal((2, 3, 5, 4), 5)
+    col = call_unchanged(lambda xx: fnnet.layers.im2col(xx, 2, 3, stride=(2, 1), pad=1), image, readonly=readonly)
+    call_unchanged(lambda cc: fnnet.layers.col2im(cc, image.shape, 2, 3, stride=(2, 1), pad=1), col, readonly=readonly)
 
 
 def _channels_last(x: Array) -> Array:
