@@ -81,7 +81,15 @@ def _class_targets(fn: str, y: Array, t: Any, *, cast: bool = True) -> tuple[Arr
     """
     ta = np.asarray(t)
     k = y.shape[-1]
+    if k == 0:
+        raise ValueError(f"{fn}: expected at least one class on the last axis, got y of shape {_shape(y.shape)}")
     if ta.shape == y.shape and ta.dtype.kind in "fiub":
+        if ta.dtype.kind != "b" and ta.size:
+            lo, hi = ta.min(), ta.max()
+            if not (lo >= 0 and hi <= 1):  # NaN fails both comparisons
+                raise ValueError(
+                    f"{fn}: one-hot / probability targets must lie in [0, 1], got values in [{lo}, {hi}]"
+                )
         return (ta.astype(y.dtype, copy=False) if cast else ta), False
     if ta.shape == y.shape[:-1] and ta.dtype.kind in "iu":
         if ta.size and (ta.min() < 0 or ta.max() >= k):
@@ -157,9 +165,15 @@ def _binary_targets(fn: str, name: str, z: Array, t: Any) -> Array:
         )
     if z.size == 0:
         raise ValueError(f"{fn}: expected a non-empty {name}, got shape {_shape(z.shape)}")
-    if ta.dtype.kind != "b" and (ta.min() < 0 or ta.max() > 1):
+    if ta.dtype.kind != "b" and not (ta.min() >= 0 and ta.max() <= 1):  # NaN fails both comparisons
         raise ValueError(f"{fn}: targets must lie in [0, 1], got values in [{ta.min()}, {ta.max()}]")
     return ta.astype(z.dtype, copy=False)
+
+
+def _wide(a: Array) -> Array:
+    """``a`` for a reduction to the loss value: float16 widened to float32 (a batch's summed losses
+    overflow float16's 65504 long before the mean does); wider dtypes as they are, untouched."""
+    return a.astype(np.float32) if a.dtype.kind == "f" and a.dtype.itemsize < 4 else a
 
 
 # --- losses --------------------------------------------------------------------------------------
@@ -182,7 +196,8 @@ def sum_squared_error(y: Array, t: Any) -> tuple[float, Array]:
     fn = "sum_squared_error"
     ya = _floating(fn, "y", y)
     d = ya - _regression_targets(fn, ya, t)
-    return 0.5 * float(np.vdot(d, d)), d
+    dw = _wide(d)
+    return 0.5 * float(np.vdot(dw, dw)), d
 
 
 def mean_squared_error(y: Array, t: Any) -> tuple[float, Array]:
@@ -207,7 +222,8 @@ def mean_squared_error(y: Array, t: Any) -> tuple[float, Array]:
         raise ValueError(f"{fn}: expected a non-empty y, got shape {_shape(ya.shape)}")
     d = ya - _regression_targets(fn, ya, t)
     n = ya.size
-    return float(np.vdot(d, d)) / n, d * (2.0 / n)
+    dw = _wide(d)
+    return float(np.vdot(dw, dw)) / n, d * (2.0 / n)
 
 
 def cross_entropy(y: Array, t: Any) -> tuple[float, Array]:
@@ -236,9 +252,9 @@ def cross_entropy(y: Array, t: Any) -> tuple[float, Array]:
         picked = ya[at] + CROSS_ENTROPY_DELTA
         grad = np.zeros_like(ya)
         grad[at] = -1.0 / (picked * n)
-        return -float(np.log(picked).sum()) / n, grad
+        return -float(np.log(_wide(picked)).sum()) / n, grad
     guarded = ya + CROSS_ENTROPY_DELTA
-    return -float(np.vdot(ta, np.log(guarded))) / n, ta / guarded * (-1.0 / n)
+    return -float(np.vdot(_wide(ta), np.log(_wide(guarded)))) / n, ta / guarded * (-1.0 / n)
 
 
 def softmax_cross_entropy(logits: Array, t: Any) -> tuple[float, Array]:
@@ -269,12 +285,12 @@ def softmax_cross_entropy(logits: Array, t: Any) -> tuple[float, Array]:
     log_s = np.log(s)
     if labels:
         at = (np.arange(n), ta) if x.ndim == 2 else _label_index(ta)  # 2-D: the common, cheaper index
-        loss = (float(log_s.sum()) - float(z[at].sum())) / n
+        loss = (float(_wide(log_s).sum()) - float(_wide(z[at]).sum())) / n
         grad = e * ((1.0 / n) / s)  # p / N, in a fresh array of x's dtype
         grad[at] -= 1.0 / n
         return loss, grad
     z -= log_s  # z now holds log p (our own scratch array)
-    loss = -float(np.vdot(ta, z)) / n
+    loss = -float(np.vdot(_wide(ta), _wide(z))) / n
     grad = e * (ta.sum(axis=-1, keepdims=True) / s) - ta
     grad *= 1.0 / n
     return loss, grad
@@ -304,7 +320,7 @@ def binary_cross_entropy_with_logits(z: Array, t: Any) -> tuple[float, Array]:
     ta = _binary_targets(fn, "z", za, t)
     n = za.size
     per_element = np.maximum(za, 0) - za * ta + np.log1p(np.exp(-np.abs(za)))
-    return float(per_element.sum()) / n, (F.sigmoid(za) - ta) * (1.0 / n)
+    return float(_wide(per_element).sum()) / n, (F.sigmoid(za) - ta) * (1.0 / n)
 
 
 def binary_cross_entropy(p: Array, t: Any) -> tuple[float, Array]:
@@ -333,7 +349,8 @@ def binary_cross_entropy(p: Array, t: Any) -> tuple[float, Array]:
     n = pa.size
     pos = pa + CROSS_ENTROPY_DELTA
     neg = (1.0 - pa) + CROSS_ENTROPY_DELTA
-    value = -(float(np.vdot(ta, np.log(pos))) + float(np.vdot(1.0 - ta, np.log(neg)))) / n
+    tw = _wide(ta)
+    value = -(float(np.vdot(tw, np.log(_wide(pos)))) + float(np.vdot(1.0 - tw, np.log(_wide(neg))))) / n
     grad = ((1.0 - ta) / neg - ta / pos) * (1.0 / n)
     return value, grad.astype(pa.dtype, copy=False)
 
@@ -369,7 +386,7 @@ def huber(y: Array, t: Any, delta: float = 1.0) -> tuple[float, Array]:
     per_element = 0.5 * quad * quad + delta * (a - quad)
     n = ya.size
     grad = np.clip(d, -delta, delta) * (1.0 / n)
-    return float(per_element.sum()) / n, grad.astype(ya.dtype, copy=False)
+    return float(_wide(per_element).sum()) / n, grad.astype(ya.dtype, copy=False)
 
 
 def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None = None) -> tuple[float, Array]:
@@ -425,7 +442,7 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
     z = x2 - x2.max(axis=-1, keepdims=True)
     e = np.exp(z)
     s = e.sum(axis=-1, keepdims=True)
-    loss = (float(np.log(s[rows, 0]).sum()) - float(z[rows, labels].sum())) / m
+    loss = (float(np.log(_wide(s[rows, 0])).sum()) - float(_wide(z[rows, labels]).sum())) / m
     grad = e * ((1.0 / m) / s)
     if keep is not None:
         grad[~keep] = 0

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from fnnet import losses
+from fnnet._validate import is_int
 from fnnet.losses import _class_targets, _n_rows, _shape
 from fnnet.typing import Array
 
@@ -175,6 +176,8 @@ def confusion_matrix(y: Array, t: Any, *, num_classes: int | None = None, logits
         k_min = ya.shape[1]
     else:
         raise ValueError(f"{fn}: expected y of shape (N, K), (N,) or (N, 1), got shape {_shape(ya.shape)}")
+    if num_classes is not None and not is_int(num_classes):
+        raise ValueError(f"{fn}: num_classes must be an int or None, got {num_classes!r}")
     k = k_min if num_classes is None else int(num_classes)
     if k < k_min:
         raise ValueError(f"{fn}: num_classes must be at least {k_min} for y of shape {_shape(ya.shape)}, got {num_classes}")

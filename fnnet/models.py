@@ -300,8 +300,8 @@ def resnet(widths: Sequence[int] = (16, 32, 64), blocks: int = 2, output_size: i
     identity. Convolutions are He-normal initialised (the head is Affine's default, Xavier).
 
     Input ``(N, C, H, W)``; on MNIST's ``(1, 28, 28)`` the stages see 28x28, 14x14 and 7x7
-    images. Output logits ``(N, output_size)``. With the defaults: 13 convolutions (the stem and
-    two per block, plus two projections) and 175,530 trainable parameters.
+    images. Output logits ``(N, output_size)``. With the defaults: 15 convolutions (the stem, two
+    per block and the two 1x1 projections) and 175,530 trainable parameters.
 
     Args:
         widths: channels of each stage.

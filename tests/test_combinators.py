@@ -269,8 +269,10 @@ def test_mismatched_params_fail_in_forward_not_silently_broadcast() -> None:
     params, _ = layer.init(fnnet.key(0), (2,))
     narrow, _ = Affine(1).init(fnnet.key(1), (2,))
     x = np.ones((2, 2), np.float32)
-    with pytest.raises(ValueError, match=r"^AddBranches: branch 1 gives \(1,\) but branch 0 gives \(3,\); shapes must"):
+    with pytest.raises(ValueError, match=r"^branch 1 \(Affine\): Affine: expected params w of shape \(in, 3\)"):
         layer.apply((params[0], narrow), x)  # (N, 3) + (N, 1) would broadcast
+    with pytest.raises(ValueError, match=r"^AddBranches: branch 1 gives \(6,\) but branch 0 gives \(2, 3\); shapes must"):
+        add_branches(fnnet.Identity(), fnnet.Flatten()).apply((None, None), np.ones((2, 2, 3), np.float32))
     with pytest.raises(ValueError, match=r"^AddBranches: expected params as a tuple of 2 entries, got 1 entries$"):
         layer.apply(params[:1], x)
     with pytest.raises(ValueError, match=r"^Residual: expected state as a tuple of 2 entries, got 1 entries$"):

@@ -126,6 +126,7 @@ ELEMENTWISE: list[Layer] = [
 @FAST
 @given(x=batches(), data=st.data())
 def test_parameter_free_layers(layer: Layer, readonly: bool, x: Array, data: st.DataObject) -> None:
+    assume(not isinstance(layer, Softmax) or x.ndim >= 2)  # (N,) has no class axis: Softmax refuses it
     ctx = data.draw(st.sampled_from([EVAL, TRAIN]))
     y, _, cache = call_unchanged(lambda xx: layer.forward(None, None, xx, ctx), x, readonly=readonly)
     dout = data.draw(_array(x.dtype, y.shape))

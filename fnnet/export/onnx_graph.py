@@ -40,6 +40,11 @@ layers:
   (``state`` None); anything else is an :class:`ExportError`. ONNX Runtime's CPU kernels run
   these three in float32 only (a float64 graph is valid ONNX but does not run there).
 
+A float64 graph is valid ONNX, but ONNX Runtime's CPU kernels run several of these operators in
+float32 only, not just the recurrent ones: in version 1.32 ``Conv`` (Conv2D, Conv1D),
+``AveragePool``, ``GlobalAveragePool``, ``Elu``, ``Softplus`` and ``Erf`` (exact GELU before opset
+20) have no float64 kernel there. Export in float32 to run a graph in ONNX Runtime.
+
 The ``onnx`` package (``pip install 'fnnet[export]'``) is imported only when :func:`to_onnx` runs:
 ``import fnnet`` does not need it.
 """
@@ -661,7 +666,8 @@ def to_onnx(
         opset: the ONNX operator set, from :data:`MIN_OPSET` to the newest the installed ``onnx``
             knows (GELU is one ``Gelu`` node from opset 20, composed of ``Erf`` or ``Tanh`` before).
         dtype: the graph's floating-point type, float32 or float64; default the params' dtype
-            (float32 for a model without params).
+            (float32 for a model without params). ONNX Runtime runs convolutions, average
+            pooling and some activations in float32 only (see the module docstring).
         exporters: layer type -> :data:`Exporter` (default :data:`ONNX_EXPORTERS`).
     Returns:
         The ``onnx.ModelProto``.

@@ -365,8 +365,15 @@ def _recurrent_from(
 # --- containers ----------------------------------------------------------------------------------
 
 
+def _check_entries(layer: Layer, params: Any, states: Any, n: int, where: str) -> None:
+    """ExportError unless ``params`` and ``states`` are tuples of ``n`` entries (zip would drop the rest)."""
+    if not isinstance(params, tuple) or len(params) != n or not isinstance(states, tuple) or len(states) != n:
+        raise ExportError(f"{describe(where, layer)}: expected params and state as tuples of {n} entries")
+
+
 def _serial_to(layer: Serial, params: Any, state: Any, where: str) -> dict[str, Array]:
     states = (None,) * len(layer.layers) if state is None else state
+    _check_entries(layer, params, states, len(layer.layers), where)
     out: dict[str, Array] = {}
     for i, (sub, p, s) in enumerate(zip(layer.layers, params, states)):
         out.update(_to(sub, p, s, child(where, i)))
@@ -396,6 +403,7 @@ def _fan_out(layer: Residual | Concat | AddBranches) -> list[tuple[str, Layer | 
 def _fan_out_to(layer: Residual | Concat | AddBranches, params: Any, state: Any, where: str) -> dict[str, Array]:
     parts = _fan_out(layer)
     states = (None,) * len(parts) if state is None else state
+    _check_entries(layer, params, states, len(parts), where)
     out: dict[str, Array] = {}
     for (step, part), p, s in zip(parts, params, states):
         if part is not None:
@@ -477,7 +485,8 @@ def to_torch_state_dict(model: Layer, params: Any, state: Any = None) -> dict[st
         them, ``num_batches_tracked`` a 0-d int64. On the torch side:
         ``net.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})``.
     Raises:
-        ExportError: a layer with parameters or state that has no entry in :data:`TORCH_MAPPINGS`.
+        ExportError: a layer with parameters or state that has no entry in :data:`TORCH_MAPPINGS`,
+            or a pipeline whose params or state do not have one entry per layer.
 
     >>> import fnnet
     >>> model = fnnet.serial(fnnet.Flatten(), fnnet.Affine(3))

@@ -257,7 +257,7 @@ def patch_chunks(src: Array, g: PatchGeometry, ones: bool = False) -> Iterator[t
     p = g.oh * g.ow
     k = g.fh * g.fw * c
     chunk = max(1, min(n_total, CHUNK_BYTES // max(1, p * k * src.dtype.itemsize)))
-    direct = (g.hb, g.wb) == (h, w) and g.offset == (0, 0) and g.dilation == (1, 1) and src[0].flags.c_contiguous
+    direct = (g.hb, g.wb) == (h, w) and g.offset == (0, 0) and g.dilation == (1, 1) and n_total > 0 and src[0].flags.c_contiguous
     buf = None if direct else np.zeros((chunk, g.hb, g.wb, c), dtype=src.dtype)
     hs_src, hs_buf = _placement(h, g.hb, g.offset[0], g.dilation[0])
     ws_src, ws_buf = _placement(w, g.wb, g.offset[1], g.dilation[1])

@@ -38,7 +38,9 @@ import numpy as np
 from fnnet.random import Key, fold_in
 from fnnet.typing import Array, Shape
 
-__all__ = ["Ctx", "EVAL", "TRAIN", "Layer", "check_rank", "check_dout", "check_dtype", "no_input_grad", "kind"]
+__all__ = [
+    "Ctx", "EVAL", "TRAIN", "Layer", "check_rank", "check_dout", "check_dtype", "param_arrays", "no_input_grad", "kind",
+]
 
 
 def _own_sum(a: Array) -> Array:
@@ -243,6 +245,34 @@ def check_dtype(layer: Layer, x: Array, dtype: np.dtype[Any]) -> None:
             f"{kind(layer)}: expected input of dtype {dtype} (the parameters' dtype), got {x.dtype}; "
             f"cast the input with x.astype(np.{dtype}) or the params with fnnet.astype(params, ...)"
         )
+
+
+def param_arrays(layer: Layer, params: Any, *names: str) -> tuple[Array, ...]:
+    """``params``' arrays ``names`` (its fields, as ``init`` makes them), or ``ValueError`` naming ``layer``.
+
+    Params of the wrong kind (``None``, another layer's record, a plain tuple) then fail with one
+    line saying what was expected instead of an ``AttributeError`` deep inside ``forward``.
+
+    >>> import numpy as np, fnnet
+    >>> from fnnet.layers.base import param_arrays
+    >>> params, _ = fnnet.Affine(3).init(fnnet.key(0), (4,))
+    >>> [a.shape for a in param_arrays(fnnet.Affine(3), params, "w", "b")]
+    [(4, 3), (3,)]
+    >>> param_arrays(fnnet.Affine(3), None, "w", "b")
+    Traceback (most recent call last):
+    ...
+    ValueError: Affine: expected params with arrays w, b (as Affine.init makes them), got NoneType
+    """
+    arrays: list[Array] = []
+    for name in names:
+        a = getattr(params, name, None)
+        if not isinstance(a, np.ndarray):
+            raise ValueError(
+                f"{kind(layer)}: expected params with arrays {', '.join(names)} (as {kind(layer)}.init makes them), "
+                f"got {type(params).__name__}"
+            )
+        arrays.append(a)
+    return tuple(arrays)
 
 
 def check_dout(layer: Layer, dout: Array, shape: tuple[int, ...]) -> None:

@@ -27,7 +27,7 @@ from fnnet.layers._patches import (
     Pair, PatchGeometry, correlate, correlate_adjoint, depthwise_correlate, depthwise_weight_grad, geometry,
     is_k_major, nchw, nhwc, nonneg_pair, pair, patch_chunks, positive_pair,
 )
-from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, check_rank, no_input_grad
+from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, check_rank, no_input_grad, param_arrays
 from fnnet.random import Key, split
 from fnnet.typing import Array, Shape
 
@@ -132,11 +132,12 @@ class Conv2D(Layer):
         Returns:
             ``(y, None, cache)`` with ``y`` of shape ``(N, FN, OH, OW)`` (channels-last strides).
         """
-        w = params.w
-        if w.ndim != 4 or w.shape[2:] != self.kernel or params.b.shape != (w.shape[0],) or w.shape[0] % self.groups:
+        w, b = param_arrays(self, params, "w", "b")
+        fn = self.out_channels
+        if w.ndim != 4 or w.shape[0] != fn or w.shape[2:] != self.kernel or b.shape != (fn,):
             raise ValueError(
                 f"{type(self).__name__}: expected params w of shape ({_fn_c(self.groups)}, {self.kernel[0]}, "
-                f"{self.kernel[1]}) and b of shape (FN,), got w {w.shape} and b {params.b.shape}"
+                f"{self.kernel[1]}) and b of shape (FN,) with FN = {fn}, got w {w.shape} and b {b.shape}"
             )
         check_rank(self, x, 4, "input (N, C, H, W)")
         c = w.shape[1] * self.groups
@@ -147,7 +148,7 @@ class Conv2D(Layer):
         if x.dtype != w.dtype:
             check_dtype(self, x, w.dtype)
         g = self._geometry(x.shape[2], x.shape[3], self.kernel)
-        y = conv_forward(x, w, params.b, g, self.groups)
+        y = conv_forward(x, w, b, g, self.groups)
         return y, state, ConvCache(x, y.shape)
 
     def backward(
@@ -243,11 +244,12 @@ class Conv1D(Layer):
         Returns:
             ``(y, None, cache)`` with ``y`` of shape ``(N, FN, OL)`` (channels-last strides).
         """
-        w = params.w
-        if w.ndim != 3 or w.shape[2] != self.kernel or params.b.shape != (w.shape[0],) or w.shape[0] % self.groups:
+        w, b = param_arrays(self, params, "w", "b")
+        fn = self.out_channels
+        if w.ndim != 3 or w.shape[0] != fn or w.shape[2] != self.kernel or b.shape != (fn,):
             raise ValueError(
                 f"{type(self).__name__}: expected params w of shape ({_fn_c(self.groups)}, {self.kernel}) and b of "
-                f"shape (FN,), got w {w.shape} and b {params.b.shape}"
+                f"shape (FN,) with FN = {fn}, got w {w.shape} and b {b.shape}"
             )
         check_rank(self, x, 3, "input (N, C, L)")
         c = w.shape[1] * self.groups
@@ -256,7 +258,7 @@ class Conv1D(Layer):
         if x.dtype != w.dtype:
             check_dtype(self, x, w.dtype)
         g = self._geometry(x.shape[2])
-        y = conv_forward(x[:, :, None, :], w[:, :, None, :], params.b, g, self.groups)[:, :, 0, :]
+        y = conv_forward(x[:, :, None, :], w[:, :, None, :], b, g, self.groups)[:, :, 0, :]
         return y, state, ConvCache(x, y.shape)
 
     def backward(

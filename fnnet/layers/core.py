@@ -13,7 +13,7 @@ from fnnet import functions as F
 from fnnet.typing import Array, Shape
 from fnnet.initializers import Initializer, XavierNormal, Zeros
 from fnnet._validate import positive_int
-from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad
+from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad, param_arrays
 from fnnet.random import Key, split
 
 __all__ = [
@@ -51,7 +51,8 @@ class Affine(Layer):
     """Fully connected layer ``y = x @ w + b``.
 
     Inputs of shape ``(N, d1, d2, ...)`` are flattened to ``(N, d1*d2*...)`` first, as in the book,
-    so an Affine can follow a convolution directly. Output shape ``(N, out)``.
+    so an Affine can follow a convolution directly; ``(N,)`` is one feature per sample (``in_shape``
+    ``()``). Output shape ``(N, out)``.
 
     Attributes:
         out: the number of output units, a positive int.
@@ -87,16 +88,21 @@ class Affine(Layer):
 
     def forward(self, params: AffineParams, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, AffineCache]:
         """``y = x.reshape(N, -1) @ w + b``, shape ``(N, out)``."""
-        w = params.w
-        if x.ndim < 2 or math.prod(x.shape[1:]) != w.shape[0]:
+        w, b = param_arrays(self, params, "w", "b")
+        if w.ndim != 2 or w.shape[1] != self.out or b.shape != (self.out,):
+            raise ValueError(
+                f"Affine: expected params w of shape (in, {self.out}) and b of shape ({self.out},), "
+                f"got w {w.shape} and b {b.shape}"
+            )
+        if x.ndim < 1 or math.prod(x.shape[1:]) != w.shape[0]:  # (N,) is in_shape (): one feature
             raise ValueError(
                 f"Affine: expected input (N, {w.shape[0]}) or (N, ...) with {w.shape[0]} features "
                 f"per sample, got shape {x.shape}"
             )
         if x.dtype != w.dtype:
             check_dtype(self, x, w.dtype)
-        x2 = x.reshape(x.shape[0], -1)
-        return x2 @ w + params.b, state, AffineCache(x2, x.shape)
+        x2 = x.reshape(x.shape[0], w.shape[0])  # not -1: a batch of 0 has no size to infer it from
+        return x2 @ w + b, state, AffineCache(x2, x.shape)
 
     def backward(
         self, params: AffineParams, cache: AffineCache, dout: Array, input_grad: bool = True
@@ -246,8 +252,20 @@ class Softmax(_Elementwise):
     [[0.25, 0.25, 0.5], [0.3333, 0.3333, 0.3333]]
     """
 
+    def out_shape(self, in_shape: Shape) -> Shape:
+        """The input shape, which must have the class axis: ``(..., K)``, not ``()``."""
+        if len(in_shape) == 0:
+            raise ValueError("Softmax: expected in_shape (..., K) with a class axis, got (); the batch axis is not one")
+        return tuple(in_shape)
+
+    def init(self, key: Key, in_shape: Shape) -> tuple[None, Shape]:
+        """No parameters."""
+        return None, self.out_shape(in_shape)
+
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, Array]:
         self._check(self, x)
+        if x.ndim < 2:  # softmax over the last axis of (N,) would mix the samples of the batch
+            raise ValueError(f"Softmax: expected input (N, ..., K) of rank >= 2, got shape {x.shape}")
         y = F.softmax(x)
         return y, state, y
 
@@ -280,7 +298,7 @@ class Flatten(Layer):
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, tuple[int, ...]]:
         if x.ndim < 1:
             raise ValueError(f"Flatten: expected input of rank >= 1 (N, ...), got shape {x.shape}")
-        return x.reshape(x.shape[0], -1), state, x.shape
+        return x.reshape(x.shape[0], math.prod(x.shape[1:])), state, x.shape  # not -1: N may be 0
 
     def backward(self, params: None, cache: tuple[int, ...], dout: Array, input_grad: bool = True) -> tuple[Array, None]:
         expected = (cache[0], math.prod(cache[1:]))

@@ -100,9 +100,20 @@ class Dropout(Layer):
                 "is None; pass Ctx(train=True, key=fnnet.key(seed)) (a fresh fold_in/split key per step)"
             )
         u = key.generator().random(x.shape, dtype=np.float32)  # uniform in [0, 1)
-        one = x.dtype.type(1)
-        # P(u >= rate) = 1 - rate: keep those units, scaled by 1 / (1 - rate) so that E[y] = x
-        mask = np.multiply(u >= self.rate, one / (one - x.dtype.type(self.rate)), dtype=x.dtype)
+        one, rate = x.dtype.type(1), x.dtype.type(self.rate)
+        # P(u >= rate) = 1 - rate: keep those units, scaled by 1 / (1 - rate) so that E[y] = x. A rate
+        # that rounds to 1 in x's dtype (0.99999999 in float32) would make that 1 / 0: the scale is
+        # then taken in float64 and rounded once (inf only where float16 cannot hold it).
+        if rate < one:
+            scale = one / (one - rate)
+        else:
+            with np.errstate(over="ignore"):
+                scale = x.dtype.type(1.0 / (1.0 - float(self.rate)))
+        keep = u >= self.rate
+        if np.isfinite(scale):
+            mask = np.multiply(keep, scale, dtype=x.dtype)
+        else:  # dropped units must stay 0, not 0 * inf = NaN
+            mask = np.where(keep, scale, x.dtype.type(0))
         return x * mask, state, DropoutCache(mask, x.shape)
 
     def backward(

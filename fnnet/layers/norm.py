@@ -26,7 +26,7 @@ import numpy as np
 
 from fnnet.typing import DEFAULT_DTYPE, Array, Shape
 from fnnet._validate import positive_int
-from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad
+from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad, param_arrays
 from fnnet.random import Key
 
 __all__ = [
@@ -256,7 +256,13 @@ class BatchNorm(Layer):
             raise ValueError(
                 f"{type(self).__name__}: expected input of rank 2 (N, D) or rank 4 (N, C, H, W), got shape {x.shape}"
             )
-        c = params.gamma.shape[0]
+        gamma, beta = param_arrays(self, params, "gamma", "beta")
+        if gamma.ndim != 1 or beta.shape != gamma.shape:
+            raise ValueError(
+                f"{type(self).__name__}: expected params gamma and beta of one shape (C,), got gamma {gamma.shape} "
+                f"and beta {beta.shape}"
+            )
+        c = gamma.shape[0]
         if x.shape[1] != c:
             what = "features" if x.ndim == 2 else "channels"
             expected = f"(N, {c})" if x.ndim == 2 else f"(N, {c}, H, W)"
@@ -536,7 +542,7 @@ def _normalise_groups(x: Array, groups: int, eps: float) -> tuple[Array, Array]:
     ``xhat`` is ``(N, G, M)`` and ``inv_std`` ``(N, G, 1)``, both in ``x``'s dtype.
     """
     n = x.shape[0]
-    xg = x.reshape(n, groups, -1)
+    xg = x.reshape(n, groups, math.prod(x.shape[1:]) // groups)  # not -1: N may be 0
     m = xg.shape[2]
     xc = xg - xg.mean(axis=2, keepdims=True)  # a new array: x is never written
     var = np.einsum("ngm,ngm->ng", xc, xc)[:, :, None] / x.dtype.type(m)
@@ -627,7 +633,12 @@ class LayerNorm(Layer):
         Returns:
             ``(y, state, cache)`` with ``y`` of ``x``'s shape and dtype.
         """
-        shape = params.gamma.shape
+        gamma, beta = param_arrays(self, params, "gamma", "beta")
+        shape = gamma.shape
+        if beta.shape != shape:
+            raise ValueError(
+                f"{type(self).__name__}: expected params gamma and beta of one shape, got gamma {shape} and beta {beta.shape}"
+            )
         if x.shape[1:] != shape or x.ndim < 2:
             raise ValueError(
                 f"{type(self).__name__}: expected input (N, {', '.join(map(str, shape))}) matching the "
@@ -743,7 +754,13 @@ class GroupNorm(Layer):
         Returns:
             ``(y, state, cache)`` with ``y`` of ``x``'s shape and dtype.
         """
-        c = params.gamma.shape[0]
+        gamma, beta = param_arrays(self, params, "gamma", "beta")
+        if gamma.ndim != 1 or beta.shape != gamma.shape:
+            raise ValueError(
+                f"{type(self).__name__}: expected params gamma and beta of one shape (C,), got gamma {gamma.shape} "
+                f"and beta {beta.shape}"
+            )
+        c = gamma.shape[0]
         if x.ndim not in (2, 4) or x.shape[1] != c:
             expected = f"(N, {c}, H, W) or (N, {c})"
             raise ValueError(f"{type(self).__name__}: expected input {expected} with {c} channels, got shape {x.shape}")

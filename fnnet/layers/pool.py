@@ -234,6 +234,8 @@ class MaxPool2D(_Pool2D):
         (typical before a ReLU, rare after one) every window has exactly one hit.
         """
         n, c, h, w = x.shape
+        if y.size == 0:  # an empty batch: nothing to route (and no view of an empty buffer to write through)
+            return None
         split = (n, c, y.shape[2], self.window[0], y.shape[3], self.window[1])
         hit = x.reshape(split) == y[:, :, :, None, :, None]
         if np.count_nonzero(hit) != y.size or np.isnan(y).any():  # ties (or NaN windows, no hit)
