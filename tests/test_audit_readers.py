@@ -452,7 +452,7 @@ def test_sequence_files_with_windows_line_endings_read_as_the_sequel_reads_them(
     unix.write_bytes(b"1+1_2\n2+3_5\n")
     dos.write_bytes(b"1+1_2\r\n2+3_5\r\n")
     lone.write_bytes(b"1+1_2\r2+3_5\n")
-    for a, b in zip(read_sequence_file(unix), read_sequence_file(dos)):
-        assert a == b if isinstance(a, tuple) else np.array_equal(a, b)
+    (x1, t1, v1), (x2, t2, v2) = read_sequence_file(unix), read_sequence_file(dos)
+    assert np.array_equal(x1, x2) and np.array_equal(t1, t2) and v1 == v2 == ("1", "+", "_", "2", "3", "5")
     with pytest.raises(FormatError, match=r"lone\.txt: line 1: control character '\\r' \(U\+000D\) at column 6"):
         read_sequence_file(lone)
