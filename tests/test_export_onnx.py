@@ -123,6 +123,7 @@ LAYERS: list[tuple[Layer, Shape]] = [
     (fnnet.LayerNorm(eps=1e-3), IMAGE),
     (fnnet.GroupNorm(2), (4, 3, 3)),
     (fnnet.GroupNorm(4), (4,)),
+    (fnnet.serial(fnnet.Conv1D(4, 3, pad=1), fnnet.BatchNorm(), fnnet.ReLU(), fnnet.GroupNorm(2)), (3, 11)),  # 1-D signals
     (fnnet.Dropout(0.5), (5,)),
     (fnnet.serial(fnnet.Affine(6), fnnet.serial(fnnet.Tanh(), fnnet.Affine(3))), (4,)),
     (fnnet.residual(fnnet.serial(fnnet.Affine(5), fnnet.BatchNorm(), fnnet.ReLU())), (5,)),

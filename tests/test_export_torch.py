@@ -115,6 +115,12 @@ def test_convolutions_of_any_rank_and_grouping_keep_their_weights() -> None:
     sd = to_torch_state_dict(model, params, state)
     assert {k: v.shape for k, v in sd.items()} == {"0.weight": (4, 3, 3), "0.bias": (4,), "3.weight": (2, 28), "3.bias": (2,)}
     assert_bit_identical(from_torch_state_dict(model, (6, 9), sd), (params, state))
+    normed = fnnet.serial(fnnet.Conv1D(4, 3), fnnet.BatchNorm())  # nn.Conv1d, nn.BatchNorm1d
+    params, state = _random(normed, (6, 9), 9)
+    sd = to_torch_state_dict(normed, params, state)
+    assert {k: v.shape for k, v in sd.items() if k.startswith("1.")} == {
+        "1.weight": (4,), "1.bias": (4,), "1.running_mean": (4,), "1.running_var": (4,), "1.num_batches_tracked": ()}
+    assert_bit_identical(from_torch_state_dict(normed, (6, 9), sd), (params, state))
     grouped = fnnet.serial(fnnet.Conv2D(6, 3, groups=3))
     params, state = _random(grouped, (3, 5, 5), 8)
     assert to_torch_state_dict(grouped, params)["0.weight"].shape == (6, 1, 3, 3)  # nn.Conv2d(3, 6, 3, groups=3)

@@ -23,12 +23,13 @@ PROJ_KEY = fnnet.key(12345)
 GRAD_TOL = 1e-6  # float64 central differences on smooth functions agree to ~1e-9
 
 SHAPES_2D = [(4,), (7,)]
+SHAPES_3D = [(3, 5), (2, 7)]  # 1-D signals (C, L), as after a Conv1D
 SHAPES_4D = [(2, 3, 3), (3, 2, 4)]
-ALL_SHAPES = SHAPES_2D + SHAPES_4D
+ALL_SHAPES = SHAPES_2D + SHAPES_3D + SHAPES_4D
 
 
 def _axes(x: Array) -> tuple[int, ...]:
-    return (0,) if x.ndim == 2 else (0, 2, 3)
+    return (0, *range(2, x.ndim))
 
 
 def _per_channel(a: Array, x: Array) -> Array:
@@ -293,8 +294,10 @@ def test_good_hyperparameters_accepted() -> None:
 def test_shape_rank_dtype_errors_name_the_layer() -> None:
     bn = BatchNorm()
     p = bn.init(fnnet.key(0), (4,))[0]
-    with pytest.raises(ValueError, match=r"BatchNorm: expected input of rank 2 .* got shape \(3, 4, 2\)"):
-        bn.forward(p, None, np.zeros((3, 4, 2), np.float32), TRAIN)
+    with pytest.raises(ValueError, match=r"BatchNorm: expected input of rank 2 .* got shape \(3, 4, 2, 1, 1\)"):
+        bn.forward(p, None, np.zeros((3, 4, 2, 1, 1), np.float32), TRAIN)
+    with pytest.raises(ValueError, match=r"BatchNorm: expected input \(N, 4, L\) with 4 channels, got shape \(3, 5, 2\)"):
+        bn.forward(p, None, np.zeros((3, 5, 2), np.float32), TRAIN)
     with pytest.raises(ValueError, match=r"BatchNorm: expected input \(N, 4\) with 4 features, got shape \(3, 5\)"):
         bn.forward(p, None, np.zeros((3, 5), np.float32), TRAIN)
     with pytest.raises(ValueError, match=r"BatchNorm: expected input \(N, 4, H, W\) .* got shape \(2, 3, 5, 5\)"):
@@ -303,8 +306,8 @@ def test_shape_rank_dtype_errors_name_the_layer() -> None:
         bn.forward(p, None, np.zeros((3, 4)), TRAIN)
     with pytest.raises(ValueError, match=r"BatchNorm: .*more than one value per feature"):
         bn.forward(p, None, np.zeros((1, 4), np.float32), TRAIN)
-    with pytest.raises(ValueError, match=r"BatchNorm: expected input shape \(D,\) or \(C, H, W\)"):
-        bn.init(fnnet.key(0), (3, 4))
+    with pytest.raises(ValueError, match=r"BatchNorm: expected input shape \(D,\), \(C, L\) or \(C, H, W\)"):
+        bn.init(fnnet.key(0), (3, 4, 1, 1))
     with pytest.raises(ValueError, match=r"BatchNorm: expected state.mean .* shape \(4,\), got shape \(3,\)"):
         bn.forward(p, bn.init_state((3,)), np.zeros((3, 4), np.float32), TRAIN)
     with pytest.raises(ValueError, match=r"BatchNorm: expected state to be a BatchNormState, got tuple"):
@@ -314,6 +317,9 @@ def test_shape_rank_dtype_errors_name_the_layer() -> None:
     _, _, cache = bn.forward(p, None, np.ones((3, 4), np.float32), TRAIN)
     with pytest.raises(ValueError, match=r"BatchNorm.backward: expected dout of shape \(3, 4\), got \(3, 5\)"):
         bn.backward(p, cache, np.ones((3, 5), np.float32))
+    _, _, cache = bn.forward(p, None, np.ones((3, 4, 6), np.float32), TRAIN)
+    with pytest.raises(ValueError, match=r"BatchNorm.backward: expected dout of shape \(3, 4, 1, 6\), got \(3, 4, 1, 5\)"):
+        bn.backward(p, cache, np.ones((3, 4, 5), np.float32))
 
 
 # --- through serial ---------------------------------------------------------------------------------
@@ -473,3 +479,30 @@ def test_non_contiguous_2d_input_gives_the_contiguous_results() -> None:
     np.testing.assert_allclose(y, yc, rtol=1e-12, atol=1e-12)
     for a, b in zip(tree_leaves(bn.backward(p, cache, dout)), tree_leaves(bn.backward(p, cache_c, dout))):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_a_1d_signal_is_normalised_as_the_same_signal_seen_as_one_row_images() -> None:
+    """BatchNorm on (N, C, L), e.g. after a Conv1D, is BatchNorm on (N, C, 1, L), bit for bit, in
+    training and evaluation, for C-contiguous and channels-last inputs (a Conv1D's output)."""
+    bn = BatchNorm()
+    conv = fnnet.Conv1D(3, 3, pad=1)
+    cp, _ = conv.init(fnnet.key(0), (2, 9))
+    x_conv = conv.apply(cp, rng(5).standard_normal((4, 2, 9)).astype(np.float32))
+    p = bn.init(fnnet.key(0), (3, 9))[0]
+    for x in (np.ascontiguousarray(x_conv), x_conv):
+        dout = rng(6).standard_normal(x.shape).astype(np.float32)
+        y, state, cache = bn.forward(p, None, x, TRAIN)
+        y4, state4, cache4 = bn.forward(p, None, x[:, :, None, :], TRAIN)
+        assert y.shape == x.shape
+        assert_bit_identical((y, state), (y4[:, :, 0, :], state4))
+        dx, grads = bn.backward(p, cache, dout)
+        dx4, grads4 = bn.backward(p, cache4, dout[:, :, None, :])
+        assert dx.shape == x.shape
+        assert_bit_identical((dx, grads), (dx4[:, :, 0, :], grads4))
+        ye = bn.apply(p, x, state=state)
+        assert_bit_identical(ye, bn.apply(p, x[:, :, None, :], state=state)[:, :, 0, :])
+    model = fnnet.serial(fnnet.Conv1D(4, 3, pad=1), BatchNorm(), fnnet.ReLU(), fnnet.Flatten(), fnnet.Affine(2))
+    assert str(fnnet.summary(model, (2, 9))).count("BatchNorm") == 1
+    params, _ = model.init(fnnet.key(1), (2, 9))
+    _, new_state, _ = model.forward(params, model.init_state((2, 9)), np.ones((3, 2, 9), np.float32), TRAIN)
+    assert new_state[1].mean.shape == (4,) and int(new_state[1].count) == 1

@@ -60,6 +60,8 @@ GN_CASES: list[tuple[int, Shape]] = [
     (4, (4, 3, 3)),  # groups = C: instance norm
     (3, (6, 2, 3)),
     (2, (6,)),
+    (2, (4, 5)),  # a 1-D signal (C, L)
+    (3, (3, 4)),
 ]
 
 
@@ -224,8 +226,8 @@ def test_groupnorm_refuses_channels_not_divisible_by_groups() -> None:
 
 
 def test_bad_in_shapes_are_refused_by_name() -> None:
-    with pytest.raises(ValueError, match=r"^GroupNorm: expected input shape \(C, H, W\) or \(C,\) .*got \(2, 3\)$"):
-        GroupNorm(1).out_shape((2, 3))
+    with pytest.raises(ValueError, match=r"^GroupNorm: expected input shape \(C, H, W\), \(C, L\) or \(C,\) .*got \(2, 3, 1, 1\)$"):
+        GroupNorm(1).out_shape((2, 3, 1, 1))
     with pytest.raises(ValueError, match=r"^LayerNorm: expected a non-empty in_shape"):
         LayerNorm().out_shape(())
     with pytest.raises(ValueError, match=r"^GlobalAvgPool2D: expected in_shape \(C, H, W\), got \(8,\)$"):
@@ -239,10 +241,10 @@ def test_bad_inputs_name_the_layer_and_show_expected_and_got() -> None:
     with pytest.raises(ValueError, match=r"^LayerNorm: expected input of dtype float32 .*got float64"):
         LayerNorm().forward(ln, None, np.zeros((2, 3, 4)))
     gn = GroupNorm(2).init(fnnet.key(0), (4, 3, 3))[0]
-    with pytest.raises(ValueError, match=r"^GroupNorm: expected input \(N, 4, H, W\) or \(N, 4\) with 4 channels, got shape \(2, 6, 3, 3\)$"):
+    with pytest.raises(ValueError, match=r"^GroupNorm: expected input \(N, 4, H, W\), \(N, 4, L\) or \(N, 4\) with 4 channels, got shape \(2, 6, 3, 3\)$"):
         GroupNorm(2).forward(gn, None, np.zeros((2, 6, 3, 3), np.float32))
-    with pytest.raises(ValueError, match=r"^GroupNorm: expected input .* got shape \(2, 4, 3\)$"):
-        GroupNorm(2).forward(gn, None, np.zeros((2, 4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"^GroupNorm: expected input .* got shape \(2, 4, 3, 1, 1\)$"):
+        GroupNorm(2).forward(gn, None, np.zeros((2, 4, 3, 1, 1), np.float32))
     with pytest.raises(ValueError, match=r"^GroupNorm: expected input of dtype float32 .*got float64"):
         GroupNorm(2).forward(gn, None, np.zeros((2, 4, 3, 3)))
     with pytest.raises(ValueError, match=r"^GlobalAvgPool2D: expected input \(N, C, H, W\) of rank 4, got shape \(2, 3\)$"):

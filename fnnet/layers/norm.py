@@ -140,7 +140,7 @@ def _channel_sum(a: Array, b: Array | None = None) -> Array:
 
     einsum fuses the product into the reduction: no temporary of ``x``'s size, one pass.
     """
-    sub = "nc" if a.ndim == 2 else "nchw"
+    sub = {2: "nc", 3: "ncl", 4: "nchw"}[a.ndim]
     out: Array = np.einsum(f"{sub}->c", a) if b is None else np.einsum(f"{sub},{sub}->c", a, b)
     return out
 
@@ -166,7 +166,8 @@ class BatchNorm(Layer):
     """Batch normalisation ``y = gamma * (x - mu) / sqrt(var + eps) + beta``.
 
     Inputs ``(N, D)`` are normalised per feature (statistics over the batch axis); inputs
-    ``(N, C, H, W)`` per channel (statistics over N, H and W, one ``gamma``/``beta`` per channel).
+    ``(N, C, H, W)`` per channel (statistics over N, H and W, one ``gamma``/``beta`` per channel),
+    and so are 1-D signals ``(N, C, L)`` (statistics over N and L, as after a :class:`Conv1D`).
     The output has the input's shape.
 
     Differences from the book:
@@ -207,24 +208,24 @@ class BatchNorm(Layer):
     eps: float = attrs.field(default=DEFAULT_EPS, validator=_eps)
 
     def _channels(self, in_shape: Shape) -> int:
-        if len(in_shape) not in (1, 3):
+        if len(in_shape) not in (1, 2, 3):
             raise ValueError(
-                f"{type(self).__name__}: expected input shape (D,) or (C, H, W) without the batch dimension, "
+                f"{type(self).__name__}: expected input shape (D,), (C, L) or (C, H, W) without the batch dimension, "
                 f"got {tuple(in_shape)}"
             )
         return int(in_shape[0])
 
     def out_shape(self, in_shape: Shape) -> Shape:
-        """The input shape, ``(D,)`` or ``(C, H, W)``."""
+        """The input shape, ``(D,)``, ``(C, L)`` or ``(C, H, W)``."""
         self._channels(in_shape)
         return tuple(in_shape)
 
     def init(self, key: Key, in_shape: Shape) -> tuple[BatchNormParams, Shape]:
-        """Parameters for inputs ``(N, D)`` or ``(N, C, H, W)``.
+        """Parameters for inputs ``(N, D)``, ``(N, C, L)`` or ``(N, C, H, W)``.
 
         Args:
             key: unused (gamma starts at ones, beta at zeros, as in the book).
-            in_shape: ``(D,)`` or ``(C, H, W)``.
+            in_shape: ``(D,)``, ``(C, L)`` or ``(C, H, W)``.
         Returns:
             ``(BatchNormParams(gamma, beta), in_shape)`` with ``gamma``, ``beta`` of shape ``(C,)``
             (``C = D`` for 2-D inputs), float32.
@@ -242,7 +243,7 @@ class BatchNorm(Layer):
         these values anyway: they describe no data.
 
         Args:
-            in_shape: ``(D,)`` or ``(C, H, W)``.
+            in_shape: ``(D,)``, ``(C, L)`` or ``(C, H, W)``.
             dtype: floating point dtype of ``mean`` and ``var`` (float32 by default).
         Returns:
             A :class:`BatchNormState` with ``mean``, ``var`` of shape ``(C,)`` and a 0-d int64 ``count``.
@@ -252,9 +253,9 @@ class BatchNorm(Layer):
 
     def _check_input(self, params: BatchNormParams, x: Array) -> None:
         """Validate ``x`` against ``params`` (rank, channels, dtype)."""
-        if x.ndim not in (2, 4):
+        if x.ndim not in (2, 3, 4):
             raise ValueError(
-                f"{type(self).__name__}: expected input of rank 2 (N, D) or rank 4 (N, C, H, W), got shape {x.shape}"
+                f"{type(self).__name__}: expected input of rank 2 (N, D), 3 (N, C, L) or 4 (N, C, H, W), got shape {x.shape}"
             )
         gamma, beta = param_arrays(self, params, "gamma", "beta")
         if gamma.ndim != 1 or beta.shape != gamma.shape:
@@ -265,7 +266,7 @@ class BatchNorm(Layer):
         c = gamma.shape[0]
         if x.shape[1] != c:
             what = "features" if x.ndim == 2 else "channels"
-            expected = f"(N, {c})" if x.ndim == 2 else f"(N, {c}, H, W)"
+            expected = {2: f"(N, {c})", 3: f"(N, {c}, L)", 4: f"(N, {c}, H, W)"}[x.ndim]
             raise ValueError(f"{type(self).__name__}: expected input {expected} with {c} {what}, got shape {x.shape}")
         if x.dtype != params.gamma.dtype:
             check_dtype(self, x, params.gamma.dtype)
@@ -296,7 +297,7 @@ class BatchNorm(Layer):
             state: the running statistics. In training ``None`` starts them from
                 :meth:`init_state` (in ``x``'s dtype); evaluation needs statistics that were
                 updated at least once.
-            x: ``(N, C)`` or ``(N, C, H, W)``, the parameters' dtype.
+            x: ``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)``, the parameters' dtype.
             ctx: ``ctx.train`` selects the mode; in training the batch's per-channel sums go
                 through ``ctx.batch_sum``, so a batch run as shards is normalised as one.
         Returns:
@@ -304,6 +305,9 @@ class BatchNorm(Layer):
             statistics updated with this batch's (training) or is ``state`` (evaluation).
         """
         self._check_input(params, x)
+        if x.ndim == 3:  # (N, C, L) as (N, C, 1, L): a view, the cache keeps that shape
+            y4, new_state, cache = self.forward(params, state, x[:, :, None, :], ctx)
+            return y4[:, :, 0, :], new_state, cache
         c = params.gamma.shape[0]
         bshape = (1, c) if x.ndim == 2 else (1, c, 1, 1)  # per-channel arrays broadcast against x
         gamma = params.gamma.reshape(bshape)
@@ -411,6 +415,9 @@ class BatchNorm(Layer):
             ``(dx, BatchNormParams(dgamma, dbeta))``; ``dx`` has ``x``'s shape. For a batch run as
             shards, ``dgamma`` and ``dbeta`` are this shard's share (the shares sum to the whole).
         """
+        if dout.ndim == 3 and cache.xc.ndim == 4 and cache.xc.shape[2] == 1:  # a forward of (N, C, L)
+            dx4, grads = self.backward(params, cache, dout[:, :, None, :], input_grad)
+            return dx4[:, :, 0, :], grads
         if dout.shape != cache.xc.shape:
             check_dout(self, dout, cache.xc.shape)
         xrows, drows = _as_rows(cache.xc), _as_rows(dout)
@@ -680,7 +687,7 @@ class GroupNorm(Layer):
     """Group normalisation: each sample's channels split into ``groups`` groups, each group
     standardised over its channels and positions, then a per-channel scale and shift.
 
-    For inputs ``(N, C, H, W)`` (or ``(N, C)``, with ``H = W = 1``) and ``G = groups`` dividing
+    For inputs ``(N, C, H, W)`` (or ``(N, C, L)``, or ``(N, C)`` with ``H = W = 1``) and ``G = groups`` dividing
     ``C``, group ``g`` of sample ``n`` holds channels ``g*C/G`` to ``(g+1)*C/G - 1``, so its
     ``M = (C/G)*H*W`` values give::
 
@@ -711,9 +718,9 @@ class GroupNorm(Layer):
     eps: float = attrs.field(default=1e-5, validator=_eps)
 
     def _channels(self, in_shape: Shape) -> int:
-        if len(in_shape) not in (1, 3):
+        if len(in_shape) not in (1, 2, 3):
             raise ValueError(
-                f"{type(self).__name__}: expected input shape (C, H, W) or (C,) without the batch dimension, "
+                f"{type(self).__name__}: expected input shape (C, H, W), (C, L) or (C,) without the batch dimension, "
                 f"got {tuple(in_shape)}"
             )
         c = int(in_shape[0])
@@ -725,16 +732,16 @@ class GroupNorm(Layer):
         return c
 
     def out_shape(self, in_shape: Shape) -> Shape:
-        """The input shape, ``(C, H, W)`` or ``(C,)``."""
+        """The input shape, ``(C, H, W)``, ``(C, L)`` or ``(C,)``."""
         self._channels(in_shape)
         return tuple(in_shape)
 
     def init(self, key: Key, in_shape: Shape) -> tuple[GroupNormParams, Shape]:
-        """Parameters for inputs ``(N, C, H, W)`` or ``(N, C)``.
+        """Parameters for inputs ``(N, C, H, W)``, ``(N, C, L)`` or ``(N, C)``.
 
         Args:
             key: unused (gamma starts at ones, beta at zeros).
-            in_shape: ``(C, H, W)`` or ``(C,)`` with ``C`` divisible by ``groups``.
+            in_shape: ``(C, H, W)``, ``(C, L)`` or ``(C,)`` with ``C`` divisible by ``groups``.
         Returns:
             ``(GroupNormParams(gamma, beta), in_shape)`` with ``gamma``, ``beta`` of shape ``(C,)``, float32.
         """
@@ -749,7 +756,7 @@ class GroupNorm(Layer):
         Args:
             params: ``GroupNormParams(gamma, beta)``, each ``(C,)``.
             state: ``None`` (passed through).
-            x: ``(N, C, H, W)`` or ``(N, C)`` in the parameters' dtype; never modified.
+            x: ``(N, C, H, W)``, ``(N, C, L)`` or ``(N, C)`` in the parameters' dtype; never modified.
             ctx: unused.
         Returns:
             ``(y, state, cache)`` with ``y`` of ``x``'s shape and dtype.
@@ -761,8 +768,8 @@ class GroupNorm(Layer):
                 f"and beta {beta.shape}"
             )
         c = gamma.shape[0]
-        if x.ndim not in (2, 4) or x.shape[1] != c:
-            expected = f"(N, {c}, H, W) or (N, {c})"
+        if x.ndim not in (2, 3, 4) or x.shape[1] != c:
+            expected = f"(N, {c}, H, W), (N, {c}, L) or (N, {c})"
             raise ValueError(f"{type(self).__name__}: expected input {expected} with {c} channels, got shape {x.shape}")
         self._channels((c,))
         if x.dtype != params.gamma.dtype:
