@@ -422,3 +422,11 @@ def test_out_shape_summary_and_forward_agree(layers: list[Layer], h: int, w: int
     for row, layer, p, st_ in zip(s.rows, model.layers, params, state):  # each row's shape is what the layer gives
         a = layer.apply(p, a, state=st_)
         assert a.shape == (n, *row.out_shape)
+
+
+def test_apply_refuses_a_list_in_one_line() -> None:
+    layer = fnnet.serial(fnnet.Affine(2))
+    params, _ = layer.init(fnnet.key(0), (3,))
+    with pytest.raises(ValueError, match=r"^Serial\.apply: expected x as a NumPy array, got list$"):
+        layer.apply(params, [[1.0, 2.0, 3.0]])  # type: ignore[arg-type]
+    assert layer.apply(params, np.ones((1, 3), np.float32)).shape == (1, 2)

@@ -195,7 +195,12 @@ class Layer(abc.ABC):
         """
 
     def apply(self, params: Any, x: Array, *, state: Any = None, ctx: Ctx = EVAL) -> Array:
-        """The output alone: ``forward(params, state, x, ctx)[0]`` (evaluation by default)."""
+        """The output alone: ``forward(params, state, x, ctx)[0]`` (evaluation by default).
+
+        ``x`` must be a NumPy array (a list is refused in one line: convert it with ``np.asarray``
+        in the parameters' dtype)."""
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"{kind(self)}.apply: expected x as a NumPy array, got {type(x).__name__}")
         return self.forward(params, state, x, ctx)[0]
 
 
