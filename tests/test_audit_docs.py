@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from _helpers import read_only
 
 import fnnet
 from fnnet import cli
+from fnnet.errors import FormatError
 from fnnet.tree import tree_leaves
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,3 +203,22 @@ def test_guide_snippets_print_what_their_comments_say(page: str) -> None:
         lines = _run(block, {})
         promised = re.findall(r"^print\(.*\)\s+#\s*(.+)$", block, flags=re.M)
         assert promised and lines == promised
+
+
+# --- "A FIFO, socket or device given as a file is refused at once with FormatError" -------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_load_sequence_refuses_a_fifo_as_a_format_error(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(FormatError, match=r"pipe\.txt: not a regular file \(a FIFO\)$"):
+        fnnet.datasets.load_sequence(fifo)
+    with pytest.raises(FileNotFoundError, match="neither a shipped task"):
+        fnnet.datasets.load_sequence(tmp_path / "missing.txt")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs /dev/null")
+def test_load_sequence_refuses_a_device_as_a_format_error() -> None:
+    with pytest.raises(FormatError, match=r"^/dev/null: not a regular file \(a character device\)$"):
+        fnnet.datasets.load_sequence("/dev/null")
