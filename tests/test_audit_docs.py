@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +223,33 @@ def test_load_sequence_refuses_a_fifo_as_a_format_error(tmp_path: Path) -> None:
 def test_load_sequence_refuses_a_device_as_a_format_error() -> None:
     with pytest.raises(FormatError, match=r"^/dev/null: not a regular file \(a character device\)$"):
         fnnet.datasets.load_sequence("/dev/null")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.xfail(
+    strict=True,
+    reason="from_torch_state_dict hands the path to np.load, whose open waits for a FIFO's writer "
+    "(fnnet/export/torch_state.py, owned by another helper now); remove this mark with the fix",
+)
+def test_from_torch_state_dict_refuses_a_fifo_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "weights.npz"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            fnnet.export.from_torch_state_dict(fnnet.Affine(2), (3,), fifo)
+            outcome.append(None)
+        except BaseException as e:
+            outcome.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(2.0)
+    if reader.is_alive():
+        with open(fifo, "wb"):  # the writer the reader waits for; closing it ends the read
+            pass
+        reader.join(2.0)
+        pytest.fail(f"reading the FIFO {fifo} blocked")
+    err = outcome[0]
+    assert isinstance(err, FormatError) and str(err).startswith(str(fifo)) and "not a regular file (a FIFO)" in str(err)
