@@ -210,7 +210,7 @@ def load_sequence(name: str | os.PathLike[str] = "addition") -> SequenceData:
         ``np.random.RandomState(1984).permutation(N)`` are the test set, the others (in that
         order) the training set: 45,000 / 5,000 for the shipped tasks.
     Raises:
-        FormatError: as :func:`read_sequence_file`.
+        FormatError: as :func:`read_sequence_file` (a FIFO, socket or device at once).
         FileNotFoundError: ``name`` is neither a shipped task nor an existing file.
 
     >>> data = load_sequence("date")
@@ -221,7 +221,7 @@ def load_sequence(name: str | os.PathLike[str] = "addition") -> SequenceData:
         path = _DIR / f"{name}.txt"
     else:
         path = Path(name)
-        if not path.is_file():
+        if not path.exists() or path.is_dir():  # a FIFO or device goes on, to be refused as one
             raise FileNotFoundError(
                 f"load_sequence: {os.fspath(name)!r} is neither a shipped task ({', '.join(SEQUENCE_TASKS)}) nor a file"
             )
