@@ -99,11 +99,6 @@ def _layout_bullet() -> str:
     return _section("- **Layout by role", "\n- **")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the README's layout bullet predates runtime, _json, numerical, seq2seq, export/ and several "
-    "submodules; replace it with the text in the docs audit report, then remove this mark",
-)
 def test_the_layout_bullet_names_every_module_on_its_floor() -> None:
     from test_layout import FLOORS
 
@@ -122,10 +117,6 @@ def test_the_layout_bullet_names_every_module_on_its_floor() -> None:
     assert floors == sorted(floors)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the README says 14 BatchNorms: replace with the text in the docs audit report, then remove this mark",
-)
 def test_the_resnet_counts_in_the_readme_are_the_models() -> None:
     summary = str(fnnet.summary(fnnet.models.resnet(), (1, 28, 28)))
     kinds = [line.split()[1] for line in summary.splitlines()[2:-1]]
@@ -226,11 +217,6 @@ def test_load_sequence_refuses_a_device_as_a_format_error() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
-@pytest.mark.xfail(
-    strict=True,
-    reason="from_torch_state_dict hands the path to np.load, whose open waits for a FIFO's writer "
-    "(fnnet/export/torch_state.py, owned by another helper now); remove this mark with the fix",
-)
 def test_from_torch_state_dict_refuses_a_fifo_at_once(tmp_path: Path) -> None:
     fifo = tmp_path / "weights.npz"
     os.mkfifo(fifo)

@@ -79,6 +79,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fnnet._io import npz_member_header, open_regular
 from fnnet.errors import FormatError
 from fnnet.export.onnx_graph import ExportError, child, describe, gate_rows
 from fnnet.layers.base import Layer
@@ -502,21 +503,6 @@ def to_torch_state_dict(model: Layer, params: Any, state: Any = None) -> dict[st
     return _to(model, params, state, "")
 
 
-def _header_of(npz: Any) -> Callable[[str], tuple[tuple[int, ...], np.dtype[Any]]]:
-    def header(key: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
-        with npz.zip.open(f"{key}.npy") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f".npy format version {version} is not supported")
-        return tuple(int(s) for s in shape), np.dtype(dtype)
-
-    return header
-
-
 @contextmanager
 def _reader_for(arrays: Mapping[str, Any] | str | os.PathLike[str]) -> Iterator[StateDictReader]:
     if isinstance(arrays, Mapping):
@@ -532,16 +518,15 @@ def _reader_for(arrays: Mapping[str, Any] | str | os.PathLike[str]) -> Iterator[
         yield StateDictReader(MAPPING_SOURCE, list(values), header, lambda key: np.asarray(values[key]))
         return
     path = os.fspath(arrays)
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except _READ_ERRORS as e:
-        raise FormatError(path, "", f"not a readable .npz archive: {e}") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise FormatError(path, "", "not an .npz archive (a single .npy array); write it with np.savez(path, **arrays)")
-    with npz:
-        yield StateDictReader(path, list(npz.files), _header_of(npz), lambda key: npz[key])
+    with open_regular(path) as f:
+        try:
+            npz = np.load(f, allow_pickle=False)
+        except _READ_ERRORS as e:
+            raise FormatError(path, "", f"not a readable .npz archive: {e}") from None
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise FormatError(path, "", "not an .npz archive (a single .npy array); write it with np.savez(path, **arrays)")
+        with npz:
+            yield StateDictReader(path, list(npz.files), lambda key: npz_member_header(npz, key), lambda key: npz[key])
 
 
 def from_torch_state_dict(
