@@ -19,6 +19,7 @@ gives the whole embedded 10,000-image MNIST test set (the book's evaluation set)
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
@@ -403,6 +404,7 @@ _SOURCES: Mapping[str, _Source] = {
     ),
 }
 
+#: Seconds a connection or a single read may wait for a mirror before it is given up.
 _DOWNLOAD_TIMEOUT_S = 60.0
 # The largest file served is Fashion-MNIST's training images (26 MB): a mirror that sends more
 # than this is cut off instead of filling memory.
@@ -414,11 +416,17 @@ def _urlopen(url: str) -> bytes:
     parts: list[bytes] = []
     got = 0
     with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+        declared = response.headers.get("Content-Length", "").strip()
+        size = int(declared) if declared.isdigit() else None
+        if size is not None and size > _MAX_DOWNLOAD_BYTES:
+            raise ValueError(f"announces {size} bytes, more than the {_MAX_DOWNLOAD_BYTES} any file needs")
         while chunk := response.read(min(_CHUNK, _MAX_DOWNLOAD_BYTES + 1 - got)):
             parts.append(chunk)
             got += len(chunk)
             if got > _MAX_DOWNLOAD_BYTES:
                 raise ValueError(f"served more than {_MAX_DOWNLOAD_BYTES} bytes")
+    if size is not None and got != size:  # http.client ends a cut-off body quietly
+        raise ValueError(f"truncated: the connection closed after {got} of the {size} bytes announced")
     return b"".join(parts)
 
 
@@ -437,6 +445,24 @@ def _file_md5(path: Path) -> str | None:
     return h.hexdigest()
 
 
+def _cache_error(e: OSError, path: Path) -> OSError:
+    """``e`` (same class and errno) as a one-line error of :func:`download` naming ``path``."""
+    why = e.strerror or str(e)
+    return OSError(
+        e.errno, f"download: cannot write the cache ({why}); pass cache_dir= or set XDG_CACHE_HOME", str(path)
+    )
+
+
+def _make_cache(target: Path) -> None:
+    """Create ``target`` and check it can be written into, before anything is fetched."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _cache_error(e, target) from e
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise _cache_error(PermissionError(errno.EACCES, os.strerror(errno.EACCES)), target)
+
+
 def download(
     name: str,
     *,
@@ -447,7 +473,11 @@ def download(
 
     Files already present with the right checksum are kept. Each file is tried on every mirror in
     turn; it is written (atomically: temporary file in the same directory, then ``os.replace``)
-    only when its checksum matches, so a failed download leaves no file behind.
+    only when its checksum matches, so a failed or interrupted download (an error, Ctrl-C) leaves
+    no partial file behind (at most the set's directory, empty); the next call fetches only the
+    files still missing. Two processes may download the same set at once. A mirror that
+    does not answer, or stalls, for 60 seconds is given up for the next one; a slow but steady
+    transfer is not cut off (stop it with Ctrl-C).
 
     Args:
         name: ``"mnist"`` or ``"fashion-mnist"``.
@@ -457,8 +487,12 @@ def download(
     Returns:
         The directory holding the four ``.gz`` files (pass it as ``path`` to :func:`load_mnist`).
     Raises:
-        ValueError: an unknown name, or a file that no mirror served with the right checksum
-            (the message lists each mirror's failure).
+        ValueError: an unknown name, no ``cache_dir`` and no user cache (no home directory), or a
+            file that no mirror served with the right checksum (the message names the file and
+            lists each mirror's failure: the MD5 served and the one expected, a truncated body,
+            an HTTP or network error).
+        OSError: the cache directory cannot be created or written (checked before fetching), or
+            a file cannot be written into it (a full disk); the message names the directory or file.
 
     Fetching needs the network, so this example is not run by the tests:
 
@@ -473,10 +507,15 @@ def download(
     if root is None:
         raise ValueError(f"download: no user cache: {_NO_HOME}; pass cache_dir=")
     target = root / name
-    target.mkdir(parents=True, exist_ok=True)
-    for filename, md5 in source.md5.items():
+    wanted = {
+        filename: md5 for filename, md5 in source.md5.items()
+        if not ((target / filename).is_file() and _file_md5(target / filename) == md5)
+    }
+    if wanted:
+        _make_cache(target)
+    for filename, md5 in wanted.items():
         dest = target / filename
-        if dest.is_file() and _file_md5(dest) == md5:
+        if dest.is_file() and _file_md5(dest) == md5:  # written meanwhile by another process
             continue
         failures: list[str] = []
         for base in source.mirrors:
@@ -490,7 +529,10 @@ def download(
             if got != md5:
                 failures.append(f"{url}: MD5 {got}, expected {md5}")
                 continue
-            atomic_write_bytes(dest, data)
+            try:
+                atomic_write_bytes(dest, data)
+            except OSError as e:
+                raise _cache_error(e, dest) from e
             break
         else:
             raise ValueError(f"download: could not get {filename} for {name!r}:\n  " + "\n  ".join(failures))
