@@ -19,6 +19,7 @@ gives the whole embedded 10,000-image MNIST test set (the book's evaluation set)
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
@@ -98,10 +99,19 @@ Data = tuple[tuple[Array, Array], tuple[Array, Array]]
 # --------------------------------------------------------------------------------------------
 
 
-def _user_cache_root() -> Path:
+_NO_HOME = "no home directory ($HOME is unset or relative, and the user has none) and no absolute $XDG_CACHE_HOME"
+
+
+def _user_cache_root() -> Path | None:
+    """``$XDG_CACHE_HOME/fnnet`` (when absolute) or ``~/.cache/fnnet``; None without a home directory."""
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "fnnet"
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "fnnet"
+    try:
+        home = Path.home()  # $HOME, else the password database
+    except (RuntimeError, KeyError):  # $HOME unset and the user has no entry there
+        return None
+    return home / ".cache" / "fnnet" if home.is_absolute() else None
 
 
 def search_paths(name: str, path: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -112,7 +122,8 @@ def search_paths(name: str, path: str | os.PathLike[str] | None = None) -> list[
         path: an explicit directory, searched first.
     Returns:
         ``[path, $FNNET_DATA/name, $XDG_CACHE_HOME/fnnet/name (or ~/.cache/fnnet/name),
-        /usr/share/datasets/name]`` (entries whose source is unset are left out).
+        /usr/share/datasets/name]`` (entries whose source is unset are left out: no ``path``,
+        ``FNNET_DATA`` unset or empty, no absolute ``XDG_CACHE_HOME`` and no home directory).
 
     >>> search_paths("mnist", "/data/mnist")[0].as_posix()
     '/data/mnist'
@@ -123,7 +134,9 @@ def search_paths(name: str, path: str | os.PathLike[str] | None = None) -> list[
     env = os.environ.get("FNNET_DATA")
     if env:
         dirs.append(Path(env) / name)
-    dirs.append(_user_cache_root() / name)
+    cache = _user_cache_root()
+    if cache is not None:
+        dirs.append(cache / name)
     dirs.append(_SYSTEM_DATA_DIR / name)
     return dirs
 
@@ -138,6 +151,10 @@ def _find_file(directory: Path, stem: str) -> Path | None:
 def _find_set(directory: Path) -> tuple[dict[str, Path] | None, str]:
     """The four files in ``directory`` (or None) and, when absent, why."""
     if not directory.is_dir():
+        if directory.exists():
+            return None, "not a directory"
+        if directory.parent.exists() and not directory.parent.is_dir():
+            return None, f"no such directory ({directory.parent} is not a directory)"
         return None, "no such directory"
     found = {stem: _find_file(directory, stem) for stem in _FILES}
     missing = [stem for stem, f in found.items() if f is None]
@@ -147,15 +164,31 @@ def _find_set(directory: Path) -> tuple[dict[str, Path] | None, str]:
 
 
 def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> FileNotFoundError:
+    env = os.environ.get("FNNET_DATA")
+    if env and _find_set(Path(env))[0] is not None:  # FNNET_DATA names the set, not its parent
+        hint = f" ($FNNET_DATA itself holds the four files: set FNNET_DATA to the directory above {name}/)"
+        tried = [(d, why + hint if d == Path(env) / name else why) for d, why in tried]
     lines = [f"  {d}: {why}" for d, why in tried]
     files = ", ".join(f"{f}[.gz]" for f in _FILES)
     if name not in _DOWNLOADABLE:  # a directory given as the name
         return FileNotFoundError(f"load_mnist: no data set in directory {name!r}; it needs {files}:\n" + lines[0])
-    if not os.environ.get("FNNET_DATA"):
-        lines.insert(1 if path_given else 0, f"  $FNNET_DATA/{name}: FNNET_DATA is not set")
+    at = 1 if path_given else 0
+    if not env:
+        lines.insert(at, f"  $FNNET_DATA/{name}: FNNET_DATA is not set")
+    cache = _user_cache_root()
+    if cache is None:
+        lines.insert(at + 1, f"  ~/.cache/fnnet/{name}: {_NO_HOME}")
+        get = (
+            f"fnnet.datasets.download({name!r}, cache_dir=DIR) in Python, then load_mnist({name!r}, "
+            f"path=DIR/{name}) (there is no user cache: {_NO_HOME})"
+        )
+    else:
+        get = (
+            f"fnnet.datasets.download({name!r}) in Python (downloads into {cache / name}, "
+            f"where `--data {name}` and load_mnist({name!r}) look)"
+        )
     how = [
-        f"fnnet.datasets.download({name!r}) in Python (downloads into {_user_cache_root() / name}, "
-        f"where `--data {name}` and load_mnist({name!r}) look)",
+        get,
         "put the four files in a directory DIR and give it: `--data DIR` on the command line "
         f"(fnnet train / fnnet evaluate), load_mnist(DIR) or load_mnist({name!r}, path=DIR) in Python",
         f"put them in $FNNET_DATA/{name}, with FNNET_DATA set to a directory of your choice",
@@ -166,6 +199,18 @@ def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> Fi
         f"load_mnist: data set {name!r} not found; it needs {files}. Looked in:\n" + "\n".join(lines)
         + "\nGet it with one of:\n" + "\n".join(f"  - {h}" for h in how)
     )
+
+
+def _not_a_name(name: str) -> Exception:
+    """The error for a ``name`` that is neither a known data set nor a directory."""
+    names = f"names: {', '.join(_NAMES)}"
+    near = str(name).strip().rstrip("/" + (os.altsep or "")).lower()
+    hint = f"; did you mean {near!r}?" if near in _NAMES else ""
+    if os.path.lexists(name):
+        return ValueError(f"load_mnist: {name!r} is not a directory; give the directory holding the four IDX files ({names})")
+    if any(sep in str(name) for sep in (os.sep, os.altsep) if sep) or str(name).startswith(("~", ".")):
+        return FileNotFoundError(f"load_mnist: no such directory {name!r} ({names}){hint}")
+    return ValueError(f"load_mnist: unknown data set {name!r}; expected one of {_NAMES} or a directory{hint}")
 
 
 def _pair(images_file: Path, labels_file: Path) -> tuple[Array, Array]:
@@ -223,8 +268,12 @@ def _prepare(
 
 
 def _check_dtype(dtype: Any, normalize: bool, one_hot: bool) -> None:
-    if (normalize or one_hot) and np.dtype(dtype).kind != "f":
-        raise ValueError(f"load_mnist: dtype must be a floating dtype for normalize/one_hot, got {np.dtype(dtype)}")
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise ValueError(f"load_mnist: dtype {dtype!r} is not a NumPy dtype") from None
+    if (normalize or one_hot) and dt.kind != "f":
+        raise ValueError(f"load_mnist: dtype must be a floating dtype for normalize/one_hot, got {dt}")
 
 
 def load_mnist_test(
@@ -270,11 +319,12 @@ def load_mnist(
     Returns:
         ``((x_train, t_train), (x_test, t_test))``, all new arrays.
     Raises:
-        FileNotFoundError: the set is not found; the message lists every place looked in and how
-            to get the data.
+        FileNotFoundError: the set is not found, or ``name`` is a path to no directory; the
+            message lists every place looked in (and what each lacks) and how to get the data.
         FormatError: a damaged, hostile or inconsistent file, or an empty set (a ``ValueError``
             naming the file, both files when they disagree, and the place in it).
-        ValueError: an unknown name or a bad option.
+        ValueError: an unknown name (or a file given as the directory) or a bad option.
+        OSError: a file found cannot be read (no permission, an I/O error).
 
     >>> (x_train, t_train), (x_test, t_test) = load_mnist("mnist-small", flatten=False)
     >>> x_train.shape, x_train.dtype, t_train[:5]
@@ -295,7 +345,7 @@ def load_mnist(
             raise ValueError(f"load_mnist: name {name!r} is a directory already; path is not used with it")
         dirs = [Path(name)]
     else:
-        raise ValueError(f"load_mnist: unknown data set {name!r}; expected one of {_NAMES} or a directory")
+        raise _not_a_name(name)
     tried: list[tuple[Path, str]] = []
     for d in dirs:
         files, why = _find_set(d)
@@ -354,6 +404,7 @@ _SOURCES: Mapping[str, _Source] = {
     ),
 }
 
+#: Seconds a connection or a single read may wait for a mirror before it is given up.
 _DOWNLOAD_TIMEOUT_S = 60.0
 # The largest file served is Fashion-MNIST's training images (26 MB): a mirror that sends more
 # than this is cut off instead of filling memory.
@@ -365,11 +416,17 @@ def _urlopen(url: str) -> bytes:
     parts: list[bytes] = []
     got = 0
     with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+        declared = response.headers.get("Content-Length", "").strip()
+        size = int(declared) if declared.isdigit() else None
+        if size is not None and size > _MAX_DOWNLOAD_BYTES:
+            raise ValueError(f"announces {size} bytes, more than the {_MAX_DOWNLOAD_BYTES} any file needs")
         while chunk := response.read(min(_CHUNK, _MAX_DOWNLOAD_BYTES + 1 - got)):
             parts.append(chunk)
             got += len(chunk)
             if got > _MAX_DOWNLOAD_BYTES:
                 raise ValueError(f"served more than {_MAX_DOWNLOAD_BYTES} bytes")
+    if size is not None and got != size:  # http.client ends a cut-off body quietly
+        raise ValueError(f"truncated: the connection closed after {got} of the {size} bytes announced")
     return b"".join(parts)
 
 
@@ -388,6 +445,24 @@ def _file_md5(path: Path) -> str | None:
     return h.hexdigest()
 
 
+def _cache_error(e: OSError, path: Path) -> OSError:
+    """``e`` (same class and errno) as a one-line error of :func:`download` naming ``path``."""
+    why = e.strerror or str(e)
+    return OSError(
+        e.errno, f"download: cannot write the cache ({why}); pass cache_dir= or set XDG_CACHE_HOME", str(path)
+    )
+
+
+def _make_cache(target: Path) -> None:
+    """Create ``target`` and check it can be written into, before anything is fetched."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _cache_error(e, target) from e
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise _cache_error(PermissionError(errno.EACCES, os.strerror(errno.EACCES)), target)
+
+
 def download(
     name: str,
     *,
@@ -398,7 +473,11 @@ def download(
 
     Files already present with the right checksum are kept. Each file is tried on every mirror in
     turn; it is written (atomically: temporary file in the same directory, then ``os.replace``)
-    only when its checksum matches, so a failed download leaves no file behind.
+    only when its checksum matches, so a failed or interrupted download (an error, Ctrl-C) leaves
+    no partial file behind (at most the set's directory, empty); the next call fetches only the
+    files still missing. Two processes may download the same set at once. A mirror that
+    does not answer, or stalls, for 60 seconds is given up for the next one; a slow but steady
+    transfer is not cut off (stop it with Ctrl-C).
 
     Args:
         name: ``"mnist"`` or ``"fashion-mnist"``.
@@ -408,8 +487,12 @@ def download(
     Returns:
         The directory holding the four ``.gz`` files (pass it as ``path`` to :func:`load_mnist`).
     Raises:
-        ValueError: an unknown name, or a file that no mirror served with the right checksum
-            (the message lists each mirror's failure).
+        ValueError: an unknown name, no ``cache_dir`` and no user cache (no home directory), or a
+            file that no mirror served with the right checksum (the message names the file and
+            lists each mirror's failure: the MD5 served and the one expected, a truncated body,
+            an HTTP or network error).
+        OSError: the cache directory cannot be created or written (checked before fetching), or
+            a file cannot be written into it (a full disk); the message names the directory or file.
 
     Fetching needs the network, so this example is not run by the tests:
 
@@ -421,11 +504,18 @@ def download(
     source = _SOURCES[name]
     get = _urlopen if fetch is None else fetch
     root = _user_cache_root() if cache_dir is None else Path(cache_dir)
+    if root is None:
+        raise ValueError(f"download: no user cache: {_NO_HOME}; pass cache_dir=")
     target = root / name
-    target.mkdir(parents=True, exist_ok=True)
-    for filename, md5 in source.md5.items():
+    wanted = {
+        filename: md5 for filename, md5 in source.md5.items()
+        if not ((target / filename).is_file() and _file_md5(target / filename) == md5)
+    }
+    if wanted:
+        _make_cache(target)
+    for filename, md5 in wanted.items():
         dest = target / filename
-        if dest.is_file() and _file_md5(dest) == md5:
+        if dest.is_file() and _file_md5(dest) == md5:  # written meanwhile by another process
             continue
         failures: list[str] = []
         for base in source.mirrors:
@@ -439,7 +529,10 @@ def download(
             if got != md5:
                 failures.append(f"{url}: MD5 {got}, expected {md5}")
                 continue
-            atomic_write_bytes(dest, data)
+            try:
+                atomic_write_bytes(dest, data)
+            except OSError as e:
+                raise _cache_error(e, dest) from e
             break
         else:
             raise ValueError(f"download: could not get {filename} for {name!r}:\n  " + "\n  ".join(failures))
