@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import example_parser, finish, save_figure
+from _common import example_parser, finish, positive_int, run_main, save_figure
 from fnnet import models
 from fnnet.datasets import Augmentation, Compose, HorizontalFlip, RandomCrop, compose, load_mnist, load_mnist_test
 from fnnet.optim import adam
@@ -104,8 +104,8 @@ def compare(seed: int, quick: bool) -> tuple[float, float]:
 def main() -> None:
     parser = example_parser(__doc__, "augment.png")
     parser.add_argument("--data", choices=("mnist", "fashion-mnist"), default="mnist", help="test images to show")
-    parser.add_argument("--images", type=int, default=8, help="how many images (rows), default 8")
-    parser.add_argument("--versions", type=int, default=5, help="augmented versions per image, default 5")
+    parser.add_argument("--images", type=positive_int, default=8, help="how many images (rows), default 8")
+    parser.add_argument("--versions", type=positive_int, default=5, help="augmented versions per image, default 5")
     parser.add_argument("--compare", action="store_true", help="also train a small CNN without and with crops")
     args = parser.parse_args()
     versions_n = min(args.versions, 3) if args.quick else args.versions
@@ -129,4 +129,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

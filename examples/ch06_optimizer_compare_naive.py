@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from _common import figure_path, run_main, write_figure
 from fnnet import optim
 from fnnet.optim import GradientTransformation
 
@@ -78,16 +79,14 @@ def draw(paths: dict[str, Array], out: Path) -> bool:
         ax.set_xlabel("x")
         ax.set_ylabel("y")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
+    write_figure(plt, fig, out)
     return True
 
 
 def main() -> None:
     """Run the comparison, print the final points, draw the figure and check for divergence."""
     parser = argparse.ArgumentParser(description="Compare SGD, Momentum, AdaGrad and Adam (book 6.1.7).")
-    parser.add_argument("--out", type=Path, default=Path("optimizer_compare.png"), help="PNG to draw the paths to")
+    parser.add_argument("--out", type=figure_path, default=Path("optimizer_compare.png"), help="PNG to draw the paths to")
     args = parser.parse_args()
 
     start_dist = float(np.linalg.norm(START))
@@ -108,4 +107,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

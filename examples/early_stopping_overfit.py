@@ -54,6 +54,7 @@ from _common import (
     example_parser,
     finish,
     overfit_model,
+    run_main,
     save_figure,
 )
 
@@ -189,4 +190,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
