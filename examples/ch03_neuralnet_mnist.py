@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 import fnnet
-from _common import run_main
 from fnnet.typing import Array
 from fnnet.datasets import batches, load_mnist_test
 from fnnet.layers.core import AffineParams
@@ -46,9 +44,8 @@ def load_book_weights(path: Path) -> dict[str, Array]:
     return weights
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main() -> None:
     """Load the weights, score the network on the 10,000 test images and check the book's figure."""
-    argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None).parse_args(argv)
     model = fnnet.serial(
         fnnet.Affine(50), fnnet.Sigmoid(), fnnet.Affine(100), fnnet.Sigmoid(), fnnet.Affine(10), fnnet.Softmax()
     )
@@ -77,4 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None).parse_args()  # --help
+    from _common import run_main  # here, not above: the tests load this file without examples/ on sys.path
+
     run_main(main)
