@@ -8,7 +8,8 @@ Reports the median train-step samples/s at batch 100 in float32 over ``--repeats
 the peak memory of one step (tracemalloc: NumPy reports its array allocations to it), and ratios
 measured in this one run. For ``two-layer-net`` the reference is a plain-NumPy step of the same
 maths (forward, softmax cross-entropy, backward, SGD), with NumPy's default BLAS threads and with
-one (fnnet's steps run BLAS single-threaded: see ``bench/policy.py``). With ``--torch PYTHON`` it also runs
+one (fnnet's steps run BLAS single-threaded: see ``bench/policy.py``). With ``--torch PYTHON`` (any
+model but ``two-layer-net``) it also runs
 ``bench/torch_reference.py --serve`` under that interpreter (a separate virtual environment with
 ``torch==2.13.0``; torch is never a dependency of fnnet), alternating its timed blocks with
 fnnet's, and prints fnnet / PyTorch. fnnet's step uses its defaults: the convolutional models
