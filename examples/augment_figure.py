@@ -10,6 +10,7 @@ With ``--compare`` it also trains the book's SimpleConvNet on only :data:`COMPAR
 images of ``mnist-small`` for :data:`COMPARE_EPOCHS` epochs (Adam, lr 0.001, batches of 50), once
 on the raw images and once with ``fit(augment=RandomCrop(pad=2))``, and prints both accuracies on
 its 2,000 test images (about a minute; with ``--quick`` a few seconds on fewer images and epochs).
+``--quick`` also draws at most 3 versions of each image.
 
 Run: ``python examples/augment_figure.py [--data mnist|fashion-mnist] [--images 8] [--versions 5]
 [--compare] [--out runs/augment.png]``; the last line is ``augmented <n> images, mean abs change

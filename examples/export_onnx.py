@@ -60,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of --train (default 0)")
     parser.add_argument("--epochs", type=positive_int, default=TRAIN_EPOCHS, help=f"epochs of --train (default {TRAIN_EPOCHS})")
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("onnx") is None:  # before any training
+        parser.exit(1, "error: exporting needs the onnx package: pip install 'fnnet[export]'\n")
 
     if args.train:
         model, params, state, (x, t) = trained_mlp(args.seed, args.epochs)
