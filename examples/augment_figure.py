@@ -43,6 +43,8 @@ INK_TOL = 1e-3
 COMPARE_TRAIN, COMPARE_EPOCHS = 500, 20
 QUICK_TRAIN, QUICK_EPOCHS, QUICK_TEST = 100, 2, 200
 COMPARE_PAD = 2
+#: The largest grid drawn: rows (images) and augmented columns (versions).
+MAX_IMAGES, MAX_VERSIONS = 100, 20
 
 
 def first_test_images(data: str, n: int) -> tuple[Array, Array]:
@@ -109,6 +111,8 @@ def main() -> None:
     parser.add_argument("--versions", type=positive_int, default=5, help="augmented versions per image, default 5")
     parser.add_argument("--compare", action="store_true", help="also train a small CNN without and with crops")
     args = parser.parse_args()
+    if args.images > MAX_IMAGES or args.versions > MAX_VERSIONS:
+        parser.error(f"the grid has at most {MAX_IMAGES} images (rows) and {MAX_VERSIONS} versions (columns)")
     versions_n = min(args.versions, 3) if args.quick else args.versions
     x, t = first_test_images(args.data, args.images)
     aug = augmentation(args.data)
