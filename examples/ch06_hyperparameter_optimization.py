@@ -137,11 +137,12 @@ def main() -> None:
     print(f"{len(result.ok)} ok, {len(result.failed)} failed, {elapsed:.1f}s")
     result.save(args.out)
     print(f"saved {args.out}")
+    if not result.ok:  # nothing to plot or to report
+        first = result.failed[0].error
+        sys.exit(f"every trial failed (the first: {first})")
     png = args.plot if args.plot is not None else args.out.with_suffix(".png")
     if plot(result, png):
         print(f"saved {png}")
-    if not result.ok:
-        sys.exit("every trial failed")
     best: dict[str, Any] = {"val_acc": result.best.metrics["val_acc"], **result.best.hparams}
     print(f"best val_acc {best['val_acc']:.4f} lr {float(best['lr']):.4e} weight_decay {float(best['weight_decay']):.4e}")
 

@@ -138,3 +138,12 @@ def test_run_main_turns_interrupts_and_missing_files_into_one_line(capsys: pytes
         common.run_main(missing)
     assert exit_info.value.code == 1
     assert capsys.readouterr().err == "error: [Errno 2] No such file or directory: 'data/train.idx'\n"
+
+
+def test_search_where_every_trial_fails_says_so_without_plotting(tmp_path: Path) -> None:
+    script = EXAMPLES / "ch06_hyperparameter_optimization.py"
+    result = _run(script, "--n-train", "9000", "--trials", "2", "--epochs", "1", "--out", "s.json", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("every trial failed (the first: ValueError: MLPTrial")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json"]  # the failures are recorded; no figure
