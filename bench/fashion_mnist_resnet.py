@@ -57,7 +57,6 @@ after train steps began keeping freed memory for reuse (:func:`fnnet.runtime.pre
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any

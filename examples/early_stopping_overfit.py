@@ -62,7 +62,6 @@ from fnnet.datasets import load_mnist
 from fnnet.optim import sgd
 from fnnet.random import key as make_key
 from fnnet.train import EarlyStopping, FitResult, ReduceOnPlateau, evaluate, fit
-from fnnet.typing import Array
 
 VAL_SIZE = 1000
 EPOCHS, QUICK_EPOCHS = 201, 80

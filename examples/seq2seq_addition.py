@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from _common import RUNS_DIR, figure_path, finish, nonnegative_int, positive_int, run_main, save_figure
