@@ -5,8 +5,10 @@ script's own directory first on ``sys.path``, so this works from any working dir
 a development install. (Importing it as ``examples._common`` would make mypy see this file under
 two module names.)
 
-What is here: the command line every training example shares (``--seed``, ``--quick``, ``--out``),
-optional matplotlib figures written to PNG, a moving average for noisy loss curves, training
+What is here: the command line every training example shares (``--seed``, ``--quick``, ``--out``)
+and argument types that refuse bad sizes, data names and unwritable outputs before any work,
+``run_main`` (Ctrl-C and missing files end in one line), optional matplotlib figures written
+atomically to PNG, a moving average for noisy loss curves, training
 several variants of a model on the very same mini-batches (sections 6.1 and 6.2), and the
 overfitting set-up of section 6.4 (300 training images, a 7-layer net, plain SGD).
 """
