@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from _bench_cli import positive_float, positive_int, run_main
 from fnnet.datasets import load_sequence
 from fnnet.losses import time_softmax_cross_entropy
 from fnnet.optim import CosineDecay, adam, chain, clip_by_global_norm
@@ -44,14 +45,16 @@ BATCH, EMBED, HIDDEN, LR, CLIP = 64, 16, 256, 0.001, 5.0
 def main() -> None:
     """Train, print the test accuracy after every epoch, and the time taken."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=positive_int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--batch", type=int, default=BATCH, help="batch size (default 64; the sequel's: 128)")
-    ap.add_argument("--lr", type=float, default=LR, help="Adam's learning rate (the sequel's: 0.001)")
+    ap.add_argument("--batch", type=positive_int, default=BATCH, help="batch size (default 64; the sequel's: 128)")
+    ap.add_argument("--lr", type=positive_float, default=LR, help="Adam's learning rate (the sequel's: 0.001)")
     ap.add_argument("--cosine", action="store_true",
                     help="decay the learning rate along half a cosine to 0 over the run (the sequel: constant)")
     args = ap.parse_args()
     data = load_sequence("date")
+    if args.batch > len(data.x_train):
+        ap.error(f"--batch {args.batch} is larger than the {len(data.x_train)} training questions")
     model = AttentionSeq2seq(data.vocab_size, EMBED, HIDDEN, src_len=data.x_train.shape[1], reverse=True)
     t0 = time.perf_counter()
     accs: list[float] = []
@@ -71,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

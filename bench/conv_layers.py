@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from _bench_cli import nonnegative_int, positive_int, run_main
 from fnnet.typing import Array
 from fnnet.functions import softmax
 from fnnet.layers.base import Ctx, Layer
@@ -240,9 +241,9 @@ def main() -> None:
     """Parse arguments and print the timings."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--arch", choices=(*ARCHS, "both"), default="both")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs (the median is reported)")
-    parser.add_argument("--steps", type=int, default=10, help="calls per timed run")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
+    parser.add_argument("--repeats", type=positive_int, default=7, help="timed runs (the median is reported)")
+    parser.add_argument("--steps", type=positive_int, default=10, help="calls per timed run")
+    parser.add_argument("--warmup", type=nonnegative_int, default=3, help="untimed calls before timing")
     parser.add_argument("--layers", action="store_true", help="also print per-layer forward/backward times")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of train steps instead")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc peak measurement")
@@ -298,4 +299,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -46,11 +46,11 @@ The train step and the evaluation passes run BLAS single-threaded on fnnet's own
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from _bench_cli import positive_int, run_main
 from fnnet import models, optim
 from fnnet.datasets import load_mnist, train_val_split
 from fnnet.layers.combinators import Serial, summary
@@ -85,17 +85,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Train, pick the best validation epoch, report test accuracy and timing; 0 on PASS."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--variant", choices=VARIANTS, default="bn-head")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--val", type=int, default=5000, help="validation images carved from the training set")
-    parser.add_argument("--n-train", type=int, default=None, help="use only this many training images (smoke runs)")
+    parser.add_argument("--epochs", type=positive_int, default=10)
+    parser.add_argument("--val", type=positive_int, default=5000, help="validation images carved from the training set")
+    parser.add_argument("--n-train", type=positive_int, default=None, help="use only this many training images (smoke runs)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.epochs < 1:
-        parser.error(f"--epochs must be at least 1, got {args.epochs}")
 
     (x_all, t_all), (x_test, t_test) = load_mnist("fashion-mnist", flatten=False)
     split_key, run_key = split(make_key(args.seed))
-    (x_train, t_train), (x_val, t_val) = train_val_split(split_key, x_all, t_all, val_size=args.val)
+    try:
+        (x_train, t_train), (x_val, t_val) = train_val_split(split_key, x_all, t_all, val_size=args.val)
+    except ValueError as e:  # --val as large as the training set
+        parser.error(f"--val {args.val}: {e}")
     if args.n_train is not None:
         x_train, t_train = x_train[: args.n_train], t_train[: args.n_train]
     model = build(args.variant)
@@ -140,4 +141,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -45,6 +45,16 @@ import os
 import sys
 import time
 
+from _bench_cli import (
+    mnist_data,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    probability,
+    run_main,
+    unit_interval,
+)
 from fnnet.datasets import load_mnist, train_val_split
 from fnnet.models import mlp
 from fnnet.optim import WarmupCosine, adamw, current_lr
@@ -61,21 +71,24 @@ def main(argv: list[str] | None = None) -> None:
     """Train the MLP on Fashion-MNIST, evaluate it once on the test set and compare with the target."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seed", type=int, default=0, help="seed of the one root key")
-    parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256], help="hidden layer sizes")
-    parser.add_argument("--dropout", type=float, default=0.2, help="drop rate after each hidden ReLU")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW's decoupled weight decay")
-    parser.add_argument("--warmup-epochs", type=int, default=1)
-    parser.add_argument("--target", type=float, default=TARGET, help="test accuracy to reach")
-    parser.add_argument("--data", default="fashion-mnist", help="data set name or directory for load_mnist")
+    parser.add_argument("--hidden", type=positive_int, nargs="+", default=[512, 256], help="hidden layer sizes")
+    parser.add_argument("--dropout", type=probability, default=0.2, help="drop rate after each hidden ReLU")
+    parser.add_argument("--epochs", type=positive_int, default=20)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
+    parser.add_argument("--weight-decay", type=nonnegative_float, default=0.01, help="AdamW's decoupled weight decay")
+    parser.add_argument("--warmup-epochs", type=nonnegative_int, default=1)
+    parser.add_argument("--target", type=unit_interval, default=TARGET, help="test accuracy to reach")
+    parser.add_argument("--data", type=mnist_data, default="fashion-mnist", help="data set name or directory for load_mnist")
     args = parser.parse_args(argv)
 
     t_start = time.perf_counter()
     (x_all, t_all), (x_test, t_test) = load_mnist(args.data)
     split_key, fit_key = split(make_key(args.seed), 2)
-    train, val = train_val_split(split_key, x_all, t_all, val_size=VAL_SIZE)
+    try:
+        train, val = train_val_split(split_key, x_all, t_all, val_size=VAL_SIZE)
+    except ValueError as e:  # a data set of at most VAL_SIZE training images
+        parser.error(f"--data {args.data}: {e}")
     n_train = len(train[0])
     steps_per_epoch = math.ceil(n_train / args.batch_size)
     total_steps = args.epochs * steps_per_epoch
@@ -129,4 +142,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

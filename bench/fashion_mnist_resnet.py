@@ -57,13 +57,13 @@ after train steps began keeping freed memory for reuse (:func:`fnnet.runtime.pre
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from _bench_cli import nonnegative_int, positive_float, positive_int, run_main, unit_interval
 from fnnet import models, optim
 from fnnet.datasets import load_mnist, train_val_split
 from fnnet.datasets.augment import Augmentation, HorizontalFlip, RandomCrop, RandomErasing, compose
@@ -83,13 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Train, take the last epoch (the best validation epoch with ``--val``), report test accuracy and
     timing; 0 on PASS."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--epochs", type=int, default=11)
-    parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
-    parser.add_argument("--val", type=int, default=0,
+    parser.add_argument("--epochs", type=positive_int, default=11)
+    parser.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate")
+    parser.add_argument("--val", type=nonnegative_int, default=0,
                         help="validation images carved from the training set (0: train on all 60,000, report the last epoch)")
-    parser.add_argument("--n-train", type=int, default=None, help="use only this many training images (smoke runs)")
+    parser.add_argument("--n-train", type=positive_int, default=None, help="use only this many training images (smoke runs)")
     parser.add_argument("--no-augment", action="store_true", help="train on the images as they are")
-    parser.add_argument("--erase", type=float, default=0.0, metavar="P",
+    parser.add_argument("--erase", type=unit_interval, default=0.0, metavar="P",
                         help="also erase a random rectangle of each image with probability P (RandomErasing)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--widths", default="24,48,96", help="channels of the three stages (fnnet.models.resnet)")
@@ -100,16 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
     if not widths or min(widths) < 1:
         parser.error(f"--widths must be positive, got {args.widths!r}")
-    if args.epochs < 1:
-        parser.error(f"--epochs must be at least 1, got {args.epochs}")
-    if not args.lr > 0:
-        parser.error(f"--lr must be positive, got {args.lr}")
 
     t0 = time.perf_counter()
     (x_all, t_all), (x_test, t_test) = load_mnist("fashion-mnist", flatten=False)
     split_key, run_key = split(make_key(args.seed))
     if args.val:
-        (x_train, t_train), (x_val, t_val) = train_val_split(split_key, x_all, t_all, val_size=args.val)
+        try:
+            (x_train, t_train), (x_val, t_val) = train_val_split(split_key, x_all, t_all, val_size=args.val)
+        except ValueError as e:  # --val as large as the training set
+            parser.error(f"--val {args.val}: {e}")
     else:
         (x_train, t_train), (x_val, t_val) = (x_all, t_all), (x_all[:0], t_all[:0])
     if args.n_train is not None:
@@ -119,8 +118,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps = args.epochs * per_epoch
     schedule = optim.WarmupCosine(args.lr, warmup_steps=min(per_epoch, steps - 1), total_steps=steps)
     opt = optim.nesterov(schedule, momentum=0.9)
-    if not 0.0 <= args.erase <= 1.0:
-        parser.error(f"--erase must be a probability in [0, 1], got {args.erase}")
     steps_aug: list[Augmentation] = [RandomCrop(2), HorizontalFlip()]
     steps_aug += [RandomErasing(p=args.erase)] if args.erase else []
     augment = None if args.no_augment else compose(*steps_aug)
@@ -172,4 +169,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _bench_cli import positive_int, run_main
+
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "ch06_hyperparameter_optimization.py"
 BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -35,14 +37,17 @@ def run_search(blas_threads: int, workers: int, extra: list[str]) -> float:
         cmd = [sys.executable, str(SCRIPT), "--out", str(Path(out) / "search.json"), *extra]
         cmd += ["--workers", str(workers)] if workers else []
         t0 = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        done = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            sys.exit(f"error: {SCRIPT.name} failed ({blas_threads} BLAS threads, {workers} workers): {last}")
         return time.perf_counter() - t0
 
 
 def main() -> None:
     """Time the four configurations and print one line each."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--trials", type=positive_int, default=30, help="trials per configuration (default 30)")
     ap.add_argument("--quick", action="store_true", help="4 trials of 2 epochs, to check that it runs")
     args = ap.parse_args()
     extra = ["--trials", "4", "--epochs", "2"] if args.quick else ["--trials", str(args.trials)]
@@ -55,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 import fnnet
+from _bench_cli import positive_int, run_main
 from fnnet import models
 from fnnet.layers import Conv2D, Layer, ReLU, serial
 from fnnet.runtime import keep_heap
@@ -134,7 +135,7 @@ def busy_table(rounds: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=positive_int, default=7)
     ap.add_argument("--quick", action="store_true", help="three rounds, no busy-machine part")
     ap.add_argument("--no-busy", action="store_true", help="skip the busy-machine part")
     ap.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
@@ -150,4 +151,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

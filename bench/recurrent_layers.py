@@ -26,6 +26,8 @@ import timeit
 from collections.abc import Callable
 from typing import Any
 
+from _bench_cli import positive_int, run_main
+
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 N, T, D, H = 128, 29, 16, 128
@@ -47,7 +49,7 @@ def _fnnet(repeats: int) -> None:
     from fnnet.runtime import keep_heap
 
     keep_heap()
-    rng = np.random.default_rng(0)
+    rng = fnnet.key(1).generator()
     x = rng.standard_normal((N, T, D)).astype(np.float32)
     dhs = rng.standard_normal((N, T, H)).astype(np.float32)
     for name, layer in (("LSTM", fnnet.LSTM(H)), ("GRU", fnnet.GRU(H)), ("RNN", fnnet.RNN(H))):
@@ -103,7 +105,10 @@ def _fnnet(repeats: int) -> None:
 
 
 def _torch(repeats: int) -> None:
-    import torch  # type: ignore[import-not-found, unused-ignore]
+    try:
+        import torch  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        raise SystemExit("error: --torch needs PyTorch: run this script with the python of a venv that has torch")
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -130,11 +135,11 @@ def _torch(repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=positive_int, default=9, help="timed repeats, the median is reported (default 9)")
     parser.add_argument("--torch", action="store_true", help="time PyTorch's LSTM/GRU/RNN instead")
     args = parser.parse_args()
     (_torch if args.torch else _fnnet)(args.repeats)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 import fnnet
+from _bench_cli import positive_int, python_executable, run_main
 from fnnet import models
 from fnnet.layers import Layer
 from fnnet.optim import sgd
@@ -145,14 +145,16 @@ def profile(name: str, steps: int, batch: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="resnet", choices=sorted(ARCH))
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=3, help="steps per round and side")
-    ap.add_argument("--batch", type=int, default=BATCH, help="batch size of the fnnet step (--profile)")
-    ap.add_argument("--torch", default=None, help="python of a venv with torch==2.13.0")
+    ap.add_argument("--rounds", type=positive_int, default=7)
+    ap.add_argument("--steps", type=positive_int, default=3, help="steps per round and side")
+    ap.add_argument("--batch", type=positive_int, default=BATCH, help="batch size of the fnnet step (--profile)")
+    ap.add_argument("--torch", type=python_executable, default=None, help="python of a venv with torch==2.13.0")
     ap.add_argument("--profile", action="store_true", help="fnnet CPU time per layer kind instead")
     ap.add_argument("--keep-heap", action="store_true", help="the PyTorch process keeps freed memory too "
                     "(fnnet.runtime.keep_heap; fnnet's train step does so by default, FNNET_KEEP_HEAP=0 turns it off)")
     args = ap.parse_args(argv)
+    if args.batch != BATCH and not args.profile:
+        ap.error(f"--batch only applies with --profile (the comparison with PyTorch runs batch {BATCH})")
     if args.keep_heap and not keep_heap():
         print("--keep-heap: mallopt not available; default allocator")
     if args.profile:
@@ -187,4 +189,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -8,7 +8,8 @@ Reports the median train-step samples/s at batch 100 in float32 over ``--repeats
 the peak memory of one step (tracemalloc: NumPy reports its array allocations to it), and ratios
 measured in this one run. For ``two-layer-net`` the reference is a plain-NumPy step of the same
 maths (forward, softmax cross-entropy, backward, SGD), with NumPy's default BLAS threads and with
-one (fnnet's steps run BLAS single-threaded: see ``bench/policy.py``). With ``--torch PYTHON`` it also runs
+one (fnnet's steps run BLAS single-threaded: see ``bench/policy.py``). With ``--torch PYTHON`` (any
+model but ``two-layer-net``) it also runs
 ``bench/torch_reference.py --serve`` under that interpreter (a separate virtual environment with
 ``torch==2.13.0``; torch is never a dependency of fnnet), alternating its timed blocks with
 fnnet's, and prints fnnet / PyTorch. fnnet's step uses its defaults: the convolutional models
@@ -61,6 +62,7 @@ from pathlib import Path
 import numpy as np
 
 import fnnet
+from _bench_cli import nonnegative_float, nonnegative_int, positive_int, python_executable, run_main
 from fnnet import models
 from fnnet.optim import sgd
 from fnnet.runtime import keep_heap
@@ -192,6 +194,7 @@ class TorchReference:
             cmd += ["--keep-heap"] if keep else []
         cmd += ["--pool-first"] if pool_first else []
         cmd += ["--cpu-time"] if cpu_time else []
+        self.script = Path(cmd[1]).name
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.banner = self._line()  # "torch 2.13.0, threads 2, ..."
         self._line()  # "ready" after the warm-up
@@ -200,7 +203,7 @@ class TorchReference:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            raise SystemExit(f"torch_reference.py stopped (exit code {self.proc.wait()})")
+            raise SystemExit(f"{self.script} stopped (exit code {self.proc.wait()})")
         return line.strip()
 
     def block(self, steps: int) -> float:
@@ -221,17 +224,21 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="two-layer-net",
                     choices=["two-layer-net", "simple-convnet", "deep-convnet", "resnet", "seq2seq-peeky"])
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--block", type=int, default=0, help="steps per timed block (default by model)")
-    ap.add_argument("--torch", default=None, help="python of a venv with torch==2.13.0, for the comparison")
-    ap.add_argument("--torch-threads", type=int, default=2, help="torch.set_num_threads of the reference")
+    ap.add_argument("--repeats", type=positive_int, default=7, help="timed blocks per side (default 7)")
+    ap.add_argument("--block", type=nonnegative_int, default=0, help="steps per timed block (default by model)")
+    ap.add_argument("--torch", type=python_executable, default=None, help="python of a venv with torch==2.13.0, for the comparison")
+    ap.add_argument("--torch-threads", type=positive_int, default=2, help="torch.set_num_threads of the reference")
     ap.add_argument("--torch-pool-first", action="store_true",
                     help="also time PyTorch with each max pool moved before its ReLU (fnnet's order)")
-    ap.add_argument("--settle", type=float, default=0.5,
+    ap.add_argument("--settle", type=nonnegative_float, default=0.5,
                     help="seconds of idle before every timed block, so the other side's spinning threads sleep")
     ap.add_argument("--keep-heap", action="store_true", help="the PyTorch process keeps freed memory too "
                     "(fnnet.runtime.keep_heap; fnnet's train step does so by default, FNNET_KEEP_HEAP=0 turns it off)")
     args = ap.parse_args(argv)
+    if args.torch and args.model == "two-layer-net":
+        ap.error("--torch: two-layer-net is compared with plain NumPy; PyTorch runs the other models")
+    if args.torch_pool_first and not (args.torch and args.model in ("simple-convnet", "deep-convnet")):
+        ap.error("--torch-pool-first needs --torch and --model simple-convnet or deep-convnet")
     if args.keep_heap and not keep_heap():
         print("--keep-heap: mallopt not available; default allocator")
     blocks = {"two-layer-net": 200, "simple-convnet": 10, "deep-convnet": 3, "resnet": 2, "seq2seq-peeky": 20}
@@ -292,6 +299,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
 
 

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _bench_cli import nonnegative_int, positive_int, run_main
 
 BATCH = 100
 N_CLASSES = 10
@@ -205,10 +208,10 @@ def main() -> None:
     """Parse arguments, time the chosen architectures and print median samples/s."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--arch", choices=("simple", "deep", "resnet", "both"), default="both")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs (the median is reported)")
-    parser.add_argument("--steps", type=int, default=10, help="train steps per timed run")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--repeats", type=positive_int, default=7, help="timed runs (the median is reported)")
+    parser.add_argument("--steps", type=positive_int, default=10, help="train steps per timed run")
+    parser.add_argument("--warmup", type=nonnegative_int, default=3, help="untimed steps before timing")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch.set_num_threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pool-first", action="store_true", help="max pool before ReLU (the same function)")
     parser.add_argument("--serve", action="store_true", help="time blocks on request (one arch; see serve)")
@@ -217,16 +220,20 @@ def main() -> None:
         "--keep-heap", action="store_true", help="set glibc malloc to keep freed memory (see keep_heap)"
     )
     args = parser.parse_args()
+    if args.serve and args.arch == "both":
+        parser.error("--serve needs one architecture: --arch simple, deep or resnet")
+    if args.cpu_time and not args.serve:
+        parser.error("--cpu-time only applies with --serve")
+    try:
+        import torch  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        parser.exit(1, f"error: no torch in {sys.executable}: run this script with the python of a venv that has torch\n")
     if args.keep_heap and not keep_heap():
         print("--keep-heap: mallopt not available; running with the default allocator")
-
-    import torch  # type: ignore[import-not-found, unused-ignore]
 
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH}, float32")
     if args.serve:
-        if args.arch == "both":
-            parser.error("--serve needs one architecture: --arch simple, deep or resnet")
         serve(args.arch, args.warmup, args.seed, args.pool_first, args.cpu_time)
         return
     archs = ("simple", "deep") if args.arch == "both" else (args.arch,)
@@ -239,4 +246,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

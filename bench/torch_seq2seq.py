@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from typing import Any
 
+from _bench_cli import nonnegative_int, positive_int, run_main
 from torch_reference import serve_step, time_block
 
 BATCH = 128
@@ -82,15 +84,17 @@ def make_step(seed: int) -> Any:
 def main() -> None:
     """Parse arguments and time the train step (or serve timed blocks)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs (the median is reported)")
-    parser.add_argument("--steps", type=int, default=50, help="train steps per timed run")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps before timing")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--repeats", type=positive_int, default=7, help="timed runs (the median is reported)")
+    parser.add_argument("--steps", type=positive_int, default=50, help="train steps per timed run")
+    parser.add_argument("--warmup", type=nonnegative_int, default=10, help="untimed steps before timing")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch.set_num_threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--serve", action="store_true", help="time blocks on request (torch_reference.serve_step)")
     args = parser.parse_args()
-
-    import torch  # type: ignore[import-not-found, unused-ignore]
+    try:
+        import torch  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        parser.exit(1, f"error: no torch in {sys.executable}: run this script with the python of a venv that has torch\n")
 
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH}, float32")
@@ -108,4 +112,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -5,8 +5,10 @@ script's own directory first on ``sys.path``, so this works from any working dir
 a development install. (Importing it as ``examples._common`` would make mypy see this file under
 two module names.)
 
-What is here: the command line every training example shares (``--seed``, ``--quick``, ``--out``),
-optional matplotlib figures written to PNG, a moving average for noisy loss curves, training
+What is here: the command line every training example shares (``--seed``, ``--quick``, ``--out``)
+and argument types that refuse bad sizes, data names and unwritable outputs before any work,
+``run_main`` (Ctrl-C and missing files end in one line), optional matplotlib figures written
+atomically to PNG, a moving average for noisy loss curves, training
 several variants of a model on the very same mini-batches (sections 6.1 and 6.2), and the
 overfitting set-up of section 6.4 (300 training images, a 7-layer net, plain SGD).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -22,6 +25,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fnnet._io import atomic_write
+from fnnet.errors import FormatError
 from fnnet.typing import Array
 from fnnet.datasets import batches, load_mnist
 from fnnet.layers.base import Layer
@@ -43,6 +48,71 @@ CHANCE_LOSS = math.log(10)
 # --------------------------------------------------------------------------------------------
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 1 (a size, a count of epochs or images)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def output_path(text: str) -> Path:
+    """An ``argparse`` type: a file path that can be written (checked before any work is done).
+
+    The path must not be a directory, and its nearest existing ancestor must be a writable
+    directory (missing parents are created when the file is written).
+    """
+    path = Path(text)
+    if text == "" or path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file name")
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: directory {parent} is not writable")
+    return path
+
+
+#: The data sets :func:`fnnet.datasets.load_mnist` knows by name.
+MNIST_NAMES = ("mnist-small", "mnist", "fashion-mnist")
+
+
+def mnist_data(text: str) -> str:
+    """An ``argparse`` type: a name in :data:`MNIST_NAMES` or an existing directory of IDX files."""
+    if text not in MNIST_NAMES and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a data set ({', '.join(MNIST_NAMES)}) nor a directory")
+    return text
+
+
+#: Figure formats the examples write (matplotlib picks the writer from the suffix; none is PNG).
+FIGURE_SUFFIXES = ("", ".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def figure_path(text: str) -> Path:
+    """An ``argparse`` type: a writable :func:`output_path` for a figure (``.png``, or ``.pdf``,
+    ``.svg``, ``.jpg``)."""
+    path = output_path(text)
+    if path.suffix.lower() not in FIGURE_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{text!r}: a figure must end in .png (or .pdf, .svg, .jpg)")
+    return path
+
+
 def example_parser(doc: str | None, figure: str) -> argparse.ArgumentParser:
     """The options every training example takes.
 
@@ -51,13 +121,13 @@ def example_parser(doc: str | None, figure: str) -> argparse.ArgumentParser:
         figure: the file name of the default figure, written under ``runs/``.
     Returns:
         A parser with ``--seed`` (int, default 0: the one root key of the run), ``--quick`` (a
-        smaller run that takes seconds) and ``--out`` (the PNG path).
+        smaller run that takes seconds) and ``--out`` (the PNG path, checked to be writable).
     """
     parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     parser.add_argument("--seed", type=int, default=0, help="seed of the one root key (default 0)")
     parser.add_argument("--quick", action="store_true", help="a much smaller run (seconds), e.g. for tests")
     parser.add_argument(
-        "--out", type=Path, default=RUNS_DIR / figure, help=f"PNG figure to write (default {RUNS_DIR / figure})"
+        "--out", type=figure_path, default=RUNS_DIR / figure, help=f"PNG figure to write (default {RUNS_DIR / figure})"
     )
     return parser
 
@@ -67,7 +137,9 @@ def save_figure(draw: Callable[[Any], Any], out: Path) -> bool:
 
     Args:
         draw: called with ``matplotlib.pyplot`` (Agg backend); returns the figure to save.
-        out: the PNG path; missing parent directories are created.
+        out: the PNG path (its suffix picks another format); missing parent directories are
+            created and the file is replaced atomically (a temporary file beside it, then a
+            rename), so an error or Ctrl-C never leaves half a figure.
     Returns:
         ``True`` if the file was written, ``False`` (after printing a note) without matplotlib.
     """
@@ -79,12 +151,42 @@ def save_figure(draw: Callable[[Any], Any], out: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = draw(plt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    write_figure(plt, draw(plt), out)
     print(f"figure saved to {out}")
     return True
+
+
+def write_figure(plt: Any, fig: Any, out: Path, dpi: int = 100) -> None:
+    """Write the matplotlib figure ``fig`` to ``out`` atomically and close it.
+
+    Missing parent directories are created; the format follows ``out``'s suffix (PNG without one).
+    ``out`` is written through a temporary file beside it and a rename, so an error or Ctrl-C
+    leaves the old file (or none), never half a figure.
+    """
+    fmt = out.suffix[1:].lower() or "png"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
+    finally:
+        plt.close(fig)
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run an example's ``main``; turn Ctrl-C and unreadable or unwritable files into one line.
+
+    Ctrl-C exits with status 130 after the line ``interrupted``; a missing or damaged data file
+    (``OSError``, :class:`fnnet.errors.FormatError`) exits with status 1 after ``error: <reason>``
+    (the reason of a missing data set goes on to say where to get it).
+    Output files are written atomically, so neither leaves a half-written one.
+    """
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except (OSError, FormatError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 def finish(line: str, ok: bool) -> None:

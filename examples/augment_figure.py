@@ -10,6 +10,7 @@ With ``--compare`` it also trains the book's SimpleConvNet on only :data:`COMPAR
 images of ``mnist-small`` for :data:`COMPARE_EPOCHS` epochs (Adam, lr 0.001, batches of 50), once
 on the raw images and once with ``fit(augment=RandomCrop(pad=2))``, and prints both accuracies on
 its 2,000 test images (about a minute; with ``--quick`` a few seconds on fewer images and epochs).
+``--quick`` also draws at most 3 versions of each image.
 
 Run: ``python examples/augment_figure.py [--data mnist|fashion-mnist] [--images 8] [--versions 5]
 [--compare] [--out runs/augment.png]``; the last line is ``augmented <n> images, mean abs change
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import example_parser, finish, save_figure
+from _common import example_parser, finish, positive_int, run_main, save_figure
 from fnnet import models
 from fnnet.datasets import Augmentation, Compose, HorizontalFlip, RandomCrop, compose, load_mnist, load_mnist_test
 from fnnet.optim import adam
@@ -42,6 +43,8 @@ INK_TOL = 1e-3
 COMPARE_TRAIN, COMPARE_EPOCHS = 500, 20
 QUICK_TRAIN, QUICK_EPOCHS, QUICK_TEST = 100, 2, 200
 COMPARE_PAD = 2
+#: The largest grid drawn: rows (images) and augmented columns (versions).
+MAX_IMAGES, MAX_VERSIONS = 100, 20
 
 
 def first_test_images(data: str, n: int) -> tuple[Array, Array]:
@@ -104,10 +107,12 @@ def compare(seed: int, quick: bool) -> tuple[float, float]:
 def main() -> None:
     parser = example_parser(__doc__, "augment.png")
     parser.add_argument("--data", choices=("mnist", "fashion-mnist"), default="mnist", help="test images to show")
-    parser.add_argument("--images", type=int, default=8, help="how many images (rows), default 8")
-    parser.add_argument("--versions", type=int, default=5, help="augmented versions per image, default 5")
+    parser.add_argument("--images", type=positive_int, default=8, help="how many images (rows), default 8")
+    parser.add_argument("--versions", type=positive_int, default=5, help="augmented versions per image, default 5")
     parser.add_argument("--compare", action="store_true", help="also train a small CNN without and with crops")
     args = parser.parse_args()
+    if args.images > MAX_IMAGES or args.versions > MAX_VERSIONS:
+        parser.error(f"the grid has at most {MAX_IMAGES} images (rows) and {MAX_VERSIONS} versions (columns)")
     versions_n = min(args.versions, 3) if args.quick else args.versions
     x, t = first_test_images(args.data, args.images)
     aug = augmentation(args.data)
@@ -129,4 +134,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

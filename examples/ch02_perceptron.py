@@ -19,11 +19,13 @@ otherwise (after a line naming the gate that failed).
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from _common import run_main
 from fnnet.typing import Array
 from fnnet.functions import step_function
 from fnnet.layers.core import Affine, AffineParams
@@ -74,8 +76,9 @@ def truth_table(name: str, y: Array) -> list[str]:
     return rows
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Evaluate every gate on the truth table, print it and check it against Boolean logic."""
+    argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None).parse_args(argv)
     outputs = {name: perceptron(params, INPUTS) for name, params in GATES.items()}
     outputs["XOR"] = xor(INPUTS)
     failed = []
@@ -91,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

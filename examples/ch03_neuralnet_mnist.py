@@ -11,6 +11,7 @@ the exit status is non-zero if the figure differs.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -73,4 +74,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None).parse_args()  # --help
+    from _common import run_main  # here, not above: the tests load this file without examples/ on sys.path
+
+    run_main(main)

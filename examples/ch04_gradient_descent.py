@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from _common import figure_path, run_main, write_figure
 from fnnet.typing import Array
 from fnnet.numerical import gradient_descent
 
@@ -61,16 +63,15 @@ def save_plot(path: Array, out: Path) -> bool:
     ax.set_ylabel("x1")
     ax.set_title(f"gradient descent, lr={LR}, {STEPS} steps")
     ax.set_aspect("equal")
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    write_figure(plt, fig, out)
     return True
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Run the descent, print the path, optionally plot it, and check convergence."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--out", type=Path, default=None, help="write the path as a PNG here (needs matplotlib)")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=figure_path, default=None, help="write the path as a PNG here (needs matplotlib)")
+    args = parser.parse_args(argv)
 
     x0 = np.array(INIT_X)
     x, path = gradient_descent(function_2, x0, lr=LR, step_num=STEPS)
@@ -94,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

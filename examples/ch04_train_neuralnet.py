@@ -37,7 +37,7 @@ import time
 from typing import Any
 
 import numpy as np
-from _common import example_parser, finish, save_figure
+from _common import example_parser, finish, positive_int, run_main, save_figure
 
 from fnnet.typing import Array
 from fnnet.datasets import load_mnist
@@ -137,7 +137,7 @@ def draw(history: History) -> Any:
 def main(argv: list[str] | None = None) -> None:
     """Time the gradients, train the two-layer net, draw the curves and check the results."""
     parser = example_parser(__doc__, "ch04_train_neuralnet.png")
-    parser.add_argument("--grad-hidden", type=int, default=GRAD_HIDDEN, help="hidden units of the timed net")
+    parser.add_argument("--grad-hidden", type=positive_int, default=GRAD_HIDDEN, help="hidden units of the timed net")
     args = parser.parse_args(argv)
     grad_key, train_key = split(make_key(args.seed), 2)
     (x, t), (x_test, t_test) = load_mnist("mnist-small")
@@ -185,4 +185,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 import fnnet
+from _common import positive_int, run_main
 from fnnet.typing import Array
 from fnnet.layers.base import Layer
 from fnnet.layers.combinators import serial
@@ -61,8 +62,8 @@ def mean_abs_differences(model: Layer, params: Any, x: Array, t: Array) -> dict[
 def main() -> None:
     """Build the net, draw a batch, compare backprop with numerical gradients and check the error."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--hidden", type=int, default=10, help="hidden units (the book uses 50)")
-    parser.add_argument("--batch", type=int, default=3, help="batch size (the book uses 3)")
+    parser.add_argument("--hidden", type=positive_int, default=10, help="hidden units (the book uses 50)")
+    parser.add_argument("--batch", type=positive_int, default=3, help="batch size (the book uses 3)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -88,4 +89,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import fnnet
+from _common import figure_path, nonnegative_int, output_path, positive_int, run_main, write_figure
 from fnnet.hparam import Distribution, LogUniform, MLPTrial, SearchResult, TrialResult, random_search
 
 #: The book's search space.
@@ -45,17 +46,17 @@ SPACE: dict[str, Distribution] = {"lr": LogUniform(1e-6, 1e-2), "weight_decay": 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--trials", type=int, default=30, help="number of random trials (the book: 100)")
-    p.add_argument("--epochs", type=int, default=50, help="epochs per trial (the book: 50)")
-    p.add_argument("--n-train", type=int, default=500, help="training samples, validation included")
-    p.add_argument("--hidden", type=int, nargs="+", default=[100] * 6, help="hidden layer sizes")
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--trials", type=positive_int, default=30, help="number of random trials (the book: 100)")
+    p.add_argument("--epochs", type=positive_int, default=50, help="epochs per trial (the book: 50)")
+    p.add_argument("--n-train", type=positive_int, default=500, help="training samples, validation included")
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=[100] * 6, help="hidden layer sizes")
+    p.add_argument("--batch-size", type=positive_int, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top", type=int, default=20, help="rows of the printed table")
-    p.add_argument("--out", type=Path, default=Path("ch06_hparam_search.json"), help="JSON results")
-    p.add_argument("--plot", type=Path, default=None, help="PNG figure (default: --out with .png)")
+    p.add_argument("--top", type=positive_int, default=20, help="rows of the printed table")
+    p.add_argument("--out", type=output_path, default=Path("ch06_hparam_search.json"), help="JSON results")
+    p.add_argument("--plot", type=figure_path, default=None, help="PNG figure (default: --out with .png)")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--workers", type=int, default=0, help="run trials in N worker processes")
+    group.add_argument("--workers", type=nonnegative_int, default=0, help="run trials in N worker processes")
     group.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
     return p.parse_args(argv)
 
@@ -104,16 +105,18 @@ def plot(result: SearchResult, path: Path) -> bool:
     fig.colorbar(sc, ax=axes[2], label="validation accuracy")
     fig.suptitle(f"random search, {len(result.trials)} trials ({len(result.failed)} failed)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    write_figure(plt, fig, path)
     return True
 
 
 def main() -> None:
     """Run the search, print the best trials, save JSON (and a PNG), print the best line last."""
     args = parse_args()
-    objective = MLPTrial(n_train=args.n_train, hidden_sizes=tuple(args.hidden), epochs=args.epochs,
-                         batch_size=args.batch_size)
+    try:
+        objective = MLPTrial(n_train=args.n_train, hidden_sizes=tuple(args.hidden), epochs=args.epochs,
+                             batch_size=args.batch_size)
+    except ValueError as e:  # sizes that do not fit together, before any trial runs
+        sys.exit(f"error: {e}")
     done = 0
 
     def report(t: TrialResult) -> None:
@@ -134,14 +137,15 @@ def main() -> None:
     print(f"{len(result.ok)} ok, {len(result.failed)} failed, {elapsed:.1f}s")
     result.save(args.out)
     print(f"saved {args.out}")
+    if not result.ok:  # nothing to plot or to report
+        first = result.failed[0].error
+        sys.exit(f"every trial failed (the first: {first})")
     png = args.plot if args.plot is not None else args.out.with_suffix(".png")
     if plot(result, png):
         print(f"saved {png}")
-    if not result.ok:
-        sys.exit("every trial failed")
     best: dict[str, Any] = {"val_acc": result.best.metrics["val_acc"], **result.best.hparams}
     print(f"best val_acc {best['val_acc']:.4f} lr {float(best['lr']):.4e} weight_decay {float(best['weight_decay']):.4e}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -27,6 +27,7 @@ from _common import (
     example_parser,
     finish,
     moving_average,
+    run_main,
     save_figure,
     train_variants,
 )
@@ -68,4 +69,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -19,10 +19,13 @@ from typing import Any
 import numpy as np
 
 from fnnet import optim
+from fnnet._io import atomic_write
 from fnnet.optim import GradientTransformation
 
 Array = np.ndarray[Any, Any]
 
+#: The file types ``--out`` may have (matplotlib picks the format from it; none is PNG).
+FIGURE_SUFFIXES = ("", ".png", ".pdf", ".svg", ".jpg", ".jpeg")
 START = np.array([-7.0, 2.0])
 STEPS = 30
 #: name -> the optimizer with the book's learning rate for this function.
@@ -79,8 +82,10 @@ def draw(paths: dict[str, Array], out: Path) -> bool:
         ax.set_ylabel("y")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
+    try:  # a temporary file, then a rename: never half a figure at ``out``
+        atomic_write(out, lambda f: fig.savefig(f, format=out.suffix[1:].lower() or "png"))
+    finally:
+        plt.close(fig)
     return True
 
 
@@ -89,6 +94,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Compare SGD, Momentum, AdaGrad and Adam (book 6.1.7).")
     parser.add_argument("--out", type=Path, default=Path("optimizer_compare.png"), help="PNG to draw the paths to")
     args = parser.parse_args()
+    if args.out.suffix.lower() not in FIGURE_SUFFIXES:
+        parser.error(f"--out {args.out}: a figure must end in .png (or .pdf, .svg, .jpg)")
+    if args.out.is_dir():
+        parser.error(f"--out {args.out} is a directory, not a file name")
 
     start_dist = float(np.linalg.norm(START))
     paths = {name: descend(opt, START, STEPS) for name, opt in OPTIMIZERS.items()}
@@ -108,4 +117,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _common import run_main  # here, not above: the tests load this file without examples/ on sys.path
+
+    run_main(main)

@@ -30,6 +30,7 @@ from _common import (
     finish,
     overfit_data,
     overfit_model,
+    run_main,
     save_figure,
     train_overfit,
 )
@@ -72,4 +73,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

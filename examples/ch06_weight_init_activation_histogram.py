@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from _common import example_parser, finish, save_figure
+from _common import example_parser, finish, run_main, save_figure
 
 from fnnet.typing import Array
 from fnnet.initializers import HeNormal, Initializer, LeCunNormal, Normal
@@ -153,4 +153,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

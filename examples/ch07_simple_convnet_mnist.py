@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from _book_weights import SIMPLE_CONVNET_ACCURACY, mnist_test, predict_labels, simple_convnet_book
+from _common import run_main
 from fnnet.layers.combinators import summary
 
 
@@ -41,4 +42,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -26,13 +26,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from _book_weights import DEEP_CONVNET_ACCURACY, EVAL_BATCH, deep_convnet_book, mnist_test, predict_labels
+from _common import positive_int, run_main
 from fnnet.layers.combinators import summary
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Load the weights, score the network on the test images and check the book's figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--batch-size", type=int, default=EVAL_BATCH, help="images per forward pass")
+    parser.add_argument("--batch-size", type=positive_int, default=EVAL_BATCH, help="images per forward pass")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be positive, got {args.batch_size}")
@@ -50,4 +51,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -26,6 +26,7 @@ import numpy as np
 
 import fnnet
 from _book_weights import deep_convnet_book, mnist_test, predict_labels
+from _common import positive_int, run_main
 
 #: Largest accepted accuracy drop (or gain) from float32 to float16.
 TOLERANCE = 0.01
@@ -36,7 +37,7 @@ BATCH_SIZE = 100
 def main(argv: Sequence[str] | None = None) -> None:
     """Score the network in float32 and in float16 on the first ``--n`` test images; compare."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--n", type=int, default=1000, help="number of test images (1..10000)")
+    parser.add_argument("--n", type=positive_int, default=1000, help="number of test images (1..10000)")
     args = parser.parse_args(argv)
     model, params32 = deep_convnet_book()
     x, t = mnist_test()
@@ -68,4 +69,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

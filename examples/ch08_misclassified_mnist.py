@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from _book_weights import DEEP_CONVNET_ACCURACY, deep_convnet_book, mnist_test, predict_labels
-from _common import save_figure
+from _common import figure_path, run_main, save_figure
 from fnnet.typing import Array
 
 #: Number of misclassified digits drawn (4 rows of 5).
@@ -50,7 +50,7 @@ def draw(plt: Any, images: Array, labels: Array, guesses: Array) -> Any:
 def main(argv: Sequence[str] | None = None) -> None:
     """Classify the test set, draw the first misclassified digits and check their number."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="PNG file for the grid")
+    parser.add_argument("--out", type=figure_path, default=DEFAULT_OUT, help="PNG file for the grid")
     args = parser.parse_args(argv)
     model, params = deep_convnet_book()
     x, t = mnist_test()
@@ -68,4 +68,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

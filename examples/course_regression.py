@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from _common import example_parser, finish, save_figure
+from _common import example_parser, finish, run_main, save_figure
 
 from fnnet.losses import mean_squared_error
 from fnnet.metrics import rmse
@@ -161,4 +161,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

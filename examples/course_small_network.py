@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from _common import example_parser, finish, save_figure
+from _common import example_parser, finish, run_main, save_figure
 
 from fnnet.layers import Affine, Layer, Sigmoid, serial, summary
 from fnnet.losses import binary_cross_entropy
@@ -133,4 +133,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

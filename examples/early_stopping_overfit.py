@@ -54,6 +54,7 @@ from _common import (
     example_parser,
     finish,
     overfit_model,
+    run_main,
     save_figure,
 )
 
@@ -61,7 +62,6 @@ from fnnet.datasets import load_mnist
 from fnnet.optim import sgd
 from fnnet.random import key as make_key
 from fnnet.train import EarlyStopping, FitResult, ReduceOnPlateau, evaluate, fit
-from fnnet.typing import Array
 
 VAL_SIZE = 1000
 EPOCHS, QUICK_EPOCHS = 201, 80
@@ -189,4 +189,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

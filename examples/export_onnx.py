@@ -29,6 +29,7 @@ import numpy as np
 
 import fnnet
 from _book_weights import SIMPLE_CONVNET_ACCURACY, mnist_test, predict_labels, simple_convnet_book
+from _common import output_path, positive_int, run_main
 from fnnet.export import to_onnx
 from fnnet.typing import Array
 
@@ -54,11 +55,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Train or load, export, run in onnxruntime, compare with fnnet, print the checked last line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--train", action="store_true", help="train a BatchNorm MLP instead of loading the book's convnet")
-    parser.add_argument("--n", type=int, default=None, help="use the first N test images (default: all)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the ONNX file to write (default {DEFAULT_OUT})")
+    parser.add_argument("--n", type=positive_int, default=None, help="use the first N test images (default: all)")
+    parser.add_argument("--out", type=output_path, default=DEFAULT_OUT, help=f"the ONNX file to write (default {DEFAULT_OUT})")
     parser.add_argument("--seed", type=int, default=0, help="seed of --train (default 0)")
-    parser.add_argument("--epochs", type=int, default=TRAIN_EPOCHS, help=f"epochs of --train (default {TRAIN_EPOCHS})")
+    parser.add_argument("--epochs", type=positive_int, default=TRAIN_EPOCHS, help=f"epochs of --train (default {TRAIN_EPOCHS})")
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("onnx") is None:  # before any training
+        parser.exit(1, "error: exporting needs the onnx package: pip install 'fnnet[export]'\n")
 
     if args.train:
         model, params, state, (x, t) = trained_mlp(args.seed, args.epochs)
@@ -109,4 +112,4 @@ def finish(line: str, ok: bool) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

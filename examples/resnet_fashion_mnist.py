@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from _common import example_parser, finish, save_figure
+from _common import example_parser, finish, mnist_data, positive_int, run_main, save_figure
 from fnnet import models, optim
 from fnnet.datasets import HorizontalFlip, RandomCrop, compose, load_mnist
 from fnnet.random import key as make_key, split
@@ -57,9 +57,9 @@ def draw(history: History) -> Callable[[Any], Any]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Train the ResNet briefly, report the test accuracy and check it."""
     parser = example_parser(__doc__, "resnet_fashion_mnist.png")
-    parser.add_argument("--train", type=int, default=5000, help="training images used (default 5000)")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--data", default="fashion-mnist", help="data set name or IDX directory")
+    parser.add_argument("--train", type=positive_int, default=5000, help="training images used (default 5000)")
+    parser.add_argument("--epochs", type=positive_int, default=3)
+    parser.add_argument("--data", type=mnist_data, default="fashion-mnist", help="data set name or IDX directory")
     args = parser.parse_args(argv)
     n_train, epochs = (1000, 1) if args.quick else (args.train, args.epochs)
     if n_train < BATCH_SIZE or epochs < 1:
@@ -95,4 +95,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from _common import RUNS_DIR, finish, save_figure
+from _common import RUNS_DIR, figure_path, finish, nonnegative_int, positive_int, run_main, save_figure
 from fnnet.datasets import load_sequence
 from fnnet.losses import time_softmax_cross_entropy
 from fnnet.optim import adam, chain, clip_by_global_norm
@@ -61,12 +60,14 @@ def draw_curves(curves: dict[str, list[float]]) -> Any:
 def main(argv: Sequence[str] | None = None) -> None:
     """Train the three models, print their test accuracy per epoch, draw the curves."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--lines", type=int, default=0, help="train on the first N training lines "
+    parser.add_argument("--epochs", type=positive_int, default=25)
+    parser.add_argument("--lines", type=nonnegative_int, default=0, help="train on the first N training lines "
                         "and score on the first N // 9 test lines (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the one root key (default 0)")
-    parser.add_argument("--out", type=Path, default=RUNS_DIR / "seq2seq_addition.png", help="PNG figure to write")
+    parser.add_argument("--out", type=figure_path, default=RUNS_DIR / "seq2seq_addition.png", help="PNG figure to write")
     args = parser.parse_args(argv)
+    if 0 < args.lines < BATCH:
+        parser.error(f"--lines must be 0 (all) or at least the batch size {BATCH}, got {args.lines}")
     data = load_sequence("addition")
     x_train, t_train, x_test, t_test = data.x_train, data.t_train, data.x_test, data.t_test
     if args.lines:
@@ -96,4 +97,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import RUNS_DIR, finish, save_figure
+from _common import RUNS_DIR, figure_path, finish, run_main, save_figure
 from fnnet.datasets import decode, load_sequence
 from fnnet.layers.combinators import summary
 from fnnet.seq2seq import AttentionSeq2seq, attention_weights, load_sequel_attention, sequence_accuracy
@@ -53,7 +53,7 @@ def draw_attention(src: Array, ids: Array, weights: Array, vocab: tuple[str, ...
 def main(argv: Sequence[str] | None = None) -> None:
     """Load the weights, score every test date and draw the attention of a few."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--out", type=Path, default=RUNS_DIR / "attention_date.png", help="PNG heat map to write")
+    parser.add_argument("--out", type=figure_path, default=RUNS_DIR / "attention_date.png", help="PNG heat map to write")
     args = parser.parse_args(argv)
     data = load_sequence("date")
     params = load_sequel_attention(WEIGHTS)
@@ -74,4 +74,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -34,7 +34,7 @@ import math
 from typing import Any
 
 import numpy as np
-from _common import example_parser, finish, save_figure
+from _common import example_parser, finish, run_main, save_figure
 
 from fnnet.datasets import load_mnist
 from fnnet.initializers import Normal
@@ -144,4 +144,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
