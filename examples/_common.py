@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fnnet._io import atomic_write
+import secrets
 from fnnet.errors import FormatError
 from fnnet.typing import Array
 from fnnet.datasets import batches, load_mnist
@@ -166,7 +166,15 @@ def write_figure(plt: Any, fig: Any, out: Path, dpi: int = 100) -> None:
     fmt = out.suffix[1:].lower() or "png"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(out, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
+        tmp = out.parent / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                fig.savefig(f, format=fmt, dpi=dpi)
+            os.replace(tmp, out)
+        except BaseException:
+            os.unlink(tmp)
+            raise
     finally:
         plt.close(fig)
 

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from fnnet import optim
-from fnnet._io import atomic_write
 from fnnet.optim import GradientTransformation
 
 Array = np.ndarray[Any, Any]
@@ -81,11 +80,9 @@ def draw(paths: dict[str, Array], out: Path) -> bool:
         ax.set_xlabel("x")
         ax.set_ylabel("y")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:  # a temporary file, then a rename: never half a figure at ``out``
-        atomic_write(out, lambda f: fig.savefig(f, format=out.suffix[1:].lower() or "png"))
-    finally:
-        plt.close(fig)
+    from _common import write_figure  # here, not above, as run_main in main(); written atomically
+
+    write_figure(plt, fig, out)
     return True
 
 
