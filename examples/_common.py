@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import secrets
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -25,7 +26,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-import secrets
 from fnnet.errors import FormatError
 from fnnet.typing import Array
 from fnnet.datasets import batches, load_mnist
