@@ -226,6 +226,12 @@ def deep_convnet(
     """
     if not (0.0 <= dropout < 1.0):
         raise ValueError(f"deep_convnet: dropout must be in [0, 1), got {dropout!r}")
+    if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Sequence) or any(
+        isinstance(b, (str, bytes)) or not isinstance(b, Sequence) or not b for b in blocks
+    ):
+        raise ValueError(
+            f"deep_convnet: blocks must be a sequence of non-empty sequences of (filters, pad), got {blocks!r}"
+        )
     he = HeNormal()
     layers: list[Layer] = []
     for block in blocks:

@@ -430,3 +430,12 @@ def test_apply_refuses_a_list_in_one_line() -> None:
     with pytest.raises(ValueError, match=r"^Serial\.apply: expected x as a NumPy array, got list$"):
         layer.apply(params, [[1.0, 2.0, 3.0]])  # type: ignore[arg-type]
     assert layer.apply(params, np.ones((1, 3), np.float32)).shape == (1, 2)
+
+
+def test_deep_convnet_refuses_an_empty_block() -> None:
+    """An empty block silently added nothing (not even its pooling)."""
+    bads: list[Any] = [[[]], [[(16, 1)], []], "x"]
+    for bad in bads:
+        with pytest.raises(ValueError, match=r"^deep_convnet: blocks must be a sequence of non-empty sequences"):
+            fnnet.models.deep_convnet(blocks=bad)
+    assert fnnet.models.deep_convnet(blocks=[[(4, 1)]]).out_shape((1, 28, 28)) == (10,)
