@@ -644,6 +644,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     sampled = {f"{name}_{m}": EVAL_SAMPLE < n for name, n in sizes for m in ("loss", *_METRICS)}
     labels = {k: f"{k}(sample {EVAL_SAMPLE})" for k, s in sampled.items() if s}
     steps = math.ceil(len(x_train) / args.batch_size)
+    batch_text = (f"batch {args.batch_size}" if args.batch_size <= len(x_train)
+                  else f"batch {len(x_train)} (the whole training set; --batch-size {args.batch_size})")  # fmt: skip
     display = Progress(epochs, steps, "quiet" if args.quiet else "auto", labels=labels)
 
     def say(text: str) -> None:
@@ -654,7 +656,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if out is not None:
             out.begin()
         say(f"model {args.model} on {args.data}: {len(x_train)} train / {len(x_test)} test, "
-            f"{opt_name} lr {lr}, batch {args.batch_size}, {epochs} epochs, seed {args.seed}"
+            f"{opt_name} lr {lr}, {batch_text}, {epochs} epochs, seed {args.seed}"
             + ("" if args.augment == "none" else f", augment {args.augment}"))
         say(str(shapes))
         if labels:

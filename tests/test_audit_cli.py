@@ -445,3 +445,12 @@ def test_a_closed_stderr_silences_the_progress_but_not_the_run(
     bar.epoch(0, {"loss": 1.0})
     bar.break_line()
     assert bar.mode == "quiet" and not bar.mid_line
+
+
+def test_a_batch_larger_than_the_data_is_reported_as_the_whole_set(
+    tiny: Path, no_plot: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The header said 'batch 100000' for a run whose every step took all 120 items."""
+    assert cli.main(["train", "--data", str(tiny), "--epochs", "1", "--batch-size", "100000", "--seed", "0"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "batch 120 (the whole training set; --batch-size 100000)," in header, header
