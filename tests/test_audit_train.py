@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +89,95 @@ def test_a_nan_model_state_is_non_finite_with_and_without_shards(shards: int) ->
     x, t = np.ones((6, 4), np.float32), np.zeros(6, np.int64)
     with pytest.raises(NonFiniteLossError, match="non-finite parameters or optimizer state"):
         make_train_step(model, optimizer=sgd(0.1), shards=shards)(state, x, t)
+
+
+# --- threads and BLAS -----------------------------------------------------------------------------
+
+
+class _SumsIfSeveral(Layer):
+    """Breaks the collective contract: sums through ctx.batch_sum only for shards of several rows."""
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape)
+
+    def init(self, key: fnnet.Key, in_shape: Shape) -> tuple[None, Shape]:
+        return None, tuple(in_shape)
+
+    def init_state(self, in_shape: Shape) -> None:
+        return None
+
+    def forward(self, params: None, state: None, x: Array, ctx: Ctx = fnnet.EVAL) -> tuple[Array, None, None]:
+        if ctx.train and len(x) > 1:
+            ctx.batch_sum(x.sum(axis=0))
+        return x, None, None
+
+    def backward(self, params: None, cache: None, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
+        return dout, None
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_shards_making_different_collective_calls_fail_instead_of_hanging(threads: int) -> None:
+    model = serial(Affine(3), _SumsIfSeveral())
+    state = init_train_state(model, sgd(0.1), fnnet.key(0), (4,))
+    step = make_train_step(model, optimizer=sgd(0.1), shards=2, threads=threads)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            step(state, np.ones((3, 4), np.float32), np.zeros(3, np.int64))  # shards of 2 rows and 1
+        except BaseException as e:  # collected for the assertion below
+            errors.append(e)
+
+    caller = threading.Thread(target=run, daemon=True)
+    caller.start()
+    caller.join(20)
+    assert not caller.is_alive(), "the sharded step hangs"
+    assert len(errors) == 1 and isinstance(errors[0], ValueError)
+    assert "different numbers of batch_sum calls" in str(errors[0])
+
+
+def test_shard_group_mismatch_in_either_order_and_a_matching_group_still_works() -> None:
+    for early in (0, 1):
+        group = parallel.ShardGroup(2, 2)
+        with pytest.raises(ValueError, match="different numbers of batch_sum calls"):
+            group.run(lambda s: None if s == early else group.batch_sum(s)(np.ones(1)))
+    ok = parallel.ShardGroup(3, 2)
+    assert [float(v[0]) for v in ok.run(lambda s: ok.batch_sum(s)(np.array([s + 1.0])))] == [6.0] * 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "1"])
+def test_blas_limit_refuses_a_count_that_is_not_a_positive_int(bad: Any) -> None:
+    with pytest.raises(ValueError, match="blas_limit: threads must be a positive int"):
+        with parallel.blas_limit(bad):
+            pass
+
+
+@linux
+def test_a_child_forked_inside_a_blas_limit_keeps_it_and_can_take_another_after() -> None:
+    before = parallel.blas_threads()
+    assert before is not None
+    read, write = os.pipe()
+    with parallel.blas_limit(1):
+        pid = os.fork()
+        if pid == 0:  # the child: report what it sees, then leave at once
+            try:
+                inside = parallel.blas_threads()
+            except BaseException:
+                os._exit(3)
+    if pid == 0:
+        try:
+            after = parallel.blas_threads()
+            with parallel.blas_limit(2):
+                other = parallel.blas_threads()
+            os.write(write, f"{inside} {after} {other}".encode())
+            code = 0
+        except BaseException as e:
+            os.write(write, repr(e).encode()[:500])
+            code = 4
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        report = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert report == f"1 {before} 2" and os.WEXITSTATUS(status) == 0
+    assert parallel.blas_threads() == before
