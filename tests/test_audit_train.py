@@ -181,3 +181,37 @@ def test_a_child_forked_inside_a_blas_limit_keeps_it_and_can_take_another_after(
     _, status = os.waitpid(pid, 0)
     assert report == f"1 {before} 2" and os.WEXITSTATUS(status) == 0
     assert parallel.blas_threads() == before
+
+
+# --- batching -------------------------------------------------------------------------------------
+
+
+def test_unshuffled_batches_are_read_only_views_and_shuffled_ones_copies() -> None:
+    x, t = np.arange(20.0).reshape(10, 2), np.arange(10)
+    x0, t0 = x.copy(), t.copy()
+    for xb, tb in fnnet.datasets.batches(None, x, t, 4, shuffle=False):
+        assert np.shares_memory(xb, x) and not xb.flags.writeable and not tb.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            xb += 1.0  # would have changed the caller's data set
+    for xb, tb in fnnet.datasets.batches(fnnet.key(0), x, t, 4):
+        assert not np.shares_memory(xb, x)
+        xb += 1.0
+    assert np.array_equal(x, x0) and np.array_equal(t, t0) and x.flags.writeable
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: fnnet.datasets.shuffle(fnnet.key(0), np.array(1.0)),
+        lambda: fnnet.datasets.batches(fnnet.key(0), np.zeros(3), 5, 2),  # type: ignore[arg-type]
+        lambda: fnnet.datasets.train_val_split(fnnet.key(0), 3.0, np.zeros(3), val_size=1),  # type: ignore[arg-type]
+    ],
+)
+def test_a_scalar_given_as_data_is_a_one_line_error(call: Any) -> None:
+    with pytest.raises(ValueError, match=r"needs a first \(sample\) dimension"):
+        call()
+
+
+def test_batches_refuses_a_bad_key_even_without_shuffling() -> None:
+    with pytest.raises(ValueError, match="key must be a fnnet.random.Key"):
+        fnnet.datasets.batches(3, np.zeros(4), np.zeros(4), 2, shuffle=False)  # type: ignore[arg-type]
