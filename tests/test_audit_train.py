@@ -215,3 +215,39 @@ def test_a_scalar_given_as_data_is_a_one_line_error(call: Any) -> None:
 def test_batches_refuses_a_bad_key_even_without_shuffling() -> None:
     with pytest.raises(ValueError, match="key must be a fnnet.random.Key"):
         fnnet.datasets.batches(3, np.zeros(4), np.zeros(4), 2, shuffle=False)  # type: ignore[arg-type]
+
+
+# --- augmentation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype"),
+    [(-1.0, np.uint8), (300, np.uint8), (0.5, np.uint8), (2**40, np.int32), (1e6, np.float16), (0.5, np.bool_)],
+)
+def test_erasing_refuses_a_fill_the_images_cannot_hold(value: float, dtype: Any) -> None:
+    x = np.ones((2, 1, 4, 4), dtype)
+    with pytest.raises(ValueError, match=f"RandomErasing: value .* cannot be stored in {np.dtype(dtype)} images"):
+        fnnet.datasets.RandomErasing(p=1.0, value=value)(fnnet.key(0), x)
+
+
+@pytest.mark.parametrize(("value", "dtype"), [(255, np.uint8), (-128.0, np.int8), (1.0, np.bool_), (0.1, np.float16)])
+def test_erasing_fills_with_any_value_the_images_can_hold(value: float, dtype: Any) -> None:
+    x = np.zeros((2, 1, 4, 4), dtype)
+    y = fnnet.datasets.RandomErasing(p=1.0, value=value)(fnnet.key(0), x)
+    assert y.dtype == x.dtype and set(np.unique(y).tolist()) == {0, np.asarray(value).astype(dtype).item()}
+
+
+@pytest.mark.parametrize("pad", [3, 4, 7, 50])
+def test_padding_beyond_the_image_gives_the_images_of_the_full_padding(pad: int) -> None:
+    from fnnet.datasets.augment import _shift
+
+    x = np.arange(6 * 2 * 3 * 4, dtype=np.float32).reshape(6, 2, 3, 4) + 1
+    gen = fnnet.key(9).generator()
+    oy, ox = gen.integers(0, 2 * pad + 1, size=6), gen.integers(0, 2 * pad + 1, size=6)
+    full = _shift(x, pad, pad, oy, ox)  # the whole zero-padded image, as written before
+    assert np.array_equal(fnnet.datasets.RandomCrop(pad)(fnnet.key(9), x), full)
+
+
+def test_a_huge_padding_needs_no_huge_memory() -> None:
+    y = fnnet.datasets.RandomCrop(10**6)(fnnet.key(0), np.ones((2, 1, 3, 4), np.float32))
+    assert y.shape == (2, 1, 3, 4)
