@@ -251,3 +251,54 @@ def test_padding_beyond_the_image_gives_the_images_of_the_full_padding(pad: int)
 def test_a_huge_padding_needs_no_huge_memory() -> None:
     y = fnnet.datasets.RandomCrop(10**6)(fnnet.key(0), np.ones((2, 1, 3, 4), np.float32))
     assert y.shape == (2, 1, 3, 4)
+
+
+# --- checkpoint save ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("meta", "words"),
+    [
+        ({1: "a", "1": "b"}, "the dict keys 1 and '1' are both written as '1'"),
+        ({"h": [{True: 1, "true": 2}]}, "the dict keys True and 'true'"),
+        ({None: 1, "null": 2}, "both written as 'null'"),
+        ({math.inf: 1, "Infinity": 2}, "both written as 'Infinity'"),
+        ({"__fnnet_key__": 5}, "the dict key '__fnnet_key__' is reserved"),
+        ({"k": {"__fnnet_key__": {"seed": 1, "path": []}}}, "is reserved"),
+    ],
+)
+def test_save_refuses_a_meta_it_could_not_read_back(tmp_path: Path, meta: Any, words: str) -> None:
+    path = tmp_path / "ck.npz"
+    with pytest.raises(ValueError, match=f"meta cannot be stored: .*{words}"):
+        fnnet.save(path, {"w": np.ones(2)}, meta)
+    assert os.listdir(tmp_path) == []
+
+
+def test_meta_with_non_string_keys_nan_and_numpy_scalars_round_trips_as_documented(tmp_path: Path) -> None:
+    path = tmp_path / "ck.npz"
+    meta: dict[Any, Any] = {1: math.nan, 2.5: [np.float32(math.inf)], None: np.int64(3), False: {"k": fnnet.key(2)}}
+    fnnet.save(path, {"w": np.ones(2)}, meta)
+    back = fnnet.checkpoint.read_meta(path)
+    assert set(back) == {"1", "2.5", "null", "false"} and math.isnan(back["1"])
+    assert back["2.5"] == [math.inf] and back["null"] == 3 and back["false"] == {"k": fnnet.key(2)}
+
+
+def test_save_to_a_directory_fails_before_writing_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "d.npz").mkdir()
+    written: list[str] = []
+    monkeypatch.setattr(fnnet.checkpoint, "_write_npy", lambda zf, name, a: written.append(name))
+    for target in (tmp_path / "d.npz", tmp_path):
+        with pytest.raises(IsADirectoryError) as info:
+            fnnet.save(target, {"w": np.ones(2)})
+        assert info.value.filename == str(target)
+    assert written == [] and sorted(os.listdir(tmp_path)) == ["d.npz"] and os.listdir(tmp_path / "d.npz") == []
+
+
+def test_scalar_and_0d_leaves_and_a_unicode_path_round_trip(tmp_path: Path) -> None:
+    tree: dict[Any, Any] = {"a": np.float16(1.5), "b": np.array(2.0), "c": np.int8(-3), 4: 7, "e": np.array(True)}
+    path = tmp_path / "é☃ ck.npz"
+    fnnet.save(path, tree)
+    back, _ = fnnet.load(path, tree)
+    for k, v in tree.items():
+        assert type(back[k]) is type(v) and np.asarray(back[k]).dtype == np.asarray(v).dtype
+        assert np.array_equal(back[k], v)
