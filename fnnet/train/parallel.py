@@ -327,17 +327,18 @@ class ShardGroup:
         self.rounds: dict[int, list[Any]] = {}
         self.calls = [0] * count
         self.finished: list[int | None] = [None] * count  # each shard's call count when its fn returned
+        self.ended = False  # some shard's fn returned in this run
         self.lock = threading.Lock()
 
     def batch_sum(self, shard: int) -> Callable[[Array], Array]:
         """Shard ``shard``'s collective: its partial sum in, the group's ordered sum out."""
 
         def total(part: Array) -> Array:
+            j = self.calls[shard]
+            self.calls[shard] = j + 1  # written before ``ended`` is read: see run's shard
+            if self.ended and any(f is not None and f <= j for f in self.finished):
+                raise self._mismatch()
             with self.lock:
-                j = self.calls[shard]
-                self.calls[shard] = j + 1
-                if any(f is not None and f <= j for f in self.finished):
-                    raise self._mismatch()
                 parts = self.rounds.setdefault(j, [None] * self.count)
             parts[shard] = part
             self.permits.release()  # let a waiting shard compute while this one waits
@@ -361,16 +362,20 @@ class ShardGroup:
             with self.permits:
                 try:
                     out = fn(s)
-                    with self.lock:
-                        n = self.finished[s] = self.calls[s]
-                        if any(c > n for c in self.calls):
-                            raise self._mismatch()
+                    # finished, then ended, written before the calls are read, while a shard
+                    # counts its call before reading ended (the interpreter orders them): a
+                    # shard with more calls than this one is seen here or sees this one end
+                    n = self.finished[s] = self.calls[s]
+                    self.ended = True
+                    if max(self.calls) > n:
+                        raise self._mismatch()
                     return out
                 except BaseException:
                     self.barrier.abort()
                     raise
 
         self.finished = [None] * self.count
+        self.ended = False
         if self.count == 1:
             return [shard(0)]
         def job(s: int, pooled: bool) -> Callable[[], R]:
