@@ -360,6 +360,11 @@ def _as_array(where: str, path: str, leaf: Any) -> Array:
         raise ValueError(f"{where}: leaf {path or '<root>'!r}: {e}") from None
     if a.dtype.hasobject:
         raise ValueError(f"{where}: leaf {path or '<root>'!r} has dtype object, which needs pickle")
+    if a.dtype.names is not None:  # the manifest's dtype string ("|V8") would drop the fields
+        raise ValueError(
+            f"{where}: leaf {path or '<root>'!r} has the structured dtype {_short(str(a.dtype))}; a checkpoint "
+            "keeps plain dtypes only (make each field a leaf of its own)"
+        )
     return a
 
 
@@ -409,11 +414,11 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
         meta: a JSON-serialisable dict (step, history, config; a ``Key`` is allowed anywhere in it),
             nested at most :data:`MAX_META_DEPTH` deep.
     Raises:
-        ValueError: a leaf that cannot be stored without pickle, two leaves with the same path, a
-            leaf path that cannot be a zip member name, or a ``meta`` that is not
-            JSON-serialisable, too deep or too large, has two keys of one dict that JSON writes
-            alike (``1`` and ``"1"``) or uses the reserved key ``"__fnnet_key__"``. Nothing is
-            written then.
+        ValueError: a leaf that cannot be stored without pickle or has a structured dtype, two
+            leaves with the same path, a leaf path that cannot be a zip member name, or a ``meta``
+            that is not JSON-serialisable, too deep or too large, has two keys of one dict that
+            JSON writes alike (``1`` and ``"1"``) or uses the reserved key ``"__fnnet_key__"``.
+            Nothing is written then.
         OSError: the file cannot be written (its ``filename`` is ``path``); the old file, if any,
             is kept. A directory as ``path`` raises ``IsADirectoryError`` before anything is
             written.

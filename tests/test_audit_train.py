@@ -302,3 +302,12 @@ def test_scalar_and_0d_leaves_and_a_unicode_path_round_trip(tmp_path: Path) -> N
     for k, v in tree.items():
         assert type(back[k]) is type(v) and np.asarray(back[k]).dtype == np.asarray(v).dtype
         assert np.array_equal(back[k], v)
+
+
+def test_a_structured_leaf_is_refused_instead_of_saved_unloadable(tmp_path: Path) -> None:
+    tree = {"a": np.zeros(2, dtype=[("x", "<f4"), ("y", "<i2")])}
+    with pytest.raises(ValueError, match=r"checkpoint.save: leaf 'a' has the structured dtype .*plain dtypes only"):
+        fnnet.save(tmp_path / "ck.npz", tree)
+    assert os.listdir(tmp_path) == []
+    fnnet.save(tmp_path / "v.npz", {"a": np.zeros(2, "V8")})  # plain void bytes keep their dtype
+    assert fnnet.load(tmp_path / "v.npz", {"a": np.zeros(2, "V8")})[0]["a"].dtype == np.dtype("V8")
