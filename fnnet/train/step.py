@@ -326,8 +326,9 @@ def make_train_step(
         ``(N, *in_shape)``, ``N >= 1``, and targets ``t``; shard ``i`` draws its random numbers
         from ``fold_in(key, i)`` (the whole batch from ``key`` when unsharded). ``key=None`` suits
         a model that draws no random numbers; a :class:`fnnet.layers.Dropout` then raises
-        ``ValueError`` naming the layer. The optimizer's updates
-        are multiplied by ``update_scale``, used by :class:`fnnet.train.ReduceOnPlateau`: the same
+        ``ValueError`` naming the layer. The optimizer's updates are multiplied by
+        ``update_scale`` (a finite number >= 0, else ``ValueError``), used by
+        :class:`fnnet.train.ReduceOnPlateau`: the same
         as multiplying the learning rate for SGD, AdaGrad, RMSprop and Adam, whose update is the
         rate times a function of the gradients; for the book's Momentum and Nesterov, whose
         velocity carries the rate, it scales the whole step, the velocity's past included. Raises
