@@ -91,6 +91,20 @@ def test_a_nan_model_state_is_non_finite_with_and_without_shards(shards: int) ->
         make_train_step(model, optimizer=sgd(0.1), shards=shards)(state, x, t)
 
 
+
+def test_a_fresh_default_step_resumes_a_stateful_recurrent_model() -> None:
+    # the policy's two-row probe ran from the carried (N, H) state and was refused
+    model = serial(fnnet.layers.RNN(8, stateful=True, return_sequences=False), Affine(3))
+    g = fnnet.key(1).generator()
+    x, t = g.standard_normal((10, 5, 4)).astype(np.float32), g.integers(0, 3, 10)
+    state, _ = make_train_step(model, optimizer=sgd(0.1))(init_train_state(model, sgd(0.1), fnnet.key(0), (5, 4)),
+                                                           x[:6], t[:6])  # fmt: skip
+    resumed, _ = make_train_step(model, optimizer=sgd(0.1))(state, x[:6], t[:6])
+    again, _ = make_train_step(model, optimizer=sgd(0.1), shards=1)(state, x[:6], t[:6])
+    assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(resumed), tree_leaves(again)))
+    with pytest.raises(ValueError, match=r"expected state.h of shape \(4, 8\)"):  # the batch's rows, not the probe's
+        make_train_step(model, optimizer=sgd(0.1))(state, x[6:], t[6:])
+
 # --- threads and BLAS -----------------------------------------------------------------------------
 
 

@@ -268,6 +268,10 @@ def choose_policy(model: Layer, params: Tree, state: Tree, x: Array) -> Executio
     BLAS thread count the caller runs); BLAS always runs single-threaded, which is never slower
     on a busy machine and never changes with its cores.
 
+    The probe starts from ``model.init_state(x.shape[1:])``, not from ``state`` (kept in the
+    signature): a state's values cannot change the cache sizes, and the state a stateful
+    recurrent layer carries has one row per sample of the whole batch, not of the probe's two.
+
     >>> import numpy as np, fnnet
     >>> net = fnnet.models.two_layer_net()
     >>> p, _ = net.init(fnnet.key(0), (784,))
@@ -280,7 +284,7 @@ def choose_policy(model: Layer, params: Tree, state: Tree, x: Array) -> Executio
     # the BLAS thread count cannot change the cache sizes: the probe runs under the caller's (a
     # limit of its own would clash with a step or a fit holding another count)
     with np.errstate(all="ignore"):
-        _, _, cache = model.forward(params, state, probe, Ctx(True, make_key(0)))
+        _, _, cache = model.forward(params, model.init_state(tuple(x.shape[1:])), probe, Ctx(True, make_key(0)))
     per_row = sum(leaf.size for leaf in tree_leaves(cache) if isinstance(leaf, np.ndarray) and leaf.ndim) / 2
     shards = 2 if per_row * (len(x) // 2) >= SHARD_MIN_VOLUME else 1
     return ExecutionPolicy(shards, 1)
