@@ -325,3 +325,31 @@ def test_a_structured_leaf_is_refused_instead_of_saved_unloadable(tmp_path: Path
     assert os.listdir(tmp_path) == []
     fnnet.save(tmp_path / "v.npz", {"a": np.zeros(2, "V8")})  # plain void bytes keep their dtype
     assert fnnet.load(tmp_path / "v.npz", {"a": np.zeros(2, "V8")})[0]["a"].dtype == np.dtype("V8")
+
+
+@linux
+def test_a_conflicting_blas_limit_says_who_holds_it_and_changes_nothing() -> None:
+    before = parallel.blas_threads()
+    with parallel.blas_limit(1):
+        with pytest.raises(ValueError, match=r"held at 1 thread\(s\) by this thread .*cannot run with 2"):
+            with parallel.blas_limit(2):
+                pass
+        assert parallel.blas_threads() == 1
+    inside, leave = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with parallel.blas_limit(1):
+            inside.set()
+            leave.wait(30)
+
+    h = threading.Thread(target=holder)
+    h.start()
+    try:
+        assert inside.wait(30)
+        with pytest.raises(ValueError, match=r"held at 1 thread\(s\) by another thread"):
+            with parallel.blas_limit(2):
+                pass
+    finally:
+        leave.set()
+        h.join(30)
+    assert parallel.blas_threads() == before

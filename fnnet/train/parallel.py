@@ -132,8 +132,9 @@ def blas_limit(threads: int = 1) -> Iterator[None]:
             blas.limit = threads
             blas.set([threads] * len(blas.libs), blas.saved)
         elif blas.limit != threads:
+            who = "this thread (a blas_limit around this one)" if getattr(_held, "depth", 0) else "another thread"
             raise ValueError(
-                f"blas_limit: BLAS is held at {blas.limit} thread(s) by another caller; cannot run with {threads!r} "
+                f"blas_limit: BLAS is held at {blas.limit} thread(s) by {who}; cannot run with {threads!r} "
                 "at the same time"
             )
         blas.users += 1
