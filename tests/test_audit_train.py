@@ -213,6 +213,21 @@ def test_unshuffled_batches_are_read_only_views_and_shuffled_ones_copies() -> No
     assert np.array_equal(x, x0) and np.array_equal(t, t0) and x.flags.writeable
 
 
+
+@pytest.mark.parametrize("shuffled", [True, False])
+def test_an_epoch_of_batches_never_copies_the_data_set(shuffled: bool) -> None:
+    import tracemalloc
+
+    x, t = np.zeros((20_000, 100), np.float32), np.zeros(20_000, np.int64)  # 8.2 MB
+    tracemalloc.start()
+    try:
+        seen = sum(len(xb) for xb, _ in fnnet.datasets.batches(fnnet.key(0) if shuffled else None, x, t, 100,
+                                                                shuffle=shuffled))  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert seen == 20_000 and peak < 1_000_000  # the order (160 kB) and a batch or two, not 8 MB
+
 @pytest.mark.parametrize(
     "call",
     [
