@@ -144,7 +144,7 @@ def blas_limit(threads: int = 1) -> Iterator[None]:
     finally:
         with blas.lock:
             _held.depth -= 1
-            if blas.users > 0:  # 0 only in a child forked while this thread was entering
+            if blas.users > 0:  # never below 0, whatever a fork left behind
                 blas.users -= 1
                 if blas.users == 0:
                     blas.set(blas.saved, [blas.limit] * len(blas.libs))
