@@ -12,7 +12,8 @@ files, readable with ``np.load(path, allow_pickle=False)``) holding
 configuration. It must be JSON-serialisable, with two additions: a :class:`fnnet.random.Key` is
 stored as ``{"__fnnet_key__": {"seed": s, "path": [...]}}`` and comes back as a ``Key`` (so that
 object key is reserved), and NumPy scalars are stored as plain numbers (they come back as Python
-``int`` / ``float`` / ``bool``). JSON turns tuples into lists and dict keys into strings; ``NaN``
+``int`` / ``float`` / ``bool``). JSON turns tuples into lists and dict keys into strings (two
+keys of one dict that become the same string, such as ``1`` and ``"1"``, are refused); ``NaN``
 and infinities are kept (written as JSON's ``NaN`` / ``Infinity``, read back as floats). ``meta``
 may nest at most :data:`MAX_META_DEPTH` containers deep and the whole manifest may take at most
 :data:`MAX_MANIFEST_BYTES`.
@@ -53,6 +54,7 @@ and a FIFO or device given as the file a ``FormatError`` at once (the open never
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -199,6 +201,44 @@ def _encode(o: Any) -> Any:
     raise TypeError(f"object of type {type(o).__name__} is not JSON serializable")
 
 
+def _json_name(k: Any) -> str | None:
+    """The object key ``json.dumps`` writes for dict key ``k`` (None: one it refuses)."""
+    if isinstance(k, str):
+        return k
+    if k is None or isinstance(k, bool):
+        return json.dumps(k)
+    if isinstance(k, int):
+        return int.__repr__(k)
+    if isinstance(k, float):
+        return json.dumps(float(k))
+    return None
+
+
+def _meta_key_problem(meta: Mapping[str, Any]) -> str | None:
+    """Why ``meta`` would be written as JSON that :func:`load` refuses or reads back changed, or None:
+    two keys of one dict with the same JSON name (``1`` and ``"1"``), or the reserved Key tag.
+    ``meta`` must not nest too deep (checked before)."""
+    stack: list[Any] = [meta]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, dict):
+            names: dict[str, Any] = {}
+            for k in o:
+                name = _json_name(k)
+                if name is None:
+                    continue  # json.dumps refuses it, with its own message
+                if name == _KEY_TAG:
+                    return f"the dict key {_KEY_TAG!r} is reserved (it marks a fnnet.random.Key)"
+                if name in names:
+                    first, second = _short(repr(names[name])), _short(repr(k))
+                    return f"the dict keys {first} and {second} are both written as {_short(name)!r}"
+                names[name] = k
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+    return None
+
+
 def _is_count(v: Any) -> bool:
     return type(v) is int and v >= 0
 
@@ -320,6 +360,11 @@ def _as_array(where: str, path: str, leaf: Any) -> Array:
         raise ValueError(f"{where}: leaf {path or '<root>'!r}: {e}") from None
     if a.dtype.hasobject:
         raise ValueError(f"{where}: leaf {path or '<root>'!r} has dtype object, which needs pickle")
+    if a.dtype.names is not None:  # the manifest's dtype string ("|V8") would drop the fields
+        raise ValueError(
+            f"{where}: leaf {path or '<root>'!r} has the structured dtype {_short(str(a.dtype))}; a checkpoint "
+            "keeps plain dtypes only (make each field a leaf of its own)"
+        )
     return a
 
 
@@ -369,11 +414,14 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
         meta: a JSON-serialisable dict (step, history, config; a ``Key`` is allowed anywhere in it),
             nested at most :data:`MAX_META_DEPTH` deep.
     Raises:
-        ValueError: a leaf that cannot be stored without pickle, two leaves with the same path, a
-            leaf path that cannot be a zip member name, or a ``meta`` that is not
-            JSON-serialisable, too deep or too large. Nothing is written then.
+        ValueError: a leaf that cannot be stored without pickle or has a structured dtype, two
+            leaves with the same path, a leaf path that cannot be a zip member name, or a ``meta``
+            that is not JSON-serialisable, too deep or too large, has two keys of one dict that
+            JSON writes alike (``1`` and ``"1"``) or uses the reserved key ``"__fnnet_key__"``.
+            Nothing is written then.
         OSError: the file cannot be written (its ``filename`` is ``path``); the old file, if any,
-            is kept.
+            is kept. A directory as ``path`` raises ``IsADirectoryError`` before anything is
+            written.
 
     >>> import tempfile, pathlib, numpy as np
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ck.npz"
@@ -394,6 +442,9 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
     meta = dict(meta)
     if _too_deep(meta, MAX_META_DEPTH):
         raise ValueError(f"{where}: {p}: meta nests more than {MAX_META_DEPTH} levels deep (or contains itself)")
+    problem = _meta_key_problem(meta)
+    if problem is not None:
+        raise ValueError(f"{where}: {p}: meta cannot be stored: {problem}")
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -423,6 +474,8 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
                 _write_npy(zf, k, a)
             _write_npy(zf, _MANIFEST_KEY, manifest_bytes)
 
+    if p.is_dir():  # refused before the whole archive is written into a temporary file
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     atomic_write(p, write)
 
 

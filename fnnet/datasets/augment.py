@@ -95,7 +95,11 @@ def _random_shift(key: Key, x: Array, pad_y: int, pad_x: int) -> Array:
     gen = key.generator()
     oy = gen.integers(0, 2 * pad_y + 1, size=len(x))
     ox = gen.integers(0, 2 * pad_x + 1, size=len(x))
-    return _shift(x, pad_y, pad_x, oy, ox)
+    # a shift by the whole height (width) or more leaves only zeros, so padding beyond it changes
+    # nothing: pad by at most H (W) and clip the shifts, keeping memory bounded for any pad
+    _, _, h, w = x.shape
+    py, px = min(pad_y, h), min(pad_x, w)
+    return _shift(x, py, px, np.clip(oy - pad_y, -py, py) + py, np.clip(ox - pad_x, -px, px) + px)
 
 
 @attrs.frozen
@@ -209,9 +213,11 @@ class RandomErasing:
     fraction ``s`` of the image, ``s`` uniform in ``scale``, with aspect ratio (height / width)
     ``r``, ``log r`` uniform in ``log ratio``: height ``round(sqrt(s*H*W*r))`` clipped to
     ``[1, H]``, width ``round(sqrt(s*H*W/r))`` clipped to ``[1, W]``, placed uniformly at random
-    inside the image. Every channel of the rectangle becomes ``value`` (cast to the batch's
-    dtype). All draws are made for every sample whatever ``p``, so one key always gives the same
-    rectangles.
+    inside the image. Every channel of the rectangle becomes ``value`` in the batch's dtype: a
+    value that integer images cannot hold exactly (``-1`` or ``0.5`` for ``uint8``) or that
+    overflows a float dtype (``1e6`` for ``float16``) raises ``ValueError`` rather than wrap or
+    turn into ``inf``. All draws are made for every sample whatever ``p``, so one key always gives
+    the same rectangles.
 
     Args:
         p: the probability of erasing a sample, in ``[0, 1]`` (default 0.5).
@@ -239,6 +245,7 @@ class RandomErasing:
 
     def __call__(self, key: Key, x: Array) -> Array:
         xa = _check_batch("RandomErasing", key, x)
+        fill = self._fill(xa.dtype)
         n, _, h, w = xa.shape
         gen = key.generator()
         erase = np.less(gen.random(n), self.p)
@@ -254,8 +261,21 @@ class RandomErasing:
         in_rows = (rows >= y0[:, None]) & (rows < (y0 + hh)[:, None])  # (N, H)
         in_cols = (cols >= x0[:, None]) & (cols < (x0 + ww)[:, None])  # (N, W)
         mask = erase[:, None, None] & in_rows[:, :, None] & in_cols[:, None, :]  # (N, H, W)
-        out: Array = np.where(mask[:, None], np.asarray(self.value).astype(xa.dtype), xa)
+        out: Array = np.where(mask[:, None], fill, xa)
         return out
+
+    def _fill(self, dtype: np.dtype[Any]) -> Array:
+        """``value`` as a 0-d array of ``dtype``, refused if that changes it beyond a float's rounding."""
+        v = self.value
+        if dtype.kind in "biu":
+            lo, hi = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+            ok = (is_int(v) or float(v).is_integer()) and lo <= v <= hi
+        else:
+            with np.errstate(over="ignore"):
+                ok = bool(np.isfinite(np.asarray(v).astype(dtype)))
+        if not ok:
+            raise ValueError(f"RandomErasing: value {self.value!r} cannot be stored in {dtype} images")
+        return np.asarray(self.value).astype(dtype)
 
 
 def _as_tuple(transforms: Iterable[Augmentation]) -> tuple[Augmentation, ...]:

@@ -1,4 +1,5 @@
-"""Keyed shuffling, train/validation splits and mini-batches; none writes into its inputs."""
+"""Keyed shuffling, train/validation splits and mini-batches; none writes into its inputs, and
+none hands out a writable view of them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ __all__ = ["shuffle", "train_val_split", "batches"]
 def _common_length(where: str, arrays: tuple[Any, ...]) -> int:
     if not arrays:
         raise ValueError(f"{where}: need at least one array")
+    for i, a in enumerate(arrays):
+        if np.ndim(a) == 0:
+            what = type(a).__name__
+            raise ValueError(f"{where}: array {i} needs a first (sample) dimension, got a {what} of shape ()")
     lengths = [len(a) for a in arrays]
     if len(set(lengths)) != 1:
         raise ValueError(f"{where}: arrays must have the same length (first dimension), got {lengths}")
@@ -99,7 +104,8 @@ def batches(
     """Mini-batches ``(x_batch, t_batch)`` covering the data once (one epoch).
 
     Args:
-        key: the random key of this epoch's order; may be ``None`` only when ``shuffle=False``.
+        key: the random key of this epoch's order; may be ``None`` (and is unused) when
+            ``shuffle=False``.
         x: inputs ``(N, ...)``.
         t: targets ``(N, ...)``.
         batch_size: samples per batch, a positive int.
@@ -107,7 +113,9 @@ def batches(
         drop_last: leave out a last batch smaller than ``batch_size``.
     Returns:
         An iterator of ``(x_batch, t_batch)`` of ``batch_size`` samples (the last one may be
-        smaller unless ``drop_last``). Arguments are checked when this is called, not when iterated.
+        smaller unless ``drop_last``): new arrays when shuffled, else read-only views of ``x`` and
+        ``t`` (nothing is copied; copy a batch before changing it in place). Arguments are checked
+        when this is called, not when iterated.
 
     >>> import numpy as np, fnnet
     >>> x, t = np.zeros((10, 3)), np.arange(10)
@@ -119,10 +127,12 @@ def batches(
         raise ValueError(f"batches: batch_size must be a positive int, got {batch_size!r}")
     xa, ta = np.asarray(x), np.asarray(t)
     order: Array | None = None
+    if key is not None:
+        _check_key("batches", key)
     if shuffle:
         if key is None:
             raise ValueError("batches: shuffle=True needs a key (pass key=None only with shuffle=False)")
-        order = _check_key("batches", key).generator().permutation(n)
+        order = key.generator().permutation(n)
     stop = n - n % batch_size if drop_last else n
     return _iterate(xa, ta, order, int(batch_size), stop)
 
@@ -131,7 +141,13 @@ def _iterate(x: Array, t: Array, order: Array | None, batch_size: int, stop: int
     for start in range(0, stop, batch_size):
         end = min(start + batch_size, stop)
         if order is None:
-            yield x[start:end], t[start:end]
+            yield _read_only(x[start:end]), _read_only(t[start:end])
         else:
             idx = order[start:end]
             yield x[idx], t[idx]
+
+
+def _read_only(view: Array) -> Array:
+    """``view`` (a fresh view object of the caller's data) made read-only."""
+    view.flags.writeable = False
+    return view

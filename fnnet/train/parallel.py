@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from fnnet._validate import is_int
 from fnnet.typing import Array
 
 __all__ = [
@@ -81,6 +82,7 @@ class _Blas:
 
 _blas: _Blas | None = None
 _blas_lock = threading.Lock()
+_held = threading.local()  # .depth: how many blas_limit bodies this thread is inside
 
 
 def _get_blas() -> _Blas:
@@ -108,7 +110,11 @@ def blas_limit(threads: int = 1) -> Iterator[None]:
 
     Safe to nest and to enter from several threads at once with the same ``threads``: the counts
     are restored when the last caller leaves. A caller asking for a different count while others
-    are inside raises ``ValueError`` (results would depend on which came first).
+    are inside raises ``ValueError`` (results would depend on which came first). In a child
+    forked inside the body, the forking thread keeps its limit until it leaves the body.
+
+    Args:
+        threads: the BLAS thread count, a positive int.
 
     >>> import numpy as np
     >>> with blas_limit(1):
@@ -120,22 +126,28 @@ def blas_limit(threads: int = 1) -> Iterator[None]:
     blas = _get_blas()
     with blas.lock:
         if blas.users == 0:
+            if not is_int(threads) or threads < 1:
+                raise ValueError(f"blas_limit: threads must be a positive int, got {threads!r}")
             blas.saved = blas.counts()
             blas.limit = threads
             blas.set([threads] * len(blas.libs), blas.saved)
         elif blas.limit != threads:
+            who = "this thread (a blas_limit around this one)" if getattr(_held, "depth", 0) else "another thread"
             raise ValueError(
-                f"blas_limit: BLAS is held at {blas.limit} thread(s) by another caller; cannot run with {threads} "
+                f"blas_limit: BLAS is held at {blas.limit} thread(s) by {who}; cannot run with {threads!r} "
                 "at the same time"
             )
         blas.users += 1
+        _held.depth = getattr(_held, "depth", 0) + 1
     try:
         yield
     finally:
         with blas.lock:
-            blas.users -= 1
-            if blas.users == 0:
-                blas.set(blas.saved, [blas.limit] * len(blas.libs))
+            _held.depth -= 1
+            if blas.users > 0:  # never below 0, whatever a fork left behind
+                blas.users -= 1
+                if blas.users == 0:
+                    blas.set(blas.saved, [blas.limit] * len(blas.libs))
 
 
 def available_cores() -> int:
@@ -221,7 +233,8 @@ _in_worker = threading.local()  # .flag: this thread is one of the pool's worker
 
 
 def _after_fork_in_child() -> None:
-    """A forked child has only the forking thread: new locks, no pool, the parent's BLAS counts."""
+    """A forked child has only the forking thread: new locks, no pool, and the parent's BLAS
+    counts unless the forking thread itself is inside :func:`blas_limit` (then it keeps its limit)."""
     global _pool, _in_worker, _blas_lock
     _pool = _Pool()
     _in_worker = threading.local()
@@ -229,9 +242,10 @@ def _after_fork_in_child() -> None:
     blas = _blas
     if blas is not None:
         blas.lock = threading.Lock()
-        if blas.users:
-            blas.users = 0
+        own = getattr(_held, "depth", 0)
+        if blas.users and not own:
             blas.set(blas.saved, [blas.limit] * len(blas.libs))
+        blas.users = own
 
 
 if hasattr(os, "register_at_fork"):
@@ -296,7 +310,8 @@ class ShardGroup:
     collective: every shard passes its partial sum, and each gets back
     ``part[0] + part[1] + ...`` in shard order, so the bits do not depend on the threads.
     A group may run several times (a forward and a backward pass); every shard makes the same
-    collective calls in the same order.
+    collective calls in the same order. A shard that returns having made fewer calls than another
+    fails the run with ``ValueError`` instead of leaving the others waiting for ever.
 
     >>> import numpy as np
     >>> group = ShardGroup(2, threads=2)
@@ -312,6 +327,8 @@ class ShardGroup:
         self.barrier = threading.Barrier(count)
         self.rounds: dict[int, list[Any]] = {}
         self.calls = [0] * count
+        self.finished: list[int | None] = [None] * count  # each shard's call count when its fn returned
+        self.ended = False  # some shard's fn returned in this run
         self.lock = threading.Lock()
 
     def batch_sum(self, shard: int) -> Callable[[Array], Array]:
@@ -319,7 +336,9 @@ class ShardGroup:
 
         def total(part: Array) -> Array:
             j = self.calls[shard]
-            self.calls[shard] = j + 1
+            self.calls[shard] = j + 1  # written before ``ended`` is read: see run's shard
+            if self.ended and any(f is not None and f <= j for f in self.finished):
+                raise self._mismatch()
             with self.lock:
                 parts = self.rounds.setdefault(j, [None] * self.count)
             parts[shard] = part
@@ -343,11 +362,21 @@ class ShardGroup:
         def shard(s: int) -> R:
             with self.permits:
                 try:
-                    return fn(s)
+                    out = fn(s)
+                    # finished, then ended, written before the calls are read, while a shard
+                    # counts its call before reading ended (the interpreter orders them): a
+                    # shard with more calls than this one is seen here or sees this one end
+                    n = self.finished[s] = self.calls[s]
+                    self.ended = True
+                    if max(self.calls) > n:
+                        raise self._mismatch()
+                    return out
                 except BaseException:
                     self.barrier.abort()
                     raise
 
+        self.finished = [None] * self.count
+        self.ended = False
         if self.count == 1:
             return [shard(0)]
         def job(s: int, pooled: bool) -> Callable[[], R]:
@@ -369,6 +398,13 @@ class ShardGroup:
         if errors:
             raise next((e for e in errors if not isinstance(e, _Broken)), errors[0])
         return first + [f.result() for _, f in outcomes]
+
+    def _mismatch(self) -> ValueError:
+        return ValueError(
+            f"ShardGroup: the shards made different numbers of batch_sum calls ({self.calls}); every shard "
+            "must make the same collective calls in the same order (a layer must not skip ctx.batch_sum "
+            "for some inputs)"
+        )
 
 
 def _own_threads(fns: Sequence[Callable[[], R]]) -> list[Future[R]]:

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 
-from fnnet._validate import check_finite_nonneg, check_positive_int
+from fnnet._validate import check_finite_nonneg, check_positive_int, is_real
 from fnnet.layers.base import Ctx, Layer
 from fnnet.losses import softmax_cross_entropy
 from fnnet.optim import GradientTransformation, apply_updates, l2_penalty
@@ -264,9 +264,13 @@ def choose_policy(model: Layer, params: Tree, state: Tree, x: Array) -> Executio
     """The default policy for training ``model`` on batches shaped like ``x``.
 
     Splits the batch in two shards when each would keep at least :data:`SHARD_MIN_VOLUME` numbers
-    in its forward caches (measured by one training pass over two rows of ``x``); BLAS always
-    runs single-threaded, which is never slower on a busy machine and never changes with its
-    cores.
+    in its forward caches (measured by one training pass over two rows of ``x``, with whatever
+    BLAS thread count the caller runs); BLAS always runs single-threaded, which is never slower
+    on a busy machine and never changes with its cores.
+
+    The probe starts from ``model.init_state(x.shape[1:])``, not from ``state`` (kept in the
+    signature): a state's values cannot change the cache sizes, and the state a stateful
+    recurrent layer carries has one row per sample of the whole batch, not of the probe's two.
 
     >>> import numpy as np, fnnet
     >>> net = fnnet.models.two_layer_net()
@@ -277,8 +281,10 @@ def choose_policy(model: Layer, params: Tree, state: Tree, x: Array) -> Executio
     if len(x) < 4:
         return ExecutionPolicy(1, 1)
     probe = x[:2]
-    with blas_limit(1), np.errstate(all="ignore"):
-        _, _, cache = model.forward(params, state, probe, Ctx(True, make_key(0)))
+    # the BLAS thread count cannot change the cache sizes: the probe runs under the caller's (a
+    # limit of its own would clash with a step or a fit holding another count)
+    with np.errstate(all="ignore"):
+        _, _, cache = model.forward(params, model.init_state(tuple(x.shape[1:])), probe, Ctx(True, make_key(0)))
     per_row = sum(leaf.size for leaf in tree_leaves(cache) if isinstance(leaf, np.ndarray) and leaf.ndim) / 2
     shards = 2 if per_row * (len(x) // 2) >= SHARD_MIN_VOLUME else 1
     return ExecutionPolicy(shards, 1)
@@ -321,9 +327,12 @@ def make_train_step(
 
     Returns:
         ``train_step(state, x, t, key, update_scale=1.0)`` for a batch ``x`` of shape
-        ``(N, *in_shape)`` and targets ``t``; shard ``i`` draws its random numbers from
-        ``fold_in(key, i)`` (the whole batch from ``key`` when unsharded). The optimizer's updates
-        are multiplied by ``update_scale``, used by :class:`fnnet.train.ReduceOnPlateau`: the same
+        ``(N, *in_shape)``, ``N >= 1``, and targets ``t``; shard ``i`` draws its random numbers
+        from ``fold_in(key, i)`` (the whole batch from ``key`` when unsharded). ``key=None`` suits
+        a model that draws no random numbers; a :class:`fnnet.layers.Dropout` then raises
+        ``ValueError`` naming the layer. The optimizer's updates are multiplied by
+        ``update_scale`` (a finite number >= 0, else ``ValueError``), used by
+        :class:`fnnet.train.ReduceOnPlateau`: the same
         as multiplying the learning rate for SGD, AdaGrad, RMSprop and Adam, whose update is the
         rate times a function of the gradients; for the book's Momentum and Nesterov, whose
         velocity carries the rate, it scales the whole step, the velocity's past included. Raises
@@ -348,16 +357,14 @@ def make_train_step(
     fixed_blas = None if blas_threads is None else check_positive_int("make_train_step", "blas_threads", blas_threads)
     prepare_training()
     update = optimizer.update
+    blas_n = fixed_blas if fixed_blas is not None else 1  # choose_policy's count, known in advance
     policies: dict[tuple[int, ...], ExecutionPolicy] = {}
 
     def policy_for(state: TrainState, x: Array) -> ExecutionPolicy:
         p = policies.get(x.shape)
         if p is None:
             auto = choose_policy(model, state.params, state.model_state, x) if fixed_shards is None else None
-            p = ExecutionPolicy(
-                fixed_shards if fixed_shards is not None else auto.shards if auto else 1,
-                fixed_blas if fixed_blas is not None else 1,
-            )
+            p = ExecutionPolicy(fixed_shards if fixed_shards is not None else auto.shards if auto else 1, blas_n)
             policies[x.shape] = p
         return p
 
@@ -375,11 +382,13 @@ def make_train_step(
     ) -> tuple[TrainState, StepMetrics]:
         if not isinstance(x, np.ndarray):
             raise ValueError(f"train_step: x must be a NumPy array, got {type(x).__name__}")
+        if not x.shape or not x.shape[0]:
+            raise ValueError(f"train_step: x must be a batch (N, ...) with N >= 1, got shape {x.shape}")
         if key is not None and not isinstance(key, Key):
             raise ValueError(f"train_step: key must be a fnnet.Key or None, got {type(key).__name__}")
         params = state.params
-        policy = policy_for(state, x)
-        with blas_limit(policy.blas_threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with blas_limit(blas_n), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            policy = policy_for(state, x)
             penalty, dpen = l2_penalty(params, weight_decay, decay_mask) if weight_decay else (0.0, None)
             rows = shard_slices(len(x), policy.shards)
             if len(rows) <= 1:
@@ -417,6 +426,8 @@ def make_train_step(
             norms = grad_entry_norms(grads) if grad_norms else ()
             updates, opt_state = update(grads, state.opt_state, params)
             if update_scale != 1.0:
+                if not is_real(update_scale):
+                    raise ValueError(f"train_step: update_scale must be a finite number >= 0, got {update_scale!r}")
                 scale = float(update_scale)  # a Python float keeps float32 updates float32
                 if not (math.isfinite(scale) and scale >= 0):
                     raise ValueError(f"train_step: update_scale must be a finite number >= 0, got {update_scale!r}")
@@ -436,9 +447,17 @@ def _same_state(outs: list[tuple[Array, Any, Any]]) -> Any:
     leaves = tree_leaves(first)
     for o in outs[1:]:
         other = tree_leaves(o[1])
-        if len(other) != len(leaves) or any(not np.array_equal(a, b) for a, b in zip(leaves, other)):
+        if len(other) != len(leaves) or any(not _equal(a, b) for a, b in zip(leaves, other)):
             raise ValueError(
                 "make_train_step: the model's state differs between shards: a stateful layer keeps "
                 "per-batch state without summing it through ctx.batch_sum; use shards=1"
             )
     return first
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Equal values, NaN equal to NaN (a NaN statistic is reported as non-finite, not as differing)."""
+    if np.array_equal(a, b):
+        return True
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype.kind in "fc" and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
