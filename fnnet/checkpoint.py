@@ -325,6 +325,11 @@ def _short(x: Any, n: int = 60) -> str:
     return r if len(r) <= n else r[: n - 3] + "..."
 
 
+def _shown(x: Any) -> str:
+    """A value read from a file, shortened, on one line (a string with a newline is shown escaped)."""
+    return _short(x if isinstance(x, str) and x.isprintable() else repr(x))
+
+
 def _one_line(e: BaseException) -> str:
     msg = " ".join(str(e).split())
     return f"{type(e).__name__}: {_short(msg, 200)}" if msg else type(e).__name__
@@ -687,16 +692,16 @@ def _parse_manifest(ar: _Archive) -> dict[str, Any]:
     if not isinstance(m, dict):
         raise ar.fail("manifest", f"is a JSON {type(m).__name__}, not an object")
     if m.get("format") != FORMAT:
-        raise ar.fail("manifest: format", f"is {_short(m.get('format'))}, not {FORMAT!r}: not an fnnet checkpoint")
+        raise ar.fail("manifest: format", f"is {_shown(m.get('format'))}, not {FORMAT!r}: not an fnnet checkpoint")
     version = m.get("format_version")
     if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
-        raise ar.fail("manifest: format_version", f"{_short(version)} is not supported (this fnnet reads 1..{FORMAT_VERSION})")
+        raise ar.fail("manifest: format_version", f"{_shown(version)} is not supported (this fnnet reads 1..{FORMAT_VERSION})")
     if not isinstance(m.get("fnnet_version", ""), str):
-        raise ar.fail("manifest: fnnet_version", f"is {_short(m['fnnet_version'])}, not a string")
+        raise ar.fail("manifest: fnnet_version", f"is {_shown(m['fnnet_version'])}, not a string")
     if not isinstance(m.get("meta"), dict):
-        raise ar.fail("manifest: meta", f"is {_short(m.get('meta'))}, not an object")
+        raise ar.fail("manifest: meta", f"is {_shown(m.get('meta'))}, not an object")
     if not isinstance(m.get("leaves"), list):
-        raise ar.fail("manifest: leaves", f"is {_short(m.get('leaves'))}, not a list")
+        raise ar.fail("manifest: leaves", f"is {_shown(m.get('leaves'))}, not a list")
     return m
 
 
@@ -704,19 +709,19 @@ def _leaf_record(ar: _Archive, i: int, e: Any) -> _Leaf:
     """Leaf record ``i`` of the manifest, type-checked."""
     where = f"manifest: leaves[{i}]"
     if not isinstance(e, dict):
-        raise ar.fail(where, f"is {_short(e)}, not an object")
+        raise ar.fail(where, f"is {_shown(e)}, not an object")
     for field, t in (("path", str), ("key", str), ("shape", list), ("dtype", str)):
         if not isinstance(e.get(field), t):
-            raise ar.fail(f"{where}.{field}", f"is {_short(e.get(field))}, not a {t.__name__}")
+            raise ar.fail(f"{where}.{field}", f"is {_shown(e.get(field))}, not a {t.__name__}")
     if not isinstance(e.get("kind", ""), str):
-        raise ar.fail(f"{where}.kind", f"is {_short(e['kind'])}, not a str")
+        raise ar.fail(f"{where}.kind", f"is {_shown(e['kind'])}, not a str")
     path, key = e["path"], e["key"]
     if key != (path or _ROOT_KEY):
         raise ar.fail(f"{where}.key", f"{_short(key)!r} does not match its path {_short(path)!r}")
     where = f"{where} (leaf {_short(path) or '<root>'!r})"
     shape = e["shape"]
     if len(shape) > _MAX_NDIM or not all(type(s) is int and 0 <= s <= _MAX_DIM for s in shape):
-        raise ar.fail(f"{where}.shape", f"{_short(shape)} is not a list of at most {_MAX_NDIM} sizes (ints >= 0)")
+        raise ar.fail(f"{where}.shape", f"{_shown(shape)} is not a list of at most {_MAX_NDIM} sizes (ints >= 0)")
     dtype = e["dtype"]
     try:
         if not _DTYPE_STR.fullmatch(dtype):

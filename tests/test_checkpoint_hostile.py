@@ -715,3 +715,13 @@ def test_kill_9_leaves_the_old_or_new_file_and_the_next_save_cleans_up(tmp_path:
         save(path, {"w": np.full(100_000, -2.0)}, meta={"i": -2})
         assert temps(tmp_path) == []
     assert sorted(os.listdir(tmp_path)) == ["ck.npz"]
+
+
+@pytest.mark.parametrize("field", [["meta"], ["format"], ["leaves"]])
+def test_a_manifest_string_with_a_newline_still_gives_a_one_line_error(tmp_path: Path, good: bytes, field: list[Any]) -> None:
+    """A string value was put into the message raw: "manifest: meta: is \\n, not an object"."""
+    path = tmp_path / "m.npz"
+    path.write_bytes(with_manifest(good, set_field(field, "a\nb\r")))
+    with pytest.raises(FormatError) as e:
+        read_manifest(path)
+    assert "\n" not in str(e.value) and "\r" not in str(e.value) and "'a\\nb\\r'" in str(e.value), str(e.value)
