@@ -368,3 +368,13 @@ def test_a_conflicting_blas_limit_says_who_holds_it_and_changes_nothing() -> Non
         leave.set()
         h.join(30)
     assert parallel.blas_threads() == before
+
+
+def test_a_nan_in_a_scalar_optimizer_state_entry_stops_training() -> None:
+    """0-d leaves come out of optimizer arithmetic as NumPy scalars, which the finiteness check
+    skipped: a NaN there went unnoticed until it reached the parameters."""
+    from fnnet.train.step import all_finite
+
+    assert not all_finite((np.ones(2, np.float32), np.float32(np.nan)))
+    assert not all_finite({"a": float("inf")})
+    assert all_finite((np.float64(1.0), 3, "text", np.int64(2)))

@@ -197,11 +197,22 @@ def counter(n: int) -> Array:
 def all_finite(tree: Tree) -> bool:
     """True if every floating point leaf of ``tree`` holds only finite numbers.
 
+    Leaves are arrays, NumPy scalars (an optimizer's arithmetic on a 0-d leaf gives one) and
+    Python floats; other leaves (ints, strings) are not checked.
+
     >>> import numpy as np
     >>> all_finite((np.ones(3), np.array([1.0, np.inf])))
     False
+    >>> all_finite({"count": np.float32(np.nan)}), all_finite([0.5, 2])
+    (False, True)
     """
-    leaves = [a for a in tree_leaves(tree) if isinstance(a, np.ndarray) and a.dtype.kind in "fc"]
+    leaves: list[Any] = []
+    for a in tree_leaves(tree):
+        if isinstance(a, (np.ndarray, np.generic)):
+            if a.dtype.kind in "fc":
+                leaves.append(a)
+        elif isinstance(a, float) and not math.isfinite(a):
+            return False
     with np.errstate(over="ignore", invalid="ignore"):
         # sum of squares by BLAS dot products: cheaper than a mask, and NaN or inf anywhere make it
         # non-finite; only then (or when large finite values overflow it) is the full check needed
