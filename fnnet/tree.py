@@ -587,11 +587,11 @@ def tree_global_norm(tree: Tree) -> float:
     >>> tree_global_norm(np.full(4, 1e200))            # the squares overflow float64, the norm does not
     2e+200
     """
-    squares = []
     leaves = tree_leaves(tree)
-    for leaf in leaves:
-        a: Array = np.asarray(leaf, dtype=np.float64)
-        squares.append(float(np.vdot(a, a)))
+    with np.errstate(over="ignore"):  # squares beyond float64 are rescaled below
+        # squared in float64 straight from the leaf's dtype (a float32 square is exact there), then
+        # summed pairwise: no float64 copy of the leaf first
+        squares = [float(np.square(leaf, dtype=np.float64).sum()) for leaf in leaves]
     try:
         total = math.fsum(squares)
     except OverflowError:  # fsum of several inf squares
