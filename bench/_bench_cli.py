@@ -14,26 +14,25 @@ import sys
 from collections.abc import Callable
 
 
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: an integer of at least 1 (a count of repeats, steps, epochs, a size)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_at_least(low: int, what: str) -> Callable[[str], int]:
+    """An ``argparse`` type: an integer of at least ``low``; ``what`` names it in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    """An ``argparse`` type: an integer of at least 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+#: An ``argparse`` type: an integer of at least 1 (a count of repeats, steps, epochs, a size).
+positive_int = _int_at_least(1, "a positive integer")
+#: An ``argparse`` type: an integer of at least 0.
+nonnegative_int = _int_at_least(0, "an integer >= 0")
 
 
 def _finite(text: str) -> float:

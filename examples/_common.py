@@ -48,26 +48,25 @@ CHANCE_LOSS = math.log(10)
 # --------------------------------------------------------------------------------------------
 
 
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: an integer of at least 1 (a size, a count of epochs or images)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_at_least(low: int, what: str) -> Callable[[str], int]:
+    """An ``argparse`` type: an integer of at least ``low``; ``what`` names it in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    """An ``argparse`` type: an integer of at least 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+#: An ``argparse`` type: an integer of at least 1 (a size, a count of epochs or images).
+positive_int = _int_at_least(1, "a positive integer")
+#: An ``argparse`` type: an integer of at least 0.
+nonnegative_int = _int_at_least(0, "an integer >= 0")
 
 
 def output_path(text: str) -> Path:

@@ -441,9 +441,16 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    with _sigterm_handled_by(_raise_terminated):
+        yield
+
+
+@contextlib.contextmanager
+def _sigterm_handled_by(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """SIGTERM goes to ``handler`` in the body (main thread only), unless it was ignored, which it stays."""
     old = signal.getsignal(signal.SIGTERM)
     if old != signal.SIG_IGN:
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
@@ -465,14 +472,10 @@ def _sigint_held() -> Iterator[None]:
         yield
         return
     old = signal.signal(signal.SIGINT, _drop)
-    old_term = signal.getsignal(signal.SIGTERM)
-    if old_term != signal.SIG_IGN:
-        signal.signal(signal.SIGTERM, _drop)
     try:
-        yield
+        with _sigterm_handled_by(_drop):
+            yield
     finally:
-        if old_term != signal.SIG_IGN:
-            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
         signal.signal(signal.SIGINT, old if old is not None else signal.SIG_DFL)
 
 

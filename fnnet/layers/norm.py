@@ -145,6 +145,18 @@ def _channel_sum(a: Array, b: Array | None = None) -> Array:
     return out
 
 
+def _channel_params(layer: Layer, params: Any) -> int:
+    """The channel count ``C`` of per-channel ``gamma`` and ``beta`` (one shape ``(C,)``), or a
+    ``ValueError`` naming ``layer``."""
+    gamma, beta = param_arrays(layer, params, "gamma", "beta")
+    if gamma.ndim != 1 or beta.shape != gamma.shape:
+        raise ValueError(
+            f"{type(layer).__name__}: expected params gamma and beta of one shape (C,), got gamma {gamma.shape} "
+            f"and beta {beta.shape}"
+        )
+    return int(gamma.shape[0])
+
+
 def _momentum(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
         0.0 <= value < 1.0
@@ -257,13 +269,7 @@ class BatchNorm(Layer):
             raise ValueError(
                 f"{type(self).__name__}: expected input of rank 2 (N, D), 3 (N, C, L) or 4 (N, C, H, W), got shape {x.shape}"
             )
-        gamma, beta = param_arrays(self, params, "gamma", "beta")
-        if gamma.ndim != 1 or beta.shape != gamma.shape:
-            raise ValueError(
-                f"{type(self).__name__}: expected params gamma and beta of one shape (C,), got gamma {gamma.shape} "
-                f"and beta {beta.shape}"
-            )
-        c = gamma.shape[0]
+        c = _channel_params(self, params)
         if x.shape[1] != c:
             what = "features" if x.ndim == 2 else "channels"
             expected = {2: f"(N, {c})", 3: f"(N, {c}, L)", 4: f"(N, {c}, H, W)"}[x.ndim]
@@ -761,13 +767,7 @@ class GroupNorm(Layer):
         Returns:
             ``(y, state, cache)`` with ``y`` of ``x``'s shape and dtype.
         """
-        gamma, beta = param_arrays(self, params, "gamma", "beta")
-        if gamma.ndim != 1 or beta.shape != gamma.shape:
-            raise ValueError(
-                f"{type(self).__name__}: expected params gamma and beta of one shape (C,), got gamma {gamma.shape} "
-                f"and beta {beta.shape}"
-            )
-        c = gamma.shape[0]
+        c = _channel_params(self, params)
         if x.ndim not in (2, 3, 4) or x.shape[1] != c:
             expected = f"(N, {c}, H, W), (N, {c}, L) or (N, {c})"
             raise ValueError(f"{type(self).__name__}: expected input {expected} with {c} channels, got shape {x.shape}")
