@@ -144,3 +144,33 @@ def assert_grads_ok(layer: Layer, params: Tree, x: Array, *, tol: float = 1e-6, 
 def outcome(t: TrialResult) -> tuple[Any, ...]:
     """Everything about a hyperparameter-search trial except its running time."""
     return (t.index, t.hparams, t.metrics, t.status, t.error)
+
+
+def write_idx(path: Any, a: Array) -> None:
+    """Write ``a`` as an uncompressed IDX file of unsigned bytes (the MNIST format)."""
+    import struct
+
+    path.write_bytes(bytes([0, 0, 8, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.astype(np.uint8).tobytes())
+
+
+def write_image_set(d: Any, n_train: int, n_test: int, side: int) -> Any:
+    """A data-set directory ``d`` of random ``side`` x ``side`` images with labels 0-9, in the four
+    MNIST file names (``n_train`` training and ``n_test`` test items, seed 0); returns ``d``."""
+    g = np.random.default_rng(0)
+    for part, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(d / f"{part}-images-idx3-ubyte", g.integers(0, 256, (n, side, side)))
+        write_idx(d / f"{part}-labels-idx1-ubyte", g.integers(0, 10, (n,)))
+    return d
+
+
+def blob_task() -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+    """60 training items of 3 blurred blobs in 12 dimensions and 200 validation items: a small
+    network overfits it, so the validation loss turns up."""
+    g = fnnet.key(7).generator()
+    centers = g.standard_normal((3, 12))
+
+    def blobs(n: int) -> tuple[Array, Array]:
+        t = g.integers(0, 3, n)
+        return (centers[t] + 1.5 * g.standard_normal((n, 12))).astype(np.float32), t
+
+    return blobs(60), blobs(200)

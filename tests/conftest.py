@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from fnnet.datasets import sources
 from fnnet.layers import _patches
 
 
@@ -13,3 +16,13 @@ def chunking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     chunk (the convolution kernels then loop over the batch)."""
     if request.param is not None:
         monkeypatch.setattr(_patches, "CHUNK_BYTES", request.param)
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No ``$FNNET_DATA``, an empty user cache and an empty system data directory, all under
+    ``tmp_path`` (returned): a data-set look-up then sees only what the test puts there."""
+    monkeypatch.delenv("FNNET_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(sources, "_SYSTEM_DATA_DIR", tmp_path / "system")
+    return tmp_path

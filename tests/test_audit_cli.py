@@ -8,7 +8,6 @@ import os
 import random
 import re
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _helpers import assert_bit_identical, call_unchanged
+from _helpers import assert_bit_identical, blob_task, call_unchanged, write_image_set
 
 import fnnet
 from fnnet import checkpoint, cli, models
@@ -30,20 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
-def _task() -> tuple[tuple[Array, Array], tuple[Array, Array]]:
-    """60 training items of 3 blurred blobs in 12 dimensions and 200 validation items."""
-    g = fnnet.key(7).generator()
-    centers = g.standard_normal((3, 12))
-
-    def blobs(n: int) -> tuple[Array, Array]:
-        t = g.integers(0, 3, n)
-        return (centers[t] + 1.5 * g.standard_normal((n, 12))).astype(np.float32), t
-
-    return blobs(60), blobs(200)
-
-
 def _run(epochs: int, **kw: object) -> FitResult:
-    train, val = _task()
+    train, val = blob_task()
     kw.setdefault("val", val)
     return fit(models.mlp((64, 64), 3), adam(0.01), train, key=fnnet.key(0), epochs=epochs, batch_size=20,
                eval_train=False, progress="quiet", **kw)  # type: ignore[arg-type]  # fmt: skip
@@ -55,7 +42,7 @@ def _run(epochs: int, **kw: object) -> FitResult:
 
 
 def test_drop_last_with_a_batch_larger_than_the_data_is_refused_instead_of_training_nothing() -> None:
-    (x, t), _ = _task()
+    (x, t), _ = blob_task()
     with pytest.raises(ValueError, match=r"^fit: batch_size 61 is larger than the 60 training samples and "
                                          r"drop_last=True drops that one short batch, so no step would run"):  # fmt: skip
         fit(models.mlp((8,), 3), adam(0.01), (x, t), key=fnnet.key(0), epochs=1, batch_size=61, drop_last=True,
@@ -78,7 +65,7 @@ def test_early_stopping_resumed_from_a_state_without_its_history_restores_the_tr
 
 
 def test_a_validation_loss_that_is_always_nan_restores_no_epoch() -> None:
-    _, (xv, tv) = _task()
+    _, (xv, tv) = blob_task()
     xv = xv.copy()
     xv[0] = np.nan  # one bad validation item: every val_loss is NaN
     res = _run(10, val=(xv, tv), early_stopping=EarlyStopping(patience=2), plateau=ReduceOnPlateau(patience=1))
@@ -89,7 +76,7 @@ def test_a_validation_loss_that_is_always_nan_restores_no_epoch() -> None:
 
 
 def test_a_validation_set_of_one_sample_drives_the_rules() -> None:
-    _, (xv, tv) = _task()
+    _, (xv, tv) = blob_task()
     one = (xv[:1], tv[:1])
     res = _run(4, val=one, early_stopping=EarlyStopping(patience=1), plateau=ReduceOnPlateau(patience=1))
     h = res.history
@@ -115,7 +102,7 @@ def test_a_validation_set_of_one_sample_drives_the_rules() -> None:
     ],
 )  # fmt: skip
 def test_fit_refuses_mistaken_arguments_in_one_line_before_training(kw: dict[str, object], words: str) -> None:
-    (x, t), _ = _task()
+    (x, t), _ = blob_task()
     trained: list[int] = []
     with pytest.raises(ValueError, match=f"^{words}"):
         fit(models.mlp((8,), 3), adam(0.01), (x, t), key=fnnet.key(0), epochs=1, batch_size=20, progress="quiet",
@@ -124,7 +111,7 @@ def test_fit_refuses_mistaken_arguments_in_one_line_before_training(kw: dict[str
 
 
 def test_fit_says_what_checkpoint_load_returns_when_given_its_pair(tmp_path: Path) -> None:
-    (x, t), _ = _task()
+    (x, t), _ = blob_task()
     model = models.mlp((8,), 3)
     part = fit(model, adam(0.01), (x, t), key=fnnet.key(0), epochs=1, batch_size=20, progress="quiet")
     checkpoint.save(tmp_path / "ck.npz", part.state)
@@ -172,7 +159,7 @@ def test_fit_writes_into_no_array_it_is_given() -> None:
 
 
 def test_an_interrupted_fit_ends_its_progress_bar_line() -> None:
-    (x, t), _ = _task()
+    (x, t), _ = blob_task()
     stream = io.StringIO()
 
     def augment_then_interrupt(key: fnnet.Key, xb: Array) -> Array:
@@ -259,18 +246,10 @@ def test_a_signal_during_fit_leaves_the_last_checkpoint_readable_and_resuming_is
 # --------------------------------------------------------------------------------------------
 
 
-def _idx(path: Path, a: Array) -> None:
-    path.write_bytes(bytes([0, 0, 8, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data set directory of 4x4 images: 120 training and 30 test items."""
-    d = tmp_path_factory.mktemp("tiny")
-    g = np.random.default_rng(0)
-    for part, n in (("train", 120), ("t10k", 30)):
-        _idx(d / f"{part}-images-idx3-ubyte", g.integers(0, 256, (n, 4, 4)))
-        _idx(d / f"{part}-labels-idx1-ubyte", g.integers(0, 10, (n,)))
+    d: Path = write_image_set(tmp_path_factory.mktemp("tiny"), 120, 30, 4)
     return d
 
 

@@ -51,15 +51,6 @@ def make_set(d: Path, n_train: int, n_test: int, *, gz: tuple[bool, ...] = (True
     return arrays
 
 
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No FNNET_DATA, an empty user cache and an empty system dir, all under ``tmp_path``."""
-    monkeypatch.delenv("FNNET_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(sources, "_SYSTEM_DATA_DIR", tmp_path / "system")
-    return tmp_path
-
-
 def no_home(monkeypatch: pytest.MonkeyPatch) -> None:
     """$HOME and $XDG_CACHE_HOME unset, and no entry for the user in the password database."""
 

@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from _helpers import write_image_set
 
 from fnnet import checkpoint
 from fnnet.cli import main
 
 
-def _idx(path: Path, a: np.ndarray[Any, Any]) -> None:
-    path.write_bytes(bytes([0, 0, 8, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
 def small_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data set directory of 8x8 images (the smallest a simple-convnet takes): 60 train, 20 test."""
-    d = tmp_path_factory.mktemp("small")
-    rng = np.random.default_rng(0)
-    for part, n in (("train", 60), ("t10k", 20)):
-        _idx(d / f"{part}-images-idx3-ubyte", rng.integers(0, 256, (n, 8, 8)))
-        _idx(d / f"{part}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
+    d: Path = write_image_set(tmp_path_factory.mktemp("small"), 60, 20, 8)
     return d
 
 

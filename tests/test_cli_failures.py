@@ -8,7 +8,6 @@ import os
 import random
 import re
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers import write_image_set
 
 from fnnet import checkpoint, cli, datasets, models, optim
 from fnnet.cli import main
@@ -29,18 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 120, 30
 
 
-def _idx(path: Path, a: np.ndarray[Any, Any]) -> None:
-    path.write_bytes(bytes([0, 0, 8, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data set directory of 4x4 images: 120 training and 30 test items."""
-    d = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    for part, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        _idx(d / f"{part}-images-idx3-ubyte", rng.integers(0, 256, (n, 4, 4)))
-        _idx(d / f"{part}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
+    d: Path = write_image_set(tmp_path_factory.mktemp("tiny"), N_TRAIN, N_TEST, 4)
     return d
 
 

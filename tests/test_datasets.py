@@ -76,15 +76,6 @@ def fake_set(d: Path, n_train: int, n_test: int, *, seed: int, gz: bool = True, 
     return arrays
 
 
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No FNNET_DATA, an empty user cache and an empty system dir, all under ``tmp_path``."""
-    monkeypatch.delenv("FNNET_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(sources, "_SYSTEM_DATA_DIR", tmp_path / "system")
-    return tmp_path
-
-
 # --------------------------------------------------------------------------------------------
 # read_idx
 # --------------------------------------------------------------------------------------------

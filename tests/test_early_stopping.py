@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from _helpers import blob_task
 
 import fnnet
 from fnnet import checkpoint, models
@@ -97,20 +98,8 @@ def test_decisions_are_pure_functions_of_the_history(vals: list[float], patience
 # --- fit with early stopping ----------------------------------------------------------------------
 
 
-def _overfitting_task() -> tuple[tuple[Array, Array], tuple[Array, Array]]:
-    """60 training items of 3 blurred blobs and a validation set: the validation loss turns up."""
-    g = fnnet.key(7).generator()
-    centers = g.standard_normal((3, 12))
-
-    def blobs(n: int) -> tuple[Array, Array]:
-        t = g.integers(0, 3, n)
-        return (centers[t] + 1.5 * g.standard_normal((n, 12))).astype(np.float32), t
-
-    return blobs(60), blobs(200)
-
-
 def _run(epochs: int, **kw: object) -> FitResult:
-    train, val = _overfitting_task()
+    train, val = blob_task()
     return fit(models.mlp((64, 64), 3), adam(0.01), train, key=fnnet.key(0), epochs=epochs, batch_size=20, val=val,
                eval_train=False, progress="quiet", **kw)  # type: ignore[arg-type]  # fmt: skip
 
@@ -144,7 +133,7 @@ def test_fit_without_a_stop_runs_all_epochs_and_still_restores_the_best() -> Non
 
 
 def test_fit_refuses_a_monitor_it_does_not_record() -> None:
-    train, _ = _overfitting_task()
+    train, _ = blob_task()
     with pytest.raises(ValueError, match=r"^fit: early_stopping monitors 'val_loss', which this run does not record "
                        r"\(it records loss, train_loss, train_acc\); pass val=\(x, t\)"):
         fit(models.mlp((8,), 3), adam(0.01), train, key=fnnet.key(0), epochs=1,
