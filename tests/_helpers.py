@@ -174,3 +174,20 @@ def blob_task() -> tuple[tuple[Array, Array], tuple[Array, Array]]:
         return (centers[t] + 1.5 * g.standard_normal((n, 12))).astype(np.float32), t
 
     return blobs(60), blobs(200)
+
+
+class ShapeKeeping(Layer):
+    """A base for test layers that keep the input's shape, have no params and pass ``dout`` back
+    unchanged: a subclass writes ``forward`` (and ``init_state`` if it carries state)."""
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape)
+
+    def init(self, key: fnnet.Key, in_shape: Shape) -> tuple[None, Shape]:
+        return None, tuple(in_shape)
+
+    def init_state(self, in_shape: Shape) -> Any:
+        return None
+
+    def backward(self, params: None, cache: Any, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
+        return dout, None

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers import ShapeKeeping
 
 import fnnet
 from fnnet.layers import Affine, BatchNorm, Ctx, Layer, ReLU, serial
@@ -63,23 +64,14 @@ def test_a_step_with_its_own_blas_count_runs_inside_a_limit_of_that_count() -> N
     assert int(new.step) == 1
 
 
-class _NaNState(Layer):
+class _NaNState(ShapeKeeping):
     """A layer whose state becomes NaN in training while its output stays finite."""
-
-    def out_shape(self, in_shape: Shape) -> Shape:
-        return tuple(in_shape)
-
-    def init(self, key: fnnet.Key, in_shape: Shape) -> tuple[None, Shape]:
-        return None, tuple(in_shape)
 
     def init_state(self, in_shape: Shape) -> Array:
         return np.zeros(1, np.float32)
 
     def forward(self, params: None, state: Array, x: Array, ctx: Ctx = fnnet.EVAL) -> tuple[Array, Array, None]:
         return x, state + (np.float32("nan") if ctx.train else 0), None
-
-    def backward(self, params: None, cache: None, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
-        return dout, None
 
 
 @pytest.mark.parametrize("shards", [1, 2])
@@ -108,25 +100,13 @@ def test_a_fresh_default_step_resumes_a_stateful_recurrent_model() -> None:
 # --- threads and BLAS -----------------------------------------------------------------------------
 
 
-class _SumsIfSeveral(Layer):
+class _SumsIfSeveral(ShapeKeeping):
     """Breaks the collective contract: sums through ctx.batch_sum only for shards of several rows."""
-
-    def out_shape(self, in_shape: Shape) -> Shape:
-        return tuple(in_shape)
-
-    def init(self, key: fnnet.Key, in_shape: Shape) -> tuple[None, Shape]:
-        return None, tuple(in_shape)
-
-    def init_state(self, in_shape: Shape) -> None:
-        return None
 
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = fnnet.EVAL) -> tuple[Array, None, None]:
         if ctx.train and len(x) > 1:
             ctx.batch_sum(x.sum(axis=0))
         return x, None, None
-
-    def backward(self, params: None, cache: None, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
-        return dout, None
 
 
 @pytest.mark.parametrize("threads", [1, 2])

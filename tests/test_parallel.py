@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from _helpers import ShapeKeeping
 
 import fnnet
 from fnnet import models
@@ -273,23 +274,14 @@ def test_sharded_step_with_dropout_and_weight_decay_is_reproducible() -> None:
     assert ma.loss == mb.loss and _same(a, b) and not _same(a.params, c.params)
 
 
-class _Counter(Layer):
+class _Counter(ShapeKeeping):
     """A stateful layer that counts the samples it saw without summing through ctx.batch_sum."""
-
-    def out_shape(self, in_shape: Shape) -> Shape:
-        return tuple(in_shape)
-
-    def init(self, key: fnnet.Key, in_shape: Shape) -> tuple[None, Shape]:
-        return None, tuple(in_shape)
 
     def init_state(self, in_shape: Shape) -> Array:
         return np.zeros((), np.int64)
 
     def forward(self, params: None, state: Array, x: Array, ctx: Ctx = fnnet.EVAL) -> tuple[Array, Array, None]:
         return x, state + (len(x) if ctx.train else 0), None
-
-    def backward(self, params: None, cache: None, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
-        return dout, None
 
 
 def test_state_that_differs_between_shards_is_refused() -> None:
