@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -53,3 +54,13 @@ def last_match(lines: list[str], pattern: str) -> tuple[float, ...]:
     match = re.fullmatch(pattern, lines[-1])
     assert match, lines[-1]
     return tuple(float(v) for v in match.groups())
+
+
+def load_script(path: Path, name: str | None = None) -> ModuleType:
+    """Import the script at ``path`` as a module (named after its file unless ``name``), without
+    running its ``__main__`` part."""
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -191,3 +191,27 @@ class ShapeKeeping(Layer):
 
     def backward(self, params: None, cache: Any, dout: Array, input_grad: bool = True) -> tuple[Array, None]:
         return dout, None
+
+
+@contextmanager
+def blas_limit_held_by_another_thread(threads: int) -> Iterator[None]:
+    """The body runs while another thread sits inside ``fnnet.train.parallel.blas_limit(threads)``."""
+    import threading
+
+    from fnnet.train import parallel
+
+    inside, leave = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with parallel.blas_limit(threads):
+            inside.set()
+            leave.wait(30)
+
+    h = threading.Thread(target=holder)
+    h.start()
+    try:
+        assert inside.wait(30)
+        yield
+    finally:
+        leave.set()
+        h.join(30)

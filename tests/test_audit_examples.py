@@ -16,21 +16,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from _examples import EXAMPLES, REPO
+from _examples import EXAMPLES, REPO, load_script
 
 BENCH = REPO / "bench"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
-def _load_common() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_common", EXAMPLES / "_common.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-common = _load_common()
+common = load_script(EXAMPLES / "_common.py")
 
 
 def _run(path: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _helpers import ShapeKeeping
+from _helpers import ShapeKeeping, blas_limit_held_by_another_thread
 
 import fnnet
 from fnnet.layers import Affine, BatchNorm, Ctx, Layer, ReLU, serial
@@ -330,23 +330,10 @@ def test_a_conflicting_blas_limit_says_who_holds_it_and_changes_nothing() -> Non
             with parallel.blas_limit(2):
                 pass
         assert parallel.blas_threads() == 1
-    inside, leave = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with parallel.blas_limit(1):
-            inside.set()
-            leave.wait(30)
-
-    h = threading.Thread(target=holder)
-    h.start()
-    try:
-        assert inside.wait(30)
+    with blas_limit_held_by_another_thread(1):
         with pytest.raises(ValueError, match=r"held at 1 thread\(s\) by another thread"):
             with parallel.blas_limit(2):
                 pass
-    finally:
-        leave.set()
-        h.join(30)
     assert parallel.blas_threads() == before
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
-from _examples import EXAMPLES, run_example
+from _examples import EXAMPLES, load_script, run_example
 
 SCRIPT = EXAMPLES / "ch03_neuralnet_mnist.py"
 
@@ -28,11 +27,7 @@ def test_weights_ship_with_their_notice() -> None:
 
 
 def _example_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ch03_neuralnet_mnist", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def _write_weights(path: Path, **changes: np.ndarray | None) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from _examples import EXAMPLES, HAS_MATPLOTLIB, run_example
+from _examples import EXAMPLES, HAS_MATPLOTLIB, load_script, run_example
 
 from fnnet import optim
 
@@ -37,11 +36,7 @@ def test_example_runs_and_every_optimizer_gets_closer(tmp_path: Path) -> None:
 
 
 def _load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ch06_optimizer_compare_naive", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_without_matplotlib_the_figure_is_skipped_silently(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _examples import EXAMPLES, HAS_MATPLOTLIB, SINGLE_THREADED, last_match, run_example, run_quick
+from _examples import EXAMPLES, HAS_MATPLOTLIB, SINGLE_THREADED, last_match, load_script, run_example, run_quick
 
 import fnnet
 from fnnet.layers.combinators import Serial
@@ -75,11 +74,7 @@ def test_ch08_misclassified_counts_the_books_errors(tmp_path: Path) -> None:
 @pytest.fixture()
 def book_weights(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.syspath_prepend(str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location("_book_weights", EXAMPLES / "_book_weights.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
+    yield load_script(EXAMPLES / "_book_weights.py")
 
 
 def _save(path: Path, weights: dict[str, Any]) -> Path:

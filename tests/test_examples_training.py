@@ -3,7 +3,6 @@ the line they promise, whose numbers back the example's claim; plus the shared h
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 import subprocess
@@ -13,7 +12,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from _examples import EXAMPLES, NUMBER, REPO, SINGLE_THREADED, last_match, run_quick
+from _examples import EXAMPLES, NUMBER, REPO, SINGLE_THREADED, last_match, load_script, run_quick
 
 from fnnet.random import key
 
@@ -117,11 +116,7 @@ def test_without_matplotlib_an_example_says_so_and_still_checks(tmp_path: Path) 
 
 @pytest.fixture(scope="module")
 def common() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_common", EXAMPLES / "_common.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / "_common.py")
 
 
 @pytest.mark.parametrize(("n", "window"), [(1, 1), (10, 3), (10, 10), (7, 20), (50, 1)])

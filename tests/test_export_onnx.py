@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import attrs
 import numpy as np
 import pytest
 import threadpoolctl
-from _examples import EXAMPLES
+from _examples import EXAMPLES, load_script
 from _helpers import call_unchanged, global_rng_untouched, normal, onnx_session, rng
 
 import fnnet
@@ -297,11 +296,7 @@ def test_book_models_match_apply_on_random_and_mnist_inputs(name: str, mnist: tu
 def book_weights() -> Iterator[ModuleType]:
     sys.path.insert(0, str(EXAMPLES))
     try:
-        spec = importlib.util.spec_from_file_location("_book_weights", EXAMPLES / "_book_weights.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
+        yield load_script(EXAMPLES / "_book_weights.py")
     finally:
         sys.path.remove(str(EXAMPLES))
 

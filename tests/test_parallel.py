@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from _helpers import ShapeKeeping
+from _helpers import ShapeKeeping, blas_limit_held_by_another_thread
 
 import fnnet
 from fnnet import models
@@ -186,26 +186,13 @@ def _child_report(queue: Any) -> None:
 def test_a_forked_child_has_a_working_pool_and_the_parents_blas_threads() -> None:
     parallel.run_shards(lambda i: i, [0, 1], 2)  # the parent's pool exists before the fork
     before = parallel.blas_threads()
-    inside, leave = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with parallel.blas_limit(1):
-            inside.set()
-            leave.wait(30)
-
-    h = threading.Thread(target=holder)
-    h.start()
-    inside.wait(30)
-    try:
+    with blas_limit_held_by_another_thread(1):
         ctx = multiprocessing.get_context("fork")
         queue = ctx.Queue()
         proc = ctx.Process(target=_child_report, args=(queue,))
         proc.start()
         result = queue.get(timeout=60)
         proc.join(60)
-    finally:
-        leave.set()
-        h.join(30)
     assert result == ([1, 2, 3, 4], before)
     assert proc.exitcode == 0
 
