@@ -19,7 +19,7 @@ from fnnet.train import evaluate, fit
 from fnnet.train.step import init_train_state
 from fnnet.tree import tree_leaves
 
-from tests._helpers import assert_bit_identical
+from _helpers import assert_bit_identical
 
 
 # --- per-token accuracy, the default metric of the sequence loss ----------------------------------
@@ -66,3 +66,59 @@ def test_seq2seq_fit_with_clipping_resumes_from_a_checkpoint_bit_for_bit(make: t
     assert res["loss"] == pytest.approx(full.history.epochs[-1]["val_loss"], rel=1e-6)
     logits = model.apply(full.state.params, x[:40])
     assert res["acc"] == float(np.mean(logits.argmax(-1) == t[:40]))
+
+
+# --- a stateful language model over consecutive windows (truncated BPTT) --------------------------
+
+V, N, T = 10, 4, 5
+
+
+def _lm() -> fnnet.Layer:
+    return fnnet.serial(fnnet.Embedding(V, 8), fnnet.LSTM(16, stateful=True), fnnet.TimeAffine(V))
+
+
+def _streams() -> tuple[np.ndarray, np.ndarray]:
+    ids = fnnet.key(1).generator().integers(0, V, N * 20 + 1)
+    return ids[:-1].reshape(N, -1), ids[1:].reshape(N, -1)
+
+
+def _train(state: fnnet.train.TrainState, windows: range) -> fnnet.train.TrainState:
+    """The module docstring's loop: consecutive windows in order, the state carried."""
+    step = fnnet.train.make_train_step(_lm(), time_softmax_cross_entropy, adam(0.01))
+    xs, ts = _streams()
+    for k in windows:
+        state, _ = step(state, xs[:, k : k + T], ts[:, k : k + T], fnnet.fold_in(fnnet.key(2), int(state.step)))
+    return state
+
+
+def test_stateful_lm_checkpoint_resumes_bit_for_bit_with_a_carried_state_skeleton(tmp_path: Path) -> None:
+    lm = _lm()
+    start = init_train_state(lm, adam(0.01), fnnet.key(0), (T,))
+    full = _train(start, range(0, 20, T))
+    half = _train(start, range(0, 10, T))
+    path = tmp_path / "lm.npz"
+    fnnet.checkpoint.save(path, half)
+    with pytest.raises(fnnet.errors.FormatError, match="model_state/1/c"):  # the fresh skeleton has no (h, c)
+        fnnet.checkpoint.load(path, start)
+    xs, _ = _streams()
+    carried = lm.forward(start.params, None, xs[:, :T])[1]
+    loaded, _ = fnnet.checkpoint.load(path, start._replace(model_state=carried))
+    resumed = _train(loaded, range(10, 20, T))
+    for a, b in zip(tree_leaves(resumed), tree_leaves(full)):
+        assert_bit_identical(a, b)
+
+
+def test_evaluation_reads_the_carried_state_and_leaves_it_alone() -> None:
+    lm = _lm()
+    state = _train(init_train_state(lm, adam(0.01), fnnet.key(0), (T,)), range(0, 10, T))
+    xs, ts = _streams()
+    before = [a.copy() for a in tree_leaves(state.model_state)]
+    window = (xs[:, 10:15], ts[:, 10:15])
+    carried = evaluate(lm, state.params, *window, state=state.model_state, loss=time_softmax_cross_entropy, batch_size=N)
+    fresh = evaluate(lm, state.params, *window, loss=time_softmax_cross_entropy, batch_size=N)
+    assert carried["loss"] != fresh["loss"] and set(carried) == {"loss", "acc"}
+    for a, b in zip(tree_leaves(state.model_state), before):
+        assert_bit_identical(a, b)
+    assert_bit_identical(fnnet.predict(lm, state.params, window[0]), lm.apply(state.params, window[0]))
+    with pytest.raises(ValueError, match=r"LSTM: expected state\.h of shape \(2, 16\).*from state=None"):
+        fnnet.predict(lm, state.params, window[0], state=state.model_state, batch_size=2)
