@@ -57,7 +57,7 @@ from fnnet.losses import (
     sum_squared_error,
     time_softmax_cross_entropy,
 )
-from fnnet.metrics import accuracy, binary_accuracy, confusion_matrix, default_metrics, mae, r2, rmse
+from fnnet.metrics import accuracy, binary_accuracy, confusion_matrix, default_metrics, mae, r2, rmse, token_accuracy
 from fnnet.optim import adagrad, adam, adamw, apply_updates, chain, momentum, nesterov, rmsprop, sgd
 from fnnet.layers import (
     EVAL,
@@ -167,6 +167,7 @@ __all__ = [
     "load",
     "save",
     "accuracy",
+    "token_accuracy",
     "binary_accuracy",
     "confusion_matrix",
     "default_metrics",

@@ -7,6 +7,7 @@ A metric is a pure function ``metric(y, t) -> float`` of a model's outputs ``y``
 loss (output layer)                                   default metrics
 ====================================================  =====================================
 softmax_cross_entropy, cross_entropy (softmax)        ``{"acc": accuracy}``
+time_softmax_cross_entropy (logits ``(N, T, V)``)     ``{"acc": token_accuracy}`` (its ``ignore_index``)
 binary_cross_entropy_with_logits (sigmoid, fused)     ``{"acc": binary_accuracy}``
 binary_cross_entropy (sigmoid output)                 ``{"acc": binary_accuracy(logits=False)}``
 mean_squared_error, sum_squared_error, huber          ``{"mae": mae, "rmse": rmse, "r2": r2}``
@@ -44,6 +45,7 @@ from fnnet.typing import Array
 __all__ = [
     "Metric",
     "accuracy",
+    "token_accuracy",
     "binary_accuracy",
     "mae",
     "rmse",
@@ -103,6 +105,47 @@ def accuracy(y: Array, t: Any) -> float:
     _n_rows(fn, ya)
     target = ta if labels else ta.argmax(axis=-1)
     return float(np.mean(ya.argmax(axis=-1) == target))
+
+
+def token_accuracy(y: Array, t: Any, *, ignore_index: int | None = None) -> float:
+    """Per-token accuracy of a sequence model: the fraction of the tokens whose target is not
+    ``ignore_index`` (padding) whose highest score is the target.
+
+    Args:
+        y: scores ``(N, T, V)`` (or any ``(..., V)``) with ``V >= 2``.
+        t: integer targets ``y.shape[:-1]``, values in ``[0, V)`` or ``ignore_index``.
+        ignore_index: a target value that is not counted, as in
+            :func:`fnnet.losses.time_softmax_cross_entropy`; None counts every token.
+    Returns:
+        The accuracy in ``[0, 1]`` over the counted tokens; NaN when every token is ignored.
+
+    >>> y = np.array([[[0.1, 0.9], [0.8, 0.2], [0.5, 0.4]]])   # (N, T, V) = (1, 3, 2)
+    >>> token_accuracy(y, np.array([[1, 1, -1]]), ignore_index=-1)   # the third token is padding
+    0.5
+    """
+    fn = "token_accuracy"
+    ya = _numeric(fn, "scores y", y)
+    ta = np.asarray(t)
+    if ya.ndim < 2 or ya.shape[-1] < 2:
+        raise ValueError(f"{fn}: expected scores (N, T, V) with V >= 2 classes on the last axis, got shape {_shape(ya.shape)}")
+    if ta.shape != ya.shape[:-1] or ta.dtype.kind not in "iu":
+        raise ValueError(
+            f"{fn}: expected integer targets of shape {_shape(ya.shape[:-1])} (scores have shape "
+            f"{_shape(ya.shape)}), got shape {_shape(ta.shape)} dtype {ta.dtype}"
+        )
+    if ignore_index is not None and not is_int(ignore_index):
+        raise ValueError(f"{fn}: ignore_index must be an int or None, got {ignore_index!r}")
+    keep = np.ones(ta.shape, bool) if ignore_index is None else ta != ignore_index
+    counted = ta[keep]
+    if counted.size and (counted.min() < 0 or counted.max() >= ya.shape[-1]):
+        raise ValueError(
+            f"{fn}: targets must lie in [0, {ya.shape[-1]})"
+            + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}")
+            + f", got values in [{counted.min()}, {counted.max()}]"
+        )
+    if counted.size == 0:
+        return float("nan")
+    return float(np.mean(ya.argmax(axis=-1)[keep] == counted))
 
 
 def _one_column(fn: str, name: str, a: Array) -> Array:
@@ -266,7 +309,11 @@ _REGRESSION_LOSSES: tuple[Callable[..., Any], ...] = (
     losses.sum_squared_error,
     losses.huber,
 )
-_MULTICLASS_LOSSES: tuple[Callable[..., Any], ...] = (losses.softmax_cross_entropy, losses.cross_entropy)
+_MULTICLASS_LOSSES: tuple[Callable[..., Any], ...] = (
+    losses.softmax_cross_entropy,
+    losses.cross_entropy,
+    losses.time_softmax_cross_entropy,
+)
 _BINARY_LOSSES: tuple[Callable[..., Any], ...] = (
     losses.binary_cross_entropy_with_logits,
     losses.binary_cross_entropy,
@@ -292,6 +339,15 @@ def _task(loss: Any) -> str | None:
     return None
 
 
+def _keywords(fn: Any) -> dict[str, Any]:
+    """The keyword arguments bound by the layers of :func:`functools.partial` around ``fn`` (outer wins)."""
+    found: dict[str, Any] = {}
+    while isinstance(fn, functools.partial):
+        found = {**fn.keywords, **found}
+        fn = fn.func
+    return found
+
+
 def default_metrics(loss: Callable[..., Any]) -> dict[str, Metric]:
     """The metrics that fit ``loss``'s task (see the module's table); ``{}`` for a loss it does not know.
 
@@ -304,8 +360,14 @@ def default_metrics(loss: Callable[..., Any]) -> dict[str, Metric]:
     ['mae', 'r2', 'rmse']
     >>> default_metrics(losses.softmax_cross_entropy)["acc"] is accuracy
     True
+    >>> default_metrics(functools.partial(losses.time_softmax_cross_entropy, ignore_index=-1))["acc"].keywords
+    {'ignore_index': -1}
     """
     base = _base(loss)
+    if base is losses.time_softmax_cross_entropy:
+        ignore = _keywords(loss).get("ignore_index")
+        per_token: Metric = token_accuracy if ignore is None else functools.partial(token_accuracy, ignore_index=ignore)
+        return {"acc": per_token}
     if base is losses.binary_cross_entropy:
         prob_accuracy: Metric = functools.partial(binary_accuracy, logits=False)
         return {"acc": prob_accuracy}
@@ -321,7 +383,7 @@ def default_metrics(loss: Callable[..., Any]) -> dict[str, Metric]:
 
 def _kind(metric: Any) -> str | None:
     base = _base(metric)
-    if base is accuracy:
+    if base in (accuracy, token_accuracy):
         return "multiclass"
     if base is binary_accuracy:
         return "binary"
@@ -371,7 +433,7 @@ def check_metrics(metrics: Mapping[str, Metric], y_shape: tuple[int, ...], *, lo
             )
         if kind == "multiclass" and last < 2:
             raise ValueError(
-                f"metric {name!r} (accuracy) needs K >= 2 class scores per sample, but the model has output "
+                f"metric {name!r} ({fn_name}) needs K >= 2 class scores per sample, but the model has output "
                 f"shape {_shape(tuple(y_shape))}; use binary_accuracy for a one-output classifier, or "
                 "mae/rmse/r2 for a regression"
             )

@@ -48,7 +48,7 @@ from fnnet.losses import (
     sum_squared_error,
     time_softmax_cross_entropy,
 )
-from fnnet.metrics import accuracy
+from fnnet.metrics import accuracy, token_accuracy
 from fnnet.numerical import check_grads, numerical_gradient
 from fnnet.random import key
 from fnnet.seq2seq import AttentionSeq2seq, Seq2seq, generate
@@ -377,6 +377,8 @@ def test_time_softmax_cross_entropy(readonly: bool, data: st.DataObject) -> None
     k = logits.shape[-1]
     t = data.draw(arrays(np.int64, logits.shape[:-1], elements=st.integers(-1, k - 1)))
     call_unchanged(lambda y, tt: time_softmax_cross_entropy(y, tt, ignore_index=-1), logits, t, readonly=readonly)
+    if k > 1:
+        call_unchanged(lambda y, tt: token_accuracy(y, tt, ignore_index=-1), logits, t, readonly=readonly)
 
 
 @READONLY

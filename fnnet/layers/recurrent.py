@@ -23,6 +23,34 @@ Two levels:
   ``lstm_scan(..., x_const=hT)`` and gets its gradient from ``lstm_scan_backward(...,
   const_grad=True)``. Caches are opaque: their layout is internal to the kernels.
 
+Stateful layers and the training loop. :func:`fnnet.fit` is not the sequel's RNNLM trainer: it
+shuffles the rows of ``x`` every epoch (so the state carried into row ``i`` of a batch is that of an
+unrelated row of the previous batch: not truncated BPTT), keeps the carried state from one epoch to
+the next, and evaluates each set from the carried state (so, with ``eval_train=True`` or
+``val``/``test``, it stops after the first epoch unless the set's evaluation batches have the
+training batch size). For truncated BPTT over a corpus, cut it into ``N`` streams read side by side
+and run the training step (:func:`fnnet.train.make_train_step`) on consecutive windows in order,
+starting each epoch afresh (``model_state`` from ``init_state``, i.e. zeros); evaluate and predict
+from ``state=None``. Every batch must have the same ``N`` (a last, shorter one is refused in one
+line; in ``fit``: ``drop_last=True``). After a step the training state's ``model_state`` holds the
+``(N, H)`` arrays, so the skeleton given to :func:`fnnet.checkpoint.load` must hold them too (the
+``model_state`` of one forward pass of a batch); a checkpoint resumes bit for bit:
+
+>>> import numpy as np, fnnet
+>>> from fnnet.train import init_train_state, make_train_step
+>>> V, N, T = 10, 4, 5
+>>> ids = fnnet.key(1).generator().integers(0, V, N * 20 + 1)        # a corpus of token ids
+>>> xs, ts = ids[:-1].reshape(N, -1), ids[1:].reshape(N, -1)         # N streams (N, 20)
+>>> lm = fnnet.serial(fnnet.Embedding(V, 8), fnnet.LSTM(16, stateful=True), fnnet.TimeAffine(V))
+>>> step = make_train_step(lm, fnnet.time_softmax_cross_entropy, fnnet.adam(0.01))
+>>> state = init_train_state(lm, fnnet.adam(0.01), fnnet.key(0), (T,))
+>>> for epoch in range(2):
+...     state = state._replace(model_state=lm.init_state((T,)))     # each epoch starts afresh
+...     for k in range(0, xs.shape[1], T):                           # consecutive windows, in order
+...         state, m = step(state, xs[:, k:k + T], ts[:, k:k + T], fnnet.fold_in(fnnet.key(2), int(state.step)))
+>>> state.model_state[1].h.shape                                      # LSTMState(h, c) of (N, H)
+(4, 16)
+
 The layer's ``backward`` gives ``dx`` and the parameter gradients only (no gradient reaches the
 initial state). The kernels never write into their arguments; the weights are float32 by default
 and every kernel computes in the parameters' dtype (``x`` and states must match it).
@@ -935,7 +963,13 @@ class _Recurrent(Layer):
         for field, a in zip(fields, state):
             if not isinstance(a, np.ndarray) or a.shape != want_shape or a.dtype != dtype:
                 what = f"{_fmt(a.shape)} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
-                hint = "; a stateful layer needs batches of one size (state None starts afresh; fit: drop_last=True)" if self.stateful else ""
+                hint = (
+                    "; a stateful layer carries its state between batches of one size: train on equal batches "
+                    "(fit: drop_last=True) and evaluate or predict from state=None (fnnet.fit evaluates from the "
+                    "carried state: pass eval_train=False and no val/test)"
+                    if self.stateful
+                    else ""
+                )
                 raise ValueError(
                     f"{name}: expected state.{field} of shape {_fmt(want_shape)} and dtype {dtype} for this batch, got {what}{hint}"
                 )
@@ -973,7 +1007,8 @@ _DOC_LAYER = """
         stateful: False: the state passed to ``forward`` (``None`` = zeros, or the initial state
             record) is the initial state and comes back unchanged. True: ``forward`` returns the
             final state as the new state (truncated backpropagation through time over
-            consecutive batches of the same size).
+            consecutive batches of the same size; :func:`fnnet.fit` shuffles its batches, see
+            the module docstring for the loop to use).
         wx_init, wh_init, b_init: initialisers of ``wx``, ``wh`` and the biases (defaults: std
             ``1/sqrt(fan_in)`` normal, as the sequel, and zeros).
 """
