@@ -697,8 +697,8 @@ def to_onnx(
         model: a layer or pipeline whose every layer has an entry in :data:`ONNX_EXPORTERS`.
         params: ``model``'s parameters, as ``model.init`` shapes them.
         in_shape: the input shape without the batch axis, e.g. ``(1, 28, 28)``.
-        state: the model state (BatchNorm's running statistics, updated at least once); ``None``
-            for a model without state.
+        state: the model state (BatchNorm's running statistics, updated at least once, finite,
+            variances >= 0); ``None`` for a model without state.
         path: if given, the model is also written there (atomically).
         opset: the ONNX operator set, from :data:`MIN_OPSET` to the newest the installed ``onnx``
             knows (GELU is one ``Gelu`` node from opset 20, composed of ``Erf`` or ``Tanh`` before).
@@ -712,6 +712,8 @@ def to_onnx(
         ExportError: a layer that cannot be exported (the message names its place and kind),
             params or state that do not fit the model.
         ImportError: the ``onnx`` package is missing (``pip install 'fnnet[export]'``).
+        OSError: ``path`` cannot be written (``IsADirectoryError`` for a directory, a missing
+            folder); a file already there is replaced, or left as it was when writing fails.
 
     >>> import numpy as np, fnnet
     >>> from fnnet.export import to_onnx
