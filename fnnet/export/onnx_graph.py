@@ -43,15 +43,16 @@ layers:
 A float64 graph is valid ONNX, but ONNX Runtime's CPU kernels run several operators in float32
 only, not just the recurrent ones: in version 1.32 ``Conv`` (Conv2D, Conv1D), ``AveragePool``,
 ``GlobalAveragePool`` and ``Erf`` (exact GELU, also as the ``Gelu`` node of opset 20 and later,
-which ONNX Runtime runs through ``Erf``) have no float64 kernel there; creating the session fails
-naming the node (``"Could not find an implementation for Conv(11) node with name '0/Conv'"``).
-Export in float32 to run such a graph in ONNX Runtime. ONNX's float attributes are float32, so a
-float64 graph writes LeakyReLU, ELU and Softplus as ``Where``/``Exp``/``Log`` compositions with
-float64 constants (ONNX Runtime has no float64 ``Elu`` or ``Softplus``, nor ``LeakyRelu`` from
-opset 19) and adds BatchNorm's ``eps`` to the variance in float64; LayerNorm's and GroupNorm's
-``eps`` stay a float32 attribute (``1e-5`` becomes ``1e-5 - 2.5e-13``), and the
-approximate ``Gelu`` node of opset 20 and later runs with float32 constants in ONNX Runtime
-(differences near ``1e-8``): these deviate from ``apply`` in float64 by more than rounding.
+which ONNX Runtime runs through ``Erf``) have no float64 kernel there. Creating the session then
+fails naming the node (``"Could not find an implementation for Conv(11) node with name
+'0/Conv'"``; empty for the ``Erf`` inside a ``Gelu``). Export in float32 to run such a graph there.
+
+ONNX's float attributes are float32, so a float64 graph writes LeakyReLU, ELU and Softplus as
+``Where``, ``Exp`` and ``Log`` nodes with float64 constants (ONNX Runtime has no float64 ``Elu``
+or ``Softplus``, nor ``LeakyRelu`` from opset 19) and adds BatchNorm's ``eps`` to the variance in
+float64. LayerNorm's and GroupNorm's ``eps`` stay a float32 attribute (``1e-5`` becomes ``1e-5 -
+2.5e-13``), and ONNX Runtime's approximate ``Gelu`` (opset 20 and later) differs from ``apply``
+by about ``1e-8`` in float64: these two deviate by more than float64 rounding.
 
 The ``onnx`` package (``pip install 'fnnet[export]'``) is imported only when :func:`to_onnx` runs:
 ``import fnnet`` does not need it.
