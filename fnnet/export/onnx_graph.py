@@ -40,10 +40,19 @@ layers:
   (``state`` None); anything else is an :class:`ExportError`. ONNX Runtime's CPU kernels run
   these three in float32 only (a float64 graph is valid ONNX but does not run there).
 
-A float64 graph is valid ONNX, but ONNX Runtime's CPU kernels run several of these operators in
-float32 only, not just the recurrent ones: in version 1.32 ``Conv`` (Conv2D, Conv1D),
-``AveragePool``, ``GlobalAveragePool``, ``Elu``, ``Softplus`` and ``Erf`` (exact GELU before opset
-20) have no float64 kernel there. Export in float32 to run a graph in ONNX Runtime.
+A float64 graph is valid ONNX, but ONNX Runtime's CPU kernels run several operators in float32
+only, not just the recurrent ones: in version 1.32 ``Conv`` (Conv2D, Conv1D), ``AveragePool``,
+``GlobalAveragePool`` and ``Erf`` (exact GELU, also as the ``Gelu`` node of opset 20 and later,
+which ONNX Runtime runs through ``Erf``) have no float64 kernel there. Creating the session then
+fails naming the node (``"Could not find an implementation for Conv(11) node with name
+'0/Conv'"``; empty for the ``Erf`` inside a ``Gelu``). Export in float32 to run such a graph there.
+
+ONNX's float attributes are float32, so a float64 graph writes LeakyReLU, ELU and Softplus as
+``Where``, ``Exp`` and ``Log`` nodes with float64 constants (ONNX Runtime has no float64 ``Elu``
+or ``Softplus``, nor ``LeakyRelu`` from opset 19) and adds BatchNorm's ``eps`` to the variance in
+float64. LayerNorm's and GroupNorm's ``eps`` stay a float32 attribute (``1e-5`` becomes ``1e-5 -
+2.5e-13``), and ONNX Runtime's approximate ``Gelu`` (opset 20 and later) differs from ``apply``
+by about ``1e-8`` in float64: these two deviate by more than float64 rounding.
 
 The ``onnx`` package (``pip install 'fnnet[export]'``) is imported only when :func:`to_onnx` runs:
 ``import fnnet`` does not need it.
@@ -358,13 +367,22 @@ def _batch_norm(
         if np.shape(getattr(state, name)) != (c,):
             got = np.shape(getattr(state, name))
             raise ExportError(f"{describe(where, layer)}: expected state.{name} of shape ({c},), got {got}")
+        if not np.all(np.isfinite(getattr(state, name))):
+            raise ExportError(f"{describe(where, layer)}: state.{name} holds NaN or infinite values")
+    if np.any(np.asarray(state.var) < 0):
+        raise ExportError(f"{describe(where, layer)}: state.var has negative values")
     inputs = [
         g.const(child(where, "weight"), params.gamma),
         g.const(child(where, "bias"), params.beta),
         g.const(child(where, "running_mean"), state.mean),
         g.const(child(where, "running_var"), state.var),
     ]
-    return g.op("BatchNormalization", [x, *inputs], where, epsilon=float(layer.eps))
+    if g.dtype != np.float64:
+        return g.op("BatchNormalization", [x, *inputs], where, epsilon=float(layer.eps))
+    # ONNX's float attributes are float32, which would round eps (1e-6) in a float64 graph: add it
+    # to the variance in float64 instead
+    inputs[3] = g.op("Add", [inputs[3], g.const(child(where, "eps"), layer.eps)], where)
+    return g.op("BatchNormalization", [x, *inputs], where, epsilon=0.0)
 
 
 def _layer_norm(g: GraphBuilder, layer: LayerNorm, params: Any, state: None, x: str, in_shape: Shape, where: str) -> str:
@@ -396,11 +414,31 @@ def _unary(op_type: str, **attributes: Any) -> Exporter:
 
 
 def _leaky_relu(g: GraphBuilder, layer: LeakyReLU, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
-    return g.op("LeakyRelu", [x], where, alpha=float(layer.negative_slope))
+    if g.dtype != np.float64:
+        return g.op("LeakyRelu", [x], where, alpha=float(layer.negative_slope))
+    # ONNX's float attributes are float32, which would round the slope of a float64 graph
+    slope = g.const(child(where, "negative_slope"), layer.negative_slope)
+    positive = g.op("Greater", [x, g.const(child(where, "zero"), 0.0)], where)
+    return g.op("Where", [positive, x, g.op("Mul", [x, slope], where)], where)
 
 
 def _elu(g: GraphBuilder, layer: ELU, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
-    return g.op("Elu", [x], where, alpha=float(layer.alpha))
+    if g.dtype != np.float64:
+        return g.op("Elu", [x], where, alpha=float(layer.alpha))
+    # float64: alpha * (exp(min(x, 0)) - 1) for x <= 0, alpha kept in float64 (no float32 attribute)
+    zero = g.const(child(where, "zero"), 0.0)
+    em1 = g.op("Sub", [g.op("Exp", [g.op("Min", [x, zero], where)], where), g.const(child(where, "one"), 1.0)], where)
+    neg = g.op("Mul", [em1, g.const(child(where, "alpha"), layer.alpha)], where)
+    return g.op("Where", [g.op("Greater", [x, zero], where), x, neg], where)
+
+
+def _softplus(g: GraphBuilder, layer: Softplus, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
+    if g.dtype != np.float64:
+        return g.op("Softplus", [x], where)
+    # float64: log(1 + exp(x)) = max(x, 0) + log(1 + exp(-|x|)), which cannot overflow
+    tail = g.op("Exp", [g.op("Neg", [g.op("Abs", [x], where)], where)], where)
+    log1p = g.op("Log", [g.op("Add", [tail, g.const(child(where, "one"), 1.0)], where)], where)
+    return g.op("Add", [g.op("Relu", [x], where), log1p], where)
 
 
 def _silu(g: GraphBuilder, layer: SiLU, params: None, state: None, x: str, in_shape: Shape, where: str) -> str:
@@ -562,7 +600,7 @@ ONNX_EXPORTERS: dict[type[Layer], Exporter] = {
     Sigmoid: _unary("Sigmoid"),
     Tanh: _unary("Tanh"),
     Softmax: _unary("Softmax", axis=-1),
-    Softplus: _unary("Softplus"),
+    Softplus: _softplus,
     LeakyReLU: _leaky_relu,
     ELU: _elu,
     GELU: _gelu,
@@ -660,14 +698,14 @@ def to_onnx(
         model: a layer or pipeline whose every layer has an entry in :data:`ONNX_EXPORTERS`.
         params: ``model``'s parameters, as ``model.init`` shapes them.
         in_shape: the input shape without the batch axis, e.g. ``(1, 28, 28)``.
-        state: the model state (BatchNorm's running statistics, updated at least once); ``None``
-            for a model without state.
+        state: the model state (BatchNorm's running statistics, updated at least once, finite,
+            variances >= 0); ``None`` for a model without state.
         path: if given, the model is also written there (atomically).
         opset: the ONNX operator set, from :data:`MIN_OPSET` to the newest the installed ``onnx``
             knows (GELU is one ``Gelu`` node from opset 20, composed of ``Erf`` or ``Tanh`` before).
         dtype: the graph's floating-point type, float32 or float64; default the params' dtype
             (float32 for a model without params). ONNX Runtime runs convolutions, average
-            pooling and some activations in float32 only (see the module docstring).
+            pooling, exact GELU and the recurrent layers in float32 only (see the module docstring).
         exporters: layer type -> :data:`Exporter` (default :data:`ONNX_EXPORTERS`).
     Returns:
         The ``onnx.ModelProto``.
@@ -675,6 +713,8 @@ def to_onnx(
         ExportError: a layer that cannot be exported (the message names its place and kind),
             params or state that do not fit the model.
         ImportError: the ``onnx`` package is missing (``pip install 'fnnet[export]'``).
+        OSError: ``path`` cannot be written (``IsADirectoryError`` for a directory, a missing
+            folder); a file already there is replaced, or left as it was when writing fails.
 
     >>> import numpy as np, fnnet
     >>> from fnnet.export import to_onnx

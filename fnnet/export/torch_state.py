@@ -181,8 +181,12 @@ class StateDictReader:
             raise self._fail(key, f"expected {what} of shape {shape}, got {a.dtype} {a.shape}")
         if not np.all(np.isfinite(a)):
             raise self._fail(key, f"{what} holds NaN or infinite values")
+        with np.errstate(over="ignore"):
+            out = np.array(a, dtype=dtype, order="C")
+        if not np.all(np.isfinite(out)):  # finite float64 values beyond float32's range
+            raise self._fail(key, f"{what} holds values too large for {dtype} (largest magnitude {float(np.max(np.abs(a))):g})")
         self.used.add(key)
-        return np.array(a, dtype=dtype, order="C")
+        return out
 
     def take_count(self, key: str, what: str) -> Array | None:
         """The 0-d non-negative integer under ``key`` as int64 (``None`` when absent)."""
@@ -195,8 +199,8 @@ class StateDictReader:
             a = np.asarray(self._read(key))
         except _READ_ERRORS as e:
             raise self._fail(key, f"cannot read: {e}") from None
-        if a.shape != () or a.dtype.kind not in "iu" or int(a) < 0:
-            raise self._fail(key, f"expected {what} as a 0-d integer >= 0, got {a.dtype} {a.shape} {a!r}")
+        if a.shape != () or a.dtype.kind not in "iu" or not 0 <= int(a) <= np.iinfo(np.int64).max:
+            raise self._fail(key, f"expected {what} as a 0-d integer in [0, 2**63), got {a.dtype} {a.shape} {a!r}")
         self.used.add(key)
         return np.asarray(int(a), dtype=np.int64)
 
