@@ -1,0 +1,165 @@
+"""Reproducibility audit: resuming from a checkpoint with every random and stateful part at once,
+results that do not depend on threads, and what a checkpointed history carries."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import fnnet
+from fnnet import checkpoint
+from fnnet.layers import Affine, BatchNorm, Conv2D, Dropout, Flatten, Layer, ReLU, serial
+from fnnet.optim import adam, momentum
+from fnnet.train import EarlyStopping, FitResult, History, ReduceOnPlateau, TrainState, fit, init_train_state, predict
+from fnnet.tree import tree_leaves
+from fnnet.typing import Array
+from tests._helpers import global_rng_untouched
+
+
+def _model() -> Layer:
+    return serial(Conv2D(3, 3, pad=1), BatchNorm(), ReLU(), Flatten(), Dropout(0.3), Affine(3))
+
+
+def _data(n: int, seed: int) -> tuple[Array, Array]:
+    g = fnnet.key(seed).generator()
+    t = g.integers(0, 3, n)
+    x = (g.standard_normal((n, 1, 5, 5)) + t[:, None, None, None] * 0.7).astype(np.float32)
+    return x, t
+
+
+TRAIN, VAL = _data(40, 1), _data(20, 2)
+AUGMENT = fnnet.compose(fnnet.RandomCrop(1), fnnet.HorizontalFlip(), fnnet.RandomErasing(p=0.5))
+
+
+def _run(epochs: int, **kw: Any) -> FitResult:
+    """Dropout, BatchNorm in two shards, augmentation, a validation set, Adam; ``kw`` adds the rest."""
+    args: dict[str, Any] = dict(key=fnnet.key(7), epochs=epochs, batch_size=10, drop_last=True, val=VAL,
+                                shards=2, augment=AUGMENT, progress="quiet")  # fmt: skip
+    args.update(kw)
+    return fit(_model(), adam(0.02), TRAIN, **args)
+
+
+def _same(a: Any, b: Any) -> bool:
+    la, lb = tree_leaves(a), tree_leaves(b)
+    return len(la) == len(lb) and all(np.array_equal(u, v) for u, v in zip(la, lb))
+
+
+def _untimed(h: History) -> list[dict[str, float]]:
+    return [{k: v for k, v in e.items() if k != "time"} for e in h.epochs]
+
+
+def _like() -> TrainState:
+    return init_train_state(_model(), adam(0.02), fnnet.key(99), (1, 5, 5))
+
+
+def _reload(tmp_path: Path, res: FitResult) -> tuple[TrainState, History]:
+    path = tmp_path / "ck.npz"
+    checkpoint.save(path, res.state, meta={"history": res.history.to_json()})
+    state, meta = checkpoint.load(path, _like())
+    return state, History.from_json(meta["history"])
+
+
+def test_resume_with_dropout_augmentation_batchnorm_shards_and_plateau_is_bit_exact(tmp_path: Path) -> None:
+    rule = ReduceOnPlateau(patience=1, factor=0.5)
+    full = _run(5, plateau=rule, grad_norms=True, eval_sample=15)
+    assert min(full.history.metric("lr_scale")) < 1.0  # the plateau rule acted
+    for cut in (1, 3):
+        state, hist = _reload(tmp_path, _run(cut, plateau=rule, grad_norms=True, eval_sample=15))
+        rest = _run(5, plateau=rule, grad_norms=True, eval_sample=15, state=state, history=hist)
+        assert _same(rest.state, full.state)
+        assert rest.history.step_loss == full.history.step_loss
+        assert rest.history.grad_norms == full.history.grad_norms
+        assert _untimed(rest.history) == _untimed(full.history)
+
+
+def test_resume_from_checkpoints_written_by_on_epoch_after_a_crash(tmp_path: Path) -> None:
+    """The usual pattern: save in ``on_epoch``, the process dies, a new run loads the last file."""
+    full = _run(4)
+    path = tmp_path / "last.npz"
+
+    def save_then_crash(state: TrainState, hist: History) -> None:
+        checkpoint.save(path, state, meta={"history": hist.to_json()})
+        if int(state.epoch) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(4, on_epoch=save_then_crash)
+    state, meta = checkpoint.load(path, _like())
+    rest = _run(4, state=state, history=History.from_json(meta["history"]))
+    assert _same(rest.state, full.state) and rest.history.step_loss == full.history.step_loss
+
+
+@pytest.mark.parametrize("restore_best", [False, True])
+def test_resume_with_early_stopping_through_a_checkpoint(tmp_path: Path, restore_best: bool) -> None:
+    rule = EarlyStopping(monitor="val_loss", patience=2, restore_best=restore_best)
+    full = _run(30, early_stopping=rule)
+    assert full.stopped_epoch is not None
+    best = rule.decide(full.history).best_epoch
+    # every cut up to the best epoch (with restore_best the best state must be seen by the resumed
+    # run) and, without restore_best, every cut up to the stop
+    last = best if restore_best else full.stopped_epoch - 1
+    for cut in range(1, last + 1):
+        state, hist = _reload(tmp_path, _run(cut))
+        rest = _run(30, early_stopping=rule, state=state, history=hist)
+        assert (rest.stopped_epoch, rest.best_epoch) == (full.stopped_epoch, full.best_epoch)
+        assert _same(rest.state, full.state)
+        assert _untimed(rest.history) == _untimed(full.history)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_fit_with_every_random_part_does_not_depend_on_threads(threads: int) -> None:
+    base = _run(2, threads=2)
+    other = _run(2, threads=threads)
+    assert _same(base.state, other.state) and base.history.step_loss == other.history.step_loss
+    assert _untimed(base.history) == _untimed(other.history)
+
+
+def test_fit_never_touches_the_global_rng() -> None:
+    with global_rng_untouched():
+        _run(1, plateau=ReduceOnPlateau(patience=1), eval_sample=10)
+
+
+def test_the_default_policy_is_reproducible_and_resumes(tmp_path: Path) -> None:
+    full = _run(3, shards=None)
+    assert _same(full.state, _run(3, shards=None).state)
+    state, hist = _reload(tmp_path, _run(1, shards=None))
+    assert _same(_run(3, shards=None, state=state, history=hist).state, full.state)
+
+
+def test_a_nan_figure_survives_the_checkpointed_history(tmp_path: Path) -> None:
+    h = History((0.5, float("nan")), ({"loss": float("nan"), "val_loss": float("inf")},))
+    path = tmp_path / "h.npz"
+    checkpoint.save(path, {"w": np.zeros(1)}, meta={"history": h.to_json()})
+    _, meta = checkpoint.load(path, {"w": np.zeros(1)})
+    back = History.from_json(meta["history"])
+    assert back.step_loss[0] == 0.5 and math.isnan(back.step_loss[1])
+    assert math.isnan(back.epochs[0]["loss"]) and back.epochs[0]["val_loss"] == math.inf
+
+
+def test_resume_with_a_momentum_state_and_a_short_last_batch(tmp_path: Path) -> None:
+    """No drop_last: each epoch ends with a batch of 3 (its own policy, one shard)."""
+    x, t = TRAIN[0][:33], TRAIN[1][:33]
+
+    def run(epochs: int, **kw: Any) -> FitResult:
+        return fit(_model(), momentum(0.05), (x, t), key=fnnet.key(3), epochs=epochs, batch_size=10, shards=2,
+                   augment=AUGMENT, progress="quiet", **kw)  # fmt: skip
+
+    full = run(3)
+    part = run(2)
+    path = tmp_path / "m.npz"
+    checkpoint.save(path, part.state, meta={"history": part.history.to_json()})
+    like = init_train_state(_model(), momentum(0.05), fnnet.key(0), (1, 5, 5))
+    state, meta = checkpoint.load(path, like)
+    rest = run(3, state=state, history=History.from_json(meta["history"]))
+    assert _same(rest.state, full.state) and rest.history.step_loss == full.history.step_loss
+
+
+def test_predict_does_not_depend_on_threads_with_batchnorm_state() -> None:
+    res = _run(1)
+    ys = [predict(_model(), res.state.params, VAL[0], state=res.state.model_state, batch_size=3, threads=n)
+          for n in (1, 2, 4)]  # fmt: skip
+    assert all(np.array_equal(y, ys[0]) for y in ys)
