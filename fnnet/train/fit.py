@@ -76,7 +76,9 @@ def predict(
     """Evaluation-mode outputs for ``x`` (``(N, *in_shape)``), computed in batches; shape ``(N, *out)``.
 
     Batches run on up to ``threads`` threads (default :func:`fnnet.train.parallel.default_threads`),
-    each with single-threaded BLAS; the result does not depend on ``threads``.
+    each with single-threaded BLAS; the result does not depend on ``threads``. It may depend on
+    ``batch_size`` in the last bits (BLAS's kernels block a product by its size, so a row's sums
+    can be taken in another order).
 
     >>> import numpy as np, fnnet
     >>> model = fnnet.serial(fnnet.Affine(3), fnnet.Softmax())
@@ -105,7 +107,8 @@ def evaluate(
 
     The loss is the mean over batches of ``batch_size`` weighted by their sizes; the metrics are
     computed once on all outputs (so RMSE and R² are those of the whole set). Batches run as in
-    :func:`predict`; the result does not depend on ``threads``.
+    :func:`predict`; the result does not depend on ``threads`` (it may on ``batch_size``, in the
+    last bits).
 
     Args:
         model, params, state: the model, its parameters and its state (BatchNorm statistics).
