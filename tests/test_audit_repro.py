@@ -4,6 +4,9 @@ results that do not depend on threads, and what a checkpointed history carries."
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +167,28 @@ def test_predict_does_not_depend_on_threads_with_batchnorm_state() -> None:
     ys = [predict(_model(), res.state.params, VAL[0], state=res.state.model_state, batch_size=3, threads=n)
           for n in (1, 2, 4)]  # fmt: skip
     assert all(np.array_equal(y, ys[0]) for y in ys)
+
+
+_CHILD = """
+import os, sys
+if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+os.environ.pop("FNNET_NUM_THREADS", None)
+sys.path.insert(0, sys.argv[2])
+from fnnet import checkpoint
+from tests.test_audit_repro import _run
+checkpoint.save(sys.argv[1], _run(2, shards=None, threads=None).state)
+"""
+
+
+def test_another_process_on_one_core_gets_the_same_bits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh process (other addresses, other allocations) limited to one core, with the default
+    policy and thread count, trains to the bits of this one."""
+    root = Path(__file__).resolve().parent.parent
+    path = tmp_path / "child.npz"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", _CHILD, str(path), str(root)], check=True, env=env, timeout=120)
+    monkeypatch.setenv("FNNET_NUM_THREADS", "2")
+    here = _run(2, shards=None, threads=None).state
+    child, _ = checkpoint.load(path, _like())
+    assert _same(child, here)
