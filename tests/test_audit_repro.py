@@ -20,7 +20,7 @@ from fnnet.optim import adam, momentum
 from fnnet.train import EarlyStopping, FitResult, History, ReduceOnPlateau, TrainState, fit, init_train_state, predict
 from fnnet.tree import tree_leaves
 from fnnet.typing import Array
-from tests._helpers import global_rng_untouched
+from _helpers import global_rng_untouched
 
 
 def _model() -> Layer:
@@ -176,7 +176,7 @@ if hasattr(os, "sched_setaffinity"):
 os.environ.pop("FNNET_NUM_THREADS", None)
 sys.path.insert(0, sys.argv[2])
 from fnnet import checkpoint
-from tests.test_audit_repro import _run
+from test_audit_repro import _run
 checkpoint.save(sys.argv[1], _run(2, shards=None, threads=None).state)
 """
 
@@ -187,7 +187,7 @@ def test_another_process_on_one_core_gets_the_same_bits(tmp_path: Path, monkeypa
     root = Path(__file__).resolve().parent.parent
     path = tmp_path / "child.npz"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([sys.executable, "-c", _CHILD, str(path), str(root)], check=True, env=env, timeout=120)
+    subprocess.run([sys.executable, "-c", _CHILD, str(path), str(root / "tests")], check=True, env=env, timeout=120)
     monkeypatch.setenv("FNNET_NUM_THREADS", "2")
     here = _run(2, shards=None, threads=None).state
     child, _ = checkpoint.load(path, _like())
