@@ -192,3 +192,33 @@ def test_another_process_on_one_core_gets_the_same_bits(tmp_path: Path, monkeypa
     here = _run(2, shards=None, threads=None).state
     child, _ = checkpoint.load(path, _like())
     assert _same(child, here)
+
+
+def test_a_history_without_its_state_is_refused() -> None:
+    """An old history with a fresh state used to train nothing (its stop decision held at epoch 0)."""
+    done = _run(2)
+    with pytest.raises(ValueError, match=r"^fit: a history of 2 epochs was given without the state saved with it; "):
+        _run(4, history=done.history, early_stopping=EarlyStopping(patience=1))
+    # an empty history without a state is a fresh start; a shorter history with its state a resume
+    assert _same(_run(2, history=History()).state, done.state)
+    early = _run(1)
+    assert _same(_run(2, history=History(), state=early.state).state, done.state)
+
+
+def test_the_last_good_states_history_holds_only_the_epochs_it_completed() -> None:
+    """A NaN loss at an epoch's first step: the last good state is from before the previous epoch's
+    last step, so that epoch's figures are not its own; with them it could not resume."""
+    calls = [0]
+
+    def loss(y: Array, t: Array) -> tuple[float, Array]:
+        calls[0] += 1
+        value, grad = fnnet.softmax_cross_entropy(y, t)
+        return (math.nan if calls[0] == 5 else value), grad
+
+    with pytest.raises(fnnet.NonFiniteLossError) as info:
+        _run(3, loss=loss, metrics={}, val=None, eval_train=False)
+    err = info.value
+    assert err.history is not None and int(err.state.step) == 3 and err.step == 4
+    assert int(err.state.epoch) == 0 and err.history.epochs == () and len(err.history.step_loss) == 4
+    res = _run(1, state=err.state, history=err.history, val=None)
+    assert int(res.state.epoch) == 1 and len(res.history.epochs) == 1
