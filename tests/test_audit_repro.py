@@ -98,8 +98,9 @@ def test_resume_from_checkpoints_written_by_on_epoch_after_a_crash(tmp_path: Pat
 
 @pytest.mark.parametrize("restore_best", [False, True])
 def test_resume_with_early_stopping_through_a_checkpoint(tmp_path: Path, restore_best: bool) -> None:
-    rule = EarlyStopping(monitor="val_loss", patience=2, restore_best=restore_best)
-    full = _run(30, early_stopping=rule)
+    rule = EarlyStopping(monitor="val_loss", patience=3, restore_best=restore_best)
+    plateau = ReduceOnPlateau(monitor="val_acc", patience=1)
+    full = _run(30, early_stopping=rule, plateau=plateau)
     assert full.stopped_epoch is not None
     best = rule.decide(full.history).best_epoch
     # with restore_best the resumed run must start at or before the best epoch to hold its state;
@@ -107,8 +108,8 @@ def test_resume_with_early_stopping_through_a_checkpoint(tmp_path: Path, restore
     cuts = {1, best} if restore_best else {best, full.stopped_epoch - 1}
     assert 1 < best < full.stopped_epoch - 1
     for cut in sorted(cuts):
-        state, hist = _reload(tmp_path, _run(cut))
-        rest = _run(30, early_stopping=rule, state=state, history=hist)
+        state, hist = _reload(tmp_path, _run(cut, plateau=plateau))
+        rest = _run(30, early_stopping=rule, plateau=plateau, state=state, history=hist)
         assert (rest.stopped_epoch, rest.best_epoch) == (full.stopped_epoch, full.best_epoch)
         assert _same(rest.state, full.state)
         assert _untimed(rest.history) == _untimed(full.history)
