@@ -223,3 +223,15 @@ def test_the_last_good_states_history_holds_only_the_epochs_it_completed() -> No
     assert int(err.state.epoch) == 0 and err.history.epochs == () and len(err.history.step_loss) == 4
     res = _run(1, state=err.state, history=err.history, val=None)
     assert int(res.state.epoch) == 1 and len(res.history.epochs) == 1
+
+
+def test_resumed_after_the_best_epoch_restore_best_has_no_state_to_restore(tmp_path: Path) -> None:
+    """The documented limit: the best epoch's state is not in a later checkpoint, so the resumed run
+    stops where the uninterrupted one did and returns its last state, with no best epoch."""
+    rule = EarlyStopping(monitor="val_loss", patience=3)
+    full = _run(30, early_stopping=rule)
+    assert full.stopped_epoch is not None and full.best_epoch is not None
+    state, hist = _reload(tmp_path, _run(full.best_epoch + 1))
+    rest = _run(30, early_stopping=rule, state=state, history=hist)
+    assert rest.stopped_epoch == full.stopped_epoch and rest.best_epoch is None
+    assert _same(rest.state, _run(full.stopped_epoch).state)
