@@ -76,7 +76,9 @@ def predict(
     """Evaluation-mode outputs for ``x`` (``(N, *in_shape)``), computed in batches; shape ``(N, *out)``.
 
     Batches run on up to ``threads`` threads (default :func:`fnnet.train.parallel.default_threads`),
-    each with single-threaded BLAS; the result does not depend on ``threads``.
+    each with single-threaded BLAS; the result does not depend on ``threads``. It may depend on
+    ``batch_size`` in the last bits (BLAS's kernels block a product by its size, so a row's sums
+    can be taken in another order).
 
     >>> import numpy as np, fnnet
     >>> model = fnnet.serial(fnnet.Affine(3), fnnet.Softmax())
@@ -105,7 +107,8 @@ def evaluate(
 
     The loss is the mean over batches of ``batch_size`` weighted by their sizes; the metrics are
     computed once on all outputs (so RMSE and R² are those of the whole set). Batches run as in
-    :func:`predict`; the result does not depend on ``threads``.
+    :func:`predict`; the result does not depend on ``threads`` (it may on ``batch_size``, in the
+    last bits).
 
     Args:
         model, params, state: the model, its parameters and its state (BatchNorm statistics).
@@ -283,7 +286,8 @@ def fit(
         epochs: total epochs to reach; when resuming from ``state`` (whose ``epoch`` counts the
             epochs already done), only the remaining ones run.
         loss: ``loss(y, t) -> (value, dvalue/dy)``.
-        state, history: resume from these (e.g. loaded with :func:`fnnet.load`).
+        state, history: resume from these (e.g. loaded with :func:`fnnet.load`); a history of
+            epochs without a state is refused.
         val, test: ``(x, t)`` pairs evaluated after every epoch (``val_loss``, ``val_acc``, ...);
             checked before training (equal lengths, the model takes their first sample); ``eval_train``
             evaluates the training set too (``train_loss``, ``train_acc``); ``eval_sample``
@@ -319,7 +323,8 @@ def fit(
         ``NAME_loss`` and ``NAME_<metric>`` per evaluated set, ``lr_scale`` with a plateau rule,
         and ``time``. On a NaN/inf loss, parameter or optimizer state raises
         :class:`NonFiniteLossError` whose ``state`` is the last state whose loss, parameters and
-        optimizer state were all finite, and whose ``history`` ends there.
+        optimizer state were all finite, and whose ``history`` ends there (its epochs are those
+        that state completed).
 
     >>> import numpy as np, fnnet
     >>> x = fnnet.key(0).generator().normal(size=(100, 2)).astype(np.float32)   # (N, 2)
@@ -369,6 +374,13 @@ def fit(
         raise ValueError(
             f"fit: history must be a fnnet.train.History, got {type(history).__name__}"
             + ("; History.from_json(d) reads a saved one" if isinstance(history, dict) else "")
+        )
+    if state is None and history is not None and history.epochs:
+        # the rules would decide from epochs a fresh state never trained (with early stopping the
+        # old stop decision held at epoch 0, and nothing was trained)
+        raise ValueError(
+            f"fit: a history of {len(history.epochs)} epochs was given without the state saved with it; "
+            "pass state=... too, or no history to start afresh"
         )
     if on_epoch is not None and not callable(on_epoch):
         raise ValueError(f"fit: on_epoch must be callable as on_epoch(state, history), got {type(on_epoch).__name__}")
@@ -458,7 +470,10 @@ def fit(
                 except NonFiniteLossError as e:
                     bar.break_line()
                     last = e.state if e.loss_finite else good
-                    hist = History(hist.step_loss + tuple(losses), hist.epochs, hist.grad_norms + tuple(norms))
+                    # the last good state may lie before the previous epoch's last step: keep only
+                    # the epochs it completed, so that it resumes with this history
+                    done = hist.epochs[: max(0, int(last.epoch) - offset)]
+                    hist = History(hist.step_loss + tuple(losses), done, hist.grad_norms + tuple(norms))
                     raise NonFiniteLossError(
                         f"{e} (the error's state is the last good one, from step {int(last.step)})",
                         e.step,
