@@ -122,3 +122,17 @@ def test_evaluation_reads_the_carried_state_and_leaves_it_alone() -> None:
     assert_bit_identical(fnnet.predict(lm, state.params, window[0]), lm.apply(state.params, window[0]))
     with pytest.raises(ValueError, match=r"LSTM: expected state\.h of shape \(2, 16\).*from state=None"):
         fnnet.predict(lm, state.params, window[0], state=state.model_state, batch_size=2)
+
+
+def test_evaluate_averages_a_padded_loss_over_its_tokens_whatever_the_batch_size() -> None:
+    """Batches were weighted by their rows, not by the tokens the loss counts: the loss of
+    ``[[1, pad, pad], [2, 3, 4]]`` depended on ``batch_size``."""
+    import functools
+
+    model = fnnet.serial(fnnet.Embedding(6, 4), fnnet.TimeAffine(6))
+    params, _ = model.init(fnnet.key(0), (3,))
+    x, t = np.array([[1, 2, 3], [4, 5, 1]]), np.array([[1, -1, -1], [2, 3, 4]])
+    loss = functools.partial(fnnet.time_softmax_cross_entropy, ignore_index=-1)
+    whole = loss(model.apply(params, x), t)[0]
+    for batch_size in (1, 2):
+        assert fnnet.evaluate(model, params, x, t, loss=loss, batch_size=batch_size)["loss"] == pytest.approx(whole, rel=1e-6)

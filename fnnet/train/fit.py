@@ -105,8 +105,9 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean loss and the task's metrics of ``model`` in evaluation mode on ``(x, t)``.
 
-    The loss is the mean over batches of ``batch_size`` weighted by their sizes; the metrics are
-    computed once on all outputs (so RMSE and R² are those of the whole set). Batches run as in
+    The loss and the metrics are computed once on all outputs, so they are those of the whole set
+    whatever ``batch_size`` (RMSE and R², and a loss that skips padding tokens, which averages over
+    the tokens it counts). Batches run as in
     :func:`predict`; the result does not depend on ``threads`` (it may on ``batch_size``, in the
     last bits).
 
@@ -133,15 +134,10 @@ def evaluate(
     if len(t) != n:
         raise ValueError(f"evaluate: x has {n} samples but t has {len(t)}")
     chosen = default_metrics(loss) if metrics is None else dict(metrics)
-    total = 0.0
-    outs: list[Array] = []
-    for rows, y in _eval_batches(model, params, x, state, batch_size, threads, "evaluate"):
-        tb = t[rows]
-        total += loss(y, tb)[0] * len(tb)
-        outs.append(y)
-    result = {"loss": total / n}
+    outs = [y for _, y in _eval_batches(model, params, x, state, batch_size, threads, "evaluate")]
+    y_all = np.concatenate(outs)
+    result = {"loss": float(loss(y_all, t)[0])}
     if chosen:
-        y_all = np.concatenate(outs)
         check_metrics(chosen, tuple(y_all.shape[1:]), loss=loss)
         for name, metric in chosen.items():
             result[name] = float(metric(y_all, t))
