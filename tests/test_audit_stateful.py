@@ -127,8 +127,6 @@ def test_evaluation_reads_the_carried_state_and_leaves_it_alone() -> None:
 def test_evaluate_averages_a_padded_loss_over_its_tokens_whatever_the_batch_size() -> None:
     """Batches were weighted by their rows, not by the tokens the loss counts: the loss of
     ``[[1, pad, pad], [2, 3, 4]]`` depended on ``batch_size``."""
-    import functools
-
     model = fnnet.serial(fnnet.Embedding(6, 4), fnnet.TimeAffine(6))
     params, _ = model.init(fnnet.key(0), (3,))
     x, t = np.array([[1, 2, 3], [4, 5, 1]]), np.array([[1, -1, -1], [2, 3, 4]])
