@@ -1,0 +1,79 @@
+"""Second audit of the combinators, summary, the model builders and the search runner's executors:
+copies of PathError, summary's table with wide columns and NumPy ints, builder argument checks,
+refused executors."""
+
+from __future__ import annotations
+
+import copy
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+
+import fnnet
+from fnnet.layers.combinators import PathError, summary
+
+
+def _broken_once_deep() -> fnnet.Layer:
+    return fnnet.serial(fnnet.Affine(3), fnnet.residual(fnnet.Affine(4)))
+
+
+def _raise_path_error() -> None:
+    _broken_once_deep().out_shape((3,))
+
+
+def test_path_error_copies_keep_path_kind_and_reason() -> None:
+    with pytest.raises(PathError) as info:
+        _raise_path_error()
+    e = info.value
+    for c in (copy.copy(e), copy.deepcopy(e)):
+        assert isinstance(c, PathError)
+        assert (c.path, c.kind, c.reason, str(c)) == (e.path, e.kind, e.reason, str(e))
+
+
+def test_path_error_from_a_worker_process_arrives_whole() -> None:
+    with ProcessPoolExecutor(1) as ex:
+        with pytest.raises(PathError) as info:
+            ex.submit(_raise_path_error).result()
+    assert info.value.path == ("layer 1",) and info.value.kind == "Residual"
+
+
+def test_deep_tree_error_is_one_line_naming_every_step() -> None:
+    model = _broken_once_deep()
+    for _ in range(50):
+        model = fnnet.serial(model)
+    with pytest.raises(PathError) as info:
+        model.out_shape((3,))
+    assert "\n" not in str(info.value)
+    assert info.value.path == ("layer 0",) * 50 + ("layer 1",)
+
+
+def test_summary_table_widens_for_long_shapes_and_counts() -> None:
+    model = fnnet.serial(fnnet.Conv2D(1024, 1), fnnet.Conv2D(1024, 1))
+    lines = str(summary(model, (1, 1000, 1000))).splitlines()
+    rows = lines[2:4]
+    # the params column ends at the same place on the header and every row, a space before it
+    assert len({len(line) for line in [lines[0], *rows]}) == 1
+    shape = "('N', 1024, 1000, 1000)"
+    for line in rows:  # the shape column starts under its header and is not run into the count
+        assert line.index(shape) == lines[0].index("output shape")
+        assert line[line.index(shape) + len(shape)] == " "
+    assert rows[1].endswith(" 1,049,600")
+
+
+def test_summary_takes_numpy_ints_and_rejects_non_shapes() -> None:
+    s = summary(fnnet.Affine(2), (np.int64(3),))
+    assert s.in_shape == (3,) and type(s.in_shape[0]) is int
+    assert "('N', 3)" in str(s).splitlines()[1]
+    with pytest.raises(ValueError, match="summary: in_shape must be a tuple of ints"):
+        summary(fnnet.Affine(2), 3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="summary: model must be a Layer"):
+        summary("Affine", (3,))  # type: ignore[arg-type]
+
+
+def test_same_layer_twice_has_separate_params_and_counts() -> None:
+    a = fnnet.Affine(3)
+    model = fnnet.serial(a, a)
+    params, _ = model.init(fnnet.key(0), (3,))
+    assert not np.array_equal(params[0].w, params[1].w)
+    assert summary(model, (3,)).total_params == 24
