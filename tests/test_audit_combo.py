@@ -5,13 +5,17 @@ refused executors."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
 
 import fnnet
 from fnnet.layers.combinators import PathError, summary
+
+_M: Any = fnnet.models  # the builders, called with arguments their annotations forbid
 
 
 def _broken_once_deep() -> fnnet.Layer:
@@ -62,7 +66,7 @@ def test_summary_table_widens_for_long_shapes_and_counts() -> None:
 
 
 def test_summary_takes_numpy_ints_and_rejects_non_shapes() -> None:
-    s = summary(fnnet.Affine(2), (np.int64(3),))
+    s = summary(fnnet.Affine(2), (np.int64(3),))  # type: ignore[arg-type]
     assert s.in_shape == (3,) and type(s.in_shape[0]) is int
     assert "('N', 3)" in str(s).splitlines()[1]
     with pytest.raises(ValueError, match="summary: in_shape must be a tuple of ints"):
@@ -77,3 +81,41 @@ def test_same_layer_twice_has_separate_params_and_counts() -> None:
     params, _ = model.init(fnnet.key(0), (3,))
     assert not np.array_equal(params[0].w, params[1].w)
     assert summary(model, (3,)).total_params == 24
+
+
+@pytest.mark.parametrize(
+    "build, words",
+    [
+        (lambda: _M.mlp(5), "mlp: hidden_sizes must be a sequence of positive ints"),
+        (lambda: _M.mlp("12"), "mlp: hidden_sizes must be a sequence"),
+        (lambda: _M.mlp((4, 0)), r"mlp: hidden_sizes\[1\] must be a positive int"),
+        (lambda: _M.mlp((4,), activation=["relu"]), "mlp: activation must be one of"),
+        (lambda: _M.mlp((4,), dropout="0.5"), r"mlp: dropout must be in \[0, 1\)"),
+        (lambda: _M.mlp((4,), dropout=1.0), r"mlp: dropout must be in \[0, 1\)"),
+        (lambda: _M.mlp((4,), batchnorm="no"), "mlp: batchnorm must be True or False"),
+        (lambda: _M.mlp((4,), w_init="he"), "mlp: w_init must be an initializer"),
+        (lambda: _M.simple_convnet(pool_first="no"), "simple_convnet: pool_first must be True or False"),
+        (lambda: _M.deep_convnet(blocks=((16,),)), r"deep_convnet: blocks must be .* int pairs"),
+        (lambda: _M.deep_convnet(blocks=((16, 1, 1),)), r"deep_convnet: blocks must be .* int pairs"),
+        (lambda: _M.deep_convnet(dropout="a"), r"deep_convnet: dropout must be in \[0, 1\)"),
+        (lambda: _M.deep_convnet(batchnorm="yes"), "deep_convnet: batchnorm must be True or False"),
+        (lambda: _M.resnet(widths=()), "resnet: widths must be a non-empty sequence"),
+        (lambda: _M.resnet(blocks=0), "resnet: blocks must be a positive int"),
+    ],
+)
+def test_builders_reject_bad_arguments_in_one_line(build: Callable[[], Any], words: str) -> None:
+    with pytest.raises(ValueError, match=words) as info:
+        build()
+    assert "\n" not in str(info.value)
+
+
+def test_mlp_edge_values_build_working_models() -> None:
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    linear = _M.mlp((), 3)  # no hidden layer: one Affine
+    assert [type(layer).__name__ for layer in linear.layers] == ["Affine"]
+    one = _M.mlp((1,), 3, batchnorm=np.bool_(True), dropout=np.float32(0.5))
+    params, out = one.init(fnnet.key(0), (4,))
+    y, state, _ = one.forward(params, one.init_state((4,)), x, fnnet.Ctx(True, fnnet.key(1)))
+    assert out == (3,) and y.shape == (5, 3) and np.isfinite(y).all()
+    assert summary(one, (4,)).total_params == (4 + 1) * 1 + 2 + (1 + 1) * 3
+    assert _M.resnet(widths=(2, 2, 2), blocks=1).out_shape((1, 1, 1)) == (10,)
