@@ -5,14 +5,16 @@ refused executors."""
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
 
 import fnnet
+from fnnet.hparam import Distribution, LogUniform, MLPTrial, TrialResult, Value, random_search, run_trial
 from fnnet.layers.combinators import PathError, summary
 
 _M: Any = fnnet.models  # the builders, called with arguments their annotations forbid
@@ -119,3 +121,91 @@ def test_mlp_edge_values_build_working_models() -> None:
     assert out == (3,) and y.shape == (5, 3) and np.isfinite(y).all()
     assert summary(one, (4,)).total_params == (4 + 1) * 1 + 2 + (1 + 1) * 3
     assert _M.resnet(widths=(2, 2, 2), blocks=1).out_shape((1, 1, 1)) == (10,)
+
+
+# --------------------------------------------------------------------------- the search runner
+
+SPACE: dict[str, Distribution] = {"lr": LogUniform(1e-4, 1e-1)}
+
+
+def _score(hparams: dict[str, Value], key: fnnet.Key) -> dict[str, float]:
+    return {"val_acc": 1.0 - float(hparams["lr"]), "noise": float(key.generator().uniform())}
+
+
+def _metrics(trials: tuple[TrialResult, ...]) -> list[tuple[int, dict[str, Value], dict[str, float]]]:
+    return [(t.index, t.hparams, t.metrics) for t in trials]
+
+
+def test_thread_pool_trials_finishing_out_of_order_are_reported_once_and_kept_in_order() -> None:
+    search_key, n = fnnet.key(5), 4
+    first_key = fnnet.random.fold_in(search_key, 0)
+    release = threading.Event()
+
+    def slow_first(hparams: dict[str, Value], key: fnnet.Key) -> dict[str, float]:
+        if key == first_key:
+            assert release.wait(10), "trial 0 was never released"
+        return _score(hparams, key)
+
+    seen: list[int] = []
+
+    def on_trial(t: TrialResult) -> None:
+        seen.append(t.index)
+        release.set()  # trial 0 finishes only after another trial has been reported
+
+    with ThreadPoolExecutor(2) as ex:
+        res = random_search(slow_first, SPACE, key=search_key, n_trials=n, executor=ex, on_trial=on_trial)
+    ref = random_search(_score, SPACE, key=search_key, n_trials=n)
+    assert seen[0] != 0 and sorted(seen) == list(range(n))
+    assert _metrics(res.trials) == _metrics(ref.trials)
+
+
+def test_a_shut_down_executor_is_refused_before_any_trial() -> None:
+    ex = ThreadPoolExecutor(1)
+    ex.shutdown()
+    seen: list[TrialResult] = []
+    with pytest.raises(RuntimeError, match="random_search: the executor refused the first trial .*shut down"):
+        random_search(_score, SPACE, key=fnnet.key(0), n_trials=3, executor=ex, on_trial=seen.append)
+    assert seen == []
+
+
+class _RefusesAfterOne(Executor):
+    """Runs the first submission inline, then refuses, as a pool that broke mid-search."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.count += 1
+        if self.count > 1:
+            raise RuntimeError("pool broke")
+        fut: Future[Any] = Future()
+        fut.set_result(fn(*args))
+        return fut
+
+
+def test_an_executor_that_breaks_mid_search_fails_only_the_later_trials() -> None:
+    res = random_search(_score, SPACE, key=fnnet.key(0), n_trials=3, executor=_RefusesAfterOne())
+    assert [t.status for t in res.trials] == ["ok", "failed", "failed"]
+    assert res.trials[1].error == "RuntimeError: pool broke"
+
+
+TINY = MLPTrial(n_train=60, hidden_sizes=(8,), epochs=1, batch_size=20)
+
+
+@pytest.mark.parametrize("hparams", [{"lr": "0.1"}, {"lr": True}, {"lr": 0.1, "weight_decay": "0"}])
+def test_mlp_trial_refuses_hparams_that_are_not_numbers(hparams: dict[str, Value]) -> None:
+    r = run_trial(TINY, 0, hparams, fnnet.key(0))
+    assert r.status == "failed" and "must be a number" in str(r.error)
+
+
+def test_mlp_trial_checks_its_data_name_when_built() -> None:
+    with pytest.raises(ValueError, match="MLPTrial: data must be"):
+        MLPTrial(data=5)
+
+
+def test_mlp_trial_gives_the_same_bits_in_a_thread_pool() -> None:
+    with ThreadPoolExecutor(2) as ex:
+        pooled = random_search(TINY, SPACE, key=fnnet.key(2), n_trials=3, executor=ex)
+    ref = random_search(TINY, SPACE, key=fnnet.key(2), n_trials=3)
+    assert all(t.ok for t in ref.trials)
+    assert _metrics(pooled.trials) == _metrics(ref.trials)

@@ -90,6 +90,8 @@ def random_search(
         A :class:`SearchResult` with the trials in trial order, whatever order they finished in.
         A trial that raises, or whose worker fails, is recorded as failed and the search goes on.
     Raises:
+        RuntimeError: the executor refuses the first trial (it is shut down, or a process pool
+            broken by an earlier worker's death); nothing has run.
         KeyboardInterrupt: Ctrl-C stops the search (it does not fail one trial). The trials that
             finished before have been passed to ``on_trial``, which is where to keep them; the
             trials an executor has not started are cancelled. An exception from ``on_trial``
@@ -128,6 +130,13 @@ def random_search(
             for i in range(n_trials):
                 try:
                     pending[executor.submit(run_trial, objective, i, points[i], keys[i])] = i
+                except RuntimeError as e:
+                    if i == 0:  # shut down or broken before the search: no trial of ours failed
+                        raise RuntimeError(
+                            f"random_search: the executor refused the first trial ({_error_text(e)}); "
+                            "is it shut down or broken?"
+                        ) from e
+                    done(TrialResult(i, points[i], {}, "failed", _error_text(e)))
                 except Exception as e:  # e.g. the objective cannot be serialised
                     done(TrialResult(i, points[i], {}, "failed", _error_text(e)))
             for fut in as_completed(pending):
