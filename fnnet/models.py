@@ -55,9 +55,10 @@ def _check_bool(where: str, name: str, value: Any) -> bool:
 
 
 def _check_init(where: str, value: Any) -> Initializer | None:
-    if value is not None and not callable(value):
-        raise ValueError(f"{where}: w_init must be an initializer from fnnet.initializers or None, got {value!r}")
-    return value  # type: ignore[no-any-return]
+    if value is not None and (not callable(value) or isinstance(value, type)):
+        hint = f" (an instance: {value.__name__}())" if isinstance(value, type) else ""
+        raise ValueError(f"{where}: w_init must be an initializer from fnnet.initializers or None{hint}, got {value!r}")
+    return value
 
 
 def _check_sizes(where: str, name: str, value: Any) -> list[int]:
@@ -313,8 +314,9 @@ def basic_block(channels: int, stride: int = 1, projection: bool | None = None) 
     stride = check_positive_int("basic_block", "stride", stride)
     if projection is None:
         projection = stride > 1
-    elif not isinstance(projection, bool):
+    elif not isinstance(projection, (bool, np.bool_)):
         raise ValueError(f"basic_block: projection must be True, False or None, got {projection!r}")
+    projection = bool(projection)
     if stride > 1 and not projection:
         raise ValueError(f"basic_block: stride {stride} changes the image size: it needs a projection shortcut")
     he = HeNormal()

@@ -96,6 +96,8 @@ def test_same_layer_twice_has_separate_params_and_counts() -> None:
         (lambda: _M.mlp((4,), dropout=1.0), r"mlp: dropout must be in \[0, 1\)"),
         (lambda: _M.mlp((4,), batchnorm="no"), "mlp: batchnorm must be True or False"),
         (lambda: _M.mlp((4,), w_init="he"), "mlp: w_init must be an initializer"),
+        (lambda: _M.mlp((4,), w_init=fnnet.initializers.HeNormal), r"an instance: HeNormal\(\)"),
+        (lambda: _M.simple_convnet(w_init=fnnet.initializers.HeNormal), "simple_convnet: w_init must be"),
         (lambda: _M.simple_convnet(pool_first="no"), "simple_convnet: pool_first must be True or False"),
         (lambda: _M.deep_convnet(blocks=((16,),)), r"deep_convnet: blocks must be .* int pairs"),
         (lambda: _M.deep_convnet(blocks=((16, 1, 1),)), r"deep_convnet: blocks must be .* int pairs"),
@@ -121,6 +123,7 @@ def test_mlp_edge_values_build_working_models() -> None:
     assert out == (3,) and y.shape == (5, 3) and np.isfinite(y).all()
     assert summary(one, (4,)).total_params == (4 + 1) * 1 + 2 + (1 + 1) * 3
     assert _M.resnet(widths=(2, 2, 2), blocks=1).out_shape((1, 1, 1)) == (10,)
+    assert _M.basic_block(4, projection=np.bool_(True)).out_shape((2, 3, 3)) == (4, 3, 3)
 
 
 # --------------------------------------------------------------------------- the search runner
