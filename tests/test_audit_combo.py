@@ -212,3 +212,18 @@ def test_mlp_trial_gives_the_same_bits_in_a_thread_pool() -> None:
     ref = random_search(TINY, SPACE, key=fnnet.key(2), n_trials=3)
     assert all(t.ok for t in ref.trials)
     assert _metrics(pooled.trials) == _metrics(ref.trials)
+
+
+def _multi_line_failure(hparams: dict[str, Value], key: fnnet.Key) -> dict[str, float]:
+    if float(hparams["lr"]) > 1e-2:
+        raise AssertionError("line one\n  line two\n")
+    if float(hparams["lr"]) > 1e-3:
+        raise RuntimeError()
+    return {"val_acc": 0.5}
+
+
+def test_failed_trials_record_one_line_errors_and_the_table_keeps_one_row_each() -> None:
+    res = random_search(_multi_line_failure, SPACE, key=fnnet.key(0), n_trials=12)
+    errors = {t.error for t in res.failed}
+    assert errors == {"AssertionError: line one line two", "RuntimeError"}
+    assert len(res.table().splitlines()) == 1 + len(res.trials)

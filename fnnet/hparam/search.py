@@ -29,7 +29,9 @@ Objective = Callable[[dict[str, Value], Key], Mapping[str, float]]
 
 
 def _error_text(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"
+    """``"Type: message"`` on one line (a multi-line message would break ``SearchResult.table``)."""
+    message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+    return f"{type(e).__name__}: {message}" if message else type(e).__name__
 
 
 def run_trial(objective: Objective, index: int, hparams: dict[str, Value], key: Key) -> TrialResult:
