@@ -62,7 +62,10 @@ def _check_init(where: str, value: Any) -> Initializer | None:
 
 
 def _check_sizes(where: str, name: str, value: Any) -> list[int]:
-    """``value`` as a list of positive ints (it may be empty), else a one-line ``ValueError``."""
+    """``value`` (a sequence or 1-D array) as a list of positive ints (it may be empty), else a
+    one-line ``ValueError``."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise ValueError(f"{where}: {name} must be a sequence of positive ints, got {value!r}")
     return [check_positive_int(where, f"{name}[{i}]", h) for i, h in enumerate(value)]

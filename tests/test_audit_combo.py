@@ -122,6 +122,7 @@ def test_mlp_edge_values_build_working_models() -> None:
     y, state, _ = one.forward(params, one.init_state((4,)), x, fnnet.Ctx(True, fnnet.key(1)))
     assert out == (3,) and y.shape == (5, 3) and np.isfinite(y).all()
     assert summary(one, (4,)).total_params == (4 + 1) * 1 + 2 + (1 + 1) * 3
+    assert _M.mlp(np.array([3, 2]), 4).out_shape((5,)) == (4,)  # a 1-D array of sizes, as before
     assert _M.resnet(widths=(2, 2, 2), blocks=1).out_shape((1, 1, 1)) == (10,)
     assert _M.basic_block(4, projection=np.bool_(True)).out_shape((2, 3, 3)) == (4, 3, 3)
 
