@@ -228,3 +228,22 @@ def test_failed_trials_record_one_line_errors_and_the_table_keeps_one_row_each()
     errors = {t.error for t in res.failed}
     assert errors == {"AssertionError: line one line two", "RuntimeError"}
     assert len(res.table().splitlines()) == 1 + len(res.trials)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [fnnet.add_branches(fnnet.Identity(), fnnet.Flatten()), fnnet.residual(fnnet.Flatten())],
+    ids=["add_branches", "residual"],
+)
+def test_fan_outs_refuse_broadcastable_outputs_at_forward_time(layer: fnnet.Layer) -> None:
+    params, _ = layer.init(fnnet.key(0), (3,))  # (3,) and (3,) agree at init ...
+    x = np.ones((2, 1, 3), np.float32)  # ... but (1, 3) + (3,) would broadcast
+    with pytest.raises(ValueError, match=r"gives \(3,\) but branch 0 gives \(1, 3\)|maps \(1, 3\) to \(3,\)"):
+        layer.apply(params, x)
+
+
+def test_concat_cannot_reach_the_batch_axis() -> None:
+    layer = fnnet.concat(fnnet.Conv2D(2, 1), fnnet.Conv2D(2, 1), axis=-4)
+    with pytest.raises(ValueError, match="Concat: axis -4 is out of range for branch outputs of rank 3"):
+        layer.out_shape((1, 4, 4))
+    assert fnnet.concat(fnnet.Conv2D(2, 1), fnnet.Conv2D(3, 1), axis=-3).out_shape((1, 4, 4)) == (5, 4, 4)
