@@ -247,3 +247,12 @@ def test_concat_cannot_reach_the_batch_axis() -> None:
     with pytest.raises(ValueError, match="Concat: axis -4 is out of range for branch outputs of rank 3"):
         layer.out_shape((1, 4, 4))
     assert fnnet.concat(fnnet.Conv2D(2, 1), fnnet.Conv2D(3, 1), axis=-3).out_shape((1, 4, 4)) == (5, 4, 4)
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [({"executor": object()}, "executor must be a concurrent.futures.Executor"), ({"on_trial": "print"}, "on_trial")],
+)
+def test_random_search_refuses_a_non_executor_before_running_anything(bad: dict[str, Any], words: str) -> None:
+    with pytest.raises(ValueError, match=f"random_search: {words}"):
+        random_search(_score, SPACE, key=fnnet.key(0), n_trials=2, **bad)

@@ -113,6 +113,10 @@ def random_search(
     n_trials = int(n_trials)
     if not isinstance(key, Key):
         raise ValueError(f"random_search: key must be a fnnet Key, got {key!r}")
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise ValueError(f"random_search: executor must be a concurrent.futures.Executor or None, got {executor!r}")
+    if on_trial is not None and not callable(on_trial):
+        raise ValueError(f"random_search: on_trial must be callable or None, got {on_trial!r}")
     space = dict(space)
     keys = [fold_in(key, i) for i in range(n_trials)]
     points = [sample(space, k) for k in keys]
