@@ -71,6 +71,7 @@ def test_summary_takes_numpy_ints_and_rejects_non_shapes() -> None:
     s = summary(fnnet.Affine(2), (np.int64(3),))  # type: ignore[arg-type]
     assert s.in_shape == (3,) and type(s.in_shape[0]) is int
     assert "('N', 3)" in str(s).splitlines()[1]
+    assert summary(fnnet.Affine(2), np.array([3])).in_shape == (3,)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="summary: in_shape must be a tuple of ints"):
         summary(fnnet.Affine(2), 3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="summary: model must be a Layer"):

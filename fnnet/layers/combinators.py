@@ -672,6 +672,8 @@ def summary(model: Layer, in_shape: Shape) -> Summary:
     """
     if not isinstance(model, Layer):
         raise ValueError(f"summary: model must be a Layer, got {model!r}")
+    if isinstance(in_shape, np.ndarray) and in_shape.ndim == 1:
+        in_shape = tuple(in_shape.tolist())
     if not isinstance(in_shape, (tuple, list)) or not all(is_int(d) for d in in_shape):
         raise ValueError(f"summary: in_shape must be a tuple of ints (without the batch axis), got {in_shape!r}")
     in_shape = tuple(int(d) for d in in_shape)
