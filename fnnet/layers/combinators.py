@@ -655,6 +655,10 @@ def summary(model: Layer, in_shape: Shape) -> Summary:
     Serial pipelines, fan-outs and residual blocks are shown as a tree (their rows' ``children``;
     indented, with their paths, in the table). Uses a fixed key; no data is needed.
 
+    Raises:
+        ValueError: ``in_shape`` is not a tuple of ints, or the model cannot take it (a
+            :class:`PathError` naming the layer).
+
     >>> import fnnet
     >>> s = fnnet.summary(fnnet.serial(fnnet.Affine(50), fnnet.ReLU(), fnnet.Affine(10)), (784,))
     >>> s.total_params, s.out_shape
