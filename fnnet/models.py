@@ -14,8 +14,11 @@ All take output sizes only; input shapes come at ``init(key, in_shape)`` time.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from fnnet._validate import check_positive_int
+import numpy as np
+
+from fnnet._validate import check_in_interval, check_positive_int, is_int
 from fnnet.initializers import HeNormal, Initializer, Normal, default_for_activation
 from fnnet.layers.base import Layer
 from fnnet.layers.combinators import Serial, residual, serial
@@ -43,6 +46,29 @@ ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh":
 >>> sorted(ACTIVATIONS), ACTIVATIONS["tanh"]()
 (['identity', 'relu', 'sigmoid', 'tanh'], Tanh())
 """
+
+
+def _check_bool(where: str, name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{where}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_init(where: str, value: Any) -> Initializer | None:
+    if value is not None and (not callable(value) or isinstance(value, type)):
+        hint = f" (an instance: {value.__name__}())" if isinstance(value, type) else ""
+        raise ValueError(f"{where}: w_init must be an initializer from fnnet.initializers or None{hint}, got {value!r}")
+    return value
+
+
+def _check_sizes(where: str, name: str, value: Any) -> list[int]:
+    """``value`` (a sequence or 1-D array) as a list of positive ints (it may be empty), else a
+    one-line ``ValueError``."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{where}: {name} must be a sequence of positive ints, got {value!r}")
+    return [check_positive_int(where, f"{name}[{i}]", h) for i, h in enumerate(value)]
 
 
 def two_layer_net(hidden_size: int = 50, output_size: int = 10, weight_init_std: float = 0.01) -> Serial:
@@ -81,11 +107,11 @@ def mlp(
     ``Affine(output_size)`` producing logits.
 
     Args:
-        hidden_sizes: units per hidden layer.
+        hidden_sizes: units per hidden layer (``()``: no hidden layer, a single Affine).
         activation: ``"relu"``, ``"sigmoid"``, ``"tanh"`` or ``"identity"``.
         w_init: weight initialiser; default He for ReLU, Xavier (Glorot) otherwise.
-        batchnorm: insert BatchNorm after each hidden Affine.
-        dropout: drop rate after each hidden activation (0 = no Dropout layer).
+        batchnorm: insert BatchNorm after each hidden Affine (True or False).
+        dropout: drop rate in ``[0, 1)`` after each hidden activation (0 = no Dropout layer).
 
     >>> import fnnet
     >>> net = fnnet.models.mlp((8, 8), 3, batchnorm=True, dropout=0.1)
@@ -94,13 +120,15 @@ def mlp(
     >>> net.out_shape((4,))
     (3,)
     """
-    if activation not in ACTIVATIONS:
+    sizes = _check_sizes("mlp", "hidden_sizes", hidden_sizes)
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise ValueError(f"mlp: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    if not (0.0 <= dropout < 1.0):
-        raise ValueError(f"mlp: dropout must be in [0, 1), got {dropout!r}")
+    w_init = _check_init("mlp", w_init)
+    batchnorm = _check_bool("mlp", "batchnorm", batchnorm)
+    dropout = check_in_interval("mlp", "dropout", dropout, 0.0, 1.0)
     init = w_init if w_init is not None else default_for_activation(activation)
     layers: list[Layer] = []
-    for h in hidden_sizes:
+    for h in sizes:
         layers.append(Affine(h, w_init=init))
         if batchnorm:
             layers.append(BatchNorm())
@@ -148,6 +176,8 @@ def simple_convnet(
     >>> [row.out_shape for row in s.rows]
     [(4, 24, 24), (4, 12, 12), (4, 12, 12), (8,), (8,), (10,)]
     """
+    w_init = _check_init("simple_convnet", w_init)
+    pool_first = _check_bool("simple_convnet", "pool_first", pool_first)
     init = w_init if w_init is not None else HeNormal()
     conv_block = [MaxPool2D(2), ReLU()] if pool_first else [ReLU(), MaxPool2D(2)]
     return serial(
@@ -224,13 +254,19 @@ def deep_convnet(
     >>> net.apply(params, np.zeros((1, 1, 28, 28), np.float32)).shape
     (1, 10)
     """
-    if not (0.0 <= dropout < 1.0):
-        raise ValueError(f"deep_convnet: dropout must be in [0, 1), got {dropout!r}")
+    dropout = check_in_interval("deep_convnet", "dropout", dropout, 0.0, 1.0)
+    batchnorm = _check_bool("deep_convnet", "batchnorm", batchnorm)
+    pool_first = _check_bool("deep_convnet", "pool_first", pool_first)
+
+    def is_pair(c: Any) -> bool:
+        return isinstance(c, (tuple, list)) and len(c) == 2 and all(is_int(v) for v in c)
+
     if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Sequence) or any(
-        isinstance(b, (str, bytes)) or not isinstance(b, Sequence) or not b for b in blocks
+        isinstance(b, (str, bytes)) or not isinstance(b, Sequence) or not b or not all(is_pair(c) for c in b)
+        for b in blocks
     ):
         raise ValueError(
-            f"deep_convnet: blocks must be a sequence of non-empty sequences of (filters, pad), got {blocks!r}"
+            f"deep_convnet: blocks must be a sequence of non-empty sequences of (filters, pad) int pairs, got {blocks!r}"
         )
     he = HeNormal()
     layers: list[Layer] = []
@@ -281,8 +317,9 @@ def basic_block(channels: int, stride: int = 1, projection: bool | None = None) 
     stride = check_positive_int("basic_block", "stride", stride)
     if projection is None:
         projection = stride > 1
-    elif not isinstance(projection, bool):
+    elif not isinstance(projection, (bool, np.bool_)):
         raise ValueError(f"basic_block: projection must be True, False or None, got {projection!r}")
+    projection = bool(projection)
     if stride > 1 and not projection:
         raise ValueError(f"basic_block: stride {stride} changes the image size: it needs a projection shortcut")
     he = HeNormal()

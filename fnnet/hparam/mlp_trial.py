@@ -5,6 +5,7 @@ This is the one part of :mod:`fnnet.hparam` that trains networks; the runner nev
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -61,6 +62,22 @@ def _check_optimizer(inst: object, attribute: attrs.Attribute[str], value: str) 
         raise ValueError(f"MLPTrial: optimizer must be one of {MLP_TRIAL_OPTIMIZERS}, got {value!r}")
 
 
+def _to_data(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _check_data(inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"MLPTrial: data must be a load_mnist data-set name or directory, got {value!r}")
+
+
+def _hparam(hparams: Mapping[str, Value], name: str, default: float | None = None) -> float:
+    value = hparams.get(name, default)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"MLPTrial: hparams[{name!r}] must be a number, got {value!r}")
+    return float(value)
+
+
 def _check_split_seed(inst: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
         raise ValueError(f"MLPTrial: split_seed must be None or a non-negative int, got {value!r}")
@@ -89,7 +106,7 @@ class MLPTrial:
     epochs, and returns the final ``{"val_acc", "train_acc", "loss"}``. Deterministic in ``key``.
 
     Attributes:
-        data: a ``fnnet.datasets.load_mnist`` name.
+        data: a ``fnnet.datasets.load_mnist`` name (or directory).
         n_train: samples used, validation included (the book: 500).
         val_fraction: the held-out share (the book: 0.2).
         hidden_sizes: the MLP's hidden layers (the book: six of 100).
@@ -106,7 +123,7 @@ class MLPTrial:
     (['loss', 'train_acc', 'val_acc'], True)
     """
 
-    data: str = "mnist-small"
+    data: str = attrs.field(default="mnist-small", converter=_to_data, validator=_check_data)
     n_train: int = attrs.field(default=500, converter=_integer, validator=_positive_int)
     val_fraction: float = attrs.field(default=0.2, converter=_real, validator=_check_fraction)
     hidden_sizes: tuple[int, ...] = attrs.field(default=(100,) * 6, converter=_to_sizes, validator=_check_hidden)
@@ -145,7 +162,7 @@ class MLPTrial:
             raise ValueError(
                 f"MLPTrial: hparams must have 'lr' and may have 'weight_decay', got {sorted(hparams)}"
             )
-        lr, wd = float(hparams["lr"]), float(hparams.get("weight_decay", 0.0))
+        lr, wd = _hparam(hparams, "lr"), _hparam(hparams, "weight_decay", 0.0)
         x_all, t_all = _training_data(self.data)
         if self.n_train > len(x_all):
             raise ValueError(f"MLPTrial: n_train {self.n_train} exceeds the {len(x_all)} samples of {self.data!r}")

@@ -29,7 +29,9 @@ Objective = Callable[[dict[str, Value], Key], Mapping[str, float]]
 
 
 def _error_text(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"
+    """``"Type: message"`` on one line (a multi-line message would break ``SearchResult.table``)."""
+    message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+    return f"{type(e).__name__}: {message}" if message else type(e).__name__
 
 
 def run_trial(objective: Objective, index: int, hparams: dict[str, Value], key: Key) -> TrialResult:
@@ -90,6 +92,8 @@ def random_search(
         A :class:`SearchResult` with the trials in trial order, whatever order they finished in.
         A trial that raises, or whose worker fails, is recorded as failed and the search goes on.
     Raises:
+        RuntimeError: the executor refuses the first trial (it is shut down, or a process pool
+            broken by an earlier worker's death); nothing has run.
         KeyboardInterrupt: Ctrl-C stops the search (it does not fail one trial). The trials that
             finished before have been passed to ``on_trial``, which is where to keep them; the
             trials an executor has not started are cancelled. An exception from ``on_trial``
@@ -109,6 +113,10 @@ def random_search(
     n_trials = int(n_trials)
     if not isinstance(key, Key):
         raise ValueError(f"random_search: key must be a fnnet Key, got {key!r}")
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise ValueError(f"random_search: executor must be a concurrent.futures.Executor or None, got {executor!r}")
+    if on_trial is not None and not callable(on_trial):
+        raise ValueError(f"random_search: on_trial must be callable or None, got {on_trial!r}")
     space = dict(space)
     keys = [fold_in(key, i) for i in range(n_trials)]
     points = [sample(space, k) for k in keys]
@@ -128,6 +136,13 @@ def random_search(
             for i in range(n_trials):
                 try:
                     pending[executor.submit(run_trial, objective, i, points[i], keys[i])] = i
+                except RuntimeError as e:
+                    if i == 0:  # shut down or broken before the search: no trial of ours failed
+                        raise RuntimeError(
+                            f"random_search: the executor refused the first trial ({_error_text(e)}); "
+                            "is it shut down or broken?"
+                        ) from e
+                    done(TrialResult(i, points[i], {}, "failed", _error_text(e)))
                 except Exception as e:  # e.g. the objective cannot be serialised
                     done(TrialResult(i, points[i], {}, "failed", _error_text(e)))
             for fut in as_completed(pending):

@@ -75,6 +75,10 @@ class PathError(ValueError):
         self.reason = reason
         super().__init__(f"{' / '.join(path)} ({kind}): {reason}")
 
+    def __reduce__(self) -> tuple[type[PathError], tuple[tuple[str, ...], str, str]]:
+        # rebuilt from its three parts, so copy.copy and a process pool's result queue can copy it
+        return (type(self), (self.path, self.kind, self.reason))
+
 
 def _at(step: str, layer: Layer, fn: Callable[[], T]) -> T:
     """``fn()``, a ``ValueError`` re-raised as a :class:`PathError` one ``step`` longer."""
@@ -608,10 +612,13 @@ class Summary:
             head = f"{r.index:>3}  " if depth == 0 else "     " + "  " * depth + f"{r.path}  "
             labels.append((head + r.kind, r))
         width = max([17] + [len(text) for text, _ in labels])
-        lines = [f"{'  #  layer':<{width}}  {'output shape':<20} {'params':>10}"]
+        shapes = [str(("N",) + r.out_shape) for _, r in labels]
+        shape_width = max([20] + [len(s) for s in shapes])
+        count_width = max([10] + [len(f"{r.params:,}") for _, r in labels])
+        lines = [f"{'  #  layer':<{width}}  {'output shape':<{shape_width}} {'params':>{count_width}}"]
         lines.append(f"{'     input':<{width}}  {str(('N',) + self.in_shape)}")
-        for text, r in labels:
-            lines.append(f"{text:<{width}}  {str(('N',) + r.out_shape):<20} {r.params:>10,}")
+        for (text, r), shape in zip(labels, shapes):
+            lines.append(f"{text:<{width}}  {shape:<{shape_width}} {r.params:>{count_width},}")
         lines.append(f"total params: {self.total_params:,}")
         return "\n".join(lines)
 
@@ -648,6 +655,10 @@ def summary(model: Layer, in_shape: Shape) -> Summary:
     Serial pipelines, fan-outs and residual blocks are shown as a tree (their rows' ``children``;
     indented, with their paths, in the table). Uses a fixed key; no data is needed.
 
+    Raises:
+        ValueError: ``in_shape`` is not a tuple of ints, or the model cannot take it (a
+            :class:`PathError` naming the layer).
+
     >>> import fnnet
     >>> s = fnnet.summary(fnnet.serial(fnnet.Affine(50), fnnet.ReLU(), fnnet.Affine(10)), (784,))
     >>> s.total_params, s.out_shape
@@ -663,11 +674,18 @@ def summary(model: Layer, in_shape: Shape) -> Summary:
              1/inner/1  ReLU    ('N', 4)                      0
     total params: 36
     """
+    if not isinstance(model, Layer):
+        raise ValueError(f"summary: model must be a Layer, got {model!r}")
+    if isinstance(in_shape, np.ndarray) and in_shape.ndim == 1:
+        in_shape = tuple(in_shape.tolist())
+    if not isinstance(in_shape, (tuple, list)) or not all(is_int(d) for d in in_shape):
+        raise ValueError(f"summary: in_shape must be a tuple of ints (without the batch axis), got {in_shape!r}")
+    in_shape = tuple(int(d) for d in in_shape)
     k = make_key(0)
     layers = model.layers if isinstance(model, Serial) else (model,)
-    shape = tuple(in_shape)
+    shape = in_shape
     rows = []
     for i, (layer, lk) in enumerate(zip(layers, split(k, len(layers)))):
         rows.append(_at(f"layer {i}", layer, lambda: _row(layer, lk, shape, i, str(i))))
         shape = rows[-1].out_shape
-    return Summary(tuple(in_shape), tuple(rows))
+    return Summary(in_shape, tuple(rows))
