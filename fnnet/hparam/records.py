@@ -72,7 +72,7 @@ class TrialResult:
         hparams: the drawn hyperparameters.
         metrics: what the objective returned (finite floats, including ``"val_acc"``); empty if failed.
         status: ``"ok"`` or ``"failed"``.
-        error: ``"ErrorType: message"`` for a failed trial, else ``None``.
+        error: ``"ErrorType: message"`` (just ``"ErrorType"`` for an empty message, on one line) for a failed trial, else ``None``.
         seconds: the time the objective ran (0.0 if it never started).
 
     >>> t = TrialResult(3, {"lr": 0.01}, {"val_acc": 0.92}, "ok", None, 1.5)
