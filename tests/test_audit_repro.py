@@ -235,3 +235,23 @@ def test_resumed_after_the_best_epoch_restore_best_has_no_state_to_restore(tmp_p
     rest = _run(30, early_stopping=rule, state=state, history=hist)
     assert rest.stopped_epoch == full.stopped_epoch and rest.best_epoch is None
     assert _same(rest.state, _run(full.stopped_epoch).state)
+
+
+def test_fit_without_shuffling_visits_the_samples_in_order() -> None:
+    """shuffle=False: the run no longer depends on the shuffle stream (a model without randomness
+    from one starting state gives the same bits under two keys); shuffled runs do depend on it."""
+    model = fnnet.serial(fnnet.Affine(4), fnnet.Tanh(), fnnet.Affine(3))
+    g = fnnet.key(3).generator()
+    x, t = g.standard_normal((30, 5)).astype(np.float32), g.integers(0, 3, 30)
+    opt = fnnet.optim.sgd(0.1)
+    start = fnnet.init_train_state(model, opt, fnnet.key(9), (5,))
+
+    def run(k: int, shuffle: bool) -> list[Any]:
+        result = fnnet.fit(model, opt, (x, t), key=fnnet.key(k), epochs=2, batch_size=8, shuffle=shuffle,
+                           state=start, eval_train=False, progress="quiet")  # fmt: skip
+        return tree_leaves(result.state.params)
+
+    assert all(np.array_equal(a, b) for a, b in zip(run(0, False), run(1, False)))
+    assert not all(np.array_equal(a, b) for a, b in zip(run(0, True), run(1, True)))
+    with pytest.raises(ValueError, match=r"^fit: shuffle must be True or False, got 'no'$"):
+        fnnet.fit(model, opt, (x, t), key=fnnet.key(0), epochs=1, shuffle="no", progress="quiet")  # type: ignore[arg-type]

@@ -23,10 +23,11 @@ Two levels:
   ``lstm_scan(..., x_const=hT)`` and gets its gradient from ``lstm_scan_backward(...,
   const_grad=True)``. Caches are opaque: their layout is internal to the kernels.
 
-Stateful layers and the training loop. :func:`fnnet.fit` is not the sequel's RNNLM trainer: it
-shuffles the rows of ``x`` every epoch (so the state carried into row ``i`` of a batch is that of an
-unrelated row of the previous batch: not truncated BPTT), keeps the carried state from one epoch to
-the next, and evaluates each set from the carried state (so, with ``eval_train=True`` or
+Stateful layers and the training loop. :func:`fnnet.fit` is not the sequel's RNNLM trainer: by
+default it shuffles the rows of ``x`` every epoch (so the state carried into row ``i`` of a batch is
+that of an unrelated row of the previous batch: not truncated BPTT; ``shuffle=False`` keeps the
+order), keeps the carried state from one epoch to the next, and evaluates each set from the carried
+state (so, with ``eval_train=True`` or
 ``val``/``test``, it stops after the first epoch unless the set's evaluation batches have the
 training batch size). For truncated BPTT over a corpus, cut it into ``N`` streams read side by side
 and run the training step (:func:`fnnet.train.make_train_step`) on consecutive windows in order,

@@ -248,6 +248,7 @@ def fit(
     epochs: int,
     batch_size: int = 100,
     drop_last: bool = False,
+    shuffle: bool = True,
     loss: LossFn = softmax_cross_entropy,
     state: TrainState | None = None,
     history: History | None = None,
@@ -279,6 +280,9 @@ def fit(
             epoch ``e`` uses ``fold_in(shuffle_key, e)`` and step ``s`` uses ``fold_in(step_key, s)``.
         batch_size: samples per step (1: online, ``N``: full batch); ``drop_last`` skips an
             epoch's final short batch (useful with BatchNorm, which cannot normalise a batch of one).
+        shuffle: visit the training samples in a keyed random order each epoch (the default), or
+            with ``False`` in their order every epoch, as the sequel trains a stateful language
+            model on consecutive windows (see :mod:`fnnet.layers.recurrent`).
         epochs: total epochs to reach; when resuming from ``state`` (whose ``epoch`` counts the
             epochs already done), only the remaining ones run.
         loss: ``loss(y, t) -> (value, dvalue/dy)``.
@@ -348,6 +352,8 @@ def fit(
     if not is_int(epochs) or epochs < 0:
         raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
     batch_size = check_positive_int("fit", "batch_size", batch_size)
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise ValueError(f"fit: shuffle must be True or False, got {shuffle!r}")
     if drop_last and batch_size > len(x):
         raise ValueError(
             f"fit: batch_size {batch_size} is larger than the {len(x)} training samples and drop_last=True drops "
@@ -458,7 +464,8 @@ def fit(
             scale = plateau.scale(hist) if plateau is not None else 1.0
             losses: list[float] = []
             norms: list[tuple[float, ...]] = []
-            for i, (xb, tb) in enumerate(batches(fold_in(shuffle_key, epoch), x, t, batch_size, drop_last=drop_last)):
+            epoch_batches = batches(fold_in(shuffle_key, epoch), x, t, batch_size, shuffle=bool(shuffle), drop_last=drop_last)
+            for i, (xb, tb) in enumerate(epoch_batches):
                 if augment is not None:
                     xb = _augmented(augment, fold_in(augment_key, int(state.step)), xb)
                 try:
