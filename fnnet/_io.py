@@ -27,11 +27,12 @@ target stays complete.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
+import secrets
 import stat
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +49,7 @@ __all__ = ["STALE_AFTER", "atomic_write", "atomic_write_bytes", "npz_member_head
 STALE_AFTER = 3600.0
 
 # What follows ".NAME." in a temporary file's name: an optional "PID." (absent in files of older
-# fnnet versions), then tempfile.mkstemp's random part.
+# fnnet versions), then a random part of 8 characters (hex now, tempfile.mkstemp's before).
 _TEMP_TAIL = re.compile(r"(?:(?P<pid>[0-9]{1,12})\.)?[a-z0-9_]{8}\.tmp")
 
 
@@ -75,7 +76,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     p = Path(path)
     try:
         _remove_stale_temps(p)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp")
+        fd, tmp = _create_temp(p)
     except OSError as e:
         raise _naming(e, p, None) from e
     try:
@@ -83,7 +84,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _new_mode(p))
+        _keep_mode(p, tmp)
         os.replace(tmp, p)
     except BaseException as e:
         try:
@@ -112,31 +113,26 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     atomic_write(path, write)
 
 
-def _new_mode(target: Path) -> int:
-    """The permission bits of the file replacing ``target``: its own if it exists, else open()'s."""
+def _create_temp(target: Path) -> tuple[int, str]:
+    """A new temporary file ``.NAME.PID.XXXXXXXX.tmp`` beside ``target``, open for writing, created
+    with mode ``0o666`` so that the process's umask applies as for ``open``."""
+    for _ in range(100):
+        tmp = str(target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(target))
+
+
+def _keep_mode(target: Path, tmp: str) -> None:
+    """Give ``tmp`` the permission bits of the regular file ``target`` it replaces, if there is one."""
     try:
         st = os.stat(target)
-        if stat.S_ISREG(st.st_mode):
-            return stat.S_IMODE(st.st_mode)
     except OSError:
-        pass
-    return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where the platform allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    # Elsewhere the umask can only be read by setting it; the strictest value is set meanwhile, so
-    # that a file another thread creates in that instant is too private rather than too open.
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
+        return
+    if stat.S_ISREG(st.st_mode):
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
 
 
 def _naming(e: OSError, target: Path, tmp: str | None) -> OSError:

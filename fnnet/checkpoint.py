@@ -260,11 +260,11 @@ def _decode(d: dict[str, Any]) -> Any:
 
 
 def _decode_pairs(pairs: list[tuple[str, Any]]) -> Any:
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise ValueError(f"an object repeats the key {_short(dup)!r}")
+    d: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in d:
+            raise ValueError(f"an object repeats the key {_short(k)!r}")
+        d[k] = v
     return _decode(d)
 
 

@@ -51,7 +51,7 @@ import attrs
 import numpy as np
 
 from fnnet._io import npz_member_header, open_regular
-from fnnet._validate import boolean, is_int, positive_int
+from fnnet._validate import boolean, is_int, is_real, positive_int
 from fnnet.errors import FormatError
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind, no_input_grad
 from fnnet.layers.core import AffineParams
@@ -524,8 +524,7 @@ def sample(
     src = _check_src("sample", model, src, start_id, length)
     if not isinstance(key, Key):
         raise ValueError(f"sample: key must be a fnnet.Key, got {type(key).__name__}")
-    real = isinstance(temperature, (int, float, np.integer, np.floating)) and not isinstance(temperature, bool)
-    temp = float(temperature) if real else math.nan
+    temp = float(temperature) if is_real(temperature) else math.nan
     if not (math.isfinite(temp) and temp > 0):
         raise ValueError(f"sample: temperature must be a finite number > 0, got {temperature!r}")
     gen = key.generator()

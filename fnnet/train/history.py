@@ -64,10 +64,10 @@ class History:
                 raise ValueError(f"History.from_json: no {name!r} in the dict (it has {', '.join(map(repr, d))})")
         step_loss, epochs, grad_norms = d["step_loss"], d["epochs"], d.get("grad_norms", [])
 
-        def numbers(v: Any) -> bool:
+        def all_numbers(v: Any) -> bool:
             return isinstance(v, (list, tuple)) and all(_number(u) for u in v)
 
-        if not numbers(step_loss):
+        if not all_numbers(step_loss):
             raise ValueError(f"History.from_json: 'step_loss' must be a list of numbers, got {reprlib.repr(step_loss)}")
         if not (isinstance(epochs, (list, tuple)) and all(
             isinstance(e, dict) and all(isinstance(k, str) and _number(v) for k, v in e.items()) for e in epochs
@@ -75,7 +75,7 @@ class History:
             raise ValueError(
                 f"History.from_json: 'epochs' must be a list of dicts of numbers, got {reprlib.repr(epochs)}"
             )
-        if not (isinstance(grad_norms, (list, tuple)) and all(numbers(g) for g in grad_norms)):
+        if not (isinstance(grad_norms, (list, tuple)) and all(all_numbers(g) for g in grad_norms)):
             raise ValueError(
                 f"History.from_json: 'grad_norms' must be a list of lists of numbers, got {reprlib.repr(grad_norms)}"
             )

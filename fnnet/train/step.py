@@ -437,9 +437,8 @@ def make_train_step(
             norms = grad_entry_norms(grads) if grad_norms else ()
             updates, opt_state = update(grads, state.opt_state, params)
             if update_scale != 1.0:
-                if not is_real(update_scale):
-                    raise ValueError(f"train_step: update_scale must be a finite number >= 0, got {update_scale!r}")
-                scale = float(update_scale)  # a Python float keeps float32 updates float32
+                # a Python float keeps float32 updates float32
+                scale = float(update_scale) if is_real(update_scale) else math.nan
                 if not (math.isfinite(scale) and scale >= 0):
                     raise ValueError(f"train_step: update_scale must be a finite number >= 0, got {update_scale!r}")
                 updates = tree_map(lambda u: u * scale, updates)
