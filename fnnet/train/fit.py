@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -48,6 +49,7 @@ from fnnet.train.step import (
     init_train_state,
     make_train_step,
 )
+from fnnet.tree import tree_map_with_path
 from fnnet.typing import Array, Tree
 
 __all__ = ["History", "FitResult", "EarlyStopping", "ReduceOnPlateau", "evaluate", "predict", "fit"]
@@ -155,8 +157,12 @@ class FitResult:
         stopped_epoch: the epoch count at which early stopping ended training; None if it ran
             all epochs.
         best_epoch: the 1-based epoch whose state ``state`` is, with ``restore_best``; else None
-            (also when the best epoch lies before a resumed run's start and its state is gone, and
-            when the monitored figure was NaN in every epoch, so that none was best).
+            (also when the best epoch lies before a resumed run's start and ``fit`` was not given
+            its ``best_state``, and when the monitored figure was NaN in every epoch, so that none
+            was best).
+        last_state: the state after the last epoch trained (``state`` itself unless
+            ``restore_best`` returned an earlier one). To train on, resume from it with
+            ``history`` and, when ``best_epoch`` is set, ``best_state=state``.
 
     >>> import numpy as np, fnnet
     >>> x, t = np.ones((8, 2), np.float32), np.zeros(8, np.int64)
@@ -164,12 +170,15 @@ class FitResult:
     ...              batch_size=4, progress="quiet")
     >>> isinstance(result, FitResult), result.stopped_epoch, len(result.history.epochs)
     (True, None, 2)
+    >>> result.last_state is result.state
+    True
     """
 
     state: TrainState
     history: History
     stopped_epoch: int | None = None
     best_epoch: int | None = None
+    last_state: TrainState = attrs.field(kw_only=True)
 
 
 def _sample(key: Key, x: Array, t: Array, n: int | None) -> tuple[Array, Array]:
@@ -228,6 +237,51 @@ def _check_takes(model: Layer, state: TrainState, x: Array, sets: list[tuple[str
                 ) from None
 
 
+def _skeleton_difference(like: TrainState, other: TrainState) -> str | None:
+    """Where ``other`` differs from ``like`` in tree structure or a leaf's shape or dtype; None if nowhere."""
+    found: list[str] = []
+
+    def leaf(path: str, a: Any, b: Any) -> None:
+        sa, sb, da, db = np.shape(a), np.shape(b), np.asarray(a).dtype, np.asarray(b).dtype
+        if not found and (sa != sb or da != db):
+            found.append(f"{path} is {sb} {db} but the state's is {sa} {da}")
+
+    try:
+        tree_map_with_path(leaf, like, other)
+    except ValueError as e:
+        return str(e).removeprefix("tree_map_with_path: ")
+    return found[0] if found else None
+
+
+def _check_best_state(best_state: TrainState, state: TrainState, best_at: int | None, monitor: str) -> None:
+    """``best_state`` fits ``state``'s model and optimizer and is of the history's best epoch
+    ``best_at`` (counted as the state counts epochs; None when no epoch was best), else a one-line
+    ValueError. When ``state`` is itself the best epoch's, an older best state is accepted: a crash
+    between saving the checkpoint and saving the best leaves one."""
+    diff = _skeleton_difference(state, best_state)
+    if diff is not None:
+        raise ValueError(f"fit: best_state does not match the starting state's model and optimizer: {diff}")
+    for part in ("params", "opt_state", "model_state"):
+        if not all_finite(getattr(best_state, part)):
+            raise ValueError(f"fit: best_state's {part} holds NaN or infinite values")
+    e, start = int(best_state.epoch), int(state.epoch)
+    if best_at is None:
+        raise ValueError(
+            f"fit: best_state was given but the history has no best epoch (no epochs, or {monitor} NaN in every one)"
+        )
+    if e > start:
+        raise ValueError(f"fit: best_state is of epoch {e}, after the starting state's epoch {start}")
+    if best_at < start and e != best_at:
+        raise ValueError(
+            f"fit: best_state is of epoch {e} but the history's best epoch by {monitor} is {best_at}; "
+            f"pass the state saved after epoch {best_at}"
+        )
+    if int(best_state.step) > int(state.step):
+        raise ValueError(
+            f"fit: best_state has taken {int(best_state.step)} steps, more than the starting state's {int(state.step)}"
+        )
+
+
 @contextlib.contextmanager
 def _line_ended_on_error(bar: Progress) -> Iterator[None]:
     """End a half-drawn progress bar when training stops with an exception (Ctrl-C included), so
@@ -252,6 +306,7 @@ def fit(
     loss: LossFn = softmax_cross_entropy,
     state: TrainState | None = None,
     history: History | None = None,
+    best_state: TrainState | None = None,
     val: tuple[Array, Array] | None = None,
     test: tuple[Array, Array] | None = None,
     eval_train: bool = True,
@@ -288,6 +343,15 @@ def fit(
         loss: ``loss(y, t) -> (value, dvalue/dy)``.
         state, history: resume from these (e.g. loaded with :func:`fnnet.load`); a history of
             epochs without a state is refused.
+        best_state: with ``EarlyStopping(restore_best=True)``, when resuming after the history's
+            best epoch, that epoch's state (saved in ``on_epoch`` when
+            :meth:`fnnet.train.stopping.EarlyStopping.is_best`, or a previous result's ``state``
+            resumed from its ``last_state``): the run then returns the bits of an uninterrupted one.
+            It must match ``state``'s model and optimizer (tree, shapes, dtypes) and be of that
+            best epoch; when ``state`` is itself the best epoch's it is not needed, and an older
+            one (left by a crash between saving the checkpoint and saving the best) is ignored.
+            Without it such a run warns and, unless a later epoch is better, returns its last
+            state with ``best_epoch=None``.
         val, test: ``(x, t)`` pairs evaluated after every epoch (``val_loss``, ``val_acc``, ...);
             checked before training (equal lengths, the model takes their first sample); ``eval_train``
             evaluates the training set too (``train_loss``, ``train_acc``); ``eval_sample``
@@ -308,7 +372,9 @@ def fit(
         progress: ``"auto"``, ``"bar"``, ``"lines"`` or ``"quiet"``, or a
             :class:`fnnet.train._progress.Progress` of the caller's. Per-epoch figures measured on
             an ``eval_sample`` are labelled so, e.g. ``test_acc(sample 2000)``.
-        on_epoch: called with the state and history after each epoch (e.g. to checkpoint).
+        on_epoch: called with the state and history after each epoch (e.g. to checkpoint; with
+            early stopping, ``early_stopping.is_best(history)`` says whether the state is the best
+            so far, to save as ``best_state``: save the checkpoint first, then the best).
         shards, threads, blas_threads: how each batch runs (see :func:`make_train_step`);
             ``threads`` also runs the evaluation batches in parallel and changes no result.
         augment: ``augment(key, x_batch) -> x_batch'`` of the same shape and dtype (e.g.
@@ -334,6 +400,20 @@ def fit(
     ...              batch_size=20, progress="quiet")
     >>> int(result.state.epoch), result.history.metric("train_acc")[-1] > 0.9
     (20, True)
+
+    Resuming after the best epoch with its state gives the uninterrupted run's result:
+
+    >>> xv = fnnet.key(2).generator().normal(size=(100, 2)).astype(np.float32)
+    >>> val = (xv, (xv[:, 0] > xv[:, 1]).astype(np.int64))
+    >>> def run(epochs, **kw):
+    ...     return fit(model, fnnet.optim.adam(0.05), (x, t), key=fnnet.key(1), epochs=epochs, batch_size=20,
+    ...                val=val, early_stopping=EarlyStopping(patience=3), progress="quiet", **kw)
+    >>> full = run(30)
+    >>> part = run(full.best_epoch + 2)          # e.g. interrupted two epochs after the best
+    >>> rest = run(30, state=part.last_state, history=part.history, best_state=part.state)
+    >>> same = all(np.array_equal(a, b) for a, b in zip(fnnet.tree_leaves(rest.state), fnnet.tree_leaves(full.state)))
+    >>> (full.best_epoch, full.stopped_epoch), (rest.best_epoch, rest.stopped_epoch), same
+    ((4, 7), (4, 7), True)
     """
     if not isinstance(key, Key):
         raise ValueError(f"fit: key must be a fnnet.Key (e.g. fnnet.key(0)), got {type(key).__name__}")
@@ -372,6 +452,11 @@ def fit(
             f"fit: state must be a fnnet.train.TrainState, got {type(state).__name__}"
             + ("; fnnet.checkpoint.load returns (state, meta)" if isinstance(state, tuple) else "")
         )
+    if best_state is not None:
+        if not isinstance(best_state, TrainState):
+            raise ValueError(f"fit: best_state must be a fnnet.train.TrainState, got {type(best_state).__name__}")
+        if early_stopping is None or not early_stopping.restore_best:
+            raise ValueError("fit: best_state is used only with early_stopping=EarlyStopping(restore_best=True)")
     if history is not None and not isinstance(history, History):
         raise ValueError(
             f"fit: history must be a fnnet.train.History, got {type(history).__name__}"
@@ -438,7 +523,8 @@ def fit(
     good = state  # the latest state whose loss, params and optimizer state were all finite
     start = int(state.epoch)
     stopped: int | None = None
-    best_state: TrainState | None = None
+    best: TrainState | None = None  # the state of the best epoch so far, when known
+    best_at: int | None = None  # the history's best epoch at the start, counted as the state counts epochs
     # The history's epoch k (1-based) is the state's epoch k + offset: 0 when the history covers the
     # state's epochs, more for a run resumed from a state without its history.
     offset = max(0, start - len(hist.epochs))
@@ -451,10 +537,17 @@ def fit(
 
     if early_stopping is not None and hist.epochs:
         decision = early_stopping.decide(hist)
-        if best_is(decision, hist, start):
-            best_state = state
+        if best_is(decision, hist, decision.best_epoch + offset):
+            best_at = decision.best_epoch + offset
+        if best_at == start:
+            best = state
         if decision.stop and start < epochs:
             stopped = start  # a resumed run that had already stopped trains no further
+    if best_state is not None:
+        assert early_stopping is not None
+        _check_best_state(best_state, state, best_at, early_stopping.monitor)
+        if best_at is not None and best_at < start:
+            best = best_state
 
     # one BLAS switch for the whole loop when steps and evaluation agree on one thread; with more,
     # each step sets its own count and evaluation keeps one
@@ -508,11 +601,20 @@ def fit(
             if early_stopping is not None:
                 decision = early_stopping.decide(hist)
                 if best_is(decision, hist, epoch + 1):
-                    best_state = state
+                    best = state
                 if decision.stop and epoch + 1 < epochs:
                     stopped = epoch + 1
                     break
-    best_epoch: int | None = None
-    if early_stopping is not None and early_stopping.restore_best and best_state is not None:
-        state, best_epoch = best_state, int(best_state.epoch)
-    return FitResult(state, hist, stopped, best_epoch)
+    last, best_epoch = state, None
+    if early_stopping is not None and early_stopping.restore_best:
+        if best is not None:
+            state, best_epoch = best, int(best.epoch)
+        elif best_at is not None and best_at < start:
+            warnings.warn(
+                f"fit: the history's best epoch {best_at} lies before this run's start (epoch {start}) and "
+                "best_state was not given, so restore_best returns the last state with best_epoch=None; "
+                "save the state in on_epoch when early_stopping.is_best(history) and pass it as best_state",
+                UserWarning,
+                stacklevel=2,
+            )
+    return FitResult(state, hist, stopped, best_epoch, last_state=last)

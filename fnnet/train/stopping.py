@@ -94,7 +94,8 @@ class EarlyStopping:
     An epoch improves when its value beats the best so far by more than ``min_delta`` (NaN never
     does). ``mode`` "auto" maximises names ending in ``acc`` or ``r2`` and minimises the others
     (losses, MAE, RMSE). With ``restore_best`` :func:`fnnet.train.fit` returns the training state
-    of the best epoch.
+    of the best epoch; a run resumed after that epoch gets it back as ``fit(..., best_state=...)``
+    (save it when :meth:`is_best` says so).
 
     >>> rule = EarlyStopping(monitor="val_acc", patience=2)
     >>> rule.decide(History(epochs=({"val_acc": 0.8}, {"val_acc": 0.9}, {"val_acc": 0.85})))
@@ -134,6 +135,27 @@ class EarlyStopping:
             if _improves(v, best, self.min_delta, maximise):
                 best, best_epoch = v, epoch
         return StopDecision(len(history.epochs) - best_epoch >= self.patience, best_epoch)
+
+    def is_best(self, history: History) -> bool:
+        """Whether the history's last epoch is its best so far (its figure a number, not NaN).
+
+        Then the state after that epoch is the one ``restore_best`` returns unless a later epoch
+        beats it: in :func:`fnnet.train.fit`'s ``on_epoch(state, history)`` save ``state`` as the
+        best next to the checkpoint, and pass it back as ``fit(..., best_state=...)`` when resuming.
+
+        Args:
+            history: the history up to now.
+        Returns:
+            True when :meth:`decide`'s best epoch is the last one and its figure is not NaN.
+
+        >>> rule = EarlyStopping(patience=2)
+        >>> [rule.is_best(History(epochs=tuple({"val_loss": v} for v in (0.9, 0.7, 0.8)[:k]))) for k in (1, 2, 3)]
+        [True, True, False]
+        >>> rule.is_best(History(epochs=({"val_loss": float("nan")},)))   # NaN is never best
+        False
+        """
+        k = self.decide(history).best_epoch
+        return k >= 1 and k == len(history.epochs) and not math.isnan(float(history.epochs[k - 1][self.monitor]))
 
 
 @attrs.frozen
