@@ -529,16 +529,15 @@ def fit(
     # state's epochs, more for a run resumed from a state without its history.
     offset = max(0, start - len(hist.epochs))
 
-    def best_is(decision: StopDecision, h: History, epoch: int) -> bool:
-        """Whether the rule's best epoch is the state's ``epoch`` and its figure a number."""
+    def best_of(decision: StopDecision, h: History) -> int | None:
+        """The rule's best epoch counted as the state counts epochs; None if its figure is NaN."""
         k = decision.best_epoch
         assert early_stopping is not None
-        return k >= 1 and k + offset == epoch and not math.isnan(float(h.epochs[k - 1][early_stopping.monitor]))
+        return k + offset if k >= 1 and not math.isnan(float(h.epochs[k - 1][early_stopping.monitor])) else None
 
     if early_stopping is not None and hist.epochs:
         decision = early_stopping.decide(hist)
-        if best_is(decision, hist, decision.best_epoch + offset):
-            best_at = decision.best_epoch + offset
+        best_at = best_of(decision, hist)
         if best_at == start:
             best = state
         if decision.stop and start < epochs:
@@ -600,7 +599,7 @@ def fit(
                 on_epoch(state, hist)
             if early_stopping is not None:
                 decision = early_stopping.decide(hist)
-                if best_is(decision, hist, epoch + 1):
+                if best_of(decision, hist) == epoch + 1:
                     best = state
                 if decision.stop and epoch + 1 < epochs:
                     stopped = epoch + 1
