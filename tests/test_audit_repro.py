@@ -232,7 +232,8 @@ def test_resumed_after_the_best_epoch_restore_best_has_no_state_to_restore(tmp_p
     full = _run(30, early_stopping=rule)
     assert full.stopped_epoch is not None and full.best_epoch is not None
     state, hist = _reload(tmp_path, _run(full.best_epoch + 1))
-    rest = _run(30, early_stopping=rule, state=state, history=hist)
+    with pytest.warns(UserWarning, match="best_state was not given"):
+        rest = _run(30, early_stopping=rule, state=state, history=hist)
     assert rest.stopped_epoch == full.stopped_epoch and rest.best_epoch is None
     assert _same(rest.state, _run(full.stopped_epoch).state)
 
