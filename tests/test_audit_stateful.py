@@ -134,3 +134,22 @@ def test_evaluate_averages_a_padded_loss_over_its_tokens_whatever_the_batch_size
     whole = loss(model.apply(params, x), t)[0]
     for batch_size in (1, 2):
         assert fnnet.evaluate(model, params, x, t, loss=loss, batch_size=batch_size)["loss"] == pytest.approx(whole, rel=1e-6)
+
+
+def test_fit_evaluates_a_stateful_model_from_a_fresh_state_and_keeps_batchnorm_statistics() -> None:
+    """fit evaluates every set from zeros (any evaluation batch size) while training carries the
+    state; a BatchNorm beside the stateful layer is evaluated with its running statistics."""
+    lm = fnnet.serial(fnnet.Embedding(V, 8), fnnet.LSTM(16, stateful=True), fnnet.TimeAffine(V))
+    xs, ts = _streams()
+    val = (xs[:3, :T], ts[:3, :T])  # 3 rows: not the training batch size
+    r = fnnet.fit(lm, adam(0.01), (xs[:, :T], ts[:, :T]), key=fnnet.key(1), epochs=2, batch_size=N,
+                  shuffle=False, loss=time_softmax_cross_entropy, val=val, progress="quiet")  # fmt: skip
+    assert r.state.model_state[1] is not None  # training carried (h, c)
+    want = evaluate(lm, r.state.params, *val, loss=time_softmax_cross_entropy)
+    assert r.history.metric("val_loss")[-1] == want["loss"]
+    bn = fnnet.serial(fnnet.Affine(4), fnnet.BatchNorm(), fnnet.Affine(3))
+    x, t = fnnet.key(2).generator().standard_normal((20, 5)).astype(np.float32), np.arange(20) % 3
+    r2 = fnnet.fit(bn, adam(0.01), (x, t), key=fnnet.key(1), epochs=1, batch_size=10, val=(x, t), progress="quiet")
+    got = evaluate(bn, r2.state.params, x, t, state=r2.state.model_state)
+    assert r2.history.metric("val_loss")[-1] == got["loss"]
+    assert int(r2.state.model_state[1].count) > 0  # the statistics it was evaluated with are trained ones

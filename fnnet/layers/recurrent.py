@@ -26,10 +26,9 @@ Two levels:
 Stateful layers and the training loop. :func:`fnnet.fit` is not the sequel's RNNLM trainer: by
 default it shuffles the rows of ``x`` every epoch (so the state carried into row ``i`` of a batch is
 that of an unrelated row of the previous batch: not truncated BPTT; ``shuffle=False`` keeps the
-order), keeps the carried state from one epoch to the next, and evaluates each set from the carried
-state (so, with ``eval_train=True`` or
-``val``/``test``, it stops after the first epoch unless the set's evaluation batches have the
-training batch size). For truncated BPTT over a corpus, cut it into ``N`` streams read side by side
+order), keeps the carried state from one epoch to the next, and evaluates each set from a fresh
+state (zeros, every evaluation batch on its own; learned statistics such as BatchNorm's are kept).
+For truncated BPTT over a corpus, cut it into ``N`` streams read side by side
 and run the training step (:func:`fnnet.train.make_train_step`) on consecutive windows in order,
 starting each epoch afresh (``model_state`` from ``init_state``, i.e. zeros); evaluate and predict
 from ``state=None``. Every batch must have the same ``N`` (a last, shorter one is refused in one
@@ -966,8 +965,7 @@ class _Recurrent(Layer):
                 what = f"{_fmt(a.shape)} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
                 hint = (
                     "; a stateful layer carries its state between batches of one size: train on equal batches "
-                    "(fit: drop_last=True) and evaluate or predict from state=None (fnnet.fit evaluates from the "
-                    "carried state: pass eval_train=False and no val/test)"
+                    "(fit: drop_last=True) and evaluate or predict from state=None"
                     if self.stateful
                     else ""
                 )

@@ -181,6 +181,17 @@ class FitResult:
     last_state: TrainState = attrs.field(kw_only=True)
 
 
+def _evaluation_state(fresh: Tree, current: Tree) -> Tree:
+    """The model state a set is evaluated from: ``current``, with every part that ``init_state``
+    leaves ``None`` (a stateful layer's carried hidden state) back at ``None`` (zeros), so that
+    evaluation starts afresh while learned statistics (BatchNorm's) stay."""
+    if fresh is None:
+        return None
+    if type(fresh) is tuple and type(current) is tuple and len(fresh) == len(current):
+        return tuple(_evaluation_state(f, c) for f, c in zip(fresh, current))
+    return current
+
+
 def _sample(key: Key, x: Array, t: Array, n: int | None) -> tuple[Array, Array]:
     if n is None or n >= len(x):
         return x, t
@@ -498,6 +509,7 @@ def fit(
                 + ("; a learning-rate schedule returned one?" if part == "opt_state" else "")
             )
     hist = history if history is not None else History()
+    fresh_state = model.init_state(tuple(x.shape[1:]))
     train_step = make_train_step(
         model,
         loss,
@@ -587,7 +599,14 @@ def fit(
                 if data is not None:
                     xs, ts = _sample(fold_in(ek, j), data[0], data[1], eval_sample)
                     res = evaluate(
-                        model, state.params, xs, ts, state=state.model_state, loss=loss, metrics=chosen, threads=threads
+                        model,
+                        state.params,
+                        xs,
+                        ts,
+                        state=_evaluation_state(fresh_state, state.model_state),
+                        loss=loss,
+                        metrics=chosen,
+                        threads=threads,
                     )
                     figs.update({f"{name}_{k}": v for k, v in res.items()})
             if plateau is not None:
