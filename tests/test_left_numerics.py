@@ -242,3 +242,46 @@ def test_masked_minus_inf_logits_with_probability_targets(dtype: Any) -> None:
     # the target class itself masked is an infinite loss; a nan logit stays nan
     assert L.softmax_cross_entropy(x, np.eye(3)[[0, 0]])[0] == np.inf
     assert np.isnan(L.softmax_cross_entropy(np.array([[np.nan, 0.0]], dtype), np.array([[0.0, 1.0]]))[0])
+
+
+# --- 3. weight decay on a model without parameters ------------------------------------------------
+
+
+@pytest.mark.parametrize("params", [None, (), (None, None), {"a": None, "b": ()}], ids=repr)
+@pytest.mark.parametrize("mask", [None, lambda p: p], ids=["default-mask", "callable-mask"])
+def test_decoupled_decay_of_an_empty_tree_is_the_empty_update(params: Any, mask: Any) -> None:
+    # update(grads, state, None) raised "update needs params" although there was nothing to decay
+    for opt in (fnnet.optim.adamw(0.1, mask=mask), fnnet.optim.add_decayed_weights(0.1, mask)):
+        state = opt.init(params)
+        for p in (params, None):
+            updates, _ = opt.update(params, state, p)
+            assert updates == params
+        new, _ = fnnet.optim.apply_optimizer(opt, params, state, params)
+        assert new == params
+    decay = fnnet.optim.add_decayed_weights(0.1, mask)
+    assert decay.update((None, None), decay.init(()), ())[0] == (None, None)  # two spellings of no leaves
+
+
+def test_decoupled_decay_still_needs_params_when_there_are_leaves() -> None:
+    grads = (None, {"w": np.ones((2, 2))})
+    for opt in (fnnet.optim.adamw(0.1), fnnet.optim.add_decayed_weights(0.1)):
+        with pytest.raises(ValueError, match=r"^add_decayed_weights: update needs params \(call update\(grads, state, params\)\)$"):
+            opt.update(grads, opt.init(grads))
+
+
+@pytest.mark.parametrize("model", [fnnet.ReLU(), fnnet.serial(fnnet.ReLU(), fnnet.Flatten())], ids=repr)
+@pytest.mark.parametrize("how", ["adamw", "chained-decay", "fit-weight_decay"])
+def test_fit_a_parameterless_model_with_weight_decay(model: Layer, how: str) -> None:
+    # fit(ReLU(), adamw(...)) stopped at the first step: its params are None
+    x = normal((12, 3), 7, dtype=np.float32)
+    t = np.arange(12) % 3
+    opt = {
+        "adamw": fnnet.optim.adamw(0.01),
+        "chained-decay": fnnet.optim.chain(fnnet.optim.add_decayed_weights(0.1, lambda p: p), fnnet.optim.sgd(0.1)),
+        "fit-weight_decay": fnnet.optim.sgd(0.1),
+    }[how]
+    result = fnnet.fit(model, opt, (x, t), key=fnnet.key(0), epochs=1, batch_size=5, progress="quiet",
+                       weight_decay=0.1 if how == "fit-weight_decay" else 0.0)  # fmt: skip
+    value, _ = L.softmax_cross_entropy(model.apply(result.state.params, x), t)
+    assert len(result.history.step_loss) == 3 and result.history.epochs[0]["train_loss"] == pytest.approx(value)
+    assert fnnet.tree.tree_leaves(result.state.params) == []

@@ -530,9 +530,10 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
         mask: tree of bools shaped like params, a callable ``params -> tree``, or ``None`` for
             :func:`default_decay_mask` (weights, not biases).
     Returns:
-        The transformation (stateless); its ``update`` requires ``params``. Its ``init`` checks
-        the mask against the params: a mask of another structure, or with a leaf that is not a
-        flag, raises ``ValueError`` naming the path.
+        The transformation (stateless); its ``update`` requires ``params`` unless the updates
+        have no leaves (a model without parameters, whose params are ``None`` or empty tuples,
+        has nothing to decay). Its ``init`` checks the mask against the params: a mask of
+        another structure, or with a leaf that is not a flag, raises ``ValueError`` naming the path.
 
     >>> import numpy as np
     >>> t = add_decayed_weights(0.1)
@@ -558,16 +559,21 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
 
     def update(updates: Tree, state: EmptyState, params: Tree = None) -> tuple[Tree, EmptyState]:
         if params is None:
-            raise ValueError("add_decayed_weights: update needs params (call update(grads, state, params))")
+            if tree_leaves(updates):
+                raise ValueError("add_decayed_weights: update needs params (call update(grads, state, params))")
+            return updates, state  # a model without parameters: nothing to decay
         if lam == 0.0:
             return updates, state
-        if mask is None:
-            return tree_map(leaf_default_mask, updates, params), state
-        mask_tree = _resolve_mask(mask, params)
+        mask_tree = None
         try:
+            if mask is None:
+                return tree_map(leaf_default_mask, updates, params), state
+            mask_tree = _resolve_mask(mask, params)
             return tree_map(leaf, updates, params, mask_tree), state
         except ValueError:
-            err = _mask_error("add_decayed_weights", params, mask_tree)
+            if not tree_leaves(updates) and not tree_leaves(params):
+                return updates, state  # empty trees of two spellings, () and (None, None)
+            err = None if mask_tree is None else _mask_error("add_decayed_weights", params, mask_tree)
             if err is None:
                 raise
             raise err from None
