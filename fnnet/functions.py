@@ -92,31 +92,50 @@ def identity(x: Array) -> Array:
     return np.asarray(x)
 
 
+def _wide(x: Array) -> Array:
+    """float16 ``x`` as float32 (for sums and differences that overflow float16's 65504); any
+    other array itself."""
+    return x.astype(np.float32) if x.dtype == np.float16 else x
+
+
 def softmax(x: Array) -> Array:
     """Softmax over the last axis, for any batch shape ``(..., K)``.
 
     Subtracting the row maximum first leaves the result unchanged (softmax is invariant to adding a
-    constant) but keeps ``exp`` from overflowing for large inputs.
+    constant) but keeps ``exp`` from overflowing for large inputs. float16 input is computed in
+    float32 and the result cast back: ``x - max(x)`` overflows float16 when a row spans more than
+    65504.
 
     >>> p = softmax(np.array([[1000.0, 1000.0], [0.0, np.log(3.0)]]))   # (N, K) = (2, 2)
     >>> p.round(4).tolist()
     [[0.5, 0.5], [0.25, 0.75]]
+    >>> softmax(np.array([-40000.0, 40000.0], np.float16)).tolist()
+    [0.0, 1.0]
     """
     x = np.asarray(x)
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return]
+    xw = _wide(x)
+    e = np.exp(xw - xw.max(axis=-1, keepdims=True))
+    p: Array = e / e.sum(axis=-1, keepdims=True)
+    return p if xw is x else p.astype(x.dtype)
 
 
 def log_softmax(x: Array) -> Array:
     """``log(softmax(x))`` over the last axis, computed stably as ``z - log(sum(exp(z)))``
     with ``z = x - max(x)``; finite even where ``softmax`` underflows to 0.
 
+    float16 input is computed in float32 and the result cast back, so only a log-probability
+    below float16's -65504 is ``-inf`` (and every other entry is exact to float16 rounding).
+
     >>> log_softmax(np.array([0.0, -1000.0])).tolist()       # softmax would give log(0)
     [0.0, -1000.0]
+    >>> log_softmax(np.array([-20000.0, 20000.0], np.float16)).tolist()
+    [-40000.0, 0.0]
     """
     x = np.asarray(x)
-    z = x - x.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))  # type: ignore[no-any-return]
+    xw = _wide(x)
+    z = xw - xw.max(axis=-1, keepdims=True)
+    out: Array = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    return out if xw is x else out.astype(x.dtype)
 
 
 def leaky_relu(x: Array, negative_slope: float = 0.01) -> Array:

@@ -9,6 +9,10 @@ Classification losses take the class scores on the last axis, ``y`` of shape ``(
 size" ``N`` is the number of rows, ``prod(y.shape[:-1])`` (1 for a single sample), and
 batch losses are averaged over it, as in the book.
 
+float16 input is computed in float32 and the gradient cast back to float16, so a loss whose
+intermediate sums or differences exceed float16's 65504 (logits spanning more than that, many rows)
+comes out as it would in float32; float32 and float64 are computed in their own dtype.
+
 >>> import numpy as np
 >>> from fnnet.losses import mean_squared_error, softmax_cross_entropy
 >>> value, grad = softmax_cross_entropy(np.array([[2.0, 0.0, 0.0]]), np.array([0]))
@@ -171,9 +175,17 @@ def _binary_targets(fn: str, name: str, z: Array, t: Any) -> Array:
 
 
 def _wide(a: Array) -> Array:
-    """``a`` for a reduction to the loss value: float16 widened to float32 (a batch's summed losses
-    overflow float16's 65504 long before the mean does); wider dtypes as they are, untouched."""
-    return a.astype(np.float32) if a.dtype.kind == "f" and a.dtype.itemsize < 4 else a
+    """``a`` to compute a loss with: float16 widened to float32, wider dtypes as they are (the same
+    array). float16 holds nothing beyond 65504: a batch's summed losses, the shifted logits
+    ``x - max(x)`` of logits spanning more than that, or ``picked * N`` for N > 65504 rows would
+    overflow, while the loss and most gradients fit. The gradient is cast back by :func:`_narrow`."""
+    return a.astype(np.float32) if a.dtype.itemsize < 4 else a
+
+
+def _narrow(grad: Array, dtype: np.dtype[Any]) -> Array:
+    """The gradient in the input's ``dtype`` (a no-op unless the input was widened by :func:`_wide`);
+    a float16 gradient entry beyond 65504 becomes ``inf``, as float16 arithmetic would give it."""
+    return grad if grad.dtype == dtype else grad.astype(dtype)
 
 
 # --- losses --------------------------------------------------------------------------------------
@@ -194,10 +206,10 @@ def sum_squared_error(y: Array, t: Any) -> tuple[float, Array]:
     2.5
     """
     fn = "sum_squared_error"
-    ya = _floating(fn, "y", y)
+    y_in = _floating(fn, "y", y)
+    ya = _wide(y_in)
     d = ya - _regression_targets(fn, ya, t)
-    dw = _wide(d)
-    return 0.5 * float(np.vdot(dw, dw)), d
+    return 0.5 * float(np.vdot(d, d)), _narrow(d, y_in.dtype)
 
 
 def mean_squared_error(y: Array, t: Any) -> tuple[float, Array]:
@@ -217,20 +229,21 @@ def mean_squared_error(y: Array, t: Any) -> tuple[float, Array]:
     (0.5, (2, 1))
     """
     fn = "mean_squared_error"
-    ya = _floating(fn, "y", y)
-    if ya.size == 0:
-        raise ValueError(f"{fn}: expected a non-empty y, got shape {_shape(ya.shape)}")
+    y_in = _floating(fn, "y", y)
+    if y_in.size == 0:
+        raise ValueError(f"{fn}: expected a non-empty y, got shape {_shape(y_in.shape)}")
+    ya = _wide(y_in)
     d = ya - _regression_targets(fn, ya, t)
     n = ya.size
-    dw = _wide(d)
-    return float(np.vdot(dw, dw)) / n, d * (2.0 / n)
+    return float(np.vdot(d, d)) / n, _narrow(d * (2.0 / n), y_in.dtype)
 
 
 def cross_entropy(y: Array, t: Any) -> tuple[float, Array]:
     """The book's batch cross-entropy on probabilities, ``E = -Σ t log(y + δ) / N``.
 
     ``δ`` is :data:`CROSS_ENTROPY_DELTA`. For labels the sum picks ``log(y[i, t_i] + δ)`` of each
-    row. Prefer :func:`softmax_cross_entropy` on logits for training: it is exact and stable.
+    row. Prefer :func:`softmax_cross_entropy` on logits for training: it is exact and stable (in
+    float16 the gradient here exceeds 65504 and is ``-inf`` where ``y < 1 / (65504 N)`` at a target).
 
     Args:
         y: predicted probabilities ``(N, K)`` (or ``(K,)``, or ``(..., K)``), floating point.
@@ -244,7 +257,8 @@ def cross_entropy(y: Array, t: Any) -> tuple[float, Array]:
     (0.367, (2, 3))
     """
     fn = "cross_entropy"
-    ya = _floating(fn, "y", y, min_rank=1)
+    y_in = _floating(fn, "y", y, min_rank=1)
+    ya = _wide(y_in)
     ta, labels = _class_targets(fn, ya, t)
     n = _n_rows(fn, ya)
     if labels:
@@ -252,9 +266,9 @@ def cross_entropy(y: Array, t: Any) -> tuple[float, Array]:
         picked = ya[at] + CROSS_ENTROPY_DELTA
         grad = np.zeros_like(ya)
         grad[at] = -1.0 / (picked * n)
-        return -float(np.log(_wide(picked)).sum()) / n, grad
+        return -float(np.log(picked).sum()) / n, _narrow(grad, y_in.dtype)
     guarded = ya + CROSS_ENTROPY_DELTA
-    return -float(np.vdot(_wide(ta), np.log(_wide(guarded)))) / n, ta / guarded * (-1.0 / n)
+    return -float(np.vdot(ta, np.log(guarded))) / n, _narrow(ta / guarded * (-1.0 / n), y_in.dtype)
 
 
 def softmax_cross_entropy(logits: Array, t: Any) -> tuple[float, Array]:
@@ -274,7 +288,8 @@ def softmax_cross_entropy(logits: Array, t: Any) -> tuple[float, Array]:
     (0.3185, (2, 3), True)
     """
     fn = "softmax_cross_entropy"
-    x = _floating(fn, "logits", logits, min_rank=1)
+    x_in = _floating(fn, "logits", logits, min_rank=1)
+    x = _wide(x_in)
     ta, labels = _class_targets(fn, x, t)
     n = _n_rows(fn, x)
     # log p = z - log Σ exp z with z = x - max(x): exp(z) <= 1 never overflows, and log p stays
@@ -285,15 +300,19 @@ def softmax_cross_entropy(logits: Array, t: Any) -> tuple[float, Array]:
     log_s = np.log(s)
     if labels:
         at = (np.arange(n), ta) if x.ndim == 2 else _label_index(ta)  # 2-D: the common, cheaper index
-        loss = (float(_wide(log_s).sum()) - float(_wide(z[at]).sum())) / n
+        loss = (float(log_s.sum()) - float(z[at].sum())) / n
         grad = e * ((1.0 / n) / s)  # p / N, in a fresh array of x's dtype
         grad[at] -= 1.0 / n
-        return loss, grad
+        return loss, _narrow(grad, x_in.dtype)
     z -= log_s  # z now holds log p (our own scratch array)
-    loss = -float(np.vdot(_wide(ta), _wide(z))) / n
+    loss = -float(np.vdot(ta, z)) / n
+    if math.isnan(loss):
+        # a -inf logit (a masked class) has log p = -inf, and a target of 0 there gives 0 · -inf =
+        # nan; the term is 0 (t log p -> 0 as p -> 0). A nan logit or target stays nan.
+        loss = -float(np.vdot(ta, np.where(ta != 0, z, 0))) / n
     grad = e * (ta.sum(axis=-1, keepdims=True) / s) - ta
     grad *= 1.0 / n
-    return loss, grad
+    return loss, _narrow(grad, x_in.dtype)
 
 
 def binary_cross_entropy_with_logits(z: Array, t: Any) -> tuple[float, Array]:
@@ -316,11 +335,12 @@ def binary_cross_entropy_with_logits(z: Array, t: Any) -> tuple[float, Array]:
     (0.0585, (3, 1))
     """
     fn = "binary_cross_entropy_with_logits"
-    za = _floating(fn, "z", z)
+    z_in = _floating(fn, "z", z)
+    za = _wide(z_in)
     ta = _binary_targets(fn, "z", za, t)
     n = za.size
     per_element = np.maximum(za, 0) - za * ta + np.log1p(np.exp(-np.abs(za)))
-    return float(_wide(per_element).sum()) / n, (F.sigmoid(za) - ta) * (1.0 / n)
+    return float(per_element.sum()) / n, _narrow((F.sigmoid(za) - ta) * (1.0 / n), z_in.dtype)
 
 
 def binary_cross_entropy(p: Array, t: Any) -> tuple[float, Array]:
@@ -329,7 +349,8 @@ def binary_cross_entropy(p: Array, t: Any) -> tuple[float, Array]:
 
     ``δ`` is :data:`CROSS_ENTROPY_DELTA`, as in :func:`cross_entropy`: the loss stays finite when
     a probability is exactly 0 or 1. Prefer :func:`binary_cross_entropy_with_logits` for
-    training: it is exact where the sigmoid saturates.
+    training: it is exact where the sigmoid saturates (and its float16 gradient never overflows,
+    while this one is ``±inf`` where ``p`` or ``1 - p`` is below about ``1 / (65504 n)``).
 
     Args:
         p: predicted probabilities of class 1, in ``[0, 1]``, any non-empty shape, floating point.
@@ -344,15 +365,15 @@ def binary_cross_entropy(p: Array, t: Any) -> tuple[float, Array]:
     (0.1643, (2, 1))
     """
     fn = "binary_cross_entropy"
-    pa = _floating(fn, "p", p)
+    p_in = _floating(fn, "p", p)
+    pa = _wide(p_in)
     ta = _binary_targets(fn, "p", pa, t)
     n = pa.size
     pos = pa + CROSS_ENTROPY_DELTA
     neg = (1.0 - pa) + CROSS_ENTROPY_DELTA
-    tw = _wide(ta)
-    value = -(float(np.vdot(tw, np.log(_wide(pos)))) + float(np.vdot(1.0 - tw, np.log(_wide(neg))))) / n
+    value = -(float(np.vdot(ta, np.log(pos))) + float(np.vdot(1.0 - ta, np.log(neg)))) / n
     grad = ((1.0 - ta) / neg - ta / pos) * (1.0 / n)
-    return value, grad.astype(pa.dtype, copy=False)
+    return value, _narrow(grad, p_in.dtype)
 
 
 def huber(y: Array, t: Any, delta: float = 1.0) -> tuple[float, Array]:
@@ -376,9 +397,10 @@ def huber(y: Array, t: Any, delta: float = 1.0) -> tuple[float, Array]:
     if not (isinstance(delta, (int, float, np.floating, np.integer)) and not isinstance(delta, bool)
             and math.isfinite(delta) and delta > 0):
         raise ValueError(f"{fn}: delta must be a finite number > 0, got {delta!r}")
-    ya = _floating(fn, "y", y)
-    if ya.size == 0:
-        raise ValueError(f"{fn}: expected a non-empty y, got shape {_shape(ya.shape)}")
+    y_in = _floating(fn, "y", y)
+    if y_in.size == 0:
+        raise ValueError(f"{fn}: expected a non-empty y, got shape {_shape(y_in.shape)}")
+    ya = _wide(y_in)
     d = ya - _regression_targets(fn, ya, t)
     a = np.abs(d)
     quad = np.minimum(a, delta)
@@ -386,7 +408,7 @@ def huber(y: Array, t: Any, delta: float = 1.0) -> tuple[float, Array]:
     per_element = 0.5 * quad * quad + delta * (a - quad)
     n = ya.size
     grad = np.clip(d, -delta, delta) * (1.0 / n)
-    return float(_wide(per_element).sum()) / n, grad.astype(ya.dtype, copy=False)
+    return float(per_element.sum()) / n, _narrow(grad, y_in.dtype)
 
 
 def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None = None) -> tuple[float, Array]:
@@ -413,7 +435,8 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
     (1.3863, [0.0, 0.0, 0.0, 0.0])
     """
     fn = "time_softmax_cross_entropy"
-    x = _floating(fn, "logits", logits, min_rank=2)
+    x_in = _floating(fn, "logits", logits, min_rank=2)
+    x = _wide(x_in)
     ta = np.asarray(t)
     v = x.shape[-1]
     if ta.shape != x.shape[:-1] or ta.dtype.kind not in "iu":
@@ -437,14 +460,14 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
         )
     m = labels.size
     if m == 0:
-        return 0.0, np.zeros_like(x)
+        return 0.0, np.zeros_like(x_in)
     # the stable log-softmax of softmax_cross_entropy: z = x - max(x), log p = z - log Σ exp z
     z = x2 - x2.max(axis=-1, keepdims=True)
     e = np.exp(z)
     s = e.sum(axis=-1, keepdims=True)
-    loss = (float(np.log(_wide(s[rows, 0])).sum()) - float(_wide(z[rows, labels]).sum())) / m
+    loss = (float(np.log(s[rows, 0]).sum()) - float(z[rows, labels].sum())) / m
     grad = e * ((1.0 / m) / s)
     if keep is not None:
         grad[~keep] = 0
     grad[rows, labels] -= 1.0 / m
-    return loss, grad.reshape(x.shape)
+    return loss, _narrow(grad.reshape(x.shape), x_in.dtype)

@@ -226,6 +226,8 @@ class Tanh(_Elementwise):
 class Identity(_Elementwise):
     """``y = x`` (the output layer of a regression net); any shape; ``dx = dout``.
 
+    Like every layer it takes floating point input: an integer or bool array is refused.
+
     >>> import numpy as np, fnnet
     >>> x = np.array([[-1.5, 2.0]])
     >>> fnnet.Identity().apply(None, x) is x, fnnet.Identity().out_shape((2,))
@@ -233,6 +235,7 @@ class Identity(_Elementwise):
     """
 
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, Array]:
+        self._check(self, x)
         return x, state, x  # the cache is x itself (y is x): only its shape is read
 
     def _dx(self, cache: Array, dout: Array) -> Array:
@@ -279,6 +282,8 @@ class Softmax(_Elementwise):
 class Flatten(Layer):
     """Reshape ``(N, d1, d2, ...)`` to ``(N, d1*d2*...)``; backward reshapes ``dout`` back.
 
+    Like every layer it takes floating point input: an integer or bool array is refused.
+
     >>> import numpy as np, fnnet
     >>> fnnet.Flatten().out_shape((3, 4, 4))
     (48,)
@@ -298,6 +303,7 @@ class Flatten(Layer):
     def forward(self, params: None, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, tuple[int, ...]]:
         if x.ndim < 1:
             raise ValueError(f"Flatten: expected input of rank >= 1 (N, ...), got shape {x.shape}")
+        _Elementwise._check(self, x)
         return x.reshape(x.shape[0], math.prod(x.shape[1:])), state, x.shape  # not -1: N may be 0
 
     def backward(self, params: None, cache: tuple[int, ...], dout: Array, input_grad: bool = True) -> tuple[Array, None]:

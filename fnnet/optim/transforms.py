@@ -3,6 +3,12 @@
 Every transform's state is a NamedTuple of arrays (update counters are 0-d int64 arrays), so an
 optimizer state is a tree that a ``.npz`` checkpoint holds; the field names are the checkpoint's
 paths (``opt_state/1/mu/0/w``) and do not change.
+
+The adaptive transforms (AdaGrad, RMSprop, Adam) keep the moments of a float16 leaf in float32 and
+compute its update there, rounding it to float16 once: ``g²`` leaves float16's range for
+``|g| > 256`` (the moment becomes ``inf`` and the leaf never moves again) and underflows to 0 for
+``|g|`` below about 0.008 (the update is then ``m / ε``, hundreds of times too large). Other dtypes
+are computed in their own dtype.
 """
 
 from __future__ import annotations
@@ -117,6 +123,21 @@ def _i64(n: int) -> Array:
 
 def _f64(x: float) -> Array:
     return np.array(x, dtype=np.float64)
+
+
+def _wide(a: Any) -> Any:
+    """A float16 array or scalar as float32; anything else as it is (the same object)."""
+    return a.astype(np.float32) if getattr(a, "dtype", None) == np.float16 else a
+
+
+def _moments_like(params: Tree) -> Tree:
+    """Zero moments shaped like ``params``: in each leaf's dtype, float32 for float16 leaves."""
+    return tree_map(lambda p: _wide(np.zeros_like(p)), params)
+
+
+def _rounded(u: Array, g: Any, gw: Any) -> Array:
+    """The update ``u`` computed from ``gw = _wide(g)``, in ``g``'s dtype."""
+    return u if gw is g else u.astype(g.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,7 +314,8 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
 
 
 class ScaleByAdagradState(NamedTuple):
-    """State of :func:`scale_by_adagrad`: ``h``, the running sum of squared gradients.
+    """State of :func:`scale_by_adagrad`: ``h``, the running sum of squared gradients, shaped like
+    params (float32 for float16 leaves).
 
     >>> import numpy as np
     >>> from fnnet.optim import scale_by_adagrad
@@ -323,11 +345,12 @@ def scale_by_adagrad(eps: float = ADAGRAD_EPS) -> GradientTransformation:
     eps = check_finite_positive("scale_by_adagrad", "eps", eps)
 
     def leaf(g: Array, h: Array) -> tuple[Array, Array]:
-        h = h + g * g
-        return g / (np.sqrt(h) + eps), h
+        gw = _wide(g)
+        h = h + gw * gw
+        return _rounded(gw / (np.sqrt(h) + eps), g, gw), h
 
     def init(params: Tree) -> ScaleByAdagradState:
-        return ScaleByAdagradState(tree_zeros_like(params))
+        return ScaleByAdagradState(_moments_like(params))
 
     def update(updates: Tree, state: ScaleByAdagradState, params: Tree = None) -> tuple[Tree, ScaleByAdagradState]:
         u, h = tree_map_n(leaf, 2, updates, state.sum_sq)
@@ -337,7 +360,8 @@ def scale_by_adagrad(eps: float = ADAGRAD_EPS) -> GradientTransformation:
 
 
 class ScaleByRmsState(NamedTuple):
-    """State of :func:`scale_by_rms`: ``h``, the exponential moving average of squared gradients.
+    """State of :func:`scale_by_rms`: ``h``, the exponential moving average of squared gradients,
+    shaped like params (float32 for float16 leaves).
 
     >>> import numpy as np
     >>> from fnnet.optim import scale_by_rms
@@ -371,11 +395,12 @@ def scale_by_rms(decay: float = 0.99, eps: float = RMSPROP_EPS) -> GradientTrans
     one_minus = 1.0 - rho
 
     def leaf(g: Array, h: Array) -> tuple[Array, Array]:
-        h = rho * h + one_minus * (g * g)
-        return g / (np.sqrt(h) + eps), h
+        gw = _wide(g)
+        h = rho * h + one_minus * (gw * gw)
+        return _rounded(gw / (np.sqrt(h) + eps), g, gw), h
 
     def init(params: Tree) -> ScaleByRmsState:
-        return ScaleByRmsState(tree_zeros_like(params))
+        return ScaleByRmsState(_moments_like(params))
 
     def update(updates: Tree, state: ScaleByRmsState, params: Tree = None) -> tuple[Tree, ScaleByRmsState]:
         u, h = tree_map_n(leaf, 2, updates, state.mean_sq)
@@ -386,7 +411,7 @@ def scale_by_rms(decay: float = 0.99, eps: float = RMSPROP_EPS) -> GradientTrans
 
 class ScaleByAdamState(NamedTuple):
     """State of :func:`scale_by_adam`: ``steps``, the number of updates made (0-d int64), and the
-    moments ``mu`` and ``nu``.
+    moments ``mu`` and ``nu``, shaped like params (float32 for float16 leaves).
 
     >>> import numpy as np
     >>> from fnnet.optim import scale_by_adam
@@ -428,16 +453,17 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = ADAM_EPS) -> 
     c1, c2 = 1.0 - b1, 1.0 - b2
 
     def init(params: Tree) -> ScaleByAdamState:
-        return ScaleByAdamState(_i64(0), tree_zeros_like(params), tree_zeros_like(params))
+        return ScaleByAdamState(_i64(0), _moments_like(params), _moments_like(params))
 
     def update(updates: Tree, state: ScaleByAdamState, params: Tree = None) -> tuple[Tree, ScaleByAdamState]:
         t = int(state.steps) + 1
         corr = math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
 
         def leaf(g: Array, m: Array, v: Array) -> tuple[Array, Array, Array]:
-            m = b1 * m + c1 * g
-            v = b2 * v + c2 * (g * g)
-            return corr * m / (np.sqrt(v) + eps), m, v
+            gw = _wide(g)
+            m = b1 * m + c1 * gw
+            v = b2 * v + c2 * (gw * gw)
+            return _rounded(corr * m / (np.sqrt(v) + eps), g, gw), m, v
 
         u, mu, nu = tree_map_n(leaf, 3, updates, state.mu, state.nu)
         return u, ScaleByAdamState(_i64(t), mu, nu)
@@ -530,9 +556,10 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
         mask: tree of bools shaped like params, a callable ``params -> tree``, or ``None`` for
             :func:`default_decay_mask` (weights, not biases).
     Returns:
-        The transformation (stateless); its ``update`` requires ``params``. Its ``init`` checks
-        the mask against the params: a mask of another structure, or with a leaf that is not a
-        flag, raises ``ValueError`` naming the path.
+        The transformation (stateless); its ``update`` requires ``params`` unless the updates
+        have no leaves (a model without parameters, whose params are ``None`` or empty tuples,
+        has nothing to decay). Its ``init`` checks the mask against the params: a mask of
+        another structure, or with a leaf that is not a flag, raises ``ValueError`` naming the path.
 
     >>> import numpy as np
     >>> t = add_decayed_weights(0.1)
@@ -558,16 +585,21 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
 
     def update(updates: Tree, state: EmptyState, params: Tree = None) -> tuple[Tree, EmptyState]:
         if params is None:
-            raise ValueError("add_decayed_weights: update needs params (call update(grads, state, params))")
+            if tree_leaves(updates):
+                raise ValueError("add_decayed_weights: update needs params (call update(grads, state, params))")
+            return updates, state  # a model without parameters: nothing to decay
         if lam == 0.0:
             return updates, state
-        if mask is None:
-            return tree_map(leaf_default_mask, updates, params), state
-        mask_tree = _resolve_mask(mask, params)
+        mask_tree = None
         try:
+            if mask is None:
+                return tree_map(leaf_default_mask, updates, params), state
+            mask_tree = _resolve_mask(mask, params)
             return tree_map(leaf, updates, params, mask_tree), state
         except ValueError:
-            err = _mask_error("add_decayed_weights", params, mask_tree)
+            if not tree_leaves(updates) and not tree_leaves(params):
+                return updates, state  # empty trees of two spellings, () and (None, None)
+            err = None if mask_tree is None else _mask_error("add_decayed_weights", params, mask_tree)
             if err is None:
                 raise
             raise err from None
