@@ -261,8 +261,8 @@ def test_dtype_mismatch_names_layer(index: int) -> None:
 
 
 def test_activation_rejects_integer_input() -> None:
-    model = serial(Flatten(), Tanh())
-    with pytest.raises(ValueError, match=r"^layer 1 \(Tanh\): Tanh: expected a floating point input, got dtype int"):
+    model = serial(Tanh(), Flatten())
+    with pytest.raises(ValueError, match=r"^layer 0 \(Tanh\): Tanh: expected a floating point input, got dtype int"):
         model.forward((None, None), None, np.ones((2, 3), np.int64))
 
 
