@@ -345,3 +345,30 @@ def test_a_nan_in_a_scalar_optimizer_state_entry_stops_training() -> None:
     assert not all_finite((np.ones(2, np.float32), np.float32(np.nan)))
     assert not all_finite({"a": float("inf")})
     assert all_finite((np.float64(1.0), 3, "text", np.int64(2)))
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_a_loss_gradient_of_another_dtype_or_shape_is_refused(shards: int) -> None:
+    """A custom loss returning a float64 gradient for float32 outputs would silently make the
+    gradients and the optimizer state float64 (and the checkpoint no longer fit its skeleton)."""
+    from fnnet.losses import mean_squared_error
+
+    def as64(y: Array, t: Array) -> tuple[float, Array]:
+        v, d = mean_squared_error(y, t)
+        return v, d.astype(np.float64)
+
+    def flat(y: Array, t: Array) -> tuple[float, Array]:
+        v, d = mean_squared_error(y, t)
+        return v, d.ravel()
+
+    model = serial(Affine(1))
+    opt = fnnet.optim.adam(0.1)
+    state = init_train_state(model, opt, fnnet.key(0), (3,))
+    x, t = np.ones((4, 3), np.float32), np.ones(4, np.float32)
+    for bad, got in ((as64, r"\(4, 1\) float64"), (flat, r"\(4,\) float32")):
+        step = make_train_step(model, bad, opt, shards=shards)
+        with pytest.raises(ValueError, match=rf"^train_step: the loss must return its gradient in the outputs' shape \(4, 1\) and dtype float32, got {got}$"):
+            step(state, x, t)
+    step = make_train_step(model, mean_squared_error, opt, shards=shards)
+    moments = [a for a in tree_leaves(step(state, x, t)[0].opt_state) if a.dtype.kind == "f"]
+    assert moments and all(a.dtype == np.float32 for a in moments)

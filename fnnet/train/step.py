@@ -301,6 +301,16 @@ def choose_policy(model: Layer, params: Tree, state: Tree, x: Array) -> Executio
     return ExecutionPolicy(shards, 1)
 
 
+def _check_dy(y: Array, dy: Any) -> None:
+    """The loss's gradient must be an array of the outputs' shape and dtype: a float64 gradient of
+    float32 outputs would silently turn the gradients and the optimizer state into float64."""
+    if not isinstance(dy, np.ndarray) or dy.shape != y.shape or dy.dtype != y.dtype:
+        got = f"{dy.shape} {dy.dtype}" if isinstance(dy, np.ndarray) else type(dy).__name__
+        raise ValueError(
+            f"train_step: the loss must return its gradient in the outputs' shape {y.shape} and dtype {y.dtype}, got {got}"
+        )
+
+
 def make_train_step(
     model: Layer,
     loss: LossFn = softmax_cross_entropy,
@@ -405,6 +415,7 @@ def make_train_step(
             if len(rows) <= 1:
                 y, new_model_state, cache = model.forward(params, state.model_state, x, Ctx(True, key))
                 value, dy = loss(y, t)
+                _check_dy(y, dy)
                 value += penalty
                 if not math.isfinite(value):
                     raise fail(state, f"loss {value}", False)
@@ -418,7 +429,9 @@ def make_train_step(
                         return model.forward(params, state.model_state, x[rows[s]], ctx)
 
                 outs = group.run(forward)
-                value, dy = loss(join_rows([o[0] for o in outs]), t)
+                y = join_rows([o[0] for o in outs])
+                value, dy = loss(y, t)
+                _check_dy(y, dy)
                 value += penalty
                 if not math.isfinite(value):
                     raise fail(state, f"loss {value}", False)
