@@ -1,12 +1,15 @@
 """Regression tests from a mutation-testing pass: boundaries of the stopping rules, the key of a
-wide fold_in, and R² with several outputs, which plausible one-token changes left untested."""
+wide fold_in, R² with several outputs and the read-only unshuffled batches, which plausible
+one-token changes left untested."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pytest
 
+from fnnet.datasets import batches
 from fnnet.metrics import r2
 from fnnet.random import fold_in, key
 from fnnet.train import EarlyStopping, History, ReduceOnPlateau, StopDecision
@@ -44,3 +47,15 @@ def test_r2_centres_each_output_on_its_own_mean() -> None:
     assert r2(np.broadcast_to(t.mean(axis=0), t.shape), t) == 0.0  # predicting each output's mean
     y = t + np.array([[1.0, 0.0], [0.0, 0.0], [-1.0, 0.0]])
     assert r2(y, t) == 1.0 - 2.0 / 16.0
+
+
+def test_unshuffled_batches_are_read_only_views_of_the_data() -> None:
+    x, t = np.arange(20.0).reshape(10, 2), np.arange(10)
+    got = list(batches(None, x, t, 4, shuffle=False))
+    assert [len(xb) for xb, _ in got] == [4, 4, 2]
+    for xb, tb in got:
+        assert np.shares_memory(xb, x) and np.shares_memory(tb, t)  # nothing copied
+        assert not xb.flags.writeable and not tb.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            xb[0, 0] = -1.0
+    assert x.flags.writeable and x[0, 0] == 0.0  # the caller's arrays are left as they were
