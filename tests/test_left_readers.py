@@ -5,15 +5,23 @@ the not-found hint when there is no usable user cache."""
 from __future__ import annotations
 
 import gzip
+import tempfile
 import time
+import tracemalloc
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
-from fnnet.datasets import read_idx
+from fnnet.datasets import decode, load_sequence, read_idx, read_sequence_file
+from fnnet.datasets import sequence as sequence_module
 from fnnet.errors import FormatError
+from fnnet.typing import Array
 
 # --------------------------------------------------------------------------------------------
 # IDX .gz: the gzip header is parsed with bounds, not a byte at a time
@@ -99,3 +107,88 @@ def test_members_padding_and_trailers(tmp_path: Path) -> None:
     for cut in (5, 12, len(good) - 9, len(good) - 3):
         with pytest.raises(FormatError, match="corrupt or truncated gzip data"):
             read_idx(_write(tmp_path, good[:cut]))
+
+
+# --------------------------------------------------------------------------------------------
+# Sequence files: read through a strided view, the ids the only large arrays made
+# --------------------------------------------------------------------------------------------
+
+
+def _sequence_file(tmp_path: Path, lines: int, eol: str = "\n") -> Path:
+    """``lines`` lines of the addition task's shape (7 + 5 characters), the last one ended too."""
+    g = np.random.default_rng(lines)
+    a, b = g.integers(0, 1000, lines), g.integers(0, 1000, lines)
+    f = tmp_path / "sums.txt"
+    f.write_bytes("".join(f"{i}+{j}".ljust(7) + f"_{i + j}".ljust(5) + eol for i, j in zip(a, b)).encode())
+    return f
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_reading_a_sequence_file_peaks_at_a_few_times_its_size(tmp_path: Path, eol: str) -> None:
+    # The ids (int32, 4 bytes per character) are about 3.7 times an addition file; reading it as
+    # Python strings, one per line, peaked at 18 times.
+    f = _sequence_file(tmp_path, 80_000, eol)
+    size = f.stat().st_size
+    reads: list[Callable[[], object]] = [lambda: read_sequence_file(f), lambda: load_sequence(f)]
+    for read in reads:
+        tracemalloc.start()
+        try:
+            result = read()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 6 * size, (peak / size, eol)
+        del result
+    x, t, vocab = read_sequence_file(f)
+    lines = f.read_text().splitlines()
+    assert [decode(q, vocab) + decode(a, vocab) for q, a in zip(x[:50], t[:50])] == lines[:50]
+    assert x.flags.c_contiguous and x.flags.owndata and t.flags.c_contiguous and t.flags.owndata
+
+
+def test_load_sequence_splits_as_a_permutation_of_the_file_rows(tmp_path: Path) -> None:
+    f = _sequence_file(tmp_path, 1_003)
+    x, t, vocab = read_sequence_file(f)
+    data = load_sequence(f)
+    perm = np.random.RandomState(1984).permutation(1_003)
+    assert np.array_equal(data.x_train, x[perm][:903]) and np.array_equal(data.x_test, x[perm][903:])
+    assert np.array_equal(data.t_train, t[perm][:903]) and np.array_equal(data.t_test, t[perm][903:])
+    assert data.id_to_char == vocab and all(a.dtype == np.int32 for a in data[:4])
+
+
+def _outcome(read: Callable[[], tuple[Array, Array, tuple[str, ...]]]) -> tuple[Any, ...]:
+    try:
+        x, t, vocab = read()
+    except FormatError as e:
+        return ("error", e.where, e.reason)
+    return (x.shape, x.tolist(), t.shape, t.tolist(), vocab, x.dtype, t.dtype)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    widths=st.tuples(st.sampled_from([0, 1, 1, 2, 2, 3, 3]), st.integers(0, 3)),
+    n=st.integers(1, 5),
+    chars=st.data(),
+    eols=st.lists(st.sampled_from(["\n", "\n", "\n", "\r\n", "\r\n", "\r", ""]), min_size=5, max_size=5),
+    uniform=st.integers(0, 3),
+    final=st.sampled_from(["", "\n", "\r\n", "\n\n"]),
+)
+def test_the_strided_reading_agrees_with_reading_line_by_line(
+    widths: tuple[int, int], n: int, chars: st.DataObject, eols: list[str], uniform: int, final: str
+) -> None:
+    clean, answers, any_char = st.sampled_from("ab1 é中"), st.sampled_from("ab1 _é中"), st.sampled_from("ab1 _é中\t\ufeff\xa0")
+    q, a = widths
+    lines = []
+    for _ in range(n):
+        damaged = chars.draw(st.integers(0, 9)) == 0
+        question = chars.draw(st.text(any_char if damaged else clean, min_size=q, max_size=q))
+        answer = chars.draw(st.text(any_char if damaged else answers, min_size=a, max_size=a))
+        lines.append(question + ("" if chars.draw(st.integers(0, 19)) == 0 else "_") + answer)
+    ends = [eols[0]] * n if uniform else eols[:n]  # mixed line endings one time in four
+    text = "".join(line + end for line, end in zip(lines[:-1], ends)) + lines[-1] + final
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "s.txt"
+        f.write_bytes(text.encode())
+        got = _outcome(lambda: read_sequence_file(f))
+        want = _outcome(lambda: sequence_module._read_lines(f, f.read_bytes()))
+    event("refused" if got[0] == "error" else "read")
+    assert got == want
