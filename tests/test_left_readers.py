@@ -5,6 +5,8 @@ the not-found hint when there is no usable user cache."""
 from __future__ import annotations
 
 import gzip
+import hashlib
+import os
 import tempfile
 import time
 import tracemalloc
@@ -18,7 +20,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from fnnet.datasets import decode, load_sequence, read_idx, read_sequence_file
+from fnnet.datasets import decode, download, load_sequence, read_idx, read_sequence_file, sources
 from fnnet.datasets import sequence as sequence_module
 from fnnet.errors import FormatError
 from fnnet.typing import Array
@@ -192,3 +194,85 @@ def test_the_strided_reading_agrees_with_reading_line_by_line(
         want = _outcome(lambda: sequence_module._read_lines(f, f.read_bytes()))
     event("refused" if got[0] == "error" else "read")
     assert got == want
+
+
+# --------------------------------------------------------------------------------------------
+# download(): a failure leaves no directory it made
+# --------------------------------------------------------------------------------------------
+
+_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """Four tiny .gz files and a source table for 'mnist' holding their MD5s (in this order)."""
+    g = np.random.default_rng(3)
+    shapes = {_STEMS[0]: (4, 28, 28), _STEMS[1]: (4,), _STEMS[2]: (2, 28, 28), _STEMS[3]: (2,)}
+    files = {}
+    for stem, shape in shapes.items():
+        a = g.integers(0, 10, shape, dtype=np.uint8)
+        raw = bytes([0, 0, 0x08, a.ndim]) + b"".join(s.to_bytes(4, "big") for s in shape) + a.tobytes()
+        files[f"{stem}.gz"] = gzip.compress(raw, mtime=0)
+    md5 = {n: hashlib.md5(b).hexdigest() for n, b in files.items()}
+    monkeypatch.setitem(sources._SOURCES, "mnist", sources._Source(("https://a.example/", "https://b.example/"), md5))
+    return files
+
+
+def _fetch(files: dict[str, bytes], fail_from: int, error: BaseException = OSError("connection refused")) -> Callable[[str], bytes]:
+    """Serves ``files`` by name until the ``fail_from``-th distinct file (0-based), which raises ``error``."""
+    order = list(files)
+
+    def fetch(url: str) -> bytes:
+        name = url.rsplit("/", 1)[1]
+        if order.index(name) >= fail_from:
+            raise error
+        return files[name]
+
+    return fetch
+
+
+def _tree(d: Path) -> list[str]:
+    return sorted(p.relative_to(d).as_posix() for p in d.rglob("*"))
+
+
+def test_a_failed_download_removes_the_directories_it_made(tmp_path: Path, served: dict[str, bytes]) -> None:
+    root = tmp_path / "new" / "cache"
+    with pytest.raises(ValueError, match="could not get train-images-idx3-ubyte.gz"):
+        download("mnist", cache_dir=root, fetch=_fetch(served, 0))
+    assert _tree(tmp_path) == []
+    with pytest.raises(KeyboardInterrupt):
+        download("mnist", cache_dir=root, fetch=_fetch(served, 0, KeyboardInterrupt()))
+    assert _tree(tmp_path) == []
+
+
+def test_the_default_cache_is_removed_too_when_the_call_made_it(isolated: Path, served: dict[str, bytes]) -> None:
+    with pytest.raises(ValueError, match="could not get"):
+        download("mnist", fetch=_fetch(served, 0))
+    assert not (isolated / "cache").exists()
+
+
+def test_a_failed_download_keeps_what_was_there_and_what_it_verified(tmp_path: Path, served: dict[str, bytes]) -> None:
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(ValueError):
+        download("mnist", cache_dir=tmp_path / "mine", fetch=_fetch(served, 0))
+    assert _tree(tmp_path) == ["mine"]  # the user's directory stays, the set's is gone
+    (tmp_path / "mine" / "mnist").mkdir()
+    (tmp_path / "mine" / "mnist" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError):
+        download("mnist", cache_dir=tmp_path / "mine", fetch=_fetch(served, 0))
+    assert _tree(tmp_path) == ["mine", "mine/mnist", "mine/mnist/notes.txt"]
+    (tmp_path / "mine" / "mnist" / "notes.txt").unlink()
+    (tmp_path / "mine" / "mnist").rmdir()
+    with pytest.raises(ValueError, match="could not get train-labels-idx1-ubyte.gz"):
+        download("mnist", cache_dir=tmp_path / "new", fetch=_fetch(served, 1))
+    assert _tree(tmp_path / "new") == ["mnist", f"mnist/{_STEMS[0]}.gz"]  # the verified file is kept
+
+
+def test_a_failed_write_removes_the_directories_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: dict[str, bytes]) -> None:
+    def full(path: str | os.PathLike[str], data: bytes) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(sources, "atomic_write_bytes", full)
+    with pytest.raises(OSError, match="No space left on device"):
+        download("mnist", cache_dir=tmp_path / "c", fetch=_fetch(served, 4))
+    assert _tree(tmp_path) == []
