@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import pwd
 import tempfile
 import time
 import tracemalloc
@@ -20,7 +21,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from fnnet.datasets import decode, download, load_sequence, read_idx, read_sequence_file, sources
+from fnnet.datasets import decode, download, load_mnist, load_sequence, read_idx, read_sequence_file, sources
 from fnnet.datasets import sequence as sequence_module
 from fnnet.errors import FormatError
 from fnnet.typing import Array
@@ -276,3 +277,53 @@ def test_a_failed_write_removes_the_directories_it_made(tmp_path: Path, monkeypa
     with pytest.raises(OSError, match="No space left on device"):
         download("mnist", cache_dir=tmp_path / "c", fetch=_fetch(served, 4))
     assert _tree(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------
+# The not-found hint: what works without a usable user cache
+# --------------------------------------------------------------------------------------------
+
+
+def _get_it(name: str = "mnist") -> str:
+    """The first way to get the set that load_mnist's not-found error suggests."""
+    with pytest.raises(FileNotFoundError) as info:
+        load_mnist(name)
+    return str(info.value).split("Get it with one of:\n  - ", 1)[1].splitlines()[0]
+
+
+def _no_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unknown(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+
+
+def test_with_a_writable_user_cache_the_hint_is_a_plain_download(isolated: Path) -> None:
+    hint = _get_it()
+    assert hint.startswith("fnnet.datasets.download('mnist') in Python (downloads into ")
+    assert str(isolated / "cache" / "fnnet" / "mnist") in hint
+
+
+@pytest.mark.parametrize("place", ["no home", "unwritable cache"])
+def test_without_a_usable_user_cache_the_hint_is_fnnet_data(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, served: dict[str, bytes], place: str
+) -> None:
+    if place == "no home":
+        _no_home(monkeypatch)
+    else:  # the cache would have to go below a regular file
+        (isolated / "a-file").write_bytes(b"")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(isolated / "a-file" / "xdg"))
+    with pytest.raises((OSError, ValueError)):  # what the plain hint would have run
+        download("mnist", fetch=_fetch(served, 4))
+    hint = _get_it()
+    assert hint.startswith("set FNNET_DATA to a writable directory DIR, then run fnnet.datasets.download('mnist', cache_dir=DIR)")
+    assert ("no home directory" if place == "no home" else f"the user cache {isolated / 'a-file' / 'xdg' / 'fnnet'} cannot be written") in hint
+    # Following it works, and with FNNET_DATA set (and writable) the hint names that directory.
+    data = isolated / "data"
+    monkeypatch.setenv("FNNET_DATA", str(data))
+    assert _get_it().startswith(f"fnnet.datasets.download('mnist', cache_dir={str(data)!r}) in Python")
+    download("mnist", cache_dir=data, fetch=_fetch(served, 4))
+    (x, _), _ = load_mnist("mnist")
+    assert len(x) == 4

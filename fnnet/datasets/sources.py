@@ -175,18 +175,9 @@ def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> Fi
     at = 1 if path_given else 0
     if not env:
         lines.insert(at, f"  $FNNET_DATA/{name}: FNNET_DATA is not set")
-    cache = _user_cache_root()
-    if cache is None:
+    if _user_cache_root() is None:
         lines.insert(at + 1, f"  ~/.cache/fnnet/{name}: {_NO_HOME}")
-        get = (
-            f"fnnet.datasets.download({name!r}, cache_dir=DIR) in Python, then load_mnist({name!r}, "
-            f"path=DIR/{name}) (there is no user cache: {_NO_HOME})"
-        )
-    else:
-        get = (
-            f"fnnet.datasets.download({name!r}) in Python (downloads into {cache / name}, "
-            f"where `--data {name}` and load_mnist({name!r}) look)"
-        )
+    get = _download_hint(name)
     how = [
         get,
         "put the four files in a directory DIR and give it: `--data DIR` on the command line "
@@ -198,6 +189,36 @@ def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> Fi
     return FileNotFoundError(
         f"load_mnist: data set {name!r} not found; it needs {files}. Looked in:\n" + "\n".join(lines)
         + "\nGet it with one of:\n" + "\n".join(f"  - {h}" for h in how)
+    )
+
+
+def _writable(d: Path) -> bool:
+    """Whether directory ``d`` could be made (if missing) and written into by this process."""
+    while not os.path.lexists(d) and d != d.parent:
+        d = d.parent
+    return d.is_dir() and os.access(d, os.W_OK | os.X_OK)
+
+
+def _download_hint(name: str) -> str:
+    """How to download set ``name`` so that ``load_mnist(name)`` finds it: into the user cache
+    when it can be written, else into ``$FNNET_DATA`` (told to set it when unset or unwritable)."""
+    cache = _user_cache_root()
+    if cache is not None and _writable(cache / name):
+        return (
+            f"fnnet.datasets.download({name!r}) in Python (downloads into {cache / name}, "
+            f"where `--data {name}` and load_mnist({name!r}) look)"
+        )
+    why = _NO_HOME if cache is None else f"the user cache {cache} cannot be written"
+    env = os.environ.get("FNNET_DATA")
+    if env and _writable(Path(env) / name):
+        return (
+            f"fnnet.datasets.download({name!r}, cache_dir={env!r}) in Python (downloads into {Path(env) / name}, "
+            f"where `--data {name}` and load_mnist({name!r}) look; there is no usable user cache: {why})"
+        )
+    return (
+        f"set FNNET_DATA to a writable directory DIR, then run fnnet.datasets.download({name!r}, cache_dir=DIR) "
+        f"in Python (downloads into DIR/{name}, where `--data {name}` and load_mnist({name!r}) then look; "
+        f"there is no usable user cache: {why})"
     )
 
 
