@@ -74,8 +74,9 @@ _F_RESERVED = 0xE0
 _GZIP_TRAILER = 8
 #: The longest file name or comment (with its terminating NUL) a gzip header may hold here.
 _GZIP_TEXT_MAX = 4096
-#: Compressed bytes read from the file at a time.
+#: Compressed bytes read from the file at a time, and given to zlib at a time.
 _GZIP_READ = 1 << 16
+_GZIP_FEED = 1 << 14
 
 class _Stream(Protocol):
     def read(self, n: int, /) -> bytes: ...
@@ -94,8 +95,9 @@ def read_idx(path: str | os.PathLike[str]) -> Array:
     Raises:
         FormatError: the file is not an IDX file, is truncated or too long for its header, is
             named ``.gz`` but is not gzip data, or its gzip stream is corrupt, or ``path`` is not a
-            regular file (a FIFO, a device); the message names the file and the header field or
-            byte offset (of the decompressed stream for gzip).
+            regular file (a FIFO, a device), or a gzip header holds a file name or comment longer
+            than 4095 bytes; the message names the file and the header field or byte offset (in
+            the file for a gzip header or trailer, in the decompressed stream for the IDX data).
         OSError: the file cannot be opened or read (``FileNotFoundError`` if it does not exist).
 
     >>> import gzip, os, tempfile
@@ -163,9 +165,10 @@ class _GzipStream:
         f.seek(0)
         self._p = p
         self._f = f
-        self._buf = b""  # compressed bytes read from the file and not yet inflated
-        self._at = 0  # file offset of self._buf[0]
-        self._inflate: zlib._Decompress | None = None  # the current member's zlib decompressor; None between members
+        self._buf = b""  # compressed bytes read from the file; those before self._i are used up
+        self._i = 0
+        self._base = 0  # file offset of self._buf[0]
+        self._inflate: zlib._Decompress | None = None  # the current member's; None between members
         self._crc = 0
         self._size = 0
         self._out = 0  # decompressed bytes handed out so far
@@ -186,10 +189,21 @@ class _GzipStream:
         return len(data)
 
     def _more(self) -> bool:
-        """Append the next compressed bytes of the file to the buffer; False at its end."""
+        """Append the next compressed bytes of the file to the unused ones; False at its end."""
         data = self._f.read(_GZIP_READ)
-        self._buf += data
-        return bool(data)
+        if not data:
+            return False
+        self._base += self._i
+        self._buf = self._buf[self._i :] + data
+        self._i = 0
+        return True
+
+    def _have(self, n: int) -> bool:
+        """Whether ``n`` unused bytes are there, reading the file as needed."""
+        while len(self._buf) - self._i < n:
+            if not self._more():
+                return False
+        return True
 
     def _fail(self, part: str, at: int, reason: str) -> FormatError:
         """The error for damage in a member's ``part`` (header, trailer) at file offset ``at``."""
@@ -198,24 +212,24 @@ class _GzipStream:
     def _next(self, limit: int) -> bytes:
         """At most ``min(limit, _CHUNK)`` (at least 1) decompressed bytes; empty at the end."""
         while not self._end:
-            if self._inflate is None:
+            d = self._inflate
+            if d is None:
                 self._start_member()
                 continue
-            if not self._buf and not self._more():
+            if not self._have(1):
                 raise FormatError(
                     self._p, f"gzip stream, at decompressed byte {self._out}",
                     "corrupt or truncated gzip data (the file ends inside the compressed data)",
                 )
-            d = self._inflate
+            # A bounded piece at a time: zlib copies what it leaves unused.
+            piece = memoryview(self._buf)[self._i : self._i + _GZIP_FEED]
             try:
-                data = d.decompress(self._buf, min(limit, _CHUNK))
+                data = d.decompress(piece, min(limit, _CHUNK))
             except zlib.error as e:
                 raise FormatError(
                     self._p, f"gzip stream, at decompressed byte {self._out}", f"corrupt or truncated gzip data ({e})"
                 ) from None
-            rest = d.unused_data if d.eof else d.unconsumed_tail
-            self._at += len(self._buf) - len(rest)
-            self._buf = rest
+            self._i += len(piece) - len(d.unused_data if d.eof else d.unconsumed_tail)
             self._crc = zlib.crc32(data, self._crc)
             self._size += len(data)
             self._out += len(data)
@@ -228,18 +242,15 @@ class _GzipStream:
     def _start_member(self) -> None:
         """Skip NUL padding, then parse the next member's header (or note the end of the file)."""
         while True:
-            if not self._buf and not self._more():
+            if not self._have(1):
                 self._end = True
                 return
-            rest = self._buf.lstrip(b"\0")
-            self._at += len(self._buf) - len(rest)
-            self._buf = rest
-            if rest:
+            if self._buf[self._i]:
                 break
-        start = self._at
-        while len(self._buf) < _GZIP_FIXED and self._more():
-            pass
-        head = self._buf
+            self._i = len(self._buf) - len(self._buf[self._i :].lstrip(b"\0"))
+        start = self._base + self._i  # the header's offsets below are from here
+        self._have(_GZIP_FIXED)
+        head = self._buf[self._i : self._i + _GZIP_FIXED]
         if head[:2] != _GZIP_MAGIC:
             raise self._fail("member", start, f"{head[:2].hex()} where a gzip member or the end of the file should be")
         if len(head) < _GZIP_FIXED:
@@ -251,29 +262,22 @@ class _GzipStream:
             raise self._fail("header", start + 3, f"reserved header flags set ({flags:#04x})")
         end = _GZIP_FIXED
         if flags & _FEXTRA:
-            while len(self._buf) < end + 2 and self._more():
-                pass
-            if len(self._buf) < end + 2:
+            if not self._have(end + 2):
                 raise self._fail("header", start + end, "the file ends inside the gzip header's extra field")
-            end += 2 + int.from_bytes(self._buf[end : end + 2], "little")
-            while len(self._buf) < end and self._more():
-                pass
-            if len(self._buf) < end:
+            end += 2 + int.from_bytes(self._buf[self._i + end : self._i + end + 2], "little")
+            if not self._have(end):
                 raise self._fail("header", start + end - 1, "the file ends inside the gzip header's extra field")
         for flag, what in ((_FNAME, "file name"), (_FCOMMENT, "comment")):
             if flags & flag:
                 end = self._text_end(start, end, what)
         if flags & _FHCRC:
-            while len(self._buf) < end + 2 and self._more():
-                pass
-            if len(self._buf) < end + 2:
+            if not self._have(end + 2):
                 raise self._fail("header", start + end, "the file ends inside the gzip header's CRC")
-            stored = int.from_bytes(self._buf[end : end + 2], "little")
-            if stored != zlib.crc32(self._buf[:end]) & 0xFFFF:
+            stored = int.from_bytes(self._buf[self._i + end : self._i + end + 2], "little")
+            if stored != zlib.crc32(self._buf[self._i : self._i + end]) & 0xFFFF:
                 raise self._fail("header", start + end, f"header CRC {stored:04x} does not match the header")
             end += 2
-        self._buf = self._buf[end:]
-        self._at += end
+        self._i += end
         self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
         self._crc = self._size = 0
 
@@ -281,10 +285,10 @@ class _GzipStream:
         """The header offset just past the NUL-terminated field at header offset ``field``."""
         searched = field
         while True:
-            nul = self._buf.find(b"\0", searched, field + _GZIP_TEXT_MAX)
+            nul = self._buf.find(b"\0", self._i + searched, self._i + field + _GZIP_TEXT_MAX)
             if nul >= 0:
-                return nul + 1
-            searched = len(self._buf)
+                return nul + 1 - self._i
+            searched = len(self._buf) - self._i
             if searched >= field + _GZIP_TEXT_MAX:
                 raise FormatError(
                     self._p, f"gzip header, byte {start + field}",
@@ -295,19 +299,17 @@ class _GzipStream:
 
     def _end_member(self) -> None:
         """Check the trailer of the member just inflated against its data."""
-        while len(self._buf) < _GZIP_TRAILER and self._more():
-            pass
-        if len(self._buf) < _GZIP_TRAILER:
-            raise self._fail("trailer", self._at, "the file ends inside a gzip trailer")
-        crc = int.from_bytes(self._buf[:4], "little")
-        size = int.from_bytes(self._buf[4:_GZIP_TRAILER], "little")
+        at = self._base + self._i
+        if not self._have(_GZIP_TRAILER):
+            raise self._fail("trailer", at, "the file ends inside a gzip trailer")
+        crc = int.from_bytes(self._buf[self._i : self._i + 4], "little")
+        size = int.from_bytes(self._buf[self._i + 4 : self._i + _GZIP_TRAILER], "little")
         if crc != self._crc:
-            raise self._fail("trailer", self._at, f"CRC-32 {crc:08x} in the trailer, {self._crc:08x} computed")
+            raise self._fail("trailer", at, f"CRC-32 {crc:08x} in the trailer, {self._crc:08x} computed")
         if size != self._size & 0xFFFFFFFF:
             got = self._size & 0xFFFFFFFF
-            raise self._fail("trailer", self._at + 4, f"size {size} in the trailer, {got} decompressed (mod 2**32)")
-        self._buf = self._buf[_GZIP_TRAILER:]
-        self._at += _GZIP_TRAILER
+            raise self._fail("trailer", at + 4, f"size {size} in the trailer, {got} decompressed (mod 2**32)")
+        self._i += _GZIP_TRAILER
         self._inflate = None
 
 
