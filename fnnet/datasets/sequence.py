@@ -151,12 +151,11 @@ def _read(p: Path, order: Callable[[int], Array] | None) -> tuple[Array, Array, 
     ``order(N)`` when given.
 
     The common file, every line ending alike (all ``\\n`` or all ``\\r\\n``), is checked and
-    encoded through a strided ``(N, width)`` view of its bytes (or code points, when not ASCII),
-    a block of rows at a time: the ids are the only large arrays made. Any other file goes the
-    line-by-line way, which accepts the same files and names the first fault.
+    encoded through a strided ``(N, width)`` view of its bytes (or of its code points, when not
+    ASCII), a block of rows at a time: the ids are the only large arrays made. Any other file goes
+    the line-by-line way, which accepts the same files and names the first fault.
     """
-    raw = _read_raw(p)
-    codes = _code_points(p, raw)
+    codes = _code_points(p, _read_raw(p))
     grid = _uniform_rows(codes)
     if grid is not None:
         rows, q_width = grid
@@ -164,8 +163,7 @@ def _read(p: Path, order: Callable[[int], Array] | None) -> tuple[Array, Array, 
         if all(chr(c).isprintable() for c in vocab.tolist()):
             perm = None if order is None else order(len(rows))
             return (*_encode_rows(rows, q_width, vocab, perm), tuple(map(chr, vocab.tolist())))
-    del codes
-    x, t, vocab_text = _read_lines(p, raw)
+    x, t, vocab_text = _read_lines(p, _text(codes))
     if order is not None:
         perm = order(len(x))
         x, t = x[perm], t[perm]
@@ -186,7 +184,8 @@ def _read_raw(p: Path) -> bytes:
 
 
 def _code_points(p: Path, raw: bytes) -> Array:
-    """The characters of ``raw``, 1-D: its bytes (uint8, no copy) when ASCII, else UTF-32 code points."""
+    """The characters of the UTF-8 text ``raw`` as a 1-D array of code points in the narrowest of
+    uint8 (no copy when ASCII), uint16 and uint32 that holds them all."""
     if raw.isascii():
         return np.frombuffer(raw, dtype=np.uint8)
     try:
@@ -194,7 +193,23 @@ def _code_points(p: Path, raw: bytes) -> Array:
     except UnicodeDecodeError as e:
         lineno = raw.count(b"\n", 0, e.start) + 1
         raise FormatError(p, f"line {lineno}", f"not UTF-8 text (byte {e.start})") from None
+    del raw  # the caller keeps no reference: the bytes go before the code points are made
+    try:
+        return np.frombuffer(text.encode("latin-1"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        pass
+    # UTF-8 holds no surrogates, so UTF-16 has one unit per character unless one lies above U+FFFF.
+    units = text.encode("utf-16-le")
+    if len(units) == 2 * len(text):
+        return np.frombuffer(units, dtype="<u2")
+    del units
     return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+
+
+def _text(codes: Array) -> str:
+    """The string of the code points ``codes`` made by :func:`_code_points`."""
+    encoding = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[codes.itemsize]
+    return codes.astype(codes.dtype.newbyteorder("<"), copy=False).tobytes().decode(encoding)
 
 
 def _find(codes: Array, value: int, start: int, stop: int) -> int:
@@ -283,13 +298,9 @@ def _encode_rows(rows: Array, q_width: int, vocab: Array, order: Array | None) -
     return x, t
 
 
-def _read_lines(p: Path, raw: bytes) -> tuple[Array, Array, tuple[str, ...]]:
-    """:func:`read_sequence_file` line by line: any line endings, and the first fault named."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        lineno = raw.count(b"\n", 0, e.start) + 1
-        raise FormatError(p, f"line {lineno}", f"not UTF-8 text (byte {e.start})") from None
+def _read_lines(p: Path, text: str) -> tuple[Array, Array, tuple[str, ...]]:
+    """:func:`read_sequence_file` of the file ``p`` holding ``text``, line by line: any line
+    endings, and the first fault named."""
     text = text.replace("\r\n", "\n")
     if text.endswith("\n"):
         text = text[:-1]
