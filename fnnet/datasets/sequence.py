@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -74,6 +74,8 @@ _VOCAB_CHUNK = 1 << 16
 
 #: The start token that separates a question from its answer.
 START = "_"
+_START = ord(START)
+_LF, _CR = ord("\n"), ord("\r")
 
 
 class SequenceData(NamedTuple):
@@ -110,6 +112,10 @@ class SequenceData(NamedTuple):
 def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tuple[str, ...]]:
     """Read a question/answer file in file order, without splitting it.
 
+    A file whose lines all end alike is read in about its own size plus the ids' (4 bytes a
+    character); one with mixed line endings, or a faulty one, is read line by line, in about
+    18 times its size.
+
     Args:
         path: a UTF-8 text file of ``N >= 1`` lines ``question_answer`` with a non-empty question
             before the first ``_``; every question has the same width, every answer too. Lines
@@ -132,7 +138,40 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
     >>> x.tolist(), t.tolist(), "".join(vocab)
     ([[0, 1, 0], [3, 1, 4]], [[2, 3], [2, 5]], '1+_235')
     """
-    p = Path(path)
+    return _read(Path(path), None)
+
+
+def _split_order(n: int) -> Array:
+    """The sequel's permutation of ``n`` examples (its last ``n // 10`` are the test set)."""
+    return np.random.RandomState(_SPLIT_SEED).permutation(n)
+
+
+def _read(p: Path, order: Callable[[int], Array] | None) -> tuple[Array, Array, tuple[str, ...]]:
+    """:func:`read_sequence_file` of ``p``, the rows of ``x`` and ``t`` taken in the order
+    ``order(N)`` when given.
+
+    The common file, every line ending alike (all ``\\n`` or all ``\\r\\n``), is checked and
+    encoded through a strided ``(N, width)`` view of its bytes (or of its code points, when not
+    ASCII), a block of rows at a time: the ids are the only large arrays made. Any other file goes
+    the line-by-line way, which accepts the same files and names the first fault.
+    """
+    codes = _code_points(p, _read_raw(p))
+    grid = _uniform_rows(codes)
+    if grid is not None:
+        rows, q_width = grid
+        vocab = _first_appearance(rows)
+        if all(chr(c).isprintable() for c in vocab.tolist()):
+            perm = None if order is None else order(len(rows))
+            return (*_encode_rows(rows, q_width, vocab, perm), tuple(map(chr, vocab.tolist())))
+    x, t, vocab_text = _read_lines(p, _text(codes))
+    if order is not None:
+        perm = order(len(x))
+        x, t = x[perm], t[perm]
+    return x, t, vocab_text
+
+
+def _read_raw(p: Path) -> bytes:
+    """The bytes of the sequence file ``p``, refused when too large or growing."""
     with open_regular(p) as f:
         st = os.fstat(f.fileno())
         if st.st_size > MAX_SEQUENCE_FILE_BYTES:
@@ -141,11 +180,127 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
         raw = f.read(st.st_size + 1)
     if len(raw) > st.st_size:
         raise FormatError(p, "", f"changed while being read (more than its {st.st_size} bytes)")
+    return raw
+
+
+def _code_points(p: Path, raw: bytes) -> Array:
+    """The characters of the UTF-8 text ``raw`` as a 1-D array of code points in the narrowest of
+    uint8 (no copy when ASCII), uint16 and uint32 that holds them all."""
+    if raw.isascii():
+        return np.frombuffer(raw, dtype=np.uint8)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         lineno = raw.count(b"\n", 0, e.start) + 1
         raise FormatError(p, f"line {lineno}", f"not UTF-8 text (byte {e.start})") from None
+    del raw  # the caller keeps no reference: the bytes go before the code points are made
+    try:
+        return np.frombuffer(text.encode("latin-1"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        pass
+    # UTF-8 holds no surrogates, so UTF-16 has one unit per character unless one lies above U+FFFF.
+    units = text.encode("utf-16-le")
+    if len(units) == 2 * len(text):
+        return np.frombuffer(units, dtype="<u2")
+    del units
+    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+
+
+def _text(codes: Array) -> str:
+    """The string of the code points ``codes`` made by :func:`_code_points`."""
+    encoding = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[codes.itemsize]
+    return codes.astype(codes.dtype.newbyteorder("<"), copy=False).tobytes().decode(encoding)
+
+
+def _find(codes: Array, value: int, start: int, stop: int) -> int:
+    """The first index of ``value`` in ``codes[start:stop]`` (an index into ``codes``), or -1."""
+    for lo in range(start, stop, _VOCAB_CHUNK):
+        hit = np.flatnonzero(codes[lo : min(lo + _VOCAB_CHUNK, stop)] == value)
+        if hit.size:
+            return lo + int(hit[0])
+    return -1
+
+
+def _uniform_rows(codes: Array) -> tuple[Array, int] | None:
+    """``(rows, q_width)``: the lines of ``codes`` as an ``(N, width)`` view and the column of
+    every line's first ``_``, when all lines end alike, are as wide as line 1 and have their first
+    ``_`` where line 1 has it, after a non-empty question; otherwise None."""
+    end = codes.size
+    if end and codes[end - 1] == _LF:
+        end -= 1
+        if end and codes[end - 1] == _CR:
+            end -= 1
+    if end == 0:
+        return None
+    first = _find(codes, _LF, 0, end)
+    if first < 0:
+        width, eol, n = end, 0, 1
+    else:
+        eol = 2 if first and codes[first - 1] == _CR else 1
+        width = first + 1 - eol
+        if (end + eol) % (width + eol):
+            return None
+        n = (end + eol) // (width + eol)
+    q_width = _find(codes, _START, 0, width)
+    if q_width < 1:
+        return None
+    item = codes.itemsize
+    step = (width + eol) * item
+    rows = np.ndarray((n, width), dtype=codes.dtype, buffer=codes, strides=(step, item))
+    ends = np.ndarray((n - 1, eol), dtype=codes.dtype, buffer=codes, offset=width * item, strides=(step, item))
+    expected = np.array([_CR, _LF][2 - eol :], dtype=codes.dtype)
+    block = max(1, _VOCAB_CHUNK // max(width, 1))
+    for lo in range(0, n, block):
+        part = rows[lo : lo + block]
+        if not (
+            (part[:, q_width] == _START).all()
+            and not (part[:, :q_width] == _START).any()
+            and (ends[lo : lo + block] == expected).all()
+        ):
+            return None
+    return rows, q_width
+
+
+def _first_appearance(rows: Array) -> Array:
+    """The distinct values of ``rows`` (2-D, read row by row) in order of first appearance, in
+    O(n log n).
+
+    Each block contributes only values not seen in earlier blocks; a value is new in at most one
+    block, so the sorted parts add up to at most ``rows.size`` elements.
+    """
+    seen = np.zeros(int(rows.max()) + 1, dtype=bool)
+    parts = []
+    block = max(1, _VOCAB_CHUNK // max(rows.shape[1], 1))
+    for lo in range(0, len(rows), block):
+        chunk = rows[lo : lo + block].ravel()
+        new = chunk[~seen[chunk]]
+        if new.size:
+            values, first = np.unique(new, return_index=True)
+            values = values[np.argsort(first)]
+            seen[values] = True
+            parts.append(values)
+    return np.concatenate(parts)
+
+
+def _encode_rows(rows: Array, q_width: int, vocab: Array, order: Array | None) -> tuple[Array, Array]:
+    """The int32 ids of the questions and answers in ``rows`` (in ``order`` when given), a block
+    of rows at a time."""
+    table = np.zeros(int(vocab.max()) + 1, dtype=np.int32)  # code point -> id
+    table[vocab] = np.arange(len(vocab), dtype=np.int32)
+    n, width = rows.shape
+    x = np.empty((n, q_width), dtype=np.int32)
+    t = np.empty((n, width - q_width), dtype=np.int32)
+    block = max(1, _VOCAB_CHUNK // max(width, 1))
+    for lo in range(0, n, block):
+        part = rows[lo : lo + block] if order is None else rows[order[lo : lo + block]]
+        x[lo : lo + block] = table[part[:, :q_width]]
+        t[lo : lo + block] = table[part[:, q_width:]]
+    return x, t
+
+
+def _read_lines(p: Path, text: str) -> tuple[Array, Array, tuple[str, ...]]:
+    """:func:`read_sequence_file` of the file ``p`` holding ``text``, line by line: any line
+    endings, and the first fault named."""
     text = text.replace("\r\n", "\n")
     if text.endswith("\n"):
         text = text[:-1]
@@ -171,32 +326,12 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
                 p, f"line {i}",
                 f"question/answer widths {at}/{len(line) - at} differ from line 1's {q_width}/{width - q_width}",
             )
-    codes = np.frombuffer("".join(lines).encode("utf-32-le"), dtype="<u4")
+    codes = np.frombuffer("".join(lines).encode("utf-32-le"), dtype="<u4").reshape(len(lines), width)
     order = _first_appearance(codes)
-    vocab = tuple(map(chr, order.tolist()))
-    table = np.zeros(int(order.max()) + 1, dtype=np.int32)  # code point -> id
+    table = np.zeros(int(order.max()) + 1, dtype=np.int32)
     table[order] = np.arange(len(order), dtype=np.int32)
-    ids = table[codes.reshape(len(lines), width)]
-    return np.ascontiguousarray(ids[:, :q_width]), np.ascontiguousarray(ids[:, q_width:]), vocab
-
-
-def _first_appearance(codes: Array) -> Array:
-    """The distinct values of the 1-D ``codes`` in order of first appearance, in O(n log n).
-
-    Each chunk contributes only values not seen in earlier chunks; a value is new in at most one
-    chunk, so the sorted parts add up to at most ``len(codes)`` elements.
-    """
-    seen = np.zeros(int(codes.max()) + 1, dtype=bool)
-    parts = []
-    for start in range(0, codes.size, _VOCAB_CHUNK):
-        chunk = codes[start : start + _VOCAB_CHUNK]
-        new = chunk[~seen[chunk]]
-        if new.size:
-            values, first = np.unique(new, return_index=True)
-            values = values[np.argsort(first)]
-            seen[values] = True
-            parts.append(values)
-    return np.concatenate(parts)
+    ids = table[codes]
+    return np.ascontiguousarray(ids[:, :q_width]), np.ascontiguousarray(ids[:, q_width:]), tuple(map(chr, order.tolist()))
 
 
 def load_sequence(name: str | os.PathLike[str] = "addition") -> SequenceData:
@@ -225,10 +360,8 @@ def load_sequence(name: str | os.PathLike[str] = "addition") -> SequenceData:
             raise FileNotFoundError(
                 f"load_sequence: {os.fspath(name)!r} is neither a shipped task ({', '.join(SEQUENCE_TASKS)}) nor a file"
             )
-    x, t, vocab = read_sequence_file(path)
+    x, t, vocab = _read(path, _split_order)
     n = len(x)
-    perm = np.random.RandomState(_SPLIT_SEED).permutation(n)
-    x, t = x[perm], t[perm]
     split_at = n - n // 10
     char_to_id = MappingProxyType({c: i for i, c in enumerate(vocab)})
     return SequenceData(x[:split_at], t[:split_at], x[split_at:], t[split_at:], vocab, char_to_id)

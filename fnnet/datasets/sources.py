@@ -175,18 +175,9 @@ def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> Fi
     at = 1 if path_given else 0
     if not env:
         lines.insert(at, f"  $FNNET_DATA/{name}: FNNET_DATA is not set")
-    cache = _user_cache_root()
-    if cache is None:
+    if _user_cache_root() is None:
         lines.insert(at + 1, f"  ~/.cache/fnnet/{name}: {_NO_HOME}")
-        get = (
-            f"fnnet.datasets.download({name!r}, cache_dir=DIR) in Python, then load_mnist({name!r}, "
-            f"path=DIR/{name}) (there is no user cache: {_NO_HOME})"
-        )
-    else:
-        get = (
-            f"fnnet.datasets.download({name!r}) in Python (downloads into {cache / name}, "
-            f"where `--data {name}` and load_mnist({name!r}) look)"
-        )
+    get = _download_hint(name)
     how = [
         get,
         "put the four files in a directory DIR and give it: `--data DIR` on the command line "
@@ -198,6 +189,36 @@ def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> Fi
     return FileNotFoundError(
         f"load_mnist: data set {name!r} not found; it needs {files}. Looked in:\n" + "\n".join(lines)
         + "\nGet it with one of:\n" + "\n".join(f"  - {h}" for h in how)
+    )
+
+
+def _writable(d: Path) -> bool:
+    """Whether directory ``d`` could be made (if missing) and written into by this process."""
+    while not os.path.lexists(d) and d != d.parent:
+        d = d.parent
+    return d.is_dir() and os.access(d, os.W_OK | os.X_OK)
+
+
+def _download_hint(name: str) -> str:
+    """How to download set ``name`` so that ``load_mnist(name)`` finds it: into the user cache
+    when it can be written, else into ``$FNNET_DATA`` (told to set it when unset or unwritable)."""
+    cache = _user_cache_root()
+    if cache is not None and _writable(cache / name):
+        return (
+            f"fnnet.datasets.download({name!r}) in Python (downloads into {cache / name}, "
+            f"where `--data {name}` and load_mnist({name!r}) look)"
+        )
+    why = _NO_HOME if cache is None else f"the user cache {cache} cannot be written"
+    env = os.environ.get("FNNET_DATA")
+    if env and _writable(Path(env) / name):
+        return (
+            f"fnnet.datasets.download({name!r}, cache_dir={env!r}) in Python (downloads into {Path(env) / name}, "
+            f"where `--data {name}` and load_mnist({name!r}) look; there is no usable user cache: {why})"
+        )
+    return (
+        f"set FNNET_DATA to a writable directory DIR, then run fnnet.datasets.download({name!r}, cache_dir=DIR) "
+        f"in Python (downloads into DIR/{name}, where `--data {name}` and load_mnist({name!r}) then look; "
+        f"there is no usable user cache: {why})"
     )
 
 
@@ -453,14 +474,42 @@ def _cache_error(e: OSError, path: Path) -> OSError:
     )
 
 
-def _make_cache(target: Path) -> None:
-    """Create ``target`` and check it can be written into, before anything is fetched."""
+def _make_cache(target: Path) -> list[Path]:
+    """Create ``target`` and its missing parents, and check it can be written into, before
+    anything is fetched; returns the directories this call created, outermost first."""
+    missing: list[Path] = []
+    d = target
+    while not os.path.lexists(d) and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    created: list[Path] = []
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:  # made meanwhile by another process: not ours to remove
+                continue
+            created.append(d)
+        if not target.is_dir():  # as mkdir(exist_ok=True) reports something else in its place
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST))
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
     except OSError as e:
+        _remove_empty(created)
         raise _cache_error(e, target) from e
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise _cache_error(PermissionError(errno.EACCES, os.strerror(errno.EACCES)), target)
+    return created
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the directories in ``created`` (outermost first) that are empty, innermost first;
+    a directory holding anything, and so every one outside it, is kept."""
+    for d in reversed(created):
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:  # removed already (it may be listed twice)
+            continue
+        except OSError:
+            return
 
 
 def download(
@@ -474,10 +523,10 @@ def download(
     Files already present with the right checksum are kept. Each file is tried on every mirror in
     turn; it is written (atomically: temporary file in the same directory, then ``os.replace``)
     only when its checksum matches, so a failed or interrupted download (an error, Ctrl-C) leaves
-    no partial file behind (at most the set's directory, empty); the next call fetches only the
-    files still missing. Two processes may download the same set at once. A mirror that
-    does not answer, or stalls, for 60 seconds is given up for the next one; a slow but steady
-    transfer is not cut off (stop it with Ctrl-C).
+    no partial file behind, and no directory it created that is still empty (the files it did
+    verify are kept); the next call fetches only the files still missing. Two processes may
+    download the same set at once. A mirror that does not answer, or stalls, for 60 seconds is
+    given up for the next one; a slow but steady transfer is not cut off (stop it with Ctrl-C).
 
     Args:
         name: ``"mnist"`` or ``"fashion-mnist"``.
@@ -511,29 +560,33 @@ def download(
         filename: md5 for filename, md5 in source.md5.items()
         if not ((target / filename).is_file() and _file_md5(target / filename) == md5)
     }
-    if wanted:
-        _make_cache(target)
-    for filename, md5 in wanted.items():
-        dest = target / filename
-        if dest.is_file() and _file_md5(dest) == md5:  # written meanwhile by another process
-            continue
-        failures: list[str] = []
-        for base in source.mirrors:
-            url = base + filename
-            try:
-                data = get(url)
-            except Exception as e:  # any network failure: try the next mirror
-                failures.append(f"{url}: {type(e).__name__}: {e}")
+    created = _make_cache(target) if wanted else []
+    try:
+        for filename, md5 in wanted.items():
+            dest = target / filename
+            if dest.is_file() and _file_md5(dest) == md5:  # written meanwhile by another process
                 continue
-            got = _md5(data)
-            if got != md5:
-                failures.append(f"{url}: MD5 {got}, expected {md5}")
-                continue
-            try:
-                atomic_write_bytes(dest, data)
-            except OSError as e:
-                raise _cache_error(e, dest) from e
-            break
-        else:
-            raise ValueError(f"download: could not get {filename} for {name!r}:\n  " + "\n  ".join(failures))
+            failures: list[str] = []
+            for base in source.mirrors:
+                url = base + filename
+                try:
+                    data = get(url)
+                except Exception as e:  # any network failure: try the next mirror
+                    failures.append(f"{url}: {type(e).__name__}: {e}")
+                    continue
+                got = _md5(data)
+                if got != md5:
+                    failures.append(f"{url}: MD5 {got}, expected {md5}")
+                    continue
+                created += _make_cache(target)  # again: a failed concurrent download may have removed it
+                try:
+                    atomic_write_bytes(dest, data)
+                except OSError as e:
+                    raise _cache_error(e, dest) from e
+                break
+            else:
+                raise ValueError(f"download: could not get {filename} for {name!r}:\n  " + "\n  ".join(failures))
+    except BaseException:
+        _remove_empty(created)
+        raise
     return target
