@@ -49,6 +49,7 @@ class _Failing(io.StringIO):
 @pytest.mark.parametrize(
     ("error", "code", "message"),
     [(OSError(errno.ENOSPC, "No space left on device"), 4, FULL), (BrokenPipeError(errno.EPIPE, "Broken pipe"), 141, "")],
+    ids=["full-disk", "closed-pipe"],
 )  # fmt: skip
 def test_help_and_version_that_cannot_be_written_fail_as_other_output_does(
     argv: list[str], error: OSError, code: int, message: str,
