@@ -19,8 +19,10 @@ code  meaning
 3     bad input: the data set or checkpoint is missing, unreadable or not what it should be, its
       images do not fit the model (too small for a convolutional net, or another size than the
       checkpoint was trained on), or the checkpoint's parameters are not all finite
-4     ``--out`` cannot be written (permissions, a full disk); tried before training by creating
-      the run's temporary directory. Also standard output, when writing to it fails (a full disk)
+4     ``--out`` cannot be written (permissions, a full disk, a read-only or virtual file system);
+      tried before training by creating the run's temporary directory, and before ``evaluate``
+      or ``export`` read anything by creating and removing a file beside their ``--out``. Also
+      standard output, when writing to it fails (a full disk), ``--help`` and ``--version`` too
 5     training failed: the loss or the parameters became NaN or infinite (lower ``--lr``), or
       memory ran out (lower ``--batch-size``)
 130   interrupted (Ctrl-C, SIGINT)
@@ -76,13 +78,13 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
 from fnnet._version import __version__
 from fnnet import checkpoint, datasets, export, models, optim
-from fnnet._io import _fsync_dir, atomic_write_bytes, open_regular
+from fnnet._io import _create_temp, _fsync_dir, atomic_write_bytes, open_regular
 from fnnet.errors import FormatError
 from fnnet.train._progress import Progress
 from fnnet._validate import is_int, is_real
@@ -94,6 +96,9 @@ from fnnet.random import key as make_key
 from fnnet.train import FitResult, History, NonFiniteLossError, TrainState, evaluate, fit, init_train_state, predict
 from fnnet.tree import tree_leaves, tree_paths
 from fnnet.typing import Array
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 __all__ = ["main", "MODEL_DEFAULTS", "OPTIMIZERS", "AUGMENTATIONS", "EXIT_CODES", "EVAL_SAMPLE"]
 
@@ -253,11 +258,24 @@ def _version() -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one ``fnnet: ...`` line (exit 2) instead of usage + error."""
+    """argparse, but a usage error is one ``fnnet: ...`` line (exit 2) instead of usage + error, and
+    ``--help`` or ``--version`` that cannot be written to standard output fails as other output does."""
 
     def error(self, message: str) -> NoReturn:
         command = self.prog.partition(" ")[2]  # "train" in "fnnet train"
         raise _Fail(EXIT_USAGE, f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        # argparse ignores a failed write, so `fnnet --help > /dev/full` would exit 0 having printed nothing
+        if not message or file is None or file is not sys.stdout:
+            super()._print_message(message, file)
+            return
+        try:
+            print(message, end="", file=file, flush=True)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _Fail(EXIT_OUTPUT, f"cannot write to standard output: {e.strerror or e}") from None
 
 
 def _finite_positive(text: str) -> float:
@@ -895,13 +913,25 @@ def _restore(
     return model, state
 
 
+def _probe_writable(target: Path, given: Path) -> None:
+    """Create and remove the temporary file the final atomic write of ``target`` would create beside
+    it (exit 4 if that fails): ``os.access`` grants root every directory, even on a read-only or
+    virtual file system, so only trying tells before the work is done."""
+    try:
+        fd, tmp = _create_temp(target)
+    except OSError as e:
+        raise _Fail(EXIT_OUTPUT, f"--out {given}: cannot write in {target.parent}: {e.strerror or e}") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):  # a file left behind is removed by the next write of target
+        os.unlink(tmp)
+
+
 def _png_target(given: Path) -> Path:
     """The file ``fnnet evaluate --out`` writes: ``given``, or ``confusion_matrix.png`` in a directory."""
     path = given / CONFUSION_FILE if given.is_dir() else given
     if not path.parent.is_dir():
         raise _Fail(EXIT_OUTPUT, f"--out {given}: the directory {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise _Fail(EXIT_OUTPUT, f"--out {given}: cannot write in {path.parent}")
+    _probe_writable(path, given)
     return path
 
 
@@ -970,8 +1000,7 @@ def _onnx_target(given: Path) -> Path:
     parent = given.parent
     if not parent.is_dir():
         raise _Fail(EXIT_OUTPUT, f"--out {given}: the directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise _Fail(EXIT_OUTPUT, f"--out {given}: cannot write in {parent}")
+    _probe_writable(given, given)
     return given
 
 

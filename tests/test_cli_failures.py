@@ -3,6 +3,7 @@ leaving ``--out`` untouched or complete."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -10,8 +11,10 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -342,8 +345,31 @@ def _train(seed: int, out: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "fnnet", "train", "--epochs", "1", "--seed", str(seed), "--out", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+             "PYTHONFAULTHANDLER": "1"},  # SIGABRT prints every thread's Python stack
     )  # fmt: skip
+
+
+#: What faulthandler prints on stderr when the watchdog aborts a child.
+ABORTED = "Fatal Python error: Aborted"
+
+
+@contextlib.contextmanager
+def _watchdog(proc: subprocess.Popen[str], seconds: float = 120.0) -> Iterator[None]:
+    """Abort ``proc`` with SIGABRT if it still runs after ``seconds`` (a run takes about a second,
+    far more on a loaded machine): its stderr then holds the Python stack of every thread, where a
+    hung run waits, and reading its output ends instead of blocking for ever."""
+
+    def abort() -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGABRT)
+
+    timer = threading.Timer(seconds, abort)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _wait_for(proc: subprocess.Popen[str], prefix: str) -> None:
@@ -370,12 +396,14 @@ def test_sigint_at_a_random_moment_leaves_out_untouched_or_complete(
     # over first), and one while the outputs are written (after the accuracy line), which completes
     for after, delay in [("model ", rng.uniform(0, took / 2)), ("test accuracy", rng.uniform(0, 0.5))]:
         proc = _train(2, out)
-        _wait_for(proc, after)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
-        stdout, err = proc.communicate(timeout=120)
+        with _watchdog(proc):
+            _wait_for(proc, after)
+            time.sleep(delay)
+            proc.send_signal(signal.SIGINT)
+            stdout, err = proc.communicate()
         lines = err.strip().splitlines()
         where = f"SIGINT {delay:.2f}s after {after!r}: exit {proc.returncode}, stderr {err!r}"
+        assert ABORTED not in err, f"hung, aborted by the watchdog: {where}"
         assert "Traceback" not in err, where
         now = _listing(out)
         if now == previous:

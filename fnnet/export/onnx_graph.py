@@ -49,10 +49,12 @@ fails naming the node (``"Could not find an implementation for Conv(11) node wit
 
 ONNX's float attributes are float32, so a float64 graph writes LeakyReLU, ELU and Softplus as
 ``Where``, ``Exp`` and ``Log`` nodes with float64 constants (ONNX Runtime has no float64 ``Elu``
-or ``Softplus``, nor ``LeakyRelu`` from opset 19) and adds BatchNorm's ``eps`` to the variance in
-float64. LayerNorm's and GroupNorm's ``eps`` stay a float32 attribute (``1e-5`` becomes ``1e-5 -
-2.5e-13``), and ONNX Runtime's approximate ``Gelu`` (opset 20 and later) differs from ``apply``
-by about ``1e-8`` in float64: these two deviate by more than float64 rounding.
+or ``Softplus``, nor ``LeakyRelu`` from opset 19), adds BatchNorm's ``eps`` to the variance in
+float64, and writes LayerNorm and GroupNorm as ``ReduceMean``, ``Sub``, ``Mul``, ``Add``, ``Sqrt``
+and ``Reciprocal`` nodes with ``eps`` a float64 constant instead of a ``LayerNormalization`` node,
+whose ``epsilon`` attribute would round it (``1e-5`` to ``1e-5 - 2.5e-13``). A float32 graph keeps
+the one-node forms. ONNX Runtime's approximate ``Gelu`` (opset 20 and later) differs from
+``apply`` by about ``1e-8`` in float64, more than float64 rounding.
 
 The ``onnx`` package (``pip install 'fnnet[export]'``) is imported only when :func:`to_onnx` runs:
 ``import fnnet`` does not need it.
@@ -385,20 +387,46 @@ def _batch_norm(
     return g.op("BatchNormalization", [x, *inputs], where, epsilon=0.0)
 
 
+def _standardised_rows(g: GraphBuilder, x: str, eps: float, where: str) -> str:
+    """``x`` of shape ``(N, G, M)`` with every row of ``M`` values standardised in float64 primitive
+    ops, ``eps`` a float64 constant: ``(x - mean) / sqrt(mean((x - mean)**2) + eps)``."""
+
+    def mean(t: str) -> str:
+        if g.opset >= 18:  # the axes became an input in opset 18
+            return g.op("ReduceMean", [t, g.const(child(where, "row_axis"), [2], np.int64)], where, keepdims=1)
+        return g.op("ReduceMean", [t], where, axes=[2], keepdims=1)
+
+    centred = g.op("Sub", [x, mean(x)], where)
+    var = mean(g.op("Mul", [centred, centred], where))
+    std = g.op("Sqrt", [g.op("Add", [var, g.const(child(where, "eps"), eps)], where)], where)
+    return g.op("Mul", [centred, g.op("Reciprocal", [std], where)], where)
+
+
 def _layer_norm(g: GraphBuilder, layer: LayerNorm, params: Any, state: None, x: str, in_shape: Shape, where: str) -> str:
     gamma = g.const(child(where, "weight"), params.gamma)
     beta = g.const(child(where, "bias"), params.beta)
-    return g.op("LayerNormalization", [x, gamma, beta], where, axis=1, epsilon=float(layer.eps))
+    if g.dtype != np.float64:
+        return g.op("LayerNormalization", [x, gamma, beta], where, axis=1, epsilon=float(layer.eps))
+    # ONNX's float attributes are float32, which would round eps in a float64 graph: standardise
+    # each sample as one row (N, 1, M) with eps in float64, then the elementwise scale and shift
+    rows = g.op("Reshape", [x, g.const(child(where, "row_shape"), [0, 1, -1], np.int64)], where)
+    normed = _standardised_rows(g, rows, layer.eps, where)
+    back = g.op("Reshape", [normed, g.const(child(where, "input_shape"), [0, *in_shape], np.int64)], where)
+    return g.op("Add", [g.op("Mul", [back, gamma], where), beta], where)
 
 
 def _group_norm(g: GraphBuilder, layer: GroupNorm, params: Any, state: None, x: str, in_shape: Shape, where: str) -> str:
     # each sample as (G, M): standardise every row of M values (LayerNormalization over the last
-    # axis, unit scale), back to the input's shape, then the per-channel scale and shift
+    # axis, unit scale; in float64 primitive ops with eps a float64 constant), back to the input's
+    # shape, then the per-channel scale and shift
     c, groups = int(in_shape[0]), layer.groups
     m = math.prod(in_shape) // groups
     grouped = g.op("Reshape", [x, g.const(child(where, "grouped_shape"), [0, groups, -1], np.int64)], where)
-    ones = g.const(child(where, "unit_scale"), np.ones(m))
-    normed = g.op("LayerNormalization", [grouped, ones], where, axis=2, epsilon=float(layer.eps))
+    if g.dtype != np.float64:
+        ones = g.const(child(where, "unit_scale"), np.ones(m))
+        normed = g.op("LayerNormalization", [grouped, ones], where, axis=2, epsilon=float(layer.eps))
+    else:
+        normed = _standardised_rows(g, grouped, layer.eps, where)
     back = g.op("Reshape", [normed, g.const(child(where, "input_shape"), [0, *in_shape], np.int64)], where)
     per_channel = (c,) + (1,) * (len(in_shape) - 1)
     gamma = g.const(child(where, "weight"), np.reshape(params.gamma, per_channel))
