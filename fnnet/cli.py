@@ -84,6 +84,7 @@ import numpy as np
 
 from fnnet._version import __version__
 from fnnet import checkpoint, datasets, export, models, optim
+from fnnet.datasets.sources import _download_hint as download_hint
 from fnnet._io import _create_temp, _fsync_dir, atomic_write_bytes, open_regular
 from fnnet.errors import FormatError
 from fnnet.train._progress import Progress
@@ -417,8 +418,7 @@ def _load_data(name: str, flat: bool, what: str = "") -> tuple[tuple[Array, Arra
         raise _Fail(
             EXIT_INPUT,
             f"data set {name!r} not found (looked in {places}); pass --data DIR for a directory holding its "
-            f"four IDX files, set $FNNET_DATA, or download it once with: "
-            f"python -c \"import fnnet; fnnet.datasets.download('{name}')\"{how}",
+            f"four IDX files, set $FNNET_DATA, or download it once: {download_hint(name)}{how}",
         ) from None
     except (ValueError, OSError) as e:
         raise _Fail(EXIT_INPUT, f"{what}: {_one_line(str(e))}") from None

@@ -312,6 +312,20 @@ def test_with_a_writable_user_cache_the_hint_is_a_plain_download(isolated: Path)
     assert str(isolated / "cache" / "fnnet" / "mnist") in hint
 
 
+def test_a_cache_root_may_not_write_is_not_offered_and_the_cli_says_so(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/proc refuses new files even to root, for whom os.access says yes: the hint must not
+    suggest a download that would fail, in Python or from the command line."""
+    from fnnet import cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/fnnet-test-no-such")
+    assert _get_it().startswith("set FNNET_DATA to a writable directory DIR")
+    assert cli.main(["train", "--data", "mnist", "--quiet"]) == cli.EXIT_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "download it once: set FNNET_DATA to a writable directory DIR" in err
+
+
 @pytest.mark.parametrize("place", ["no home", "unwritable cache"])
 def test_without_a_usable_user_cache_the_hint_is_fnnet_data(
     isolated: Path, monkeypatch: pytest.MonkeyPatch, served: dict[str, bytes], place: str

@@ -19,6 +19,7 @@ gives the whole embedded 10,000-image MNIST test set (the book's evaluation set)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
@@ -30,7 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fnnet._io import atomic_write_bytes
+from fnnet._io import _create_temp, atomic_write_bytes
 from fnnet.datasets.idx import read_idx
 from fnnet.errors import FormatError
 from fnnet.typing import Array
@@ -193,10 +194,21 @@ def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> Fi
 
 
 def _writable(d: Path) -> bool:
-    """Whether directory ``d`` could be made (if missing) and written into by this process."""
+    """Whether directory ``d`` could be made (if missing) and written into by this process: tried
+    by creating and removing a file in its nearest existing ancestor (``os.access`` grants root
+    every directory, even on a read-only or virtual file system)."""
     while not os.path.lexists(d) and d != d.parent:
         d = d.parent
-    return d.is_dir() and os.access(d, os.W_OK | os.X_OK)
+    if not d.is_dir():
+        return False
+    try:
+        fd, tmp = _create_temp(d / ".fnnet-probe")
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    return True
 
 
 def _download_hint(name: str) -> str:
