@@ -69,6 +69,15 @@ positive_int = _int_at_least(1, "a positive integer")
 nonnegative_int = _int_at_least(0, "an integer >= 0")
 
 
+def seed_int(text: str) -> int:
+    """An ``argparse`` type: a seed for :func:`fnnet.random.key`, an integer in ``[0, 2**128)``
+    (refused as a usage error rather than a traceback from ``key``)."""
+    value = nonnegative_int(text)
+    if value >= 2**128:
+        raise argparse.ArgumentTypeError(f"expected a seed below 2**128, got {text!r}")
+    return value
+
+
 def output_path(text: str) -> Path:
     """An ``argparse`` type: a file path that can be written (checked before any work is done).
 
@@ -123,7 +132,7 @@ def example_parser(doc: str | None, figure: str) -> argparse.ArgumentParser:
         smaller run that takes seconds) and ``--out`` (the PNG path, checked to be writable).
     """
     parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the one root key (default 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the one root key (default 0)")
     parser.add_argument("--quick", action="store_true", help="a much smaller run (seconds), e.g. for tests")
     parser.add_argument(
         "--out", type=figure_path, default=RUNS_DIR / figure, help=f"PNG figure to write (default {RUNS_DIR / figure})"
@@ -166,7 +175,10 @@ def write_figure(plt: Any, fig: Any, out: Path, dpi: int = 100) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.parent / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+        except OSError as e:  # name the figure, not the temporary file the user never asked for
+            raise OSError(e.errno, f"cannot write {out}: {e.strerror}") from None
         try:
             with os.fdopen(fd, "wb") as f:
                 fig.savefig(f, format=fmt, dpi=dpi)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 import fnnet
-from _common import positive_int, run_main
+from _common import positive_int, run_main, seed_int
 from fnnet.typing import Array
 from fnnet.layers.base import Layer
 from fnnet.layers.combinators import serial
@@ -64,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--hidden", type=positive_int, default=10, help="hidden units (the book uses 50)")
     parser.add_argument("--batch", type=positive_int, default=3, help="batch size (the book uses 3)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0)
     args = parser.parse_args()
 
     k_init, k_x, k_t = fnnet.split(fnnet.key(args.seed), 3)

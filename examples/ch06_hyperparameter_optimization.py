@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import fnnet
-from _common import figure_path, nonnegative_int, output_path, positive_int, run_main, write_figure
+from _common import (
+    figure_path, nonnegative_int, output_path, positive_int, run_main, seed_int, write_figure,
+)
 from fnnet.hparam import Distribution, LogUniform, MLPTrial, SearchResult, TrialResult, random_search
 
 #: The book's search space.
@@ -51,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-train", type=positive_int, default=500, help="training samples, validation included")
     p.add_argument("--hidden", type=positive_int, nargs="+", default=[100] * 6, help="hidden layer sizes")
     p.add_argument("--batch-size", type=positive_int, default=100)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--top", type=positive_int, default=20, help="rows of the printed table")
     p.add_argument("--out", type=output_path, default=Path("ch06_hparam_search.json"), help="JSON results")
     p.add_argument("--plot", type=figure_path, default=None, help="PNG figure (default: --out with .png)")

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from _book_weights import IN_SHAPE, SIMPLE_CONVNET_FILE, SIMPLE_CONVNET_SHAPES, load_weights
-from _common import figure_path, positive_int, run_main, save_figure
+from _common import figure_path, positive_int, run_main, save_figure, seed_int
 from fnnet import models, optim
 from fnnet.typing import Array
 from fnnet.datasets import load_mnist
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--trained", choices=("book", "fit"), default="book", help="source of the trained filters")
     parser.add_argument("--epochs", type=positive_int, default=1, help="epochs of training with --trained fit")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--out", type=figure_path, default=DEFAULT_OUT, help="PNG file for the two grids")
     args = parser.parse_args(argv)
     if args.epochs < 1:

@@ -29,7 +29,7 @@ import numpy as np
 
 import fnnet
 from _book_weights import SIMPLE_CONVNET_ACCURACY, mnist_test, predict_labels, simple_convnet_book
-from _common import output_path, positive_int, run_main
+from _common import output_path, positive_int, run_main, seed_int
 from fnnet.export import to_onnx
 from fnnet.typing import Array
 
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--train", action="store_true", help="train a BatchNorm MLP instead of loading the book's convnet")
     parser.add_argument("--n", type=positive_int, default=None, help="use the first N test images (default: all)")
     parser.add_argument("--out", type=output_path, default=DEFAULT_OUT, help=f"the ONNX file to write (default {DEFAULT_OUT})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --train (default 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of --train (default 0)")
     parser.add_argument("--epochs", type=positive_int, default=TRAIN_EPOCHS, help=f"epochs of --train (default {TRAIN_EPOCHS})")
     args = parser.parse_args(argv)
     if importlib.util.find_spec("onnx") is None:  # before any training

@@ -19,7 +19,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from _common import RUNS_DIR, figure_path, finish, nonnegative_int, positive_int, run_main, save_figure
+from _common import (
+    RUNS_DIR, figure_path, finish, nonnegative_int, positive_int, run_main, save_figure, seed_int,
+)
 from fnnet.datasets import load_sequence
 from fnnet.losses import time_softmax_cross_entropy
 from fnnet.optim import adam, chain, clip_by_global_norm
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=positive_int, default=25)
     parser.add_argument("--lines", type=nonnegative_int, default=0, help="train on the first N training lines "
                         "and score on the first N // 9 test lines (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the one root key (default 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the one root key (default 0)")
     parser.add_argument("--out", type=figure_path, default=RUNS_DIR / "seq2seq_addition.png", help="PNG figure to write")
     args = parser.parse_args(argv)
     if 0 < args.lines < BATCH:
