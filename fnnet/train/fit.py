@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from fnnet.errors import _interrupt_class
 from fnnet.metrics import Metric, check_metrics, default_metrics
 from fnnet._validate import check_positive_int, is_int
 from fnnet.datasets import Augmentation, batches
@@ -52,7 +53,16 @@ from fnnet.train.step import (
 from fnnet.tree import tree_map_with_path
 from fnnet.typing import Array, Tree
 
-__all__ = ["History", "FitResult", "EarlyStopping", "ReduceOnPlateau", "evaluate", "predict", "fit"]
+__all__ = [
+    "History",
+    "FitResult",
+    "EarlyStopping",
+    "ReduceOnPlateau",
+    "TrainingInterrupted",
+    "evaluate",
+    "predict",
+    "fit",
+]
 
 
 def _thread_count(threads: int | None, fn: str) -> int:
@@ -179,6 +189,65 @@ class FitResult:
     stopped_epoch: int | None = None
     best_epoch: int | None = None
     last_state: TrainState = attrs.field(kw_only=True)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`fit`; the training it had done is kept here.
+
+    It is a ``KeyboardInterrupt`` (``except KeyboardInterrupt`` and the interpreter's handling are
+    unchanged) with the traceback of the interrupt it replaces; when that interrupt was of a
+    subclass of ``KeyboardInterrupt`` (a SIGTERM handler's, say) it is an instance of that class too.
+
+    Attributes:
+        state: the state after the last step that completed (the interrupted step left no trace):
+            to inspect, evaluate or save.
+        epoch_state: the state after the last epoch ``history`` records (the starting state if
+            no epoch completed in this run).
+        history: the history of the epochs up to ``epoch_state``.
+        best_state: with ``EarlyStopping(restore_best=True)``, the best epoch's state so far when
+            known (None otherwise).
+        step_loss: every step's loss up to ``state``: ``history.step_loss`` followed by those of
+            the interrupted epoch.
+
+    ``fit(..., state=err.epoch_state, history=err.history, best_state=err.best_state)`` with
+    otherwise the same arguments continues to the bits of a run that was never interrupted.
+
+    >>> import numpy as np, fnnet
+    >>> x = fnnet.key(0).generator().normal(size=(60, 3)).astype(np.float32)
+    >>> t = (x[:, 0] > 0).astype(np.int64)
+    >>> def run(**kw):
+    ...     return fit(fnnet.Affine(2), fnnet.sgd(0.1), (x, t), key=fnnet.key(1), epochs=4, batch_size=20,
+    ...                progress="quiet", **kw)
+    >>> def ctrl_c_after_epoch_2(state, history):    # as if Ctrl-C were pressed there
+    ...     if int(state.epoch) == 2:
+    ...         raise KeyboardInterrupt
+    >>> try:
+    ...     run(on_epoch=ctrl_c_after_epoch_2)
+    ... except TrainingInterrupted as e:
+    ...     err = e
+    >>> int(err.epoch_state.epoch), len(err.history.epochs), len(err.step_loss), isinstance(err, KeyboardInterrupt)
+    (2, 2, 6, True)
+    >>> rest, full = run(state=err.epoch_state, history=err.history, best_state=err.best_state), run()
+    >>> all(np.array_equal(a, b) for a, b in zip(fnnet.tree_leaves(rest.state), fnnet.tree_leaves(full.state)))
+    True
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state: TrainState,
+        epoch_state: TrainState,
+        history: History,
+        best_state: TrainState | None,
+        step_loss: tuple[float, ...],
+    ):
+        KeyboardInterrupt.__init__(self, message)
+        self.state = state
+        self.epoch_state = epoch_state
+        self.history = history
+        self.best_state = best_state
+        self.step_loss = step_loss
 
 
 def _evaluation_state(fresh: Tree, current: Tree) -> Tree:
@@ -401,7 +470,9 @@ def fit(
         and ``time``. On a NaN/inf loss, parameter or optimizer state raises
         :class:`NonFiniteLossError` whose ``state`` is the last state whose loss, parameters and
         optimizer state were all finite, and whose ``history`` ends there (its epochs are those
-        that state completed).
+        that state completed). On Ctrl-C (a ``KeyboardInterrupt`` anywhere in the loop: a step,
+        an evaluation, ``on_epoch``) raises :class:`TrainingInterrupted`, a ``KeyboardInterrupt``
+        holding the last step's state, and the last epoch's state with its history to resume from.
 
     >>> import numpy as np, fnnet
     >>> x = fnnet.key(0).generator().normal(size=(100, 2)).astype(np.float32)   # (N, 2)
@@ -560,69 +631,104 @@ def fit(
         if best_at is not None and best_at < start:
             best = best_state
 
-    # one BLAS switch for the whole loop when steps and evaluation agree on one thread; with more,
-    # each step sets its own count and evaluation keeps one
-    with blas_limit(1) if blas_threads in (None, 1) else contextlib.nullcontext(), _line_ended_on_error(bar):
-        for epoch in range(start, epochs if stopped is None else start):
-            t0 = time.perf_counter()
-            scale = plateau.scale(hist) if plateau is not None else 1.0
-            losses: list[float] = []
-            norms: list[tuple[float, ...]] = []
-            epoch_batches = batches(fold_in(shuffle_key, epoch), x, t, batch_size, shuffle=bool(shuffle), drop_last=drop_last)
-            for i, (xb, tb) in enumerate(epoch_batches):
-                if augment is not None:
-                    xb = _augmented(augment, fold_in(augment_key, int(state.step)), xb)
-                try:
-                    new, m = train_step(state, xb, tb, fold_in(step_key, int(state.step)), scale)
-                except NonFiniteLossError as e:
-                    bar.break_line()
-                    last = e.state if e.loss_finite else good
-                    # the last good state may lie before the previous epoch's last step: keep only
-                    # the epochs it completed, so that it resumes with this history
-                    done = hist.epochs[: max(0, int(last.epoch) - offset)]
-                    hist = History(hist.step_loss + tuple(losses), done, hist.grad_norms + tuple(norms))
-                    raise NonFiniteLossError(
-                        f"{e} (the error's state is the last good one, from step {int(last.step)})",
-                        e.step,
-                        last,
-                        hist,
-                    ) from None
-                good, state = state, new
-                losses.append(m.loss)
-                if grad_norms:
-                    norms.append(m.grad_norms)
-                bar.batch(epoch, i, m.loss)
-            state = state._replace(epoch=counter(epoch + 1))
-            figs: dict[str, float] = {"loss": float(np.mean(losses)) if losses else float("nan")}
-            ek = fold_in(eval_key, epoch)
-            for j, (name, data) in enumerate(sets):
-                if data is not None:
-                    xs, ts = _sample(fold_in(ek, j), data[0], data[1], eval_sample)
-                    res = evaluate(
-                        model,
-                        state.params,
-                        xs,
-                        ts,
-                        state=_evaluation_state(fresh_state, state.model_state),
-                        loss=loss,
-                        metrics=chosen,
-                        threads=threads,
-                    )
-                    figs.update({f"{name}_{k}": v for k, v in res.items()})
-            if plateau is not None:
-                figs["lr_scale"] = scale
-            figs["time"] = time.perf_counter() - t0
-            hist = History(hist.step_loss + tuple(losses), hist.epochs + (figs,), hist.grad_norms + tuple(norms))
-            bar.epoch(epoch, {k: v for k, v in figs.items() if k != "time"})
-            if on_epoch is not None:
-                on_epoch(state, hist)
-            if early_stopping is not None:
-                decision = early_stopping.decide(hist)
-                if best_of(decision, hist) == epoch + 1:
-                    best = state
-                if decision.stop and epoch + 1 < epochs:
-                    stopped = epoch + 1
-                    break
+    # the last epoch boundary and its history, replaced as one value so that an interrupt finds
+    # them consistent
+    saved = (state, hist)
+    losses: list[float] = []
+    norms: list[tuple[float, ...]] = []
+
+    def interrupted(caught: KeyboardInterrupt) -> TrainingInterrupted:
+        assert state is not None
+        epoch_state, epoch_hist = saved
+        # a step's loss is appended before its state is taken: the losses beyond the state's steps
+        # are of a step an interrupt cut short
+        n = max(0, int(state.step) - int(epoch_state.step))
+        kept = best
+        if early_stopping is not None and epoch_hist.epochs:
+            # an interrupt inside on_epoch comes before the rule has judged that epoch
+            if best_of(early_stopping.decide(epoch_hist), epoch_hist) == int(epoch_state.epoch):
+                kept = epoch_state
+        restore = early_stopping is not None and early_stopping.restore_best
+        resume = "state=err.epoch_state, history=err.history" + (", best_state=err.best_state" if restore else "")
+        return _interrupt_class(TrainingInterrupted, caught)(
+            f"fit interrupted after step {int(state.step)}: kept err.state (that step's), and err.epoch_state with "
+            f"err.history ({len(epoch_hist.epochs)} epochs); resume bit for bit with fit(..., {resume})",
+            state=state,
+            epoch_state=epoch_state,
+            history=epoch_hist,
+            best_state=kept if restore else None,
+            step_loss=epoch_hist.step_loss + tuple(losses[:n]),
+        )
+
+    try:
+        # one BLAS switch for the whole loop when steps and evaluation agree on one thread; with
+        # more, each step sets its own count and evaluation keeps one
+        with blas_limit(1) if blas_threads in (None, 1) else contextlib.nullcontext(), _line_ended_on_error(bar):
+            for epoch in range(start, epochs if stopped is None else start):
+                t0 = time.perf_counter()
+                scale = plateau.scale(hist) if plateau is not None else 1.0
+                losses, norms = [], []
+                epoch_batches = batches(
+                    fold_in(shuffle_key, epoch), x, t, batch_size, shuffle=bool(shuffle), drop_last=drop_last
+                )
+                for i, (xb, tb) in enumerate(epoch_batches):
+                    if augment is not None:
+                        xb = _augmented(augment, fold_in(augment_key, int(state.step)), xb)
+                    try:
+                        new, m = train_step(state, xb, tb, fold_in(step_key, int(state.step)), scale)
+                    except NonFiniteLossError as e:
+                        bar.break_line()
+                        last = e.state if e.loss_finite else good
+                        # the last good state may lie before the previous epoch's last step: keep
+                        # only the epochs it completed, so that it resumes with this history
+                        done = hist.epochs[: max(0, int(last.epoch) - offset)]
+                        hist = History(hist.step_loss + tuple(losses), done, hist.grad_norms + tuple(norms))
+                        raise NonFiniteLossError(
+                            f"{e} (the error's state is the last good one, from step {int(last.step)})",
+                            e.step,
+                            last,
+                            hist,
+                        ) from None
+                    losses.append(m.loss)
+                    if grad_norms:
+                        norms.append(m.grad_norms)
+                    good, state = state, new
+                    bar.batch(epoch, i, m.loss)
+                state = state._replace(epoch=counter(epoch + 1))
+                figs: dict[str, float] = {"loss": float(np.mean(losses)) if losses else float("nan")}
+                ek = fold_in(eval_key, epoch)
+                for j, (name, data) in enumerate(sets):
+                    if data is not None:
+                        xs, ts = _sample(fold_in(ek, j), data[0], data[1], eval_sample)
+                        res = evaluate(
+                            model,
+                            state.params,
+                            xs,
+                            ts,
+                            state=_evaluation_state(fresh_state, state.model_state),
+                            loss=loss,
+                            metrics=chosen,
+                            threads=threads,
+                        )
+                        figs.update({f"{name}_{k}": v for k, v in res.items()})
+                if plateau is not None:
+                    figs["lr_scale"] = scale
+                figs["time"] = time.perf_counter() - t0
+                hist = History(hist.step_loss + tuple(losses), hist.epochs + (figs,), hist.grad_norms + tuple(norms))
+                saved = (state, hist)
+                bar.epoch(epoch, {k: v for k, v in figs.items() if k != "time"})
+                if on_epoch is not None:
+                    on_epoch(state, hist)
+                if early_stopping is not None:
+                    decision = early_stopping.decide(hist)
+                    if best_of(decision, hist) == epoch + 1:
+                        best = state
+                    if decision.stop and epoch + 1 < epochs:
+                        stopped = epoch + 1
+                        break
+    except KeyboardInterrupt as e:
+        # the interrupt's own traceback shows where it landed
+        raise interrupted(e).with_traceback(e.__traceback__) from None
     last, best_epoch = state, None
     if early_stopping is not None and early_stopping.restore_best:
         if best is not None:
