@@ -52,6 +52,11 @@ class SearchInterrupted(KeyboardInterrupt):
     ...     err = e
     >>> [t.index for t in err.trials]
     [0, 1, 2, 3]
+    >>> def objective(hparams, key):
+    ...     return {"val_acc": hparams["x"]}
+    >>> result = random_search(objective, {"x": Uniform(0.0, 1.0)}, key=fnnet.key(0), n_trials=10, done=err.trials)
+    >>> len(result.trials), result.trials[:4] == err.trials
+    (10, True)
     """
 
     def __init__(self, message: str, *, trials: tuple[TrialResult, ...]):

@@ -651,8 +651,9 @@ def fit(
         restore = early_stopping is not None and early_stopping.restore_best
         resume = "state=err.epoch_state, history=err.history" + (", best_state=err.best_state" if restore else "")
         return _interrupt_class(TrainingInterrupted, caught)(
-            f"fit interrupted after step {int(state.step)}: kept err.state (that step's), and err.epoch_state with "
-            f"err.history ({len(epoch_hist.epochs)} epochs); resume bit for bit with fit(..., {resume})",
+            f"fit interrupted after step {int(state.step)}: err.state is the state after that step, "
+            f"err.epoch_state and err.history those after epoch {int(epoch_state.epoch)}; "
+            f"resume bit for bit with fit(..., {resume})",
             state=state,
             epoch_state=epoch_state,
             history=epoch_hist,
