@@ -363,6 +363,16 @@ def _check_best_state(best_state: TrainState, state: TrainState, best_at: int | 
 
 
 @contextlib.contextmanager
+def _kept_on_interrupt(kept: Callable[[KeyboardInterrupt], KeyboardInterrupt]) -> Iterator[None]:
+    """Raise ``kept(interrupt)`` in place of a ``KeyboardInterrupt`` from the body, with the
+    interrupt's own traceback (which shows where it landed)."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        raise kept(e).with_traceback(e.__traceback__) from None
+
+
+@contextlib.contextmanager
 def _line_ended_on_error(bar: Progress) -> Iterator[None]:
     """End a half-drawn progress bar when training stops with an exception (Ctrl-C included), so
     that the traceback or message starts on its own line."""
@@ -661,75 +671,73 @@ def fit(
             step_loss=epoch_hist.step_loss + tuple(losses[:n]),
         )
 
-    try:
-        # one BLAS switch for the whole loop when steps and evaluation agree on one thread; with
-        # more, each step sets its own count and evaluation keeps one
-        with blas_limit(1) if blas_threads in (None, 1) else contextlib.nullcontext(), _line_ended_on_error(bar):
-            for epoch in range(start, epochs if stopped is None else start):
-                t0 = time.perf_counter()
-                scale = plateau.scale(hist) if plateau is not None else 1.0
-                losses, norms = [], []
-                epoch_batches = batches(
-                    fold_in(shuffle_key, epoch), x, t, batch_size, shuffle=bool(shuffle), drop_last=drop_last
-                )
-                for i, (xb, tb) in enumerate(epoch_batches):
-                    if augment is not None:
-                        xb = _augmented(augment, fold_in(augment_key, int(state.step)), xb)
-                    try:
-                        new, m = train_step(state, xb, tb, fold_in(step_key, int(state.step)), scale)
-                    except NonFiniteLossError as e:
-                        bar.break_line()
-                        last = e.state if e.loss_finite else good
-                        # the last good state may lie before the previous epoch's last step: keep
-                        # only the epochs it completed, so that it resumes with this history
-                        done = hist.epochs[: max(0, int(last.epoch) - offset)]
-                        hist = History(hist.step_loss + tuple(losses), done, hist.grad_norms + tuple(norms))
-                        raise NonFiniteLossError(
-                            f"{e} (the error's state is the last good one, from step {int(last.step)})",
-                            e.step,
-                            last,
-                            hist,
-                        ) from None
-                    losses.append(m.loss)
-                    if grad_norms:
-                        norms.append(m.grad_norms)
-                    good, state = state, new
-                    bar.batch(epoch, i, m.loss)
-                state = state._replace(epoch=counter(epoch + 1))
-                figs: dict[str, float] = {"loss": float(np.mean(losses)) if losses else float("nan")}
-                ek = fold_in(eval_key, epoch)
-                for j, (name, data) in enumerate(sets):
-                    if data is not None:
-                        xs, ts = _sample(fold_in(ek, j), data[0], data[1], eval_sample)
-                        res = evaluate(
-                            model,
-                            state.params,
-                            xs,
-                            ts,
-                            state=_evaluation_state(fresh_state, state.model_state),
-                            loss=loss,
-                            metrics=chosen,
-                            threads=threads,
-                        )
-                        figs.update({f"{name}_{k}": v for k, v in res.items()})
-                if plateau is not None:
-                    figs["lr_scale"] = scale
-                figs["time"] = time.perf_counter() - t0
-                hist = History(hist.step_loss + tuple(losses), hist.epochs + (figs,), hist.grad_norms + tuple(norms))
-                saved = (state, hist)
-                bar.epoch(epoch, {k: v for k, v in figs.items() if k != "time"})
-                if on_epoch is not None:
-                    on_epoch(state, hist)
-                if early_stopping is not None:
-                    decision = early_stopping.decide(hist)
-                    if best_of(decision, hist) == epoch + 1:
-                        best = state
-                    if decision.stop and epoch + 1 < epochs:
-                        stopped = epoch + 1
-                        break
-    except KeyboardInterrupt as e:
-        # the interrupt's own traceback shows where it landed
-        raise interrupted(e).with_traceback(e.__traceback__) from None
+    # one BLAS switch for the whole loop when steps and evaluation agree on one thread; with more,
+    # each step sets its own count and evaluation keeps one
+    with (
+        _kept_on_interrupt(interrupted),
+        blas_limit(1) if blas_threads in (None, 1) else contextlib.nullcontext(),
+        _line_ended_on_error(bar),
+    ):
+        for epoch in range(start, epochs if stopped is None else start):
+            t0 = time.perf_counter()
+            scale = plateau.scale(hist) if plateau is not None else 1.0
+            losses, norms = [], []
+            epoch_batches = batches(fold_in(shuffle_key, epoch), x, t, batch_size, shuffle=bool(shuffle), drop_last=drop_last)
+            for i, (xb, tb) in enumerate(epoch_batches):
+                if augment is not None:
+                    xb = _augmented(augment, fold_in(augment_key, int(state.step)), xb)
+                try:
+                    new, m = train_step(state, xb, tb, fold_in(step_key, int(state.step)), scale)
+                except NonFiniteLossError as e:
+                    bar.break_line()
+                    last = e.state if e.loss_finite else good
+                    # the last good state may lie before the previous epoch's last step: keep only
+                    # the epochs it completed, so that it resumes with this history
+                    done = hist.epochs[: max(0, int(last.epoch) - offset)]
+                    hist = History(hist.step_loss + tuple(losses), done, hist.grad_norms + tuple(norms))
+                    raise NonFiniteLossError(
+                        f"{e} (the error's state is the last good one, from step {int(last.step)})",
+                        e.step,
+                        last,
+                        hist,
+                    ) from None
+                losses.append(m.loss)
+                if grad_norms:
+                    norms.append(m.grad_norms)
+                good, state = state, new
+                bar.batch(epoch, i, m.loss)
+            state = state._replace(epoch=counter(epoch + 1))
+            figs: dict[str, float] = {"loss": float(np.mean(losses)) if losses else float("nan")}
+            ek = fold_in(eval_key, epoch)
+            for j, (name, data) in enumerate(sets):
+                if data is not None:
+                    xs, ts = _sample(fold_in(ek, j), data[0], data[1], eval_sample)
+                    res = evaluate(
+                        model,
+                        state.params,
+                        xs,
+                        ts,
+                        state=_evaluation_state(fresh_state, state.model_state),
+                        loss=loss,
+                        metrics=chosen,
+                        threads=threads,
+                    )
+                    figs.update({f"{name}_{k}": v for k, v in res.items()})
+            if plateau is not None:
+                figs["lr_scale"] = scale
+            figs["time"] = time.perf_counter() - t0
+            hist = History(hist.step_loss + tuple(losses), hist.epochs + (figs,), hist.grad_norms + tuple(norms))
+            saved = (state, hist)
+            bar.epoch(epoch, {k: v for k, v in figs.items() if k != "time"})
+            if on_epoch is not None:
+                on_epoch(state, hist)
+            if early_stopping is not None:
+                decision = early_stopping.decide(hist)
+                if best_of(decision, hist) == epoch + 1:
+                    best = state
+                if decision.stop and epoch + 1 < epochs:
+                    stopped = epoch + 1
+                    break
     last, best_epoch = state, None
     if early_stopping is not None and early_stopping.restore_best:
         if best is not None:
