@@ -26,6 +26,7 @@ from fnnet.datasets import batches
 from fnnet.layers.base import Ctx
 from fnnet.train import EarlyStopping, FitResult, History, TrainingInterrupted, TrainState, evaluate, fit, predict
 from fnnet.train import parallel
+from fnnet.train._progress import Progress
 from fnnet.typing import Array
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +121,19 @@ def _metric_at(n: int) -> Any:
     return {"acc": acc}
 
 
+class _Bar(Progress):
+    """A quiet progress display interrupted when it is to show step ``at`` (1-based)."""
+
+    def __init__(self, at: int):
+        super().__init__(5, 3, "quiet")
+        self.at, self.calls = at, 0
+
+    def batch(self, epoch: int, i: int, loss: float) -> None:
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+
+
 # where: (layer, fit options, steps done when interrupted, epochs in the kept history)
 CASES: dict[str, tuple[_CtrlC, dict[str, Any], int, int]] = {
     "on_epoch of the best epoch": (_CtrlC(), {"on_epoch": _on_epoch_at(2)}, 6, 2),  # before the rule saw it
@@ -129,6 +143,7 @@ CASES: dict[str, tuple[_CtrlC, dict[str, Any], int, int]] = {
     "main shard backward": (_CtrlC(at=3, shard=0, backward=True), {}, 2, 0),
     "loss in a step": (_CtrlC(), {"loss": _loss_at(7), "metrics": {"acc": fnnet.accuracy}}, 4, 1),  # calls: 3 steps + 2 evaluations an epoch
     "metric in evaluation": (_CtrlC(), {"metrics": _metric_at(3)}, 6, 1),  # train_acc, val_acc, then epoch 2
+    "progress output": (_CtrlC(), {"progress": _Bar(11)}, 11, 3),  # the step is taken, then shown
 }
 
 
@@ -150,7 +165,7 @@ def test_an_interrupted_fit_keeps_its_training_and_resumes_to_the_uninterrupted_
         assert err.best_state is not None and int(err.best_state.epoch) == RULE.decide(err.history).best_epoch
     # the process is healthy: the pool's threads, the cross-shard sums and BLAS's count are as before
     assert parallel.blas_threads() == before and parallel._get_blas().users == 0
-    options = {k: v for k, v in options.items() if k != "on_epoch"}
+    options = {k: v for k, v in options.items() if k not in ("on_epoch", "progress")}
     rest = _run(_CtrlC(), state=err.epoch_state, history=err.history, best_state=err.best_state, **options)
     assert_bit_identical(rest.state, full.state)
     assert_bit_identical(rest.last_state, full.last_state)
@@ -296,6 +311,7 @@ _SCRIPT = textwrap.dedent(
     import os, signal, sys, threading, time
     import numpy as np, fnnet
     from fnnet.train import parallel
+from fnnet.train._progress import Progress
 
     main = threading.main_thread().ident
     # Ctrl-C while the main shard waits for its turn (two shards, one thread)
