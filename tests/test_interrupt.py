@@ -311,7 +311,6 @@ _SCRIPT = textwrap.dedent(
     import os, signal, sys, threading, time
     import numpy as np, fnnet
     from fnnet.train import parallel
-from fnnet.train._progress import Progress
 
     main = threading.main_thread().ident
     # Ctrl-C while the main shard waits for its turn (two shards, one thread)
