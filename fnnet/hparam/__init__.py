@@ -64,7 +64,7 @@ from __future__ import annotations
 
 from fnnet.hparam.mlp_trial import MLP_TRIAL_OPTIMIZERS, MLPTrial
 from fnnet.hparam.records import SearchResult, TrialResult
-from fnnet.hparam.search import Objective, random_search, run_trial
+from fnnet.hparam.search import Objective, SearchInterrupted, random_search, run_trial
 from fnnet.hparam.space import Choice, Distribution, IntUniform, LogUniform, Uniform, Value, sample
 
 __all__ = [
@@ -78,6 +78,7 @@ __all__ = [
     "sample",
     "TrialResult",
     "SearchResult",
+    "SearchInterrupted",
     "random_search",
     "run_trial",
     "MLPTrial",

@@ -11,7 +11,7 @@
 (3, 12, ['loss', 'time', 'train_acc', 'train_loss'])
 """
 
-from fnnet.train.fit import FitResult, evaluate, fit, predict
+from fnnet.train.fit import FitResult, TrainingInterrupted, evaluate, fit, predict
 from fnnet.train.history import History
 from fnnet.train.step import (
     ExecutionPolicy,
@@ -40,6 +40,7 @@ __all__ = [
     "StopDecision",
     "TrainState",
     "TrainStep",
+    "TrainingInterrupted",
     "all_finite",
     "choose_policy",
     "evaluate",

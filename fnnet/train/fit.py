@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from fnnet.errors import _interrupt_class
 from fnnet.metrics import Metric, check_metrics, default_metrics
 from fnnet._validate import check_positive_int, is_int
 from fnnet.datasets import Augmentation, batches
@@ -52,7 +53,16 @@ from fnnet.train.step import (
 from fnnet.tree import tree_map_with_path
 from fnnet.typing import Array, Tree
 
-__all__ = ["History", "FitResult", "EarlyStopping", "ReduceOnPlateau", "evaluate", "predict", "fit"]
+__all__ = [
+    "History",
+    "FitResult",
+    "EarlyStopping",
+    "ReduceOnPlateau",
+    "TrainingInterrupted",
+    "evaluate",
+    "predict",
+    "fit",
+]
 
 
 def _thread_count(threads: int | None, fn: str) -> int:
@@ -181,6 +191,65 @@ class FitResult:
     last_state: TrainState = attrs.field(kw_only=True)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`fit`; the training it had done is kept here.
+
+    It is a ``KeyboardInterrupt`` (``except KeyboardInterrupt`` and the interpreter's handling are
+    unchanged) with the traceback of the interrupt it replaces; when that interrupt was of a
+    subclass of ``KeyboardInterrupt`` (a SIGTERM handler's, say) it is an instance of that class too.
+
+    Attributes:
+        state: the state after the last step that completed (the interrupted step left no trace):
+            to inspect, evaluate or save.
+        epoch_state: the state after the last epoch ``history`` records (the starting state if
+            no epoch completed in this run).
+        history: the history of the epochs up to ``epoch_state``.
+        best_state: with ``EarlyStopping(restore_best=True)``, the best epoch's state so far when
+            known (None otherwise).
+        step_loss: every step's loss up to ``state``: ``history.step_loss`` followed by those of
+            the interrupted epoch.
+
+    ``fit(..., state=err.epoch_state, history=err.history, best_state=err.best_state)`` with
+    otherwise the same arguments continues to the bits of a run that was never interrupted.
+
+    >>> import numpy as np, fnnet
+    >>> x = fnnet.key(0).generator().normal(size=(60, 3)).astype(np.float32)
+    >>> t = (x[:, 0] > 0).astype(np.int64)
+    >>> def run(**kw):
+    ...     return fit(fnnet.Affine(2), fnnet.sgd(0.1), (x, t), key=fnnet.key(1), epochs=4, batch_size=20,
+    ...                progress="quiet", **kw)
+    >>> def ctrl_c_after_epoch_2(state, history):    # as if Ctrl-C were pressed there
+    ...     if int(state.epoch) == 2:
+    ...         raise KeyboardInterrupt
+    >>> try:
+    ...     run(on_epoch=ctrl_c_after_epoch_2)
+    ... except TrainingInterrupted as e:
+    ...     err = e
+    >>> int(err.epoch_state.epoch), len(err.history.epochs), len(err.step_loss), isinstance(err, KeyboardInterrupt)
+    (2, 2, 6, True)
+    >>> rest, full = run(state=err.epoch_state, history=err.history, best_state=err.best_state), run()
+    >>> all(np.array_equal(a, b) for a, b in zip(fnnet.tree_leaves(rest.state), fnnet.tree_leaves(full.state)))
+    True
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state: TrainState,
+        epoch_state: TrainState,
+        history: History,
+        best_state: TrainState | None,
+        step_loss: tuple[float, ...],
+    ):
+        KeyboardInterrupt.__init__(self, message)
+        self.state = state
+        self.epoch_state = epoch_state
+        self.history = history
+        self.best_state = best_state
+        self.step_loss = step_loss
+
+
 def _evaluation_state(fresh: Tree, current: Tree) -> Tree:
     """The model state a set is evaluated from: ``current``, with every part that ``init_state``
     leaves ``None`` (a stateful layer's carried hidden state) back at ``None`` (zeros), so that
@@ -294,6 +363,16 @@ def _check_best_state(best_state: TrainState, state: TrainState, best_at: int | 
 
 
 @contextlib.contextmanager
+def _kept_on_interrupt(kept: Callable[[KeyboardInterrupt], KeyboardInterrupt]) -> Iterator[None]:
+    """Raise ``kept(interrupt)`` in place of a ``KeyboardInterrupt`` from the body, with the
+    interrupt's own traceback (which shows where it landed)."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        raise kept(e).with_traceback(e.__traceback__) from None
+
+
+@contextlib.contextmanager
 def _line_ended_on_error(bar: Progress) -> Iterator[None]:
     """End a half-drawn progress bar when training stops with an exception (Ctrl-C included), so
     that the traceback or message starts on its own line."""
@@ -401,7 +480,9 @@ def fit(
         and ``time``. On a NaN/inf loss, parameter or optimizer state raises
         :class:`NonFiniteLossError` whose ``state`` is the last state whose loss, parameters and
         optimizer state were all finite, and whose ``history`` ends there (its epochs are those
-        that state completed).
+        that state completed). On Ctrl-C (a ``KeyboardInterrupt`` anywhere in the loop: a step,
+        an evaluation, ``on_epoch``) raises :class:`TrainingInterrupted`, a ``KeyboardInterrupt``
+        holding the last step's state, and the last epoch's state with its history to resume from.
 
     >>> import numpy as np, fnnet
     >>> x = fnnet.key(0).generator().normal(size=(100, 2)).astype(np.float32)   # (N, 2)
@@ -560,14 +641,47 @@ def fit(
         if best_at is not None and best_at < start:
             best = best_state
 
+    # the last epoch boundary and its history, replaced as one value so that an interrupt finds
+    # them consistent
+    saved = (state, hist)
+    losses: list[float] = []
+    norms: list[tuple[float, ...]] = []
+
+    def interrupted(caught: KeyboardInterrupt) -> TrainingInterrupted:
+        assert state is not None
+        epoch_state, epoch_hist = saved
+        # a step's loss is appended before its state is taken: the losses beyond the state's steps
+        # are of a step an interrupt cut short
+        n = max(0, int(state.step) - int(epoch_state.step))
+        kept = best
+        if early_stopping is not None and epoch_hist.epochs:
+            # an interrupt inside on_epoch comes before the rule has judged that epoch
+            if best_of(early_stopping.decide(epoch_hist), epoch_hist) == int(epoch_state.epoch):
+                kept = epoch_state
+        restore = early_stopping is not None and early_stopping.restore_best
+        resume = "state=err.epoch_state, history=err.history" + (", best_state=err.best_state" if restore else "")
+        return _interrupt_class(TrainingInterrupted, caught)(
+            f"fit interrupted after step {int(state.step)}: err.state is the state after that step, "
+            f"err.epoch_state and err.history those after epoch {int(epoch_state.epoch)}; "
+            f"resume bit for bit with fit(..., {resume})",
+            state=state,
+            epoch_state=epoch_state,
+            history=epoch_hist,
+            best_state=kept if restore else None,
+            step_loss=epoch_hist.step_loss + tuple(losses[:n]),
+        )
+
     # one BLAS switch for the whole loop when steps and evaluation agree on one thread; with more,
     # each step sets its own count and evaluation keeps one
-    with blas_limit(1) if blas_threads in (None, 1) else contextlib.nullcontext(), _line_ended_on_error(bar):
+    with (
+        _kept_on_interrupt(interrupted),
+        blas_limit(1) if blas_threads in (None, 1) else contextlib.nullcontext(),
+        _line_ended_on_error(bar),
+    ):
         for epoch in range(start, epochs if stopped is None else start):
             t0 = time.perf_counter()
             scale = plateau.scale(hist) if plateau is not None else 1.0
-            losses: list[float] = []
-            norms: list[tuple[float, ...]] = []
+            losses, norms = [], []
             epoch_batches = batches(fold_in(shuffle_key, epoch), x, t, batch_size, shuffle=bool(shuffle), drop_last=drop_last)
             for i, (xb, tb) in enumerate(epoch_batches):
                 if augment is not None:
@@ -587,10 +701,10 @@ def fit(
                         last,
                         hist,
                     ) from None
-                good, state = state, new
                 losses.append(m.loss)
                 if grad_norms:
                     norms.append(m.grad_norms)
+                good, state = state, new
                 bar.batch(epoch, i, m.loss)
             state = state._replace(epoch=counter(epoch + 1))
             figs: dict[str, float] = {"loss": float(np.mean(losses)) if losses else float("nan")}
@@ -613,6 +727,7 @@ def fit(
                 figs["lr_scale"] = scale
             figs["time"] = time.perf_counter() - t0
             hist = History(hist.step_loss + tuple(losses), hist.epochs + (figs,), hist.grad_norms + tuple(norms))
+            saved = (state, hist)
             bar.epoch(epoch, {k: v for k, v in figs.items() if k != "time"})
             if on_epoch is not None:
                 on_epoch(state, hist)

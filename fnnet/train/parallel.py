@@ -124,30 +124,68 @@ def blas_limit(threads: int = 1) -> Iterator[None]:
     (True, 64.0)
     """
     blas = _get_blas()
-    with blas.lock:
-        if blas.users == 0:
-            if not is_int(threads) or threads < 1:
-                raise ValueError(f"blas_limit: threads must be a positive int, got {threads!r}")
-            blas.saved = blas.counts()
-            blas.limit = threads
-            blas.set([threads] * len(blas.libs), blas.saved)
-        elif blas.limit != threads:
-            who = "this thread (a blas_limit around this one)" if getattr(_held, "depth", 0) else "another thread"
-            raise ValueError(
-                f"blas_limit: BLAS is held at {blas.limit} thread(s) by {who}; cannot run with {threads!r} "
-                "at the same time"
-            )
-        blas.users += 1
-        _held.depth = getattr(_held, "depth", 0) + 1
+    entered = False
     try:
+        with blas.lock:
+            if blas.users == 0:
+                if not is_int(threads) or threads < 1:
+                    raise ValueError(f"blas_limit: threads must be a positive int, got {threads!r}")
+                blas.saved = blas.counts()
+                blas.limit = threads
+            elif blas.limit != threads:
+                who = "this thread (a blas_limit around this one)" if getattr(_held, "depth", 0) else "another thread"
+                raise ValueError(
+                    f"blas_limit: BLAS is held at {blas.limit} thread(s) by {who}; cannot run with {threads!r} "
+                    "at the same time"
+                )
+            # counted before the counts change, so that an interrupt from here on restores them
+            blas.users += 1
+            entered = True
+            _held.depth = getattr(_held, "depth", 0) + 1
+            if blas.users == 1:
+                blas.set([threads] * len(blas.libs), blas.saved)
         yield
     finally:
+        if entered:
+            _leave(blas)
+
+
+def _leave(blas: _Blas) -> None:
+    """One caller leaves :func:`blas_limit`; the last restores the counts. Completed even when
+    Ctrl-C lands inside it (the interrupt is raised afterwards)."""
+    counted = last = False
+    first = True
+
+    def leave() -> None:
+        nonlocal counted, last, first
         with blas.lock:
-            _held.depth -= 1
-            if blas.users > 0:  # never below 0, whatever a fork left behind
-                blas.users -= 1
-                if blas.users == 0:
-                    blas.set(blas.saved, [blas.limit] * len(blas.libs))
+            if not counted:
+                _held.depth -= 1
+                if blas.users > 0:  # never below 0, whatever a fork left behind
+                    blas.users -= 1
+                    last = blas.users == 0
+                counted = True
+            if last and blas.users == 0:
+                # after an interrupted attempt some libraries may be restored already
+                now = [blas.limit] * len(blas.libs) if first else blas.counts()
+                first = False
+                blas.set(blas.saved, now)
+
+    _uninterrupted(leave)
+
+
+def _uninterrupted(fn: Callable[[], None]) -> None:
+    """Run ``fn`` to its end even if Ctrl-C lands inside it, calling it again (it must be safe to
+    repeat), then raise the interrupt."""
+    caught: KeyboardInterrupt | None = None
+    while True:
+        try:
+            fn()
+            break
+        except KeyboardInterrupt as e:
+            caught = e
+    if caught is not None:
+        raise caught
 
 
 def available_cores() -> int:
@@ -260,12 +298,18 @@ def _work(fn: Callable[[], R]) -> R:
         _in_worker.flag = False
 
 
-def _wait(futures: Sequence[Future[R]]) -> list[R]:
-    errors = [f.exception() for f in futures]  # waits for every one
-    for err in errors:
-        if err is not None:
-            raise err
-    return [f.result() for f in futures]
+def _outcomes(futures: Sequence[Future[R]], stop: Callable[[], None]) -> list[BaseException | None]:
+    """Each future's exception (None if it succeeded), once all have finished. Ctrl-C during the
+    wait calls ``stop`` (which makes the others end soon) and is raised at once."""
+    try:
+        return [f.exception() for f in futures]
+    except KeyboardInterrupt:
+        _uninterrupted(stop)
+        raise
+
+
+class _Cancelled(Exception):
+    """A Ctrl-C in another run of the same call stopped this one before its next item."""
 
 
 def run_shards(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
@@ -273,7 +317,9 @@ def run_shards(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R
 
     Items are dealt into ``threads`` runs of consecutive items; the calling thread does the first
     run itself. Results keep the order of ``items``; an exception from any item is raised after
-    every run has finished. Called from a pool thread, it runs the items one after another.
+    every run has finished. A ``KeyboardInterrupt`` (Ctrl-C in the caller) instead stops the
+    other runs after their current item, and is raised once they have stopped (at once on a
+    second Ctrl-C). Called from a pool thread, it runs the items one after another.
 
     >>> run_shards(lambda rows: sum(rows), [range(0, 3), range(3, 6), range(6, 9)], threads=2)
     [3, 12, 21]
@@ -283,19 +329,40 @@ def run_shards(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R
     runs = [range(s.start, s.stop) for s in shard_slices(len(items), threads)]
     if len(runs) <= 1 or getattr(_in_worker, "flag", False):
         return [fn(item) for item in items]
+    interrupted = threading.Event()
 
     def do(run: range) -> list[R]:
-        return [fn(items[i]) for i in run]
+        out = []
+        try:
+            for i in run:
+                if interrupted.is_set():
+                    raise _Cancelled()
+                out.append(fn(items[i]))
+        except BaseException as e:
+            if not isinstance(e, Exception):
+                interrupted.set()
+            raise
+        return out
 
     def job(run: range) -> Callable[[], list[R]]:
         return lambda: _work(lambda: do(run))
 
-    futures = _pool.submit_all([job(run) for run in runs[1:]], len(runs) - 1)
+    futures: list[Future[list[R]]] = []
+    own: BaseException | None = None
+    first: list[R] = []
     try:
+        futures = _pool.submit_all([job(run) for run in runs[1:]], len(runs) - 1)
         first = do(runs[0])
-    finally:
-        rest = _wait(futures)
-    return first + [r for part in rest for r in part]
+    except Exception as e:
+        own = e
+    except BaseException as e:
+        interrupted.set()  # also stops runs submitted before an interrupt cut the submission short
+        own = e
+    errors = [own, *_outcomes(futures, interrupted.set)]
+    failures = [e for e in errors if e is not None]
+    if failures:
+        raise next((e for e in failures if not isinstance(e, _Cancelled)), failures[0])
+    return first + [r for f in futures for r in f.result()]
 
 
 class _Broken(Exception):
@@ -372,32 +439,37 @@ class ShardGroup:
                         raise self._mismatch()
                     return out
                 except BaseException:
-                    self.barrier.abort()
+                    _uninterrupted(self.barrier.abort)
                     raise
 
         self.finished = [None] * self.count
         self.ended = False
         if self.count == 1:
             return [shard(0)]
+
         def job(s: int, pooled: bool) -> Callable[[], R]:
             return (lambda: _work(lambda: shard(s))) if pooled else (lambda: shard(s))
 
-        if getattr(_in_worker, "flag", False):
-            # a pool thread must not wait on work queued behind it
-            futures = _own_threads([job(s, False) for s in range(1, self.count)])
-        else:
-            futures = _pool.submit_all([job(s, True) for s in range(1, self.count)], self.count - 1)
+        futures: list[Future[R]] = []
         first: list[R] = []
         error: BaseException | None = None
         try:
+            if getattr(_in_worker, "flag", False):
+                # a pool thread must not wait on work queued behind it
+                futures = _own_threads([job(s, False) for s in range(1, self.count)])
+            else:
+                futures = _pool.submit_all([job(s, True) for s in range(1, self.count)], self.count - 1)
             first = [shard(0)]
         except BaseException as e:
+            # Ctrl-C can land outside shard's own handler (waiting for a permit, or between
+            # submissions, when a shard already runs that no one will wait for): the barrier is
+            # broken so that no shard waits at it for ever
+            _uninterrupted(self.barrier.abort)
             error = e
-        outcomes = [(f.exception(), f) for f in futures]
-        errors = [e for e in [error, *(e for e, _ in outcomes)] if e is not None]
+        errors = [e for e in [error, *_outcomes(futures, self.barrier.abort)] if e is not None]
         if errors:
             raise next((e for e in errors if not isinstance(e, _Broken)), errors[0])
-        return first + [f.result() for _, f in outcomes]
+        return first + [f.result() for f in futures]
 
     def _mismatch(self) -> ValueError:
         return ValueError(
