@@ -263,7 +263,15 @@ class _Pool:
             if self.executor is None or self.size < workers:
                 self.executor = ThreadPoolExecutor(workers, thread_name_prefix="fnnet")
                 self.size = workers
-            return [self.executor.submit(fn) for fn in fns]
+            try:
+                return [self.executor.submit(fn) for fn in fns]
+            except BaseException:
+                # A Ctrl-C inside submit, while Thread.start waits for a new worker, leaves that
+                # worker running but unknown to concurrent.futures' exit hook, so the interpreter
+                # would wait for it for ever at exit: shutting the pool down wakes every worker.
+                self.executor.shutdown(wait=False)
+                self.executor, self.size = None, 0
+                raise
 
 
 _pool = _Pool()
