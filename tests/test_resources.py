@@ -1,0 +1,120 @@
+"""Memory of whole-set computations: peaks bounded by a small multiple of the data, results bit for
+bit those of the plain formulas (metrics, augmentations)."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from _helpers import rng
+
+import fnnet
+from fnnet.metrics import mae, r2, rmse, token_accuracy
+from fnnet.typing import Array
+
+
+def peak_bytes(fn: Callable[[], Any]) -> int:
+    """The largest amount of memory traced while ``fn()`` runs (NumPy's buffers included)."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+# --- regression metrics ---------------------------------------------------------------------------
+
+
+def plain_mae(y: Array, t: Array) -> float:
+    ya, ta = y.astype(np.float64), t.reshape(y.shape).astype(np.float64)
+    return float(np.mean(np.abs(ya - ta)))
+
+
+def plain_rmse(y: Array, t: Array) -> float:
+    d = (y.astype(np.float64) - t.reshape(y.shape).astype(np.float64)).reshape(-1)
+    return float(np.sqrt(np.dot(d, d) / d.size))
+
+
+def plain_r2(y: Array, t: Array) -> float:
+    ya, ta = y.astype(np.float64), t.reshape(y.shape).astype(np.float64)
+    res, dev = ta - ya, ta - ta.mean(axis=0)
+    ss_tot = float(np.vdot(dev, dev))
+    return float("nan") if ss_tot == 0.0 else 1.0 - float(np.vdot(res, res)) / ss_tot
+
+
+REGRESSION = [(mae, plain_mae), (rmse, plain_rmse), (r2, plain_r2)]
+
+
+@pytest.mark.parametrize("metric, plain", REGRESSION, ids=["mae", "rmse", "r2"])
+@pytest.mark.parametrize(
+    "y_shape, t_shape, y_dtype, t_dtype",
+    [
+        ((20000,), (20000,), np.float32, np.float32),  # more than one summation block
+        ((3001, 1), (3001,), np.float32, np.float64),
+        ((257,), (257, 1), np.float64, np.float32),
+        ((500, 7), (500, 7), np.float16, np.int64),
+        ((64, 3), (64, 3), np.int32, np.uint8),
+        ((40,), (40,), np.bool_, np.float32),
+    ],
+)
+def test_regression_metrics_equal_the_plain_float64_formulas_bit_for_bit(
+    metric: Callable[[Array, Array], float],
+    plain: Callable[[Array, Array], float],
+    y_shape: tuple[int, ...],
+    t_shape: tuple[int, ...],
+    y_dtype: Any,
+    t_dtype: Any,
+) -> None:
+    g = rng(4101, len(y_shape), y_shape[0])
+    y = (g.standard_normal(y_shape) * 20).astype(y_dtype)
+    t = (g.standard_normal(t_shape) * 20).astype(t_dtype)
+    got, want = metric(y, t), plain(y, t)
+    assert got == want or (np.isnan(got) and np.isnan(want))
+
+
+@pytest.mark.parametrize("metric, temporaries", [(mae, 1), (rmse, 1), (r2, 2)], ids=["mae", "rmse", "r2"])
+def test_regression_metrics_of_big_float32_outputs_keep_at_most_two_float64_temporaries(
+    metric: Callable[[Array, Array], float], temporaries: int
+) -> None:
+    # an autoencoder's outputs (N, 784): the metrics used to hold four float64 copies (8x the data)
+    g = rng(4102)
+    y = g.random((1500, 784), dtype=np.float32)
+    t = g.random((1500, 784), dtype=np.float32)
+    float64_copy = 2 * y.nbytes
+    assert peak_bytes(lambda: metric(y, t)) < temporaries * float64_copy + y.nbytes // 2
+
+
+def test_regression_metrics_leave_their_inputs_unchanged() -> None:
+    y, t = rng(4103).standard_normal((2, 300, 2))
+    y0, t0 = y.copy(), t.copy()
+    y.flags.writeable = t.flags.writeable = False
+    for metric in (mae, rmse, r2):
+        metric(y, t)
+    assert np.array_equal(y, y0) and np.array_equal(t, t0)
+
+
+# --- token accuracy -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ignore_index", [None, -1, 3])
+def test_token_accuracy_equals_the_masked_mean(ignore_index: int | None) -> None:
+    g = rng(4104)
+    y = g.standard_normal((300, 9, 5)).astype(np.float32)
+    t = g.integers(0, 5, (300, 9))
+    if ignore_index == -1:
+        t[:, 6:] = -1
+    keep = np.ones(t.shape, bool) if ignore_index is None else t != ignore_index
+    want = float(np.mean(y.argmax(axis=-1)[keep] == t[keep]))
+    assert token_accuracy(y, t, ignore_index=ignore_index) == want
+
+
+def test_token_accuracy_without_ignore_index_copies_no_targets() -> None:
+    # 60,000 x 10 tokens: a mask and two gathered int64 copies used to add 2.6x the targets
+    g = rng(4105)
+    y = g.standard_normal((6000, 10, 13)).astype(np.float32)
+    t = g.integers(0, 13, (6000, 10))
+    assert peak_bytes(lambda: token_accuracy(y, t)) < 1.3 * t.nbytes
