@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from _helpers import rng
 
 import fnnet
 from fnnet.metrics import mae, r2, rmse, token_accuracy
+from fnnet.train import History
 from fnnet.typing import Array
 
 
@@ -118,3 +120,29 @@ def test_token_accuracy_without_ignore_index_copies_no_targets() -> None:
     y = g.standard_normal((6000, 10, 13)).astype(np.float32)
     t = g.integers(0, 13, (6000, 10))
     assert peak_bytes(lambda: token_accuracy(y, t)) < 1.3 * t.nbytes
+
+
+# --- checkpoints with a long history in meta ------------------------------------------------------
+
+
+def test_a_checkpoint_holds_the_history_of_200k_steps_as_the_readme_saves_it(tmp_path: Path) -> None:
+    # 107 epochs of 60,000 samples at batch 32; its indented manifest was larger than MAX_MANIFEST_BYTES
+    g = rng(4106)
+    history = History(tuple(float(v) for v in g.random(200_000) * 2.3), ({"loss": 0.5, "train_acc": 0.9},) * 107)
+    state = {"w": np.ones((3, 2), np.float32)}
+    path = tmp_path / "ck.npz"
+    fnnet.save(path, state, meta={"history": history.to_json(), "key": fnnet.key(3)})
+    loaded, meta = fnnet.load(path, state)
+    assert History.from_json(meta["history"]) == history and meta["key"] == fnnet.key(3)
+    assert np.array_equal(loaded["w"], state["w"])
+
+
+def test_checking_a_long_meta_list_pushes_none_of_its_numbers() -> None:
+    from fnnet.checkpoint import _meta_key_problem, _too_deep
+
+    meta = {"history": {"step_loss": [0.5] * 100_000, "epochs": [{"loss": 0.1}] * 10}, "key": fnnet.key(1)}
+    assert peak_bytes(lambda: _too_deep(meta, 100)) < 64 << 10
+    assert peak_bytes(lambda: _meta_key_problem(meta)) < 64 << 10
+    assert not _too_deep(meta, 100) and _meta_key_problem(meta) is None
+    assert _too_deep({"a": [[fnnet.key(0)]]}, 5) and not _too_deep({"a": [[fnnet.key(0)]]}, 6)
+    assert _meta_key_problem({"a": [0.5, {1: 0, "1": 0}]}) is not None
