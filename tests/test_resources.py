@@ -146,3 +146,60 @@ def test_checking_a_long_meta_list_pushes_none_of_its_numbers() -> None:
     assert not _too_deep(meta, 100) and _meta_key_problem(meta) is None
     assert _too_deep({"a": [[fnnet.key(0)]]}, 5) and not _too_deep({"a": [[fnnet.key(0)]]}, 6)
     assert _meta_key_problem({"a": [0.5, {1: 0, "1": 0}]}) is not None
+
+
+# --- evaluating a pipeline with apply ---------------------------------------------------------------
+
+
+def _block(c: int) -> fnnet.layers.Layer:
+    inner = fnnet.serial(fnnet.Conv2D(c, 3, pad=1), fnnet.BatchNorm(), fnnet.ReLU(), fnnet.Conv2D(c, 3, pad=1))
+    return fnnet.residual(inner)
+
+
+def test_apply_of_nested_pipelines_equals_forward_bit_for_bit() -> None:
+    from fnnet.layers import add_branches, concat
+
+    model = fnnet.serial(
+        fnnet.Conv2D(4, 3, pad=1),
+        fnnet.BatchNorm(),
+        fnnet.ReLU(),
+        _block(4),
+        fnnet.residual(fnnet.Conv2D(6, 1, stride=2), shortcut=fnnet.serial(fnnet.Conv2D(6, 1, stride=2), fnnet.BatchNorm())),
+        concat(fnnet.ReLU(), fnnet.serial(fnnet.Conv2D(2, 1), fnnet.Tanh())),
+        add_branches(fnnet.Conv2D(3, 1), fnnet.Conv2D(3, 1)),
+        fnnet.Flatten(),
+        fnnet.Dropout(0.4),
+        fnnet.Affine(5),
+    )
+    in_shape = (2, 6, 6)
+    params, _ = model.init(fnnet.key(0), in_shape)
+    x = rng(4107).standard_normal((7, *in_shape)).astype(np.float32)
+    train = fnnet.layers.base.Ctx(True, fnnet.key(5))
+    y_train, trained, _ = model.forward(params, model.init_state(in_shape), x, train)
+    assert model.apply(params, x, state=model.init_state(in_shape), ctx=train).tobytes() == y_train.tobytes()
+    y_eval = model.forward(params, trained, x)[0]
+    assert model.apply(params, x, state=trained).tobytes() == y_eval.tobytes()
+
+
+def test_apply_names_the_failing_layer_as_forward_does() -> None:
+    model = fnnet.serial(fnnet.Affine(4), fnnet.residual(fnnet.serial(fnnet.ReLU(), fnnet.Affine(4))))
+    params, _ = model.init(fnnet.key(0), (3,))
+    bad = (params[0], ((params[1][0][0], params[0]), None))  # the inner Affine gets the first one's weights
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError) as by_forward:
+        model.forward(bad, None, x)
+    with pytest.raises(ValueError) as by_apply:
+        model.apply(bad, x)
+    assert str(by_apply.value) == str(by_forward.value) and "layer 1 / inner / layer 1 (Affine)" in str(by_apply.value)
+    with pytest.raises(ValueError, match=r"^Serial\.apply: expected x as a NumPy array, got list$"):
+        model.apply(params, [[1.0, 2.0, 3.0]])  # type: ignore[arg-type]
+
+
+def test_apply_of_a_deep_pipeline_holds_a_few_activations_not_every_layer_s_cache() -> None:
+    depth, width, n = 12, 128, 2000
+    model = fnnet.serial(*[layer for _ in range(depth) for layer in (fnnet.Affine(width), fnnet.ReLU())])
+    params, _ = model.init(fnnet.key(0), (width,))
+    x = rng(4108).standard_normal((n, width)).astype(np.float32)
+    activation = x.nbytes
+    assert peak_bytes(lambda: model.forward(params, None, x)) > depth * activation  # every cache kept
+    assert peak_bytes(lambda: model.apply(params, x)) < 4 * activation
