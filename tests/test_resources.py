@@ -15,6 +15,7 @@ from _helpers import rng
 import fnnet
 from fnnet.metrics import mae, r2, rmse, token_accuracy
 from fnnet.train import History
+from fnnet.tree import tree_astype
 from fnnet.typing import Array
 
 
@@ -203,3 +204,50 @@ def test_apply_of_a_deep_pipeline_holds_a_few_activations_not_every_layer_s_cach
     activation = x.nbytes
     assert peak_bytes(lambda: model.forward(params, None, x)) > depth * activation  # every cache kept
     assert peak_bytes(lambda: model.apply(params, x)) < 4 * activation
+
+
+# --- recurrent models evaluated without their caches ----------------------------------------------
+
+
+def _seq2seq(kind: str, hidden: int) -> Any:
+    from fnnet.seq2seq import AttentionSeq2seq, Seq2seq
+
+    if kind == "attention":
+        return AttentionSeq2seq(11, 4, hidden, src_len=7, reverse=True)
+    return Seq2seq(11, 4, hidden, src_len=7, peeky=kind == "peeky", reverse=kind == "reverse")
+
+
+@pytest.mark.parametrize("kind", ["plain", "peeky", "reverse", "attention"])
+@pytest.mark.parametrize("n, hidden, dtype", [(3, 5, np.float32), (64, 32, np.float32), (5, 6, np.float64)])
+def test_seq2seq_apply_equals_forward_bit_for_bit(kind: str, n: int, hidden: int, dtype: Any) -> None:
+    model = _seq2seq(kind, hidden)
+    params, _ = model.init(fnnet.key(1), (7 + 4,))
+    params = tree_astype(params, dtype)
+    x = rng(4109, n).integers(0, 11, (n, 7 + 4))
+    want = model.forward(params, None, x)[0]
+    got = model.apply(params, x)
+    assert got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("n, t, hidden", [(3, 7, 5), (32, 9, 16)])
+def test_lstm_apply_equals_forward_bit_for_bit(return_sequences: bool, n: int, t: int, hidden: int) -> None:
+    lstm = fnnet.LSTM(hidden, return_sequences=return_sequences, stateful=True)
+    params, _ = lstm.init(fnnet.key(2), (t, 5))
+    x = rng(4110, n).standard_normal((n, t, 5)).astype(np.float32)
+    _, carried, _ = lstm.forward(params, None, x)
+    for state in (None, carried):
+        want = lstm.forward(params, state, x)[0]
+        assert lstm.apply(params, x, state=state).tobytes() == want.tobytes()
+    with pytest.raises(ValueError, match=r"^LSTM: expected input of shape \(N, T, 5\), got \(3, 4\)$"):
+        lstm.apply(params, np.zeros((3, 4), np.float32))
+
+
+def test_attention_seq2seq_apply_keeps_no_lstm_gates() -> None:
+    from fnnet.seq2seq import AttentionSeq2seq
+
+    model = AttentionSeq2seq(60, 16, 64, src_len=29)
+    params, _ = model.init(fnnet.key(0), (29 + 10,))
+    x = rng(4111).integers(0, 60, (300, 29 + 10))
+    by_forward = peak_bytes(lambda: model.forward(params, None, x))
+    assert peak_bytes(lambda: model.apply(params, x)) < by_forward / 3
