@@ -187,6 +187,11 @@ _READ_ERRORS: tuple[type[BaseException], ...] = (
 # --------------------------------------------------------------------------------------------
 
 
+# What the walks over meta descend into; the numbers and strings of a long list are never pushed.
+_CONTAINERS = (dict, list, tuple)
+_NESTING = (dict, list, tuple, Key)
+
+
 def _encode(o: Any) -> Any:
     if isinstance(o, Key):
         return {_KEY_TAG: {"seed": o.seed, "path": list(o.path)}}
@@ -233,9 +238,9 @@ def _meta_key_problem(meta: Mapping[str, Any]) -> str | None:
                     first, second = _short(repr(names[name])), _short(repr(k))
                     return f"the dict keys {first} and {second} are both written as {_short(name)!r}"
                 names[name] = k
-            stack.extend(o.values())
-        elif isinstance(o, (list, tuple)):
-            stack.extend(o)
+            stack.extend(v for v in o.values() if isinstance(v, _CONTAINERS))
+        elif isinstance(o, _CONTAINERS):
+            stack.extend(v for v in o if isinstance(v, _CONTAINERS))
     return None
 
 
@@ -298,7 +303,7 @@ def _too_deep(obj: Any, limit: int) -> bool:
             continue
         if depth > limit:
             return True
-        stack.extend((c, depth + 1) for c in kids)
+        stack.extend((c, depth + 1) for c in kids if isinstance(c, _NESTING))
     return False
 
 
@@ -461,7 +466,8 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
         "meta": meta,
     }
     try:
-        text = json.dumps(manifest, default=_encode, indent=1)
+        # compact, and without indent json uses its C encoder (a long history in meta is mostly floats)
+        text = json.dumps(manifest, default=_encode, separators=(",", ":"))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: {p}: meta is not JSON-serialisable: {e}") from None
     if len(text) > MAX_MANIFEST_BYTES or _json_cost(text) > _MAX_JSON_COST:

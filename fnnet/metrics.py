@@ -135,8 +135,8 @@ def token_accuracy(y: Array, t: Any, *, ignore_index: int | None = None) -> floa
         )
     if ignore_index is not None and not is_int(ignore_index):
         raise ValueError(f"{fn}: ignore_index must be an int or None, got {ignore_index!r}")
-    keep = np.ones(ta.shape, bool) if ignore_index is None else ta != ignore_index
-    counted = ta[keep]
+    keep = None if ignore_index is None else ta != ignore_index
+    counted = ta if keep is None else ta[keep]
     if counted.size and (counted.min() < 0 or counted.max() >= ya.shape[-1]):
         raise ValueError(
             f"{fn}: targets must lie in [0, {ya.shape[-1]})"
@@ -145,7 +145,8 @@ def token_accuracy(y: Array, t: Any, *, ignore_index: int | None = None) -> floa
         )
     if counted.size == 0:
         return float("nan")
-    return float(np.mean(ya.argmax(axis=-1)[keep] == counted))
+    pred = ya.argmax(axis=-1)
+    return float(np.mean((pred if keep is None else pred[keep]) == counted))
 
 
 def _one_column(fn: str, name: str, a: Array) -> Array:
@@ -233,7 +234,8 @@ def confusion_matrix(y: Array, t: Any, *, num_classes: int | None = None, logits
 
 
 def _regression(fn: str, y: Any, t: Any) -> tuple[Array, Array]:
-    """Outputs and targets as float64 arrays of one shape; ``(N,)`` against ``(N, 1)`` is aligned."""
+    """Outputs and targets as arrays of one shape, in their own dtypes; ``(N,)`` against ``(N, 1)``
+    is aligned. The metrics compute in float64: a float64 temporary of their own, no converted copies."""
     ya = _numeric(fn, "outputs y", y)
     ta = _numeric(fn, "targets t", t)
     if ta.shape != ya.shape:
@@ -245,7 +247,13 @@ def _regression(fn: str, y: Any, t: Any) -> tuple[Array, Array]:
             )
     if ya.size == 0:
         raise ValueError(f"{fn}: expected at least one sample, got y of shape {_shape(ya.shape)}")
-    return ya.astype(np.float64, copy=False), ta.astype(np.float64, copy=False)
+    return ya, ta
+
+
+def _difference(a: Array, b: Array) -> Array:
+    """``a - b`` in float64 (each operand converted exactly, element by element), a new array."""
+    d: Array = np.subtract(a, b, dtype=np.float64)
+    return d
 
 
 def mae(y: Array, t: Any) -> float:
@@ -259,8 +267,9 @@ def mae(y: Array, t: Any) -> float:
     >>> mae(np.array([[1.0], [3.0]]), np.array([0.0, 3.0]))
     0.5
     """
-    ya, ta = _regression("mae", y, t)
-    return float(np.mean(np.abs(ya - ta)))
+    d = _difference(*_regression("mae", y, t))
+    np.abs(d, out=d)
+    return float(np.mean(d))
 
 
 def rmse(y: Array, t: Any) -> float:
@@ -274,8 +283,7 @@ def rmse(y: Array, t: Any) -> float:
     >>> rmse(np.array([0.0, 0.0]), np.array([3.0, 4.0]))
     3.5355339059327378
     """
-    ya, ta = _regression("rmse", y, t)
-    d = (ya - ta).reshape(-1)
+    d = _difference(*_regression("rmse", y, t)).reshape(-1)
     return float(np.sqrt(np.dot(d, d) / d.size))
 
 
@@ -294,12 +302,14 @@ def r2(y: Array, t: Any) -> float:
     0.7857142857142857
     """
     ya, ta = _regression("r2", y, t)
-    res = ta - ya
-    dev = ta - ta.mean(axis=0)
-    ss_tot = float(np.vdot(dev, dev))
+    t64 = ta.astype(np.float64, copy=False)
+    d = _difference(t64, ya)
+    ss_res = float(np.vdot(d, d))
+    np.subtract(t64, t64.mean(axis=0), out=d)  # the deviations from the mean, in the same buffer
+    ss_tot = float(np.vdot(d, d))
     if ss_tot == 0.0:
         return float("nan")
-    return 1.0 - float(np.vdot(res, res)) / ss_tot
+    return 1.0 - ss_res / ss_tot
 
 
 # --- which metrics fit which loss -----------------------------------------------------------------

@@ -56,7 +56,7 @@ from fnnet.errors import FormatError
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind, no_input_grad
 from fnnet.layers.core import AffineParams
 from fnnet.layers.embedding import EmbeddingParams, embedding_grad
-from fnnet.layers.recurrent import LSTMCache, LSTMParams, lstm_scan, lstm_scan_backward
+from fnnet.layers.recurrent import LSTMCache, LSTMParams, _lstm_run, lstm_scan_backward
 from fnnet.random import Key, split
 from fnnet.typing import Array, Shape
 
@@ -228,14 +228,28 @@ class _EncoderDecoder(Layer):
 
     def forward(self, params: Seq2seqParams, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, _FwdCache]:
         """Logits ``(N, Tt, V)`` for ids ``x`` = ``(N, src_len + Tt)`` (source, then decoder input)."""
+        y, cache = self._run(params, x, keep=True)
+        assert cache is not None
+        return y, state, cache
+
+    def apply(self, params: Seq2seqParams, x: Array, *, state: None = None, ctx: Ctx = EVAL) -> Array:
+        """The logits alone, ``forward(params, state, x, ctx)[0]`` bit for bit, computed without the
+        LSTMs' caches (their gates are most of ``forward``'s memory)."""
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"{kind(self)}.apply: expected x as a NumPy array, got {type(x).__name__}")
+        return self._run(params, x, keep=False)[0]
+
+    def _run(self, params: Seq2seqParams, x: Array, *, keep: bool) -> tuple[Array, _FwdCache | None]:
+        """The logits and, with ``keep``, the cache of :meth:`backward`."""
         self._check_input(params, x)
         hdim = self.hidden
         ep, dp = params.encoder, params.decoder
         src = self._source(x)
         dec_in = x[:, self.src_len :]
         try:
-            hs_enc, (h_enc, _), enc = lstm_scan(ep.lstm, ep.embed.w[src])
-            hd, _, dec = lstm_scan(dp.lstm, dp.embed.w[dec_in], h_enc, x_const=h_enc if self._peeky else None)
+            hs_enc, (h_enc, _), enc = _lstm_run("lstm_scan", ep.lstm, ep.embed.w[src], None, None, None, keep=keep)
+            peek = h_enc if self._peeky else None
+            hd, _, dec = _lstm_run("lstm_scan", dp.lstm, dp.embed.w[dec_in], h_enc, None, peek, keep=keep)
         except ValueError as e:  # name the model, not the kernel (params of mixed shapes or dtypes)
             raise ValueError(f"{kind(self)}: {str(e).split(': ', 1)[-1]}") from None
         aw, ab = dp.affine
@@ -248,7 +262,9 @@ class _EncoderDecoder(Layer):
             y = hd @ aw[hdim:] + (h_enc @ aw[:hdim] + ab)[:, None, :]
         else:
             y = hd @ aw + ab
-        return y, state, _FwdCache(src, dec_in, enc, hs_enc, dec, hd, attn, context, x.shape)
+        if enc is None or dec is None:
+            return y, None
+        return y, _FwdCache(src, dec_in, enc, hs_enc, dec, hd, attn, context, x.shape)
 
     def backward(
         self, params: Seq2seqParams, cache: _FwdCache, dout: Array, input_grad: bool = True

@@ -94,6 +94,11 @@ def _shape(s: Shape) -> str:
     return str(tuple(int(d) for d in s))
 
 
+def _check_array(layer: Layer, x: Any) -> None:
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{kind(layer)}.apply: expected x as a NumPy array, got {type(x).__name__}")
+
+
 def _check_tuple(layer: Layer, what: str, value: Any, n: int) -> None:
     if not isinstance(value, tuple) or len(value) != n:
         got = f"{len(value)} entries" if isinstance(value, tuple) else type(value).__name__
@@ -178,6 +183,19 @@ class Serial(Layer):
             new_states.append(st)
             caches.append(c)
         return x, tuple(new_states), SerialCache(tuple(caches))
+
+    def apply(self, params: tuple[Any, ...], x: Array, *, state: tuple[Any, ...] | None = None, ctx: Ctx = EVAL) -> Array:
+        """The output alone, ``forward(params, state, x, ctx)[0]`` bit for bit, each layer run by its
+        own ``apply``: no layer's cache outlives the layer, so memory peaks at one layer's, not at
+        the sum over the pipeline."""
+        _check_array(self, x)
+        n = len(self.layers)
+        _check_tuple(self, "params", params, n)
+        states = (None,) * n if state is None else state
+        _check_tuple(self, "state", states, n)
+        for i, layer in enumerate(self.layers):
+            x = _at(f"layer {i}", layer, lambda: layer.apply(params[i], x, state=states[i], ctx=ctx.child(i)))
+        return x
 
     def backward(
         self, params: tuple[Any, ...], cache: SerialCache, dout: Array, input_grad: bool = True
@@ -299,6 +317,21 @@ class _FanOut(Layer):
             return ys[0], tuple(new_states), FanOutCache(tuple(caches), ys[0].shape, ())
         y, sizes = self._join(ys)
         return y, tuple(new_states), FanOutCache(tuple(caches), y.shape, sizes)
+
+    def apply(self, params: tuple[Any, ...], x: Array, *, state: tuple[Any, ...] | None = None, ctx: Ctx = EVAL) -> Array:
+        """The output alone, ``forward(params, state, x, ctx)[0]`` bit for bit, each part run by its
+        own ``apply`` (its caches dropped)."""
+        _check_array(self, x)
+        n = len(self._parts)
+        _check_tuple(self, "params", params, n)
+        states = (None,) * n if state is None else state
+        _check_tuple(self, "state", states, n)
+        ys = [
+            x if part is None else _at(self._step(i), part, lambda: part.apply(params[i], x, state=states[i], ctx=ctx.child(i)))
+            for i, part in enumerate(self._parts)
+        ]
+        self._join_shapes(x.shape[1:], [y.shape[1:] for y in ys])
+        return ys[0] if len(ys) == 1 else self._join(ys)[0]
 
     def backward(
         self, params: tuple[Any, ...], cache: FanOutCache, dout: Array, input_grad: bool = True

@@ -541,7 +541,16 @@ def lstm_scan(
     >>> bool(np.allclose(hs, hs2, atol=1e-6))
     True
     """
-    fn = "lstm_scan"
+    hs, final, cache = _lstm_run("lstm_scan", params, x, h0, c0, x_const, keep=True)
+    assert cache is not None
+    return hs, final, cache
+
+
+def _lstm_run(
+    fn: str, params: LSTMParams, x: Array, h0: Array | None, c0: Array | None, x_const: Array | None, *, keep: bool
+) -> tuple[Array, tuple[Array, Array], LSTMCache | None]:
+    """:func:`lstm_scan`; with ``keep=False`` no cache (None): the gates and cell states of one
+    step overwrite the last's, so an evaluation holds ``(T, N, H)`` arrays, not ``(T, 4, N, H)``."""
     wx, wh, hdim = _check_params(fn, params, 4)
     k = _check_x_const(fn, x_const, x, wx)
     n, t, d = _check_x(fn, x, wx, k)
@@ -565,14 +574,16 @@ def lstm_scan(
     zs[t, :, :d] = 0
     zs[:, :, d] = 1
     hs = zs[:, :, d + 1 :]
-    cs = np.empty((t + 1, n, hdim), dtype=dtype)
+    cs = np.empty((t + 1 if keep else 2, n, hdim), dtype=dtype)
     hs[0] = 0 if h0 is None else h0
     cs[0] = 0 if c0 is None else c0
-    gates = np.empty((t, 4, n, hdim), dtype=dtype)
-    tanh_c = np.empty((t, n, hdim), dtype=dtype)
+    gates = np.empty((t if keep else 1, 4, n, hdim), dtype=dtype)
+    tanh_c = np.empty((t if keep else 1, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
     for s in range(t):
-        gs = gates[s]
+        # step s reads cs[s] and writes gates[s], cs[s + 1], tanh_c[s]; without keep, in rotation
+        at, c_old, c_new = (s, s, s + 1) if keep else (0, s % 2, (s + 1) % 2)
+        gs = gates[at]
         if s or h0 is not None:
             np.matmul(zs[s], w, out=gs)
         else:
@@ -586,17 +597,18 @@ def lstm_scan(
         io = gs[2:]
         io *= 0.5
         io += 0.5
-        c = cs[s + 1]
+        c = cs[c_new]
         if s or c0 is not None:
-            np.multiply(f, cs[s], out=c)  # σ(f) c
+            np.multiply(f, cs[c_old], out=c)  # σ(f) c
             np.multiply(i, g, out=tmp)  # σ(i) tanh(g)
             c += tmp
         else:
             np.multiply(i, g, out=c)
-        np.tanh(c, out=tanh_c[s])
-        np.multiply(o, tanh_c[s], out=hs[s + 1])
-    cache = LSTMCache(zs, cs, gates, tanh_c, x.shape, x_const)
-    return _batch_major(hs[1:], t, n), (hs[t].copy(), cs[t].copy()), cache
+        np.tanh(c, out=tanh_c[at])
+        np.multiply(o, tanh_c[at], out=hs[s + 1])
+    c_last = cs[t if keep else t % 2]
+    cache = LSTMCache(zs, cs, gates, tanh_c, x.shape, x_const) if keep else None
+    return _batch_major(hs[1:], t, n), (hs[t].copy(), c_last.copy()), cache
 
 
 @overload
@@ -974,17 +986,38 @@ class _Recurrent(Layer):
                 )
         return tuple(state)
 
-    def forward(self, params: Any, state: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any, _RecurrentCache]:
-        """``x (N, T, D)`` to ``hs (N, T, H)`` (or ``hT (N, H)``); see the class docstring for the state."""
+    def _scan_eval(self, params: Any, x: Array, state: Any) -> tuple[Array, Any]:
+        """``(hs, final_state_record)`` of :meth:`_scan`, where a kernel can, without its cache."""
+        hs, final, _ = self._scan(params, x, state)
+        return hs, final
+
+    def _check_input(self, params: Any, x: Any) -> None:
         if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != params.wx.shape[0]:
             shape = _fmt(x.shape) if isinstance(x, np.ndarray) else type(x).__name__
             raise ValueError(f"{type(self).__name__}: expected input of shape (N, T, {params.wx.shape[0]}), got {shape}")
+
+    def forward(self, params: Any, state: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any, _RecurrentCache]:
+        """``x (N, T, D)`` to ``hs (N, T, H)`` (or ``hT (N, H)``); see the class docstring for the state."""
+        self._check_input(params, x)
         try:
             hs, final, cache = self._scan(params, x, state)
         except ValueError as e:  # name the layer, not the kernel
             raise ValueError(f"{type(self).__name__}: {str(e).split(': ', 1)[-1]}") from None
         y = hs if self.return_sequences else final.h
         return y, (final if self.stateful else state), _RecurrentCache(cache, y.shape)
+
+    def apply(self, params: Any, x: Array, *, state: Any = None, ctx: Ctx = EVAL) -> Array:
+        """The output alone, ``forward(params, state, x, ctx)[0]`` bit for bit; an :class:`LSTM`
+        keeps no cache for it (a quarter of the memory of ``forward`` on long sequences)."""
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"{type(self).__name__}.apply: expected x as a NumPy array, got {type(x).__name__}")
+        self._check_input(params, x)
+        try:
+            hs, final = self._scan_eval(params, x, state)
+        except ValueError as e:
+            raise ValueError(f"{type(self).__name__}: {str(e).split(': ', 1)[-1]}") from None
+        out: Array = hs if self.return_sequences else final.h
+        return out
 
     def backward(self, params: Any, cache: _RecurrentCache, dout: Array, input_grad: bool = True) -> tuple[Array, Any]:
         """``(dx (N, T, D), grads)``; no gradient reaches the initial state (use the scan kernels for that)."""
@@ -1100,6 +1133,11 @@ class LSTM(_Recurrent):
         h0, c0 = self._h0(state, LSTMState._fields, x, params.wx.dtype)
         hs, (ht, ct), cache = lstm_scan(params, x, h0, c0)
         return hs, LSTMState(ht, ct), cache
+
+    def _scan_eval(self, params: LSTMParams, x: Array, state: Any) -> tuple[Array, LSTMState]:
+        h0, c0 = self._h0(state, LSTMState._fields, x, params.wx.dtype)
+        hs, (ht, ct), _ = _lstm_run("lstm_scan", params, x, h0, c0, None, keep=False)
+        return hs, LSTMState(ht, ct)
 
     def _scan_backward(self, params: LSTMParams, cache: LSTMCache, dhs: Array | None, dhT: Array | None, input_grad: bool) -> tuple[Array, LSTMParams]:
         dx, _, _, grads = lstm_scan_backward(params, cache, dhs, dhT, None, input_grad, state_grad=False)
