@@ -251,3 +251,29 @@ def test_attention_seq2seq_apply_keeps_no_lstm_gates() -> None:
     x = rng(4111).integers(0, 60, (300, 29 + 10))
     by_forward = peak_bytes(lambda: model.forward(params, None, x))
     assert peak_bytes(lambda: model.apply(params, x)) < by_forward / 3
+
+
+def _peak_mib(fn: Callable[[], object]) -> float:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def test_predict_and_evaluate_keep_no_layer_caches() -> None:
+    """Evaluation goes through ``apply``: a deep pipeline's activations are not all alive at once
+    (``forward`` keeps every layer's input in its cache), and the outputs are forward's."""
+    layers: list[fnnet.Layer] = []
+    for _ in range(10):
+        layers += [fnnet.Affine(256), fnnet.ReLU()]
+    model = fnnet.serial(*layers, fnnet.Affine(10))
+    params, _ = model.init(fnnet.key(0), (64,))
+    x = fnnet.key(1).generator().random((2000, 64), dtype=np.float32)
+    t = np.arange(2000) % 10
+    cached = _peak_mib(lambda: model.forward(params, None, x))
+    assert cached > 15  # ten (2000, 256) float32 layer inputs and ReLU masks
+    assert _peak_mib(lambda: fnnet.predict(model, params, x, batch_size=2000, threads=1)) < cached / 3
+    assert _peak_mib(lambda: fnnet.evaluate(model, params, x, t, batch_size=2000, threads=1)) < cached / 3
+    assert np.array_equal(fnnet.predict(model, params, x, batch_size=2000, threads=1), model.forward(params, None, x)[0])

@@ -72,13 +72,14 @@ def _thread_count(threads: int | None, fn: str) -> int:
 def _eval_batches(
     model: Layer, params: Tree, x: Array, state: Tree, batch_size: int, threads: int | None, fn: str
 ) -> list[tuple[slice, Array]]:
-    """Evaluation-mode outputs of consecutive batches, spread over threads; ``[(rows, y), ...]``."""
+    """Evaluation-mode outputs of consecutive batches, spread over threads; ``[(rows, y), ...]``.
+    Through ``model.apply``, which keeps no layer's cache longer than that layer runs."""
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"{fn}: batch_size must be a positive int, got {batch_size!r}")
     n_threads = _thread_count(threads, fn)
     rows = [slice(i, min(i + batch_size, len(x))) for i in range(0, len(x), batch_size)]
     with blas_limit(1):
-        ys = run_shards(lambda r: model.forward(params, state, x[r], EVAL)[0], rows, n_threads)
+        ys = run_shards(lambda r: model.apply(params, x[r], state=state, ctx=EVAL), rows, n_threads)
     return list(zip(rows, ys))
 
 
@@ -146,8 +147,7 @@ def evaluate(
     if len(t) != n:
         raise ValueError(f"evaluate: x has {n} samples but t has {len(t)}")
     chosen = default_metrics(loss) if metrics is None else dict(metrics)
-    outs = [y for _, y in _eval_batches(model, params, x, state, batch_size, threads, "evaluate")]
-    y_all = np.concatenate(outs)
+    y_all = np.concatenate([y for _, y in _eval_batches(model, params, x, state, batch_size, threads, "evaluate")])
     result = {"loss": float(loss(y_all, t)[0])}
     if chosen:
         check_metrics(chosen, tuple(y_all.shape[1:]), loss=loss)
