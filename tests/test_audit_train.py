@@ -372,3 +372,13 @@ def test_a_loss_gradient_of_another_dtype_or_shape_is_refused(shards: int) -> No
     step = make_train_step(model, mean_squared_error, opt, shards=shards)
     moments = [a for a in tree_leaves(step(state, x, t)[0].opt_state) if a.ndim]  # not the scalar learning rate
     assert moments and all(a.dtype == np.float32 for a in moments)
+
+
+def test_fit_takes_train_as_a_list_pair_like_val_and_test() -> None:
+    model = serial(Affine(2))
+    x, t = np.ones((4, 3), np.float32), np.zeros(4, np.int64)
+    a = fnnet.fit(model, sgd(0.1), [x, t], key=fnnet.key(0), epochs=1, progress="quiet")  # type: ignore[arg-type]
+    b = fnnet.fit(model, sgd(0.1), (x, t), key=fnnet.key(0), epochs=1, progress="quiet")
+    assert all(np.array_equal(p, q) for p, q in zip(tree_leaves(a.state), tree_leaves(b.state)))
+    with pytest.raises(ValueError, match=r"^fit: train must be a pair \(x, t\) of arrays, got dict$"):
+        fnnet.fit(model, sgd(0.1), {"x": x}, key=fnnet.key(0), epochs=1, progress="quiet")  # type: ignore[arg-type]

@@ -509,8 +509,8 @@ def fit(
     """
     if not isinstance(key, Key):
         raise ValueError(f"fit: key must be a fnnet.Key (e.g. fnnet.key(0)), got {type(key).__name__}")
-    if not (isinstance(train, tuple) and len(train) == 2):
-        raise ValueError("fit: train must be a pair (x, t) of arrays")
+    if not (isinstance(train, (tuple, list)) and len(train) == 2):
+        raise ValueError(f"fit: train must be a pair (x, t) of arrays, got {type(train).__name__}")
     x, t = train
     if not isinstance(x, np.ndarray) or not isinstance(t, np.ndarray):
         raise ValueError(
