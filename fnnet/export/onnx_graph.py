@@ -146,6 +146,7 @@ class ExportError(ValueError):
     """A model that cannot be exported: the message names the layer (its place and kind).
 
     >>> import fnnet
+    >>> from fnnet.export.onnx_graph import ExportError, to_onnx
     >>> model = fnnet.serial(fnnet.Affine(3), fnnet.BatchNorm())
     >>> try:
     ...     to_onnx(model, model.init(fnnet.key(0), (4,))[0], (4,))
@@ -205,6 +206,7 @@ class GraphBuilder:
             starts with an Embedding); only these can feed an Embedding's ``Gather``.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.export.onnx_graph import DEFAULT_OPSET, GraphBuilder, ONNX_EXPORTERS
     >>> g = GraphBuilder(np.dtype(np.float32), DEFAULT_OPSET, ONNX_EXPORTERS)
     >>> g.emit(fnnet.serial(fnnet.Tanh(), fnnet.Dropout()), (None, None), None, "input", (3,), "")
     '0/Tanh'
@@ -252,6 +254,7 @@ class GraphBuilder:
         wanted, e.g. an ``LSTM``'s ``Y`` when only its last hidden state ``Y_h`` (output 1) is used.
 
         >>> import numpy as np
+        >>> from fnnet.export.onnx_graph import DEFAULT_OPSET, GraphBuilder, ONNX_EXPORTERS
         >>> g = GraphBuilder(np.dtype(np.float32), DEFAULT_OPSET, ONNX_EXPORTERS)
         >>> g.op_output("TopK", ["input", g.const("k", [2], np.int64)], "best", 1, axis=-1)
         'best/TopK'
@@ -527,6 +530,7 @@ def gate_rows(a: Array, order: tuple[int, ...]) -> Array:
     weights as such row blocks, fnnet as the columns of ``(D, G*H)``: ``gate_rows(wx.T, order)``.
 
     >>> import numpy as np
+    >>> from fnnet.export.onnx_graph import gate_rows
     >>> gate_rows(np.arange(6).reshape(3, 2), (2, 0, 1)).tolist()   # G = 3 blocks of H = 1 row
     [[4, 5], [0, 1], [2, 3]]
     """

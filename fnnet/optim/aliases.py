@@ -32,6 +32,7 @@ def sgd(lr: float | Schedule = 0.01) -> GradientTransformation:
 
     >>> import numpy as np
     >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim.aliases import sgd
     >>> opt = sgd(0.1)
     >>> params = {"w": np.array([1.0, 2.0])}
     >>> params, state = apply_optimizer(opt, {"w": np.array([1.0, -1.0])}, opt.init(params), params)
@@ -52,6 +53,7 @@ def momentum(lr: float | Schedule = 0.01, momentum: float = 0.9) -> GradientTran
 
     >>> import numpy as np
     >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim.aliases import momentum
     >>> opt = momentum(0.1, momentum=0.5)
     >>> params, grads = np.zeros(1), np.ones(1)
     >>> state = opt.init(params)
@@ -79,6 +81,7 @@ def nesterov(lr: float | Schedule = 0.01, momentum: float = 0.9) -> GradientTran
 
     >>> import numpy as np
     >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim.aliases import nesterov
     >>> opt = nesterov(0.1, momentum=0.5)
     >>> params = np.zeros(1)
     >>> params, state = apply_optimizer(opt, np.ones(1), opt.init(params), params)
@@ -100,6 +103,7 @@ def adagrad(lr: float | Schedule = 0.01, *, eps: float = ADAGRAD_EPS) -> Gradien
 
     >>> import numpy as np
     >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim.aliases import adagrad
     >>> opt = adagrad(0.1)
     >>> params = np.zeros(2)
     >>> params, state = apply_optimizer(opt, np.array([5.0, -0.5]), opt.init(params), params)
@@ -121,6 +125,7 @@ def rmsprop(lr: float | Schedule = 0.01, decay: float = 0.99, *, eps: float = RM
 
     >>> import numpy as np
     >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim.aliases import rmsprop
     >>> opt = rmsprop(0.1, decay=0.75)
     >>> params = np.zeros(1)
     >>> params, state = apply_optimizer(opt, np.array([3.0]), opt.init(params), params)
@@ -145,6 +150,7 @@ def adam(
 
     >>> import numpy as np
     >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim.aliases import adam
     >>> opt = adam(0.01)
     >>> params = np.ones(2)
     >>> params, state = apply_optimizer(opt, np.array([0.5, -1e3]), opt.init(params), params)
@@ -175,6 +181,7 @@ def adamw(
 
     >>> import numpy as np
     >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim.aliases import adamw
     >>> opt = adamw(0.1, weight_decay=0.5)
     >>> params = {"w": np.ones((1, 1)), "b": np.ones(1)}
     >>> zero = {"w": np.zeros((1, 1)), "b": np.zeros(1)}

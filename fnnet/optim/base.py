@@ -90,6 +90,7 @@ def apply_updates(params: Tree, updates: Tree) -> Tree:
         ValueError: if the structures differ (naming the path).
 
     >>> import numpy as np
+    >>> from fnnet.optim.base import apply_updates
     >>> new = apply_updates({"w": np.ones(2, np.float32)}, {"w": np.array([0.5, -0.5])})
     >>> new["w"], new["w"].dtype
     (array([1.5, 0.5], dtype=float32), dtype('float32'))
@@ -107,6 +108,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 
     >>> import numpy as np
     >>> from fnnet.optim import clip_by_global_norm, sgd
+    >>> from fnnet.optim.base import chain
     >>> opt = chain(clip_by_global_norm(1.0), sgd(0.1))
     >>> params = np.zeros(2)
     >>> updates, _ = opt.update(np.array([3.0, 4.0]), opt.init(params), params)
@@ -145,6 +147,7 @@ def apply_optimizer(opt: GradientTransformation, grads: Tree, state: Tree, param
 
     >>> import numpy as np
     >>> from fnnet.optim import momentum
+    >>> from fnnet.optim.base import apply_optimizer
     >>> opt = momentum(0.1, momentum=0.9)
     >>> params = np.array([1.0])
     >>> state = opt.init(params)
@@ -173,6 +176,7 @@ def current_lr(opt_state: Tree) -> float:
 
     >>> import numpy as np
     >>> from fnnet.optim import CosineDecay, adam
+    >>> from fnnet.optim.base import current_lr
     >>> current_lr(adam(CosineDecay(0.01, total_steps=100)).init(np.zeros(3)))
     0.01
     """
