@@ -3,7 +3,8 @@
 ``--doctest-modules`` runs an example in its module's namespace, so one that uses ``predict`` after
 only ``import fnnet`` passes there and raises NameError for a reader who copies it from ``help()``
 or the API reference. Here every example found as pytest finds them (``doctest.DocTestFinder`` over
-every fnnet module) runs with empty globals, with pytest's option flags, so such a name fails.
+every fnnet module) runs with empty globals, with pytest's option flags, so such a name fails;
+so do the variable docstrings' examples, which only ``test_api_reference.py`` finds.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pkgutil
 
 import numpy as np
 import pytest
+from test_api_reference import _variable_examples
 
 import fnnet
 from fnnet.datasets.sequence import encode
@@ -86,6 +88,20 @@ def test_examples_run_with_empty_globals(modname: str) -> None:
     assert not failures, f"{len(failures)} docstrings of {modname} fail in a fresh namespace:\n" + "".join(
         failures
     )
+
+
+@pytest.mark.parametrize(
+    ("modname", "name", "doc"),
+    [v for v in _variable_examples() if v[0] not in PENDING],
+    ids=lambda v: str(v) if "\n" not in str(v) else "",
+)
+def test_variable_docstring_examples_run_with_empty_globals(modname: str, name: str, doc: str) -> None:
+    # DocTestFinder does not see these (pdoc's variable docstrings); test_api_reference runs them
+    # in their module's namespace.
+    module = importlib.import_module(modname)
+    test = doctest.DocTestParser().get_doctest(doc, {}, f"{modname}.{name}", module.__file__, 0)
+    failed, report = run_fresh(test)
+    assert failed == 0, report
 
 
 def test_pending_names_are_modules() -> None:

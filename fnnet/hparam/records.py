@@ -75,7 +75,7 @@ class TrialResult:
         error: ``"ErrorType: message"`` (just ``"ErrorType"`` for an empty message, on one line) for a failed trial, else ``None``.
         seconds: the time the objective ran (0.0 if it never started).
 
-    >>> from fnnet.hparam.records import TrialResult
+    >>> from fnnet.hparam import TrialResult
     >>> t = TrialResult(3, {"lr": 0.01}, {"val_acc": 0.92}, "ok", None, 1.5)
     >>> t.ok, TrialResult.from_json(t.to_json()) == t
     (True, True)
