@@ -68,6 +68,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
             same ``OSError`` subclass and errno, with ``filename`` set to ``path``.
 
     >>> import tempfile, pathlib
+    >>> from fnnet._io import atomic_write
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> atomic_write(d / "a.txt", lambda f: f.write(b"hello"))
     >>> (d / "a.txt").read_bytes(), sorted(p.name for p in d.iterdir())
@@ -101,6 +102,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """:func:`atomic_write` of ``data``.
 
     >>> import tempfile, pathlib
+    >>> from fnnet._io import atomic_write_bytes
     >>> target = pathlib.Path(tempfile.mkdtemp()) / "b.bin"
     >>> atomic_write_bytes(target, b"\\x00\\x01")
     >>> target.read_bytes()
@@ -235,6 +237,8 @@ def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
             ``PermissionError``, or ``ELOOP`` for a symbolic link loop.
 
     >>> import os, tempfile
+    >>> from fnnet.errors import FormatError
+    >>> from fnnet._io import open_regular
     >>> d = tempfile.mkdtemp()
     >>> os.mkfifo(os.path.join(d, "pipe"))  # no writer: open() would wait for one
     >>> try:
@@ -275,6 +279,7 @@ def npz_member_header(npz: Any, key: str) -> tuple[tuple[int, ...], np.dtype[Any
             ``zipfile``/``zlib`` errors for a damaged archive, ``KeyError`` for a missing key).
 
     >>> import io, numpy as np
+    >>> from fnnet._io import npz_member_header
     >>> buf = io.BytesIO()
     >>> np.savez(buf, w=np.zeros((3, 4), np.float16))
     >>> with np.load(io.BytesIO(buf.getvalue()), allow_pickle=False) as z:

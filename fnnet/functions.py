@@ -44,6 +44,8 @@ __all__ = [
 def step_function(x: Array) -> Array:
     """Step function: 1 where ``x > 0``, else 0, in ``x``'s dtype (any shape).
 
+    >>> import numpy as np
+    >>> from fnnet.functions import step_function
     >>> step_function(np.array([-1.0, 0.0, 2.0])).tolist()
     [0.0, 0.0, 1.0]
     """
@@ -57,6 +59,8 @@ def sigmoid(x: Array) -> Array:
     Computed as ``0.5 * (1 + tanh(x / 2))``, which is exact algebra and never overflows, so
     ``sigmoid(±1000)`` gives 1 and 0 without warnings.
 
+    >>> import numpy as np
+    >>> from fnnet.functions import sigmoid
     >>> sigmoid(np.array([-1000.0, 0.0, 1000.0])).tolist()
     [0.0, 0.5, 1.0]
     """
@@ -68,6 +72,8 @@ def sigmoid(x: Array) -> Array:
 def relu(x: Array) -> Array:
     """Rectified linear unit ``max(x, 0)`` (any shape).
 
+    >>> import numpy as np
+    >>> from fnnet.functions import relu
     >>> relu(np.array([[-1.0, 2.0], [3.0, -4.0]])).tolist()
     [[0.0, 2.0], [3.0, 0.0]]
     """
@@ -77,6 +83,8 @@ def relu(x: Array) -> Array:
 def tanh(x: Array) -> Array:
     """Hyperbolic tangent (any shape).
 
+    >>> import numpy as np
+    >>> from fnnet.functions import tanh
     >>> tanh(np.array([0.0, 20.0])).tolist()
     [0.0, 1.0]
     """
@@ -86,6 +94,7 @@ def tanh(x: Array) -> Array:
 def identity(x: Array) -> Array:
     """The identity (the output activation for regression).
 
+    >>> from fnnet.functions import identity
     >>> identity([1.5, -2.0]).tolist()
     [1.5, -2.0]
     """
@@ -106,6 +115,8 @@ def softmax(x: Array) -> Array:
     float32 and the result cast back: ``x - max(x)`` overflows float16 when a row spans more than
     65504.
 
+    >>> import numpy as np
+    >>> from fnnet.functions import softmax
     >>> p = softmax(np.array([[1000.0, 1000.0], [0.0, np.log(3.0)]]))   # (N, K) = (2, 2)
     >>> p.round(4).tolist()
     [[0.5, 0.5], [0.25, 0.75]]
@@ -126,6 +137,8 @@ def log_softmax(x: Array) -> Array:
     float16 input is computed in float32 and the result cast back, so only a log-probability
     below float16's -65504 is ``-inf`` (and every other entry is exact to float16 rounding).
 
+    >>> import numpy as np
+    >>> from fnnet.functions import log_softmax
     >>> log_softmax(np.array([0.0, -1000.0])).tolist()       # softmax would give log(0)
     [0.0, -1000.0]
     >>> log_softmax(np.array([-20000.0, 20000.0], np.float16)).tolist()
@@ -141,6 +154,8 @@ def log_softmax(x: Array) -> Array:
 def leaky_relu(x: Array, negative_slope: float = 0.01) -> Array:
     """Leaky ReLU ``x if x > 0 else negative_slope * x`` (any shape, ``x``'s dtype).
 
+    >>> import numpy as np
+    >>> from fnnet.functions import leaky_relu
     >>> leaky_relu(np.array([-2.0, 3.0]), 0.1).tolist()
     [-0.2, 3.0]
     """
@@ -153,6 +168,8 @@ def elu(x: Array, alpha: float = 1.0) -> Array:
 
     ``expm1`` sees only ``min(x, 0)``, so large positive inputs cannot overflow.
 
+    >>> import numpy as np
+    >>> from fnnet.functions import elu
     >>> elu(np.array([-1.0, 2.0])).round(6).tolist()
     [-0.632121, 2.0]
     """
@@ -216,6 +233,8 @@ def erf(x: Array) -> Array:
     """The error function ``2/sqrt(pi) * integral_0^x exp(-t^2) dt`` (any shape; float64 for
     non-float input), to within a few units of float64 rounding.
 
+    >>> import numpy as np
+    >>> from fnnet.functions import erf
     >>> float(erf(np.array(0.5)).round(12))
     0.520499877813
     """
@@ -226,6 +245,8 @@ def erf(x: Array) -> Array:
 def erfc(x: Array) -> Array:
     """The complementary error function ``1 - erf(x)``, accurate relative to itself for large ``x``.
 
+    >>> import numpy as np
+    >>> from fnnet.functions import erfc
     >>> float(erfc(np.array(5.0)))  # doctest: +ELLIPSIS
     1.5374597944280...e-12
     """
@@ -245,6 +266,8 @@ def gelu(x: Array, approximate: bool = False) -> Array:
     Exact form: ``Phi(x) = erfc(-x / sqrt(2)) / 2``; ``approximate=True`` gives the tanh form
     ``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))``.
 
+    >>> import numpy as np
+    >>> from fnnet.functions import gelu
     >>> gelu(np.array([-1.0, 0.0, 1.0])).round(6).tolist()
     [-0.158655, 0.0, 0.841345]
     >>> gelu(np.array([1.0]), approximate=True).round(6).tolist()
@@ -257,6 +280,8 @@ def gelu(x: Array, approximate: bool = False) -> Array:
 def gelu_cdf(x: Array, approximate: bool = False) -> Array:
     """GELU's gate ``Phi(x)`` (exact or tanh form), so that ``gelu(x) = x * gelu_cdf(x)``.
 
+    >>> import numpy as np
+    >>> from fnnet.functions import gelu, gelu_cdf
     >>> x = np.array([-1.0, 0.0, 2.0])
     >>> gelu_cdf(x).round(6).tolist()
     [0.158655, 0.5, 0.97725]
@@ -277,6 +302,8 @@ def gelu_grad(x: Array, approximate: bool = False, cdf: Array | None = None) -> 
 
     ``cdf``, if given, is ``gelu_cdf(x, approximate)`` already computed (the forward pass has it).
 
+    >>> import numpy as np
+    >>> from fnnet.functions import gelu, gelu_grad
     >>> x, h = np.array([-1.0, 0.5, 2.0]), 1e-6
     >>> bool(np.allclose(gelu_grad(x), (gelu(x + h) - gelu(x - h)) / (2 * h)))
     True
@@ -302,6 +329,8 @@ def expit(x: Array) -> Array:
     cancels for ``x << 0``; this form keeps ``expit(-30) ~ 9.4e-14`` to full precision. It never
     overflows.
 
+    >>> import numpy as np
+    >>> from fnnet.functions import expit
     >>> float(expit(np.array(-30.0)))  # doctest: +ELLIPSIS
     9.35762296883...e-14
     """
@@ -316,6 +345,8 @@ def silu(x: Array) -> Array:
     """Sigmoid linear unit (swish) ``x * sigmoid(x)`` (any shape), accurate relative to itself for
     large negative ``x`` too.
 
+    >>> import numpy as np
+    >>> from fnnet.functions import silu
     >>> silu(np.array([-1.0, 0.0, 2.0])).round(6).tolist()
     [-0.268941, 0.0, 1.761594]
     """
@@ -327,6 +358,8 @@ def silu(x: Array) -> Array:
 def silu_grad(x: Array) -> Array:
     """``d silu / dx = s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``.
 
+    >>> import numpy as np
+    >>> from fnnet.functions import silu, silu_grad
     >>> x, h = np.array([-3.0, 0.0, 4.0]), 1e-6
     >>> bool(np.allclose(silu_grad(x), (silu(x + h) - silu(x - h)) / (2 * h)))
     True
@@ -341,6 +374,8 @@ def softplus(x: Array) -> Array:
     """``log(1 + exp(x))`` (any shape), computed as ``logaddexp(0, x)`` so that it never overflows;
     its derivative is ``sigmoid(x)``.
 
+    >>> import numpy as np
+    >>> from fnnet.functions import softplus
     >>> softplus(np.array([-1000.0, 0.0, 1000.0])).round(6).tolist()
     [0.0, 0.693147, 1000.0]
     """
@@ -351,6 +386,8 @@ def softplus(x: Array) -> Array:
 def softplus_grad(x: Array) -> Array:
     """``d softplus / dx = sigmoid(x)``, accurate relative to itself in both tails.
 
+    >>> import numpy as np
+    >>> from fnnet.functions import softplus_grad
     >>> softplus_grad(np.array([-800.0, 0.0, 800.0])).tolist()
     [0.0, 0.5, 1.0]
     """

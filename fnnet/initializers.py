@@ -210,6 +210,7 @@ def normal(std: float = 0.01) -> Normal:
     """N(0, std²) initialiser.
 
     >>> import fnnet
+    >>> from fnnet.initializers import normal
     >>> normal(0.1)(fnnet.key(0), (2, 3), 2, 3).shape
     (2, 3)
     """
@@ -219,6 +220,7 @@ def normal(std: float = 0.01) -> Normal:
 def xavier_normal(gain: float = 1.0) -> XavierNormal:
     """Glorot normal initialiser.
 
+    >>> from fnnet.initializers import xavier_normal
     >>> xavier_normal(gain=2.0)
     XavierNormal(gain=2.0)
     """
@@ -228,6 +230,7 @@ def xavier_normal(gain: float = 1.0) -> XavierNormal:
 def xavier_uniform(gain: float = 1.0) -> XavierUniform:
     """Glorot uniform initialiser.
 
+    >>> from fnnet.initializers import xavier_uniform
     >>> xavier_uniform()
     XavierUniform(gain=1.0)
     """
@@ -238,6 +241,7 @@ def he_normal() -> HeNormal:
     """He normal initialiser.
 
     >>> import fnnet
+    >>> from fnnet.initializers import he_normal
     >>> fnnet.Affine(10, w_init=he_normal()).init(fnnet.key(0), (50,))[0].w.shape
     (50, 10)
     """
@@ -247,6 +251,7 @@ def he_normal() -> HeNormal:
 def he_uniform() -> HeUniform:
     """He uniform initialiser.
 
+    >>> from fnnet.initializers import he_uniform
     >>> he_uniform()
     HeUniform()
     """
@@ -256,6 +261,7 @@ def he_uniform() -> HeUniform:
 def lecun_normal() -> LeCunNormal:
     """sqrt(1/fan_in) normal initialiser (the book's "Xavier").
 
+    >>> from fnnet.initializers import lecun_normal
     >>> lecun_normal()
     LeCunNormal()
     """
@@ -266,6 +272,7 @@ def zeros() -> Zeros:
     """All-zeros initialiser.
 
     >>> import fnnet
+    >>> from fnnet.initializers import zeros
     >>> zeros()(fnnet.key(0), (2,), 1, 2).tolist()
     [0.0, 0.0]
     """
@@ -278,6 +285,7 @@ def default_for_activation(activation: str) -> Initializer:
     Names are case-insensitive; any other name raises ``ValueError`` (a typo must not silently
     pick an initialiser).
 
+    >>> from fnnet.initializers import default_for_activation
     >>> default_for_activation("relu"), default_for_activation("tanh")
     (HeNormal(), XavierNormal(gain=1.0))
     """

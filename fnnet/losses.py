@@ -202,6 +202,8 @@ def sum_squared_error(y: Array, t: Any) -> tuple[float, Array]:
     Returns:
         ``(E, dE/dy)`` with ``dE/dy = y - t`` of ``y``'s shape and dtype.
 
+    >>> import numpy as np
+    >>> from fnnet.losses import sum_squared_error
     >>> sum_squared_error(np.array([[1.0], [2.0]]), np.array([0.0, 0.0]))[0]
     2.5
     """
@@ -224,6 +226,8 @@ def mean_squared_error(y: Array, t: Any) -> tuple[float, Array]:
     Returns:
         ``(E, dE/dy)`` with ``dE/dy = 2 (y - t) / n`` of ``y``'s shape and dtype.
 
+    >>> import numpy as np
+    >>> from fnnet.losses import mean_squared_error
     >>> value, grad = mean_squared_error(np.array([[1.0], [3.0]]), np.array([0.0, 3.0]))
     >>> value, grad.shape
     (0.5, (2, 1))
@@ -251,6 +255,8 @@ def cross_entropy(y: Array, t: Any) -> tuple[float, Array]:
     Returns:
         ``(E, dE/dy)`` with ``dE/dy = -t / (y + δ) / N`` of ``y``'s shape and dtype.
 
+    >>> import numpy as np
+    >>> from fnnet.losses import cross_entropy
     >>> y = np.array([[0.1, 0.6, 0.3], [0.8, 0.1, 0.1]])           # (N, K) = (2, 3) probabilities
     >>> value, grad = cross_entropy(y, np.array([1, 0]))             # labels (N,)
     >>> round(value, 4), grad.shape
@@ -282,6 +288,8 @@ def softmax_cross_entropy(logits: Array, t: Any) -> tuple[float, Array]:
         ``(E, dE/dlogits)`` with ``dE/dlogits = (p - t) / N`` of ``logits``' shape and dtype (for
         targets whose rows do not sum to 1 the exact ``(p Σ_k t_k - t) / N``).
 
+    >>> import numpy as np
+    >>> from fnnet.losses import softmax_cross_entropy
     >>> logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]])        # (N, K) = (2, 3)
     >>> value, grad = softmax_cross_entropy(logits, np.array([0, 1]))
     >>> round(value, 4), grad.shape, bool(np.allclose(grad.sum(axis=1), 0.0))
@@ -329,6 +337,8 @@ def binary_cross_entropy_with_logits(z: Array, t: Any) -> tuple[float, Array]:
     Returns:
         ``(E, dE/dz)`` with ``dE/dz = (σ(z) - t) / n`` of ``z``'s shape and dtype.
 
+    >>> import numpy as np
+    >>> from fnnet.losses import binary_cross_entropy_with_logits
     >>> z = np.array([[3.0], [-2.0], [1000.0]])                        # (N, 1) logits
     >>> value, grad = binary_cross_entropy_with_logits(z, np.array([1, 0, 1]))   # targets (N,)
     >>> round(value, 4), grad.shape
@@ -360,6 +370,8 @@ def binary_cross_entropy(p: Array, t: Any) -> tuple[float, Array]:
         ``(E, dE/dp)`` with ``dE/dp = (-t / (p + δ) + (1 - t) / (1 - p + δ)) / n`` of ``p``'s shape
         and dtype.
 
+    >>> import numpy as np
+    >>> from fnnet.losses import binary_cross_entropy
     >>> value, grad = binary_cross_entropy(np.array([[0.9], [0.2]]), np.array([1, 0]))
     >>> round(value, 4), grad.shape
     (0.1643, (2, 1))
@@ -390,6 +402,8 @@ def huber(y: Array, t: Any, delta: float = 1.0) -> tuple[float, Array]:
     Returns:
         ``(E, dE/dy)`` with ``dE/dy = clip(d, -δ, δ) / n`` of ``y``'s shape and dtype.
 
+    >>> import numpy as np
+    >>> from fnnet.losses import huber
     >>> huber(np.array([0.5, 3.0]), np.array([0.0, 0.0]))[0]
     1.3125
     """
@@ -429,6 +443,8 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
         ones, of ``logits``' shape and dtype. When every token is ignored, ``E = 0`` and the
         gradient is zero.
 
+    >>> import numpy as np
+    >>> from fnnet.losses import time_softmax_cross_entropy
     >>> logits = np.zeros((1, 3, 4))
     >>> value, grad = time_softmax_cross_entropy(logits, np.array([[1, 2, -1]]), ignore_index=-1)
     >>> round(value, 4), grad[0, 2].tolist()  # log 4, and nothing from the ignored token

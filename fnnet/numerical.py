@@ -5,6 +5,7 @@ copied once into a private buffer, the buffer is perturbed, and ``f`` is called 
 that buffer in place of the leaf and the caller's untouched arrays everywhere else.
 
 >>> import numpy as np, fnnet
+>>> from fnnet.numerical import check_grads, numerical_gradient
 >>> g = numerical_gradient(lambda x: float(np.sum(x ** 2)), np.array([3.0, 4.0]))
 >>> np.round(g, 6).tolist()
 [6.0, 8.0]
@@ -47,6 +48,7 @@ def numerical_diff(f: Callable[[float], float], x: float, h: float = DEFAULT_H) 
     Raises:
         ValueError: if ``x + h`` and ``x - h`` round to the same number (``h`` too small for ``x``).
 
+    >>> from fnnet.numerical import numerical_diff
     >>> round(numerical_diff(lambda x: 0.01 * x**2 + 0.1 * x, 5.0), 6)     # the book's 0.2
     0.2
     """
@@ -76,6 +78,7 @@ def numerical_gradient(f: Callable[[Any], Any], params: Tree, h: float = DEFAULT
     spacing up to ``|x| · 1.2e-7``, which for ``|x| = 1000`` is about ``h`` itself.
 
     >>> import numpy as np
+    >>> from fnnet.numerical import numerical_gradient
     >>> x = np.array([3.0, 4.0])
     >>> numerical_gradient(lambda p: float((p**2).sum()), x).round(6).tolist()   # 2x, shape (2,)
     [6.0, 8.0]
@@ -131,6 +134,7 @@ def gradient_descent(
         ``(step_num + 1, *S)`` starting with ``init_x``.
 
     >>> import numpy as np
+    >>> from fnnet.numerical import gradient_descent
     >>> x, path = gradient_descent(lambda p: float((p**2).sum()), np.array([-3.0, 4.0]), lr=0.1)
     >>> bool(np.abs(x).max() < 1e-8), path.shape             # reaches the minimum at 0; path (101, 2)
     (True, (101, 2))
@@ -150,6 +154,7 @@ class GradCheck:
     The relative error of one array is ``max|analytic - numeric| / max(max|analytic|,
     max|numeric|, 1e-12)``; below about 1e-6 in float64 the backward rule is right.
 
+    >>> from fnnet.numerical import GradCheck
     >>> g = GradCheck({"0/w": 2e-10, "x": 5e-11})
     >>> g.max_error
     2e-10
@@ -207,6 +212,7 @@ def check_grads(
         A :class:`GradCheck` with the max relative error for every parameter path and for ``"x"``.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.numerical import check_grads
     >>> model = fnnet.serial(fnnet.Affine(3), fnnet.Tanh())
     >>> params, _ = model.init(fnnet.key(0), (4,))
     >>> x = fnnet.key(1).generator().standard_normal((2, 4))             # (N, 4), float64

@@ -131,6 +131,7 @@ def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tupl
         OSError: the file cannot be opened or read.
 
     >>> import os, tempfile
+    >>> from fnnet.datasets import read_sequence_file
     >>> f = os.path.join(tempfile.mkdtemp(), "tiny.txt")
     >>> with open(f, "w") as out:
     ...     _ = out.write("1+1_2\\n2+3_5\\n")
@@ -348,6 +349,7 @@ def load_sequence(name: str | os.PathLike[str] = "addition") -> SequenceData:
         FormatError: as :func:`read_sequence_file` (a FIFO, socket or device at once).
         FileNotFoundError: ``name`` is neither a shipped task nor an existing file.
 
+    >>> from fnnet.datasets import load_sequence
     >>> data = load_sequence("date")
     >>> len(data.x_train), len(data.x_test), data.vocab_size, data.x_train.shape[1], data.t_train.shape[1]
     (45000, 5000, 59, 29, 11)
@@ -376,6 +378,7 @@ def decode(ids: Any, vocab: Sequence[str]) -> str:
     Returns:
         ``"".join(vocab[i] for i in ids)``.
 
+    >>> from fnnet.datasets import decode
     >>> decode([2, 0, 1], ("a", "b", "c"))
     'cab'
     """
@@ -394,11 +397,15 @@ def encode(text: str, char_to_id: Mapping[str, int]) -> Array:
         text: characters all in the vocabulary.
         char_to_id: ``char -> id``, e.g. :attr:`SequenceData.char_to_id`.
     Raises:
+        TypeError: ``text`` is not a str (a list of strings is encoded one string at a time).
         ValueError: naming the first character that is not in the vocabulary.
 
+    >>> from fnnet.datasets import encode
     >>> encode("cab", {"a": 0, "b": 1, "c": 2}).tolist()
     [2, 0, 1]
     """
+    if not isinstance(text, str):
+        raise TypeError(f"encode: text must be a str, not {type(text).__name__} (encode one string at a time)")
     try:
         return np.array([char_to_id[c] for c in text], dtype=np.int32)
     except KeyError as e:

@@ -104,6 +104,7 @@ DEFAULT_OPSET = 17
 """The ONNX operator set :func:`to_onnx` targets unless told otherwise (ONNX Runtime >= 1.13 runs it).
 
 >>> import fnnet
+>>> from fnnet.export import DEFAULT_OPSET, to_onnx
 >>> model = fnnet.serial(fnnet.Affine(2))
 >>> to_onnx(model, model.init(fnnet.key(0), (3,))[0], (3,)).opset_import[0].version == DEFAULT_OPSET
 True
@@ -113,6 +114,7 @@ MIN_OPSET = 17
 """The oldest operator set the exporters write (``LayerNormalization`` arrived in opset 17).
 
 >>> import fnnet
+>>> from fnnet.export import MIN_OPSET, ExportError, to_onnx
 >>> try:
 ...     to_onnx(fnnet.ReLU(), None, (3,), opset=MIN_OPSET - 1)
 ... except ExportError as e:
@@ -124,6 +126,7 @@ INPUT_NAME = "input"
 """The name of the graph's input, of shape ``(N, *in_shape)``.
 
 >>> import fnnet
+>>> from fnnet.export import to_onnx
 >>> [i.name for i in to_onnx(fnnet.ReLU(), None, (3,)).graph.input]
 ['input']
 """
@@ -132,6 +135,7 @@ OUTPUT_NAME = "output"
 """The name of the graph's output, of shape ``(N, *out_shape)``.
 
 >>> import fnnet
+>>> from fnnet.export import to_onnx
 >>> [o.name for o in to_onnx(fnnet.ReLU(), None, (3,)).graph.output]
 ['output']
 """
@@ -146,6 +150,7 @@ class ExportError(ValueError):
     """A model that cannot be exported: the message names the layer (its place and kind).
 
     >>> import fnnet
+    >>> from fnnet.export import ExportError, to_onnx
     >>> model = fnnet.serial(fnnet.Affine(3), fnnet.BatchNorm())
     >>> try:
     ...     to_onnx(model, model.init(fnnet.key(0), (4,))[0], (4,))
@@ -205,6 +210,7 @@ class GraphBuilder:
             starts with an Embedding); only these can feed an Embedding's ``Gather``.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.export import DEFAULT_OPSET, ONNX_EXPORTERS, GraphBuilder
     >>> g = GraphBuilder(np.dtype(np.float32), DEFAULT_OPSET, ONNX_EXPORTERS)
     >>> g.emit(fnnet.serial(fnnet.Tanh(), fnnet.Dropout()), (None, None), None, "input", (3,), "")
     '0/Tanh'
@@ -252,6 +258,7 @@ class GraphBuilder:
         wanted, e.g. an ``LSTM``'s ``Y`` when only its last hidden state ``Y_h`` (output 1) is used.
 
         >>> import numpy as np
+        >>> from fnnet.export import DEFAULT_OPSET, ONNX_EXPORTERS, GraphBuilder
         >>> g = GraphBuilder(np.dtype(np.float32), DEFAULT_OPSET, ONNX_EXPORTERS)
         >>> g.op_output("TopK", ["input", g.const("k", [2], np.int64)], "best", 1, axis=-1)
         'best/TopK'
@@ -284,6 +291,7 @@ node and initializer names and, through :func:`describe`, in error messages.
 A layer kind of your own exports with an entry in a copy of :data:`ONNX_EXPORTERS`:
 
 >>> import attrs, numpy as np, fnnet
+>>> from fnnet.export import ONNX_EXPORTERS, to_onnx
 >>> @attrs.frozen
 ... class Square(fnnet.Identity):
 ...     def forward(self, params, state, x, ctx=fnnet.EVAL):
@@ -527,6 +535,7 @@ def gate_rows(a: Array, order: tuple[int, ...]) -> Array:
     weights as such row blocks, fnnet as the columns of ``(D, G*H)``: ``gate_rows(wx.T, order)``.
 
     >>> import numpy as np
+    >>> from fnnet.export.onnx_graph import gate_rows
     >>> gate_rows(np.arange(6).reshape(3, 2), (2, 0, 1)).tolist()   # G = 3 blocks of H = 1 row
     [[4, 5], [0, 1], [2, 3]]
     """
@@ -659,6 +668,7 @@ needs its own entry). Pass ``exporters={**ONNX_EXPORTERS, MyLayer: my_exporter}`
 :func:`to_onnx` for a kind of your own.
 
 >>> import fnnet
+>>> from fnnet.export import ONNX_EXPORTERS
 >>> fnnet.Conv2D in ONNX_EXPORTERS, fnnet.Conv1D in ONNX_EXPORTERS, len(ONNX_EXPORTERS)
 (True, True, 32)
 """

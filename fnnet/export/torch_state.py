@@ -121,6 +121,7 @@ class StateDictReader:
     array itself.
 
     >>> import numpy as np
+    >>> from fnnet.export.torch_state import StateDictReader
     >>> arrays = {"0.bias": np.zeros(3)}
     >>> reader = StateDictReader("state dict", list(arrays), lambda k: (arrays[k].shape, arrays[k].dtype),
     ...                          arrays.__getitem__)
@@ -222,6 +223,7 @@ class TorchMapping(NamedTuple):
             dtypes, the arrays taken from a :class:`StateDictReader`.
 
     >>> import fnnet
+    >>> from fnnet.export import TORCH_MAPPINGS
     >>> layer = fnnet.Affine(2)
     >>> params, _ = layer.init(fnnet.key(0), (3,))
     >>> {k: v.shape for k, v in TORCH_MAPPINGS[fnnet.Affine].to_torch(layer, params, None, "4").items()}
@@ -450,7 +452,7 @@ TORCH_MAPPINGS: dict[type[Layer], TorchMapping] = {
 have neither parameters nor state (activations, pooling, Dropout, Flatten); otherwise they cannot
 be mapped. Add an entry for a parametrised layer kind of your own.
 
->>> import fnnet
+>>> from fnnet.export import TORCH_MAPPINGS
 >>> sorted(t.__name__ for t in TORCH_MAPPINGS)[:4]
 ['AddBranches', 'Affine', 'BatchNorm', 'Concat']
 """
@@ -494,6 +496,7 @@ def to_torch_state_dict(model: Layer, params: Any, state: Any = None) -> dict[st
             or a pipeline whose params or state do not have one entry per layer.
 
     >>> import fnnet
+    >>> from fnnet.export import to_torch_state_dict
     >>> model = fnnet.serial(fnnet.Flatten(), fnnet.Affine(3))
     >>> params, _ = model.init(fnnet.key(0), (2, 2))
     >>> {k: v.shape for k, v in to_torch_state_dict(model, params).items()}
@@ -555,6 +558,7 @@ def from_torch_state_dict(
         ExportError: a layer with parameters that has no entry in :data:`TORCH_MAPPINGS`.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.export import from_torch_state_dict
     >>> model = fnnet.serial(fnnet.Affine(2))
     >>> sd = {"0.weight": np.arange(6.0).reshape(2, 3), "0.bias": np.zeros(2)}
     >>> params, state = from_torch_state_dict(model, (3,), sd)

@@ -117,6 +117,7 @@ class MLPTrial:
             an int: every trial uses the same split from ``key(split_seed)``, as the book does.
 
     >>> import fnnet
+    >>> from fnnet.hparam import MLPTrial
     >>> trial = MLPTrial(n_train=100, hidden_sizes=(16,), epochs=2, batch_size=20)
     >>> metrics = trial({"lr": 0.1}, fnnet.key(0))
     >>> sorted(metrics), 0.0 <= metrics["val_acc"] <= 1.0

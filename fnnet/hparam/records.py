@@ -75,6 +75,7 @@ class TrialResult:
         error: ``"ErrorType: message"`` (just ``"ErrorType"`` for an empty message, on one line) for a failed trial, else ``None``.
         seconds: the time the objective ran (0.0 if it never started).
 
+    >>> from fnnet.hparam import TrialResult
     >>> t = TrialResult(3, {"lr": 0.01}, {"val_acc": 0.92}, "ok", None, 1.5)
     >>> t.ok, TrialResult.from_json(t.to_json()) == t
     (True, True)
@@ -154,7 +155,7 @@ class SearchResult:
         objective: a description of the objective (its repr).
 
     >>> import fnnet
-    >>> from fnnet.hparam import LogUniform, TrialResult
+    >>> from fnnet.hparam import LogUniform, SearchResult, TrialResult
     >>> trials = [TrialResult(i, {"lr": lr}, {"val_acc": acc}, "ok", None, 0.1)
     ...           for i, (lr, acc) in enumerate([(0.1, 0.8), (0.01, 0.9)])]
     >>> result = SearchResult(trials, {"lr": LogUniform(1e-3, 1.0)}, fnnet.key(0))

@@ -62,6 +62,7 @@ class LogUniform:
     ``[low, high]``; needs ``0 < low < high``.
 
     >>> import fnnet
+    >>> from fnnet.hparam import LogUniform
     >>> lr = LogUniform(1e-6, 1e-2).draw(fnnet.key(0))
     >>> 1e-6 <= lr <= 1e-2, lr == LogUniform(1e-6, 1e-2).draw(fnnet.key(0))
     (True, True)
@@ -94,6 +95,7 @@ class Uniform:
     """``U(low, high)``: a float in ``[low, high)``; needs ``low < high`` and a finite ``high - low``.
 
     >>> import fnnet
+    >>> from fnnet.hparam import Uniform
     >>> d = Uniform(0.0, 0.5)
     >>> d.contains(d.draw(fnnet.key(3))), d.contains(0.7)
     (True, False)
@@ -124,6 +126,7 @@ class IntUniform:
     the int64 range.
 
     >>> import fnnet
+    >>> from fnnet.hparam import IntUniform
     >>> draws = {IntUniform(1, 3).draw(fnnet.key(i)) for i in range(50)}
     >>> sorted(draws)
     [1, 2, 3]
@@ -180,6 +183,7 @@ class Choice:
     """One of ``options`` (str, int or float; NumPy ones become Python ones), each equally likely.
 
     >>> import fnnet
+    >>> from fnnet.hparam import Choice
     >>> c = Choice(["relu", "sigmoid"])
     >>> c.draw(fnnet.key(0)) in c.options, c.contains("tanh")
     (True, False)

@@ -31,7 +31,7 @@ def sgd(lr: float | Schedule = 0.01) -> GradientTransformation:
         ``chain(scale_by_lr(lr))``.
 
     >>> import numpy as np
-    >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim import apply_optimizer, sgd
     >>> opt = sgd(0.1)
     >>> params = {"w": np.array([1.0, 2.0])}
     >>> params, state = apply_optimizer(opt, {"w": np.array([1.0, -1.0])}, opt.init(params), params)
@@ -51,7 +51,7 @@ def momentum(lr: float | Schedule = 0.01, momentum: float = 0.9) -> GradientTran
         ``chain(scale_by_lr(lr), trace(momentum))``.
 
     >>> import numpy as np
-    >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim import apply_optimizer, momentum
     >>> opt = momentum(0.1, momentum=0.5)
     >>> params, grads = np.zeros(1), np.ones(1)
     >>> state = opt.init(params)
@@ -78,7 +78,7 @@ def nesterov(lr: float | Schedule = 0.01, momentum: float = 0.9) -> GradientTran
         ``chain(scale_by_lr(lr), trace(momentum, nesterov=True))``.
 
     >>> import numpy as np
-    >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim import apply_optimizer, nesterov
     >>> opt = nesterov(0.1, momentum=0.5)
     >>> params = np.zeros(1)
     >>> params, state = apply_optimizer(opt, np.ones(1), opt.init(params), params)
@@ -99,7 +99,7 @@ def adagrad(lr: float | Schedule = 0.01, *, eps: float = ADAGRAD_EPS) -> Gradien
         ``chain(scale_by_adagrad(eps), scale_by_lr(lr))``.
 
     >>> import numpy as np
-    >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim import adagrad, apply_optimizer
     >>> opt = adagrad(0.1)
     >>> params = np.zeros(2)
     >>> params, state = apply_optimizer(opt, np.array([5.0, -0.5]), opt.init(params), params)
@@ -120,7 +120,7 @@ def rmsprop(lr: float | Schedule = 0.01, decay: float = 0.99, *, eps: float = RM
         ``chain(scale_by_rms(decay, eps), scale_by_lr(lr))``.
 
     >>> import numpy as np
-    >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim import apply_optimizer, rmsprop
     >>> opt = rmsprop(0.1, decay=0.75)
     >>> params = np.zeros(1)
     >>> params, state = apply_optimizer(opt, np.array([3.0]), opt.init(params), params)
@@ -144,7 +144,7 @@ def adam(
         ``chain(scale_by_adam(b1, b2, eps), scale_by_lr(lr))``.
 
     >>> import numpy as np
-    >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim import adam, apply_optimizer
     >>> opt = adam(0.01)
     >>> params = np.ones(2)
     >>> params, state = apply_optimizer(opt, np.array([0.5, -1e3]), opt.init(params), params)
@@ -174,7 +174,7 @@ def adamw(
         ``chain(scale_by_adam(b1, b2, eps), add_decayed_weights(weight_decay, mask), scale_by_lr(lr))``.
 
     >>> import numpy as np
-    >>> from fnnet.optim import apply_optimizer
+    >>> from fnnet.optim import adamw, apply_optimizer
     >>> opt = adamw(0.1, weight_decay=0.5)
     >>> params = {"w": np.ones((1, 1)), "b": np.ones(1)}
     >>> zero = {"w": np.zeros((1, 1)), "b": np.zeros(1)}

@@ -90,6 +90,7 @@ def apply_updates(params: Tree, updates: Tree) -> Tree:
         ValueError: if the structures differ (naming the path).
 
     >>> import numpy as np
+    >>> from fnnet.optim import apply_updates
     >>> new = apply_updates({"w": np.ones(2, np.float32)}, {"w": np.array([0.5, -0.5])})
     >>> new["w"], new["w"].dtype
     (array([1.5, 0.5], dtype=float32), dtype('float32'))
@@ -106,7 +107,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         A transformation whose ``update`` feeds each one's output updates to the next.
 
     >>> import numpy as np
-    >>> from fnnet.optim import clip_by_global_norm, sgd
+    >>> from fnnet.optim import chain, clip_by_global_norm, sgd
     >>> opt = chain(clip_by_global_norm(1.0), sgd(0.1))
     >>> params = np.zeros(2)
     >>> updates, _ = opt.update(np.array([3.0, 4.0]), opt.init(params), params)
@@ -144,7 +145,7 @@ def apply_optimizer(opt: GradientTransformation, grads: Tree, state: Tree, param
         ``(new_params, new_state)``; nothing passed in is written to.
 
     >>> import numpy as np
-    >>> from fnnet.optim import momentum
+    >>> from fnnet.optim import apply_optimizer, momentum
     >>> opt = momentum(0.1, momentum=0.9)
     >>> params = np.array([1.0])
     >>> state = opt.init(params)
@@ -172,7 +173,7 @@ def current_lr(opt_state: Tree) -> float:
         ValueError: if no state holds a learning rate.
 
     >>> import numpy as np
-    >>> from fnnet.optim import CosineDecay, adam
+    >>> from fnnet.optim import CosineDecay, adam, current_lr
     >>> current_lr(adam(CosineDecay(0.01, total_steps=100)).init(np.zeros(3)))
     0.01
     """

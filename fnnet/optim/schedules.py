@@ -59,6 +59,7 @@ class Constant:
     Args:
         lr: the learning rate, > 0.
 
+    >>> from fnnet.optim import Constant
     >>> Constant(0.1)(1000)
     0.1
     """
@@ -79,6 +80,7 @@ class StaircaseDecay:
         decay_rate: the factor applied at each drop, in (0, 1].
         decay_steps: the number of updates between drops, > 0.
 
+    >>> from fnnet.optim import StaircaseDecay
     >>> sched = StaircaseDecay(0.1, decay_rate=0.5, decay_steps=10)
     >>> [sched(count) for count in (0, 9, 10, 25)]
     [0.1, 0.1, 0.05, 0.025]
@@ -102,6 +104,7 @@ class ExponentialDecay:
         decay_rate: the factor per ``decay_steps`` updates, in (0, 1].
         decay_steps: > 0.
 
+    >>> from fnnet.optim import ExponentialDecay
     >>> sched = ExponentialDecay(0.1, decay_rate=0.5, decay_steps=10)
     >>> [round(sched(count), 4) for count in (0, 5, 10)]
     [0.1, 0.0707, 0.05]
@@ -126,6 +129,7 @@ class CosineDecay:
         total_steps: the number of updates the decay takes, > 0.
         final: the learning rate from ``total_steps`` on, in [0, lr].
 
+    >>> from fnnet.optim import CosineDecay
     >>> sched = CosineDecay(0.1, total_steps=100)
     >>> [round(sched(count), 4) for count in (0, 50, 100, 200)]
     [0.1, 0.05, 0.0, 0.0]
@@ -154,6 +158,7 @@ class WarmupCosine:
         total_steps: the update count at which ``final`` is reached.
         final: the learning rate from ``total_steps`` on, in [0, lr].
 
+    >>> from fnnet.optim import WarmupCosine
     >>> sched = WarmupCosine(0.1, warmup_steps=10, total_steps=110)
     >>> [round(sched(count), 4) for count in (0, 9, 60, 110)]
     [0.01, 0.1, 0.05, 0.0]

@@ -183,6 +183,7 @@ def scale_by_lr(lr: float | Schedule) -> GradientTransformation:
         The transformation; its state records the learning rate for :func:`current_lr`.
 
     >>> import numpy as np
+    >>> from fnnet.optim import scale_by_lr
     >>> t = scale_by_lr(0.1)
     >>> t.update(np.array([1.0, -2.0]), t.init(None))[0]
     array([-0.1,  0.2])
@@ -214,7 +215,7 @@ def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
             :func:`fnnet.fit` then refuses as non-finite.
 
     >>> import numpy as np
-    >>> from fnnet.optim import StaircaseDecay
+    >>> from fnnet.optim import StaircaseDecay, scale_by_schedule
     >>> t = scale_by_schedule(StaircaseDecay(1.0, decay_rate=0.5, decay_steps=1))
     >>> g, state = np.ones(1), t.init(None)
     >>> for _ in range(3):
@@ -281,6 +282,7 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
         The transformation (state: :class:`TraceState`, velocity zeros at init).
 
     >>> import numpy as np
+    >>> from fnnet.optim import trace
     >>> t = trace(0.5)
     >>> u = np.ones(1)
     >>> state = t.init(u)
@@ -337,6 +339,7 @@ def scale_by_adagrad(eps: float = ADAGRAD_EPS) -> GradientTransformation:
         The transformation (state: :class:`ScaleByAdagradState`, zeros at init).
 
     >>> import numpy as np
+    >>> from fnnet.optim import scale_by_adagrad
     >>> t = scale_by_adagrad()
     >>> g = np.array([3.0, -4.0])
     >>> np.round(t.update(g, t.init(g))[0], 6)  # the first direction is g / |g|
@@ -385,6 +388,7 @@ def scale_by_rms(decay: float = 0.99, eps: float = RMSPROP_EPS) -> GradientTrans
         The transformation (state: :class:`ScaleByRmsState`, zeros at init).
 
     >>> import numpy as np
+    >>> from fnnet.optim import scale_by_rms
     >>> t = scale_by_rms(decay=0.75)
     >>> g = np.array([1.0])
     >>> np.round(t.update(g, t.init(g))[0], 6)  # h = 0.25 g², so u = g / (0.5 |g|)
@@ -442,6 +446,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = ADAM_EPS) -> 
         The transformation (state: :class:`ScaleByAdamState`).
 
     >>> import numpy as np
+    >>> from fnnet.optim import scale_by_adam
     >>> t = scale_by_adam()
     >>> g = np.array([0.5, -100.0])
     >>> np.round(t.update(g, t.init(g))[0], 4)  # the first direction is about g / |g|
@@ -487,6 +492,7 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
         scaled by 0, which makes its ``inf`` entries ``nan``: a non-finite gradient is not hidden.
 
     >>> import numpy as np
+    >>> from fnnet.optim import clip_by_global_norm
     >>> t = clip_by_global_norm(1.0)
     >>> g = (np.array([3.0]), np.array([4.0]))  # global norm 5
     >>> t.update(g, t.init(g))[0]
@@ -517,6 +523,7 @@ def default_decay_mask(params: Tree) -> Tree:
         A tree of bools shaped like ``params``.
 
     >>> import numpy as np
+    >>> from fnnet.optim import default_decay_mask
     >>> default_decay_mask({"w": np.ones((3, 2)), "b": np.ones(2)})
     {'b': False, 'w': True}
     """
@@ -562,6 +569,7 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
         another structure, or with a leaf that is not a flag, raises ``ValueError`` naming the path.
 
     >>> import numpy as np
+    >>> from fnnet.optim import add_decayed_weights
     >>> t = add_decayed_weights(0.1)
     >>> params = {"w": np.ones((1, 2)), "b": np.ones(2)}
     >>> grads = {"w": np.zeros((1, 2)), "b": np.zeros(2)}
@@ -621,6 +629,7 @@ def l2_penalty(params: Tree, weight_decay: float, mask: Mask = None) -> tuple[fl
         ValueError: if the mask does not match ``params`` (naming the path).
 
     >>> import numpy as np
+    >>> from fnnet.optim import l2_penalty
     >>> loss, grads = l2_penalty({"w": np.full((2, 2), 2.0), "b": np.ones(2)}, 0.1)
     >>> round(loss, 10), grads["w"][0], grads["b"]  # 0.5 · 0.1 · (4 · 2²)
     (0.8, array([0.2, 0.2]), array([0., 0.]))

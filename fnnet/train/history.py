@@ -24,6 +24,7 @@ class History:
         grad_norms: one tuple per training step of the L2 norm of the gradient of each top-level
             params entry (``fit(..., grad_norms=True)``), else empty.
 
+    >>> from fnnet.train import History
     >>> h = History((0.9, 0.7), ({"loss": 0.8, "val_loss": 0.75},), ((1.0, 0.5), (0.8, 0.4)))
     >>> h.metric("val_loss"), History.from_json(h.to_json()) == h
     ([0.75], True)
@@ -52,6 +53,7 @@ class History:
         Raises:
             ValueError: ``d`` is not such a dict (one line naming what is wrong).
 
+        >>> from fnnet.train import History
         >>> History.from_json({"step_loss": [0.5], "epochs": "none"})
         Traceback (most recent call last):
         ...

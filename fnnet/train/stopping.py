@@ -4,6 +4,7 @@ Neither rule is a callback and neither keeps state: :meth:`EarlyStopping.decide`
 :meth:`ReduceOnPlateau.scale` read the history's per-epoch figures and return a value, so the same
 history always gives the same decision, and a resumed run decides as an uninterrupted one.
 
+>>> from fnnet.train import EarlyStopping, History, ReduceOnPlateau
 >>> h = History(epochs=tuple({"val_loss": v} for v in (0.9, 0.7, 0.75, 0.72, 0.8)))
 >>> EarlyStopping(patience=3).decide(h)
 StopDecision(stop=True, best_epoch=2)
@@ -97,6 +98,7 @@ class EarlyStopping:
     of the best epoch; a run resumed after that epoch gets it back as ``fit(..., best_state=...)``
     (save it when :meth:`is_best` says so).
 
+    >>> from fnnet.train import EarlyStopping, History
     >>> rule = EarlyStopping(monitor="val_acc", patience=2)
     >>> rule.decide(History(epochs=({"val_acc": 0.8}, {"val_acc": 0.9}, {"val_acc": 0.85})))
     StopDecision(stop=False, best_epoch=2)
@@ -148,6 +150,7 @@ class EarlyStopping:
         Returns:
             True when :meth:`decide`'s best epoch is the last one and its figure is not NaN.
 
+        >>> from fnnet.train import EarlyStopping, History
         >>> rule = EarlyStopping(patience=2)
         >>> [rule.is_best(History(epochs=tuple({"val_loss": v} for v in (0.9, 0.7, 0.8)[:k]))) for k in (1, 2, 3)]
         [True, True, False]
@@ -169,6 +172,7 @@ class ReduceOnPlateau:
     Adam exactly a scaled learning rate; for the book's Momentum and Nesterov, whose velocity
     carries the rate, a scaled step (see :func:`fnnet.train.step.make_train_step`).
 
+    >>> from fnnet.train import History, ReduceOnPlateau
     >>> rule = ReduceOnPlateau(factor=0.1, patience=1, min_scale=0.05)
     >>> rule.scale(History(epochs=({"val_loss": 1.0}, {"val_loss": 1.1}, {"val_loss": 1.2})))
     0.05
