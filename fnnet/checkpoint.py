@@ -434,6 +434,7 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
             written.
 
     >>> import tempfile, pathlib, numpy as np
+    >>> from fnnet.checkpoint import load, save
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ck.npz"
     >>> save(path, {"w": np.arange(3.0)}, meta={"step": 7})
     >>> load(path, {"w": np.zeros(3)})
@@ -780,6 +781,7 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         FormatError: naming the file and the place, if it is not a readable fnnet checkpoint.
 
     >>> import tempfile, pathlib, numpy as np
+    >>> from fnnet.checkpoint import read_manifest, save
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ck.npz"
     >>> save(path, {"w": np.zeros((2, 3), np.float32)})
     >>> [(e["path"], e["shape"], e["dtype"]) for e in read_manifest(path)["leaves"]]
@@ -802,6 +804,7 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         OSError, FormatError: as :func:`read_manifest`.
 
     >>> import tempfile, pathlib
+    >>> from fnnet.checkpoint import read_meta, save
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ck.npz"
     >>> save(path, (), meta={"epoch": 3})
     >>> read_meta(path)
@@ -870,6 +873,7 @@ def load(path: str | os.PathLike[str], like: Tree) -> tuple[Tree, dict[str, Any]
         ValueError: ``like`` itself has a leaf that a checkpoint cannot hold.
 
     >>> import tempfile, pathlib, numpy as np
+    >>> from fnnet.checkpoint import load, save
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ck.npz"
     >>> save(path, (np.ones(2, np.float32), 5), meta={"note": "hi"})
     >>> load(path, (np.zeros(2, np.float32), 0))

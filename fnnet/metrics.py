@@ -20,6 +20,7 @@ shape: both are treated alike. A metric that does not fit the outputs is a one-l
 of targets that are not 0/1 says so.
 
 >>> import numpy as np
+>>> from fnnet.metrics import accuracy, binary_accuracy, rmse
 >>> y = np.array([[2.0, 0.5], [0.1, 0.3], [1.0, -1.0]])
 >>> accuracy(y, np.array([0, 1, 1]))
 0.6666666666666666
@@ -89,6 +90,8 @@ def accuracy(y: Array, t: Any) -> float:
     Returns:
         The accuracy in ``[0, 1]``. A one-output ``y`` raises: use :func:`binary_accuracy`.
 
+    >>> import numpy as np
+    >>> from fnnet.metrics import accuracy
     >>> accuracy(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1]))
     0.5
     """
@@ -119,6 +122,8 @@ def token_accuracy(y: Array, t: Any, *, ignore_index: int | None = None) -> floa
     Returns:
         The accuracy in ``[0, 1]`` over the counted tokens; NaN when every token is ignored.
 
+    >>> import numpy as np
+    >>> from fnnet.metrics import token_accuracy
     >>> y = np.array([[[0.1, 0.9], [0.8, 0.2], [0.5, 0.4]]])   # (N, T, V) = (1, 3, 2)
     >>> token_accuracy(y, np.array([[1, 1, -1]]), ignore_index=-1)   # the third token is padding
     0.5
@@ -184,6 +189,8 @@ def binary_accuracy(y: Array, t: Any, *, logits: bool = True) -> float:
     Returns:
         The fraction of samples whose predicted label is ``t``.
 
+    >>> import numpy as np
+    >>> from fnnet.metrics import binary_accuracy
     >>> binary_accuracy(np.array([[0.9], [0.2]]), np.array([1, 1]), logits=False)
     0.5
     """
@@ -204,6 +211,8 @@ def confusion_matrix(y: Array, t: Any, *, num_classes: int | None = None, logits
     Returns:
         A ``(K, K)`` int64 array whose entries sum to ``N``.
 
+    >>> import numpy as np
+    >>> from fnnet.metrics import confusion_matrix
     >>> confusion_matrix(np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]]), np.array([0, 1, 1]))
     array([[1, 0],
            [1, 1]])
@@ -264,6 +273,8 @@ def mae(y: Array, t: Any) -> float:
     Returns:
         The mean absolute error (float64).
 
+    >>> import numpy as np
+    >>> from fnnet.metrics import mae
     >>> mae(np.array([[1.0], [3.0]]), np.array([0.0, 3.0]))
     0.5
     """
@@ -280,6 +291,8 @@ def rmse(y: Array, t: Any) -> float:
     Returns:
         The root mean squared error (float64), in the targets' units.
 
+    >>> import numpy as np
+    >>> from fnnet.metrics import rmse
     >>> rmse(np.array([0.0, 0.0]), np.array([3.0, 4.0]))
     3.5355339059327378
     """
@@ -298,6 +311,8 @@ def r2(y: Array, t: Any) -> float:
     Returns:
         ``R²`` (float64); NaN when the targets are all equal (the ratio is undefined).
 
+    >>> import numpy as np
+    >>> from fnnet.metrics import r2
     >>> r2(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]))
     0.7857142857142857
     """
@@ -366,6 +381,9 @@ def default_metrics(loss: Callable[..., Any]) -> dict[str, Metric]:
     Returns:
         A new dict ``name -> metric``.
 
+    >>> from fnnet import losses
+    >>> import functools
+    >>> from fnnet.metrics import accuracy, default_metrics
     >>> sorted(default_metrics(losses.mean_squared_error))
     ['mae', 'r2', 'rmse']
     >>> default_metrics(losses.softmax_cross_entropy)["acc"] is accuracy
@@ -417,6 +435,7 @@ def check_metrics(metrics: Mapping[str, Metric], y_shape: tuple[int, ...], *, lo
     Returns:
         None.
 
+    >>> from fnnet.metrics import accuracy, check_metrics
     >>> check_metrics({"acc": accuracy}, (1,))
     Traceback (most recent call last):
     ...

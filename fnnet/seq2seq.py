@@ -26,6 +26,7 @@ The LSTMs are :class:`fnnet.layers.LSTMParams` (gate blocks f, g, i, o of
 carries the loss into the encoder.
 
 >>> import numpy as np, fnnet
+>>> from fnnet.seq2seq import Seq2seq, generate
 >>> model = Seq2seq(vocab_size=13, embed=16, hidden=32, src_len=7, peeky=True)
 >>> params, out = model.init(fnnet.key(0), (7 + 4,))
 >>> out
@@ -79,6 +80,7 @@ class EncoderParams(NamedTuple):
     """The encoder: ``embed`` (a ``(V, E)`` table) and its LSTM (input size ``E``).
 
     >>> import fnnet
+    >>> from fnnet.seq2seq import Seq2seq
     >>> p, _ = Seq2seq(13, 16, 32, src_len=7).init(fnnet.key(0), (11,))
     >>> p.encoder.embed.w.shape, p.encoder.lstm.wh.shape
     ((13, 16), (32, 128))
@@ -95,6 +97,7 @@ class DecoderParams(NamedTuple):
     (``2H`` when peeky or with attention).
 
     >>> import fnnet
+    >>> from fnnet.seq2seq import Seq2seq
     >>> p, _ = Seq2seq(13, 16, 32, src_len=7, peeky=True).init(fnnet.key(0), (11,))
     >>> p.decoder.lstm.wx.shape, p.decoder.affine.w.shape
     ((48, 128), (64, 13))
@@ -110,6 +113,7 @@ class Seq2seqParams(NamedTuple):
     :func:`fnnet.save` writes it).
 
     >>> import fnnet
+    >>> from fnnet.seq2seq import AttentionSeq2seq
     >>> p, _ = AttentionSeq2seq(59, 16, 256, src_len=29).init(fnnet.key(0), (39,))
     >>> fnnet.tree_paths(p)[:3]
     ['encoder/embed/w', 'encoder/lstm/wx', 'encoder/lstm/wh']
@@ -335,6 +339,7 @@ class Seq2seq(_EncoderDecoder):
         peeky: the sequel's PeekyDecoder.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.seq2seq import Seq2seq
     >>> m = Seq2seq(13, 16, 8, src_len=7, peeky=True)
     >>> fnnet.summary(m, (11,)).total_params
     2493
@@ -357,6 +362,7 @@ class AttentionSeq2seq(_EncoderDecoder):
     weighted sum, and the affine reads ``concat(context, h)`` (``(2H, V)``).
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.seq2seq import AttentionSeq2seq
     >>> m = AttentionSeq2seq(59, 16, 256, src_len=29, reverse=True)
     >>> fnnet.summary(m, (29 + 10,)).total_params
     591259
@@ -505,6 +511,7 @@ def generate(model: Layer, params: Seq2seqParams, src: Array, start_id: int, len
         ids ``(N, length)`` int64 (the start token excluded).
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.seq2seq import Seq2seq, generate
     >>> m = Seq2seq(5, 4, 6, src_len=3)
     >>> p, _ = m.init(fnnet.key(0), (5,))
     >>> generate(m, p, np.array([[1, 2, 3]]), start_id=0, length=2).shape
@@ -529,6 +536,7 @@ def sample(
         ids ``(N, length)`` int64.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.seq2seq import Seq2seq, sample
     >>> m = Seq2seq(5, 4, 6, src_len=3)
     >>> p, _ = m.init(fnnet.key(0), (5,))
     >>> a = sample(m, p, np.array([[1, 2, 3]]), 0, 4, key=fnnet.key(1))
@@ -573,6 +581,7 @@ def attention_weights(
         reads the source reversed.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.seq2seq import AttentionSeq2seq, attention_weights
     >>> m = AttentionSeq2seq(5, 4, 6, src_len=3)
     >>> p, _ = m.init(fnnet.key(0), (5,))
     >>> ids, w = attention_weights(m, p, np.array([[1, 2, 3]]), 0, 2)
@@ -662,6 +671,7 @@ def load_sequel_attention(path: str | Path, dtype: Any = np.float32) -> Seq2seqP
         ValueError: ``dtype`` is not floating point.
 
     >>> import os, tempfile, numpy as np
+    >>> from fnnet.seq2seq import load_sequel_attention
     >>> v, e, h = 5, 2, 3  # a tiny archive with the sequel's names
     >>> shapes = {"embed.W": (v, e), "lstm.Wx": (e, 4 * h), "lstm.Wh": (h, 4 * h), "lstm.b": (4 * h,)}
     >>> arrays = {f"{part}.{k}": np.ones(s, np.float16) for part in ("encoder", "decoder") for k, s in shapes.items()}
@@ -719,6 +729,7 @@ def teacher_forcing(src: Array, answer: Array) -> tuple[Array, Array]:
         input) and ``t = answer[:, 1:]`` ``(N, Ta - 1)`` int64 (the targets of its logits).
 
     >>> import numpy as np
+    >>> from fnnet.seq2seq import teacher_forcing
     >>> x, t = teacher_forcing(np.array([[1, 2]]), np.array([[0, 3, 4]]))
     >>> x.tolist(), t.tolist()
     ([[1, 2, 0, 3]], [[3, 4]])
@@ -750,6 +761,7 @@ def sequence_accuracy(
         The exact-match accuracy in [0, 1].
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.seq2seq import Seq2seq, sequence_accuracy
     >>> m = Seq2seq(5, 4, 6, src_len=3)
     >>> p, _ = m.init(fnnet.key(0), (5,))
     >>> 0.0 <= sequence_accuracy(m, p, np.array([[1, 2, 3]]), np.array([[0, 4, 4]])) <= 1.0

@@ -123,6 +123,7 @@ def tree_flatten(tree: Tree) -> tuple[list[Any], TreeDef]:
     Returns:
         ``(leaves, treedef)``: the leaves as a list and the structure for :func:`tree_unflatten`.
 
+    >>> from fnnet.tree import tree_flatten, tree_unflatten
     >>> leaves, treedef = tree_flatten({"b": (1, 2), "a": 3})
     >>> leaves
     [3, 1, 2]
@@ -145,6 +146,7 @@ def tree_flatten(tree: Tree) -> tuple[list[Any], TreeDef]:
 def tree_unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> Tree:
     """Rebuild a tree of structure ``treedef`` from ``leaves`` (inverse of :func:`tree_flatten`).
 
+    >>> from fnnet.tree import tree_flatten, tree_unflatten
     >>> _, treedef = tree_flatten([0, (0, 0)])
     >>> tree_unflatten(treedef, ["x", "y", "z"])
     ['x', ('y', 'z')]
@@ -164,6 +166,7 @@ def tree_unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> Tree:
 def tree_leaves(tree: Tree) -> list[Any]:
     """The leaves of ``tree`` in flattening order (depth first, dict keys sorted).
 
+    >>> from fnnet.tree import tree_leaves
     >>> tree_leaves({"b": (1, None, [2]), "a": 3})
     [3, 1, 2]
     """
@@ -196,6 +199,8 @@ def _collect(t: Any, leaves: list[Any]) -> None:
 def tree_structure(tree: Tree) -> TreeDef:
     """The structure of ``tree``.
 
+    >>> import numpy as np
+    >>> from fnnet.tree import tree_structure
     >>> tree_structure([np.zeros(2), None]).num_leaves
     1
     """
@@ -214,6 +219,7 @@ def tree_map(f: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
     Raises:
         ValueError: if the structures differ (the message names the path).
 
+    >>> from fnnet.tree import tree_map
     >>> tree_map(lambda a, b: a + b, (1, {"x": 2}), (10, {"x": 20}))
     (11, {'x': 22})
     """
@@ -243,6 +249,7 @@ def tree_map_n(f: Callable[..., tuple[Any, ...]], n: int, tree: Tree, *rest: Tre
     Raises:
         ValueError: if the structures differ (naming the path) or ``f`` returns a wrong count.
 
+    >>> from fnnet.tree import tree_map_n
     >>> tree_map_n(lambda a: (a + 1, a * 2), 2, {"x": 3, "y": (4,)})
     ({'x': 4, 'y': (5,)}, {'x': 6, 'y': (8,)})
     """
@@ -519,6 +526,8 @@ def _describe(t: Any) -> str:
 def tree_map_with_path(f: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
     """Like :func:`tree_map` but ``f(path, leaf, *others)`` also gets the leaf's path, e.g. ``"1/w"``.
 
+    >>> import numpy as np
+    >>> from fnnet.tree import tree_map_with_path
     >>> tree_map_with_path(lambda path, a: f"{path}: {a.shape}", (None, {"w": np.ones((2, 3))}))
     (None, {'w': '1/w: (2, 3)'})
     """
@@ -547,6 +556,7 @@ def tree_map_with_path(f: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
 def tree_paths(tree: Tree) -> list[str]:
     """The path of every leaf, in flattening order: ``"0/w"``, ``"0/b"``, ``"2/w"``, ...
 
+    >>> from fnnet.tree import tree_paths
     >>> tree_paths([{"w": 0, "b": 0}, None, {"w": 0}])
     ['0/b', '0/w', '2/w']
     """
@@ -558,6 +568,8 @@ def tree_paths(tree: Tree) -> list[str]:
 def tree_zeros_like(tree: Tree) -> Tree:
     """A tree of the same structure whose leaves are zero arrays of the same shape and dtype.
 
+    >>> import numpy as np
+    >>> from fnnet.tree import tree_zeros_like
     >>> z = tree_zeros_like({"w": np.ones((2, 3), np.float32)})
     >>> z["w"].shape, z["w"].dtype, float(z["w"].sum())
     ((2, 3), dtype('float32'), 0.0)
@@ -568,6 +580,8 @@ def tree_zeros_like(tree: Tree) -> Tree:
 def tree_size(tree: Tree) -> int:
     """Total number of scalars in all leaves.
 
+    >>> import numpy as np
+    >>> from fnnet.tree import tree_size
     >>> tree_size({"w": np.zeros((784, 50)), "b": np.zeros(50)})
     39250
     """
@@ -582,6 +596,8 @@ def tree_global_norm(tree: Tree) -> float:
     largest float64 or a leaf holds ``inf`` (``nan`` if a leaf holds ``nan``): finite leaves
     whose squares overflow float64 (values above about 1e154) are rescaled, not reported as ``inf``.
 
+    >>> import numpy as np
+    >>> from fnnet.tree import tree_global_norm
     >>> tree_global_norm((np.array([3.0]), {"b": np.array([4.0])}))
     5.0
     >>> tree_global_norm(np.full(4, 1e200))            # the squares overflow float64, the norm does not
@@ -613,6 +629,8 @@ def _global_norm_rescaled(leaves: list[Any]) -> float:
 def tree_astype(tree: Tree, dtype: Any) -> Tree:
     """A copy of ``tree`` with every floating point leaf cast to ``dtype`` (others unchanged).
 
+    >>> import numpy as np
+    >>> from fnnet.tree import tree_astype
     >>> half = tree_astype({"w": np.ones((2, 2)), "steps": np.array([3], np.int64)}, np.float16)
     >>> half["w"].dtype, half["steps"].dtype
     (dtype('float16'), dtype('int64'))

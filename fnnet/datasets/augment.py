@@ -116,6 +116,7 @@ class RandomCrop:
         and dtype (every channel of a sample gets the same offset).
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.datasets import RandomCrop
     >>> x = np.ones((3, 1, 5, 5), np.float32)
     >>> y = RandomCrop(pad=2)(fnnet.key(1), x)
     >>> y.shape, y.dtype, float(y.max())
@@ -142,6 +143,7 @@ class RandomTranslate:
         shape and dtype.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.datasets import RandomTranslate
     >>> x = np.zeros((1, 1, 3, 3), np.float32); x[0, 0, 1, 1] = 1.0
     >>> y = RandomTranslate(1, 1)(fnnet.key(0), x)
     >>> float(y.sum()), y.shape
@@ -166,6 +168,7 @@ class HorizontalFlip:
         and dtype.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.datasets import HorizontalFlip
     >>> x = np.arange(3, dtype=np.float32).reshape(1, 1, 1, 3)
     >>> HorizontalFlip(p=1.0)(fnnet.key(0), x).ravel().tolist()
     [2.0, 1.0, 0.0]
@@ -230,6 +233,7 @@ class RandomErasing:
         shape and dtype.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.datasets import RandomErasing
     >>> x = np.ones((4, 1, 6, 6), np.float32)
     >>> y = RandomErasing(p=1.0, scale=(0.25, 0.25), ratio=(1.0, 1.0))(fnnet.key(0), x)
     >>> y.shape, y.dtype, (y == 0).sum(axis=(1, 2, 3)).tolist()    # a 3x3 square in each sample
@@ -303,6 +307,7 @@ class Compose:
         and dtype.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.datasets import Compose, HorizontalFlip, RandomCrop, compose
     >>> aug = compose(RandomCrop(pad=1), HorizontalFlip(p=1.0))
     >>> aug == Compose((RandomCrop(pad=1), HorizontalFlip(p=1.0))), len(aug.transforms)
     (True, 2)
@@ -332,6 +337,7 @@ def compose(*transforms: Augmentation) -> Compose:
         A :class:`Compose`, itself an augmentation.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.datasets import HorizontalFlip, RandomCrop, compose
     >>> aug = compose(HorizontalFlip(p=1.0), RandomCrop(pad=0))
     >>> aug(fnnet.key(0), np.arange(2.0).reshape(1, 1, 1, 2)).ravel().tolist()
     [1.0, 0.0]

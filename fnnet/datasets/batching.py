@@ -43,6 +43,7 @@ def shuffle(key: Key, *arrays: Array) -> tuple[Array, ...]:
         New arrays ``a[perm]`` in the same order, the same ``perm`` for all.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.datasets import shuffle
     >>> x, t = np.arange(5), np.arange(5) * 10
     >>> xs, ts = shuffle(fnnet.key(0), x, t)
     >>> bool((ts == xs * 10).all()), sorted(xs.tolist())
@@ -68,6 +69,7 @@ def train_val_split(
         ``((x_train, t_train), (x_val, t_val))``: new arrays, each sample in exactly one part.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.datasets import train_val_split
     >>> (x_tr, t_tr), (x_val, t_val) = train_val_split(fnnet.key(0), np.zeros((10, 3)), np.arange(10), val_size=0.2)
     >>> x_tr.shape, x_val.shape
     ((8, 3), (2, 3))
@@ -118,6 +120,7 @@ def batches(
         when this is called, not when iterated.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.datasets import batches
     >>> x, t = np.zeros((10, 3)), np.arange(10)
     >>> [len(tb) for _, tb in batches(fnnet.key(0), x, t, 4)]
     [4, 4, 2]

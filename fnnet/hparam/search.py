@@ -41,7 +41,7 @@ class SearchInterrupted(KeyboardInterrupt):
             ``n_trials`` runs only the others and returns the trials of an uninterrupted search.
 
     >>> import fnnet
-    >>> from fnnet.hparam import Uniform
+    >>> from fnnet.hparam import SearchInterrupted, Uniform, random_search
     >>> def objective(hparams, key):
     ...     if 0.45 < hparams["x"] < 0.55:              # as if Ctrl-C were pressed during this trial
     ...         raise KeyboardInterrupt
@@ -81,6 +81,7 @@ def run_trial(objective: Objective, index: int, hparams: dict[str, Value], key: 
         (also when the objective returns no ``val_acc`` or a non-finite metric).
 
     >>> import fnnet
+    >>> from fnnet.hparam import run_trial
     >>> bad = run_trial(lambda hparams, key: {"loss": 1.0}, 7, {"lr": 0.1}, fnnet.key(7))
     >>> bad.index, bad.status, bad.error
     (7, 'failed', "ValueError: objective must return 'val_acc', got ['loss']")

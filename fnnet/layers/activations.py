@@ -40,6 +40,7 @@ class LeakyReLU(_Elementwise):
         negative_slope: the slope for ``x <= 0``, a finite number (default 0.01).
 
     >>> import numpy as np
+    >>> from fnnet.layers import LeakyReLU
     >>> LeakyReLU(0.2).apply(None, np.array([[-1.0, 3.0]])).tolist()
     [[-0.2, 3.0]]
     """
@@ -65,6 +66,7 @@ class ELU(_Elementwise):
         alpha: the negative saturation value is ``-alpha``; a finite number ``>= 0`` (default 1).
 
     >>> import numpy as np
+    >>> from fnnet.layers import ELU
     >>> ELU().apply(None, np.array([[-1.0, 2.0]])).round(4).tolist()
     [[-0.6321, 2.0]]
     """
@@ -95,6 +97,7 @@ class GELU(_Elementwise):
         approximate: use the tanh form (a bool, default False).
 
     >>> import numpy as np
+    >>> from fnnet.layers import GELU
     >>> GELU().apply(None, np.array([[-1.0, 1.0]])).round(6).tolist()
     [[-0.158655, 0.841345]]
     >>> GELU(approximate=True).apply(None, np.array([[1.0]])).round(6).tolist()
@@ -120,6 +123,7 @@ class SiLU(_Elementwise):
     ``s = sigmoid(x)``. Any shape, same shape and dtype out.
 
     >>> import numpy as np
+    >>> from fnnet.layers import SiLU
     >>> SiLU().apply(None, np.array([[-1.0, 2.0]])).round(4).tolist()
     [[-0.2689, 1.7616]]
     """
@@ -143,6 +147,7 @@ class Softplus(_Elementwise):
     ``dx = dout * sigmoid(x)``. Any shape, same shape and dtype out.
 
     >>> import numpy as np
+    >>> from fnnet.layers import Softplus
     >>> Softplus().apply(None, np.array([[-1000.0, 0.0, 1000.0]])).round(4).tolist()
     [[0.0, 0.6931, 1000.0]]
     """

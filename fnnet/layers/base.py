@@ -60,6 +60,7 @@ class Ctx:
             thread count). Every shard must make the same calls in the same order.
 
     >>> import fnnet
+    >>> from fnnet.layers import Ctx
     >>> ctx = Ctx(train=True, key=fnnet.key(0))
     >>> ctx.child(2).key == fnnet.fold_in(fnnet.key(0), 2)
     True

@@ -77,6 +77,8 @@ def embedding_grad(ids: Array, dout: Array, vocab_size: int) -> Array:
         ValueError: ids that are not integers, lie outside ``[0, V)`` or do not match
             ``dout.shape[:-1]``.
 
+    >>> import numpy as np
+    >>> from fnnet.layers import embedding_grad
     >>> embedding_grad(np.array([[0, 2, 0]]), np.ones((1, 3, 2), np.float32), 3).tolist()
     [[2.0, 2.0], [0.0, 0.0], [1.0, 1.0]]
     """
@@ -118,6 +120,8 @@ class Embedding(Layer):
         dim: the vector size.
         w_init: initialiser of ``w`` (default ``N(0, 0.01²)``, the sequel's).
 
+    >>> import numpy as np
+    >>> from fnnet.layers import Embedding
     >>> emb = Embedding(5, 2)
     >>> import fnnet
     >>> params, _ = emb.init(fnnet.key(0), (3,))
@@ -183,6 +187,8 @@ class TimeAffine(Layer):
         units: the output size.
         w_init, b_init: initialisers (default: std ``1/sqrt(D)`` normal, as the sequel; zeros).
 
+    >>> import numpy as np
+    >>> from fnnet.layers import TimeAffine
     >>> layer = TimeAffine(3)
     >>> import fnnet
     >>> params, out = layer.init(fnnet.key(0), (5, 4))

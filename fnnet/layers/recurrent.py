@@ -144,6 +144,8 @@ class LSTMParams(NamedTuple):
     gate ``(f, g, i, o)[k]``.
 
     >>> import fnnet
+    >>> import numpy as np
+    >>> from fnnet.layers import LSTMParams, lstm_cell
     >>> p, _ = fnnet.LSTM(5).init(fnnet.key(0), (7, 3))
     >>> p.wx.shape, p.wh.shape, p.b.shape
     ((3, 20), (5, 20), (20,))
@@ -164,6 +166,8 @@ class GRUParams(NamedTuple):
     ``(r, z, n)``, and ``bhn (H,)``, the bias of ``h @ wh_n`` inside the reset product.
 
     >>> import fnnet
+    >>> import numpy as np
+    >>> from fnnet.layers import GRUParams, gru_cell
     >>> p, _ = fnnet.GRU(5).init(fnnet.key(0), (7, 3))
     >>> p.wx.shape, p.wh.shape, p.b.shape, p.bhn.shape
     ((3, 15), (5, 15), (15,), (5,))
@@ -182,6 +186,8 @@ class RNNState(NamedTuple):
     """Hidden state of :class:`RNN` and :class:`GRU`: ``h (N, H)``.
 
     >>> import fnnet
+    >>> import numpy as np
+    >>> from fnnet.layers import RNNState
     >>> rnn = fnnet.RNN(4, stateful=True)
     >>> params, _ = rnn.init(fnnet.key(0), (5, 3))
     >>> h0 = RNNState(np.zeros((2, 4), np.float32))  # the same as passing None
@@ -197,6 +203,8 @@ class LSTMState(NamedTuple):
     """State of :class:`LSTM`: hidden ``h (N, H)`` and cell ``c (N, H)``.
 
     >>> import fnnet
+    >>> import numpy as np
+    >>> from fnnet.layers import LSTMState
     >>> lstm = fnnet.LSTM(4, stateful=True)
     >>> params, _ = lstm.init(fnnet.key(0), (5, 3))
     >>> s0 = LSTMState(np.zeros((2, 4), np.float32), np.ones((2, 4), np.float32))
@@ -216,6 +224,9 @@ class RNNCache(NamedTuple):
     Opaque: hand it to :func:`rnn_scan_backward` unchanged; its fields are internal.
 
     >>> import fnnet
+    >>> import numpy as np
+    >>> from fnnet.layers import rnn_scan, rnn_scan_backward
+    >>> from fnnet.layers.recurrent import RNNCache
     >>> p, _ = fnnet.RNN(4).init(fnnet.key(0), (5, 3))
     >>> hs, hT, cache = rnn_scan(p, np.ones((2, 5, 3), np.float32))
     >>> isinstance(cache, RNNCache), rnn_scan_backward(p, cache, np.ones_like(hs))[0].shape
@@ -234,6 +245,9 @@ class LSTMCache(NamedTuple):
     Opaque: hand it to :func:`lstm_scan_backward` unchanged; its fields are internal.
 
     >>> import fnnet
+    >>> import numpy as np
+    >>> from fnnet.layers import lstm_scan, lstm_scan_backward
+    >>> from fnnet.layers.recurrent import LSTMCache
     >>> p, _ = fnnet.LSTM(4).init(fnnet.key(0), (5, 3))
     >>> hs, (hT, cT), cache = lstm_scan(p, np.ones((2, 5, 3), np.float32))
     >>> isinstance(cache, LSTMCache), lstm_scan_backward(p, cache, np.ones_like(hs))[0].shape
@@ -255,6 +269,9 @@ class GRUCache(NamedTuple):
     Opaque: hand it to :func:`gru_scan_backward` unchanged; its fields are internal.
 
     >>> import fnnet
+    >>> import numpy as np
+    >>> from fnnet.layers import gru_scan, gru_scan_backward
+    >>> from fnnet.layers.recurrent import GRUCache
     >>> p, _ = fnnet.GRU(4).init(fnnet.key(0), (5, 3))
     >>> hs, hT, cache = gru_scan(p, np.ones((2, 5, 3), np.float32))
     >>> isinstance(cache, GRUCache), gru_scan_backward(p, cache, np.ones_like(hs))[0].shape
@@ -384,6 +401,8 @@ def rnn_cell(params: RNNParams, x_t: Array, h: Array) -> Array:
     Returns:
         The next hidden state ``(N, H)``.
 
+    >>> import numpy as np
+    >>> from fnnet.layers import RNNParams, rnn_cell
     >>> p = RNNParams(np.eye(2, dtype=np.float32), np.zeros((2, 2), np.float32), np.zeros(2, np.float32))
     >>> rnn_cell(p, np.array([[0.0, 100.0]], np.float32), np.zeros((1, 2), np.float32)).tolist()
     [[0.0, 1.0]]
@@ -403,6 +422,8 @@ def rnn_scan(params: RNNParams, x: Array, h0: Array | None = None) -> tuple[Arra
         ``(hs, hT, cache)``: all hidden states ``(N, T, H)``, the last one ``(N, H)`` (``h0`` when
         ``T == 0``) and the cache for :func:`rnn_scan_backward`.
 
+    >>> import numpy as np
+    >>> from fnnet.layers import RNNParams, rnn_scan
     >>> p = RNNParams(np.ones((1, 2), np.float32), np.zeros((2, 2), np.float32), np.zeros(2, np.float32))
     >>> hs, hT, _ = rnn_scan(p, np.zeros((3, 4, 1), np.float32))
     >>> hs.shape, hT.shape
@@ -439,6 +460,8 @@ def rnn_scan_backward(
         ``(dx (N, T, D), dh0 (N, H), grads)`` with ``grads`` an :class:`RNNParams`.
 
     >>> import fnnet
+    >>> import numpy as np
+    >>> from fnnet.layers import rnn_scan, rnn_scan_backward
     >>> p, _ = fnnet.RNN(4).init(fnnet.key(0), (6, 3))
     >>> hs, hT, cache = rnn_scan(p, np.ones((2, 6, 3), np.float32))
     >>> dx, dh0, grads = rnn_scan_backward(p, cache, dhT=np.ones_like(hT))  # a loss on hT only
@@ -482,6 +505,8 @@ def lstm_cell(params: LSTMParams, x_t: Array, h: Array, c: Array) -> tuple[Array
     Returns:
         ``(h', c')`` with ``c' = σ(f) c + tanh(g) σ(i)`` and ``h' = σ(o) tanh(c')``.
 
+    >>> import numpy as np
+    >>> from fnnet.layers import LSTMParams, lstm_cell
     >>> p = LSTMParams(np.zeros((1, 4), np.float32), np.zeros((1, 4), np.float32), np.zeros(4, np.float32))
     >>> h, c = lstm_cell(p, np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32), np.ones((1, 1), np.float32))
     >>> float(c[0, 0])  # σ(0) * 1 + tanh(0) * σ(0)
@@ -532,6 +557,8 @@ def lstm_scan(
         states ``(N, H)`` and the cache for :func:`lstm_scan_backward`.
 
     >>> import fnnet
+    >>> import numpy as np
+    >>> from fnnet.layers import lstm_scan
     >>> p, _ = fnnet.LSTM(4).init(fnnet.key(0), (6, 3))
     >>> x = np.ones((2, 6, 3), np.float32)
     >>> hs, (hT, cT), cache = lstm_scan(p, x)
@@ -667,6 +694,8 @@ def lstm_scan_backward(
         with ``const_grad=True``, ``(dx, dh0, dc0, grads, dx_const (N, Dc))``.
 
     >>> import fnnet
+    >>> import numpy as np
+    >>> from fnnet.layers import lstm_scan, lstm_scan_backward
     >>> p, _ = fnnet.LSTM(4).init(fnnet.key(0), (6, 3))
     >>> hs, _, cache = lstm_scan(p, np.ones((2, 6, 3), np.float32))
     >>> dx, dh0, dc0, grads = lstm_scan_backward(p, cache, np.ones_like(hs))
@@ -767,6 +796,8 @@ def gru_cell(params: GRUParams, x_t: Array, h: Array) -> Array:
     Returns:
         The next hidden state ``h' = (1 - z) n + z h``, shape ``(N, H)``.
 
+    >>> import numpy as np
+    >>> from fnnet.layers import GRUParams, gru_cell
     >>> p = GRUParams(*(np.zeros(s, np.float32) for s in [(1, 3), (1, 3), (3,), (1,)]))
     >>> gru_cell(p, np.zeros((1, 1), np.float32), np.ones((1, 1), np.float32)).tolist()  # z = 0.5, n = 0
     [[0.5]]
@@ -797,6 +828,8 @@ def gru_scan(params: GRUParams, x: Array, h0: Array | None = None) -> tuple[Arra
         cache for :func:`gru_scan_backward`.
 
     >>> import fnnet
+    >>> import numpy as np
+    >>> from fnnet.layers import gru_scan
     >>> p, _ = fnnet.GRU(4).init(fnnet.key(0), (6, 3))
     >>> hs, hT, cache = gru_scan(p, np.ones((2, 6, 3), np.float32))
     >>> hs.shape, hT.shape
@@ -855,6 +888,8 @@ def gru_scan_backward(
         ``(dx (N, T, D), dh0 (N, H), grads)`` with ``grads`` a :class:`GRUParams`.
 
     >>> import fnnet
+    >>> import numpy as np
+    >>> from fnnet.layers import gru_scan, gru_scan_backward
     >>> p, _ = fnnet.GRU(4).init(fnnet.key(0), (6, 3))
     >>> hs, hT, cache = gru_scan(p, np.ones((2, 6, 3), np.float32))
     >>> dx, dh0, grads = gru_scan_backward(p, cache, np.ones_like(hs))
@@ -1056,7 +1091,8 @@ class RNN(_Recurrent):
 """
         + _DOC_LAYER
         + """
-    >>> import fnnet
+    >>> import numpy as np, fnnet
+    >>> from fnnet.layers import RNN
     >>> rnn = RNN(6, return_sequences=False)
     >>> params, out_shape = rnn.init(fnnet.key(0), (4, 3))  # in_shape (T, D)
     >>> y, state, cache = rnn.forward(params, None, np.ones((2, 4, 3), np.float32))  # x (N, T, D)
@@ -1101,7 +1137,8 @@ class LSTM(_Recurrent):
 """
         + _DOC_LAYER
         + """
-    >>> import fnnet
+    >>> import numpy as np, fnnet
+    >>> from fnnet.layers import LSTM
     >>> lstm = LSTM(8, stateful=True)
     >>> params, out_shape = lstm.init(fnnet.key(0), (5, 3))  # in_shape (T, D)
     >>> x = np.ones((2, 5, 3), np.float32)  # (N, T, D)
@@ -1155,7 +1192,8 @@ class GRU(_Recurrent):
 """
         + _DOC_LAYER
         + """
-    >>> import fnnet
+    >>> import numpy as np, fnnet
+    >>> from fnnet.layers import GRU, RNNState
     >>> gru = GRU(4)
     >>> params, out_shape = gru.init(fnnet.key(0), (6, 3))  # in_shape (T, D)
     >>> h0 = RNNState(np.full((2, 4), 0.5, np.float32))

@@ -8,6 +8,7 @@ early stopping and a reduce-on-plateau rule (:mod:`fnnet.train.stopping`) decide
 history alone.
 
 >>> import numpy as np, fnnet
+>>> from fnnet.train import fit
 >>> rng = np.random.default_rng(0)
 >>> x = rng.normal(size=(200, 2)).astype(np.float32)
 >>> t = (x[:, 0] > 0).astype(np.int64)
@@ -94,6 +95,7 @@ def predict(
     can be taken in another order).
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.train import predict
     >>> model = fnnet.serial(fnnet.Affine(3), fnnet.Softmax())
     >>> params, _ = model.init(fnnet.key(0), (5,))
     >>> y = predict(model, params, np.ones((2500, 5), np.float32), batch_size=1000)   # 3 batches
@@ -135,6 +137,7 @@ def evaluate(
         ``{"loss": ..., name: ... for each metric}``, e.g. ``{"loss": 0.31, "acc": 0.91}``.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.train import evaluate
     >>> model = fnnet.Affine(1)
     >>> params, _ = model.init(fnnet.key(0), (3,))
     >>> x = np.ones((4, 3), np.float32)
@@ -175,6 +178,7 @@ class FitResult:
             ``history`` and, when ``best_epoch`` is set, ``best_state=state``.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.train import FitResult, fit
     >>> x, t = np.ones((8, 2), np.float32), np.zeros(8, np.int64)
     >>> result = fit(fnnet.Affine(2), fnnet.optim.sgd(0.1), (x, t), key=fnnet.key(0), epochs=2,
     ...              batch_size=4, progress="quiet")
@@ -213,6 +217,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     otherwise the same arguments continues to the bits of a run that was never interrupted.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.train import TrainingInterrupted, fit
     >>> x = fnnet.key(0).generator().normal(size=(60, 3)).astype(np.float32)
     >>> t = (x[:, 0] > 0).astype(np.int64)
     >>> def run(**kw):
@@ -485,6 +490,7 @@ def fit(
         holding the last step's state, and the last epoch's state with its history to resume from.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.train import EarlyStopping, fit
     >>> x = fnnet.key(0).generator().normal(size=(100, 2)).astype(np.float32)   # (N, 2)
     >>> t = (x[:, 0] > x[:, 1]).astype(np.int64)                                   # (N,) labels
     >>> model = fnnet.serial(fnnet.Affine(16), fnnet.ReLU(), fnnet.Affine(2))

@@ -11,6 +11,7 @@ with a multi-threaded BLAS leaves the second core idle in everything that is not
 - BLAS runs with a fixed thread count inside fnnet's steps (:func:`blas_limit`), set through
   threadpoolctl, so that GEMM rounding never depends on the machine's cores.
 
+>>> from fnnet.train.parallel import run_shards
 >>> run_shards(lambda i: i * i, range(4), threads=2)
 [0, 1, 4, 9]
 """
@@ -96,6 +97,7 @@ def _get_blas() -> _Blas:
 def blas_threads() -> int | None:
     """The number of threads NumPy's BLAS uses now, or ``None`` if threadpoolctl finds no BLAS.
 
+    >>> from fnnet.train.parallel import blas_threads
     >>> n = blas_threads()
     >>> n is None or n >= 1
     True
@@ -117,6 +119,7 @@ def blas_limit(threads: int = 1) -> Iterator[None]:
         threads: the BLAS thread count, a positive int.
 
     >>> import numpy as np
+    >>> from fnnet.train.parallel import blas_limit, blas_threads
     >>> with blas_limit(1):
     ...     inside = blas_threads()
     ...     y = np.ones((64, 64)) @ np.ones((64, 64))
@@ -191,6 +194,7 @@ def _uninterrupted(fn: Callable[[], None]) -> None:
 def available_cores() -> int:
     """CPU cores this process may run on (its affinity mask where the OS has one).
 
+    >>> from fnnet.train.parallel import available_cores
     >>> available_cores() >= 1
     True
     """
@@ -206,6 +210,7 @@ def default_threads() -> int:
     Raises:
         ValueError: if ``$FNNET_NUM_THREADS`` is not a positive integer.
 
+    >>> from fnnet.train.parallel import default_threads
     >>> default_threads() >= 1
     True
     """
@@ -225,6 +230,7 @@ def shard_slices(n: int, shards: int) -> list[slice]:
     """Split ``range(n)`` into ``min(shards, n)`` contiguous slices whose lengths differ by at most 1
     (longer ones first); an empty list for ``n == 0``.
 
+    >>> from fnnet.train.parallel import shard_slices
     >>> shard_slices(5, 2)
     [slice(0, 3, None), slice(3, 5, None)]
     """
@@ -329,6 +335,7 @@ def run_shards(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R
     other runs after their current item, and is raised once they have stopped (at once on a
     second Ctrl-C). Called from a pool thread, it runs the items one after another.
 
+    >>> from fnnet.train.parallel import run_shards
     >>> run_shards(lambda rows: sum(rows), [range(0, 3), range(3, 6), range(6, 9)], threads=2)
     [3, 12, 21]
     """
@@ -389,6 +396,7 @@ class ShardGroup:
     fails the run with ``ValueError`` instead of leaving the others waiting for ever.
 
     >>> import numpy as np
+    >>> from fnnet.train.parallel import ShardGroup
     >>> group = ShardGroup(2, threads=2)
     >>> group.run(lambda s: group.batch_sum(s)(np.array([s + 1.0]))).__repr__()
     '[array([3.]), array([3.])]'

@@ -12,6 +12,7 @@ statistics through ``ctx.batch_sum``), and BLAS runs with a fixed thread count.
 batch shape give the same bits on any machine.
 
 >>> import numpy as np, fnnet
+>>> from fnnet.train import init_train_state, make_train_step
 >>> model = fnnet.serial(fnnet.Affine(8), fnnet.ReLU(), fnnet.Affine(3))
 >>> opt = fnnet.sgd(0.1)
 >>> state = init_train_state(model, opt, fnnet.key(0), (4,))
@@ -133,6 +134,7 @@ class StepMetrics(NamedTuple):
             each top-level entry of the params tree (see :func:`grad_entry_norms`); else ``()``.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.train import init_train_state, make_train_step
     >>> model, opt = fnnet.serial(fnnet.Affine(3), fnnet.ReLU(), fnnet.Affine(2)), fnnet.optim.sgd(0.1)
     >>> step = make_train_step(model, fnnet.softmax_cross_entropy, opt, grad_norms=True)
     >>> _, metrics = step(init_train_state(model, opt, fnnet.key(0), (4,)), np.ones((2, 4), np.float32),
@@ -156,6 +158,7 @@ class NonFiniteLossError(FloatingPointError):
         history: the history up to the failure (``fit`` only).
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.train import NonFiniteLossError, init_train_state, make_train_step
     >>> model, opt = fnnet.Affine(1), fnnet.optim.sgd(0.1)
     >>> step = make_train_step(model, lambda y, t: (float("nan"), np.zeros_like(y)), opt)
     >>> state = init_train_state(model, opt, fnnet.key(0), (2,))
@@ -181,6 +184,7 @@ def init_train_state(model: Layer, optimizer: GradientTransformation, key: Key, 
     """Initialise params (from ``key``), optimizer state and model state for inputs ``(N, *in_shape)``.
 
     >>> import fnnet
+    >>> from fnnet.train import init_train_state
     >>> s = init_train_state(fnnet.Affine(2), fnnet.sgd(0.1), fnnet.key(0), (3,))
     >>> s.params.w.shape, int(s.step)
     ((3, 2), 0)
@@ -201,6 +205,7 @@ def all_finite(tree: Tree) -> bool:
     Python floats; other leaves (ints, strings) are not checked.
 
     >>> import numpy as np
+    >>> from fnnet.train import all_finite
     >>> all_finite((np.ones(3), np.array([1.0, np.inf])))
     False
     >>> all_finite({"count": np.float32(np.nan)}), all_finite([0.5, 2])
@@ -227,6 +232,7 @@ def grad_entry_norms(grads: Tree) -> tuple[float, ...]:
     layer's params record, one per value of a dict (keys sorted), or one for a bare array.
 
     >>> import numpy as np
+    >>> from fnnet.train import grad_entry_norms
     >>> grad_entry_norms((np.array([3.0, 4.0]), None, {"b": np.ones(4)}))
     (5.0, 0.0, 2.0)
     """
@@ -243,6 +249,7 @@ def join_rows(parts: list[Array]) -> Array:
     """Concatenate arrays along axis 0, keeping a channels-last memory order of 4-D parts.
 
     >>> import numpy as np
+    >>> from fnnet.train.step import join_rows
     >>> join_rows([np.zeros((2, 3)), np.ones((1, 3))]).shape          # (N1 + N2, ...)
     (3, 3)
     """
@@ -261,6 +268,7 @@ class ExecutionPolicy:
     the model, the batch shape and explicit settings only.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.train import choose_policy
     >>> model = fnnet.Affine(2)
     >>> params, _ = model.init(fnnet.key(0), (3,))
     >>> choose_policy(model, params, None, np.zeros((100, 3), np.float32))    # a batch (N, 3)
@@ -284,6 +292,7 @@ def choose_policy(model: Layer, params: Tree, state: Tree, x: Array) -> Executio
     recurrent layer carries has one row per sample of the whole batch, not of the probe's two.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.train import choose_policy
     >>> net = fnnet.models.two_layer_net()
     >>> p, _ = net.init(fnnet.key(0), (784,))
     >>> choose_policy(net, p, net.init_state((784,)), np.zeros((100, 784), np.float32))
@@ -361,6 +370,7 @@ def make_train_step(
         are not finite; its ``state`` is the step's input state.
 
     >>> import numpy as np, fnnet
+    >>> from fnnet.train import init_train_state, make_train_step
     >>> model, opt = fnnet.serial(fnnet.Affine(4), fnnet.ReLU(), fnnet.Affine(3)), fnnet.optim.adam(0.01)
     >>> train_step = make_train_step(model, fnnet.softmax_cross_entropy, opt)
     >>> state = init_train_state(model, opt, fnnet.key(0), (5,))
