@@ -143,7 +143,12 @@ def test_the_learning_curve_of_one_epoch_has_whole_ticks_and_accuracy_within_0_a
     plt = pytest.importorskip("matplotlib.pyplot")
     figures: list[Any] = []
     close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
+
+    def record(fig: Any) -> None:
+        figures.append(fig)
+        close(fig)
+
+    monkeypatch.setattr(plt, "close", record)
     history = History((2.3,), ({"loss": 2.3, "train_loss": 0.01, "train_acc": 1.0, "test_loss": 0.02, "test_acc": 1.0},))
     assert cli._plot(history, tmp_path / "curve.png", {})
     assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
