@@ -74,6 +74,7 @@ import secrets
 import shutil
 import signal
 import sys
+import textwrap
 import threading
 import time
 import warnings
@@ -168,7 +169,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_BUG: "unexpected error (a bug in fnnet; the only failure that prints a traceback)",
     EXIT_USAGE: "bad option or value, bad $FNNET_NUM_THREADS, an --out that cannot hold a run, "
-                "or no onnx for export (no matplotlib for evaluate --out)",
+                "no onnx for export or no matplotlib for evaluate --out",
     EXIT_INPUT: "data set or checkpoint missing, unreadable, not fitting the model, or not finite",
     EXIT_OUTPUT: "--out or standard output cannot be written",
     EXIT_TRAINING: "training diverged (NaN/inf loss or parameters) or ran out of memory",
@@ -335,7 +336,9 @@ def _per_model(i: int) -> str:
 
 
 def _parser() -> _Parser:
-    codes = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+    codes = "\n".join(textwrap.fill(text, 100, initial_indent=f"  {code:>3}  ", subsequent_indent=" " * 7,
+                                    break_long_words=False, break_on_hyphens=False)
+                      for code, text in EXIT_CODES.items())
     p = _Parser(
         prog="fnnet",
         description="Pure-function neural networks on NumPy: train the book's models, evaluate checkpoints.",
