@@ -74,7 +74,6 @@ import secrets
 import shutil
 import signal
 import sys
-import textwrap
 import threading
 import time
 import warnings
@@ -169,7 +168,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_BUG: "unexpected error (a bug in fnnet; the only failure that prints a traceback)",
     EXIT_USAGE: "bad option or value, bad $FNNET_NUM_THREADS, an --out that cannot hold a run, "
-                "no onnx for export or no matplotlib for evaluate --out",
+                "no onnx (export) or matplotlib (evaluate --out)",
     EXIT_INPUT: "data set or checkpoint missing, unreadable, not fitting the model, or not finite",
     EXIT_OUTPUT: "--out or standard output cannot be written",
     EXIT_TRAINING: "training diverged (NaN/inf loss or parameters) or ran out of memory",
@@ -336,9 +335,7 @@ def _per_model(i: int) -> str:
 
 
 def _parser() -> _Parser:
-    codes = "\n".join(textwrap.fill(text, 100, initial_indent=f"  {code:>3}  ", subsequent_indent=" " * 7,
-                                    break_long_words=False, break_on_hyphens=False)
-                      for code, text in EXIT_CODES.items())
+    codes = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
     p = _Parser(
         prog="fnnet",
         description="Pure-function neural networks on NumPy: train the book's models, evaluate checkpoints.",
