@@ -15,7 +15,8 @@ code  meaning
 1     an unexpected error, i.e. a bug in fnnet: the only failure that prints a Python traceback
 2     usage: an unknown or malformed option, a value out of range (``--lr inf``, ``--epochs 0``),
       a bad ``$FNNET_NUM_THREADS``, an ``--out`` that is a file or holds anything other than
-      fnnet's outputs, or ``fnnet export`` without the onnx package; found before any data is read
+      fnnet's outputs, ``fnnet export`` without the onnx package or ``fnnet evaluate --out`` without
+      matplotlib; found before any data is read
 3     bad input: the data set or checkpoint is missing, unreadable or not what it should be, its
       images do not fit the model (too small for a convolutional net, or another size than the
       checkpoint was trained on), or the checkpoint's parameters are not all finite
@@ -25,7 +26,7 @@ code  meaning
       standard output, when writing to it fails (a full disk), ``--help`` and ``--version`` too
 5     training failed: the loss or the parameters became NaN or infinite (lower ``--lr``), or
       memory ran out (lower ``--batch-size``)
-130   interrupted (Ctrl-C, SIGINT)
+130   interrupted (Ctrl-C, SIGINT): ``--out`` is untouched or complete
 141   standard output was closed before the end (``fnnet ... | head -1``); nothing more is printed
 143   terminated (SIGTERM), handled as Ctrl-C is: ``--out`` is untouched or complete
 ====  ========================================================================================
@@ -37,7 +38,8 @@ outputs are written into a new sibling directory ``.DIR.fnnet-new-PID-XXXXXXXX``
 ``DIR`` at the end; a previous run is first renamed aside to ``.DIR.fnnet-old-PID-XXXXXXXX`` and
 deleted once the new run is in place. SIGINT and SIGTERM are held off from the moment the final
 accuracy is printed, while the outputs are written and renamed (about a second), so Ctrl-C either
-leaves the previous run (exit 130; SIGTERM: 143) or lets the new one complete (exit 0). After a
+leaves the previous run (exit 130; SIGTERM: 143) or lets the new one complete (exit 0; 130 or 143
+when the signal comes after the renames, which the message says). After a
 failure, an interrupt or SIGTERM the temporary directory is removed. A process killed outright
 (``kill -9``) may leave it behind; the next run to the same ``DIR`` deletes it. Only a kill between the two renames
 leaves ``DIR`` missing, with the previous run in ``.DIR.fnnet-old-*`` and the complete new one in
@@ -165,13 +167,14 @@ EXIT_PIPE, EXIT_TERMINATED = 141, 143  # 128 + SIGPIPE, 128 + SIGTERM: what a sh
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_BUG: "unexpected error (a bug in fnnet; the only failure that prints a traceback)",
-    EXIT_USAGE: "bad option or value, bad $FNNET_NUM_THREADS, an --out that cannot hold a run, or no onnx for export",
+    EXIT_USAGE: "bad option or value, bad $FNNET_NUM_THREADS, an --out that cannot hold a run, "
+                "no onnx (export) or matplotlib (evaluate --out)",
     EXIT_INPUT: "data set or checkpoint missing, unreadable, not fitting the model, or not finite",
     EXIT_OUTPUT: "--out or standard output cannot be written",
     EXIT_TRAINING: "training diverged (NaN/inf loss or parameters) or ran out of memory",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C); --out is untouched",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); --out is untouched or complete",
     EXIT_PIPE: "standard output was closed early (piped into head); no message, --out is untouched",
-    EXIT_TERMINATED: "terminated (SIGTERM); --out is untouched",
+    EXIT_TERMINATED: "terminated (SIGTERM), handled as Ctrl-C is; --out is untouched or complete",
 }
 """Exit code -> its meaning (the table of the module docstring, also shown by ``fnnet --help``).
 
@@ -262,9 +265,27 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one ``fnnet: ...`` line (exit 2) instead of usage + error, and
     ``--help`` or ``--version`` that cannot be written to standard output fails as other output does."""
 
+    #: The parser of each command (on the top-level parser only).
+    commands: dict[str, argparse.ArgumentParser]
+
     def error(self, message: str) -> NoReturn:
         command = self.prog.partition(" ")[2]  # "train" in "fnnet train"
         raise _Fail(EXIT_USAGE, f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
+
+    def parse_command(self, argv: Sequence[str] | None) -> argparse.Namespace:
+        """``parse_args``, but an argument no parser knows is reported by the command it follows
+        (``fnnet train --bogus``: see ``fnnet train --help``), and a missing command by name."""
+        given = list(sys.argv[1:] if argv is None else argv)
+        args, extras = self.parse_known_args(given)
+        command = args.command
+        if command is None:
+            self.error(f"unrecognized arguments: {' '.join(extras)}" if extras
+                       else f"no command given: expected one of {', '.join(self.commands)}")
+        if extras:
+            at = given.index(command) if command in given else 0
+            by = self.commands[command] if not set(extras) & set(given[:at]) else self
+            by.error(f"unrecognized arguments: {' '.join(extras)}")
+        return args
 
     def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         # argparse ignores a failed write, so `fnnet --help > /dev/full` would exit 0 having printed nothing
@@ -313,7 +334,7 @@ def _per_model(i: int) -> str:
     return ", ".join(f"{name} {d[i]}" for name, d in MODEL_DEFAULTS.items())
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> _Parser:
     codes = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
     p = _Parser(
         prog="fnnet",
@@ -322,7 +343,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"fnnet {_version()}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,export}")
+    sub = p.add_subparsers(dest="command", metavar="{train,evaluate,export}")  # a missing command: parse_command
     tr = sub.add_parser(
         "train", help="train a model and report its test accuracy",
         description="Train a model; the last line printed is its accuracy on the whole test set.",
@@ -377,6 +398,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="the ONNX file to write, replaced atomically (default: %(default)s)")
     ex.add_argument("--opset", type=_int_at_least(export.MIN_OPSET), default=export.DEFAULT_OPSET, metavar="N",
                     help="the ONNX operator set version (default: %(default)s)")
+    p.commands = dict(sub.choices)
     return p
 
 
@@ -412,7 +434,7 @@ def _load_data(name: str, flat: bool, what: str = "") -> tuple[tuple[Array, Arra
         (x_train, t_train), (x_test, t_test) = datasets.load_mnist(name, flatten=flat, normalize=True)
     except FileNotFoundError as e:
         if name not in _DATA_NAMES:
-            raise _Fail(EXIT_INPUT, f"{what}: {_one_line(str(e))}") from None
+            raise _Fail(EXIT_INPUT, f"{what}: {_loader_message(e)}") from None
         places = ", ".join(str(d) for d in datasets.search_paths(name))
         how = "" if name != "fashion-mnist" else ", or on Debian: apt-get install dataset-fashion-mnist"
         raise _Fail(
@@ -421,11 +443,16 @@ def _load_data(name: str, flat: bool, what: str = "") -> tuple[tuple[Array, Arra
             f"four IDX files, set $FNNET_DATA, or download it once: {download_hint(name)}{how}",
         ) from None
     except (ValueError, OSError) as e:
-        raise _Fail(EXIT_INPUT, f"{what}: {_one_line(str(e))}") from None
+        raise _Fail(EXIT_INPUT, f"{what}: {_loader_message(e)}") from None
     for part, x in (("training", x_train), ("test", x_test)):
         if len(x) == 0:
             raise _Fail(EXIT_INPUT, f"{what}: the {part} set is empty")
     return (x_train, t_train), (x_test, t_test)
+
+
+def _loader_message(e: Exception) -> str:
+    """A data set loader's error in one line, without the Python function's name it starts with."""
+    return _one_line(str(e)).removeprefix("load_mnist: ")
 
 
 def _data_record(name: str) -> str:
@@ -435,6 +462,16 @@ def _data_record(name: str) -> str:
 
 def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(str(s) for s in shape)
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 epoch"``, ``"2 epochs"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _all_test_items(n: int) -> str:
+    """``"all 2000 test items"``, or ``"the 1 test item"``."""
+    return "the 1 test item" if n == 1 else f"all {n} test items"
 
 
 # --------------------------------------------------------------------------------------------
@@ -673,16 +710,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.quiet:
             _out(text)
 
+    # told before training rather than found missing after it
+    no_curve = out is not None and not _have_matplotlib()
     try:
         if out is not None:
             out.begin()
+        if no_curve:
+            _note_no_curve(args.out)
         say(f"model {args.model} on {args.data}: {len(x_train)} train / {len(x_test)} test, "
-            f"{opt_name} lr {lr}, {batch_text}, {epochs} epochs, seed {args.seed}"
+            f"{opt_name} lr {lr}, {batch_text}, {_count(epochs, 'epoch')}, seed {args.seed}"
             + ("" if args.augment == "none" else f", augment {args.augment}"))
         say(str(shapes))
         if labels:
-            say(f"per-epoch {', '.join(labels)} on random samples of {EVAL_SAMPLE}; the final figures on all "
-                f"{len(x_test)} test items")
+            say(f"per-epoch {', '.join(labels)} on random samples of {EVAL_SAMPLE}; the final figures on "
+                f"{_all_test_items(len(x_test))}")
         t0 = time.perf_counter()
         with _quiet_numerics():
             try:
@@ -693,15 +734,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                     augment=AUGMENTATIONS[args.augment],
                 )
             except NonFiniteLossError as e:
-                raise _Fail(EXIT_TRAINING, f"training diverged: {_one_line(str(e))} (--lr is {lr})") from None
+                raise _Fail(EXIT_TRAINING, _diverged(e, steps, lr)) from None
             except MemoryError:
                 raise _Fail(EXIT_TRAINING, f"out of memory while training; try a --batch-size below {args.batch_size}") from None
             wall = time.perf_counter() - t0
             bad = _first_nonfinite(result.state)
             if bad is not None:
                 raise _Fail(EXIT_TRAINING, f"training diverged: parameter {bad} is NaN or infinite after the "
-                                           f"last step (lower --lr, now {lr})")
-            say(f"trained in {wall:.1f}s; final evaluation on all {len(x_test)} test items")  # before it: it can take a while
+                                           f"last step; lower --lr (it is {lr})")
+            say(f"trained in {wall:.1f}s; final evaluation on {_all_test_items(len(x_test))}")  # before it: it can take a while
             final = evaluate(model, result.state.params, x_test, t_test, state=result.state.model_state, threads=threads)
         _out(f"test accuracy {final['acc']:.4f}")
         if out is not None:
@@ -711,8 +752,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             # Ctrl-C waits: the run is over, and an interrupt inside an import (matplotlib's) can surface as an
             # ImportError
             with _sigint_held():
-                _write_outputs(out, config, result, final, len(x_train), len(x_test), wall)
+                drawn = _write_outputs(out, config, result, final, len(x_train), len(x_test), wall)
                 out.commit()
+            if not drawn and not no_curve:  # matplotlib is there but does not import
+                _note_no_curve(args.out)
     except KeyboardInterrupt as e:
         display.break_line()
         where = "" if out is None else f"; --out {args.out} {'is complete' if out.done else 'untouched'}"
@@ -728,6 +771,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _diverged(e: NonFiniteLossError, steps: int, lr: float) -> str:
+    """The command line's message for a divergence in step ``e.step`` (counted from 0 over the whole
+    run; ``steps`` per epoch), numbered as the progress bar counts: the epoch, and the step in it."""
+    epoch, i = divmod(e.step, steps)
+    loss = re.match(r"non-finite loss (\S+) at ", str(e))
+    what = f"the loss is {loss.group(1)}" if loss else "the parameters or optimizer state became NaN or infinite"
+    return f"training diverged in epoch {epoch + 1}, step {i + 1}/{steps}: {what}; lower --lr (it is {lr})"
+
+
 def _write_outputs(
     out: _OutDir,
     config: dict[str, Any],
@@ -736,7 +788,8 @@ def _write_outputs(
     n_train: int,
     n_test: int,
     wall: float,
-) -> None:
+) -> bool:
+    """Write the run's files into ``out.tmp``; whether the learning curve was drawn (needs matplotlib)."""
     assert out.tmp is not None
     sample = {f"{name}_{m}": EVAL_SAMPLE if EVAL_SAMPLE < n else None
               for name, n in (("train", n_train), ("test", n_test)) for m in ("loss", *_METRICS)}
@@ -751,9 +804,32 @@ def _write_outputs(
     try:
         checkpoint.save(out.tmp / CHECKPOINT_FILE, result.state, meta={"config": config})
         atomic_write_bytes(out.tmp / METRICS_FILE, json.dumps(metrics, indent=1).encode("utf-8"))
-        _plot(result.history, out.tmp / PLOT_FILE, sample)
+        return _plot(result.history, out.tmp / PLOT_FILE, sample)
     except OSError as e:
         raise _Fail(EXIT_OUTPUT, f"--out {out.given}: cannot write the outputs: {_one_line(str(e))}") from None
+
+
+def _have_matplotlib() -> bool:
+    """Whether matplotlib is installed (found, not imported: that takes a while)."""
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _note_no_curve(out: Path) -> None:
+    _note(f"fnnet: note: matplotlib is not installed, so --out {out} gets no {PLOT_FILE} (pip install 'fnnet[plot]')")
+
+
+def _note(line: str) -> None:
+    """A line on stderr in the middle of a run; nothing if stderr cannot be written. (Not
+    :func:`_say_error`: that points a failing stdout at /dev/null, which would hide a closed pipe.)"""
+    if sys.stderr is None:
+        return
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _pyplot() -> Any:
@@ -774,6 +850,7 @@ def _plot(history: History, path: Path, sample: dict[str, int | None]) -> bool:
     plt = _pyplot()
     if plt is None:
         return False
+    from matplotlib.ticker import MaxNLocator
 
     def label(name: str) -> str:
         n = sample.get(name)
@@ -782,23 +859,30 @@ def _plot(history: History, path: Path, sample: dict[str, int | None]) -> bool:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     steps = len(history.step_loss)
     epochs = len(history.epochs)
-    ax1.plot(range(1, steps + 1), history.step_loss, lw=0.5, color="0.6", label="step loss")
+    ax1.plot(range(1, steps + 1), history.step_loss, lw=0.5, color="0.6", label="step loss",
+             marker="." if steps == 1 else None)  # a line of one point is not drawn
     per_epoch = steps / epochs if epochs else 0.0
     for name in ("train_loss", "val_loss", "test_loss"):
         vals = history.metric(name)
         if vals:
             ax1.plot([per_epoch * (e + 1) for e in range(len(vals))], vals, marker="o", label=label(name))
     ax1.set_xlabel("step")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # steps are whole numbers
     ax1.set_ylabel("loss")
     ax1.legend()
     shown = [k for k in (history.epochs[0] if history.epochs else {})
              if k.startswith(("train_", "val_", "test_")) and not k.endswith("_loss")]
+    accuracies = all(k.endswith("_acc") for k in shown)
     for name in shown:
         vals = history.metric(name)
-        ax2.plot(range(1, len(vals) + 1), vals, marker="o", label=label(name))
+        # clip_on=False: a marker at accuracy 0 or 1 sits on the frame, drawn whole
+        ax2.plot(range(1, len(vals) + 1), vals, marker="o", label=label(name), clip_on=not accuracies)
     ax2.set_xlabel("epoch")
-    ax2.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
-    ax2.set_ylabel("accuracy" if all(k.endswith("_acc") for k in shown) else "metric")
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # epochs are whole numbers, even one
+    if shown and accuracies:
+        low, high = ax2.get_ylim()
+        ax2.set_ylim(max(low, 0.0), min(high, 1.0))
+    ax2.set_ylabel("accuracy" if accuracies else "metric")
     if shown:
         ax2.legend()
     fig.tight_layout()
@@ -807,11 +891,8 @@ def _plot(history: History, path: Path, sample: dict[str, int | None]) -> bool:
     return True
 
 
-def _draw_confusion(cm: Array, title: str) -> bytes | None:
-    """The confusion matrix as PNG bytes (counts in the cells), or None without matplotlib."""
-    plt = _pyplot()
-    if plt is None:
-        return None
+def _draw_confusion(plt: Any, cm: Array, title: str) -> bytes:
+    """The confusion matrix as PNG bytes (counts in the cells), drawn with pyplot ``plt``."""
     import io
 
     k = cm.shape[0]
@@ -937,6 +1018,12 @@ def _png_target(given: Path) -> Path:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run ``fnnet evaluate``: the checkpoint's loss, confusion matrix and accuracy on a whole test set."""
+    plt = None
+    if args.out is not None:
+        plt = _pyplot()
+        if plt is None:
+            raise _Fail(EXIT_USAGE, "evaluate --out draws with matplotlib, which is not installed: "
+                                    "pip install 'fnnet[plot]'")
     png = _png_target(args.out) if args.out is not None else None
     path: Path = args.checkpoint
     if path.is_dir():
@@ -958,7 +1045,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{_shape_text(data_shape)}",
         )
     model, state = _restore(path, model_name, opt_name, lr, in_shape, "evaluate")
-    _out(f"evaluating {path} ({model_name}) on {data} {source}: all {len(x_test)} test items")
+    _out(f"evaluating {path} ({model_name}) on {data} {source}: {_all_test_items(len(x_test))}")
     loss = softmax_cross_entropy
     with _quiet_numerics():
         y = predict(model, state.params, x_test, state=state.model_state)
@@ -974,16 +1061,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if name != "acc":
             _out(f"test {name} {value:.4f}")
     if png is not None:
-        drawn = _draw_confusion(cm, f"{model_name} on {data}: accuracy {figures['acc']:.4f}")
-        if drawn is None:
-            _say_error("fnnet: note: matplotlib is not installed; no confusion-matrix PNG written "
-                       "(pip install matplotlib)")
-        else:
-            try:
-                atomic_write_bytes(png, drawn)
-            except OSError as e:
-                raise _Fail(EXIT_OUTPUT, f"--out {args.out}: cannot write {png}: {e.strerror or e}") from None
-            _out(f"confusion matrix drawn to {png}")
+        drawn = _draw_confusion(plt, cm, f"{model_name} on {data}: accuracy {figures['acc']:.4f}")
+        try:
+            atomic_write_bytes(png, drawn)
+        except OSError as e:
+            raise _Fail(EXIT_OUTPUT, f"--out {args.out}: cannot write {png}: {e.strerror or e}") from None
+        _out(f"confusion matrix drawn to {png}")
     _out(f"test accuracy {figures['acc']:.4f}")
     return EXIT_OK
 
@@ -1056,7 +1139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _sigterm_as_interrupt():
             try:
-                args = _parser().parse_args(argv)
+                args = _parser().parse_command(argv)
             except SystemExit as e:  # --help, --version
                 return e.code if isinstance(e.code, int) else EXIT_OK if e.code is None else EXIT_USAGE
             if args.command == "train":

@@ -171,8 +171,8 @@ def _not_found(name: str, tried: list[tuple[Path, str]], path_given: bool) -> Fi
         tried = [(d, why + hint if d == Path(env) / name else why) for d, why in tried]
     lines = [f"  {d}: {why}" for d, why in tried]
     files = ", ".join(f"{f}[.gz]" for f in _FILES)
-    if name not in _DOWNLOADABLE:  # a directory given as the name
-        return FileNotFoundError(f"load_mnist: no data set in directory {name!r}; it needs {files}:\n" + lines[0])
+    if name not in _DOWNLOADABLE:  # a directory given as the name: what it lacks names the files
+        return FileNotFoundError(f"load_mnist: no data set in directory {name!r}: {tried[0][1]}")
     at = 1 if path_given else 0
     if not env:
         lines.insert(at, f"  $FNNET_DATA/{name}: FNNET_DATA is not set")
