@@ -54,6 +54,7 @@ confusion matrix (rows: true class, columns: predicted class) and, last, the tes
 checkpoint's model as an ONNX inference graph (see :func:`fnnet.export.to_onnx`; needs
 ``pip install 'fnnet[export]'``), for the input shape recorded in the checkpoint.
 
+>>> from fnnet.cli import main
 >>> main(["--version"])  # doctest: +ELLIPSIS
 fnnet ...
 0
@@ -1133,6 +1134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit code (see the module docstring); failures print one ``fnnet: ...`` line on stderr.
 
+    >>> from fnnet.cli import main
     >>> main(["train", "--lr", "inf"])
     2
     """

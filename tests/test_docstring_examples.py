@@ -20,9 +20,6 @@ from test_api_reference import _variable_examples
 import fnnet
 from fnnet.datasets.sequence import encode
 
-# Modules being edited on another branch: their examples are fixed there and dropped from this set.
-PENDING = frozenset({"fnnet.cli", "fnnet.datasets.sources"})
-
 # pyproject's [tool.pytest.ini_options] doctest_optionflags; ELLIPSIS is per example there too.
 FLAGS = doctest.NORMALIZE_WHITESPACE
 
@@ -50,7 +47,7 @@ def run_fresh(test: doctest.DocTest) -> tuple[int, str]:
     return result.failed, "".join(out)
 
 
-@pytest.mark.parametrize("modname", [m for m in all_modules() if m not in PENDING])
+@pytest.mark.parametrize("modname", all_modules())
 def test_examples_run_with_empty_globals(modname: str) -> None:
     failures = []
     for test in docstring_tests(modname):
@@ -64,7 +61,7 @@ def test_examples_run_with_empty_globals(modname: str) -> None:
 
 @pytest.mark.parametrize(
     ("modname", "name", "doc"),
-    [v for v in _variable_examples() if v[0] not in PENDING],
+    _variable_examples(),
     ids=lambda v: str(v) if "\n" not in str(v) else "",
 )
 def test_variable_docstring_examples_run_with_empty_globals(modname: str, name: str, doc: str) -> None:
@@ -74,11 +71,6 @@ def test_variable_docstring_examples_run_with_empty_globals(modname: str, name: 
     test = doctest.DocTestParser().get_doctest(doc, {}, f"{modname}.{name}", module.__file__, 0)
     failed, report = run_fresh(test)
     assert failed == 0, report
-
-
-def test_pending_names_are_modules() -> None:
-    # A misspelt entry would silently exempt nothing while the real module stays unchecked.
-    assert PENDING <= set(all_modules())
 
 
 def test_the_walk_finds_the_examples() -> None:

@@ -126,6 +126,7 @@ def search_paths(name: str, path: str | os.PathLike[str] | None = None) -> list[
         /usr/share/datasets/name]`` (entries whose source is unset are left out: no ``path``,
         ``FNNET_DATA`` unset or empty, no absolute ``XDG_CACHE_HOME`` and no home directory).
 
+    >>> from fnnet.datasets import search_paths
     >>> search_paths("mnist", "/data/mnist")[0].as_posix()
     '/data/mnist'
     """
@@ -320,6 +321,7 @@ def load_mnist_test(
         ``(x, t)``: images ``(10000, 784)`` (or ``(10000, 1, 28, 28)``), labels ``(10000,)`` int64
         (or ``(10000, 10)`` one-hot).
 
+    >>> from fnnet.datasets import load_mnist_test
     >>> x, t = load_mnist_test()
     >>> x.shape, t.shape, float(x.max())
     ((10000, 784), (10000,), 1.0)
@@ -359,6 +361,7 @@ def load_mnist(
         ValueError: an unknown name (or a file given as the directory) or a bad option.
         OSError: a file found cannot be read (no permission, an I/O error).
 
+    >>> from fnnet.datasets import load_mnist
     >>> (x_train, t_train), (x_test, t_test) = load_mnist("mnist-small", flatten=False)
     >>> x_train.shape, x_train.dtype, t_train[:5]
     ((8000, 1, 28, 28), dtype('float32'), array([7, 2, 1, 0, 4]))
