@@ -85,14 +85,15 @@ def _eval_batches(
 
 
 def predict(
-    model: Layer, params: Tree, x: Array, *, state: Tree = None, batch_size: int = 1000, threads: int | None = None
+    model: Layer, params: Tree, x: Array, *, state: Tree = None, batch_size: int = 250, threads: int | None = None
 ) -> Array:
     """Evaluation-mode outputs for ``x`` (``(N, *in_shape)``), computed in batches; shape ``(N, *out)``.
 
     Batches run on up to ``threads`` threads (default :func:`fnnet.train.parallel.default_threads`),
     each with single-threaded BLAS; the result does not depend on ``threads``. It may depend on
     ``batch_size`` in the last bits (BLAS's kernels block a product by its size, so a row's sums
-    can be taken in another order).
+    can be taken in another order). The default, 250, keeps a convolutional network's activations
+    in the CPU's caches and gives two threads work on as few as 500 samples.
 
     >>> import numpy as np, fnnet
     >>> from fnnet.train import predict
@@ -115,7 +116,7 @@ def evaluate(
     state: Tree = None,
     loss: LossFn = softmax_cross_entropy,
     metrics: Mapping[str, Metric] | None = None,
-    batch_size: int = 1000,
+    batch_size: int = 250,
     threads: int | None = None,
 ) -> dict[str, float]:
     """Mean loss and the task's metrics of ``model`` in evaluation mode on ``(x, t)``.
