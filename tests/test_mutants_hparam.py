@@ -1,0 +1,21 @@
+"""Regression tests from a second mutation-testing pass over fnnet.hparam: LogUniform contains its
+own low end, and a failed trial ranks after every successful one, even one scoring 0, which
+plausible one-token changes left untested."""
+
+from __future__ import annotations
+
+import fnnet
+from fnnet.hparam import Distribution, IntUniform, LogUniform, SearchResult, TrialResult, Uniform
+
+
+def test_distributions_contain_both_ends() -> None:
+    assert LogUniform(1e-3, 1e-1).contains(1e-3) and LogUniform(1e-3, 1e-1).contains(1e-1)
+    assert Uniform(-1, 1).contains(-1.0) and IntUniform(2, 4).contains(2) and IntUniform(2, 4).contains(4)
+
+
+def test_a_failed_trial_ranks_after_a_success_scoring_zero() -> None:
+    space: dict[str, Distribution] = {"x": IntUniform(0, 0)}
+    trials = (TrialResult(0, {"x": 0}, {}, "failed", "E: e"), TrialResult(1, {"x": 0}, {"val_acc": 0.0}, "ok"))
+    res = SearchResult(trials, space, fnnet.key(0))
+    assert [t.index for t in res.sorted()] == [1, 0]
+    assert res.best.index == 1
