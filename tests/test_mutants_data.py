@@ -1,5 +1,5 @@
 """Regression tests from a second mutation-testing pass over data and bookkeeping: the split of
-a sequence file whose size is no multiple of 10, decode's negative ids, History's lookups and
+a sequence file whose size is no multiple of 10, CRLF line ends, decode's negative ids, History's lookups and
 JSON checks, and predict/evaluate over several batches with a partial last one, which plausible
 one-token changes left untested."""
 
@@ -12,7 +12,7 @@ import pytest
 
 import fnnet
 from fnnet.datasets.augment import RandomCrop, RandomErasing
-from fnnet.datasets.sequence import decode, load_sequence
+from fnnet.datasets.sequence import decode, load_sequence, read_sequence_file
 from fnnet.train import History, evaluate, predict
 
 
@@ -22,6 +22,15 @@ def test_sequence_split_keeps_n_minus_n_div_10_for_training(tmp_path: Path) -> N
     f.write_text("".join(f"{i % 10}+{i % 7}_{(i % 10 + i % 7) % 10}\n" for i in range(15)), encoding="utf-8")
     data = load_sequence(f)
     assert (len(data.x_train), len(data.x_test)) == (14, 1)
+
+
+def test_a_crlf_file_reads_as_its_lf_twin(tmp_path: Path) -> None:
+    lines = ["1+2_3 ", "4+5_9 ", "6+6_12"]
+    lf, crlf = tmp_path / "lf.txt", tmp_path / "crlf.txt"
+    lf.write_bytes(("\n".join(lines) + "\n").encode())
+    crlf.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    a, b = read_sequence_file(lf), read_sequence_file(crlf)
+    assert a[2] == b[2] and (a[0] == b[0]).all() and (a[1] == b[1]).all()
 
 
 def test_decode_refuses_negative_ids() -> None:

@@ -1,11 +1,15 @@
 """Regression tests from a second mutation-testing pass over fnnet.hparam: LogUniform contains its
-own low end, and a failed trial ranks after every successful one, even one scoring 0, which
-plausible one-token changes left untested."""
+own low end, a failed trial ranks after every successful one (even one scoring 0), and an infinite
+metric fails its trial, which plausible one-token changes left untested."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 import fnnet
-from fnnet.hparam import Distribution, IntUniform, LogUniform, SearchResult, TrialResult, Uniform
+from fnnet.hparam import Distribution, IntUniform, LogUniform, SearchResult, TrialResult, Uniform, run_trial
 
 
 def test_distributions_contain_both_ends() -> None:
@@ -19,3 +23,9 @@ def test_a_failed_trial_ranks_after_a_success_scoring_zero() -> None:
     res = SearchResult(trials, space, fnnet.key(0))
     assert [t.index for t in res.sorted()] == [1, 0]
     assert res.best.index == 1
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_a_non_finite_metric_fails_the_trial(bad: float) -> None:
+    r = run_trial(lambda hparams, key: {"val_acc": 0.5, "loss": bad}, 3, {"x": 1}, fnnet.key(0))
+    assert r.status == "failed" and r.error is not None and r.error.startswith("ValueError: objective returned non-finite metric loss=")
