@@ -1,7 +1,7 @@
 """Regression tests from a second mutation-testing pass over data and bookkeeping: the split of
-a sequence file whose size is no multiple of 10, CRLF line ends, decode's negative ids, History's lookups and
-JSON checks, and predict/evaluate over several batches with a partial last one, which plausible
-one-token changes left untested."""
+a sequence file whose size is no multiple of 10, CRLF line ends, decode's negative ids, History's
+lookups and JSON checks, predict/evaluate over several batches with a partial last one, and an
+erasing fill a uint8 image cannot hold, which plausible one-token changes left untested."""
 
 from __future__ import annotations
 
@@ -113,3 +113,9 @@ def test_crop_with_a_pad_beyond_the_image_equals_the_naive_crop() -> None:
     xp[:, :, pad : pad + h, pad : pad + w] = x
     expected = np.stack([xp[i, :, oy[i] : oy[i] + h, ox[i] : ox[i] + w] for i in range(n)])
     np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize("value", [256, -1])
+def test_erasing_refuses_a_uint8_fill_it_cannot_hold(value: int) -> None:
+    with pytest.raises(ValueError, match=rf"^RandomErasing: value {value} cannot be stored in uint8 images"):
+        RandomErasing(p=1.0, value=value)(fnnet.key(0), np.zeros((1, 1, 4, 4), np.uint8))

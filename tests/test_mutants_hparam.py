@@ -1,6 +1,7 @@
 """Regression tests from a second mutation-testing pass over fnnet.hparam: LogUniform contains its
-own low end, a failed trial ranks after every successful one (even one scoring 0), and an infinite
-metric fails its trial, which plausible one-token changes left untested."""
+own low end, a failed trial ranks after every successful one (even one scoring 0), an infinite
+metric fails its trial and MLPTrial rounds its validation size, which plausible one-token changes
+left untested."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 import pytest
 
 import fnnet
-from fnnet.hparam import Distribution, IntUniform, LogUniform, SearchResult, TrialResult, Uniform, run_trial
+from fnnet.hparam import Distribution, IntUniform, LogUniform, MLPTrial, SearchResult, TrialResult, Uniform, run_trial
 
 
 def test_distributions_contain_both_ends() -> None:
@@ -29,3 +30,8 @@ def test_a_failed_trial_ranks_after_a_success_scoring_zero() -> None:
 def test_a_non_finite_metric_fails_the_trial(bad: float) -> None:
     r = run_trial(lambda hparams, key: {"val_acc": 0.5, "loss": bad}, 3, {"x": 1}, fnnet.key(0))
     assert r.status == "failed" and r.error is not None and r.error.startswith("ValueError: objective returned non-finite metric loss=")
+
+
+def test_mlp_trial_rounds_the_validation_size() -> None:
+    # 0.2 * 499 = 99.8 validation samples: 100, not 99
+    assert MLPTrial(n_train=499).n_val == 100
