@@ -21,7 +21,8 @@ split each batch into 2 shards on ``fnnet.train.parallel.default_threads()`` thr
 torch modules (``bench/torch_reference.py --arch resnet``). Measured on a quiet 2-core Intel
 machine: 306 against 502 samples/s (ratio 0.61; fnnet's blocks 392, 337, 304, 306, 302, PyTorch's
 606, 450, 516, 502, 502); peak memory of a step 104.5 MB. With the blocks settled (below): 0.64
-(376 against 587) and 0.63 (440 against 701); later 0.65, 0.68 and 0.59 (598 against 1,015).
+(376 against 587) and 0.63 (440 against 701); later 0.65, 0.68, 0.59 (598 against 1,015) and 0.64 (416 against
+649).
 
 Every timed block starts after ``--settle`` seconds of idle (0.5 by default): PyTorch's OpenMP
 workers spin for a while after each parallel region, and without the pause they took a core from
@@ -35,7 +36,8 @@ fnnet's train step keeps freed memory for reuse (:func:`fnnet.runtime.prepare_tr
 fnnet's default 0.78, 0.76, 0.92 (fnnet at 1,416, 1,399, 1,574 samples/s) against
 ``FNNET_KEEP_HEAP=0`` 0.74, 0.72, 0.73 (1,277, 1,333, 1,291); six more runs of the default the
 same day 0.84, 0.80, 0.79, 0.86, 0.77, 0.85 (all nine: median 0.80); the next session 0.74 and
-0.83 (all eleven: median 0.80); the one after 0.73 and 0.78 (all thirteen: median 0.79). Both processes fault in fresh pages
+0.83 (all eleven: median 0.80); the one after 0.73 and 0.78 (all thirteen: median 0.79); the next 0.86, 0.82 and 0.85 (all sixteen: median
+0.81). Both processes fault in fresh pages
 without it: deep-convnet's fnnet step about 6,200 minor faults and 13-19 ms of system time per
 step, PyTorch's 2,400-10,000 faults and 3-21 ms.
 
@@ -44,7 +46,8 @@ embedding 16, hidden 128, source length 7, decoder length 4, vocabulary 13; Adam
 clipping at norm 5), against ``bench/torch_seq2seq.py --serve``. Two runs in one later session
 (13 settled blocks each): 0.77 (fnnet 9,324 against 12,070 samples/s) and 0.77 (8,618 against
 11,129); the next session 0.85 (12,506 against 14,762), 0.87 (12,254 against 14,033) and, after
-the clipping norm became cheaper, 0.79 (9,080 against 11,424); the ways of using the second core
+the clipping norm became cheaper, 0.79 (9,080 against 11,424); the next session 0.82 (9,624 against
+11,754) and 0.71 (8,448 against 11,876); the ways of using the second core
 tried for it, and their figures, are in the README's sequel section.
 """
 
