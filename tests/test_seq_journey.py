@@ -120,3 +120,17 @@ def test_the_sequence_examples_have_a_quick_mode(tmp_path: Path) -> None:
     lines = run_quick("seq_attention_date.py", tmp_path / "attention.png")
     assert any(line.startswith("test dates 500, right 500") for line in lines)
     assert lines[-1] == "accuracy 1.0000"
+
+
+def test_embedding_and_time_affine_backward_refuse_dout_of_another_dtype() -> None:
+    emb = fnnet.Embedding(5, 3)
+    p, _ = emb.init(fnnet.key(0), (4,))
+    y, _, cache = emb.forward(p, None, np.zeros((2, 4), np.int64))
+    with pytest.raises(ValueError, match=r"^Embedding\.backward: expected dout of dtype float32 \(the parameters' dtype\), got float64$"):
+        emb.backward(p, cache, np.ones(y.shape))
+    assert emb.backward(p, cache, np.ones_like(y))[1].w.dtype == np.float32
+    ta = fnnet.TimeAffine(3)
+    pa, _ = ta.init(fnnet.key(0), (4, 2))
+    y, _, cache = ta.forward(pa, None, np.zeros((2, 4, 2), np.float32))
+    with pytest.raises(ValueError, match=r"^TimeAffine\.backward: expected dout of dtype float32 \(the parameters' dtype\), got float64$"):
+        ta.backward(pa, cache, np.ones(y.shape))

@@ -45,6 +45,12 @@ def _fmt(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + (",)" if len(shape) == 1 else ")")
 
 
+def _check_dout_dtype(layer: Layer, dout: Array, dtype: np.dtype[Any]) -> None:
+    """Gradients come back in the parameters' dtype, as the recurrent layers' do."""
+    if dout.dtype != dtype:
+        raise ValueError(f"{type(layer).__name__}.backward: expected dout of dtype {dtype} (the parameters' dtype), got {dout.dtype}")
+
+
 class EmbeddingParams(NamedTuple):
     """Parameters of :class:`Embedding`: the table ``w`` of shape ``(vocab_size, dim)``.
 
@@ -169,6 +175,7 @@ class Embedding(Layer):
         expected = (*cache.x_shape, params.w.shape[1])
         if dout.shape != expected:
             check_dout(self, dout, expected)
+        _check_dout_dtype(self, dout, params.w.dtype)
         dw = embedding_grad(cache.ids.reshape(cache.x_shape), dout, params.w.shape[0])
         return no_input_grad(cache.x_shape, cache.x_dtype), EmbeddingParams(dw)
 
@@ -241,6 +248,7 @@ class TimeAffine(Layer):
         expected = (*cache.x_shape[:-1], params.w.shape[1])
         if dout.shape != expected:
             check_dout(self, dout, expected)
+        _check_dout_dtype(self, dout, params.w.dtype)
         d2 = dout.reshape(-1, params.w.shape[1])
         grads = AffineParams(cache.x2.T @ d2, d2.sum(axis=0))
         if not input_grad:

@@ -1082,8 +1082,9 @@ _DOC_LAYER = """
         stateful: False: the state passed to ``forward`` (``None`` = zeros, or the initial state
             record) is the initial state and comes back unchanged. True: ``forward`` returns the
             final state as the new state (truncated backpropagation through time over
-            consecutive batches of the same size; :func:`fnnet.fit` shuffles its batches, see
-            the module docstring for the loop to use).
+            consecutive batches of the same size: :func:`fnnet.fit` with ``shuffle=False`` and
+            ``drop_last=True``, or the loop in the module docstring, which also starts each
+            epoch from zeros).
         wx_init, wh_init, b_init: initialisers of ``wx``, ``wh`` and the biases (defaults: std
             ``1/sqrt(fan_in)`` normal, as the sequel, and zeros).
 """
