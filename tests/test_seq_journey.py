@@ -131,6 +131,6 @@ def test_embedding_and_time_affine_backward_refuse_dout_of_another_dtype() -> No
     assert emb.backward(p, cache, np.ones_like(y))[1].w.dtype == np.float32
     ta = fnnet.TimeAffine(3)
     pa, _ = ta.init(fnnet.key(0), (4, 2))
-    y, _, cache = ta.forward(pa, None, np.zeros((2, 4, 2), np.float32))
+    ya, _, cache_a = ta.forward(pa, None, np.zeros((2, 4, 2), np.float32))
     with pytest.raises(ValueError, match=r"^TimeAffine\.backward: expected dout of dtype float32 \(the parameters' dtype\), got float64$"):
-        ta.backward(pa, cache, np.ones(y.shape))
+        ta.backward(pa, cache_a, np.ones(ya.shape))
