@@ -4,6 +4,8 @@ or failing deep inside NumPy."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,3 +136,10 @@ def test_embedding_and_time_affine_backward_refuse_dout_of_another_dtype() -> No
     ya, _, cache_a = ta.forward(pa, None, np.zeros((2, 4, 2), np.float32))
     with pytest.raises(ValueError, match=r"^TimeAffine\.backward: expected dout of dtype float32 \(the parameters' dtype\), got float64$"):
         ta.backward(pa, cache_a, np.ones(ya.shape))
+
+
+def test_the_attention_benchmark_refuses_a_negative_seed_as_a_usage_error() -> None:
+    bench = Path(__file__).resolve().parent.parent / "bench" / "attention_date.py"
+    result = subprocess.run([sys.executable, str(bench), "--seed", "-1"], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == "attention_date.py: error: argument --seed: expected an integer >= 0, got '-1'"
