@@ -143,3 +143,11 @@ def test_the_attention_benchmark_refuses_a_negative_seed_as_a_usage_error() -> N
     result = subprocess.run([sys.executable, str(bench), "--seed", "-1"], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines()[-1] == "attention_date.py: error: argument --seed: expected an integer >= 0, got '-1'"
+
+
+def test_torch_export_refuses_time_affine_params_of_another_width() -> None:
+    model = fnnet.serial(fnnet.Embedding(11, 4), fnnet.LSTM(6), fnnet.TimeAffine(11))
+    other = fnnet.serial(fnnet.Embedding(11, 4), fnnet.LSTM(6), fnnet.TimeAffine(12))
+    params, _ = other.init(fnnet.key(0), (5,))
+    with pytest.raises(ExportError, match=r"^layer 2 \(TimeAffine\): expected params w of shape \(D, 11\) and b of shape \(11,\), got w \(6, 12\)"):
+        to_torch_state_dict(model, params)

@@ -315,6 +315,16 @@ def _sample_norm_from(
 # --- sequence layers -----------------------------------------------------------------------------
 
 
+def _time_affine_to(layer: TimeAffine, params: AffineParams, state: None, where: str) -> dict[str, Array]:
+    shapes = [getattr(getattr(params, n, None), "shape", None) for n in ("w", "b")]
+    if shapes[0] is None or len(shapes[0]) != 2 or shapes[0][1] != layer.units or shapes[1] != (layer.units,):
+        raise ExportError(
+            f"{describe(where, layer)}: expected params w of shape (D, {layer.units}) and b of shape ({layer.units},), "
+            f"got w {shapes[0]} and b {shapes[1]}"
+        )
+    return _affine_to(layer, params, state, where)  # type: ignore[arg-type]
+
+
 def _embedding_to(layer: Embedding, params: EmbeddingParams, state: None, where: str) -> dict[str, Array]:
     w = getattr(params, "w", None)
     if not isinstance(w, np.ndarray) or w.shape != (layer.vocab_size, layer.dim):
@@ -450,7 +460,7 @@ TORCH_MAPPINGS: dict[type[Layer], TorchMapping] = {
     LayerNorm: TorchMapping(_sample_norm_to, _sample_norm_from),
     GroupNorm: TorchMapping(_sample_norm_to, _sample_norm_from),
     Embedding: TorchMapping(_embedding_to, _embedding_from),
-    TimeAffine: TorchMapping(_affine_to, _affine_from),
+    TimeAffine: TorchMapping(_time_affine_to, _affine_from),
     RNN: TorchMapping(_recurrent_to, _recurrent_from),
     LSTM: TorchMapping(_recurrent_to, _recurrent_from),
     GRU: TorchMapping(_recurrent_to, _recurrent_from),
