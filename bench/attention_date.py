@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _bench_cli import positive_float, positive_int, run_main
+from _bench_cli import nonnegative_int, positive_float, positive_int, run_main
 from fnnet.datasets import load_sequence
 from fnnet.losses import time_softmax_cross_entropy
 from fnnet.optim import CosineDecay, adam, chain, clip_by_global_norm
@@ -46,7 +46,7 @@ def main() -> None:
     """Train, print the test accuracy after every epoch, and the time taken."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--epochs", type=positive_int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the one root key (default 0)")
     ap.add_argument("--batch", type=positive_int, default=BATCH, help="batch size (default 64; the sequel's: 128)")
     ap.add_argument("--lr", type=positive_float, default=LR, help="Adam's learning rate (the sequel's: 0.001)")
     ap.add_argument("--cosine", action="store_true",

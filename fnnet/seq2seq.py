@@ -209,6 +209,39 @@ class _EncoderDecoder(Layer):
         )
         return Seq2seqParams(enc, dec), out
 
+    def _param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of every parameter array, by its tree path."""
+        v, e, h = self.vocab_size, self.embed, self.hidden
+        d_in = h + e if self._peeky else e
+        k_aff = 2 * h if (self._peeky or self._attention) else h
+        return {
+            "encoder/embed/w": (v, e), "encoder/lstm/wx": (e, 4 * h), "encoder/lstm/wh": (h, 4 * h),
+            "encoder/lstm/b": (4 * h,), "decoder/embed/w": (v, e), "decoder/lstm/wx": (d_in, 4 * h),
+            "decoder/lstm/wh": (h, 4 * h), "decoder/lstm/b": (4 * h,), "decoder/affine/w": (k_aff, v),
+            "decoder/affine/b": (v,),
+        }  # fmt: skip
+
+    def _check_params(self, params: Any, fn: str, *, one_dtype: bool = True) -> None:
+        """Raise one line naming ``fn`` unless ``params`` has the shapes :meth:`init` gives (and,
+        with ``one_dtype``, one float dtype: the decoders have no kernel to check it)."""
+        dtype = None
+        for path, want in self._param_shapes().items():
+            a: Any = params
+            for name in path.split("/"):
+                a = getattr(a, name, None)
+            if not isinstance(a, np.ndarray):
+                raise ValueError(
+                    f"{fn}: expected Seq2seqParams as {kind(self)}.init makes them, got {type(params).__name__} without array {path}"
+                )
+            if a.shape != want:
+                raise ValueError(
+                    f"{fn}: params do not fit {kind(self)}(vocab_size={self.vocab_size}, embed={self.embed}, "
+                    f"hidden={self.hidden}{', peeky=True' if self._peeky else ''}): {path} has shape {a.shape}, expected {want}"
+                )
+            if one_dtype and (a.dtype.kind != "f" or (dtype is not None and a.dtype != dtype)):
+                raise ValueError(f"{fn}: expected params of one float dtype, got {path} of dtype {a.dtype} (others {dtype})")
+            dtype = a.dtype
+
     def _check_input(self, params: Seq2seqParams, x: Array) -> None:
         if not isinstance(x, np.ndarray):
             raise ValueError(f"{kind(self)}: expected int input (N, src_len + Tt) as a NumPy array, got {type(x).__name__}")
@@ -219,6 +252,7 @@ class _EncoderDecoder(Layer):
             )
         if x.dtype.kind not in "iu":
             raise ValueError(f"{kind(self)}: expected integer token ids, got dtype {x.dtype}")
+        self._check_params(params, kind(self), one_dtype=False)  # the LSTM kernels name mixed dtypes
         v = params.encoder.embed.w.shape[0]
         if x.size and (int(x.min()) < 0 or int(x.max()) >= v):
             raise ValueError(
@@ -376,10 +410,11 @@ class AttentionSeq2seq(_EncoderDecoder):
 # --- decoding ----------------------------------------------------------------------------------------
 
 
-def _check_src(fn: str, model: _EncoderDecoder, src: Any, start_id: Any, length: Any) -> Array:
+def _check_src(fn: str, model: _EncoderDecoder, params: Any, src: Any, start_id: Any, length: Any) -> Array:
     """``src`` as an int array ``(N, src_len)`` of ids in ``[0, V)``, after checking the other arguments."""
     if not isinstance(model, _EncoderDecoder):
         raise ValueError(f"{fn}: expected a Seq2seq or AttentionSeq2seq, got {type(model).__name__}")
+    model._check_params(params, fn)
     ids: Array = np.asarray(src)
     if ids.ndim != 2 or ids.shape[1] != model.src_len or ids.dtype.kind not in "iu":
         raise ValueError(f"{fn}: expected int source ids (N, {model.src_len}), got shape {ids.shape} dtype {ids.dtype}")
@@ -519,7 +554,7 @@ def generate(model: Layer, params: Seq2seqParams, src: Array, start_id: int, len
     """
     if not isinstance(model, _EncoderDecoder):
         raise ValueError(f"generate: expected a Seq2seq or AttentionSeq2seq, got {type(model).__name__}")
-    src = _check_src("generate", model, src, start_id, length)
+    src = _check_src("generate", model, params, src, start_id, length)
     return _decode(model, params, src, start_id, length, lambda logits, t: logits.argmax(axis=1))[0]
 
 
@@ -545,7 +580,7 @@ def sample(
     """
     if not isinstance(model, _EncoderDecoder):
         raise ValueError(f"sample: expected a Seq2seq or AttentionSeq2seq, got {type(model).__name__}")
-    src = _check_src("sample", model, src, start_id, length)
+    src = _check_src("sample", model, params, src, start_id, length)
     if not isinstance(key, Key):
         raise ValueError(f"sample: key must be a fnnet.Key, got {type(key).__name__}")
     temp = float(temperature) if is_real(temperature) else math.nan
@@ -590,7 +625,7 @@ def attention_weights(
     """
     if not isinstance(model, AttentionSeq2seq):
         raise ValueError(f"attention_weights: expected an AttentionSeq2seq, got {type(model).__name__}")
-    src = _check_src("attention_weights", model, src, start_id, length)
+    src = _check_src("attention_weights", model, params, src, start_id, length)
     ids, w = _decode(model, params, src, start_id, length, lambda logits, t: logits.argmax(axis=1))
     assert w is not None
     return ids, w
@@ -776,6 +811,13 @@ def sequence_accuracy(
         )
     if len(src) == 0:
         raise ValueError("sequence_accuracy: no questions")
+    if not isinstance(model, _EncoderDecoder):
+        raise ValueError(f"sequence_accuracy: expected a Seq2seq or AttentionSeq2seq, got {type(model).__name__}")
+    v = model.vocab_size
+    if answer.dtype.kind not in "iu" or int(answer.min()) < 0 or int(answer.max()) >= v:
+        got = f"ids in [{answer.min()}, {answer.max()}]" if answer.dtype.kind in "iu" else f"dtype {answer.dtype}"
+        raise ValueError(f"sequence_accuracy: expected integer answer ids in [0, {v}), got {got}")
+    _check_src("sequence_accuracy", model, params, src, int(answer[0, 0]), answer.shape[1] - 1)
     starts = np.unique(answer[:, 0])
     if len(starts) != 1:
         raise ValueError("sequence_accuracy: every answer must begin with the same start token")

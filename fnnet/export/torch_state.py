@@ -315,7 +315,21 @@ def _sample_norm_from(
 # --- sequence layers -----------------------------------------------------------------------------
 
 
+def _time_affine_to(layer: TimeAffine, params: AffineParams, state: None, where: str) -> dict[str, Array]:
+    shapes = [getattr(getattr(params, n, None), "shape", None) for n in ("w", "b")]
+    if shapes[0] is None or len(shapes[0]) != 2 or shapes[0][1] != layer.units or shapes[1] != (layer.units,):
+        raise ExportError(
+            f"{describe(where, layer)}: expected params w of shape (D, {layer.units}) and b of shape ({layer.units},), "
+            f"got w {shapes[0]} and b {shapes[1]}"
+        )
+    return _affine_to(layer, params, state, where)  # type: ignore[arg-type]
+
+
 def _embedding_to(layer: Embedding, params: EmbeddingParams, state: None, where: str) -> dict[str, Array]:
+    w = getattr(params, "w", None)
+    if not isinstance(w, np.ndarray) or w.shape != (layer.vocab_size, layer.dim):
+        got = w.shape if isinstance(w, np.ndarray) else type(params).__name__
+        raise ExportError(f"{describe(where, layer)}: expected params w of shape ({layer.vocab_size}, {layer.dim}), got {got}")
     return {child(where, "weight"): np.array(params.w)}
 
 
@@ -337,6 +351,13 @@ def _inverse(order: tuple[int, ...]) -> tuple[int, ...]:
 
 def _recurrent_to(layer: RNN | LSTM | GRU, params: Any, state: Any, where: str) -> dict[str, Array]:
     order = _TORCH_GATES[type(layer)]
+    h, gh = layer.hidden, len(order) * layer.hidden
+    names = ("wx", "wh", "b", "bhn") if isinstance(layer, GRU) else ("wx", "wh", "b")
+    shapes = [getattr(getattr(params, n, None), "shape", None) for n in names]
+    wx_ok = shapes[0] is not None and len(shapes[0]) == 2 and shapes[0][1] == gh
+    if not wx_ok or shapes[1:] != [(h, gh), (gh,), (h,)][: len(names) - 1]:
+        got = ", ".join(f"{n} {shape}" for n, shape in zip(names, shapes))
+        raise ExportError(f"{describe(where, layer)}: expected params of hidden size {h} (wx (D, {gh}), wh ({h}, {gh})), got {got}")
     b_hh = np.zeros_like(params.b)
     if isinstance(layer, GRU):
         b_hh[2 * layer.hidden :] = params.bhn  # the n block: n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
@@ -439,7 +460,7 @@ TORCH_MAPPINGS: dict[type[Layer], TorchMapping] = {
     LayerNorm: TorchMapping(_sample_norm_to, _sample_norm_from),
     GroupNorm: TorchMapping(_sample_norm_to, _sample_norm_from),
     Embedding: TorchMapping(_embedding_to, _embedding_from),
-    TimeAffine: TorchMapping(_affine_to, _affine_from),
+    TimeAffine: TorchMapping(_time_affine_to, _affine_from),
     RNN: TorchMapping(_recurrent_to, _recurrent_from),
     LSTM: TorchMapping(_recurrent_to, _recurrent_from),
     GRU: TorchMapping(_recurrent_to, _recurrent_from),

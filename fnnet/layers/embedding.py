@@ -19,7 +19,7 @@ import numpy as np
 
 from fnnet._validate import positive_int
 from fnnet.initializers import Initializer, LeCunNormal, Normal, Zeros
-from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad
+from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad, param_arrays
 from fnnet.layers.core import AffineParams
 from fnnet.random import Key, split
 from fnnet.typing import Array, Shape
@@ -43,6 +43,12 @@ give the same sums.
 
 def _fmt(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + (",)" if len(shape) == 1 else ")")
+
+
+def _check_dout_dtype(layer: Layer, dout: Array, dtype: np.dtype[Any]) -> None:
+    """Gradients come back in the parameters' dtype, as the recurrent layers' do."""
+    if dout.dtype != dtype:
+        raise ValueError(f"{type(layer).__name__}.backward: expected dout of dtype {dtype} (the parameters' dtype), got {dout.dtype}")
 
 
 class EmbeddingParams(NamedTuple):
@@ -152,7 +158,10 @@ class Embedding(Layer):
         if not isinstance(x, np.ndarray) or x.dtype.kind not in "iu" or x.ndim < 1:
             what = f"dtype {x.dtype} shape {_fmt(x.shape)}" if isinstance(x, np.ndarray) else type(x).__name__
             raise ValueError(f"Embedding: expected integer ids of shape (N, ...), got {what}")
-        v = params.w.shape[0]
+        (w,) = param_arrays(self, params, "w")
+        if w.shape != (self.vocab_size, self.dim):
+            raise ValueError(f"Embedding: expected params w of shape ({self.vocab_size}, {self.dim}), got {_fmt(w.shape)}")
+        v = w.shape[0]
         if x.size and (int(x.min()) < 0 or int(x.max()) >= v):
             raise ValueError(f"Embedding: ids must lie in [0, {v}), got values in [{x.min()}, {x.max()}]")
         ids = x.reshape(-1).astype(np.intp, copy=False)
@@ -166,6 +175,7 @@ class Embedding(Layer):
         expected = (*cache.x_shape, params.w.shape[1])
         if dout.shape != expected:
             check_dout(self, dout, expected)
+        _check_dout_dtype(self, dout, params.w.dtype)
         dw = embedding_grad(cache.ids.reshape(cache.x_shape), dout, params.w.shape[0])
         return no_input_grad(cache.x_shape, cache.x_dtype), EmbeddingParams(dw)
 
@@ -215,7 +225,12 @@ class TimeAffine(Layer):
 
     def forward(self, params: AffineParams, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, _TimeAffineCache]:
         """``y = x @ w + b`` over the last axis."""
-        w = params.w
+        w, b = param_arrays(self, params, "w", "b")
+        if w.ndim != 2 or w.shape[1] != self.units or b.shape != (self.units,):
+            raise ValueError(
+                f"TimeAffine: expected params w of shape (D, {self.units}) and b of shape ({self.units},), "
+                f"got w {_fmt(w.shape)} and b {_fmt(b.shape)}"
+            )
         if not isinstance(x, np.ndarray) or x.ndim < 2 or x.shape[-1] != w.shape[0]:
             shape = _fmt(x.shape) if isinstance(x, np.ndarray) else type(x).__name__
             raise ValueError(f"TimeAffine: expected input of shape (N, ..., {w.shape[0]}), got {shape}")
@@ -233,6 +248,7 @@ class TimeAffine(Layer):
         expected = (*cache.x_shape[:-1], params.w.shape[1])
         if dout.shape != expected:
             check_dout(self, dout, expected)
+        _check_dout_dtype(self, dout, params.w.dtype)
         d2 = dout.reshape(-1, params.w.shape[1])
         grads = AffineParams(cache.x2.T @ d2, d2.sum(axis=0))
         if not input_grad:

@@ -95,7 +95,7 @@ import numpy as np
 
 from fnnet._validate import boolean, positive_int
 from fnnet.initializers import Initializer, LeCunNormal, Zeros
-from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, no_input_grad
+from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, no_input_grad, param_arrays
 from fnnet.random import Key, fold_in, split
 from fnnet.typing import Array, Shape
 
@@ -1027,6 +1027,14 @@ class _Recurrent(Layer):
         return hs, final
 
     def _check_input(self, params: Any, x: Any) -> None:
+        names = ("wx", "wh", "b", "bhn") if isinstance(self, GRU) else ("wx", "wh", "b")
+        wx, wh = param_arrays(self, params, *names)[:2]
+        gh = self._GATES * self.hidden
+        if wx.ndim != 2 or wx.shape[1] != gh or wh.shape != (self.hidden, gh):
+            raise ValueError(
+                f"{type(self).__name__}: expected params of hidden size {self.hidden}: wx (D, {gh}) and wh "
+                f"({self.hidden}, {gh}), got wx {_fmt(wx.shape)} and wh {_fmt(wh.shape)}"
+            )
         if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != params.wx.shape[0]:
             shape = _fmt(x.shape) if isinstance(x, np.ndarray) else type(x).__name__
             raise ValueError(f"{type(self).__name__}: expected input of shape (N, T, {params.wx.shape[0]}), got {shape}")
@@ -1074,8 +1082,9 @@ _DOC_LAYER = """
         stateful: False: the state passed to ``forward`` (``None`` = zeros, or the initial state
             record) is the initial state and comes back unchanged. True: ``forward`` returns the
             final state as the new state (truncated backpropagation through time over
-            consecutive batches of the same size; :func:`fnnet.fit` shuffles its batches, see
-            the module docstring for the loop to use).
+            consecutive batches of the same size: :func:`fnnet.fit` with ``shuffle=False`` and
+            ``drop_last=True``, or the loop in the module docstring, which also starts each
+            epoch from zeros).
         wx_init, wh_init, b_init: initialisers of ``wx``, ``wh`` and the biases (defaults: std
             ``1/sqrt(fan_in)`` normal, as the sequel, and zeros).
 """
