@@ -382,3 +382,28 @@ def test_fit_takes_train_as_a_list_pair_like_val_and_test() -> None:
     assert all(np.array_equal(p, q) for p, q in zip(tree_leaves(a.state), tree_leaves(b.state)))
     with pytest.raises(ValueError, match=r"^fit: train must be a pair \(x, t\) of arrays, got dict$"):
         fnnet.fit(model, sgd(0.1), {"x": x}, key=fnnet.key(0), epochs=1, progress="quiet")  # type: ignore[arg-type]
+
+
+def test_fit_refuses_targets_the_outputs_do_not_fit_before_training() -> None:
+    """A seq2seq built for another target length, or a val set of another output shape, is told
+    before the first step, naming both shapes (it surfaced inside the first step or after the first
+    epoch)."""
+    from fnnet.losses import time_softmax_cross_entropy
+    from fnnet.seq2seq import Seq2seq
+
+    g = fnnet.key(0).generator()
+    x, t = g.integers(0, 13, (40, 11)), g.integers(0, 13, (40, 4))
+    calls: list[int] = []
+
+    def counting(y: Array, tt: Array) -> tuple[float, Array]:
+        calls.append(len(y))
+        return time_softmax_cross_entropy(y, tt)
+
+    with pytest.raises(ValueError, match=r"^fit: the model's outputs \(N, 5, 13\) do not fit the train targets \(N, 4\): time_softmax_cross_entropy: "):
+        fnnet.fit(Seq2seq(13, 8, 16, src_len=6), fnnet.optim.adam(0.01), (x, t), key=fnnet.key(1), epochs=1,
+                  loss=counting, progress="quiet")  # fmt: skip
+    assert calls == [1]  # refused on one sample, before any step
+    xs, ts = np.ones((8, 4), np.float32), np.zeros(8, np.int64)
+    with pytest.raises(ValueError, match=r"^fit: the model's outputs \(N, 3\) do not fit the val targets \(N, 5\): "):
+        fnnet.fit(serial(Affine(3)), sgd(0.1), (xs, ts), key=fnnet.key(1), epochs=1, progress="quiet",
+                  val=(xs, np.zeros((8, 5), np.float32)))  # fmt: skip

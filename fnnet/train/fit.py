@@ -300,27 +300,43 @@ def _check_eval_set(name: str, data: Any) -> None:
         raise ValueError(f"fit: {name} x has {len(xs)} samples but t has {len(ts)}")
 
 
-def _check_takes(model: Layer, state: TrainState, x: Array, sets: list[tuple[str, Any]]) -> None:
-    """The model in evaluation mode takes the first sample of each set, else a one-line ValueError.
+def _check_takes(
+    model: Layer, state: TrainState, loss: LossFn, train: tuple[Array, Array], sets: list[tuple[str, Any]]
+) -> None:
+    """The model in evaluation mode takes the first sample of each set, and the loss takes its
+    output with that sample's target, else a one-line ValueError (before training, not after it).
 
-    Nothing is judged when it does not take the first training sample alone either (a stateful
-    layer holding another batch size's state): then training tells.
+    Nothing is judged when the model does not take the first training sample alone (a stateful
+    layer holding another batch size's state, BatchNorm before its first statistics): then
+    training tells.
     """
-    if all(data is None for _, data in sets):
-        return
+    x, t = train
     try:
-        model.forward(state.params, state.model_state, x[:1], EVAL)
+        y = model.forward(state.params, state.model_state, x[:1], EVAL)[0]
     except ValueError:
         return
+    try:
+        loss(y, t[:1])
+    except ValueError as e:
+        raise ValueError(f"fit: the model's outputs {_shape(y)} do not fit the train targets {_shape(t)}: {e}") from None
     for name, data in sets:
         if data is not None:
-            xs = data[0]
+            xs, ts = data
             try:
-                model.forward(state.params, state.model_state, xs[:1], EVAL)
+                ys = model.forward(state.params, state.model_state, xs[:1], EVAL)[0]
             except ValueError as e:
                 raise ValueError(
                     f"fit: the model cannot take the {name} samples of shape {tuple(xs.shape[1:])}: {e}"
                 ) from None
+            try:
+                loss(ys, ts[:1])
+            except ValueError as e:
+                raise ValueError(f"fit: the model's outputs {_shape(ys)} do not fit the {name} targets {_shape(ts)}: {e}") from None
+
+
+def _shape(a: Array) -> str:
+    """``(N, 5)`` for an array of shape ``(N, 5)``: the per-sample shape with the batch axis as N."""
+    return "(" + ", ".join(["N", *map(str, a.shape[1:])]) + (",)" if a.ndim == 1 else ")")
 
 
 def _skeleton_difference(like: TrainState, other: TrainState) -> str | None:
@@ -589,7 +605,7 @@ def fit(
     init_key, shuffle_key, step_key, eval_key, augment_key = split(key, 5)
     if state is None:
         state = init_train_state(model, optimizer, init_key, tuple(x.shape[1:]))
-    _check_takes(model, state, x, [("val", val), ("test", test)])
+    _check_takes(model, state, loss, (x, t), [("val", val), ("test", test)])
     for part in ("params", "opt_state", "model_state"):
         if not all_finite(getattr(state, part)):
             raise ValueError(
