@@ -6,11 +6,14 @@ Imported as ``from _helpers import ...`` (``tests`` is not a package; pytest put
 
 from __future__ import annotations
 
+import io
+import pwd
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import pytest
 
 import fnnet
 from fnnet.layers.base import Layer
@@ -215,3 +218,29 @@ def blas_limit_held_by_another_thread(threads: int) -> Iterator[None]:
     finally:
         leave.set()
         h.join(30)
+
+
+#: The image set of conftest's ``tiny`` fixture: 120 training items (two steps of 100), 30 test items.
+TINY_TRAIN, TINY_TEST = 120, 30
+
+
+class FailingStream(io.StringIO):
+    """A text stream (standing in for stdout or stderr) whose writes fail with ``error``."""
+
+    def __init__(self, error: OSError):
+        super().__init__()
+        self.error = error
+
+    def write(self, s: str) -> int:
+        raise self.error
+
+
+def no_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """$HOME and $XDG_CACHE_HOME unset, and no entry for the user in the password database."""
+
+    def unknown(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", unknown)

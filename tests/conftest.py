@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from _helpers import TINY_TEST, TINY_TRAIN, write_image_set
+
 from fnnet.datasets import sources
 from fnnet.layers import _patches
 
@@ -26,3 +28,10 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(sources, "_SYSTEM_DATA_DIR", tmp_path / "system")
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data set directory of 4x4 images (``TINY_TRAIN`` training and ``TINY_TEST`` test items)."""
+    d: Path = write_image_set(tmp_path_factory.mktemp("tiny"), TINY_TRAIN, TINY_TEST, 4)
+    return d

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _helpers import assert_bit_identical, blob_task, call_unchanged, write_image_set
+from _helpers import FailingStream, assert_bit_identical, blob_task, call_unchanged
 
 import fnnet
 from fnnet import checkpoint, cli, models
@@ -246,12 +246,6 @@ def test_a_signal_during_fit_leaves_the_last_checkpoint_readable_and_resuming_is
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data set directory of 4x4 images: 120 training and 30 test items."""
-    d: Path = write_image_set(tmp_path_factory.mktemp("tiny"), 120, 30, 4)
-    return d
-
 
 @pytest.fixture
 def no_plot(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -262,16 +256,6 @@ def no_plot(monkeypatch: pytest.MonkeyPatch) -> None:
 def _listing(d: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
 
-
-class _Failing(io.StringIO):
-    """A standard output whose writes fail with ``error``."""
-
-    def __init__(self, error: OSError):
-        super().__init__()
-        self.error = error
-
-    def write(self, s: str) -> int:
-        raise self.error
 
 
 @pytest.mark.parametrize(
@@ -291,7 +275,7 @@ def test_a_closed_or_full_stdout_is_no_traceback_and_leaves_out_untouched(
     before = _listing(out)
     capsys.readouterr()
     with monkeypatch.context() as m:
-        m.setattr(sys, "stdout", _Failing(error))
+        m.setattr(sys, "stdout", FailingStream(error))
         assert cli.main([*argv, "--seed", "2"]) == code
         assert cli.main(["evaluate", str(out)]) == code
     assert capsys.readouterr().err == message * 2
@@ -414,12 +398,12 @@ def test_a_closed_stderr_silences_the_progress_but_not_the_run(
 ) -> None:
     out = tmp_path / "run"
     with monkeypatch.context() as m:  # as after `fnnet train 2>&-`: every write to stderr fails
-        m.setattr(sys, "stderr", _Failing(OSError(9, "Bad file descriptor")))
+        m.setattr(sys, "stderr", FailingStream(OSError(9, "Bad file descriptor")))
         assert cli.main(["train", "--data", str(tiny), "--epochs", "2", "--out", str(out)]) == 0
         assert cli.main(["train", "--data", str(tmp_path / "nowhere")]) == 3  # the message is lost, the code is not
     assert capsys.readouterr().out.splitlines()[-1].startswith("test accuracy ")
     assert sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.json"]
-    bar = Progress(2, 3, "bar", stream=_Failing(OSError(28, "No space left on device")))
+    bar = Progress(2, 3, "bar", stream=FailingStream(OSError(28, "No space left on device")))
     bar.batch(0, 0, 1.0)
     bar.epoch(0, {"loss": 1.0})
     bar.break_line()

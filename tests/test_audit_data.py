@@ -8,7 +8,6 @@ import gzip
 import hashlib
 import http.server
 import os
-import pwd
 import signal
 import struct
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import no_home
 
 import fnnet
 import fnnet.datasets.sources as sources
@@ -50,16 +50,6 @@ def make_set(d: Path, n_train: int, n_test: int, *, gz: tuple[bool, ...] = (True
         (d / (stem + ".gz" if z else stem)).write_bytes(gzip.compress(idx(a), mtime=0) if z else idx(a))
     return arrays
 
-
-def no_home(monkeypatch: pytest.MonkeyPatch) -> None:
-    """$HOME and $XDG_CACHE_HOME unset, and no entry for the user in the password database."""
-
-    def unknown(uid: int) -> pwd.struct_passwd:
-        raise KeyError(f"getpwuid(): uid not found: {uid}")
-
-    monkeypatch.delenv("HOME", raising=False)
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.setattr(pwd, "getpwuid", unknown)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _helpers import write_image_set
+from _helpers import TINY_TEST, TINY_TRAIN
 
 from fnnet import checkpoint, cli, datasets, models, optim
 from fnnet.cli import main
@@ -29,14 +29,8 @@ from fnnet.train import TrainState, init_train_state
 from fnnet.tree import tree_map
 
 ROOT = Path(__file__).resolve().parents[1]
-N_TRAIN, N_TEST = 120, 30
+N_TRAIN, N_TEST = TINY_TRAIN, TINY_TEST
 
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data set directory of 4x4 images: 120 training and 30 test items."""
-    d: Path = write_image_set(tmp_path_factory.mktemp("tiny"), N_TRAIN, N_TEST, 4)
-    return d
 
 
 def _fails(argv: list[str], code: int, capsys: pytest.CaptureFixture[str]) -> str:

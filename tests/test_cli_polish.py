@@ -20,12 +20,6 @@ from fnnet.train import History, NonFiniteLossError, init_train_state
 STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data set directory of 4x4 images: 120 training items (2 steps of 100) and 30 test items."""
-    d: Path = write_image_set(tmp_path_factory.mktemp("tiny"), 120, 30, 4)
-    return d
-
 
 @pytest.fixture
 def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import importlib
 import importlib.util
-import io
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers import normal, onnx_session, rng
+from _helpers import FailingStream, normal, onnx_session, rng
 
 import fnnet
 from fnnet import cli
@@ -32,16 +31,6 @@ FULL = "fnnet: cannot write to standard output: No space left on device\n"
 # --- --help and --version into a full disk ---------------------------------------------------------
 
 
-class _Failing(io.StringIO):
-    """A standard output whose writes fail with ``error``."""
-
-    def __init__(self, error: OSError):
-        super().__init__()
-        self.error = error
-
-    def write(self, s: str) -> int:
-        raise self.error
-
 
 @pytest.mark.parametrize(
     "argv", [["--help"], ["train", "--help"], ["evaluate", "-h"], ["export", "--help"], ["--version"]]
@@ -55,7 +44,7 @@ def test_help_and_version_that_cannot_be_written_fail_as_other_output_does(
     argv: list[str], error: OSError, code: int, message: str,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    monkeypatch.setattr(sys, "stdout", _Failing(error))
+    monkeypatch.setattr(sys, "stdout", FailingStream(error))
     assert cli.main(argv) == code
     assert capsys.readouterr().err == message
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import pwd
 import tempfile
 import time
 import tracemalloc
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers import no_home
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -297,14 +297,6 @@ def _get_it(name: str = "mnist") -> str:
     return str(info.value).split("Get it with one of:\n  - ", 1)[1].splitlines()[0]
 
 
-def _no_home(monkeypatch: pytest.MonkeyPatch) -> None:
-    def unknown(uid: int) -> pwd.struct_passwd:
-        raise KeyError(f"getpwuid(): uid not found: {uid}")
-
-    monkeypatch.delenv("HOME", raising=False)
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.setattr(pwd, "getpwuid", unknown)
-
 
 def test_with_a_writable_user_cache_the_hint_is_a_plain_download(isolated: Path) -> None:
     hint = _get_it()
@@ -331,7 +323,7 @@ def test_without_a_usable_user_cache_the_hint_is_fnnet_data(
     isolated: Path, monkeypatch: pytest.MonkeyPatch, served: dict[str, bytes], place: str
 ) -> None:
     if place == "no home":
-        _no_home(monkeypatch)
+        no_home(monkeypatch)
     else:  # the cache would have to go below a regular file
         (isolated / "a-file").write_bytes(b"")
         monkeypatch.setenv("XDG_CACHE_HOME", str(isolated / "a-file" / "xdg"))
