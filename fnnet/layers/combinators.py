@@ -105,6 +105,16 @@ def _check_tuple(layer: Layer, what: str, value: Any, n: int) -> None:
         raise ValueError(f"{kind(layer)}: expected {what} as a tuple of {n} entries, got {got}")
 
 
+def _check_cache(layer: Layer, cache: Any, cache_type: type[SerialCache] | type[FanOutCache], n: int) -> None:
+    """A cache from another model's (or no) forward fails here in one line, not deep in a layer."""
+    if not isinstance(cache, cache_type) or len(cache.caches) != n:
+        got = f"one of {len(cache.caches)} entries" if isinstance(cache, cache_type) else type(cache).__name__
+        raise ValueError(
+            f"{kind(layer)}.backward: expected the cache of this layer's forward ({cache_type.__name__} of {n} "
+            f"entries), got {got}"
+        )
+
+
 # --- serial ----------------------------------------------------------------------------------------
 
 
@@ -202,6 +212,7 @@ class Serial(Layer):
     ) -> tuple[Array, tuple[Any, ...]]:
         """Run the layers' backward in reverse; the first layer's ``dx`` only if ``input_grad``."""
         _check_tuple(self, "params", params, len(self.layers))
+        _check_cache(self, cache, SerialCache, len(self.layers))
         grads: list[Any] = [None] * len(self.layers)
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
@@ -338,6 +349,7 @@ class _FanOut(Layer):
     ) -> tuple[Array, tuple[Any, ...]]:
         """Each part's backward on its share of ``dout``; ``dx`` is the sum of the parts' ``dx``."""
         _check_tuple(self, "params", params, len(self._parts))
+        _check_cache(self, cache, FanOutCache, len(self._parts))
         check_dout(self, dout, cache.y_shape)
         douts = (dout,) if len(self._parts) == 1 else self._split(dout, cache.sizes)
         grads: list[Any] = []

@@ -1,0 +1,65 @@
+"""A reader past the book: networks of one's own built from the combinators, broken on purpose.
+
+Each test here once failed: a backward pass given the cache of another model's forward, and an
+example's output line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _examples import SINGLE_THREADED, run_example
+
+import fnnet
+from fnnet.layers.combinators import PathError
+
+
+def _cache(model: fnnet.Layer, in_shape: tuple[int, ...]) -> Any:
+    params, _ = model.init(fnnet.key(0), in_shape)
+    x = fnnet.key(1).generator().normal(size=(3, *in_shape)).astype(np.float32)
+    return model.forward(params, model.init_state(in_shape), x)[2]
+
+
+def test_serial_backward_refuses_the_cache_of_another_pipeline() -> None:
+    model = fnnet.serial(fnnet.Affine(3), fnnet.ReLU(), fnnet.Affine(2))
+    params, _ = model.init(fnnet.key(0), (5,))
+    dout = np.ones((3, 2), np.float32)
+    shorter = _cache(fnnet.serial(fnnet.Affine(3), fnnet.Affine(2)), (5,))
+    with pytest.raises(ValueError, match=r"^Serial\.backward: expected the cache of this layer's forward "
+                       r"\(SerialCache of 3 entries\), got one of 2 entries$"):  # fmt: skip
+        model.backward(params, shorter, dout)
+    nothing: Any = None
+    with pytest.raises(ValueError, match=r"^Serial\.backward: .*got NoneType$"):
+        model.backward(params, nothing, dout)
+
+
+def test_fan_out_backward_refuses_a_pipelines_cache_and_names_the_path() -> None:
+    inception = fnnet.concat(fnnet.Conv2D(2, 1), fnnet.serial(fnnet.Conv2D(2, 1), fnnet.ReLU()))
+    model = fnnet.serial(fnnet.Conv2D(3, 3, pad=1), inception)
+    params, _ = model.init(fnnet.key(0), (1, 4, 4))
+    own = _cache(model, (1, 4, 4))
+    other = _cache(fnnet.serial(fnnet.Conv2D(3, 3, pad=1), fnnet.serial(fnnet.Conv2D(4, 1))), (1, 4, 4))
+    dout = np.ones((3, 4, 4, 4), np.float32)
+    assert model.backward(params, own, dout)[0].shape == (3, 1, 4, 4)
+    with pytest.raises(PathError) as err:
+        model.backward(params, other, dout)
+    assert str(err.value) == (
+        "layer 1 (Concat): Concat.backward: expected the cache of this layer's forward (FanOutCache of 2 entries), "
+        "got SerialCache"
+    )
+    block = fnnet.residual(fnnet.Affine(4))
+    bp, _ = block.init(fnnet.key(0), (4,))
+    pair: Any = (None, None)
+    with pytest.raises(ValueError, match=r"^Residual\.backward: .*\(FanOutCache of 2 entries\), got tuple$"):
+        block.backward(bp, pair, np.ones((3, 4), np.float32))
+
+
+def test_export_example_says_one_epoch(tmp_path: Path) -> None:
+    lines = run_example(
+        "export_onnx.py", "--train", "--epochs", "1", "--n", "100", "--out", str(tmp_path / "m.onnx"),
+        cwd=tmp_path, env=SINGLE_THREADED,
+    )  # fmt: skip
+    assert lines[0] == "trained an MLP (100, 50) with BatchNorm for 1 epoch on mnist-small"
