@@ -1,7 +1,7 @@
 """A reader past the book: networks of one's own built from the combinators, broken on purpose.
 
-Each test here once failed: a backward pass given the cache of another model's forward, and an
-example's output line.
+Each test here once failed: a backward pass given the cache of another model's forward, an
+example's output line, a summary of a shape with a size below one.
 """
 
 from __future__ import annotations
@@ -63,3 +63,16 @@ def test_export_example_says_one_epoch(tmp_path: Path) -> None:
         cwd=tmp_path, env=SINGLE_THREADED,
     )  # fmt: skip
     assert lines[0] == "trained an MLP (100, 50) with BatchNorm for 1 epoch on mnist-small"
+
+
+@pytest.mark.parametrize("in_shape", [(-1, 28, 28), (0, 8, 8)])
+def test_summary_refuses_a_size_below_one_in_one_line(in_shape: tuple[int, ...]) -> None:
+    # (-1, 28, 28) used to surface as "layer 0 (Conv2D): HeNormal: fans must be >= 0, got -9", and
+    # (0, 8, 8) as a table of a network without channels
+    model = fnnet.models.resnet((4, 8), blocks=1)
+    with pytest.raises(ValueError) as err:
+        fnnet.summary(model, in_shape)
+    assert str(err.value) == (
+        f"summary: in_shape must be one sample's shape, sizes >= 1 without the batch axis, got {in_shape}"
+    )
+    assert fnnet.summary(model, (1, 8, 8)).out_shape == (10,)

@@ -701,7 +701,7 @@ def summary(model: Layer, in_shape: Shape) -> Summary:
     indented, with their paths, in the table). Uses a fixed key; no data is needed.
 
     Raises:
-        ValueError: ``in_shape`` is not a tuple of ints, or the model cannot take it (a
+        ValueError: ``in_shape`` is not a tuple of positive ints, or the model cannot take it (a
             :class:`PathError` naming the layer).
 
     >>> import fnnet
@@ -726,6 +726,8 @@ def summary(model: Layer, in_shape: Shape) -> Summary:
     if not isinstance(in_shape, (tuple, list)) or not all(is_int(d) for d in in_shape):
         raise ValueError(f"summary: in_shape must be a tuple of ints (without the batch axis), got {in_shape!r}")
     in_shape = tuple(int(d) for d in in_shape)
+    if any(d < 1 for d in in_shape):
+        raise ValueError(f"summary: in_shape must be one sample's shape, sizes >= 1 without the batch axis, got {in_shape}")
     k = make_key(0)
     layers = model.layers if isinstance(model, Serial) else (model,)
     shape = in_shape
