@@ -1,7 +1,8 @@
 """A reader past the book: networks of one's own built from the combinators, broken on purpose.
 
 Each test here once failed: a backward pass given the cache of another model's forward, an
-example's output line, a summary of a shape with a size below one.
+example's output line, a summary of a shape with a size below one, a command-line run that
+crashed on a batch of one.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 from _examples import SINGLE_THREADED, run_example
+from _helpers import write_image_set
 
 import fnnet
+from fnnet.cli import main
 from fnnet.layers.combinators import PathError
 
 
@@ -76,3 +79,26 @@ def test_summary_refuses_a_size_below_one_in_one_line(in_shape: tuple[int, ...])
         f"summary: in_shape must be one sample's shape, sizes >= 1 without the batch axis, got {in_shape}"
     )
     assert fnnet.summary(model, (1, 8, 8)).out_shape == (10,)
+
+
+def test_cli_refuses_a_batch_of_one_the_resnet_cannot_train_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 1x1 images: BatchNorm sees one value per channel in a batch of one sample, which used to end
+    # the run mid-epoch with a traceback (exit 1, "a bug in fnnet")
+    (tmp_path / "dots").mkdir()
+    data = write_image_set(tmp_path / "dots", 3, 2, 1)
+    out = tmp_path / "run"
+    args = ["train", "--model", "resnet", "--data", str(data), "--epochs", "1", "--quiet", "--threads", "1"]
+    assert main([*args, "--batch-size", "2", "--out", str(out)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "fnnet: --model resnet cannot train on a batch of one 1x1x1 sample, and the last batch of each epoch holds "
+        "one (3 % 2); choose another --batch-size: layer 1 (BatchNorm): BatchNorm: training needs more than one "
+        "value per channel to compute batch statistics, got input shape (1, 16, 1, 1)"
+    ]
+    assert not out.exists()
+    assert main([*args, "--batch-size", "1"]) == 3
+    assert "--batch-size 1 gives only such batches; choose a larger one" in capsys.readouterr().err
+    assert main([*args, "--batch-size", "3"]) == 0
+    assert capsys.readouterr().out.startswith("test accuracy ")
