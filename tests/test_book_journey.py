@@ -2,7 +2,7 @@
 
 Each test here once failed: a backward pass given the cache of another model's forward, an
 example's output line, a summary of a shape with a size below one, a command-line run that
-crashed on a batch of one.
+crashed on a batch of one, NumPy integers as sizes.
 """
 
 from __future__ import annotations
@@ -102,3 +102,31 @@ def test_cli_refuses_a_batch_of_one_the_resnet_cannot_train_on(
     assert "--batch-size 1 gives only such batches; choose a larger one" in capsys.readouterr().err
     assert main([*args, "--batch-size", "3"]) == 0
     assert capsys.readouterr().out.startswith("test accuracy ")
+
+
+def test_numpy_int_hyperparameters_give_int_shapes_that_export() -> None:
+    # sizes drawn by NumPy (a search, np.arange) used to stay np.int64 in the record, in every
+    # shape computed from them, and in ONNX's graph: "Invalid item in shape: 4"
+    i: Any = np.int64  # what a search or np.arange hands over, whatever the annotations say
+    model = fnnet.serial(
+        fnnet.Conv1D(i(4), i(3), stride=i(1), pad=i(1), groups=i(2)), fnnet.GroupNorm(i(2)), fnnet.ReLU(),
+        fnnet.concat(fnnet.MaxPool1D(i(2)), fnnet.AvgPool1D(i(2), stride=i(2), pad=i(0)), axis=i(0)),
+        fnnet.Flatten(),
+    )  # fmt: skip
+    assert model == fnnet.serial(
+        fnnet.Conv1D(4, 3, stride=1, pad=1, groups=2), fnnet.GroupNorm(2), fnnet.ReLU(),
+        fnnet.concat(fnnet.MaxPool1D(2), fnnet.AvgPool1D(2, stride=2, pad=0)), fnnet.Flatten(),
+    )  # fmt: skip
+    assert "np.int" not in repr(model)
+    conv = fnnet.Conv2D(i(3), (i(3), i(1)), stride=[i(2), i(1)], groups=i(1))
+    assert (conv.out_channels, conv.kernel, conv.stride, conv.groups) == (3, (3, 1), (2, 1), 1)
+    assert all(type(d) is int for d in conv.out_shape((2, 7, 5)))
+    out = model.out_shape((2, 8))
+    assert out == (32,) and all(type(d) is int for d in out)
+    built = [fnnet.models.two_layer_net(i(5), i(3)), fnnet.models.mlp([i(5)], output_size=i(3))]
+    assert all(type(d) is int for m in built for d in m.out_shape((784,)))
+    pytest.importorskip("onnx")
+    params, _ = model.init(fnnet.key(0), (2, 8))
+    graph = fnnet.export.to_onnx(model, params, (2, 8))
+    dims = graph.graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims][1:] == [32]

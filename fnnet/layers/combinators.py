@@ -22,6 +22,7 @@ import attrs
 import numpy as np
 
 from fnnet._validate import is_int
+from fnnet.layers._patches import as_int
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind
 from fnnet.random import Key, key as make_key, split
 from fnnet.tree import tree_size
@@ -412,7 +413,7 @@ class Concat(_FanOut):
     """
 
     branches: tuple[Layer, ...] = attrs.field(converter=_as_tuple, validator=_check_branches)
-    axis: int = attrs.field(default=0, validator=_check_axis)
+    axis: int = attrs.field(default=0, converter=as_int, validator=_check_axis)
 
     @property
     def _parts(self) -> tuple[Layer | None, ...]:
