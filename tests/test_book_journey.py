@@ -32,31 +32,44 @@ def test_serial_backward_refuses_the_cache_of_another_pipeline() -> None:
     dout = np.ones((3, 2), np.float32)
     shorter = _cache(fnnet.serial(fnnet.Affine(3), fnnet.Affine(2)), (5,))
     with pytest.raises(ValueError, match=r"^Serial\.backward: expected the cache of this layer's forward "
-                       r"\(SerialCache of 3 entries\), got one of 2 entries$"):  # fmt: skip
+                       r"\(SerialCache of 3 entries, layers Affine, ReLU, Affine\), got one of 2 entries$"):  # fmt: skip
         model.backward(params, shorter, dout)
+    # as long, but other layers: this used to fail inside Affine.backward with an AttributeError
+    other = _cache(fnnet.serial(fnnet.Conv2D(3, 1), fnnet.Flatten(), fnnet.Affine(2)), (1, 1, 1))
+    with pytest.raises(ValueError) as err:
+        model.backward(params, other, dout)
+    assert str(err.value) == (
+        "Serial.backward: expected the cache of this layer's forward (SerialCache of 3 entries, layers Affine, ReLU, "
+        "Affine), got the cache of another Serial's forward (layers Conv2D, Flatten, Affine)"
+    )
+    rebuilt = fnnet.serial(fnnet.Affine(3), fnnet.ReLU(), fnnet.Affine(2))  # an equal model is the same model
+    assert rebuilt.backward(params, _cache(model, (5,)), dout)[0].shape == (3, 5)
     nothing: Any = None
     with pytest.raises(ValueError, match=r"^Serial\.backward: .*got NoneType$"):
         model.backward(params, nothing, dout)
 
 
-def test_fan_out_backward_refuses_a_pipelines_cache_and_names_the_path() -> None:
+def test_fan_out_backward_refuses_a_cache_not_its_own() -> None:
     inception = fnnet.concat(fnnet.Conv2D(2, 1), fnnet.serial(fnnet.Conv2D(2, 1), fnnet.ReLU()))
-    model = fnnet.serial(fnnet.Conv2D(3, 3, pad=1), inception)
-    params, _ = model.init(fnnet.key(0), (1, 4, 4))
-    own = _cache(model, (1, 4, 4))
-    other = _cache(fnnet.serial(fnnet.Conv2D(3, 3, pad=1), fnnet.serial(fnnet.Conv2D(4, 1))), (1, 4, 4))
+    params, _ = inception.init(fnnet.key(0), (3, 4, 4))
     dout = np.ones((3, 4, 4, 4), np.float32)
-    assert model.backward(params, own, dout)[0].shape == (3, 1, 4, 4)
-    with pytest.raises(PathError) as err:
-        model.backward(params, other, dout)
+    assert inception.backward(params, _cache(inception, (3, 4, 4)), dout)[0].shape == (3, 3, 4, 4)
+    with pytest.raises(ValueError) as err:  # used to be AttributeError: 'SerialCache' object has no attribute 'y_shape'
+        inception.backward(params, _cache(fnnet.serial(fnnet.Conv2D(2, 1), fnnet.Conv2D(2, 1)), (3, 4, 4)), dout)
     assert str(err.value) == (
-        "layer 1 (Concat): Concat.backward: expected the cache of this layer's forward (FanOutCache of 2 entries), "
+        "Concat.backward: expected the cache of this layer's forward (FanOutCache of 2 entries, parts Conv2D, Serial), "
         "got SerialCache"
     )
+    summed = fnnet.add_branches(fnnet.Conv2D(4, 1), fnnet.Conv2D(4, 3, pad=1))
+    with pytest.raises(ValueError, match=r"got the cache of another AddBranches's forward \(parts Conv2D, Conv2D\)$"):
+        fnnet.add_branches(fnnet.Conv2D(4, 1), fnnet.Conv2D(4, 1)).backward(params, _cache(summed, (3, 4, 4)), dout)
+    model = fnnet.serial(fnnet.Conv2D(3, 3, pad=1), inception)
+    with pytest.raises(PathError, match=r"^layer 1 \(Concat\): Concat\.backward: .* got NoneType$"):
+        model.backward(model.init(fnnet.key(0), (1, 4, 4))[0], _cache(model, (1, 4, 4))._replace(caches=(None, None)), dout)
     block = fnnet.residual(fnnet.Affine(4))
     bp, _ = block.init(fnnet.key(0), (4,))
     pair: Any = (None, None)
-    with pytest.raises(ValueError, match=r"^Residual\.backward: .*\(FanOutCache of 2 entries\), got tuple$"):
+    with pytest.raises(ValueError, match=r"^Residual\.backward: .*\(FanOutCache of 2 entries, parts Affine, identity\), got tuple$"):
         block.backward(bp, pair, np.ones((3, 4), np.float32))
 
 

@@ -108,19 +108,35 @@ def _check_tuple(layer: Layer, what: str, value: Any, n: int) -> None:
 
 def _check_cache(layer: Layer, cache: Any, cache_type: type[SerialCache] | type[FanOutCache], n: int) -> None:
     """A cache from another model's (or no) forward fails here in one line, not deep in a layer."""
-    if not isinstance(cache, cache_type) or len(cache.caches) != n:
-        got = f"one of {len(cache.caches)} entries" if isinstance(cache, cache_type) else type(cache).__name__
-        raise ValueError(
-            f"{kind(layer)}.backward: expected the cache of this layer's forward ({cache_type.__name__} of {n} "
-            f"entries), got {got}"
-        )
+    if isinstance(cache, cache_type) and len(cache.caches) == n and (cache.owner is layer or cache.owner == layer):
+        return
+    if not isinstance(cache, cache_type):
+        got = type(cache).__name__
+    elif len(cache.caches) != n:
+        got = f"one of {len(cache.caches)} entries"
+    else:
+        got = f"the cache of another {kind(cache.owner)}'s forward ({_parts_text(cache.owner)})"
+    raise ValueError(
+        f"{kind(layer)}.backward: expected the cache of this layer's forward ({cache_type.__name__} of {n} "
+        f"entries, {_parts_text(layer)}), got {got}"
+    )
+
+
+def _parts_text(layer: Any) -> str:
+    if isinstance(layer, Serial):
+        return "layers " + ", ".join(kind(sub) for sub in layer.layers)
+    parts: tuple[Layer | None, ...] = layer._parts
+    return "parts " + ", ".join("identity" if sub is None else kind(sub) for sub in parts)
 
 
 # --- serial ----------------------------------------------------------------------------------------
 
 
 class SerialCache(NamedTuple):
+    """The layers' caches, and the pipeline whose forward made them (``backward`` checks it)."""
+
     caches: tuple[Any, ...]
+    owner: Serial
 
 
 def _check_layers(inst: object, attribute: "attrs.Attribute[Any]", value: tuple[Any, ...]) -> None:
@@ -193,7 +209,7 @@ class Serial(Layer):
             x, st, c = _at(f"layer {i}", layer, lambda: layer.forward(params[i], states[i], x, ctx.child(i)))
             new_states.append(st)
             caches.append(c)
-        return x, tuple(new_states), SerialCache(tuple(caches))
+        return x, tuple(new_states), SerialCache(tuple(caches), self)
 
     def apply(self, params: tuple[Any, ...], x: Array, *, state: tuple[Any, ...] | None = None, ctx: Ctx = EVAL) -> Array:
         """The output alone, ``forward(params, state, x, ctx)[0]`` bit for bit, each layer run by its
@@ -237,12 +253,13 @@ def serial(*layers: Layer) -> Serial:
 
 
 class FanOutCache(NamedTuple):
-    """The branches' caches, the output shape (batch axis included) and the branch sizes along the
-    concatenation axis (``()`` for a sum)."""
+    """The branches' caches, the output shape (batch axis included), the branch sizes along the
+    concatenation axis (``()`` for a sum) and the layer whose forward made them."""
 
     caches: tuple[Any, ...]
     y_shape: tuple[int, ...]
     sizes: tuple[int, ...]
+    owner: _FanOut
 
 
 class _FanOut(Layer):
@@ -326,9 +343,9 @@ class _FanOut(Layer):
             caches.append(c)
         self._join_shapes(x.shape[1:], [y.shape[1:] for y in ys])
         if len(ys) == 1:
-            return ys[0], tuple(new_states), FanOutCache(tuple(caches), ys[0].shape, ())
+            return ys[0], tuple(new_states), FanOutCache(tuple(caches), ys[0].shape, (), self)
         y, sizes = self._join(ys)
-        return y, tuple(new_states), FanOutCache(tuple(caches), y.shape, sizes)
+        return y, tuple(new_states), FanOutCache(tuple(caches), y.shape, sizes, self)
 
     def apply(self, params: tuple[Any, ...], x: Array, *, state: tuple[Any, ...] | None = None, ctx: Ctx = EVAL) -> Array:
         """The output alone, ``forward(params, state, x, ctx)[0]`` bit for bit, each part run by its
