@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import pytest
 from _examples import SINGLE_THREADED, run_example
@@ -143,3 +144,19 @@ def test_numpy_int_hyperparameters_give_int_shapes_that_export() -> None:
     graph = fnnet.export.to_onnx(model, params, (2, 8))
     dims = graph.graph.output[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims][1:] == [32]
+
+
+def test_a_rebuilt_pipeline_of_array_holding_layers_takes_its_twins_cache() -> None:
+    @attrs.frozen
+    class Scaled(fnnet.Identity):  # a layer of one's own whose record holds an array: == cannot compare it
+        scale: np.ndarray = attrs.field(eq=attrs.cmp_using(eq=np.array_equal), factory=lambda: np.ones(2))
+
+    @attrs.frozen
+    class Opaque(fnnet.Identity):
+        scale: np.ndarray = attrs.field(factory=lambda: np.ones(2))  # "truth value ... is ambiguous"
+
+    for layer in (Scaled, Opaque):
+        x = np.ones((3, 2), np.float32)
+        _, _, cache = fnnet.serial(layer(), fnnet.ReLU()).forward((None, None), None, x)
+        dx, _ = fnnet.serial(layer(), fnnet.ReLU()).backward((None, None), cache, x)
+        assert dx.shape == (3, 2)
