@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if args.train:
         model, params, state, (x, t) = trained_mlp(args.seed, args.epochs)
-        print(f"trained an MLP {TRAIN_HIDDEN} with BatchNorm for {args.epochs} epochs on mnist-small")
+        print(f"trained an MLP {TRAIN_HIDDEN} with BatchNorm for {args.epochs} epoch{'' if args.epochs == 1 else 's'} on mnist-small")
     else:
         (model, params), state = simple_convnet_book(), None
         x, t = mnist_test()

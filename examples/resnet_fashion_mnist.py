@@ -14,7 +14,7 @@ images, one epoch, the first 1,000 test images), and the exit status is non-zero
 below :data:`FULL_TARGET` (:data:`QUICK_TARGET` with ``--quick``).
 
 Measured (seed 0, 2 cores shared with other work): the default run scored 0.7936 (test accuracy
-0.7270 and 0.7739 after epochs 1 and 2) in 6.5 minutes; ``--quick`` scored 0.3480.
+0.7270 and 0.7739 after epochs 1 and 2) in 6.5 minutes; ``--quick`` scored 0.3460.
 """
 
 from __future__ import annotations

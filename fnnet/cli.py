@@ -92,7 +92,7 @@ from fnnet._io import _create_temp, _fsync_dir, atomic_write_bytes, open_regular
 from fnnet.errors import FormatError
 from fnnet.train._progress import Progress
 from fnnet._validate import is_int, is_real
-from fnnet.layers.base import Layer
+from fnnet.layers.base import Ctx, Layer
 from fnnet.layers.combinators import Serial, summary
 from fnnet.losses import softmax_cross_entropy
 from fnnet.metrics import confusion_matrix, default_metrics
@@ -698,6 +698,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             EXIT_INPUT,
             f"--model {args.model} cannot take the {_shape_text(in_shape)} inputs of --data {args.data}: {_one_line(str(e))}",
         ) from None
+    _check_single_sample_batch(model, args, x_train)
 
     sizes = (("train", len(x_train)), ("test", len(x_test)))
     sampled = {f"{name}_{m}": EVAL_SAMPLE < n for name, n in sizes for m in ("loss", *_METRICS)}
@@ -770,6 +771,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         if out is not None:
             out.discard()
     return EXIT_OK
+
+
+def _check_single_sample_batch(model: Layer, args: argparse.Namespace, x_train: Array) -> None:
+    """Exit 3 before training if a training batch of one sample is coming that the model cannot
+    train on (BatchNorm after the image has shrunk to 1x1 needs more than one value per channel).
+
+    Batches of two or more samples always give BatchNorm two values per channel, so only a batch
+    of one (the last of an epoch, or ``--batch-size 1``) is tried: one training forward pass.
+    """
+    n, size = len(x_train), args.batch_size
+    if min(n, size) != 1 and n % size != 1:
+        return
+    try:
+        params, _ = model.init(make_key(0), tuple(x_train.shape[1:]))
+        model.forward(params, model.init_state(tuple(x_train.shape[1:])), x_train[:1], Ctx(True, make_key(0)))
+    except ValueError as e:
+        if n == 1:
+            which = "the training set holds only one"
+        elif size == 1:
+            which = "--batch-size 1 gives only such batches; choose a larger one"
+        else:
+            which = f"the last batch of each epoch holds one ({n} % {size}); choose another --batch-size"
+        raise _Fail(
+            EXIT_INPUT,
+            f"--model {args.model} cannot train on a batch of one {_shape_text(tuple(x_train.shape[1:]))} "
+            f"sample, and {which}: {_one_line(str(e))}",
+        ) from None
 
 
 def _diverged(e: NonFiniteLossError, steps: int, lr: float) -> str:

@@ -88,6 +88,8 @@ def two_layer_net(hidden_size: int = 50, output_size: int = 10, weight_init_std:
     >>> net.apply(params, np.zeros((2, 784), np.float32)).shape
     (2, 10)
     """
+    hidden_size = check_positive_int("two_layer_net", "hidden_size", hidden_size)
+    output_size = check_positive_int("two_layer_net", "output_size", output_size)
     init = Normal(weight_init_std)
     return serial(Affine(hidden_size, w_init=init), ReLU(), Affine(output_size, w_init=init))
 
@@ -121,6 +123,7 @@ def mlp(
     (3,)
     """
     sizes = _check_sizes("mlp", "hidden_sizes", hidden_sizes)
+    output_size = check_positive_int("mlp", "output_size", output_size)
     if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise ValueError(f"mlp: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     w_init = _check_init("mlp", w_init)
@@ -178,6 +181,10 @@ def simple_convnet(
     """
     w_init = _check_init("simple_convnet", w_init)
     pool_first = _check_bool("simple_convnet", "pool_first", pool_first)
+    filters, hidden, output_size = (
+        check_positive_int("simple_convnet", name, v)
+        for name, v in (("filters", filters), ("hidden", hidden), ("output_size", output_size))
+    )
     init = w_init if w_init is not None else HeNormal()
     conv_block = [MaxPool2D(2), ReLU()] if pool_first else [ReLU(), MaxPool2D(2)]
     return serial(
@@ -257,6 +264,8 @@ def deep_convnet(
     dropout = check_in_interval("deep_convnet", "dropout", dropout, 0.0, 1.0)
     batchnorm = _check_bool("deep_convnet", "batchnorm", batchnorm)
     pool_first = _check_bool("deep_convnet", "pool_first", pool_first)
+    hidden = check_positive_int("deep_convnet", "hidden", hidden)
+    output_size = check_positive_int("deep_convnet", "output_size", output_size)
 
     def is_pair(c: Any) -> bool:
         return isinstance(c, (tuple, list)) and len(c) == 2 and all(is_int(v) for v in c)

@@ -62,12 +62,27 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, pad: int = 0) -> i
     return (size + 2 * pad - kernel) // stride + 1
 
 
+def as_int(value: int | np.integer[Any]) -> int:
+    """A NumPy integer as a Python ``int``, so that shapes computed from it hold plain ints (ONNX
+    refuses ``np.int64`` dimensions); anything else is left for the validator.
+
+    >>> import numpy as np
+    >>> from fnnet.layers._patches import as_int
+    >>> type(as_int(np.int64(3))).__name__, as_int(True), as_int(2.0)
+    ('int', True, 2.0)
+    """
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 def pair(value: Any) -> Any:
-    """``3 -> (3, 3)``; a 2-sequence becomes a tuple; anything else is left for the validator."""
+    """``3 -> (3, 3)``; a 2-sequence becomes a tuple (NumPy integers as ints); anything else is left
+    for the validator."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return (int(value), int(value))
     if isinstance(value, (tuple, list)) and len(value) == 2:
-        return tuple(value)
+        return tuple(as_int(v) for v in value)
     return value
 
 

@@ -22,6 +22,7 @@ import attrs
 import numpy as np
 
 from fnnet._validate import is_int
+from fnnet.layers._patches import as_int
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind
 from fnnet.random import Key, key as make_key, split
 from fnnet.tree import tree_size
@@ -105,11 +106,48 @@ def _check_tuple(layer: Layer, what: str, value: Any, n: int) -> None:
         raise ValueError(f"{kind(layer)}: expected {what} as a tuple of {n} entries, got {got}")
 
 
+def _check_cache(layer: Layer, cache: Any, cache_type: type[SerialCache] | type[FanOutCache], n: int) -> None:
+    """A cache from another model's (or no) forward fails here in one line, not deep in a layer."""
+    if isinstance(cache, cache_type) and len(cache.caches) == n and _same_layer(cache.owner, layer):
+        return
+    if not isinstance(cache, cache_type):
+        got = type(cache).__name__
+    elif len(cache.caches) != n:
+        got = f"one of {len(cache.caches)} entries"
+    else:
+        got = f"the cache of another {kind(cache.owner)}'s forward ({_parts_text(cache.owner)})"
+    raise ValueError(
+        f"{kind(layer)}.backward: expected the cache of this layer's forward ({cache_type.__name__} of {n} "
+        f"entries, {_parts_text(layer)}), got {got}"
+    )
+
+
+def _same_layer(a: Layer, b: Layer) -> bool:
+    """``a`` is ``b``, or an equal record (a model rebuilt alike). Records that ``==`` cannot compare
+    (a layer of one's own holding arrays) get the benefit of the doubt."""
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except ValueError:
+        return True
+
+
+def _parts_text(layer: Any) -> str:
+    if isinstance(layer, Serial):
+        return "layers " + ", ".join(kind(sub) for sub in layer.layers)
+    parts: tuple[Layer | None, ...] = layer._parts
+    return "parts " + ", ".join("identity" if sub is None else kind(sub) for sub in parts)
+
+
 # --- serial ----------------------------------------------------------------------------------------
 
 
 class SerialCache(NamedTuple):
+    """The layers' caches, and the pipeline whose forward made them (``backward`` checks it)."""
+
     caches: tuple[Any, ...]
+    owner: Serial
 
 
 def _check_layers(inst: object, attribute: "attrs.Attribute[Any]", value: tuple[Any, ...]) -> None:
@@ -182,7 +220,7 @@ class Serial(Layer):
             x, st, c = _at(f"layer {i}", layer, lambda: layer.forward(params[i], states[i], x, ctx.child(i)))
             new_states.append(st)
             caches.append(c)
-        return x, tuple(new_states), SerialCache(tuple(caches))
+        return x, tuple(new_states), SerialCache(tuple(caches), self)
 
     def apply(self, params: tuple[Any, ...], x: Array, *, state: tuple[Any, ...] | None = None, ctx: Ctx = EVAL) -> Array:
         """The output alone, ``forward(params, state, x, ctx)[0]`` bit for bit, each layer run by its
@@ -202,6 +240,7 @@ class Serial(Layer):
     ) -> tuple[Array, tuple[Any, ...]]:
         """Run the layers' backward in reverse; the first layer's ``dx`` only if ``input_grad``."""
         _check_tuple(self, "params", params, len(self.layers))
+        _check_cache(self, cache, SerialCache, len(self.layers))
         grads: list[Any] = [None] * len(self.layers)
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
@@ -225,12 +264,13 @@ def serial(*layers: Layer) -> Serial:
 
 
 class FanOutCache(NamedTuple):
-    """The branches' caches, the output shape (batch axis included) and the branch sizes along the
-    concatenation axis (``()`` for a sum)."""
+    """The branches' caches, the output shape (batch axis included), the branch sizes along the
+    concatenation axis (``()`` for a sum) and the layer whose forward made them."""
 
     caches: tuple[Any, ...]
     y_shape: tuple[int, ...]
     sizes: tuple[int, ...]
+    owner: _FanOut
 
 
 class _FanOut(Layer):
@@ -314,9 +354,9 @@ class _FanOut(Layer):
             caches.append(c)
         self._join_shapes(x.shape[1:], [y.shape[1:] for y in ys])
         if len(ys) == 1:
-            return ys[0], tuple(new_states), FanOutCache(tuple(caches), ys[0].shape, ())
+            return ys[0], tuple(new_states), FanOutCache(tuple(caches), ys[0].shape, (), self)
         y, sizes = self._join(ys)
-        return y, tuple(new_states), FanOutCache(tuple(caches), y.shape, sizes)
+        return y, tuple(new_states), FanOutCache(tuple(caches), y.shape, sizes, self)
 
     def apply(self, params: tuple[Any, ...], x: Array, *, state: tuple[Any, ...] | None = None, ctx: Ctx = EVAL) -> Array:
         """The output alone, ``forward(params, state, x, ctx)[0]`` bit for bit, each part run by its
@@ -338,6 +378,7 @@ class _FanOut(Layer):
     ) -> tuple[Array, tuple[Any, ...]]:
         """Each part's backward on its share of ``dout``; ``dx`` is the sum of the parts' ``dx``."""
         _check_tuple(self, "params", params, len(self._parts))
+        _check_cache(self, cache, FanOutCache, len(self._parts))
         check_dout(self, dout, cache.y_shape)
         douts = (dout,) if len(self._parts) == 1 else self._split(dout, cache.sizes)
         grads: list[Any] = []
@@ -400,7 +441,7 @@ class Concat(_FanOut):
     """
 
     branches: tuple[Layer, ...] = attrs.field(converter=_as_tuple, validator=_check_branches)
-    axis: int = attrs.field(default=0, validator=_check_axis)
+    axis: int = attrs.field(default=0, converter=as_int, validator=_check_axis)
 
     @property
     def _parts(self) -> tuple[Layer | None, ...]:
@@ -689,7 +730,7 @@ def summary(model: Layer, in_shape: Shape) -> Summary:
     indented, with their paths, in the table). Uses a fixed key; no data is needed.
 
     Raises:
-        ValueError: ``in_shape`` is not a tuple of ints, or the model cannot take it (a
+        ValueError: ``in_shape`` is not a tuple of positive ints, or the model cannot take it (a
             :class:`PathError` naming the layer).
 
     >>> import fnnet
@@ -714,6 +755,8 @@ def summary(model: Layer, in_shape: Shape) -> Summary:
     if not isinstance(in_shape, (tuple, list)) or not all(is_int(d) for d in in_shape):
         raise ValueError(f"summary: in_shape must be a tuple of ints (without the batch axis), got {in_shape!r}")
     in_shape = tuple(int(d) for d in in_shape)
+    if any(d < 1 for d in in_shape):
+        raise ValueError(f"summary: in_shape must be one sample's shape, sizes >= 1 without the batch axis, got {in_shape}")
     k = make_key(0)
     layers = model.layers if isinstance(model, Serial) else (model,)
     shape = in_shape

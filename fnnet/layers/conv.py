@@ -24,7 +24,7 @@ import numpy as np
 from fnnet._validate import nonneg_int, positive_int
 from fnnet.initializers import HeNormal, Initializer, Zeros
 from fnnet.layers._patches import (
-    Pair, PatchGeometry, correlate, correlate_adjoint, depthwise_correlate, depthwise_weight_grad, geometry,
+    Pair, PatchGeometry, as_int, correlate, correlate_adjoint, depthwise_correlate, depthwise_weight_grad, geometry,
     is_k_major, nchw, nhwc, nonneg_pair, pair, patch_chunks, positive_pair,
 )
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, check_rank, no_input_grad, param_arrays
@@ -84,13 +84,13 @@ class Conv2D(Layer):
     ((6, 1, 3, 3), (6, 8, 8))
     """
 
-    out_channels: int = attrs.field(validator=positive_int)
+    out_channels: int = attrs.field(converter=as_int, validator=positive_int)
     kernel: Pair = attrs.field(converter=pair, validator=positive_pair)
     stride: Pair = attrs.field(default=(1, 1), converter=pair, validator=positive_pair)
     pad: Pair = attrs.field(default=(0, 0), converter=pair, validator=nonneg_pair)
     w_init: Initializer = attrs.field(factory=HeNormal)
     b_init: Initializer = attrs.field(factory=Zeros)
-    groups: int = attrs.field(default=1, kw_only=True, validator=positive_int)
+    groups: int = attrs.field(default=1, kw_only=True, converter=as_int, validator=positive_int)
 
     def __attrs_post_init__(self) -> None:
         _check_groups(self)
@@ -197,13 +197,13 @@ class Conv1D(Layer):
     (4, 8, 50)
     """
 
-    out_channels: int = attrs.field(validator=positive_int)
-    kernel: int = attrs.field(validator=positive_int)
-    stride: int = attrs.field(default=1, validator=positive_int)
-    pad: int = attrs.field(default=0, validator=nonneg_int)
+    out_channels: int = attrs.field(converter=as_int, validator=positive_int)
+    kernel: int = attrs.field(converter=as_int, validator=positive_int)
+    stride: int = attrs.field(default=1, converter=as_int, validator=positive_int)
+    pad: int = attrs.field(default=0, converter=as_int, validator=nonneg_int)
     w_init: Initializer = attrs.field(factory=HeNormal)
     b_init: Initializer = attrs.field(factory=Zeros)
-    groups: int = attrs.field(default=1, kw_only=True, validator=positive_int)
+    groups: int = attrs.field(default=1, kw_only=True, converter=as_int, validator=positive_int)
 
     def __attrs_post_init__(self) -> None:
         _check_groups(self)

@@ -26,6 +26,7 @@ import numpy as np
 
 from fnnet.typing import DEFAULT_DTYPE, Array, Shape
 from fnnet._validate import positive_int
+from fnnet.layers._patches import as_int
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad, param_arrays
 from fnnet.random import Key
 
@@ -720,7 +721,7 @@ class GroupNorm(Layer):
     (np.True_, np.True_)
     """
 
-    groups: int = attrs.field(validator=positive_int)
+    groups: int = attrs.field(converter=as_int, validator=positive_int)
     eps: float = attrs.field(default=1e-5, validator=_eps)
 
     def _channels(self, in_shape: Shape) -> int:

@@ -21,7 +21,7 @@ import attrs
 import numpy as np
 
 from fnnet._validate import nonneg_int, positive_int
-from fnnet.layers._patches import Pair, conv_output_size, nchw, nhwc, nonneg_pair, pair, positive_pair
+from fnnet.layers._patches import Pair, as_int, conv_output_size, nchw, nhwc, nonneg_pair, pair, positive_pair
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_rank, no_input_grad
 from fnnet.random import Key
 from fnnet.typing import Array, Shape
@@ -318,9 +318,10 @@ class _Pool1D(Layer):
 
     _POOL2D: ClassVar[type[_Pool2D]]
 
-    window: int = attrs.field(validator=positive_int)
-    stride: int | None = attrs.field(default=None, validator=attrs.validators.optional(positive_int))
-    pad: int = attrs.field(default=0, validator=nonneg_int)
+    window: int = attrs.field(converter=as_int, validator=positive_int)
+    stride: int | None = attrs.field(default=None, converter=attrs.converters.optional(as_int),
+                                   validator=attrs.validators.optional(positive_int))
+    pad: int = attrs.field(default=0, converter=as_int, validator=nonneg_int)
 
     def __attrs_post_init__(self) -> None:
         if self.pad >= self.window:
