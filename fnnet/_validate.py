@@ -34,6 +34,20 @@ def is_int(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, np.integer))
 
 
+def as_int(value: int | np.integer[Any]) -> int:
+    """A NumPy integer as a Python ``int``, so that shapes computed from it hold plain ints (ONNX
+    refuses ``np.int64`` dimensions); anything else is left for the validator.
+
+    >>> import numpy as np
+    >>> from fnnet._validate import as_int
+    >>> type(as_int(np.int64(3))).__name__, as_int(True), as_int(2.0)
+    ('int', True, 2.0)
+    """
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 def is_real(value: Any) -> bool:
     """True for finite-or-not real numbers (Python or NumPy), not for bools."""
     return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))

@@ -139,6 +139,7 @@ def test_numpy_int_hyperparameters_give_int_shapes_that_export() -> None:
     assert out == (32,) and all(type(d) is int for d in out)
     built = [fnnet.models.two_layer_net(i(5), i(3)), fnnet.models.mlp([i(5)], output_size=i(3))]
     assert all(type(d) is int for m in built for d in m.out_shape((784,)))
+    assert type(fnnet.Affine(i(3)).out) is int and fnnet.Affine(i(3)) == fnnet.Affine(3)
     pytest.importorskip("onnx")
     params, _ = model.init(fnnet.key(0), (2, 8))
     graph = fnnet.export.to_onnx(model, params, (2, 8))

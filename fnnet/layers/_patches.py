@@ -35,7 +35,7 @@ import attrs
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from fnnet._validate import is_int
+from fnnet._validate import as_int, is_int
 from fnnet.typing import Array
 
 __all__ = ["im2col", "col2im", "conv_output_size"]
@@ -60,20 +60,6 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, pad: int = 0) -> i
     if size + 2 * pad < kernel:
         raise ValueError(f"kernel {kernel} does not fit an input of size {size} with pad {pad}")
     return (size + 2 * pad - kernel) // stride + 1
-
-
-def as_int(value: int | np.integer[Any]) -> int:
-    """A NumPy integer as a Python ``int``, so that shapes computed from it hold plain ints (ONNX
-    refuses ``np.int64`` dimensions); anything else is left for the validator.
-
-    >>> import numpy as np
-    >>> from fnnet.layers._patches import as_int
-    >>> type(as_int(np.int64(3))).__name__, as_int(True), as_int(2.0)
-    ('int', True, 2.0)
-    """
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def pair(value: Any) -> Any:

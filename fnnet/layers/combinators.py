@@ -22,7 +22,7 @@ import attrs
 import numpy as np
 
 from fnnet._validate import is_int
-from fnnet.layers._patches import as_int
+from fnnet._validate import as_int
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind
 from fnnet.random import Key, key as make_key, split
 from fnnet.tree import tree_size

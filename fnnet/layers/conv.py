@@ -21,10 +21,10 @@ from typing import NamedTuple
 import attrs
 import numpy as np
 
-from fnnet._validate import nonneg_int, positive_int
+from fnnet._validate import as_int, nonneg_int, positive_int
 from fnnet.initializers import HeNormal, Initializer, Zeros
 from fnnet.layers._patches import (
-    Pair, PatchGeometry, as_int, correlate, correlate_adjoint, depthwise_correlate, depthwise_weight_grad, geometry,
+    Pair, PatchGeometry, correlate, correlate_adjoint, depthwise_correlate, depthwise_weight_grad, geometry,
     is_k_major, nchw, nhwc, nonneg_pair, pair, patch_chunks, positive_pair,
 )
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, check_rank, no_input_grad, param_arrays

@@ -12,7 +12,7 @@ import numpy as np
 from fnnet import functions as F
 from fnnet.typing import Array, Shape
 from fnnet.initializers import Initializer, XavierNormal, Zeros
-from fnnet._validate import positive_int
+from fnnet._validate import as_int, positive_int
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad, param_arrays
 from fnnet.random import Key, split
 
@@ -70,7 +70,7 @@ class Affine(Layer):
     ((5, 3), (5, 2, 2, 2), [5.0, 5.0, 5.0])
     """
 
-    out: int = attrs.field(validator=positive_int)
+    out: int = attrs.field(converter=as_int, validator=positive_int)
     w_init: Initializer = attrs.field(factory=XavierNormal)
     b_init: Initializer = attrs.field(factory=Zeros)
 

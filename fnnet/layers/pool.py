@@ -20,8 +20,8 @@ from typing import ClassVar, NamedTuple
 import attrs
 import numpy as np
 
-from fnnet._validate import nonneg_int, positive_int
-from fnnet.layers._patches import Pair, as_int, conv_output_size, nchw, nhwc, nonneg_pair, pair, positive_pair
+from fnnet._validate import as_int, nonneg_int, positive_int
+from fnnet.layers._patches import Pair, conv_output_size, nchw, nhwc, nonneg_pair, pair, positive_pair
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_rank, no_input_grad
 from fnnet.random import Key
 from fnnet.typing import Array, Shape
