@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from _helpers import write_image_set
 
-from fnnet import checkpoint, cli
+import fnnet
+from fnnet import checkpoint, cli, models, optim
 from fnnet.cli import main
+from fnnet.train import init_train_state
 
 N_TRAIN, N_TEST = 40, 10
 
@@ -111,3 +115,53 @@ def test_the_temporaries_of_another_users_live_process_are_kept(
     theirs.mkdir()
     assert _train(tiny, tmp_path / "run") == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name, "run"]
+
+
+def test_sigterm_during_training_exits_143_and_ctrl_c_130(
+    tmp_path: Path, tiny: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for signal_as, code, word in ((cli._Terminated, 143, "terminated"), (KeyboardInterrupt, 130, "interrupted")):
+
+        def fit(*args: Any, **kwargs: Any) -> None:
+            raise signal_as
+
+        monkeypatch.setattr(cli, "fit", fit)
+        out = tmp_path / word
+        assert _train(tiny, out) == code
+        assert capsys.readouterr().err == f"fnnet: {word}; --out {out} untouched\n"
+        assert not out.exists() and not list(tmp_path.glob(f".{word}.*"))
+
+
+def test_evaluate_refuses_a_checkpoint_whose_model_state_is_not_finite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "data").mkdir()
+    data = write_image_set(tmp_path / "data", 10, 10, 8)
+    state = init_train_state(models.resnet(), optim.adam(0.001), fnnet.key(0), (1, 8, 8))
+    mean = state.model_state[1].mean
+    state = state._replace(model_state=(state.model_state[0], state.model_state[1]._replace(mean=np.full_like(mean, np.nan)),
+                                        *state.model_state[2:]))
+    config = {"model": "resnet", "optimizer": "adam", "lr": 0.001, "in_shape": [1, 8, 8], "data": str(data)}
+    checkpoint.save(tmp_path / "ck.npz", state, meta={"config": config})
+    assert main(["evaluate", str(tmp_path / "ck.npz")]) == 3
+    assert "parameter model_state/1/mean holds NaN or infinite values; refusing to evaluate" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names an open directory through /proc")
+def test_the_new_run_is_synced_whole_before_it_is_renamed_into_place(
+    tmp_path: Path, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("matplotlib")  # the learning curve is the one file not written atomically
+    synced: list[tuple[str, bool]] = []  # (directory, whether it held all the outputs then)
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            d = os.readlink(f"/proc/self/fd/{fd}")
+            synced.append((os.path.basename(d), set(os.listdir(d)) >= set(cli.OUTPUT_FILES)))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert _train(tiny, tmp_path / "run") == 0
+    whole = [i for i, (name, full) in enumerate(synced) if name.startswith(".run.fnnet-new-") and full]
+    assert whole and synced[-1][0] == tmp_path.name and whole[-1] < len(synced) - 1

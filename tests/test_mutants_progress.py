@@ -1,6 +1,6 @@
 """Regression tests from a third mutation-testing pass over fnnet.train._progress: the bar is drawn
-at the first batch and always at the last, with its exact fill; without
-stderr it is quiet."""
+at the first batch and always at the last, with its exact fill; "auto" is a bar on a
+terminal only; without stderr it is quiet."""
 
 from __future__ import annotations
 
@@ -29,3 +29,13 @@ def test_without_stderr_the_display_is_quiet(monkeypatch: pytest.MonkeyPatch) ->
     bar.batch(0, 1, 0.5)
     bar.epoch(0, {"loss": 0.5})
     bar.break_line()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_draws_a_bar_on_a_terminal_and_lines_elsewhere() -> None:
+    assert Progress(1, 1, "auto", stream=_Terminal()).mode == "bar"
+    assert Progress(1, 1, "auto", stream=io.StringIO()).mode == "lines"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import fnnet
-from fnnet.hparam import SearchInterrupted, TrialResult, Uniform, random_search
+from fnnet.hparam import SearchInterrupted, TrialResult, Uniform, random_search, run_trial
 
 SPACE = {"x": Uniform(0.0, 1.0)}
 
@@ -114,3 +114,24 @@ def test_search_interrupted_keeps_the_traceback_of_the_interrupt() -> None:
         random_search(objective_pressed_ctrl_c, SPACE, key=fnnet.key(0), n_trials=2)
     names = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
     assert "objective_pressed_ctrl_c" in names
+
+
+def test_a_multi_line_error_is_recorded_on_one_line() -> None:
+    def objective(hparams: dict[str, Any], key: fnnet.Key) -> dict[str, float]:
+        raise ValueError("first line\n  second line\n")
+
+    r = run_trial(objective, 0, {"x": 0.5}, fnnet.key(0))
+    assert r.error == "ValueError: first line second line"
+
+
+def test_an_interrupt_after_done_trials_keeps_them_and_the_new_ones() -> None:
+    full = random_search(_score, SPACE, key=fnnet.key(0), n_trials=5)
+
+    def stop_after_3(t: TrialResult) -> None:
+        if t.index == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(SearchInterrupted) as info:
+        random_search(_score, SPACE, key=fnnet.key(0), n_trials=5, done=full.trials[:3], on_trial=stop_after_3)
+    assert [t.index for t in info.value.trials] == [0, 1, 2, 3]
+    assert info.value.trials[:3] == full.trials[:3]
