@@ -66,6 +66,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import importlib.util
+import io
 import json
 import math
 import os
@@ -915,15 +916,15 @@ def _plot(history: History, path: Path, sample: dict[str, int | None]) -> bool:
     if shown:
         ax2.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())  # synced to disk like the run's other files
     return True
 
 
 def _draw_confusion(plt: Any, cm: Array, title: str) -> bytes:
     """The confusion matrix as PNG bytes (counts in the cells), drawn with pyplot ``plt``."""
-    import io
-
     k = cm.shape[0]
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.6 + 0.55 * k))
     ax.imshow(cm, cmap="Blues")

@@ -151,17 +151,21 @@ def test_evaluate_refuses_a_checkpoint_whose_model_state_is_not_finite(
 def test_the_new_run_is_synced_whole_before_it_is_renamed_into_place(
     tmp_path: Path, tiny: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("matplotlib")  # the learning curve is the one file not written atomically
+    pytest.importorskip("matplotlib")  # so that the learning curve is among the files
     synced: list[tuple[str, bool]] = []  # (directory, whether it held all the outputs then)
+    files: list[str] = []  # the files synced, under their final names
     real = os.fsync
 
     def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
         if stat.S_ISDIR(os.fstat(fd).st_mode):
-            d = os.readlink(f"/proc/self/fd/{fd}")
-            synced.append((os.path.basename(d), set(os.listdir(d)) >= set(cli.OUTPUT_FILES)))
+            synced.append((os.path.basename(path), set(os.listdir(path)) >= set(cli.OUTPUT_FILES)))
+        else:  # a temporary ".NAME.PID.XXXXXXXX.tmp"
+            files.append(os.path.basename(path)[1:].split(".")[0])
         real(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
     assert _train(tiny, tmp_path / "run") == 0
+    assert {f.split(".")[0] for f in cli.OUTPUT_FILES} <= set(files)  # the learning curve too
     whole = [i for i, (name, full) in enumerate(synced) if name.startswith(".run.fnnet-new-") and full]
     assert whole and synced[-1][0] == tmp_path.name and whole[-1] < len(synced) - 1
