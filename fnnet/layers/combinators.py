@@ -21,8 +21,7 @@ from typing import Any, NamedTuple, TypeVar
 import attrs
 import numpy as np
 
-from fnnet._validate import is_int
-from fnnet._validate import as_int
+from fnnet._validate import as_int, is_int
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind
 from fnnet.random import Key, key as make_key, split
 from fnnet.tree import tree_size

@@ -25,8 +25,7 @@ import attrs
 import numpy as np
 
 from fnnet.typing import DEFAULT_DTYPE, Array, Shape
-from fnnet._validate import positive_int
-from fnnet._validate import as_int
+from fnnet._validate import as_int, positive_int
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad, param_arrays
 from fnnet.random import Key
 
