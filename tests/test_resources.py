@@ -277,3 +277,18 @@ def test_predict_and_evaluate_keep_no_layer_caches() -> None:
     assert _peak_mib(lambda: fnnet.predict(model, params, x, batch_size=2000, threads=1)) < cached / 3
     assert _peak_mib(lambda: fnnet.evaluate(model, params, x, t, batch_size=2000, threads=1)) < cached / 3
     assert np.array_equal(fnnet.predict(model, params, x, batch_size=2000, threads=1), model.forward(params, None, x)[0])
+
+
+def test_predict_writes_each_batch_into_the_result_instead_of_joining_a_list() -> None:
+    """A wide output (an autoencoder's) is held once: the batches go straight into the result, so
+    the peak is the result and a few batches in flight, not the result twice."""
+    model = fnnet.serial(fnnet.Affine(784))
+    params, _ = model.init(fnnet.key(0), (16,))
+    x = fnnet.key(1).generator().random((4000, 16), dtype=np.float32)
+    size = 4000 * 784 * 4 / 2**20
+    peak = _peak_mib(lambda: fnnet.predict(model, params, x, threads=2))
+    assert peak < 1.4 * size
+    y = fnnet.predict(model, params, x, threads=2)
+    want = np.concatenate([model.apply(params, x[i : i + 250]) for i in range(0, 4000, 250)])
+    assert y.dtype == np.float32 and np.array_equal(y, want)
+    assert fnnet.predict(model, params, x[:0]).shape == (0,)

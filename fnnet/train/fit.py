@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -70,18 +71,35 @@ def _thread_count(threads: int | None, fn: str) -> int:
     return default_threads() if threads is None else check_positive_int(fn, "threads", threads)
 
 
-def _eval_batches(
+def _eval_outputs(
     model: Layer, params: Tree, x: Array, state: Tree, batch_size: int, threads: int | None, fn: str
-) -> list[tuple[slice, Array]]:
-    """Evaluation-mode outputs of consecutive batches, spread over threads; ``[(rows, y), ...]``.
-    Through ``model.apply``, which keeps no layer's cache longer than that layer runs."""
+) -> Array:
+    """Evaluation-mode outputs of ``x``, consecutive batches spread over threads, each written into
+    the one result array as it comes (no list of batch outputs beside it). Through ``model.apply``,
+    which keeps no layer's cache longer than that layer runs."""
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"{fn}: batch_size must be a positive int, got {batch_size!r}")
     n_threads = _thread_count(threads, fn)
     rows = [slice(i, min(i + batch_size, len(x))) for i in range(0, len(x), batch_size)]
+    result: list[Array] = []  # the output array, made by the first batch to finish
+    lock = threading.Lock()
+
+    def fill(r: slice) -> None:
+        y = model.apply(params, x[r], state=state, ctx=EVAL)
+        with lock:
+            if not result:
+                result.append(np.empty((len(x), *y.shape[1:]), dtype=y.dtype))
+        out = result[0]
+        if y.shape[1:] != out.shape[1:] or y.dtype != out.dtype:
+            raise ValueError(
+                f"{fn}: the model gave outputs {y.shape[1:]} {y.dtype} for samples {r.start}-{r.stop - 1} "
+                f"but {out.shape[1:]} {out.dtype} for others"
+            )
+        out[r] = y
+
     with blas_limit(1):
-        ys = run_shards(lambda r: model.apply(params, x[r], state=state, ctx=EVAL), rows, n_threads)
-    return list(zip(rows, ys))
+        run_shards(fill, rows, n_threads)
+    return result[0] if result else np.zeros((0,))
 
 
 def predict(
@@ -103,8 +121,7 @@ def predict(
     >>> y.shape, bool(np.allclose(y.sum(axis=1), 1.0))
     ((2500, 3), True)
     """
-    outs = [y for _, y in _eval_batches(model, params, x, state, batch_size, threads, "predict")]
-    return np.concatenate(outs) if outs else np.zeros((0,))
+    return _eval_outputs(model, params, x, state, batch_size, threads, "predict")
 
 
 def evaluate(
@@ -151,7 +168,7 @@ def evaluate(
     if len(t) != n:
         raise ValueError(f"evaluate: x has {n} samples but t has {len(t)}")
     chosen = default_metrics(loss) if metrics is None else dict(metrics)
-    y_all = np.concatenate([y for _, y in _eval_batches(model, params, x, state, batch_size, threads, "evaluate")])
+    y_all = _eval_outputs(model, params, x, state, batch_size, threads, "evaluate")
     result = {"loss": float(loss(y_all, t)[0])}
     if chosen:
         check_metrics(chosen, tuple(y_all.shape[1:]), loss=loss)
