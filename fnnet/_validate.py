@@ -48,6 +48,16 @@ def as_int(value: int | np.integer[Any]) -> int:
     return value
 
 
+def shape_text(shape: tuple[int | None, ...]) -> str:
+    """A shape as error messages write it, with ``None`` (the batch axis) as ``N``.
+
+    >>> from fnnet._validate import shape_text
+    >>> shape_text((None, 5)), shape_text((3,)), shape_text(())
+    ('(N, 5)', '(3,)', '()')
+    """
+    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+
+
 def is_real(value: Any) -> bool:
     """True for finite-or-not real numbers (Python or NumPy), not for bools."""
     return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))

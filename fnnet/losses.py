@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from fnnet import functions as F
-from fnnet._validate import is_int
+from fnnet._validate import is_int, shape_text
 from fnnet.typing import Array
 
 __all__ = [
@@ -60,10 +60,6 @@ True
 # --- argument checking ---------------------------------------------------------------------------
 
 
-def _shape(s: tuple[int, ...]) -> str:
-    return "(" + ", ".join(map(str, s)) + (",)" if len(s) == 1 else ")")
-
-
 def _floating(fn: str, name: str, y: Any, *, min_rank: int = 0) -> Array:
     """``y`` as an array; ValueError unless it is floating point of rank >= ``min_rank``."""
     a = np.asarray(y)
@@ -71,7 +67,7 @@ def _floating(fn: str, name: str, y: Any, *, min_rank: int = 0) -> Array:
         raise ValueError(f"{fn}: expected {name} of a floating point dtype, got dtype {a.dtype}")
     if a.ndim < min_rank:
         raise ValueError(
-            f"{fn}: expected {name} of rank >= {min_rank} with classes on the last axis, got shape {_shape(a.shape)}"
+            f"{fn}: expected {name} of rank >= {min_rank} with classes on the last axis, got shape {shape_text(a.shape)}"
         )
     return a
 
@@ -86,7 +82,7 @@ def _class_targets(fn: str, y: Array, t: Any, *, cast: bool = True) -> tuple[Arr
     ta = np.asarray(t)
     k = y.shape[-1]
     if k == 0:
-        raise ValueError(f"{fn}: expected at least one class on the last axis, got y of shape {_shape(y.shape)}")
+        raise ValueError(f"{fn}: expected at least one class on the last axis, got y of shape {shape_text(y.shape)}")
     if ta.shape == y.shape and ta.dtype.kind in "fiub":
         if ta.dtype.kind != "b" and ta.size:
             lo, hi = ta.min(), ta.max()
@@ -102,10 +98,10 @@ def _class_targets(fn: str, y: Array, t: Any, *, cast: bool = True) -> tuple[Arr
             )
         return ta, True
     if ta.shape == y.shape[:-1]:
-        raise ValueError(f"{fn}: expected integer labels of shape {_shape(ta.shape)}, got dtype {ta.dtype}")
+        raise ValueError(f"{fn}: expected integer labels of shape {shape_text(ta.shape)}, got dtype {ta.dtype}")
     raise ValueError(
-        f"{fn}: expected t as integer labels of shape {_shape(y.shape[:-1])} or one-hot targets of shape "
-        f"{_shape(y.shape)} (y has shape {_shape(y.shape)}), got shape {_shape(ta.shape)} dtype {ta.dtype}"
+        f"{fn}: expected t as integer labels of shape {shape_text(y.shape[:-1])} or one-hot targets of shape "
+        f"{shape_text(y.shape)} (y has shape {shape_text(y.shape)}), got shape {shape_text(ta.shape)} dtype {ta.dtype}"
     )
 
 
@@ -113,7 +109,7 @@ def _n_rows(fn: str, y: Array) -> int:
     """The batch size ``N = prod(y.shape[:-1])``; ValueError if there are no rows or no classes."""
     k = y.shape[-1]
     if k == 0 or y.size == 0:
-        raise ValueError(f"{fn}: expected at least one sample and one class, got y of shape {_shape(y.shape)}")
+        raise ValueError(f"{fn}: expected at least one sample and one class, got y of shape {shape_text(y.shape)}")
     return int(y.size // k)
 
 
@@ -150,9 +146,9 @@ def _regression_targets(fn: str, y: Array, t: Any) -> Array:
         t_lab, _ = _class_targets(fn, y, ta)
         return _one_hot(t_lab, y.shape[-1], y.dtype)
     raise ValueError(
-        f"{fn}: expected t of y's shape {_shape(y.shape)}"
-        + (f" (or integer labels of shape {_shape(y.shape[:-1])})" if y.ndim >= 1 else "")
-        + f", got shape {_shape(ta.shape)} dtype {ta.dtype}"
+        f"{fn}: expected t of y's shape {shape_text(y.shape)}"
+        + (f" (or integer labels of shape {shape_text(y.shape[:-1])})" if y.ndim >= 1 else "")
+        + f", got shape {shape_text(ta.shape)} dtype {ta.dtype}"
     )
 
 
@@ -164,11 +160,11 @@ def _binary_targets(fn: str, name: str, z: Array, t: Any) -> Array:
         ta = column if column is not None else ta
     if ta.shape != z.shape or ta.dtype.kind not in "fiub":
         raise ValueError(
-            f"{fn}: expected t of {name}'s shape {_shape(z.shape)} with values in [0, 1], "
-            f"got shape {_shape(ta.shape)} dtype {ta.dtype}"
+            f"{fn}: expected t of {name}'s shape {shape_text(z.shape)} with values in [0, 1], "
+            f"got shape {shape_text(ta.shape)} dtype {ta.dtype}"
         )
     if z.size == 0:
-        raise ValueError(f"{fn}: expected a non-empty {name}, got shape {_shape(z.shape)}")
+        raise ValueError(f"{fn}: expected a non-empty {name}, got shape {shape_text(z.shape)}")
     if ta.dtype.kind != "b" and not (ta.min() >= 0 and ta.max() <= 1):  # NaN fails both comparisons
         raise ValueError(f"{fn}: targets must lie in [0, 1], got values in [{ta.min()}, {ta.max()}]")
     return ta.astype(z.dtype, copy=False)
@@ -235,7 +231,7 @@ def mean_squared_error(y: Array, t: Any) -> tuple[float, Array]:
     fn = "mean_squared_error"
     y_in = _floating(fn, "y", y)
     if y_in.size == 0:
-        raise ValueError(f"{fn}: expected a non-empty y, got shape {_shape(y_in.shape)}")
+        raise ValueError(f"{fn}: expected a non-empty y, got shape {shape_text(y_in.shape)}")
     ya = _wide(y_in)
     d = ya - _regression_targets(fn, ya, t)
     n = ya.size
@@ -413,7 +409,7 @@ def huber(y: Array, t: Any, delta: float = 1.0) -> tuple[float, Array]:
         raise ValueError(f"{fn}: delta must be a finite number > 0, got {delta!r}")
     y_in = _floating(fn, "y", y)
     if y_in.size == 0:
-        raise ValueError(f"{fn}: expected a non-empty y, got shape {_shape(y_in.shape)}")
+        raise ValueError(f"{fn}: expected a non-empty y, got shape {shape_text(y_in.shape)}")
     ya = _wide(y_in)
     d = ya - _regression_targets(fn, ya, t)
     a = np.abs(d)
@@ -457,8 +453,8 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
     v = x.shape[-1]
     if ta.shape != x.shape[:-1] or ta.dtype.kind not in "iu":
         raise ValueError(
-            f"{fn}: expected integer targets of shape {_shape(x.shape[:-1])} (logits have shape "
-            f"{_shape(x.shape)}), got shape {_shape(ta.shape)} dtype {ta.dtype}"
+            f"{fn}: expected integer targets of shape {shape_text(x.shape[:-1])} (logits have shape "
+            f"{shape_text(x.shape)}), got shape {shape_text(ta.shape)} dtype {ta.dtype}"
         )
     if ignore_index is not None and not is_int(ignore_index):
         raise ValueError(f"{fn}: ignore_index must be an int or None, got {ignore_index!r}")

@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from fnnet import losses
-from fnnet._validate import is_int
-from fnnet.losses import _class_targets, _n_rows, _shape
+from fnnet._validate import is_int, shape_text
+from fnnet.losses import _class_targets, _n_rows
 from fnnet.typing import Array
 
 __all__ = [
@@ -98,10 +98,10 @@ def accuracy(y: Array, t: Any) -> float:
     fn = "accuracy"
     ya = _numeric(fn, "scores y", y)
     if ya.ndim < 1:
-        raise ValueError(f"{fn}: expected numeric scores of rank >= 1 with classes on the last axis, got shape {_shape(ya.shape)}")
+        raise ValueError(f"{fn}: expected numeric scores of rank >= 1 with classes on the last axis, got shape {shape_text(ya.shape)}")
     if ya.shape[-1] == 1:
         raise ValueError(
-            f"{fn}: y of shape {_shape(ya.shape)} has one output per sample, so its argmax is always 0; "
+            f"{fn}: y of shape {shape_text(ya.shape)} has one output per sample, so its argmax is always 0; "
             "use binary_accuracy for a one-output classifier, or mae/rmse/r2 for a regression"
         )
     ta, labels = _class_targets(fn, ya, t, cast=False)
@@ -132,11 +132,11 @@ def token_accuracy(y: Array, t: Any, *, ignore_index: int | None = None) -> floa
     ya = _numeric(fn, "scores y", y)
     ta = np.asarray(t)
     if ya.ndim < 2 or ya.shape[-1] < 2:
-        raise ValueError(f"{fn}: expected scores (N, T, V) with V >= 2 classes on the last axis, got shape {_shape(ya.shape)}")
+        raise ValueError(f"{fn}: expected scores (N, T, V) with V >= 2 classes on the last axis, got shape {shape_text(ya.shape)}")
     if ta.shape != ya.shape[:-1] or ta.dtype.kind not in "iu":
         raise ValueError(
-            f"{fn}: expected integer targets of shape {_shape(ya.shape[:-1])} (scores have shape "
-            f"{_shape(ya.shape)}), got shape {_shape(ta.shape)} dtype {ta.dtype}"
+            f"{fn}: expected integer targets of shape {shape_text(ya.shape[:-1])} (scores have shape "
+            f"{shape_text(ya.shape)}), got shape {shape_text(ta.shape)} dtype {ta.dtype}"
         )
     if ignore_index is not None and not is_int(ignore_index):
         raise ValueError(f"{fn}: ignore_index must be an int or None, got {ignore_index!r}")
@@ -158,7 +158,7 @@ def _one_column(fn: str, name: str, a: Array) -> Array:
     """``a`` of shape ``(N,)`` or ``(N, 1)`` as a flat ``(N,)`` view; ValueError otherwise."""
     if a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1):
         return a.reshape(-1)
-    raise ValueError(f"{fn}: expected {name} of shape (N,) or (N, 1), got shape {_shape(a.shape)}")
+    raise ValueError(f"{fn}: expected {name} of shape (N,) or (N, 1), got shape {shape_text(a.shape)}")
 
 
 def _binary(fn: str, y: Any, t: Any, logits: bool) -> tuple[Array, Array]:
@@ -228,12 +228,12 @@ def confusion_matrix(y: Array, t: Any, *, num_classes: int | None = None, logits
         pred, true = ya.argmax(axis=-1), (ta if labels else ta.argmax(axis=-1))
         k_min = ya.shape[1]
     else:
-        raise ValueError(f"{fn}: expected y of shape (N, K), (N,) or (N, 1), got shape {_shape(ya.shape)}")
+        raise ValueError(f"{fn}: expected y of shape (N, K), (N,) or (N, 1), got shape {shape_text(ya.shape)}")
     if num_classes is not None and not is_int(num_classes):
         raise ValueError(f"{fn}: num_classes must be an int or None, got {num_classes!r}")
     k = k_min if num_classes is None else int(num_classes)
     if k < k_min:
-        raise ValueError(f"{fn}: num_classes must be at least {k_min} for y of shape {_shape(ya.shape)}, got {num_classes}")
+        raise ValueError(f"{fn}: num_classes must be at least {k_min} for y of shape {shape_text(ya.shape)}, got {num_classes}")
     counts = np.bincount(true.astype(np.int64) * k + pred.astype(np.int64), minlength=k * k)
     out: Array = counts.reshape(k, k).astype(np.int64)
     return out
@@ -252,10 +252,10 @@ def _regression(fn: str, y: Any, t: Any) -> tuple[Array, Array]:
             ta = ta.reshape(ya.shape)
         else:
             raise ValueError(
-                f"{fn}: expected targets of the outputs' shape {_shape(ya.shape)}, got shape {_shape(ta.shape)}"
+                f"{fn}: expected targets of the outputs' shape {shape_text(ya.shape)}, got shape {shape_text(ta.shape)}"
             )
     if ya.size == 0:
-        raise ValueError(f"{fn}: expected at least one sample, got y of shape {_shape(ya.shape)}")
+        raise ValueError(f"{fn}: expected at least one sample, got y of shape {shape_text(ya.shape)}")
     return ya, ta
 
 
@@ -463,11 +463,11 @@ def check_metrics(metrics: Mapping[str, Metric], y_shape: tuple[int, ...], *, lo
         if kind == "multiclass" and last < 2:
             raise ValueError(
                 f"metric {name!r} ({fn_name}) needs K >= 2 class scores per sample, but the model has output "
-                f"shape {_shape(tuple(y_shape))}; use binary_accuracy for a one-output classifier, or "
+                f"shape {shape_text(tuple(y_shape))}; use binary_accuracy for a one-output classifier, or "
                 "mae/rmse/r2 for a regression"
             )
         if kind == "binary" and outputs != 1:
             raise ValueError(
                 f"metric {name!r} (binary_accuracy) needs one output per sample, but the model has output "
-                f"shape {_shape(tuple(y_shape))}; use accuracy for K class scores"
+                f"shape {shape_text(tuple(y_shape))}; use accuracy for K class scores"
             )

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from fnnet._validate import shape_text
 from fnnet.random import Key, fold_in
 from fnnet.typing import Array, Shape
 
@@ -216,10 +217,6 @@ def kind(layer: Layer) -> str:
     return type(layer).__name__
 
 
-def _fmt(shape: tuple[int | None, ...]) -> str:
-    return "(" + ", ".join("N" if s is None else str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
-
-
 def check_rank(layer: Layer, x: Array, rank: int, what: str = "input") -> None:
     """Raise ``ValueError`` naming ``layer`` unless ``x.ndim == rank``.
 
@@ -232,7 +229,7 @@ def check_rank(layer: Layer, x: Array, rank: int, what: str = "input") -> None:
     ValueError: Conv2D: expected input (N, C, H, W) of rank 4, got shape (2, 25)
     """
     if x.ndim != rank:
-        raise ValueError(f"{kind(layer)}: expected {what} of rank {rank}, got shape {_fmt(x.shape)}")
+        raise ValueError(f"{kind(layer)}: expected {what} of rank {rank}, got shape {shape_text(x.shape)}")
 
 
 def check_dtype(layer: Layer, x: Array, dtype: np.dtype[Any]) -> None:
@@ -293,7 +290,7 @@ def check_dout(layer: Layer, dout: Array, shape: tuple[int, ...]) -> None:
     ValueError: ReLU.backward: expected dout of shape (2, 4), got (2, 3)
     """
     if dout.shape != shape:
-        raise ValueError(f"{kind(layer)}.backward: expected dout of shape {_fmt(shape)}, got {_fmt(dout.shape)}")
+        raise ValueError(f"{kind(layer)}.backward: expected dout of shape {shape_text(shape)}, got {shape_text(dout.shape)}")
 
 
 def no_input_grad(x_shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 
-from fnnet._validate import positive_int
+from fnnet._validate import positive_int, shape_text
 from fnnet.initializers import Initializer, LeCunNormal, Normal, Zeros
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, check_dtype, no_input_grad, param_arrays
 from fnnet.layers.core import AffineParams
@@ -39,10 +39,6 @@ give the same sums.
 >>> ONE_HOT_MAX_VOCAB, gemm.shape, counted.shape, bool((gemm == counted[:-1]).all())
 (64, (64, 2), (65, 2), True)
 """
-
-
-def _fmt(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(map(str, shape)) + (",)" if len(shape) == 1 else ")")
 
 
 def _check_dout_dtype(layer: Layer, dout: Array, dtype: np.dtype[Any]) -> None:
@@ -90,9 +86,9 @@ def embedding_grad(ids: Array, dout: Array, vocab_size: int) -> Array:
     """
     ids = np.asarray(ids)
     if ids.dtype.kind not in "iu" or not isinstance(dout, np.ndarray) or dout.shape[:-1] != ids.shape:
-        what = f"{_fmt(dout.shape)}" if isinstance(dout, np.ndarray) else type(dout).__name__
+        what = f"{shape_text(dout.shape)}" if isinstance(dout, np.ndarray) else type(dout).__name__
         raise ValueError(
-            f"embedding_grad: expected integer ids of some shape S and dout (*S, dim), got ids {_fmt(ids.shape)} "
+            f"embedding_grad: expected integer ids of some shape S and dout (*S, dim), got ids {shape_text(ids.shape)} "
             f"dtype {ids.dtype} and dout {what}"
         )
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
@@ -156,11 +152,11 @@ class Embedding(Layer):
     ) -> tuple[Array, None, _EmbeddingCache]:
         """``y = w[x]`` of shape ``(*x.shape, dim)`` and ``w``'s dtype."""
         if not isinstance(x, np.ndarray) or x.dtype.kind not in "iu" or x.ndim < 1:
-            what = f"dtype {x.dtype} shape {_fmt(x.shape)}" if isinstance(x, np.ndarray) else type(x).__name__
+            what = f"dtype {x.dtype} shape {shape_text(x.shape)}" if isinstance(x, np.ndarray) else type(x).__name__
             raise ValueError(f"Embedding: expected integer ids of shape (N, ...), got {what}")
         (w,) = param_arrays(self, params, "w")
         if w.shape != (self.vocab_size, self.dim):
-            raise ValueError(f"Embedding: expected params w of shape ({self.vocab_size}, {self.dim}), got {_fmt(w.shape)}")
+            raise ValueError(f"Embedding: expected params w of shape ({self.vocab_size}, {self.dim}), got {shape_text(w.shape)}")
         v = w.shape[0]
         if x.size and (int(x.min()) < 0 or int(x.max()) >= v):
             raise ValueError(f"Embedding: ids must lie in [0, {v}), got values in [{x.min()}, {x.max()}]")
@@ -213,7 +209,7 @@ class TimeAffine(Layer):
     def out_shape(self, in_shape: Shape) -> Shape:
         """``(*in_shape[:-1], units)``."""
         if len(in_shape) < 1:
-            raise ValueError(f"TimeAffine: expected in_shape (..., D), got {_fmt(tuple(in_shape))}")
+            raise ValueError(f"TimeAffine: expected in_shape (..., D), got {shape_text(tuple(in_shape))}")
         return (*in_shape[:-1], self.units)
 
     def init(self, key: Key, in_shape: Shape) -> tuple[AffineParams, Shape]:
@@ -229,10 +225,10 @@ class TimeAffine(Layer):
         if w.ndim != 2 or w.shape[1] != self.units or b.shape != (self.units,):
             raise ValueError(
                 f"TimeAffine: expected params w of shape (D, {self.units}) and b of shape ({self.units},), "
-                f"got w {_fmt(w.shape)} and b {_fmt(b.shape)}"
+                f"got w {shape_text(w.shape)} and b {shape_text(b.shape)}"
             )
         if not isinstance(x, np.ndarray) or x.ndim < 2 or x.shape[-1] != w.shape[0]:
-            shape = _fmt(x.shape) if isinstance(x, np.ndarray) else type(x).__name__
+            shape = shape_text(x.shape) if isinstance(x, np.ndarray) else type(x).__name__
             raise ValueError(f"TimeAffine: expected input of shape (N, ..., {w.shape[0]}), got {shape}")
         if x.dtype != w.dtype:
             check_dtype(self, x, w.dtype)

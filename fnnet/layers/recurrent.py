@@ -93,7 +93,7 @@ from typing import Any, ClassVar, Literal, NamedTuple, overload
 import attrs
 import numpy as np
 
-from fnnet._validate import boolean, positive_int
+from fnnet._validate import boolean, positive_int, shape_text
 from fnnet.initializers import Initializer, LeCunNormal, Zeros
 from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, no_input_grad, param_arrays
 from fnnet.random import Key, fold_in, split
@@ -288,10 +288,6 @@ class GRUCache(NamedTuple):
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _fmt(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(map(str, shape)) + (",)" if len(shape) == 1 else ")")
-
-
 def _sigmoid_(a: Array) -> None:
     """``a = σ(a)`` in place, as ``0.5 + 0.5 tanh(a / 2)``: exact algebra that never overflows."""
     a *= 0.5
@@ -313,7 +309,7 @@ def _check_params(fn: str, params: Any, gates: int) -> tuple[Array, Array, int]:
     if wx.ndim != 2 or wh.shape != (h, gates * h) or wx.shape[1] != gates * h or params.b.shape != (gates * h,):
         raise ValueError(
             f"{fn}: expected params wx (D, {gates}H), wh (H, {gates}H), b ({gates}H,), got "
-            f"{_fmt(wx.shape)}, {_fmt(wh.shape)}, {_fmt(params.b.shape)}"
+            f"{shape_text(wx.shape)}, {shape_text(wh.shape)}, {shape_text(params.b.shape)}"
         )
     return wx, wh, h
 
@@ -321,7 +317,7 @@ def _check_params(fn: str, params: Any, gates: int) -> tuple[Array, Array, int]:
 def _check_x(fn: str, x: Array, wx: Array, skip: int = 0) -> tuple[int, int, int]:
     """Check ``x`` ``(N, T, D)`` against ``wx``, whose first ``skip`` rows read another input."""
     if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != wx.shape[0] - skip:
-        shape = _fmt(x.shape) if isinstance(x, np.ndarray) else type(x).__name__
+        shape = shape_text(x.shape) if isinstance(x, np.ndarray) else type(x).__name__
         raise ValueError(f"{fn}: expected x of shape (N, T, {wx.shape[0] - skip}), got {shape}")
     if x.dtype != wx.dtype:
         raise ValueError(
@@ -344,7 +340,7 @@ def _initial(fn: str, name: str, a: Array | None, n: int, h: int, dtype: np.dtyp
     if a is None:
         return None
     if not isinstance(a, np.ndarray) or a.shape != (n, h) or a.dtype != dtype:
-        what = f"{_fmt(a.shape)} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+        what = f"{shape_text(a.shape)} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
         raise ValueError(f"{fn}: expected {name} of shape ({n}, {h}) and dtype {dtype}, got {what}")
     return a
 
@@ -383,7 +379,7 @@ def _check_dhs(fn: str, dhs: Array | None, n: int, t: int, h: int, dtype: np.dty
     if dhs is None:
         return None
     if not isinstance(dhs, np.ndarray) or dhs.shape != (n, t, h) or dhs.dtype != dtype:
-        what = f"{_fmt(dhs.shape)} {dhs.dtype}" if isinstance(dhs, np.ndarray) else type(dhs).__name__
+        what = f"{shape_text(dhs.shape)} {dhs.dtype}" if isinstance(dhs, np.ndarray) else type(dhs).__name__
         raise ValueError(f"{fn}: expected dhs of shape ({n}, {t}, {h}) and dtype {dtype}, got {what}")
     return dhs
 
@@ -527,7 +523,7 @@ def _check_x_const(fn: str, x_const: Array | None, x: Array, wx: Array) -> int:
     if ok and isinstance(x, np.ndarray) and x.ndim == 3:
         ok = x_const.shape[0] == x.shape[0]
     if not ok:
-        what = _fmt(x_const.shape) if isinstance(x_const, np.ndarray) else type(x_const).__name__
+        what = shape_text(x_const.shape) if isinstance(x_const, np.ndarray) else type(x_const).__name__
         raise ValueError(f"{fn}: expected x_const of shape (N, Dc) with the batch of x and Dc <= {wx.shape[0]}, got {what}")
     if x_const.dtype != wx.dtype:
         raise ValueError(f"{fn}: expected x_const of dtype {wx.dtype} (the parameters' dtype), got {x_const.dtype}")
@@ -782,7 +778,7 @@ def lstm_scan_backward(
 def _check_gru(fn: str, params: GRUParams) -> tuple[Array, Array, int]:
     wx, wh, hdim = _check_params(fn, params, 3)
     if params.bhn.shape != (hdim,):
-        raise ValueError(f"{fn}: expected params bhn of shape ({hdim},), got {_fmt(params.bhn.shape)}")
+        raise ValueError(f"{fn}: expected params bhn of shape ({hdim},), got {shape_text(params.bhn.shape)}")
     return wx, wh, hdim
 
 
@@ -981,7 +977,7 @@ class _Recurrent(Layer):
     def out_shape(self, in_shape: Shape) -> Shape:
         """``(T, H)`` with ``return_sequences``, else ``(H,)``, for ``in_shape = (T, D)``."""
         if len(in_shape) != 2:
-            raise ValueError(f"{type(self).__name__}: expected in_shape (T, D), got {_fmt(tuple(in_shape))}")
+            raise ValueError(f"{type(self).__name__}: expected in_shape (T, D), got {shape_text(tuple(in_shape))}")
         return (in_shape[0], self.hidden) if self.return_sequences else (self.hidden,)
 
     def _draw(self, key: Key, in_shape: Shape) -> tuple[list[Array], Shape]:
@@ -1009,7 +1005,7 @@ class _Recurrent(Layer):
         want_shape = (x.shape[0], self.hidden)
         for field, a in zip(fields, state):
             if not isinstance(a, np.ndarray) or a.shape != want_shape or a.dtype != dtype:
-                what = f"{_fmt(a.shape)} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+                what = f"{shape_text(a.shape)} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
                 hint = (
                     "; a stateful layer carries its state between batches of one size: train on equal batches "
                     "(fit: drop_last=True) and evaluate or predict from state=None"
@@ -1017,7 +1013,7 @@ class _Recurrent(Layer):
                     else ""
                 )
                 raise ValueError(
-                    f"{name}: expected state.{field} of shape {_fmt(want_shape)} and dtype {dtype} for this batch, got {what}{hint}"
+                    f"{name}: expected state.{field} of shape {shape_text(want_shape)} and dtype {dtype} for this batch, got {what}{hint}"
                 )
         return tuple(state)
 
@@ -1033,10 +1029,10 @@ class _Recurrent(Layer):
         if wx.ndim != 2 or wx.shape[1] != gh or wh.shape != (self.hidden, gh):
             raise ValueError(
                 f"{type(self).__name__}: expected params of hidden size {self.hidden}: wx (D, {gh}) and wh "
-                f"({self.hidden}, {gh}), got wx {_fmt(wx.shape)} and wh {_fmt(wh.shape)}"
+                f"({self.hidden}, {gh}), got wx {shape_text(wx.shape)} and wh {shape_text(wh.shape)}"
             )
         if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != params.wx.shape[0]:
-            shape = _fmt(x.shape) if isinstance(x, np.ndarray) else type(x).__name__
+            shape = shape_text(x.shape) if isinstance(x, np.ndarray) else type(x).__name__
             raise ValueError(f"{type(self).__name__}: expected input of shape (N, T, {params.wx.shape[0]}), got {shape}")
 
     def forward(self, params: Any, state: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any, _RecurrentCache]:

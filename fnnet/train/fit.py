@@ -33,7 +33,7 @@ import numpy as np
 
 from fnnet.errors import _interrupt_class
 from fnnet.metrics import Metric, check_metrics, default_metrics
-from fnnet._validate import check_positive_int, is_int
+from fnnet._validate import check_positive_int, is_int, shape_text
 from fnnet.datasets import Augmentation, batches
 from fnnet.layers.base import EVAL, Ctx, Layer
 from fnnet.losses import softmax_cross_entropy
@@ -317,6 +317,11 @@ def _check_eval_set(name: str, data: Any) -> None:
         raise ValueError(f"fit: {name} x has {len(xs)} samples but t has {len(ts)}")
 
 
+def _batch(a: Array) -> str:
+    """``a``'s shape with its batch axis written ``N``: ``(N, 5)``."""
+    return shape_text((None, *a.shape[1:]))
+
+
 def _check_takes(
     model: Layer, state: TrainState, loss: LossFn, train: tuple[Array, Array], sets: list[tuple[str, Any]]
 ) -> None:
@@ -335,7 +340,7 @@ def _check_takes(
     try:
         loss(y, t[:1])
     except ValueError as e:
-        raise ValueError(f"fit: the model's outputs {_shape(y)} do not fit the train targets {_shape(t)}: {e}") from None
+        raise ValueError(f"fit: the model's outputs {_batch(y)} do not fit the train targets {_batch(t)}: {e}") from None
     for name, data in sets:
         if data is not None:
             xs, ts = data
@@ -348,12 +353,8 @@ def _check_takes(
             try:
                 loss(ys, ts[:1])
             except ValueError as e:
-                raise ValueError(f"fit: the model's outputs {_shape(ys)} do not fit the {name} targets {_shape(ts)}: {e}") from None
+                raise ValueError(f"fit: the model's outputs {_batch(ys)} do not fit the {name} targets {_batch(ts)}: {e}") from None
 
-
-def _shape(a: Array) -> str:
-    """``(N, 5)`` for an array of shape ``(N, 5)``: the per-sample shape with the batch axis as N."""
-    return "(" + ", ".join(["N", *map(str, a.shape[1:])]) + (",)" if a.ndim == 1 else ")")
 
 
 def _skeleton_difference(like: TrainState, other: TrainState) -> str | None:
