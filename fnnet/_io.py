@@ -27,6 +27,7 @@ target stays complete.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -125,6 +126,16 @@ def _create_temp(target: Path) -> tuple[int, str]:
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no free temporary file name", str(target))
+
+
+def probe_write(target: Path) -> None:
+    """Create and remove the temporary file an :func:`atomic_write` of ``target`` would create
+    beside it; ``OSError`` if that fails. ``os.access`` grants root every directory, even on a
+    read-only or virtual file system, so only trying tells before the work is done."""
+    fd, tmp = _create_temp(target)
+    os.close(fd)
+    with contextlib.suppress(OSError):  # a file left behind is removed by the next write of target
+        os.unlink(tmp)
 
 
 def _keep_mode(target: Path, tmp: str) -> None:

@@ -89,7 +89,7 @@ import numpy as np
 from fnnet._version import __version__
 from fnnet import checkpoint, datasets, export, models, optim
 from fnnet.datasets.sources import _download_hint as download_hint
-from fnnet._io import _create_temp, _fsync_dir, atomic_write_bytes, open_regular
+from fnnet._io import _fsync_dir, atomic_write_bytes, open_regular, probe_write
 from fnnet.errors import FormatError
 from fnnet.train._progress import Progress
 from fnnet._validate import is_int, is_real
@@ -1025,16 +1025,11 @@ def _restore(
 
 
 def _probe_writable(target: Path, given: Path) -> None:
-    """Create and remove the temporary file the final atomic write of ``target`` would create beside
-    it (exit 4 if that fails): ``os.access`` grants root every directory, even on a read-only or
-    virtual file system, so only trying tells before the work is done."""
+    """:func:`fnnet._io.probe_write` of ``target``, exit 4 if it fails."""
     try:
-        fd, tmp = _create_temp(target)
+        probe_write(target)
     except OSError as e:
         raise _Fail(EXIT_OUTPUT, f"--out {given}: cannot write in {target.parent}: {e.strerror or e}") from None
-    os.close(fd)
-    with contextlib.suppress(OSError):  # a file left behind is removed by the next write of target
-        os.unlink(tmp)
 
 
 def _png_target(given: Path) -> Path:

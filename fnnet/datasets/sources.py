@@ -19,7 +19,6 @@ gives the whole embedded 10,000-image MNIST test set (the book's evaluation set)
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import hashlib
@@ -31,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fnnet._io import _create_temp, atomic_write_bytes
+from fnnet._io import atomic_write_bytes, probe_write
 from fnnet.datasets.idx import read_idx
 from fnnet.errors import FormatError
 from fnnet.typing import Array
@@ -203,12 +202,9 @@ def _writable(d: Path) -> bool:
     if not d.is_dir():
         return False
     try:
-        fd, tmp = _create_temp(d / ".fnnet-probe")
+        probe_write(d / ".fnnet-probe")
     except OSError:
         return False
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(tmp)
     return True
 
 
