@@ -46,6 +46,7 @@ import zipfile
 import zlib
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import attrs
@@ -54,10 +55,10 @@ import numpy as np
 from fnnet._io import npz_member_header, open_regular
 from fnnet._validate import boolean, is_int, is_real, positive_int
 from fnnet.errors import FormatError
-from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind, no_input_grad
+from fnnet.layers.base import EVAL, Ctx, Layer, check_dout, kind, no_input_grad, run_now
 from fnnet.layers.core import AffineParams
 from fnnet.layers.embedding import EmbeddingParams, embedding_grad
-from fnnet.layers.recurrent import LSTMCache, LSTMParams, _lstm_run, lstm_scan_backward
+from fnnet.layers.recurrent import LSTMCache, LSTMParams, _lstm_backward_scan, _lstm_backward_weights, _lstm_run
 from fnnet.random import Key, split
 from fnnet.typing import Array, Shape
 
@@ -150,6 +151,7 @@ class _FwdCache(NamedTuple):
     attn: Array | None  # (N, Tt, Ts) attention weights
     context: Array | None  # (N, Tt, H)
     x_shape: tuple[int, ...]
+    spawn: Callable[[Callable[[], Any]], Callable[[], Any]]  # the forward context's
 
 
 def _gen(key: Key) -> np.random.Generator:
@@ -266,7 +268,7 @@ class _EncoderDecoder(Layer):
 
     def forward(self, params: Seq2seqParams, state: None, x: Array, ctx: Ctx = EVAL) -> tuple[Array, None, _FwdCache]:
         """Logits ``(N, Tt, V)`` for ids ``x`` = ``(N, src_len + Tt)`` (source, then decoder input)."""
-        y, cache = self._run(params, x, keep=True)
+        y, cache = self._run(params, x, keep=True, spawn=ctx.spawn)
         assert cache is not None
         return y, state, cache
 
@@ -277,7 +279,9 @@ class _EncoderDecoder(Layer):
             raise ValueError(f"{kind(self)}.apply: expected x as a NumPy array, got {type(x).__name__}")
         return self._run(params, x, keep=False)[0]
 
-    def _run(self, params: Seq2seqParams, x: Array, *, keep: bool) -> tuple[Array, _FwdCache | None]:
+    def _run(
+        self, params: Seq2seqParams, x: Array, *, keep: bool, spawn: Callable[[Callable[[], Any]], Callable[[], Any]] = run_now
+    ) -> tuple[Array, _FwdCache | None]:
         """The logits and, with ``keep``, the cache of :meth:`backward`."""
         self._check_input(params, x)
         hdim = self.hidden
@@ -302,7 +306,7 @@ class _EncoderDecoder(Layer):
             y = hd @ aw + ab
         if enc is None or dec is None:
             return y, None
-        return y, _FwdCache(src, dec_in, enc, hs_enc, dec, hd, attn, context, x.shape)
+        return y, _FwdCache(src, dec_in, enc, hs_enc, dec, hd, attn, context, x.shape, spawn)
 
     def backward(
         self, params: Seq2seqParams, cache: _FwdCache, dout: Array, input_grad: bool = True
@@ -342,14 +346,24 @@ class _EncoderDecoder(Layer):
         else:
             daw = hd.reshape(n * t_len, hdim).T @ d2
             dhd = dout @ aw.T
+        # The decoder's products over all steps run beside the encoder's scan (cache.spawn).
+        da_dec, dh0, dc0 = _lstm_backward_scan(dp.lstm, cache.dec, dhd)
+        da_sum = None
         if dh_enc is not None:
-            dx_dec, dh0, _, g_dec, dh_peek = lstm_scan_backward(dp.lstm, cache.dec, dhd, const_grad=True)
-            dh0 = dh0 + dh_peek + dh_enc
-        else:
-            dx_dec, dh0, _, g_dec = lstm_scan_backward(dp.lstm, cache.dec, dhd)
-        de_d = embedding_grad(cache.dec_in, dx_dec, v)
-        dx_enc, _, _, g_enc = lstm_scan_backward(ep.lstm, cache.enc, dhs_enc, dh0, state_grad=False)
+            da_sum = da_dec.sum(axis=0)  # the peeky input meets every decoder step's gradient
+            dh0 = dh0 + da_sum @ dp.lstm.wx[:hdim].T + dh_enc
+
+        def decoder_rest() -> tuple[Array, LSTMParams]:
+            dx_dec, _, _, g, _ = _lstm_backward_weights(dp.lstm, cache.dec, da_dec, dh0, dc0, da_sum=da_sum)
+            return embedding_grad(cache.dec_in, dx_dec, v), g
+
+        join_decoder = cache.spawn(decoder_rest)
+        da_enc, _, _ = _lstm_backward_scan(ep.lstm, cache.enc, dhs_enc, dh0, state_grad=False)
+        dx_enc, _, _, g_enc, _ = _lstm_backward_weights(
+            ep.lstm, cache.enc, da_enc, dh0, dc0, state_grad=False, spawn=cache.spawn
+        )
         de_e = embedding_grad(cache.src, dx_enc, v)
+        de_d, g_dec = join_decoder()
         grads = Seq2seqParams(
             EncoderParams(EmbeddingParams(de_e), g_enc),
             DecoderParams(EmbeddingParams(de_d), g_dec, AffineParams(daw, dab)),

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -41,12 +41,27 @@ from fnnet.typing import Array, Shape
 
 __all__ = [
     "Ctx", "EVAL", "TRAIN", "Layer", "check_rank", "check_dout", "check_dtype", "param_arrays", "no_input_grad", "kind",
+    "run_now",
 ]
+
+R = TypeVar("R")
 
 
 def _own_sum(a: Array) -> Array:
     """The unsharded batch sum: the batch's own partial sum is the whole sum."""
     return a
+
+
+def run_now(fn: Callable[[], R]) -> Callable[[], R]:
+    """The default ``Ctx.spawn``: runs ``fn`` at once; the returned join gives its result.
+
+    >>> from fnnet.layers.base import run_now
+    >>> join = run_now(lambda: 6 * 7)
+    >>> join()
+    42
+    """
+    result = fn()
+    return lambda: result
 
 
 class Ctx:
@@ -59,6 +74,11 @@ class Ctx:
             quantity, the sum over the whole training batch. The identity unless a training step
             runs the batch as shards; then an ordered sum across them (the same bits on any
             thread count). Every shard must make the same calls in the same order.
+        spawn: ``spawn(fn) -> join``: start the computation ``fn()`` (pure; it must not write to
+            arrays that the caller goes on using) and return ``join``, which waits for it and
+            returns its result (or raises its exception). :func:`run_now` (the default) runs it at
+            once; a training step with a spare thread runs it there, beside the caller. Where it
+            runs never changes the result. A layer keeps it in its cache to use it in ``backward``.
 
     >>> import fnnet
     >>> from fnnet.layers import Ctx
@@ -67,15 +87,21 @@ class Ctx:
     True
     """
 
-    __slots__ = ("train", "_key", "_tail", "batch_sum")
+    __slots__ = ("train", "_key", "_tail", "batch_sum", "spawn")
 
     train: bool
     batch_sum: Callable[[Array], Array]
+    spawn: Callable[[Callable[[], Any]], Callable[[], Any]]
     _key: Key | None
     _tail: tuple[int, ...]
 
     def __init__(
-        self, train: bool = False, key: Key | None = None, *, batch_sum: Callable[[Array], Array] = _own_sum
+        self,
+        train: bool = False,
+        key: Key | None = None,
+        *,
+        batch_sum: Callable[[Array], Array] = _own_sum,
+        spawn: Callable[[Callable[[], Any]], Callable[[], Any]] = run_now,
     ):
         if key is not None and not isinstance(key, Key):
             raise ValueError(f"Ctx: key must be a fnnet.Key or None, got {type(key).__name__}")
@@ -83,6 +109,7 @@ class Ctx:
         object.__setattr__(self, "_key", key)
         object.__setattr__(self, "_tail", ())
         object.__setattr__(self, "batch_sum", batch_sum)
+        object.__setattr__(self, "spawn", spawn)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Ctx is immutable")
@@ -97,7 +124,7 @@ class Ctx:
         return k
 
     def child(self, i: int) -> Ctx:
-        """The context of sub-layer ``i``: the same mode and ``batch_sum``, key ``fold_in(key, i)``.
+        """The context of sub-layer ``i``: the same mode, ``batch_sum`` and ``spawn``, key ``fold_in(key, i)``.
 
         Cheap: the key is derived only if a layer reads it.
         """
@@ -105,7 +132,7 @@ class Ctx:
             return self
         new = object.__new__(Ctx)
         for name, value in (("train", self.train), ("_key", self._key), ("_tail", self._tail + (i,)),
-                            ("batch_sum", self.batch_sum)):  # fmt: skip
+                            ("batch_sum", self.batch_sum), ("spawn", self.spawn)):  # fmt: skip
             object.__setattr__(new, name, value)
         return new
 

@@ -88,6 +88,7 @@ Gate layouts (the column blocks of ``wx``, ``wh`` and ``b``):
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal, NamedTuple, overload
 
 import attrs
@@ -702,6 +703,27 @@ def lstm_scan_backward(
     >>> dx.shape, dx_const.shape, grads.wx.shape
     ((2, 6, 2), (2, 1), (3, 16))
     """
+    if const_grad and cache.x_const is None:
+        raise ValueError("lstm_scan_backward: const_grad=True needs the cache of a scan with x_const")
+    da, dh, dc = _lstm_backward_scan(params, cache, dhs, dhT, dcT, state_grad=state_grad)
+    dx, dh0, dc0, grads, dx_const = _lstm_backward_weights(
+        params, cache, da, dh, dc, input_grad, state_grad=state_grad, const_grad=const_grad
+    )
+    if dx_const is None:
+        return dx, dh0, dc0, grads
+    return dx, dh0, dc0, grads, dx_const
+
+
+def _lstm_backward_scan(
+    params: LSTMParams,
+    cache: LSTMCache,
+    dhs: Array | None = None,
+    dhT: Array | None = None,
+    dcT: Array | None = None,
+    *,
+    state_grad: bool = True,
+) -> tuple[Array, Array, Array]:
+    """The sequential half of :func:`lstm_scan_backward`: ``(dA (T, N, 4H), dh0, dc0)``."""
     fn = "lstm_scan_backward"
     wx, wh, hdim = _check_params(fn, params, 4)
     n, t, d = cache.x_shape
@@ -709,8 +731,6 @@ def lstm_scan_backward(
     k = 0 if x_const is None else x_const.shape[1]
     if wx.shape[0] != k + d:
         raise ValueError(f"{fn}: expected params wx with {k + d} rows (the scan's inputs), got {wx.shape[0]}")
-    if const_grad and x_const is None:
-        raise ValueError(f"{fn}: const_grad=True needs the cache of a scan with x_const")
     dtype = wx.dtype
     dhs = _check_dhs(fn, dhs, n, t, hdim, dtype)
     dh = _carried(fn, "dhT", dhT, n, hdim, dtype)
@@ -751,13 +771,51 @@ def lstm_scan_backward(
         np.copyto(a.reshape(n, 4, hdim), blk.transpose(1, 0, 2))
         if s or state_grad:
             np.matmul(a, wh_t, out=dh)  # dh_prev = dA @ wh.T
+    return da, dh, dc
+
+
+def _lstm_backward_weights(
+    params: LSTMParams,
+    cache: LSTMCache,
+    da: Array,
+    dh: Array,
+    dc: Array,
+    input_grad: bool = True,
+    *,
+    state_grad: bool = True,
+    const_grad: bool = False,
+    da_sum: Array | None = None,
+    spawn: Callable[[Callable[[], Array]], Callable[[], Array]] | None = None,
+) -> tuple[Array, Array, Array, LSTMParams, Array | None]:
+    """The rest of :func:`lstm_scan_backward` once :func:`_lstm_backward_scan` has given ``dA``:
+    products over all steps at once. ``da_sum``, if given, is ``dA.sum(axis=0)`` (a scan with
+    ``x_const``). With ``spawn`` (a :attr:`fnnet.layers.Ctx.spawn`), the weight gradient is taken
+    as two products over halves of ``dA``'s columns, the first spawned (the same bits wherever it
+    runs; not always those of the one product). The fifth value is ``dx_const`` with
+    ``const_grad``, else ``None``."""
+    fn = "lstm_scan_backward"
+    wx = params.wx
+    hdim = params.wh.shape[0]
+    n, t, d = cache.x_shape
+    x_const = cache.x_const
+    k = 0 if x_const is None else x_const.shape[1]
+    if const_grad and x_const is None:
+        raise ValueError(f"{fn}: const_grad=True needs the cache of a scan with x_const")
+    dtype = wx.dtype
     da2 = da.reshape(t * n, 4 * hdim)
     # [dwx; db; dwh] = [x_t, 1, h_{t-1}]^T @ dA over all steps, one GEMM (a zero h0 adds zeros)
-    dw_all = cache.zs[:t].reshape(t * n, d + 1 + hdim).T @ da2
+    zs_t = cache.zs[:t].reshape(t * n, d + 1 + hdim).T
+    if spawn is None:
+        dw_all = zs_t @ da2
+    else:
+        half = 2 * hdim
+        join = spawn(lambda: zs_t @ da2[:, :half])
+        right = zs_t @ da2[:, half:]
+        dw_all = np.concatenate([join(), right], axis=1)
     dwx, dwh = dw_all[:d], dw_all[d + 1 :]
-    da_sum = None
     if x_const is not None:
-        da_sum = da.sum(axis=0)  # (N, 4H): the constant input meets every step's gradient
+        if da_sum is None:
+            da_sum = da.sum(axis=0)  # (N, 4H): the constant input meets every step's gradient
         dwx = np.concatenate([x_const.T @ da_sum, dwx])
     grads = LSTMParams(dwx, dwh, dw_all[d])
     if not state_grad:
@@ -767,7 +825,7 @@ def lstm_scan_backward(
     else:
         dx = no_input_grad((n, t, d), dtype)
     if not const_grad:
-        return dx, dh, dc, grads
+        return dx, dh, dc, grads, None
     assert da_sum is not None
     return dx, dh, dc, grads, da_sum @ wx[:k].T
 

@@ -37,6 +37,7 @@ __all__ = [
     "default_threads",
     "run_shards",
     "shard_slices",
+    "spawn",
 ]
 
 T = TypeVar("T")
@@ -320,6 +321,25 @@ def _outcomes(futures: Sequence[Future[R]], stop: Callable[[], None]) -> list[Ba
     except KeyboardInterrupt:
         _uninterrupted(stop)
         raise
+
+
+def spawn(fn: Callable[[], R]) -> Callable[[], R]:
+    """Start ``fn()`` on one of the pool's threads and return a join that waits for its result
+    (raising its exception). Called from a pool thread, it runs ``fn`` at once instead. A
+    training step with a thread to spare passes this as :attr:`fnnet.layers.Ctx.spawn`.
+
+    A Ctrl-C while the join waits is raised at once; ``fn`` still runs to its end on its thread.
+
+    >>> from fnnet.train.parallel import spawn
+    >>> join = spawn(lambda: sum(range(10)))
+    >>> join()
+    45
+    """
+    if getattr(_in_worker, "flag", False):
+        result = fn()
+        return lambda: result
+    future = _pool.submit_all([lambda: _work(fn)], 1)[0]
+    return future.result
 
 
 class _Cancelled(Exception):

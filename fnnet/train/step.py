@@ -34,12 +34,12 @@ import attrs
 import numpy as np
 
 from fnnet._validate import check_finite_nonneg, check_positive_int, is_real
-from fnnet.layers.base import Ctx, Layer
+from fnnet.layers.base import Ctx, Layer, run_now
 from fnnet.losses import softmax_cross_entropy
 from fnnet.optim import GradientTransformation, apply_updates, l2_penalty
 from fnnet.random import Key, fold_in, key as make_key
 from fnnet.runtime import prepare_training
-from fnnet.train.parallel import ShardGroup, blas_limit, default_threads, shard_slices
+from fnnet.train.parallel import ShardGroup, blas_limit, default_threads, shard_slices, spawn
 from fnnet.tree import tree_global_norm, tree_leaves, tree_map
 from fnnet.typing import Array, Shape, Tree
 
@@ -346,7 +346,8 @@ def make_train_step(
             shards' gradients are summed in order. Default: :func:`choose_policy`. Results agree
             across shard counts to rounding, and bit for bit for the same count.
         threads: at most this many shards compute at once (speed only; default
-            :func:`fnnet.train.parallel.default_threads`).
+            :func:`fnnet.train.parallel.default_threads`). Unsharded with ``threads > 1``, the
+            step's context spawns work onto a second thread (:attr:`fnnet.layers.Ctx.spawn`).
         blas_threads: BLAS threads inside the step (default 1; changes GEMM rounding).
         grad_norms: also report, in ``metrics.grad_norms``, the norm of the gradient (the one the
             optimizer receives, weight decay included) of each top-level params entry.
@@ -423,7 +424,8 @@ def make_train_step(
             penalty, dpen = l2_penalty(params, weight_decay, decay_mask) if weight_decay else (0.0, None)
             rows = shard_slices(len(x), policy.shards)
             if len(rows) <= 1:
-                y, new_model_state, cache = model.forward(params, state.model_state, x, Ctx(True, key))
+                ctx = Ctx(True, key, spawn=spawn if n_threads > 1 else run_now)
+                y, new_model_state, cache = model.forward(params, state.model_state, x, ctx)
                 value, dy = loss(y, t)
                 _check_dy(y, dy)
                 value += penalty
