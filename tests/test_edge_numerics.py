@@ -1,0 +1,220 @@
+"""Edge numerics: activations and their gradients at ±inf and huge inputs in every float dtype, the
+metrics on input with nothing to score, and ``check_grads`` on gradients that are exactly zero."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fnnet
+from fnnet import functions as F
+from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
+from fnnet.layers.base import Layer
+from fnnet.typing import Array
+
+FLOATS = [np.float16, np.float32, np.float64]
+INF = np.inf
+
+
+@contextmanager
+def _strict() -> Iterator[None]:
+    """Every warning an error, and every floating point flag but underflow too."""
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        yield
+
+
+# --- activations at the infinities -----------------------------------------------------------------
+
+# (name, f, f(-inf), f(inf)): the mathematical limits
+LIMITS: list[tuple[str, Callable[[Array], Array], float, float]] = [
+    ("step_function", F.step_function, 0.0, 1.0),
+    ("sigmoid", F.sigmoid, 0.0, 1.0),
+    ("expit", F.expit, 0.0, 1.0),
+    ("relu", F.relu, 0.0, INF),
+    ("tanh", F.tanh, -1.0, 1.0),
+    ("identity", F.identity, -INF, INF),
+    ("leaky_relu", F.leaky_relu, -INF, INF),
+    ("elu", F.elu, -1.0, INF),
+    ("elu(alpha=2)", lambda x: F.elu(x, 2.0), -2.0, INF),
+    ("gelu", F.gelu, 0.0, INF),
+    ("gelu(tanh)", lambda x: F.gelu(x, approximate=True), 0.0, INF),
+    ("gelu_cdf", F.gelu_cdf, 0.0, 1.0),
+    ("gelu_cdf(tanh)", lambda x: F.gelu_cdf(x, approximate=True), 0.0, 1.0),
+    ("gelu_grad", F.gelu_grad, 0.0, 1.0),
+    ("gelu_grad(tanh)", lambda x: F.gelu_grad(x, approximate=True), 0.0, 1.0),
+    ("silu", F.silu, 0.0, INF),
+    ("silu_grad", F.silu_grad, 0.0, 1.0),
+    ("softplus", F.softplus, 0.0, INF),
+    ("softplus_grad", F.softplus_grad, 0.0, 1.0),
+    ("erf", F.erf, -1.0, 1.0),
+    ("erfc", F.erfc, 2.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize(("name", "fn", "at_minus", "at_plus"), LIMITS, ids=[c[0] for c in LIMITS])
+def test_activation_limits_at_the_infinities(
+    name: str, fn: Callable[[Array], Array], at_minus: float, at_plus: float, dtype: Any
+) -> None:
+    big = float(np.finfo(dtype).max)
+    x = np.array([-INF, INF, np.nan, -big, big, -1000.0, 1000.0], dtype)
+    with _strict():
+        y = fn(x)
+    assert y.dtype == dtype, name
+    assert y[0] == at_minus and y[1] == at_plus, (name, y.tolist())
+    assert np.isnan(y[2]), name  # NaN stays NaN
+    assert not np.isnan(y[3:]).any(), (name, y.tolist())
+
+
+# (layer, y(-inf), y(inf), dy/dx(-inf), dy/dx(inf))
+LAYER_LIMITS: list[tuple[Layer, float, float, float, float]] = [
+    (fnnet.ReLU(), 0.0, INF, 0.0, 1.0),
+    (fnnet.Sigmoid(), 0.0, 1.0, 0.0, 0.0),
+    (fnnet.Tanh(), -1.0, 1.0, 0.0, 0.0),
+    (LeakyReLU(0.1), -INF, INF, 0.1, 1.0),
+    (ELU(2.0), -2.0, INF, 0.0, 1.0),
+    (GELU(), 0.0, INF, 0.0, 1.0),
+    (GELU(approximate=True), 0.0, INF, 0.0, 1.0),
+    (SiLU(), 0.0, INF, 0.0, 1.0),
+    (Softplus(), 0.0, INF, 0.0, 1.0),
+]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize(("layer", "y_minus", "y_plus", "d_minus", "d_plus"), LAYER_LIMITS, ids=lambda v: repr(v) if isinstance(v, Layer) else "")
+def test_activation_layers_at_the_infinities(
+    layer: Layer, y_minus: float, y_plus: float, d_minus: float, d_plus: float, dtype: Any
+) -> None:
+    x = np.array([[-INF, INF, np.nan], [-1e4, 1e4, 0.5]], dtype)
+    with _strict():
+        y, _, cache = layer.forward(None, None, x)
+        dx, _ = layer.backward(None, cache, np.ones_like(x))
+        applied = layer.apply(None, x)
+    np.testing.assert_array_equal(applied, y)
+    assert y.dtype == dx.dtype == dtype
+    np.testing.assert_array_equal(y[0, :2], np.array([y_minus, y_plus], dtype))
+    np.testing.assert_array_equal(dx[0, :2], np.array([d_minus, d_plus], dtype))
+    assert np.isnan(y[0, 2]) and not np.isnan(y[1]).any() and not np.isnan(dx[1]).any()
+
+
+def _old_formulas() -> dict[str, Callable[[Array], Array]]:
+    """The plain formulas the functions compute on finite input (where they must not change)."""
+
+    def silu_grad(x: Array) -> Array:
+        s = F.expit(x)
+        out: Array = s * (1 + x * (1 - s))
+        return out
+
+    return {
+        "gelu": lambda x: x * F.gelu_cdf(x),
+        "gelu(tanh)": lambda x: x * F.gelu_cdf(x, approximate=True),
+        "silu": lambda x: x * F.expit(x),
+        "silu_grad": silu_grad,
+        "softplus": lambda x: np.logaddexp(0, x),
+        "step_function": lambda x: (x > 0).astype(x.dtype),
+    }
+
+
+_WIDTH: dict[Any, Literal[16, 32, 64]] = {np.float16: 16, np.float32: 32, np.float64: 64}
+_BY_NAME = {c[0]: c for c in LIMITS}
+
+
+@st.composite
+def _float_arrays(draw: st.DrawFn) -> Array:
+    dtype = draw(st.sampled_from(FLOATS))
+    finite_or_inf = st.floats(width=_WIDTH[dtype], allow_nan=False)  # infinities included
+    a: Array = draw(hnp.arrays(dtype, st.integers(1, 24), elements=finite_or_inf | st.sampled_from([-INF, INF])))
+    return a
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=_float_arrays())
+def test_property_infinite_inputs_give_limits_and_finite_ones_the_formula(x: Array) -> None:
+    finite = np.isfinite(x)
+    for name, fn in _old_formulas().items():
+        _, _, at_minus, at_plus = _BY_NAME[name]
+        with _strict():
+            y = F.step_function(x) if name == "step_function" else _BY_NAME[name][1](x)
+        assert y.dtype == x.dtype and not np.isnan(y).any(), (name, x.tolist(), y.tolist())
+        assert (y[x == -INF] == at_minus).all() and (y[x == INF] == at_plus).all(), (name, x.tolist(), y.tolist())
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            want = fn(x[finite])
+        np.testing.assert_array_equal(y[finite], want, err_msg=name)  # bit for bit, -0 == 0
+    for layer in (GELU(), GELU(approximate=True), SiLU(), Softplus(), ELU(), LeakyReLU()):
+        with _strict():
+            y, _, cache = layer.forward(None, None, x)
+            dx, _ = layer.backward(None, cache, np.ones_like(x))
+        assert not np.isnan(y).any() and not np.isnan(dx).any(), (layer, x.tolist())
+        assert ((dx == 0) | (dx == 1))[~finite].all() or isinstance(layer, LeakyReLU), (layer, x.tolist())
+
+
+def test_nan_stays_nan_in_every_activation() -> None:
+    x = np.array([np.nan, 1.0])
+    for name, fn, _, _ in LIMITS:
+        with _strict():
+            y = fn(x)
+        assert np.isnan(y[0]) and not np.isnan(y[1]), name
+
+
+@pytest.mark.parametrize(
+    ("name", "fn"),
+    [("gelu", F.gelu), ("gelu_cdf", F.gelu_cdf), ("gelu_grad", F.gelu_grad), ("erfc", F.erfc)],
+)
+def test_float16_gelu_is_the_float64_value_rounded(name: str, fn: Callable[[Array], Array]) -> None:
+    # computed in float16 the erf pieces lost digits: gelu(-2.1) was 6% off
+    x = np.unique(np.linspace(-6, 6, 6001).astype(np.float16))
+    got, want = fn(x), fn(x.astype(np.float64))
+    assert got.dtype == np.float16
+    normal = np.abs(want) >= np.finfo(np.float16).smallest_normal
+    ulps = np.abs(got.astype(np.float64) - want) / np.spacing(want.astype(np.float16)).astype(np.float64)
+    assert ulps[normal].max() <= 2.5, (name, x[normal][np.argmax(ulps[normal])])
+
+
+# --- softmax and log_softmax with infinite entries -------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_softmax_of_infinite_entries_is_the_limit(dtype: Any) -> None:
+    x = np.array(
+        [
+            [INF, 0.0, -INF],  # one +inf takes all the mass
+            [INF, INF, 5.0],  # several share it
+            [-INF, -INF, -INF],  # no finite entry: uniform, as any row of equal entries
+            [-INF, 1.0, 1.0],  # -inf is probability 0
+            [np.nan, INF, 0.0],  # NaN stays NaN
+            [1.0, 2.0, 3.0],  # an ordinary row next to them is unaffected
+        ],
+        dtype,
+    )
+    with _strict():
+        p, logp = F.softmax(x), F.log_softmax(x)
+    assert p.dtype == logp.dtype == dtype
+    want = np.array([[1, 0, 0], [0.5, 0.5, 0], [1 / 3] * 3, [0, 0.5, 0.5]])
+    np.testing.assert_allclose(p[:4], want, rtol=1e-3)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(logp[:4], np.log(want), rtol=1e-3)
+    assert np.isnan(p[4]).all() and np.isnan(logp[4]).all()
+    np.testing.assert_array_equal(p[5], F.softmax(x[5]))
+    np.testing.assert_array_equal(logp[5], F.log_softmax(x[5]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 5)), elements=st.sampled_from([-INF, INF, -3.0, 0.0, 2.5, 700.0])))
+def test_property_softmax_rows_with_infinities_are_distributions(x: Array) -> None:
+    with _strict():
+        p, logp = F.softmax(x), F.log_softmax(x)
+    np.testing.assert_allclose(p.sum(axis=-1), 1.0, rtol=1e-12)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(logp, np.log(p), rtol=1e-12, atol=1e-300)
+    top = x == x.max(axis=-1, keepdims=True)
+    assert (p[~top & np.isinf(x.max(axis=-1, keepdims=True))] == 0).all()  # only the +inf entries get mass
