@@ -3,6 +3,7 @@ metrics on input with nothing to score, and ``check_grads`` on gradients that ar
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,9 @@ import fnnet
 from fnnet import functions as F
 from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
 from fnnet.layers.base import Layer
+from fnnet.losses import time_softmax_cross_entropy
+from fnnet.metrics import accuracy, binary_accuracy, confusion_matrix, mae, r2, rmse, token_accuracy
+from fnnet.train import evaluate
 from fnnet.typing import Array
 
 FLOATS = [np.float16, np.float32, np.float64]
@@ -218,3 +222,52 @@ def test_property_softmax_rows_with_infinities_are_distributions(x: Array) -> No
         np.testing.assert_allclose(logp, np.log(p), rtol=1e-12, atol=1e-300)
     top = x == x.max(axis=-1, keepdims=True)
     assert (p[~top & np.isinf(x.max(axis=-1, keepdims=True))] == 0).all()  # only the +inf entries get mass
+
+
+# --- metrics with nothing to score -------------------------------------------------------------------
+
+
+def test_token_accuracy_with_every_token_ignored_is_a_one_line_error() -> None:
+    y = np.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match=r"^token_accuracy: every target equals ignore_index=0, so there is no token to score$"):
+        token_accuracy(y, np.zeros((2, 3), np.int64), ignore_index=0)
+    # the loss of such a batch is a step that changes nothing, as documented
+    value, grad = time_softmax_cross_entropy(y, np.zeros((2, 3), np.int64), ignore_index=0)
+    assert value == 0.0 and not grad.any() and grad.shape == y.shape
+    assert token_accuracy(y, np.array([[0, 0, 1], [0, 0, 0]]), ignore_index=0) == 0.0  # one token counted, predicted 0
+
+
+EMPTY: list[tuple[str, Callable[[], object]]] = [
+    ("accuracy", lambda: accuracy(np.zeros((0, 3)), np.zeros(0, np.int64))),
+    ("token_accuracy", lambda: token_accuracy(np.zeros((0, 5, 3)), np.zeros((0, 5), np.int64))),
+    ("token_accuracy", lambda: token_accuracy(np.zeros((2, 0, 3)), np.zeros((2, 0), np.int64), ignore_index=-1)),
+    ("binary_accuracy", lambda: binary_accuracy(np.zeros(0), np.zeros(0))),
+    ("confusion_matrix", lambda: confusion_matrix(np.zeros((0, 3)), np.zeros(0, np.int64))),
+    ("confusion_matrix", lambda: confusion_matrix(np.zeros((0, 1)), np.zeros(0))),
+    ("mae", lambda: mae(np.zeros(0), np.zeros(0))),
+    ("rmse", lambda: rmse(np.zeros((0, 1)), np.zeros(0))),
+    ("r2", lambda: r2(np.zeros((0, 2)), np.zeros((0, 2)))),
+]
+
+
+@pytest.mark.parametrize(("name", "call"), EMPTY, ids=[f"{n}-{i}" for i, (n, _) in enumerate(EMPTY)])
+def test_every_metric_on_empty_input_is_a_one_line_error(name: str, call: Callable[[], object]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice" on the way
+        with pytest.raises(ValueError, match=rf"^{name}: ") as info:
+            call()
+    assert "\n" not in str(info.value)
+
+
+def test_r2_of_targets_without_spread_is_nan_as_documented() -> None:
+    assert np.isnan(r2(np.array([1.0, 2.0]), np.array([3.0, 3.0])))
+
+
+def test_evaluate_of_a_set_that_is_all_padding_names_the_metric() -> None:
+    loss = functools.partial(time_softmax_cross_entropy, ignore_index=-1)
+    x = np.zeros((4, 3, 5))
+    t = np.full((4, 3), -1)
+    with pytest.raises(ValueError, match=r"^token_accuracy: every target equals ignore_index=-1"):
+        evaluate(fnnet.Identity(), None, x, t, loss=loss)
+    t[0, 0] = 2
+    assert evaluate(fnnet.Identity(), None, x, t, loss=loss)["acc"] == 0.0  # argmax of zeros is class 0
