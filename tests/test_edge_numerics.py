@@ -7,8 +7,9 @@ import functools
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
+import attrs
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,11 +19,13 @@ from hypothesis.extra import numpy as hnp
 import fnnet
 from fnnet import functions as F
 from fnnet.layers.activations import ELU, GELU, LeakyReLU, SiLU, Softplus
-from fnnet.layers.base import Layer
+from fnnet.layers.base import EVAL, TRAIN, Ctx, Layer
 from fnnet.losses import time_softmax_cross_entropy
 from fnnet.metrics import accuracy, binary_accuracy, confusion_matrix, mae, r2, rmse, token_accuracy
+from fnnet.numerical import _PROJECTION_KEY, ZERO_GRAD_FLOOR, GradCheck, _rel_error, check_grads
 from fnnet.train import evaluate
-from fnnet.typing import Array
+from fnnet.tree import tree_astype
+from fnnet.typing import Array, Shape
 
 FLOATS = [np.float16, np.float32, np.float64]
 INF = np.inf
@@ -271,3 +274,135 @@ def test_evaluate_of_a_set_that_is_all_padding_names_the_metric() -> None:
         evaluate(fnnet.Identity(), None, x, t, loss=loss)
     t[0, 0] = 2
     assert evaluate(fnnet.Identity(), None, x, t, loss=loss)["acc"] == 0.0  # argmax of zeros is class 0
+
+
+# --- check_grads on a gradient that is exactly zero ---------------------------------------------------
+
+CONV_BN = fnnet.serial(fnnet.Conv2D(4, 3, pad=1), fnnet.BatchNorm())
+CONV_BN_SHAPE = (2, 5, 5)
+
+
+@attrs.frozen
+class _Tampered(Layer):
+    """``inner`` with ``tamper(dx, grads)`` applied to what its backward returns (a wrong backward)."""
+
+    inner: Layer
+    tamper: Callable[[Array, Any], tuple[Array, Any]]
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return self.inner.out_shape(in_shape)
+
+    def init(self, key: fnnet.Key, in_shape: Shape) -> tuple[Any, Shape]:
+        return self.inner.init(key, in_shape)
+
+    def init_state(self, in_shape: Shape) -> Any:
+        return self.inner.init_state(in_shape)
+
+    def forward(self, params: Any, state: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any, Any]:
+        return self.inner.forward(params, state, x, ctx)
+
+    def backward(self, params: Any, cache: Any, dout: Array, input_grad: bool = True) -> tuple[Array, Any]:
+        return self.tamper(*self.inner.backward(params, cache, dout, input_grad))
+
+
+def _conv_bn_check(layer: Layer = CONV_BN) -> GradCheck:
+    params = tree_astype(layer.init(fnnet.key(0), CONV_BN_SHAPE)[0], np.float64)
+    state = tree_astype(layer.init_state(CONV_BN_SHAPE), np.float64)
+    x = np.random.default_rng(3).standard_normal((6, *CONV_BN_SHAPE))
+    return check_grads(layer, params, x, state=state, ctx=TRAIN)
+
+
+def test_check_grads_passes_a_bias_whose_true_gradient_is_zero() -> None:
+    # the conv bias in front of a training-mode BatchNorm is cancelled by the batch mean: analytic
+    # and numerical gradients are both round-off noise, whose ratio was reported as an error of 1
+    check = _conv_bn_check()
+    assert set(check.errors) == {"0/w", "0/b", "1/gamma", "1/beta", "x"}
+    assert check.max_error < 1e-6, str(check)
+
+
+def _scaled(leaf: str, factor: float) -> Callable[[Array, Any], tuple[Array, Any]]:
+    def tamper(dx: Array, grads: Any) -> tuple[Array, Any]:
+        conv, bn = grads
+        if leaf == "x":
+            return dx * factor, grads
+        if leaf == "0/w":
+            return dx, (conv._replace(w=conv.w * factor), bn)
+        return dx, (conv, bn._replace(gamma=bn.gamma * factor))
+
+    return tamper
+
+
+def _one_element(leaf: str, relative: float) -> Callable[[Array, Any], tuple[Array, Any]]:
+    """Add ``relative`` times the leaf's largest gradient (the weight's, for the zero bias) to one element."""
+
+    def tamper(dx: Array, grads: Any) -> tuple[Array, Any]:
+        conv, bn = grads
+        if leaf == "0/b":  # a gradient that should be 0 made 1e-5 of the weight gradient's size
+            b = conv.b.copy()
+            b[2] += relative * np.abs(conv.w).max()
+            return dx, (conv._replace(b=b), bn)
+        beta = bn.beta.copy()
+        beta[1] += relative * np.abs(beta).max()
+        return dx, (conv, bn._replace(beta=beta))
+
+    return tamper
+
+
+@pytest.mark.parametrize(
+    ("tamper", "wrong", "least"),
+    [
+        (_scaled("0/w", 1.01), "0/w", 5e-3),
+        (_scaled("1/gamma", 1.01), "1/gamma", 5e-3),
+        (_scaled("x", 0.99), "x", 5e-3),
+        (_one_element("1/beta", 1e-4), "1/beta", 5e-5),
+        (_one_element("0/b", 1e-5), "0/b", 5e-3),
+    ],
+    ids=["w-times-1.01", "gamma-times-1.01", "dx-times-0.99", "one-beta-off-by-1e-4", "zero-bias-made-1e-5"],
+)
+def test_check_grads_still_reports_a_wrong_backward(
+    tamper: Callable[[Array, Any], tuple[Array, Any]], wrong: str, least: float
+) -> None:
+    check = _conv_bn_check(_Tampered(CONV_BN, tamper))
+    assert check.errors[wrong] > least, str(check)
+    assert check.max_error == check.errors[wrong]
+    assert all(e < 1e-6 for p, e in check.errors.items() if p != wrong), str(check)
+
+
+class _WC(NamedTuple):
+    w: Array
+    c: Array
+
+
+@attrs.frozen
+class _Unused(Layer):
+    """``y = x * w``; ``c`` does not enter, but backward claims ``dc = claim`` (0 would be right)."""
+
+    claim: float
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape)
+
+    def init(self, key: fnnet.Key, in_shape: Shape) -> tuple[_WC, Shape]:
+        return _WC(key.generator().standard_normal(in_shape), np.zeros(2)), tuple(in_shape)
+
+    def forward(self, params: _WC, state: Any, x: Array, ctx: Ctx = EVAL) -> tuple[Array, Any, Array]:
+        return x * params.w, state, x
+
+    def backward(self, params: _WC, cache: Array, dout: Array, input_grad: bool = True) -> tuple[Array, _WC]:
+        return dout * params.w, _WC((dout * cache).sum(axis=0), np.array([0.0, self.claim]))
+
+
+@pytest.mark.parametrize("claim", [0.0, 1e-9, 1e-4])
+def test_check_grads_measures_a_zero_gradient_against_a_thousandth_of_the_largest(claim: float) -> None:
+    # documented: max|a - n| / max(max|a|, max|n|, 1e-3 * G, 1e-12), G the largest finite |n|
+    layer = _Unused(claim)
+    params, _ = layer.init(fnnet.key(1), (3,))
+    x = np.random.default_rng(4).standard_normal((5, 3))
+    check = check_grads(layer, params, x)
+    r = _PROJECTION_KEY.generator().standard_normal(x.shape)
+    g = max(np.abs((r * x).sum(axis=0)).max(), np.abs(r * params.w).max())  # the exact gradients
+    assert ZERO_GRAD_FLOOR == 1e-3
+    assert check.errors["c"] == pytest.approx(claim / (ZERO_GRAD_FLOOR * g), rel=1e-6)
+    assert check.errors["w"] < 1e-9 and check.errors["x"] < 1e-9
+    # the old measure, claim / max(claim, 0, 1e-12), called any claim above 1e-12 an error of 1
+    assert _rel_error(np.array([0.0, claim]), np.zeros(2)) == (1.0 if claim else 0.0)
