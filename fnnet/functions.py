@@ -339,7 +339,15 @@ def gelu_cdf(x: Array, approximate: bool = False) -> Array:
     xw = _wide(x)  # float16: the cubic overflows, and 1 + tanh and erfc's pieces lose digits
     if approximate:
         xc = np.clip(xw, -_GELU_TANH_CLIP, _GELU_TANH_CLIP)
-        gate: Array = 0.5 + 0.5 * np.tanh(_GELU_C * (xc + _GELU_A * xc * xc * xc))
+        # 0.5 + 0.5 * tanh(C * (xc + A * xc * xc * xc)), the same operations in place
+        gate: Array = _GELU_A * xc
+        gate *= xc
+        gate *= xc
+        gate += xc
+        gate *= _GELU_C
+        gate = np.tanh(gate)
+        gate *= 0.5
+        gate += 0.5
         return _narrow(gate, x)
     # erfc(-x/sqrt 2) keeps Phi accurate relative to itself for x << 0, where 1 + erf would cancel
     return _narrow(0.5 * erfc(xw * -math.sqrt(0.5)), x)
@@ -384,9 +392,13 @@ def expit(x: Array) -> Array:
     9.35762296883...e-14
     """
     x = np.asarray(x)
-    # e / (1 + e) with e = exp(-|x|) <= 1 on the left, 1 / (1 + e) on the right
-    e = np.exp(-np.abs(x))
-    out: Array = np.where(x >= 0, 1, e) / (1 + e)
+    # e / (1 + e) with e = exp(-|x|) = exp(x) <= 1 on the left, 1 / (1 + e) on the right: the
+    # numerator exp(min(x, 0)) is e on the left and 1 on the right (a second exp costs less than
+    # choosing between the two with a mask of random signs)
+    den = np.exp(-np.abs(x))
+    den += 1
+    out: Array = np.exp(np.minimum(x, 0))
+    out /= den
     return out
 
 

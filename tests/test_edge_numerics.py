@@ -4,6 +4,7 @@ metrics on input with nothing to score, and ``check_grads`` on gradients that ar
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -121,7 +122,19 @@ def _old_formulas() -> dict[str, Callable[[Array], Array]]:
         out: Array = s * (1 + x * (1 - s))
         return out
 
+    def tanh_gate(x: Array) -> Array:
+        xc = np.clip(x.astype(np.float32) if x.dtype == np.float16 else x, -100.0, 100.0)
+        gate: Array = 0.5 + 0.5 * np.tanh(math.sqrt(2 / math.pi) * (xc + 0.044715 * xc * xc * xc))
+        return gate.astype(x.dtype)
+
+    def expit(x: Array) -> Array:
+        e = np.exp(-np.abs(x))
+        out: Array = np.where(x >= 0, 1, e) / (1 + e)
+        return out
+
     return {
+        "expit": expit,
+        "gelu_cdf(tanh)": tanh_gate,
         "gelu": lambda x: x * F.gelu_cdf(x),
         "gelu(tanh)": lambda x: x * F.gelu_cdf(x, approximate=True),
         "silu": lambda x: x * F.expit(x),
