@@ -226,6 +226,11 @@ def test_softmax_of_infinite_entries_is_the_limit(dtype: Any) -> None:
     assert np.isnan(p[4]).all() and np.isnan(logp[4]).all()
     np.testing.assert_array_equal(p[5], F.softmax(x[5]))
     np.testing.assert_array_equal(logp[5], F.log_softmax(x[5]))
+    with _strict():  # the layer, and its backward through the one-hot row
+        y, _, cache = fnnet.Softmax().forward(None, None, x[:4])
+        dx, _ = fnnet.Softmax().backward(None, cache, np.ones_like(y))
+    np.testing.assert_array_equal(y, p[:4])
+    assert np.isfinite(dx).all()
 
 
 @settings(max_examples=40, deadline=None)
