@@ -42,15 +42,22 @@ __all__ = [
 
 
 def step_function(x: Array) -> Array:
-    """Step function: 1 where ``x > 0``, else 0, in ``x``'s dtype (any shape).
+    """Step function: 1 where ``x > 0``, else 0, in ``x``'s dtype (any shape); NaN stays NaN
+    (integer and bool input give int64).
 
     >>> import numpy as np
     >>> from fnnet.functions import step_function
-    >>> step_function(np.array([-1.0, 0.0, 2.0])).tolist()
-    [0.0, 0.0, 1.0]
+    >>> step_function(np.array([-np.inf, 0.0, 2.0, np.nan])).tolist()
+    [0.0, 0.0, 1.0, nan]
     """
     x = np.asarray(x)
-    return (x > 0).astype(x.dtype if x.dtype.kind == "f" else np.int64)
+    if x.dtype.kind != "f":
+        return (x > 0).astype(np.int64)
+    out = np.greater(x, 0, out=np.empty_like(x))
+    nan = np.isnan(x)
+    if nan.any():  # x > 0 is False at NaN
+        out[nan] = np.nan
+    return out
 
 
 def sigmoid(x: Array) -> Array:
@@ -102,9 +109,32 @@ def identity(x: Array) -> Array:
 
 
 def _wide(x: Array) -> Array:
-    """float16 ``x`` as float32 (for sums and differences that overflow float16's 65504); any
-    other array itself."""
+    """float16 ``x`` as float32 (for sums and differences that overflow float16's 65504, and for
+    series whose roundings add up); any other array itself."""
     return x.astype(np.float32) if x.dtype == np.float16 else x
+
+
+def _narrow(out: Array, x: Array) -> Array:
+    """``out`` computed from ``_wide(x)``, back in float16 if ``x`` was."""
+    return out.astype(np.float16) if x.dtype == np.float16 else out
+
+
+def _shifted(xw: Array) -> Array:
+    """``xw - max(xw)`` over the last axis, the exponent of softmax and log-softmax.
+
+    A row whose maximum is infinite has no finite shift: its entries equal to the maximum become 0
+    and the others -inf, so a single ``+inf`` takes all the mass (the limit), several share it
+    equally, and a row of ``-inf`` only is uniform (as every row of equal entries is). A row
+    holding NaN stays NaN.
+    """
+    m = xw.max(axis=-1, keepdims=True)
+    inf_rows = np.isinf(m)  # one entry per row: cheap next to the pass over xw
+    if inf_rows.any():
+        top = np.where(xw == m, 0, -np.inf).astype(xw.dtype, copy=False)
+        xw = np.where(inf_rows, top, xw)
+        m = np.where(inf_rows, 0, m).astype(xw.dtype, copy=False)
+    z: Array = xw - m
+    return z
 
 
 def softmax(x: Array) -> Array:
@@ -113,7 +143,9 @@ def softmax(x: Array) -> Array:
     Subtracting the row maximum first leaves the result unchanged (softmax is invariant to adding a
     constant) but keeps ``exp`` from overflowing for large inputs. float16 input is computed in
     float32 and the result cast back: ``x - max(x)`` overflows float16 when a row spans more than
-    65504.
+    65504. Infinite entries give the limit: a row with one ``+inf`` is one-hot there (several
+    ``+inf`` share the mass equally), ``-inf`` entries get 0, a row of ``-inf`` only is uniform; a
+    row holding NaN is NaN.
 
     >>> import numpy as np
     >>> from fnnet.functions import softmax
@@ -122,10 +154,12 @@ def softmax(x: Array) -> Array:
     [[0.5, 0.5], [0.25, 0.75]]
     >>> softmax(np.array([-40000.0, 40000.0], np.float16)).tolist()
     [0.0, 1.0]
+    >>> softmax(np.array([[np.inf, 0.0, -np.inf], [-np.inf, -np.inf, 0.0]])).tolist()
+    [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     """
     x = np.asarray(x)
     xw = _wide(x)
-    e = np.exp(xw - xw.max(axis=-1, keepdims=True))
+    e = np.exp(_shifted(xw))
     p: Array = e / e.sum(axis=-1, keepdims=True)
     return p if xw is x else p.astype(x.dtype)
 
@@ -136,6 +170,7 @@ def log_softmax(x: Array) -> Array:
 
     float16 input is computed in float32 and the result cast back, so only a log-probability
     below float16's -65504 is ``-inf`` (and every other entry is exact to float16 rounding).
+    Infinite entries give the limit as in :func:`softmax`: ``log_softmax([inf, 0]) = [0, -inf]``.
 
     >>> import numpy as np
     >>> from fnnet.functions import log_softmax
@@ -146,7 +181,7 @@ def log_softmax(x: Array) -> Array:
     """
     x = np.asarray(x)
     xw = _wide(x)
-    z = xw - xw.max(axis=-1, keepdims=True)
+    z = _shifted(xw)
     out: Array = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
     return out if xw is x else out.astype(x.dtype)
 
@@ -219,8 +254,7 @@ def _erf_parts(x: Array) -> tuple[Array, Array, Array]:
     """``(z, small, e)``: ``z`` clipped, the mask ``|z| < split``, and ``e`` holding erf(z) where
     small and erfc(|z|) elsewhere."""
     x = np.asarray(x)
-    if x.dtype.kind != "f":
-        x = x.astype(np.float64)
+    x = _wide(x) if x.dtype.kind == "f" else x.astype(np.float64)
     z = np.clip(x, -_ERF_CLIP, _ERF_CLIP)
     small = np.abs(z) < _ERF_SPLIT
     e = np.empty_like(z)
@@ -231,15 +265,16 @@ def _erf_parts(x: Array) -> tuple[Array, Array, Array]:
 
 def erf(x: Array) -> Array:
     """The error function ``2/sqrt(pi) * integral_0^x exp(-t^2) dt`` (any shape; float64 for
-    non-float input), to within a few units of float64 rounding.
+    non-float input, float16 computed in float32), to within a few units of float64 rounding.
 
     >>> import numpy as np
     >>> from fnnet.functions import erf
     >>> float(erf(np.array(0.5)).round(12))
     0.520499877813
     """
+    x = np.asarray(x)
     z, small, e = _erf_parts(x)
-    return np.where(small, e, np.sign(z) * (1 - e))
+    return _narrow(np.where(small, e, np.sign(z) * (1 - e)), x)
 
 
 def erfc(x: Array) -> Array:
@@ -250,21 +285,27 @@ def erfc(x: Array) -> Array:
     >>> float(erfc(np.array(5.0)))  # doctest: +ELLIPSIS
     1.5374597944280...e-12
     """
+    x = np.asarray(x)
     z, small, e = _erf_parts(x)
-    return np.where(small, 1 - e, np.where(z > 0, e, 2 - e))
+    return _narrow(np.where(small, 1 - e, np.where(z > 0, e, 2 - e)), x)
 
 
 _GELU_C = math.sqrt(2 / math.pi)
 _GELU_A = 0.044715
-# the tanh form's tanh is exactly ±1 far beyond |x| = 100; clipping there keeps x**3 finite
+# the tanh form's tanh is exactly ±1 far beyond |x| = 100; clipping there keeps x**3 finite. Below
+# -100 both forms of Phi are exactly 0 in every float dtype, so x * Phi(x) may take max(x, -100) for
+# x: the same -0 for finite x, and no -inf * 0 = NaN at x = -inf
 _GELU_TANH_CLIP = 100.0
 
 
-def gelu(x: Array, approximate: bool = False) -> Array:
+def gelu(x: Array, approximate: bool = False, cdf: Array | None = None) -> Array:
     """Gaussian error linear unit ``x * Phi(x)``, ``Phi`` the standard normal CDF (any shape).
 
     Exact form: ``Phi(x) = erfc(-x / sqrt(2)) / 2``; ``approximate=True`` gives the tanh form
-    ``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))``.
+    ``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))``. At the infinities it takes the limits
+    ``gelu(-inf) = 0`` and ``gelu(inf) = inf``; NaN stays NaN.
+
+    ``cdf``, if given, is ``gelu_cdf(x, approximate)`` already computed (the layer keeps it).
 
     >>> import numpy as np
     >>> from fnnet.functions import gelu
@@ -272,9 +313,15 @@ def gelu(x: Array, approximate: bool = False) -> Array:
     [-0.158655, 0.0, 0.841345]
     >>> gelu(np.array([1.0]), approximate=True).round(6).tolist()
     [0.841192]
+    >>> gelu(np.array([-np.inf, np.inf])).tolist()
+    [-0.0, inf]
     """
     x = np.asarray(x)
-    return x * gelu_cdf(x, approximate)
+    if cdf is None:
+        cdf = gelu_cdf(x, approximate)
+    y: Array = np.maximum(x, -_GELU_TANH_CLIP)
+    y *= cdf
+    return y
 
 
 def gelu_cdf(x: Array, approximate: bool = False) -> Array:
@@ -289,12 +336,21 @@ def gelu_cdf(x: Array, approximate: bool = False) -> Array:
     True
     """
     x = np.asarray(x)
+    xw = _wide(x)  # float16: the cubic overflows, and 1 + tanh and erfc's pieces lose digits
     if approximate:
-        xc = np.clip(x, -_GELU_TANH_CLIP, _GELU_TANH_CLIP)
-        gate: Array = 0.5 + 0.5 * np.tanh(_GELU_C * (xc + _GELU_A * xc * xc * xc))
-        return gate
+        xc = np.clip(xw, -_GELU_TANH_CLIP, _GELU_TANH_CLIP)
+        # 0.5 + 0.5 * tanh(C * (xc + A * xc * xc * xc)), the same operations in place
+        gate: Array = _GELU_A * xc
+        gate *= xc
+        gate *= xc
+        gate += xc
+        gate *= _GELU_C
+        gate = np.tanh(gate)
+        gate *= 0.5
+        gate += 0.5
+        return _narrow(gate, x)
     # erfc(-x/sqrt 2) keeps Phi accurate relative to itself for x << 0, where 1 + erf would cancel
-    return 0.5 * erfc(x * -math.sqrt(0.5))
+    return _narrow(0.5 * erfc(xw * -math.sqrt(0.5)), x)
 
 
 def gelu_grad(x: Array, approximate: bool = False, cdf: Array | None = None) -> Array:
@@ -309,17 +365,18 @@ def gelu_grad(x: Array, approximate: bool = False, cdf: Array | None = None) -> 
     True
     """
     x = np.asarray(x)
+    xw = _wide(x)
     if approximate:
-        xc = np.clip(x, -_GELU_TANH_CLIP, _GELU_TANH_CLIP)
+        xc = np.clip(xw, -_GELU_TANH_CLIP, _GELU_TANH_CLIP)
         t = np.tanh(_GELU_C * (xc + _GELU_A * xc * xc * xc))
         slope: Array = 0.5 * (1 + t) + 0.5 * xc * (1 - t * t) * _GELU_C * (1 + 3 * _GELU_A * xc * xc)
-        return slope
+        return _narrow(slope, x)
     if cdf is None:
-        cdf = gelu_cdf(x)
-    xc = np.clip(x, -_ERF_CLIP, _ERF_CLIP)
+        cdf = gelu_cdf(xw)
+    xc = np.clip(xw, -_ERF_CLIP, _ERF_CLIP)
     pdf = np.exp(-0.5 * xc * xc) * (1 / math.sqrt(2 * math.pi))
     out: Array = cdf + xc * pdf
-    return out
+    return _narrow(out, x)
 
 
 def expit(x: Array) -> Array:
@@ -335,44 +392,68 @@ def expit(x: Array) -> Array:
     9.35762296883...e-14
     """
     x = np.asarray(x)
-    # e / (1 + e) with e = exp(-|x|) <= 1 on the left, 1 / (1 + e) on the right
-    e = np.exp(-np.abs(x))
-    out: Array = np.where(x >= 0, 1, e) / (1 + e)
+    # e / (1 + e) with e = exp(-|x|) = exp(x) <= 1 on the left, 1 / (1 + e) on the right: the
+    # numerator exp(min(x, 0)) is e on the left and 1 on the right (a second exp costs less than
+    # choosing between the two with a mask of random signs)
+    den = np.exp(-np.abs(x))
+    den += 1
+    out: Array = np.exp(np.minimum(x, 0))
+    out /= den
     return out
 
 
-def silu(x: Array) -> Array:
+# beyond ±1000 expit is exactly 1 or 0 in every float dtype: x clipped there gives the same
+# x * sigmoid(x) and x * (1 - sigmoid(x)) for finite x, and no ±inf * 0 = NaN at the infinities
+_SILU_CLIP = 1000.0
+
+
+def silu(x: Array, sig: Array | None = None) -> Array:
     """Sigmoid linear unit (swish) ``x * sigmoid(x)`` (any shape), accurate relative to itself for
-    large negative ``x`` too.
+    large negative ``x`` too; ``silu(-inf) = -0.0``, ``silu(inf) = inf``, NaN stays NaN.
+
+    ``sig``, if given, is ``expit(x)`` already computed (the layer keeps it).
 
     >>> import numpy as np
     >>> from fnnet.functions import silu
     >>> silu(np.array([-1.0, 0.0, 2.0])).round(6).tolist()
     [-0.268941, 0.0, 1.761594]
+    >>> silu(np.array([-np.inf, np.inf])).tolist()
+    [-0.0, inf]
     """
     x = np.asarray(x)
-    out: Array = x * expit(x)
-    return out
+    if sig is None:
+        sig = expit(x)
+    y: Array = np.maximum(x, -_SILU_CLIP)
+    y *= sig
+    return y
 
 
-def silu_grad(x: Array) -> Array:
-    """``d silu / dx = s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``.
+def silu_grad(x: Array, sig: Array | None = None) -> Array:
+    """``d silu / dx = s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``: 0 at ``-inf``, 1 at ``inf``.
+
+    ``sig``, if given, is ``expit(x)`` already computed (the forward pass has it).
 
     >>> import numpy as np
     >>> from fnnet.functions import silu, silu_grad
     >>> x, h = np.array([-3.0, 0.0, 4.0]), 1e-6
     >>> bool(np.allclose(silu_grad(x), (silu(x + h) - silu(x - h)) / (2 * h)))
     True
+    >>> silu_grad(np.array([-np.inf, np.inf])).tolist()
+    [-0.0, 1.0]
     """
     x = np.asarray(x)
-    s = expit(x)
-    out: Array = s * (1 + x * (1 - s))
-    return out
+    if sig is None:
+        sig = expit(x)
+    g: Array = np.clip(x, -_SILU_CLIP, _SILU_CLIP)
+    g *= 1 - sig
+    g += 1
+    g *= sig
+    return g
 
 
 def softplus(x: Array) -> Array:
     """``log(1 + exp(x))`` (any shape), computed as ``logaddexp(0, x)`` so that it never overflows;
-    its derivative is ``sigmoid(x)``.
+    its derivative is ``sigmoid(x)``. ``softplus(-inf) = 0``, ``softplus(inf) = inf``.
 
     >>> import numpy as np
     >>> from fnnet.functions import softplus
@@ -380,7 +461,8 @@ def softplus(x: Array) -> Array:
     [0.0, 0.693147, 1000.0]
     """
     x = np.asarray(x)
-    return np.logaddexp(0, x)
+    with np.errstate(invalid="ignore"):  # logaddexp flags a NaN input; NaN stays NaN
+        return np.logaddexp(0, x)
 
 
 def softplus_grad(x: Array) -> Array:

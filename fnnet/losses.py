@@ -437,7 +437,9 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
     Returns:
         ``(E, dE/dlogits)``, the gradient ``(p - onehot(t)) / M`` on counted tokens and 0 on ignored
         ones, of ``logits``' shape and dtype. When every token is ignored, ``E = 0`` and the
-        gradient is zero.
+        gradient is zero: a batch of padding only is a training step that changes nothing (a NaN
+        would stop :func:`fnnet.train.fit`). :func:`fnnet.metrics.token_accuracy`, which scores a
+        whole set, raises a ValueError there instead.
 
     >>> import numpy as np
     >>> from fnnet.losses import time_softmax_cross_entropy

@@ -19,6 +19,11 @@ shape: both are treated alike. A metric that does not fit the outputs is a one-l
 :func:`accuracy` of a one-output model names :func:`binary_accuracy`, and :func:`binary_accuracy`
 of targets that are not 0/1 says so.
 
+Nothing to score is a one-line ValueError too: every metric raises on empty input, and
+:func:`token_accuracy` when every target is its ``ignore_index``. A metric scores a whole set, so an
+empty one is a data error (a NaN would pass unnoticed: early stopping never counts it as best).
+Only :func:`r2` returns NaN, on data whose targets are all equal (its ratio is 0/0).
+
 >>> import numpy as np
 >>> from fnnet.metrics import accuracy, binary_accuracy, rmse
 >>> y = np.array([[2.0, 0.5], [0.1, 0.3], [1.0, -1.0]])
@@ -120,13 +125,21 @@ def token_accuracy(y: Array, t: Any, *, ignore_index: int | None = None) -> floa
         ignore_index: a target value that is not counted, as in
             :func:`fnnet.losses.time_softmax_cross_entropy`; None counts every token.
     Returns:
-        The accuracy in ``[0, 1]`` over the counted tokens; NaN when every token is ignored.
+        The accuracy in ``[0, 1]`` over the counted tokens.
+    Raises:
+        ValueError: there is no token to score: ``y`` has none, or every target is
+            ``ignore_index``. (The loss counts such a batch as 0 with a zero gradient, a training
+            step that changes nothing; a metric scores a whole set, where it is a data error.)
 
     >>> import numpy as np
     >>> from fnnet.metrics import token_accuracy
     >>> y = np.array([[[0.1, 0.9], [0.8, 0.2], [0.5, 0.4]]])   # (N, T, V) = (1, 3, 2)
     >>> token_accuracy(y, np.array([[1, 1, -1]]), ignore_index=-1)   # the third token is padding
     0.5
+    >>> token_accuracy(y, np.array([[-1, -1, -1]]), ignore_index=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: token_accuracy: every target equals ignore_index=-1, so there is no token to score
     """
     fn = "token_accuracy"
     ya = _numeric(fn, "scores y", y)
@@ -140,16 +153,18 @@ def token_accuracy(y: Array, t: Any, *, ignore_index: int | None = None) -> floa
         )
     if ignore_index is not None and not is_int(ignore_index):
         raise ValueError(f"{fn}: ignore_index must be an int or None, got {ignore_index!r}")
+    if ta.size == 0:
+        raise ValueError(f"{fn}: expected at least one token, got scores of shape {shape_text(ya.shape)}")
     keep = None if ignore_index is None else ta != ignore_index
     counted = ta if keep is None else ta[keep]
-    if counted.size and (counted.min() < 0 or counted.max() >= ya.shape[-1]):
+    if counted.size == 0:
+        raise ValueError(f"{fn}: every target equals ignore_index={ignore_index}, so there is no token to score")
+    if counted.min() < 0 or counted.max() >= ya.shape[-1]:
         raise ValueError(
             f"{fn}: targets must lie in [0, {ya.shape[-1]})"
             + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}")
             + f", got values in [{counted.min()}, {counted.max()}]"
         )
-    if counted.size == 0:
-        return float("nan")
     pred = ya.argmax(axis=-1)
     return float(np.mean((pred if keep is None else pred[keep]) == counted))
 

@@ -34,6 +34,12 @@ __all__ = ["numerical_diff", "numerical_gradient", "gradient_descent", "check_gr
 #: Central-difference step. 1e-4 balances truncation error O(h²) against float64 round-off
 #: O(eps/h) for O(1) inputs; the book uses the same value.
 DEFAULT_H = 1e-4
+#: An array whose gradient is smaller than this fraction of the check's largest numerical gradient
+#: entry is measured against that fraction instead of its own size (see :class:`GradCheck`).
+#: Central-difference noise is about ``eps * |loss| / h``, that is ``2e-12 * |loss| / G`` relative
+#: to the largest entry ``G``: a thousandth of ``G`` leaves it far below a 1e-6 tolerance for an
+#: array whose true gradient is 0, while any error above ``1e-9 * G`` there is still reported.
+ZERO_GRAD_FLOOR = 1e-3
 #: Default key of check_grads' random projection; folded so it cannot coincide with a test's
 #: ``default_rng(0)`` data (a projection correlated with the input can hide gradient errors).
 _PROJECTION_KEY = fold_in(make_key(0), 0x5EED)
@@ -151,8 +157,18 @@ def gradient_descent(
 class GradCheck:
     """Result of :func:`check_grads`: the max relative error per parameter path (and ``"x"``).
 
-    The relative error of one array is ``max|analytic - numeric| / max(max|analytic|,
-    max|numeric|, 1e-12)``; below about 1e-6 in float64 the backward rule is right.
+    The error of one array (a parameter leaf, or ``x``), with ``a`` its analytic gradient and ``n``
+    its central-difference one, is::
+
+        max|a - n| / max(max|a|, max|n|, ZERO_GRAD_FLOOR * G, 1e-12)
+
+    where ``G`` is the largest finite ``|n|`` over every array of the check and ``ZERO_GRAD_FLOOR`` is
+    1e-3. So an array is measured relative to its own scale, unless its whole gradient is below a
+    thousandth of ``G``: typically a gradient that is exactly 0, like a convolution's bias in front
+    of BatchNorm, where ``n`` is round-off noise (about ``eps * |loss| / h``) and ``a`` another
+    noise, and dividing one by the other would report an error near 1. Such an array is measured
+    against ``G / 1000``: a wrong gradient there still shows, as its error over ``G / 1000``.
+    Below about 1e-6 in float64 the backward rule is right.
 
     >>> from fnnet.numerical import GradCheck
     >>> g = GradCheck({"0/w": 2e-10, "x": 5e-11})
@@ -175,11 +191,20 @@ class GradCheck:
         return "\n".join(f"{p:<24} {e:.3e}" for p, e in self.errors.items())
 
 
-def _rel_error(a: Array, n: Array) -> float:
+def _finite_abs_max(a: Array) -> float:
+    """The largest finite ``|a|`` (0 if none): a NaN or inf gradient reports its own error as NaN
+    and must not move the other arrays' floor."""
+    a64 = np.abs(np.asarray(a, np.float64))
+    a64 = a64[np.isfinite(a64)]
+    return float(a64.max()) if a64.size else 0.0
+
+
+def _rel_error(a: Array, n: Array, floor: float = 0.0) -> float:
+    """``max|a - n| / max(max|a|, max|n|, floor, 1e-12)`` (0 for empty arrays); see GradCheck."""
     a64, n64 = np.asarray(a, np.float64), np.asarray(n, np.float64)
     if a64.size == 0:
         return 0.0
-    scale = max(float(np.abs(a64).max()), float(np.abs(n64).max()), 1e-12)
+    scale = max(float(np.abs(a64).max()), float(np.abs(n64).max()), floor, 1e-12)
     return float(np.abs(a64 - n64).max() / scale)
 
 
@@ -209,7 +234,9 @@ def check_grads(
         ctx: the forward context, reused for every evaluation (a fixed key makes Dropout's mask
             the same each time; BatchNorm in training mode is checked through batch statistics).
     Returns:
-        A :class:`GradCheck` with the max relative error for every parameter path and for ``"x"``.
+        A :class:`GradCheck` with the error for every parameter path and for ``"x"``: relative to
+        the array's own gradient, or to a thousandth of the largest one anywhere in the check when
+        the array's is smaller (a parameter whose true gradient is 0); see :class:`GradCheck`.
 
     >>> import numpy as np, fnnet
     >>> from fnnet.numerical import check_grads
@@ -244,10 +271,9 @@ def check_grads(
     num_p = numerical_gradient(lambda p: value(p, x), params, h)
     num_x = numerical_gradient(lambda xx: value(params, xx), x, h)
 
-    errors: dict[str, float] = {}
     a_leaves, _ = tree_flatten(grads)
     n_leaves, _ = tree_flatten(num_p)
-    for path, a, n in zip(tree_paths(params), a_leaves, n_leaves):
-        errors[path or "params"] = _rel_error(a, n)
-    errors["x"] = _rel_error(dx, num_x)
-    return GradCheck(errors)
+    pairs = [(path or "params", a, n) for path, a, n in zip(tree_paths(params), a_leaves, n_leaves)]
+    pairs.append(("x", dx, num_x))
+    floor = ZERO_GRAD_FLOOR * max(_finite_abs_max(n) for _, _, n in pairs)
+    return GradCheck({path: _rel_error(a, n, floor) for path, a, n in pairs})

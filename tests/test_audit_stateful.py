@@ -34,7 +34,8 @@ def test_sequence_loss_has_a_per_token_accuracy_that_skips_padding() -> None:
     assert set(plain) == {"acc"} and plain["acc"](y, np.ones((2, 3), np.int64)) == 1.0
     padded = default_metrics(functools.partial(time_softmax_cross_entropy, ignore_index=-1))
     assert padded["acc"](y, t) == pytest.approx(2 / 3)
-    assert np.isnan(token_accuracy(y, np.full((2, 3), -1), ignore_index=-1))
+    with pytest.raises(ValueError, match=r"^token_accuracy: every target equals ignore_index=-1, so there is no token to score$"):
+        token_accuracy(y, np.full((2, 3), -1), ignore_index=-1)
     with pytest.raises(ValueError, match=r"token_accuracy: targets must lie in \[0, 4\) or equal ignore_index=-1"):
         token_accuracy(y, np.array([[1, 1, 7], [2, -1, -1]]), ignore_index=-1)
     with pytest.raises(ValueError, match="regression metric, but the loss time_softmax_cross_entropy"):

@@ -377,7 +377,7 @@ def test_time_softmax_cross_entropy(readonly: bool, data: st.DataObject) -> None
     k = logits.shape[-1]
     t = data.draw(arrays(np.int64, logits.shape[:-1], elements=st.integers(-1, k - 1)))
     call_unchanged(lambda y, tt: time_softmax_cross_entropy(y, tt, ignore_index=-1), logits, t, readonly=readonly)
-    if k > 1:
+    if k > 1 and (t != -1).any():  # with every token ignored there is nothing to score: a ValueError
         call_unchanged(lambda y, tt: token_accuracy(y, tt, ignore_index=-1), logits, t, readonly=readonly)
 
 

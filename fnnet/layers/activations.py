@@ -1,6 +1,7 @@
 """Activations beyond the book's: LeakyReLU, ELU, GELU, SiLU and Softplus, each backward rule beside
 its forward. All are parameter-free and elementwise: any input shape, output of the same shape and
-dtype, ``dx = dout * f'(x)``.
+dtype, ``dx = dout * f'(x)``. At ``±inf`` each gives the limits of ``f`` and ``f'`` (never NaN),
+and NaN input stays NaN in ``y``.
 
 >>> import numpy as np, fnnet
 >>> x = np.array([[-2.0, 0.5]])
@@ -110,7 +111,7 @@ class GELU(_Elementwise):
         """``y = x * Phi(x)``; the cache is ``(x, Phi(x))``."""
         self._check(self, x)
         cdf = F.gelu_cdf(x, bool(self.approximate))
-        return x * cdf, state, _XAndGate(x, cdf)
+        return F.gelu(x, bool(self.approximate), cdf), state, _XAndGate(x, cdf)
 
     def _dx(self, cache: _XAndGate, dout: Array) -> Array:
         """``dx = dout * gelu'(x)`` (see :func:`fnnet.functions.gelu_grad`)."""
@@ -132,12 +133,11 @@ class SiLU(_Elementwise):
         """``y = x * sigmoid(x)``; the cache is ``(x, sigmoid(x))``."""
         self._check(self, x)
         s = F.expit(x)
-        return x * s, state, _XAndGate(x, s)
+        return F.silu(x, s), state, _XAndGate(x, s)
 
     def _dx(self, cache: _XAndGate, dout: Array) -> Array:
-        """``dx = dout * s * (1 + x * (1 - s))``."""
-        x, s = cache
-        dx: Array = dout * (s * (1 + x * (1 - s)))
+        """``dx = dout * s * (1 + x * (1 - s))`` (see :func:`fnnet.functions.silu_grad`)."""
+        dx: Array = dout * F.silu_grad(cache.x, cache.gate)
         return dx
 
 
