@@ -48,7 +48,12 @@ clipping at norm 5), against ``bench/torch_seq2seq.py --serve``. Two runs in one
 11,129); the next session 0.85 (12,506 against 14,762), 0.87 (12,254 against 14,033) and, after
 the clipping norm became cheaper, 0.79 (9,080 against 11,424); the next session 0.82 (9,624 against
 11,754) and 0.71 (8,448 against 11,876); the ways of using the second core
-tried for it, and their figures, are in the README's sequel section.
+tried for it, and their figures, are in the README's sequel section. Since the step hands the
+decoder's weight products to its spare thread while the encoder's scan runs (``Ctx.spawn``), with
+every other process on the machine stopped during the runs: 1.16 (10,847 against 9,346; 7
+blocks), then 13 blocks each: 0.93 (9,769 / 10,519), 1.10 (9,763 / 8,884), 0.95 (11,228 /
+11,780), 0.96 (11,599 / 12,141), 0.93 (9,127 / 9,835), 1.07 (11,234 / 10,485); median of the
+seven 0.96.
 """
 
 from __future__ import annotations
