@@ -138,3 +138,41 @@ def test_a_seq2seq_step_gives_the_same_bits_on_one_thread_and_two() -> None:
             state, _ = step(state, x, t)
         finals.append(state)
     assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(finals[0]), tree_leaves(finals[1])))
+
+
+def test_ctrl_c_while_a_step_waits_for_spawned_work_keeps_the_training_and_resumes_to_the_same_bits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fnnet.train import TrainingInterrupted, fit
+    from fnnet.train import step as step_module
+
+    model = Seq2seq(13, 8, 16, src_len=7, reverse=True, peeky=True)
+    g = fnnet.key(4).generator()
+    data = (g.integers(0, 13, (60, 11)), g.integers(0, 13, (60, 4)))
+    opt = chain(clip_by_global_norm(5.0), adam(0.01))
+    options: dict[str, Any] = dict(loss=time_softmax_cross_entropy, key=fnnet.key(1), epochs=3, batch_size=20,
+                                   threads=2, progress="quiet")  # fmt: skip
+    full = fit(model, opt, data, **options)
+    calls = [0]
+
+    def interrupted_join(fn: Callable[[], Any]) -> Callable[[], Any]:
+        join = parallel.spawn(fn)
+        calls[0] += 1
+        if calls[0] == 9:  # step 5's first spawned product (two a step)
+
+            def ctrl_c() -> Any:
+                join()
+                raise KeyboardInterrupt
+
+            return ctrl_c
+        return join
+
+    monkeypatch.setattr(step_module, "spawn", interrupted_join)
+    with pytest.raises(TrainingInterrupted) as caught:
+        fit(model, opt, data, **options)
+    err = caught.value
+    assert int(err.state.step) == 4 and int(err.epoch_state.step) == 3
+    monkeypatch.setattr(step_module, "spawn", parallel.spawn)
+    rest = fit(model, opt, data, state=err.epoch_state, history=err.history, **options)
+    assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(rest.state), tree_leaves(full.state)))
+    assert rest.history.step_loss == full.history.step_loss
