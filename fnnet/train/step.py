@@ -7,7 +7,9 @@ The step is the whole data flow of one batch::
 
 How it runs is chosen here, not in the layers: the batch may be split into shards of rows that go
 through the whole model on their own threads (layers that couple the samples of a batch sum their
-statistics through ``ctx.batch_sum``), and BLAS runs with a fixed thread count.
+statistics through ``ctx.batch_sum``), and BLAS runs with a fixed thread count. An unsharded step
+with a thread to spare offers it to the layers as ``ctx.spawn`` (independent work, such as the
+seq2seq decoder's weight products while the encoder's scan runs, goes there).
 :func:`choose_policy` picks both from the model and the batch shape alone, so the same model and
 batch shape give the same bits on any machine.
 
