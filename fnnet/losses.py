@@ -203,6 +203,10 @@ def sum_squared_error(y: Array, t: Any, *, grad: Literal[True] = ...) -> tuple[f
 def sum_squared_error(y: Array, t: Any, *, grad: Literal[False]) -> tuple[float, None]: ...
 
 
+@overload
+def sum_squared_error(y: Array, t: Any, *, grad: bool) -> tuple[float, Array | None]: ...
+
+
 def sum_squared_error(y: Array, t: Any, *, grad: bool = True) -> tuple[float, Array | None]:
     """The book's sum of squared errors ``E = 0.5 * Σ (y - t)²``, summed over every element.
 
@@ -233,6 +237,10 @@ def mean_squared_error(y: Array, t: Any, *, grad: Literal[True] = ...) -> tuple[
 
 @overload
 def mean_squared_error(y: Array, t: Any, *, grad: Literal[False]) -> tuple[float, None]: ...
+
+
+@overload
+def mean_squared_error(y: Array, t: Any, *, grad: bool) -> tuple[float, Array | None]: ...
 
 
 def mean_squared_error(y: Array, t: Any, *, grad: bool = True) -> tuple[float, Array | None]:
@@ -270,6 +278,10 @@ def cross_entropy(y: Array, t: Any, *, grad: Literal[True] = ...) -> tuple[float
 
 @overload
 def cross_entropy(y: Array, t: Any, *, grad: Literal[False]) -> tuple[float, None]: ...
+
+
+@overload
+def cross_entropy(y: Array, t: Any, *, grad: bool) -> tuple[float, Array | None]: ...
 
 
 def cross_entropy(y: Array, t: Any, *, grad: bool = True) -> tuple[float, Array | None]:
@@ -318,6 +330,10 @@ def softmax_cross_entropy(logits: Array, t: Any, *, grad: Literal[True] = ...) -
 
 @overload
 def softmax_cross_entropy(logits: Array, t: Any, *, grad: Literal[False]) -> tuple[float, None]: ...
+
+
+@overload
+def softmax_cross_entropy(logits: Array, t: Any, *, grad: bool) -> tuple[float, Array | None]: ...
 
 
 def softmax_cross_entropy(logits: Array, t: Any, *, grad: bool = True) -> tuple[float, Array | None]:
@@ -381,6 +397,10 @@ def binary_cross_entropy_with_logits(z: Array, t: Any, *, grad: Literal[True] = 
 def binary_cross_entropy_with_logits(z: Array, t: Any, *, grad: Literal[False]) -> tuple[float, None]: ...
 
 
+@overload
+def binary_cross_entropy_with_logits(z: Array, t: Any, *, grad: bool) -> tuple[float, Array | None]: ...
+
+
 def binary_cross_entropy_with_logits(z: Array, t: Any, *, grad: bool = True) -> tuple[float, Array | None]:
     """Logistic-regression loss on logits, the mean over all ``n = z.size`` elements of
     ``-[t log σ(z) + (1 - t) log(1 - σ(z))]``.
@@ -418,6 +438,10 @@ def binary_cross_entropy(p: Array, t: Any, *, grad: Literal[True] = ...) -> tupl
 
 @overload
 def binary_cross_entropy(p: Array, t: Any, *, grad: Literal[False]) -> tuple[float, None]: ...
+
+
+@overload
+def binary_cross_entropy(p: Array, t: Any, *, grad: bool) -> tuple[float, Array | None]: ...
 
 
 def binary_cross_entropy(p: Array, t: Any, *, grad: bool = True) -> tuple[float, Array | None]:
@@ -465,6 +489,10 @@ def huber(y: Array, t: Any, delta: float = ..., *, grad: Literal[True] = ...) ->
 def huber(y: Array, t: Any, delta: float = ..., *, grad: Literal[False]) -> tuple[float, None]: ...
 
 
+@overload
+def huber(y: Array, t: Any, delta: float = ..., *, grad: bool) -> tuple[float, Array | None]: ...
+
+
 def huber(y: Array, t: Any, delta: float = 1.0, *, grad: bool = True) -> tuple[float, Array | None]:
     """Huber loss, the mean over all ``n = y.size`` elements of ``0.5 d²`` where ``|d| <= δ`` and
     ``δ (|d| - 0.5 δ)`` elsewhere, with ``d = y - t``: squared error near the target, absolute
@@ -509,6 +537,10 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
 
 @overload
 def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None = ..., *, grad: Literal[False]) -> tuple[float, None]: ...
+
+
+@overload
+def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None = ..., *, grad: bool) -> tuple[float, Array | None]: ...
 
 
 def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None = None, *, grad: bool = True) -> tuple[float, Array | None]:
