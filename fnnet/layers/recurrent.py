@@ -12,7 +12,9 @@ Two levels:
   state through its batches (``fnnet.fit``) starts every batch from the same initial state. With
   ``stateful=True`` ``forward`` returns the final ``(h, c)`` as the new state, in training and in
   evaluation: running consecutive batches through it is truncated backpropagation through time
-  (no gradient flows into the previous batch).
+  (no gradient flows into the previous batch). ``apply`` (what :func:`fnnet.train.predict` and
+  :func:`fnnet.train.evaluate` run) gives ``forward``'s output bit for bit without its cache:
+  :class:`RNN` and :class:`GRU` then hold one step's gates and state besides the output.
 - pure kernels for models that need more than ``dx``: ``*_scan(params, x, h0, ...)`` runs a whole
   sequence and returns the hidden states, the final state and a cache; ``*_scan_backward`` takes
   the gradients of the hidden states and of the final state and returns ``dx``, the gradients of
