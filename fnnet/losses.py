@@ -2,6 +2,9 @@
 
 Every loss is a pure function ``loss(y, t) -> (value, grad)``: ``value`` is a Python float and
 ``grad`` is ``d value / d y``, an array of ``y``'s shape and dtype. Neither argument is written to.
+Every loss here also takes the keyword ``grad=False``, which skips the gradient and returns
+``(value, None)``, the same ``value`` bit for bit: :func:`loss_value` asks for it where a loss
+declares that keyword (evaluation needs no gradient), and calls any other ``loss(y, t)`` as it is.
 
 Classification losses take the class scores on the last axis, ``y`` of shape ``(N, K)`` (or
 ``(K,)`` for one sample, or ``(..., K)``), and targets ``t`` that are either integer labels of shape
@@ -20,12 +23,16 @@ comes out as it would in float32; float32 and float64 are computed in their own 
 (0.2395, (1, 3))
 >>> mean_squared_error(np.array([[1.0, 2.0]]), np.array([[1.0, 0.0]]))[0]
 2.0
+>>> softmax_cross_entropy(np.array([[2.0, 0.0, 0.0]]), np.array([0]), grad=False)[1] is None
+True
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -43,6 +50,7 @@ __all__ = [
     "binary_cross_entropy",
     "huber",
     "time_softmax_cross_entropy",
+    "loss_value",
 ]
 
 CROSS_ENTROPY_DELTA = 1e-7
@@ -187,7 +195,19 @@ def _narrow(grad: Array, dtype: np.dtype[Any]) -> Array:
 # --- losses --------------------------------------------------------------------------------------
 
 
-def sum_squared_error(y: Array, t: Any) -> tuple[float, Array]:
+@overload
+def sum_squared_error(y: Array, t: Any, *, grad: Literal[True] = ...) -> tuple[float, Array]: ...
+
+
+@overload
+def sum_squared_error(y: Array, t: Any, *, grad: Literal[False]) -> tuple[float, None]: ...
+
+
+@overload
+def sum_squared_error(y: Array, t: Any, *, grad: bool) -> tuple[float, Array | None]: ...
+
+
+def sum_squared_error(y: Array, t: Any, *, grad: bool = True) -> tuple[float, Array | None]:
     """The book's sum of squared errors ``E = 0.5 * Σ (y - t)²``, summed over every element.
 
     Args:
@@ -195,6 +215,7 @@ def sum_squared_error(y: Array, t: Any) -> tuple[float, Array]:
         t: targets of ``y``'s shape, or integer labels of shape ``y.shape[:-1]`` (one-hot encoded).
             One column is one column: targets ``(N,)`` against ``y`` of shape ``(N, 1)``, or
             ``(N, 1)`` against ``(N,)``, are reshaped to ``y``'s shape (never broadcast to ``(N, N)``).
+        grad: ``False`` skips the gradient: ``(E, None)``, with the same ``E`` bit for bit.
     Returns:
         ``(E, dE/dy)`` with ``dE/dy = y - t`` of ``y``'s shape and dtype.
 
@@ -207,10 +228,22 @@ def sum_squared_error(y: Array, t: Any) -> tuple[float, Array]:
     y_in = _floating(fn, "y", y)
     ya = _wide(y_in)
     d = ya - _regression_targets(fn, ya, t)
-    return 0.5 * float(np.vdot(d, d)), _narrow(d, y_in.dtype)
+    return 0.5 * float(np.vdot(d, d)), (_narrow(d, y_in.dtype) if grad else None)
 
 
-def mean_squared_error(y: Array, t: Any) -> tuple[float, Array]:
+@overload
+def mean_squared_error(y: Array, t: Any, *, grad: Literal[True] = ...) -> tuple[float, Array]: ...
+
+
+@overload
+def mean_squared_error(y: Array, t: Any, *, grad: Literal[False]) -> tuple[float, None]: ...
+
+
+@overload
+def mean_squared_error(y: Array, t: Any, *, grad: bool) -> tuple[float, Array | None]: ...
+
+
+def mean_squared_error(y: Array, t: Any, *, grad: bool = True) -> tuple[float, Array | None]:
     """Mean squared error ``E = (1/n) Σ (y - t)²`` with ``n = y.size``: the mean over *all* elements
     (batch and output dimensions alike), without the book's factor 0.5.
 
@@ -219,6 +252,7 @@ def mean_squared_error(y: Array, t: Any) -> tuple[float, Array]:
         t: targets of ``y``'s shape, or integer labels of shape ``y.shape[:-1]`` (one-hot encoded).
             Targets ``(N,)`` against ``y`` of shape ``(N, 1)`` (or the reverse) are reshaped to
             ``y``'s shape, so ``n = N`` either way.
+        grad: ``False`` skips the gradient: ``(E, None)``, with the same ``E`` bit for bit.
     Returns:
         ``(E, dE/dy)`` with ``dE/dy = 2 (y - t) / n`` of ``y``'s shape and dtype.
 
@@ -235,10 +269,22 @@ def mean_squared_error(y: Array, t: Any) -> tuple[float, Array]:
     ya = _wide(y_in)
     d = ya - _regression_targets(fn, ya, t)
     n = ya.size
-    return float(np.vdot(d, d)) / n, _narrow(d * (2.0 / n), y_in.dtype)
+    return float(np.vdot(d, d)) / n, (_narrow(d * (2.0 / n), y_in.dtype) if grad else None)
 
 
-def cross_entropy(y: Array, t: Any) -> tuple[float, Array]:
+@overload
+def cross_entropy(y: Array, t: Any, *, grad: Literal[True] = ...) -> tuple[float, Array]: ...
+
+
+@overload
+def cross_entropy(y: Array, t: Any, *, grad: Literal[False]) -> tuple[float, None]: ...
+
+
+@overload
+def cross_entropy(y: Array, t: Any, *, grad: bool) -> tuple[float, Array | None]: ...
+
+
+def cross_entropy(y: Array, t: Any, *, grad: bool = True) -> tuple[float, Array | None]:
     """The book's batch cross-entropy on probabilities, ``E = -Σ t log(y + δ) / N``.
 
     ``δ`` is :data:`CROSS_ENTROPY_DELTA`. For labels the sum picks ``log(y[i, t_i] + δ)`` of each
@@ -248,6 +294,7 @@ def cross_entropy(y: Array, t: Any) -> tuple[float, Array]:
     Args:
         y: predicted probabilities ``(N, K)`` (or ``(K,)``, or ``(..., K)``), floating point.
         t: integer labels ``y.shape[:-1]`` or one-hot / probability targets of ``y``'s shape.
+        grad: ``False`` skips the gradient: ``(E, None)``, with the same ``E`` bit for bit.
     Returns:
         ``(E, dE/dy)`` with ``dE/dy = -t / (y + δ) / N`` of ``y``'s shape and dtype.
 
@@ -266,20 +313,37 @@ def cross_entropy(y: Array, t: Any) -> tuple[float, Array]:
     if labels:
         at = _label_index(ta)
         picked = ya[at] + CROSS_ENTROPY_DELTA
-        grad = np.zeros_like(ya)
-        grad[at] = -1.0 / (picked * n)
-        return -float(np.log(picked).sum()) / n, _narrow(grad, y_in.dtype)
+        value = -float(np.log(picked).sum()) / n
+        if not grad:
+            return value, None
+        dy = np.zeros_like(ya)
+        dy[at] = -1.0 / (picked * n)
+        return value, _narrow(dy, y_in.dtype)
     guarded = ya + CROSS_ENTROPY_DELTA
-    return -float(np.vdot(ta, np.log(guarded))) / n, _narrow(ta / guarded * (-1.0 / n), y_in.dtype)
+    value = -float(np.vdot(ta, np.log(guarded))) / n
+    return value, (_narrow(ta / guarded * (-1.0 / n), y_in.dtype) if grad else None)
 
 
-def softmax_cross_entropy(logits: Array, t: Any) -> tuple[float, Array]:
+@overload
+def softmax_cross_entropy(logits: Array, t: Any, *, grad: Literal[True] = ...) -> tuple[float, Array]: ...
+
+
+@overload
+def softmax_cross_entropy(logits: Array, t: Any, *, grad: Literal[False]) -> tuple[float, None]: ...
+
+
+@overload
+def softmax_cross_entropy(logits: Array, t: Any, *, grad: bool) -> tuple[float, Array | None]: ...
+
+
+def softmax_cross_entropy(logits: Array, t: Any, *, grad: bool = True) -> tuple[float, Array | None]:
     """Softmax followed by cross-entropy, fused (the book's SoftmaxWithLoss): ``E = -Σ t log p / N``
     with ``p = softmax(logits)``, computed through the stable log-softmax.
 
     Args:
         logits: class scores ``(N, K)`` (or ``(K,)``, or ``(..., K)``), floating point.
         t: integer labels ``logits.shape[:-1]`` or one-hot / probability targets of its shape.
+        grad: ``False`` skips the gradient: ``(E, None)``, with the same ``E`` bit for bit.
     Returns:
         ``(E, dE/dlogits)`` with ``dE/dlogits = (p - t) / N`` of ``logits``' shape and dtype (for
         targets whose rows do not sum to 1 the exact ``(p Σ_k t_k - t) / N``).
@@ -299,27 +363,45 @@ def softmax_cross_entropy(logits: Array, t: Any) -> tuple[float, Array]:
     # log p = z - log Σ exp z with z = x - max(x): exp(z) <= 1 never overflows, and log p stays
     # finite even where p itself underflows to 0.
     z = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    s = e.sum(axis=-1, keepdims=True)
-    log_s = np.log(s)
     if labels:
         at = (np.arange(n), ta) if x.ndim == 2 else _label_index(ta)  # 2-D: the common, cheaper index
-        loss = (float(log_s.sum()) - float(z[at].sum())) / n
-        grad = e * ((1.0 / n) / s)  # p / N, in a fresh array of x's dtype
-        grad[at] -= 1.0 / n
-        return loss, _narrow(grad, x_in.dtype)
-    z -= log_s  # z now holds log p (our own scratch array)
+        picked = float(z[at].sum())
+        e = np.exp(z, out=None if grad else z)
+        s = e.sum(axis=-1, keepdims=True)
+        loss = (float(np.log(s).sum()) - picked) / n
+        if not grad:
+            return loss, None
+        dy = e * ((1.0 / n) / s)  # p / N, in a fresh array of x's dtype
+        dy[at] -= 1.0 / n
+        return loss, _narrow(dy, x_in.dtype)
+    e = np.exp(z)
+    s = e.sum(axis=-1, keepdims=True)
+    z -= np.log(s)  # z now holds log p (our own scratch array)
     loss = -float(np.vdot(ta, z)) / n
     if math.isnan(loss):
         # a -inf logit (a masked class) has log p = -inf, and a target of 0 there gives 0 · -inf =
         # nan; the term is 0 (t log p -> 0 as p -> 0). A nan logit or target stays nan.
         loss = -float(np.vdot(ta, np.where(ta != 0, z, 0))) / n
-    grad = e * (ta.sum(axis=-1, keepdims=True) / s) - ta
-    grad *= 1.0 / n
-    return loss, _narrow(grad, x_in.dtype)
+    if not grad:
+        return loss, None
+    dy = e * (ta.sum(axis=-1, keepdims=True) / s) - ta
+    dy *= 1.0 / n
+    return loss, _narrow(dy, x_in.dtype)
 
 
-def binary_cross_entropy_with_logits(z: Array, t: Any) -> tuple[float, Array]:
+@overload
+def binary_cross_entropy_with_logits(z: Array, t: Any, *, grad: Literal[True] = ...) -> tuple[float, Array]: ...
+
+
+@overload
+def binary_cross_entropy_with_logits(z: Array, t: Any, *, grad: Literal[False]) -> tuple[float, None]: ...
+
+
+@overload
+def binary_cross_entropy_with_logits(z: Array, t: Any, *, grad: bool) -> tuple[float, Array | None]: ...
+
+
+def binary_cross_entropy_with_logits(z: Array, t: Any, *, grad: bool = True) -> tuple[float, Array | None]:
     """Logistic-regression loss on logits, the mean over all ``n = z.size`` elements of
     ``-[t log σ(z) + (1 - t) log(1 - σ(z))]``.
 
@@ -330,6 +412,7 @@ def binary_cross_entropy_with_logits(z: Array, t: Any) -> tuple[float, Array]:
         z: logits, any non-empty shape, floating point.
         t: targets in ``[0, 1]`` (0/1 labels or probabilities) of ``z``'s shape (``(N,)`` against
             ``(N, 1)`` or the reverse is reshaped to ``z``'s shape); bool, int or float.
+        grad: ``False`` skips the gradient: ``(E, None)``, with the same ``E`` bit for bit.
     Returns:
         ``(E, dE/dz)`` with ``dE/dz = (σ(z) - t) / n`` of ``z``'s shape and dtype.
 
@@ -346,10 +429,22 @@ def binary_cross_entropy_with_logits(z: Array, t: Any) -> tuple[float, Array]:
     ta = _binary_targets(fn, "z", za, t)
     n = za.size
     per_element = np.maximum(za, 0) - za * ta + np.log1p(np.exp(-np.abs(za)))
-    return float(per_element.sum()) / n, _narrow((F.sigmoid(za) - ta) * (1.0 / n), z_in.dtype)
+    return float(per_element.sum()) / n, (_narrow((F.sigmoid(za) - ta) * (1.0 / n), z_in.dtype) if grad else None)
 
 
-def binary_cross_entropy(p: Array, t: Any) -> tuple[float, Array]:
+@overload
+def binary_cross_entropy(p: Array, t: Any, *, grad: Literal[True] = ...) -> tuple[float, Array]: ...
+
+
+@overload
+def binary_cross_entropy(p: Array, t: Any, *, grad: Literal[False]) -> tuple[float, None]: ...
+
+
+@overload
+def binary_cross_entropy(p: Array, t: Any, *, grad: bool) -> tuple[float, Array | None]: ...
+
+
+def binary_cross_entropy(p: Array, t: Any, *, grad: bool = True) -> tuple[float, Array | None]:
     """Binary cross-entropy on probabilities (a sigmoid output), the mean over all ``n = p.size``
     elements of ``-[t log(p + δ) + (1 - t) log(1 - p + δ)]``.
 
@@ -362,6 +457,7 @@ def binary_cross_entropy(p: Array, t: Any) -> tuple[float, Array]:
         p: predicted probabilities of class 1, in ``[0, 1]``, any non-empty shape, floating point.
         t: targets in ``[0, 1]`` (0/1 labels or probabilities) of ``p``'s shape (``(N,)`` against
             ``(N, 1)`` or the reverse is reshaped to ``p``'s shape); bool, int or float.
+        grad: ``False`` skips the gradient: ``(E, None)``, with the same ``E`` bit for bit.
     Returns:
         ``(E, dE/dp)`` with ``dE/dp = (-t / (p + δ) + (1 - t) / (1 - p + δ)) / n`` of ``p``'s shape
         and dtype.
@@ -380,11 +476,24 @@ def binary_cross_entropy(p: Array, t: Any) -> tuple[float, Array]:
     pos = pa + CROSS_ENTROPY_DELTA
     neg = (1.0 - pa) + CROSS_ENTROPY_DELTA
     value = -(float(np.vdot(ta, np.log(pos))) + float(np.vdot(1.0 - ta, np.log(neg)))) / n
-    grad = ((1.0 - ta) / neg - ta / pos) * (1.0 / n)
-    return value, _narrow(grad, p_in.dtype)
+    if not grad:
+        return value, None
+    return value, _narrow(((1.0 - ta) / neg - ta / pos) * (1.0 / n), p_in.dtype)
 
 
-def huber(y: Array, t: Any, delta: float = 1.0) -> tuple[float, Array]:
+@overload
+def huber(y: Array, t: Any, delta: float = ..., *, grad: Literal[True] = ...) -> tuple[float, Array]: ...
+
+
+@overload
+def huber(y: Array, t: Any, delta: float = ..., *, grad: Literal[False]) -> tuple[float, None]: ...
+
+
+@overload
+def huber(y: Array, t: Any, delta: float = ..., *, grad: bool) -> tuple[float, Array | None]: ...
+
+
+def huber(y: Array, t: Any, delta: float = 1.0, *, grad: bool = True) -> tuple[float, Array | None]:
     """Huber loss, the mean over all ``n = y.size`` elements of ``0.5 d²`` where ``|d| <= δ`` and
     ``δ (|d| - 0.5 δ)`` elsewhere, with ``d = y - t``: squared error near the target, absolute
     error (less swayed by outliers) far from it.
@@ -395,6 +504,7 @@ def huber(y: Array, t: Any, delta: float = 1.0) -> tuple[float, Array]:
         y: predictions, any non-empty shape, floating point.
         t: targets as for :func:`mean_squared_error` (``(N,)`` and ``(N, 1)`` alike).
         delta: ``δ > 0``, where the quadratic part ends.
+        grad: ``False`` skips the gradient: ``(E, None)``, with the same ``E`` bit for bit.
     Returns:
         ``(E, dE/dy)`` with ``dE/dy = clip(d, -δ, δ) / n`` of ``y``'s shape and dtype.
 
@@ -417,11 +527,23 @@ def huber(y: Array, t: Any, delta: float = 1.0) -> tuple[float, Array]:
     # 0.5 q² + δ (|d| - q) with q = min(|d|, δ) is both branches at once
     per_element = 0.5 * quad * quad + delta * (a - quad)
     n = ya.size
-    grad = np.clip(d, -delta, delta) * (1.0 / n)
-    return float(per_element.sum()) / n, _narrow(grad, y_in.dtype)
+    value = float(per_element.sum()) / n
+    return value, (_narrow(np.clip(d, -delta, delta) * (1.0 / n), y_in.dtype) if grad else None)
 
 
-def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None = None) -> tuple[float, Array]:
+@overload
+def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None = ..., *, grad: Literal[True] = ...) -> tuple[float, Array]: ...
+
+
+@overload
+def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None = ..., *, grad: Literal[False]) -> tuple[float, None]: ...
+
+
+@overload
+def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None = ..., *, grad: bool) -> tuple[float, Array | None]: ...
+
+
+def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None = None, *, grad: bool = True) -> tuple[float, Array | None]:
     """Softmax cross-entropy of a sequence of predictions (the sequel's TimeSoftmaxWithLoss),
     averaged over the tokens whose target is not ``ignore_index``.
 
@@ -434,6 +556,7 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
         logits: scores ``(N, T, V)`` (or any ``(N, ..., V)``), floating point.
         t: integer targets ``(N, T)`` (``logits.shape[:-1]``), values in ``[0, V)`` or ``ignore_index``.
         ignore_index: a target value that counts for nothing (padding), or ``None``.
+        grad: ``False`` skips the gradient: ``(E, None)``, with the same ``E`` bit for bit.
     Returns:
         ``(E, dE/dlogits)``, the gradient ``(p - onehot(t)) / M`` on counted tokens and 0 on ignored
         ones, of ``logits``' shape and dtype. When every token is ignored, ``E = 0`` and the
@@ -474,14 +597,55 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
         )
     m = labels.size
     if m == 0:
-        return 0.0, np.zeros_like(x_in)
+        return 0.0, (np.zeros_like(x_in) if grad else None)
     # the stable log-softmax of softmax_cross_entropy: z = x - max(x), log p = z - log Σ exp z
     z = x2 - x2.max(axis=-1, keepdims=True)
-    e = np.exp(z)
+    picked = float(z[rows, labels].sum())
+    e = np.exp(z, out=None if grad else z)
     s = e.sum(axis=-1, keepdims=True)
-    loss = (float(np.log(s[rows, 0]).sum()) - float(z[rows, labels].sum())) / m
-    grad = e * ((1.0 / m) / s)
+    loss = (float(np.log(s[rows, 0]).sum()) - picked) / m
+    if not grad:
+        return loss, None
+    dy = e * ((1.0 / m) / s)
     if keep is not None:
-        grad[~keep] = 0
-    grad[rows, labels] -= 1.0 / m
-    return loss, _narrow(grad.reshape(x.shape), x_in.dtype)
+        dy[~keep] = 0
+    dy[rows, labels] -= 1.0 / m
+    return loss, _narrow(dy.reshape(x.shape), x_in.dtype)
+
+
+def _takes_grad_flag(loss: Callable[..., Any]) -> bool:
+    """Whether ``loss`` declares a keyword-only parameter ``grad`` (through any ``functools.partial``)."""
+    try:
+        param = inspect.signature(loss).parameters.get("grad")
+    except (TypeError, ValueError):  # a callable without a signature: call it as ``loss(y, t)``
+        return False
+    return param is not None and param.kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def loss_value(loss: Callable[..., tuple[float, Any]], y: Array, t: Any) -> float:
+    """The value of ``loss(y, t)`` without its gradient, where the loss can skip it.
+
+    A loss that declares a keyword-only parameter ``grad`` (every loss of this module, also inside
+    :func:`functools.partial`) is called as ``loss(y, t, grad=False)``: the same value bit for
+    bit, without the output-sized gradient array. Any other ``loss(y, t) -> (value, dy)`` is
+    called as it is and its ``dy`` dropped. Evaluation (:func:`fnnet.train.evaluate`) takes the
+    loss through this function.
+
+    Args:
+        loss: ``loss(y, t) -> (value, dy)``, optionally taking ``grad=False`` (then ``dy`` may be None).
+        y, t: the outputs and targets, as ``loss`` takes them.
+    Returns:
+        ``float(loss(y, t)[0])``.
+
+    >>> import functools, numpy as np
+    >>> from fnnet.losses import loss_value, time_softmax_cross_entropy
+    >>> y, t = np.zeros((2, 3, 4)), np.array([[1, 2, -1], [0, -1, -1]])
+    >>> masked = functools.partial(time_softmax_cross_entropy, ignore_index=-1)
+    >>> loss_value(masked, y, t) == masked(y, t)[0]
+    True
+    >>> loss_value(lambda y, t: (float(np.abs(y - 1).sum()), np.sign(y - 1)), y, t)   # a loss of one's own
+    24.0
+    """
+    if _takes_grad_flag(loss):
+        return float(loss(y, t, grad=False)[0])
+    return float(loss(y, t)[0])

@@ -251,6 +251,7 @@ def test_recurrent_layers(layer: Layer, readonly: bool, data: st.DataObject) -> 
         state = LSTMState(*zero) if isinstance(layer, LSTM) else RNNState(zero[0])
     ctx = data.draw(st.sampled_from([EVAL, TRAIN]))
     y, _, cache = call_unchanged(lambda p, s, xx: layer.forward(p, s, xx, ctx), params, state, x, readonly=readonly)
+    call_unchanged(lambda p, s, xx: layer.apply(p, xx, state=s, ctx=ctx), params, state, x, readonly=readonly)
     dout = data.draw(_array(dtype, y.shape))
     input_grad = data.draw(st.booleans())
     call_unchanged(lambda p, c, dd: layer.backward(p, c, dd, input_grad), params, cache, dout, readonly=readonly)

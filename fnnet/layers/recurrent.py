@@ -12,7 +12,9 @@ Two levels:
   state through its batches (``fnnet.fit``) starts every batch from the same initial state. With
   ``stateful=True`` ``forward`` returns the final ``(h, c)`` as the new state, in training and in
   evaluation: running consecutive batches through it is truncated backpropagation through time
-  (no gradient flows into the previous batch).
+  (no gradient flows into the previous batch). ``apply`` (what :func:`fnnet.train.predict` and
+  :func:`fnnet.train.evaluate` run) gives ``forward``'s output bit for bit without its cache:
+  :class:`RNN` and :class:`GRU` then hold one step's gates and state besides the output.
 - pure kernels for models that need more than ``dx``: ``*_scan(params, x, h0, ...)`` runs a whole
   sequence and returns the hidden states, the final state and a cache; ``*_scan_backward`` takes
   the gradients of the hidden states and of the final state and returns ``dx``, the gradients of
@@ -352,6 +354,28 @@ def _time_major(x: Array) -> Array:
     return np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(t * n, d)
 
 
+#: Rows of one input-side GEMM in the RNN and GRU scans (see :func:`_chunk_steps`).
+_GEMM_ROWS = 1024
+
+
+def _chunk_steps(n: int, t: int) -> int:
+    """How many time steps' input projections ``x_t @ wx`` are one GEMM: about ``_GEMM_ROWS`` rows
+    (at least one step). A scan and its cache-free evaluation take the same chunks: BLAS may round
+    a row of a product differently when the product has another number of rows."""
+    return max(1, min(t, _GEMM_ROWS // max(n, 1)))
+
+
+def _x_rows(x: Array, xt: Array, s0: int, s1: int, keep: bool) -> Array:
+    """Steps ``s0 .. s1 - 1`` of ``x (N, T, D)`` as time-major rows ``((s1 - s0) N, D)``: a slice
+    of the whole time-major input ``xt`` (``keep``), or copied into the start of the buffer ``xt``."""
+    n, _, d = x.shape
+    if keep:
+        return xt[s0 * n : s1 * n]
+    rows = xt[: (s1 - s0) * n]
+    rows.reshape(s1 - s0, n, d)[...] = x[:, s0:s1].transpose(1, 0, 2)
+    return rows
+
+
 def _batch_major(a: Array, t: int, n: int) -> Array:
     """Time-major ``(T*N, K)`` or ``(T, N, K)`` back to a C-contiguous ``(N, T, K)``."""
     return np.ascontiguousarray(a.reshape(t, n, a.shape[-1]).transpose(1, 0, 2))
@@ -426,21 +450,46 @@ def rnn_scan(params: RNNParams, x: Array, h0: Array | None = None) -> tuple[Arra
     >>> hs.shape, hT.shape
     ((3, 4, 2), (3, 2))
     """
-    fn = "rnn_scan"
+    hs, ht, cache = _rnn_run("rnn_scan", params, x, h0, keep=True)
+    assert hs is not None and cache is not None
+    return hs, ht, cache
+
+
+def _rnn_run(
+    fn: str, params: RNNParams, x: Array, h0: Array | None, *, keep: bool, sequences: bool = True
+) -> tuple[Array | None, Array, RNNCache | None]:
+    """:func:`rnn_scan`; with ``keep=False`` no cache (None): the input projections of one chunk
+    of steps (:func:`_chunk_steps`) and one step's state overwrite the last's, so an evaluation
+    holds ``O(N·H)`` besides the output, and the hidden states ``(N, T, H)`` only with
+    ``sequences`` (else None is returned for them). Both ways compute the same bits."""
     wx, wh, hdim = _check_params(fn, params, 1)
-    n, t, _ = _check_x(fn, x, wx)
+    n, t, d = _check_x(fn, x, wx)
     h0 = _initial(fn, "h0", h0, n, hdim, wx.dtype)
-    xt = _time_major(x)
-    ax = (xt @ wx).reshape(t, n, hdim)
-    ax += params.b
-    hs = np.empty((t + 1, n, hdim), dtype=wx.dtype)
+    dtype = wx.dtype
+    c = _chunk_steps(n, t)
+    xt = _time_major(x) if keep else np.empty((c * n, d), dtype=dtype)
+    ax2 = np.empty(((t if keep else c) * n, hdim), dtype=dtype)  # x_t @ wx + b, rows time-major
+    ax = ax2.reshape(t if keep else c, n, hdim)
+    hs = np.empty((t + 1 if keep else 2, n, hdim), dtype=dtype)
+    out = np.empty((n, t, hdim), dtype=dtype) if sequences and not keep else None
     hs[0] = 0 if h0 is None else h0
     for s in range(t):
-        h = hs[s + 1]
-        np.matmul(hs[s], wh, out=h)
-        h += ax[s]
+        j = s if keep else s % c
+        if s % c == 0:  # the input side of steps s .. s1 - 1: one GEMM
+            s1 = min(s + c, t)
+            rows = ax2[j * n : (j + s1 - s) * n]
+            np.matmul(_x_rows(x, xt, s, s1, keep), wx, out=rows)
+            rows += params.b
+        h_prev, h = (hs[s], hs[s + 1]) if keep else (hs[s % 2], hs[(s + 1) % 2])
+        np.matmul(h_prev, wh, out=h)
+        h += ax[j]
         np.tanh(h, out=h)
-    return _batch_major(hs[1:], t, n), hs[t].copy(), RNNCache(xt, hs, x.shape)
+        if out is not None:
+            out[:, s] = h
+    ht = hs[t if keep else t % 2].copy()
+    if keep:
+        return _batch_major(hs[1:], t, n), ht, RNNCache(xt, hs, x.shape)
+    return out, ht, None
 
 
 def rnn_scan_backward(
@@ -889,43 +938,67 @@ def gru_scan(params: GRUParams, x: Array, h0: Array | None = None) -> tuple[Arra
     >>> hs.shape, hT.shape
     ((2, 6, 4), (2, 4))
     """
-    fn = "gru_scan"
+    hs, ht, cache = _gru_run("gru_scan", params, x, h0, keep=True)
+    assert hs is not None and cache is not None
+    return hs, ht, cache
+
+
+def _gru_run(
+    fn: str, params: GRUParams, x: Array, h0: Array | None, *, keep: bool, sequences: bool = True
+) -> tuple[Array | None, Array, GRUCache | None]:
+    """:func:`gru_scan`; with ``keep=False`` no cache (None): the gates of one chunk of steps
+    (:func:`_chunk_steps`) and one step's state overwrite the last's, so an evaluation holds
+    ``O(N·H)`` besides the output, and the hidden states ``(N, T, H)`` only with ``sequences``
+    (else None is returned for them). Both ways compute the same bits."""
     wx, wh, hdim = _check_gru(fn, params)
-    n, t, _ = _check_x(fn, x, wx)
+    n, t, d = _check_x(fn, x, wx)
     h0 = _initial(fn, "h0", h0, n, hdim, wx.dtype)
     dtype = wx.dtype
     # r and z get their weights halved so that tanh of the sum is tanh(a / 2)
     wx3 = _gate_major(wx, _GRU_ORDER, halve=2)
     wh3 = _gate_major(wh, _GRU_ORDER, halve=2)
     b3 = _gate_major(params.b[None], _GRU_ORDER, halve=2)
-    xt = _time_major(x)
-    gates = np.empty((3, t, n, hdim), dtype=dtype)
-    g2 = gates.reshape(3, t * n, hdim)
-    np.matmul(xt, wx3, out=g2)
-    g2 += b3
-    hs = np.empty((t + 1, n, hdim), dtype=dtype)
-    hn = np.empty((t, n, hdim), dtype=dtype)
+    c = _chunk_steps(n, t)
+    xt = _time_major(x) if keep else np.empty((c * n, d), dtype=dtype)
+    g2 = np.empty((3, (t if keep else c) * n, hdim), dtype=dtype)  # the gates, rows time-major
+    gates = g2.reshape(3, t if keep else c, n, hdim)
+    hs = np.empty((t + 1 if keep else 2, n, hdim), dtype=dtype)
+    hn = np.empty((t if keep else 1, n, hdim), dtype=dtype)
+    out = np.empty((n, t, hdim), dtype=dtype) if sequences and not keep else None
     hs[0] = 0 if h0 is None else h0
     a = np.empty((3, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
     for s in range(t):
-        g = gates[:, s]
-        np.matmul(hs[s], wh3, out=a)
+        j = s if keep else s % c  # the step's place in the gate buffers
+        if s % c == 0:  # the input side of steps s .. s1 - 1: one GEMM
+            s1 = min(s + c, t)
+            rows = g2[:, j * n : (j + s1 - s) * n]
+            np.matmul(_x_rows(x, xt, s, s1, keep), wx3, out=rows)
+            rows += b3
+        g = gates[:, j]
+        h_prev, h_next = (hs[s], hs[s + 1]) if keep else (hs[s % 2], hs[(s + 1) % 2])
+        hn_s = hn[s if keep else 0]
+        np.matmul(h_prev, wh3, out=a)
         rz = g[:2]
         rz += a[:2]
         np.tanh(rz, out=rz)
         rz *= 0.5
         rz += 0.5
         r, z, nn = g
-        np.add(a[2], params.bhn, out=hn[s])
-        np.multiply(r, hn[s], out=tmp)
+        np.add(a[2], params.bhn, out=hn_s)
+        np.multiply(r, hn_s, out=tmp)
         nn += tmp
         np.tanh(nn, out=nn)
         # h' = n + z (h - n)
-        np.subtract(hs[s], nn, out=tmp)
+        np.subtract(h_prev, nn, out=tmp)
         tmp *= z
-        np.add(nn, tmp, out=hs[s + 1])
-    return _batch_major(hs[1:], t, n), hs[t].copy(), GRUCache(xt, hs, gates, hn, x.shape)
+        np.add(nn, tmp, out=h_next)
+        if out is not None:
+            out[:, s] = h_next
+    ht = hs[t if keep else t % 2].copy()
+    if keep:
+        return _batch_major(hs[1:], t, n), ht, GRUCache(xt, hs, gates, hn, x.shape)
+    return out, ht, None
 
 
 def gru_scan_backward(
@@ -1075,8 +1148,9 @@ class _Recurrent(Layer):
                 )
         return tuple(state)
 
-    def _scan_eval(self, params: Any, x: Array, state: Any) -> tuple[Array, Any]:
-        """``(hs, final_state_record)`` of :meth:`_scan`, where a kernel can, without its cache."""
+    def _scan_eval(self, params: Any, x: Array, state: Any) -> tuple[Array | None, Any]:
+        """``(hs, final_state_record)`` of :meth:`_scan` bit for bit, without its cache; ``hs`` may
+        be None when the layer does not return sequences."""
         hs, final, _ = self._scan(params, x, state)
         return hs, final
 
@@ -1104,8 +1178,18 @@ class _Recurrent(Layer):
         return y, (final if self.stateful else state), _RecurrentCache(cache, y.shape)
 
     def apply(self, params: Any, x: Array, *, state: Any = None, ctx: Ctx = EVAL) -> Array:
-        """The output alone, ``forward(params, state, x, ctx)[0]`` bit for bit; an :class:`LSTM`
-        keeps no cache for it (a quarter of the memory of ``forward`` on long sequences)."""
+        """The output alone, ``forward(params, state, x, ctx)[0]`` bit for bit, keeping no cache:
+        :class:`RNN` and :class:`GRU` hold one step's gates and state (and the output), not every
+        step's; an :class:`LSTM` holds every step's hidden state but one step's gates.
+
+        >>> import numpy as np, fnnet
+        >>> gru = fnnet.GRU(4, return_sequences=False)
+        >>> params, _ = gru.init(fnnet.key(0), (50, 3))
+        >>> x = np.ones((2, 50, 3), np.float32)
+        >>> y = gru.apply(params, x)      # (N, H): the last hidden state; no (T, N, 3H) gates kept
+        >>> y.shape, bool((y == gru.forward(params, None, x)[0]).all())
+        ((2, 4), True)
+        """
         if not isinstance(x, np.ndarray):
             raise ValueError(f"{type(self).__name__}.apply: expected x as a NumPy array, got {type(x).__name__}")
         self._check_input(params, x)
@@ -1113,8 +1197,11 @@ class _Recurrent(Layer):
             hs, final = self._scan_eval(params, x, state)
         except ValueError as e:
             raise ValueError(f"{type(self).__name__}: {str(e).split(': ', 1)[-1]}") from None
-        out: Array = hs if self.return_sequences else final.h
-        return out
+        if not self.return_sequences:
+            h: Array = final.h
+            return h
+        assert hs is not None
+        return hs
 
     def backward(self, params: Any, cache: _RecurrentCache, dout: Array, input_grad: bool = True) -> tuple[Array, Any]:
         """``(dx (N, T, D), grads)``; no gradient reaches the initial state (use the scan kernels for that)."""
@@ -1182,6 +1269,11 @@ class RNN(_Recurrent):
         (h0,) = self._h0(state, RNNState._fields, x, params.wx.dtype)
         hs, ht, cache = rnn_scan(params, x, h0)
         return hs, RNNState(ht), cache
+
+    def _scan_eval(self, params: RNNParams, x: Array, state: Any) -> tuple[Array | None, RNNState]:
+        (h0,) = self._h0(state, RNNState._fields, x, params.wx.dtype)
+        hs, ht, _ = _rnn_run("rnn_scan", params, x, h0, keep=False, sequences=self.return_sequences)
+        return hs, RNNState(ht)
 
     def _scan_backward(self, params: RNNParams, cache: RNNCache, dhs: Array | None, dhT: Array | None, input_grad: bool) -> tuple[Array, RNNParams]:
         dx, _, grads = rnn_scan_backward(params, cache, dhs, dhT, input_grad)
@@ -1288,6 +1380,11 @@ class GRU(_Recurrent):
         (h0,) = self._h0(state, RNNState._fields, x, params.wx.dtype)
         hs, ht, cache = gru_scan(params, x, h0)
         return hs, RNNState(ht), cache
+
+    def _scan_eval(self, params: GRUParams, x: Array, state: Any) -> tuple[Array | None, RNNState]:
+        (h0,) = self._h0(state, RNNState._fields, x, params.wx.dtype)
+        hs, ht, _ = _gru_run("gru_scan", params, x, h0, keep=False, sequences=self.return_sequences)
+        return hs, RNNState(ht)
 
     def _scan_backward(self, params: GRUParams, cache: GRUCache, dhs: Array | None, dhT: Array | None, input_grad: bool) -> tuple[Array, GRUParams]:
         dx, _, grads = gru_scan_backward(params, cache, dhs, dhT, input_grad)

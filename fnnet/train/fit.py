@@ -36,7 +36,7 @@ from fnnet.metrics import Metric, check_metrics, default_metrics
 from fnnet._validate import check_positive_int, is_int, shape_text
 from fnnet.datasets import Augmentation, batches
 from fnnet.layers.base import EVAL, Ctx, Layer
-from fnnet.losses import softmax_cross_entropy
+from fnnet.losses import loss_value, softmax_cross_entropy
 from fnnet.optim import GradientTransformation
 from fnnet.random import Key, fold_in, split
 from fnnet.train._progress import Progress
@@ -147,7 +147,9 @@ def evaluate(
     Args:
         model, params, state: the model, its parameters and its state (BatchNorm statistics).
         x: inputs ``(N, *in_shape)``; t: targets of ``N`` samples, as ``loss`` takes them.
-        loss: ``loss(y, t) -> (value, grad)``.
+        loss: ``loss(y, t) -> (value, grad)``. Only its value is taken, through
+            :func:`fnnet.losses.loss_value`: a loss that takes the keyword ``grad`` (every
+            built-in one) is called with ``grad=False`` and computes no gradient.
         metrics: ``name -> metric(y, t)``; default :func:`fnnet.metrics.default_metrics` of ``loss``
             (``{"acc": accuracy}`` for softmax cross-entropy). A metric that does not fit the
             outputs is a ValueError (see :func:`fnnet.metrics.check_metrics`).
@@ -169,7 +171,7 @@ def evaluate(
         raise ValueError(f"evaluate: x has {n} samples but t has {len(t)}")
     chosen = default_metrics(loss) if metrics is None else dict(metrics)
     y_all = _eval_outputs(model, params, x, state, batch_size, threads, "evaluate")
-    result = {"loss": float(loss(y_all, t)[0])}
+    result = {"loss": loss_value(loss, y_all, t)}
     if chosen:
         check_metrics(chosen, tuple(y_all.shape[1:]), loss=loss)
         for name, metric in chosen.items():
@@ -470,7 +472,8 @@ def fit(
             model on consecutive windows (see :mod:`fnnet.layers.recurrent`).
         epochs: total epochs to reach; when resuming from ``state`` (whose ``epoch`` counts the
             epochs already done), only the remaining ones run.
-        loss: ``loss(y, t) -> (value, dvalue/dy)``.
+        loss: ``loss(y, t) -> (value, dvalue/dy)``; the evaluations take its value alone (see
+            :func:`evaluate`).
         state, history: resume from these (e.g. loaded with :func:`fnnet.load`); a history of
             epochs without a state is refused.
         best_state: with ``EarlyStopping(restore_best=True)``, when resuming after the history's

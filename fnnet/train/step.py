@@ -64,6 +64,10 @@ __all__ = [
 LossFn = Callable[[Array, Any], tuple[float, Array]]
 """``loss(y, t) -> (value, dvalue/dy)``, e.g. :func:`fnnet.losses.softmax_cross_entropy`.
 
+A loss may also take a keyword-only ``grad``: evaluation then calls it with ``grad=False`` and
+expects ``(value, None)`` (or any second value), the same value without computing the gradient
+(:func:`fnnet.losses.loss_value`); the built-in losses do.
+
 >>> import numpy as np
 >>> from fnnet.train import LossFn
 >>> def half_squared(y: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
