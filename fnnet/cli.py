@@ -95,7 +95,7 @@ from fnnet.train._progress import Progress
 from fnnet._validate import is_int, is_real
 from fnnet.layers.base import Ctx, Layer
 from fnnet.layers.combinators import Serial, summary
-from fnnet.losses import softmax_cross_entropy
+from fnnet.losses import loss_value, softmax_cross_entropy
 from fnnet.metrics import confusion_matrix, default_metrics
 from fnnet.random import key as make_key
 from fnnet.train import FitResult, History, NonFiniteLossError, TrainState, evaluate, fit, init_train_state, predict
@@ -1075,7 +1075,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with _quiet_numerics():
         y = predict(model, state.params, x_test, state=state.model_state)
         # the loss as evaluate() takes it: the mean over batches of 1000, weighted by their sizes
-        total = sum(loss(y[i : i + 1000], t_test[i : i + 1000])[0] * len(t_test[i : i + 1000])
+        total = sum(loss_value(loss, y[i : i + 1000], t_test[i : i + 1000]) * len(t_test[i : i + 1000])
                     for i in range(0, len(y), 1000))
         figures = {name: metric(y, t_test) for name, metric in _METRICS.items()}
         cm = confusion_matrix(y, t_test)

@@ -25,6 +25,7 @@ import attrs
 import numpy as np
 
 from fnnet.typing import Array, Tree
+from fnnet.losses import loss_value
 from fnnet.layers.base import EVAL, Ctx, Layer
 from fnnet.random import Key, fold_in, key as make_key
 from fnnet.tree import tree_flatten, tree_paths, tree_structure, tree_unflatten
@@ -266,7 +267,7 @@ def check_grads(
         raise ValueError(f"check_grads: {type(layer).__name__}.backward returned grads whose structure differs from params'")
 
     def value(p: Tree, xx: Array) -> float:
-        return loss_fn(layer.forward(p, state, xx, ctx)[0], t)[0]
+        return loss_value(loss_fn, layer.forward(p, state, xx, ctx)[0], t)
 
     num_p = numerical_gradient(lambda p: value(p, x), params, h)
     num_x = numerical_gradient(lambda xx: value(params, xx), x, h)
