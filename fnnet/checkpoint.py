@@ -114,9 +114,16 @@ Version 2 adds the meta arrays (long lists of floats of ``meta`` stored as ``.np
 checkpoint without any is written as version 1, which older fnnet reads; a version 1 file is read
 as before (a ``"__fnnet_array__"`` key in its meta is an ordinary key there).
 
->>> from fnnet.checkpoint import FORMAT_VERSION
->>> FORMAT_VERSION
-1
+>>> import os, tempfile, numpy as np
+>>> from fnnet.checkpoint import FORMAT_VERSION, read_manifest, save
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     path = os.path.join(tmp, "c.npz")
+...     save(path, {"w": np.zeros(2)}, {"losses": [0.5] * 10})
+...     short = read_manifest(path)["format_version"]
+...     save(path, {"w": np.zeros(2)}, {"losses": [0.5] * 10_000})
+...     long = read_manifest(path)["format_version"]
+>>> FORMAT_VERSION, short, long
+(2, 1, 2)
 """
 MAX_MANIFEST_BYTES = 4 << 20
 """The largest manifest (JSON text, in bytes) :func:`save` writes and :func:`load` reads.
