@@ -6,7 +6,9 @@ files, readable with ``np.load(path, allow_pickle=False)``) holding
 - every leaf of the tree under its tree path (``"params/0/w"``, ``"opt_state/1/mu/0/w"``, ...; a
   tree that is a single leaf uses ``"__root__"``), and
 - ``"__manifest__"``: a uint8 array of UTF-8 JSON with the format name and version, the fnnet
-  version, each leaf's path, shape, dtype and kind, and the user's ``meta`` dict.
+  version, each leaf's path, shape, dtype and kind, and the user's ``meta`` dict, and
+- ``"__meta_0__"``, ``"__meta_1__"``, ...: the long lists of floats of ``meta`` (a training
+  history's per-step losses and gradient norms), stored as float64 arrays instead of JSON.
 
 ``meta`` is for what is not an array: the step, the run's key, the training history, the
 configuration. It must be JSON-serialisable, with two additions: a :class:`fnnet.random.Key` is
@@ -16,7 +18,12 @@ object key is reserved), and NumPy scalars are stored as plain numbers (they com
 keys of one dict that become the same string, such as ``1`` and ``"1"``, are refused); ``NaN``
 and infinities are kept (written as JSON's ``NaN`` / ``Infinity``, read back as floats). ``meta``
 may nest at most :data:`MAX_META_DEPTH` containers deep and the whole manifest may take at most
-:data:`MAX_MANIFEST_BYTES`.
+:data:`MAX_MANIFEST_BYTES`. A list (or tuple) in ``meta`` of at least 1,024 floats and nothing
+else, or of rows of floats all of one length ``k >= 1`` (1,024 floats or more in all), is stored
+as a 1-D or 2-D ``.npy`` member that the manifest names in its place (``{"__fnnet_array__":
+"__meta_0__"}``, a reserved key like the Key tag); it is read back as the same list of lists of
+floats (a tuple as a list, as JSON does). So a history of a million steps fits; the meta arrays
+may hold at most 2**25 numbers in all.
 
 The file is written atomically with :func:`fnnet._io.atomic_write` (a temporary file
 ``.NAME.PID.XXXXXXXX.tmp`` in the same directory, flushed and fsynced, then ``os.replace`` and a
@@ -55,6 +62,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import math
 import os
@@ -96,15 +104,26 @@ FORMAT = "fnnet-checkpoint"
 >>> with tempfile.TemporaryDirectory() as tmp:
 ...     save(os.path.join(tmp, "c.npz"), {"w": np.zeros(2)})
 ...     manifest = read_manifest(os.path.join(tmp, "c.npz"))
->>> manifest["format"] == FORMAT, manifest["format_version"] == FORMAT_VERSION
+>>> manifest["format"] == FORMAT, manifest["format_version"] <= FORMAT_VERSION
 (True, True)
 """
-FORMAT_VERSION = 1
-"""The manifest layout version this module writes (and the newest it reads).
+FORMAT_VERSION = 2
+"""The newest manifest layout version this module writes and reads.
 
->>> from fnnet.checkpoint import FORMAT_VERSION
->>> FORMAT_VERSION
-1
+Version 2 adds the meta arrays (long lists of floats of ``meta`` stored as ``.npy`` members). A
+checkpoint without any is written as version 1, which older fnnet reads; a version 1 file is read
+as before (a ``"__fnnet_array__"`` key in its meta is an ordinary key there).
+
+>>> import os, tempfile, numpy as np
+>>> from fnnet.checkpoint import FORMAT_VERSION, read_manifest, save
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     path = os.path.join(tmp, "c.npz")
+...     save(path, {"w": np.zeros(2)}, {"losses": [0.5] * 10})
+...     short = read_manifest(path)["format_version"]
+...     save(path, {"w": np.zeros(2)}, {"losses": [0.5] * 10_000})
+...     long = read_manifest(path)["format_version"]
+>>> FORMAT_VERSION, short, long
+(2, 1, 2)
 """
 MAX_MANIFEST_BYTES = 4 << 20
 """The largest manifest (JSON text, in bytes) :func:`save` writes and :func:`load` reads.
@@ -137,6 +156,10 @@ meta nests more than 100 levels deep (or contains itself)
 _MANIFEST_KEY = "__manifest__"
 _ROOT_KEY = "__root__"  # the entry name of a tree that is a single leaf (its path is "")
 _KEY_TAG = "__fnnet_key__"
+_ARRAY_TAG = "__fnnet_array__"
+_ARRAY_NAME = re.compile(r"__meta_[0-9]{1,9}__")
+_MIN_META_ARRAY = 1024  # floats: shorter lists stay in the JSON
+_MAX_META_NUMBERS = 1 << 25
 
 # Python scalar leaf types restored from 0-d arrays; bool before int since bool is an int.
 _PY_SCALARS: tuple[type, ...] = (bool, int, float, complex)
@@ -234,14 +257,57 @@ def _meta_key_problem(meta: Mapping[str, Any]) -> str | None:
                     continue  # json.dumps refuses it, with its own message
                 if name == _KEY_TAG:
                     return f"the dict key {_KEY_TAG!r} is reserved (it marks a fnnet.random.Key)"
+                if name == _ARRAY_TAG:
+                    return f"the dict key {_ARRAY_TAG!r} is reserved (it marks a list stored as an array)"
                 if name in names:
                     first, second = _short(repr(names[name])), _short(repr(k))
                     return f"the dict keys {first} and {second} are both written as {_short(name)!r}"
                 names[name] = k
             stack.extend(v for v in o.values() if isinstance(v, _CONTAINERS))
-        elif isinstance(o, _CONTAINERS):
+        elif isinstance(o, (list, tuple)) and _flat_depth(o) is None:
             stack.extend(v for v in o if isinstance(v, _CONTAINERS))
     return None
+
+
+def _float_array(o: list[Any] | tuple[Any, ...]) -> Array | None:
+    """``o`` as a float64 array when it holds at least ``_MIN_META_ARRAY`` floats and nothing else:
+    1-D from floats, 2-D from lists or tuples of floats all of one length ``k >= 1``; else None."""
+    if not o:
+        return None
+    types = set(map(type, o))
+    if all(issubclass(t, float) for t in types):
+        return np.array(o, dtype="<f8") if len(o) >= _MIN_META_ARRAY else None
+    if not types <= {list, tuple}:
+        return None
+    widths = set(map(len, o))
+    k = widths.pop()
+    if widths or k == 0 or len(o) * k < _MIN_META_ARRAY:
+        return None
+    if not all(issubclass(t, float) for t in set(map(type, itertools.chain.from_iterable(o)))):
+        return None
+    return np.array(o, dtype="<f8")
+
+
+def _split_meta(meta: dict[str, Any], taken: set[str]) -> tuple[dict[str, Any], list[tuple[str, Array]]]:
+    """``meta`` with each long list of floats (see :func:`_float_array`) replaced by a record naming
+    the member that stores it, and those ``(member key, array)``; member keys avoid ``taken``.
+    ``meta`` must not nest too deep (checked before)."""
+    arrays: list[tuple[str, Array]] = []
+    names = (f"__meta_{i}__" for i in itertools.count() if f"__meta_{i}__" not in taken)
+
+    def walk(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: walk(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            a = _float_array(o)
+            if a is None:
+                return [walk(v) if isinstance(v, _CONTAINERS) else v for v in o]
+            name = next(names)
+            arrays.append((name, a))
+            return {_ARRAY_TAG: name}
+        return o
+
+    return walk(meta), arrays
 
 
 def _is_count(v: Any) -> bool:
@@ -298,6 +364,11 @@ def _too_deep(obj: Any, limit: int) -> bool:
         if isinstance(o, dict):
             kids: Any = o.values()
         elif isinstance(o, (list, tuple)):
+            flat = _flat_depth(o)
+            if flat is not None:
+                if depth + flat > limit:
+                    return True
+                continue
             kids = o
         else:
             continue
@@ -305,6 +376,19 @@ def _too_deep(obj: Any, limit: int) -> bool:
             return True
         stack.extend((c, depth + 1) for c in kids if isinstance(c, _NESTING))
     return False
+
+
+def _flat_depth(o: list[Any] | tuple[Any, ...]) -> int | None:
+    """The levels ``o`` holds below itself when it holds no containers (0) or only lists and tuples
+    of no containers (1), found without a Python loop over a long history's steps; else None."""
+    types = set(map(type, o))
+    if not any(issubclass(t, _NESTING) for t in types):
+        return 0
+    if types <= {list, tuple} and not any(
+        issubclass(t, _NESTING) for t in set(map(type, itertools.chain.from_iterable(o)))
+    ):
+        return 1
+    return None
 
 
 def _json_cost(text: str) -> int:
@@ -456,9 +540,15 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
     problem = _meta_key_problem(meta)
     if problem is not None:
         raise ValueError(f"{where}: {p}: meta cannot be stored: {problem}")
+    meta, meta_arrays = _split_meta(meta, set(keys))
+    numbers = sum(a.size for _, a in meta_arrays)
+    if numbers > _MAX_META_NUMBERS:
+        raise ValueError(
+            f"{where}: {p}: meta holds {numbers} floats in long lists, more than a checkpoint may hold ({_MAX_META_NUMBERS})"
+        )
     manifest = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": 2 if meta_arrays else 1,
         "fnnet_version": _fnnet_version(),
         "leaves": [
             {"path": pth, "key": k, "shape": list(a.shape), "dtype": a.dtype.str, "kind": _kind(leaf)}
@@ -482,7 +572,7 @@ def save(path: str | os.PathLike[str], tree: Tree, meta: Mapping[str, Any] | Non
         # The np.savez layout, written entry by entry: np.savez(f, **entries) would clash with
         # its own parameter names for leaves at paths such as "file" or "allow_pickle".
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for k, a in zip(keys, arrays):
+            for k, a in [*zip(keys, arrays), *meta_arrays]:
                 _write_npy(zf, k, a)
             _write_npy(zf, _MANIFEST_KEY, manifest_bytes)
 
@@ -741,16 +831,20 @@ def _leaf_record(ar: _Archive, i: int, e: Any) -> _Leaf:
     return _Leaf(path, key, tuple(shape), dt)
 
 
-def _leaf_records(ar: _Archive, m: dict[str, Any]) -> list[_Leaf]:
-    """The manifest's leaf records, checked against the archive's members and their sizes."""
+def _leaf_records(ar: _Archive, m: dict[str, Any], refs: list[_MetaRef]) -> list[_Leaf]:
+    """The manifest's leaf records, checked against the archive's members and their sizes (the
+    members of the meta arrays ``refs`` are listed too)."""
     leaves = [_leaf_record(ar, i, e) for i, e in enumerate(m["leaves"])]
+    meta_members = {r.member for r in refs}
     by_member: dict[str, _Leaf] = {}
     for leaf in leaves:
         if leaf.member in by_member or leaf.key == _MANIFEST_KEY:
             raise ar.fail(f"manifest: {leaf.where}", "listed twice")
+        if leaf.member in meta_members:
+            raise ar.fail(f"manifest: {leaf.where}", f"its zip member {_short(leaf.member)!r} is also a meta array's")
         by_member[leaf.member] = leaf
     for name in ar.members:
-        if name not in by_member and name != _MANIFEST_KEY + ".npy":
+        if name not in by_member and name not in meta_members and name != _MANIFEST_KEY + ".npy":
             raise ar.fail(f"zip member {_short(name)!r}", "is not listed in the manifest (not part of a checkpoint)")
     for leaf in leaves:
         info = ar.members.get(leaf.member)
@@ -766,11 +860,101 @@ def _leaf_records(ar: _Archive, m: dict[str, Any]) -> list[_Leaf]:
     return leaves
 
 
+class _MetaRef(NamedTuple):
+    """A meta array record of a version 2 manifest: the dict or list holding it, its key or index
+    there, the member key it names and its place (``meta.history.step_loss``)."""
+
+    parent: Any
+    at: Any
+    key: str
+    where: str
+
+    @property
+    def member(self) -> str:
+        return self.key + ".npy"
+
+
+def _place_text(place: Any) -> str:
+    """``meta.a[2].b`` of a place ``(parent place, key or index)`` (None: meta itself)."""
+    steps = []
+    while place is not None:
+        place, k = place
+        steps.append(f"[{k}]" if isinstance(k, int) else f".{_shown(k)}")
+    return "meta" + "".join(reversed(steps))
+
+
+def _meta_refs(ar: _Archive, m: dict[str, Any]) -> list[_MetaRef]:
+    """The meta array records of the parsed manifest ``m`` (none before version 2), each a dict
+    ``{"__fnnet_array__": "__meta_<n>__"}`` naming a member of the archive not named before."""
+    if m["format_version"] < 2:
+        return []
+    meta = m["meta"]
+    if _ARRAY_TAG in meta:
+        raise ar.fail("manifest: meta", f"is a {_ARRAY_TAG!r} record, not an object of its own")
+    refs: list[_MetaRef] = []
+    seen: set[str] = set()
+    stack: list[tuple[Any, Any]] = [(meta, None)]  # (a dict or list, its place)
+    while stack:
+        o, place = stack.pop()
+        for k, v in o.items() if isinstance(o, dict) else enumerate(o):
+            if isinstance(v, dict) and _ARRAY_TAG in v:
+                where = _place_text((place, k))
+                name = v[_ARRAY_TAG]
+                if len(v) != 1 or not isinstance(name, str) or not _ARRAY_NAME.fullmatch(name):
+                    raise ar.fail(f"manifest: {where}", f"is {_shown(v)}, not a record {{{_ARRAY_TAG!r}: '__meta_<n>__'}}")
+                if name in seen:
+                    raise ar.fail(f"manifest: {where}", f"names the meta array {name!r} a second time")
+                if name + ".npy" not in ar.members:
+                    raise ar.fail(f"manifest: {where}", f"its zip member {name + '.npy'!r} is missing")
+                seen.add(name)
+                refs.append(_MetaRef(o, k, name, where))
+            elif isinstance(v, (dict, list)):
+                stack.append((v, (place, k)))
+    return refs
+
+
+def _read_meta_arrays(ar: _Archive, refs: list[_MetaRef]) -> None:
+    """Put the lists the meta arrays ``refs`` hold in place of their records. Each member must be
+    stored (so that it holds no more than the file's bytes) and its ``.npy`` header say float64 of
+    1 or 2 non-empty dimensions, at most ``_MAX_META_NUMBERS`` floats in all, before it is read."""
+    left = _MAX_META_NUMBERS
+    for ref in refs:
+        info = ar.members[ref.member]
+        where = f"{ref.where} (zip member {ref.member!r} at byte {info.header_offset})"
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ar.fail(where, "is compressed; a meta array is stored as it is")
+        if info.file_size > 8 * left + _NPY_PREFIX_MAX:
+            raise ar.fail(
+                where, f"holds {info.file_size} bytes, more than the {left} floats left of the {_MAX_META_NUMBERS} the meta arrays may hold"
+            )
+        shapes: list[tuple[int, ...]] = []
+
+        def check(shape: tuple[int, ...], fortran: bool, dtype: np.dtype[Any]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+            n = math.prod(shape)
+            if dtype != np.dtype("<f8") or not 1 <= len(shape) <= 2 or n == 0:
+                raise ar.fail(
+                    ref.where,
+                    f"its .npy header says {_short(_describe(shape, dtype), 120)}; a meta array holds float64 "
+                    "of 1 or 2 dimensions, none empty",
+                )
+            if n > left:
+                raise ar.fail(
+                    ref.where,
+                    f"holds {n} floats, more than the {left} left of the {_MAX_META_NUMBERS} the meta arrays may hold",
+                )
+            shapes.append(tuple(shape))
+            return shapes[0], dtype
+
+        buf, fortran = _read_npy(ar, info, ref.where, 8 * left, check)
+        left -= buf.size // 8
+        ref.parent[ref.at] = buf.view("<f8").reshape(shapes[0], order="F" if fortran else "C").tolist()
+
+
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest of checkpoint ``path``: format, versions, leaves (path, shape, dtype) and meta.
 
     The archive's members are checked against the manifest (names and sizes), but no leaf data
-    is read.
+    is read (the meta arrays are, to give ``meta`` its lists).
 
     Args:
         path: the ``.npz`` file.
@@ -789,7 +973,9 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     with _open(Path(path)) as ar:
         m = _parse_manifest(ar)
-        _leaf_records(ar, m)
+        refs = _meta_refs(ar, m)
+        _leaf_records(ar, m, refs)
+        _read_meta_arrays(ar, refs)
     return m
 
 
@@ -887,7 +1073,8 @@ def load(path: str | os.PathLike[str], like: Tree) -> tuple[Tree, dict[str, Any]
     like_keys = _entry_keys(where + " (skeleton)", like_paths)
     with _open(p) as ar:
         m = _parse_manifest(ar)
-        records = {leaf.key: leaf for leaf in _leaf_records(ar, m)}
+        refs = _meta_refs(ar, m)
+        records = {leaf.key: leaf for leaf in _leaf_records(ar, m, refs)}
         only_file = sorted(set(records) - set(like_keys))
         only_like = sorted(set(like_keys) - set(records))
         if only_file or only_like:
@@ -904,4 +1091,5 @@ def load(path: str | os.PathLike[str], like: Tree) -> tuple[Tree, dict[str, Any]
                     f"file has {_describe(leaf.shape, leaf.dtype)}, skeleton has {_describe(want.shape, want.dtype)}",
                 )
         out = [_restore(_read_leaf(ar, records[key]), like_leaf) for key, like_leaf in zip(like_keys, like_leaves)]
+        _read_meta_arrays(ar, refs)
     return tree_unflatten(treedef, out), m["meta"]

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib.metadata
 import importlib.util
 import io
@@ -273,6 +274,20 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         command = self.prog.partition(" ")[2]  # "train" in "fnnet train"
         raise _Fail(EXIT_USAGE, f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        # argparse's own text is "argument {train,evaluate,export}: invalid choice: 'x' (choose from 'train', ...)"
+        if action.choices is None or value in action.choices:
+            return
+        choices = [str(c) for c in action.choices]
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        if isinstance(action, argparse._SubParsersAction):
+            message = f"unknown command {value!r}: the commands are {', '.join(choices)}{hint}"
+        else:
+            option = "/".join(action.option_strings) or action.dest
+            message = f"{option} {value!r} is not one of {', '.join(choices)}{hint}"
+        raise argparse.ArgumentError(None, message)
 
     def parse_command(self, argv: Sequence[str] | None) -> argparse.Namespace:
         """``parse_args``, but an argument no parser knows is reported by the command it follows
@@ -805,8 +820,7 @@ def _diverged(e: NonFiniteLossError, steps: int, lr: float) -> str:
     """The command line's message for a divergence in step ``e.step`` (counted from 0 over the whole
     run; ``steps`` per epoch), numbered as the progress bar counts: the epoch, and the step in it."""
     epoch, i = divmod(e.step, steps)
-    loss = re.match(r"non-finite loss (\S+) at ", str(e))
-    what = f"the loss is {loss.group(1)}" if loss else "the parameters or optimizer state became NaN or infinite"
+    what = f"the loss is {e.loss}" if e.loss is not None else "the parameters or optimizer state became NaN or infinite"
     return f"training diverged in epoch {epoch + 1}, step {i + 1}/{steps}: {what}; lower --lr (it is {lr})"
 
 

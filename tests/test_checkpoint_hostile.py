@@ -235,7 +235,7 @@ MANIFEST_DAMAGE: list[tuple[str, Callable[[dict[str, Any]], Any] | None, str | b
     ("meta-list", set_field(["meta"], [1]), None, "manifest: meta.*not an object"),
     ("version-string", set_field(["format_version"], "1"), None, "format_version"),
     ("version-bool", set_field(["format_version"], True), None, "format_version"),
-    ("version-2", set_field(["format_version"], 2), None, "format_version"),
+    ("version-3", set_field(["format_version"], 3), None, "format_version"),
     ("format", set_field(["format"], "other"), None, "not an fnnet checkpoint"),
     ("fnnet-version", set_field(["fnnet_version"], 1), None, "fnnet_version"),
     ("kind", set_field(["leaves", 0, "kind"], []), None, r"\.kind"),

@@ -112,14 +112,15 @@ class SequenceData(NamedTuple):
 def read_sequence_file(path: str | os.PathLike[str]) -> tuple[Array, Array, tuple[str, ...]]:
     """Read a question/answer file in file order, without splitting it.
 
-    A file whose lines all end alike is read in about its own size plus the ids' (4 bytes a
-    character); one with mixed line endings, or a faulty one, is read line by line, in about
-    18 times its size.
+    A file is read in about its own size plus the ids' (4 bytes a character), also when its
+    ``\\n`` and ``\\r\\n`` line endings are mixed; only a faulty one is then read again line by line
+    (in about 18 times its size) to name its first fault.
 
     Args:
         path: a UTF-8 text file of ``N >= 1`` lines ``question_answer`` with a non-empty question
             before the first ``_``; every question has the same width, every answer too. Lines
-            end with ``\\n`` or ``\\r\\n``, as the sequel's text-mode reading accepts.
+            end with ``\\n`` or ``\\r\\n``, mixed or not, as the sequel's text-mode reading accepts
+            (a ``\\r`` alone is refused as a control character).
     Returns:
         ``(x (N, Tq), t (N, Ta), id_to_char)``: int32 ids, the answers starting with ``_``, and
         the vocabulary in order of first appearance.
@@ -151,10 +152,11 @@ def _read(p: Path, order: Callable[[int], Array] | None) -> tuple[Array, Array, 
     """:func:`read_sequence_file` of ``p``, the rows of ``x`` and ``t`` taken in the order
     ``order(N)`` when given.
 
-    The common file, every line ending alike (all ``\\n`` or all ``\\r\\n``), is checked and
-    encoded through a strided ``(N, width)`` view of its bytes (or of its code points, when not
-    ASCII), a block of rows at a time: the ids are the only large arrays made. Any other file goes
-    the line-by-line way, which accepts the same files and names the first fault.
+    Every line ending alike (all ``\\n`` or all ``\\r\\n``, or made so by :func:`_code_points`), the
+    file is checked and encoded through a strided ``(N, width)`` view of its bytes (or of its code
+    points, when not ASCII), a block of rows at a time: the ids are the only large arrays made. A
+    file that fails those checks goes the line-by-line way, which accepts the same files and names
+    the first fault.
     """
     codes = _code_points(p, _read_raw(p))
     grid = _uniform_rows(codes)
@@ -186,8 +188,15 @@ def _read_raw(p: Path) -> bytes:
 
 def _code_points(p: Path, raw: bytes) -> Array:
     """The characters of the UTF-8 text ``raw`` as a 1-D array of code points in the narrowest of
-    uint8 (no copy when ASCII), uint16 and uint32 that holds them all."""
+    uint8 (no copy when ASCII), uint16 and uint32 that holds them all.
+
+    When ``\\r\\n`` and ``\\n`` line endings are mixed, every ``\\r\\n`` becomes ``\\n`` (as text-mode
+    reading does), so that all lines end alike; a ``\\r`` alone is kept (it is refused later).
+    """
     if raw.isascii():
+        crlf = raw.count(b"\r\n")
+        if crlf and crlf != raw.count(b"\n"):
+            raw = raw.replace(b"\r\n", b"\n")
         return np.frombuffer(raw, dtype=np.uint8)
     try:
         text = raw.decode("utf-8")
@@ -195,6 +204,9 @@ def _code_points(p: Path, raw: bytes) -> Array:
         lineno = raw.count(b"\n", 0, e.start) + 1
         raise FormatError(p, f"line {lineno}", f"not UTF-8 text (byte {e.start})") from None
     del raw  # the caller keeps no reference: the bytes go before the code points are made
+    crlf = text.count("\r\n")
+    if crlf and crlf != text.count("\n"):
+        text = text.replace("\r\n", "\n")
     try:
         return np.frombuffer(text.encode("latin-1"), dtype=np.uint8)
     except UnicodeEncodeError:

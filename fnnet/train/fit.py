@@ -744,6 +744,8 @@ def fit(
                         e.step,
                         last,
                         hist,
+                        loss=e.loss,
+                        epoch=e.epoch,
                     ) from None
                 losses.append(m.loss)
                 if grad_norms:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import reprlib
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -43,7 +45,7 @@ class History:
         return {
             "step_loss": list(self.step_loss),
             "epochs": [dict(e) for e in self.epochs],
-            "grad_norms": [list(g) for g in self.grad_norms],
+            "grad_norms": list(map(list, self.grad_norms)),
         }
 
     @classmethod
@@ -65,11 +67,7 @@ class History:
             if name not in d:
                 raise ValueError(f"History.from_json: no {name!r} in the dict (it has {', '.join(map(repr, d))})")
         step_loss, epochs, grad_norms = d["step_loss"], d["epochs"], d.get("grad_norms", [])
-
-        def all_numbers(v: Any) -> bool:
-            return isinstance(v, (list, tuple)) and all(_number(u) for u in v)
-
-        if not all_numbers(step_loss):
+        if not _all_numbers(step_loss):
             raise ValueError(f"History.from_json: 'step_loss' must be a list of numbers, got {reprlib.repr(step_loss)}")
         if not (isinstance(epochs, (list, tuple)) and all(
             isinstance(e, dict) and all(isinstance(k, str) and _number(v) for k, v in e.items()) for e in epochs
@@ -77,16 +75,36 @@ class History:
             raise ValueError(
                 f"History.from_json: 'epochs' must be a list of dicts of numbers, got {reprlib.repr(epochs)}"
             )
-        if not (isinstance(grad_norms, (list, tuple)) and all(all_numbers(g) for g in grad_norms)):
+        if not (
+            isinstance(grad_norms, (list, tuple))
+            and all(issubclass(t, (list, tuple)) for t in set(map(type, grad_norms)))
+            and _numbers_only(itertools.chain.from_iterable(grad_norms))
+        ):
             raise ValueError(
                 f"History.from_json: 'grad_norms' must be a list of lists of numbers, got {reprlib.repr(grad_norms)}"
             )
+        # checked and converted by the set of types present rather than value by value: a long
+        # run's history holds millions of values
+        plain = set(map(type, itertools.chain.from_iterable(grad_norms))) <= {float}
         return cls(
-            tuple(float(v) for v in step_loss),
+            tuple(map(float, step_loss)),
             tuple(dict(e) for e in epochs),
-            tuple(tuple(float(v) for v in g) for g in grad_norms),
+            tuple(map(tuple, grad_norms)) if plain else tuple(tuple(map(float, g)) for g in grad_norms),
         )
 
 
+def _all_numbers(v: Any) -> bool:
+    """Whether ``v`` is a list or tuple of real numbers, bools excluded."""
+    return isinstance(v, (list, tuple)) and _numbers_only(v)
+
+
+def _numbers_only(values: Iterable[Any]) -> bool:
+    return all(_number_type(t) for t in set(map(type, values)))
+
+
+def _number_type(t: type) -> bool:
+    return issubclass(t, numbers.Real) and not issubclass(t, bool)
+
+
 def _number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+    return _number_type(type(v))

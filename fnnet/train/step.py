@@ -157,7 +157,11 @@ class NonFiniteLossError(FloatingPointError):
     """Training met a NaN or infinite loss, parameter or optimizer state.
 
     Attributes:
-        step: the training step that failed.
+        step: the training step that failed (counted from 0 over the whole run).
+        epoch: the epoch that step was in, counted from 0 like ``TrainState.epoch``.
+        loss: the non-finite loss value (``nan``, ``inf`` or ``-inf``) when the loss was what
+            failed; None when the loss was finite but the updated parameters or optimizer state
+            were not.
         state: the last good :class:`TrainState`: its parameters and optimizer state are finite
             and so was its loss (``fit``); resume from it, e.g. with a smaller learning rate.
         good_step: ``int(state.step)``.
@@ -171,15 +175,25 @@ class NonFiniteLossError(FloatingPointError):
     >>> try:
     ...     step(state, np.ones((3, 2), np.float32), np.zeros(3))
     ... except NonFiniteLossError as err:
-    ...     print(err.step, err.good_step, err.state is state)
-    0 0 True
+    ...     print(err.step, err.epoch, err.loss, err.good_step, err.state is state)
+    0 0 nan 0 True
     """
 
     def __init__(
-        self, message: str, step: int, state: TrainState, history: Any = None, *, loss_finite: bool = True
+        self,
+        message: str,
+        step: int,
+        state: TrainState,
+        history: Any = None,
+        *,
+        loss_finite: bool = True,
+        loss: float | None = None,
+        epoch: int | None = None,
     ):
         super().__init__(message)
         self.step = step
+        self.epoch = int(state.epoch) if epoch is None else epoch
+        self.loss = loss
         self.loss_finite = loss_finite  # False: the loss of ``state`` itself was not finite
         self.state = state
         self.good_step = int(state.step)
@@ -406,13 +420,14 @@ def make_train_step(
             policies[x.shape] = p
         return p
 
-    def fail(state: TrainState, what: str, loss_finite: bool) -> NonFiniteLossError:
+    def fail(state: TrainState, what: str, loss: float | None) -> NonFiniteLossError:
         return NonFiniteLossError(
             f"non-finite {what} at step {int(state.step)} (epoch {int(state.epoch) + 1}); "
             "lower the learning rate or check the data",
             int(state.step),
             state,
-            loss_finite=loss_finite,
+            loss_finite=loss is None,
+            loss=loss,
         )
 
     def train_step(
@@ -436,7 +451,7 @@ def make_train_step(
                 _check_dy(y, dy)
                 value += penalty
                 if not math.isfinite(value):
-                    raise fail(state, f"loss {value}", False)
+                    raise fail(state, f"loss {value}", float(value))
                 _, grads = model.backward(params, cache, dy, False)
             else:
                 group = ShardGroup(len(rows), n_threads)
@@ -452,7 +467,7 @@ def make_train_step(
                 _check_dy(y, dy)
                 value += penalty
                 if not math.isfinite(value):
-                    raise fail(state, f"loss {value}", False)
+                    raise fail(state, f"loss {value}", float(value))
 
                 def backward(s: int) -> Any:
                     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -475,7 +490,7 @@ def make_train_step(
                 updates = tree_map(lambda u: u * scale, updates)
             new_params = apply_updates(params, updates)
             if not all_finite((new_params, opt_state, new_model_state)):
-                raise fail(state, "parameters or optimizer state after the update", True)
+                raise fail(state, "parameters or optimizer state after the update", None)
         new = TrainState(new_params, opt_state, new_model_state, counter(int(state.step) + 1), state.epoch)
         return new, StepMetrics(float(value), norms)
 
