@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import pwd
+import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -244,3 +245,13 @@ def no_home(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HOME", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setattr(pwd, "getpwuid", unknown)
+
+
+def peak_bytes(fn: Callable[[], Any]) -> int:
+    """The largest amount of memory traced while ``fn()`` runs (NumPy's buffers included)."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import functools
 import math
-import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from _helpers import call_unchanged, rng
+from _helpers import call_unchanged, peak_bytes, rng
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -127,16 +126,8 @@ def test_value_alone_allocates_no_gradient() -> None:
     y = rng(1).standard_normal((20_000, 10))
     t = rng(2).integers(0, 10, 20_000)
 
-    def peak(call: Callable[[], object]) -> int:
-        tracemalloc.start()
-        try:
-            call()
-            return tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-
-    full = peak(lambda: losses.softmax_cross_entropy(y, t))
-    alone = peak(lambda: loss_value(losses.softmax_cross_entropy, y, t))
+    full = peak_bytes(lambda: losses.softmax_cross_entropy(y, t))
+    alone = peak_bytes(lambda: loss_value(losses.softmax_cross_entropy, y, t))
     assert alone < 0.6 * full, (alone, full)
 
 

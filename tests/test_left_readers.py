@@ -9,7 +9,6 @@ import hashlib
 import os
 import tempfile
 import time
-import tracemalloc
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _helpers import no_home
+from _helpers import no_home, peak_bytes
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -139,14 +138,8 @@ def test_reading_a_sequence_file_peaks_at_a_few_times_its_size(tmp_path: Path, e
     size = f.stat().st_size
     reads: list[Callable[[], object]] = [lambda: read_sequence_file(f), lambda: load_sequence(f)]
     for read in reads:
-        tracemalloc.start()
-        try:
-            result = read()
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        peak = peak_bytes(read)
         assert peak < 6.5 * size, (peak / size, eol, plus)
-        del result
     x, t, vocab = read_sequence_file(f)
     lines = f.read_text(encoding="utf-8").splitlines()
     assert [decode(q, vocab) + decode(a, vocab) for q, a in zip(x[:50], t[:50])] == lines[:50]

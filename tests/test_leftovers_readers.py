@@ -7,7 +7,6 @@ import io
 import json
 import re
 import time
-import tracemalloc
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers import peak_bytes
 
 import fnnet
 from fnnet import checkpoint
@@ -57,14 +57,8 @@ def test_a_file_with_mixed_line_endings_is_read_in_a_few_times_its_size(tmp_path
     size = f.stat().st_size
     reads: list[Callable[[], object]] = [lambda: read_sequence_file(f), lambda: load_sequence(f)]
     for read in reads:
-        tracemalloc.start()
-        try:
-            result = read()
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        peak = peak_bytes(read)
         assert peak < 6.5 * size, (peak / size, plus)
-        del result
 
 
 def test_a_file_with_mixed_line_endings_reads_as_the_sequel_reads_it(tmp_path: Path) -> None:

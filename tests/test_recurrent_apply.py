@@ -10,14 +10,13 @@ of the final state with ``forward`` / the scan kernels over shapes, dtypes, chun
 
 from __future__ import annotations
 
-import tracemalloc
 from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
 import numpy as np
 import pytest
-from _helpers import assert_bit_identical, rng
+from _helpers import assert_bit_identical, peak_bytes, rng
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -102,23 +101,14 @@ def test_chunks_take_whole_steps_of_about_the_gemm_rows() -> None:
     assert R._chunk_steps(4, 0) == 1 and R._chunk_steps(0, 5) == 5
 
 
-def _peak(call: Callable[[], object]) -> int:
-    tracemalloc.start()
-    try:
-        call()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 @pytest.mark.parametrize("sequences", [False, True])
 def test_apply_keeps_one_steps_memory_on_a_long_sequence(kind: str, sequences: bool) -> None:
     n, t, d, h = 8, 2000, 4, 32
     layer = KINDS[kind](h, return_sequences=sequences)
     params, _, x = _inputs(layer, n, t, d, np.float32, 0, False)
-    forward = _peak(lambda: layer.forward(params, None, x))
-    applied = _peak(lambda: layer.apply(params, x))
+    forward = peak_bytes(lambda: layer.forward(params, None, x))
+    applied = peak_bytes(lambda: layer.apply(params, x))
     out_bytes = n * t * h * 4 if sequences else n * h * 4
     one_step = max(n, R._GEMM_ROWS) * (3 * h + d) * 4  # a chunk's gates and inputs
     assert applied < out_bytes + 2 * one_step, (applied, out_bytes, one_step)

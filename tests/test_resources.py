@@ -10,23 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _helpers import rng
+from _helpers import peak_bytes, rng
 
 import fnnet
 from fnnet.metrics import mae, r2, rmse, token_accuracy
 from fnnet.train import History
 from fnnet.tree import tree_astype
 from fnnet.typing import Array
-
-
-def peak_bytes(fn: Callable[[], Any]) -> int:
-    """The largest amount of memory traced while ``fn()`` runs (NumPy's buffers included)."""
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 # --- regression metrics ---------------------------------------------------------------------------
