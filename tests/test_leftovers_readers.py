@@ -74,25 +74,6 @@ def test_a_file_with_mixed_line_endings_reads_as_the_sequel_reads_it(tmp_path: P
     assert x.flags.c_contiguous and x.flags.owndata and t.flags.c_contiguous and t.flags.owndata
 
 
-@pytest.mark.parametrize(
-    ("content", "where", "reason"),
-    [
-        (b"1+1_2\r\n2+3_5\n2+3_55\r\n", "line 3", "question/answer widths 3/3 differ from line 1's 3/2"),
-        (b"1+1_2\n2+3_5\r\n23\n", "line 3", "no '_' between question and answer"),
-        (b"1+1_2\r\n2+3_5\n1+1_2\r1+1_2\n", "line 3", "control character '\\\\r' \\(U\\+000D\\) at column 6"),
-        (b"1+1_2\r\n2+3_5\n\xe9+1_2\r\n", "line 3", "not UTF-8 text \\(byte 13\\)"),
-    ],
-)
-def test_faults_in_a_file_with_mixed_line_endings_are_named_by_line(
-    tmp_path: Path, content: bytes, where: str, reason: str
-) -> None:
-    f = tmp_path / "bad.txt"
-    f.write_bytes(content)
-    with pytest.raises(FormatError, match=reason) as e:
-        read_sequence_file(f)
-    assert e.value.path == str(f) and e.value.where == where
-
-
 # --------------------------------------------------------------------------------------------
 # Checkpoints holding a long history: its per-step lists as .npy members
 # --------------------------------------------------------------------------------------------

@@ -106,6 +106,11 @@ def test_encode_and_decode_round_trip() -> None:
         (b"1+1_2\r1+1_2\n", "line 1", "control character '\\\\r'"),
         (b"1+1_2\n1+\xff_2\n", "line 2", "not UTF-8 text"),
         (b"1+1_2\n1+1_2\n\n", "line 3", "no '_'"),
+        # mixed line endings take the fast path when the file is sound, and still name the line
+        (b"1+1_2\r\n2+3_5\n2+3_55\r\n", "line 3", "question/answer widths 3/3 differ from line 1's 3/2"),
+        (b"1+1_2\n2+3_5\r\n23\n", "line 3", "no '_' between question and answer"),
+        (b"1+1_2\r\n2+3_5\n1+1_2\r1+1_2\n", "line 3", "control character '\\\\r' \\(U\\+000D\\) at column 6"),
+        (b"1+1_2\r\n2+3_5\n\xe9+1_2\r\n", "line 3", "not UTF-8 text \\(byte 13\\)"),
     ],
 )
 def test_hostile_files_raise_format_error_naming_file_and_line(tmp_path: Path, content: bytes, where: str, reason: str) -> None:
