@@ -29,6 +29,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable
@@ -51,6 +52,7 @@ __all__ = [
     "huber",
     "time_softmax_cross_entropy",
     "loss_value",
+    "scored_targets",
 ]
 
 CROSS_ENTROPY_DELTA = 1e-7
@@ -667,3 +669,34 @@ def loss_value(loss: Callable[..., tuple[float, Any]], y: Array, t: Any) -> floa
     if _takes_grad_flag(loss):
         return float(loss(y, t, grad=False)[0])
     return float(loss(y, t)[0])
+
+
+def scored_targets(loss: Callable[..., Any], t: Any) -> int | None:
+    """How many of the targets ``t`` a loss that skips some of them scores; None for any other loss.
+
+    :func:`time_softmax_cross_entropy` with an ``ignore_index`` (bound with
+    :func:`functools.partial`, as it is trained) scores the targets that are not ``ignore_index``:
+    its value is the mean over them, and 0 when there are none. Every other loss (also the time
+    loss without ``ignore_index``) scores every sample, and gives None here.
+    :func:`fnnet.train.evaluate` asks this to refuse a set with nothing to score.
+
+    Args:
+        loss: a loss function, possibly inside layers of :func:`functools.partial`.
+        t: the targets, as ``loss`` takes them.
+    Returns:
+        The number of scored targets, or None.
+
+    >>> import functools, numpy as np
+    >>> from fnnet.losses import scored_targets, softmax_cross_entropy, time_softmax_cross_entropy
+    >>> masked = functools.partial(time_softmax_cross_entropy, ignore_index=-1)
+    >>> scored_targets(masked, np.array([[1, 2, -1], [0, -1, -1]])), scored_targets(softmax_cross_entropy, np.zeros(3))
+    (3, None)
+    """
+    keywords: dict[str, Any] = {}
+    while isinstance(loss, functools.partial):
+        keywords = {**loss.keywords, **keywords}  # an outer partial's keyword wins
+        loss = loss.func
+    ignore = keywords.get("ignore_index")
+    if loss is not time_softmax_cross_entropy or ignore is None:
+        return None
+    return int(np.count_nonzero(np.asarray(t) != ignore))
