@@ -360,6 +360,11 @@ def softmax_cross_entropy(logits: Array, t: Any, *, grad: bool = True) -> tuple[
     """Softmax followed by cross-entropy, fused (the book's SoftmaxWithLoss): ``E = -Σ t log p / N``
     with ``p = softmax(logits)``, computed through the stable log-softmax.
 
+    Infinite logits give the limits of :func:`fnnet.functions.log_softmax`: a row whose ``+inf``
+    entries include its target costs ``log`` of their count (0 for one) with a zero gradient, a
+    row whose target is not among them costs ``+inf`` (a training step then raises
+    :class:`fnnet.train.NonFiniteLossError`); no ``inf - inf`` NaN, no warning.
+
     Args:
         logits: class scores ``(N, K)`` (or ``(K,)``, or ``(..., K)``), floating point.
         t: integer labels ``logits.shape[:-1]`` or one-hot / probability targets of its shape.
@@ -374,6 +379,9 @@ def softmax_cross_entropy(logits: Array, t: Any, *, grad: bool = True) -> tuple[
     >>> value, grad = softmax_cross_entropy(logits, np.array([0, 1]))
     >>> round(value, 4), grad.shape, bool(np.allclose(grad.sum(axis=1), 0.0))
     (0.3185, (2, 3), True)
+    >>> value, grad = softmax_cross_entropy(np.array([[np.inf, 0.0]]), np.array([0]))
+    >>> value, grad.tolist()
+    (0.0, [[0.0, 0.0]])
     """
     fn = "softmax_cross_entropy"
     x_in = _floating(fn, "logits", logits, min_rank=1)
@@ -569,7 +577,7 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
 
     ``E = -Σ_{k: t_k ≠ ignore} log p_k[t_k] / M`` with ``p = softmax(logits)`` over the last axis and
     ``M`` the number of counted tokens. Without ``ignore_index`` this is
-    :func:`softmax_cross_entropy` on the ``N·T`` rows. To train with an ``ignore_index``, pass
+    :func:`softmax_cross_entropy` on the ``N·T`` rows (infinite logits included). To train with an ``ignore_index``, pass
     ``functools.partial(time_softmax_cross_entropy, ignore_index=...)`` as the loss.
 
     Args:
