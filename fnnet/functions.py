@@ -195,7 +195,14 @@ def leaky_relu(x: Array, negative_slope: float = 0.01) -> Array:
     [-0.2, 3.0]
     """
     x = np.asarray(x)
-    return np.where(x > 0, x, float(negative_slope) * x)
+    slope = float(negative_slope)
+    if x.dtype.kind != "f" or not (0 < slope <= 1 and x.dtype.type(slope) > 0):  # as x's dtype holds it
+        return np.where(x > 0, x, slope * x)
+    # a slope in (0, 1] scales a positive x down and a negative one up, so the larger of x and
+    # slope * x is the output, ±0, ±inf and NaN included (no mask of the signs to choose with)
+    out: Array = np.multiply(x, slope)
+    np.maximum(x, out, out=out)
+    return out
 
 
 def elu(x: Array, alpha: float = 1.0) -> Array:
@@ -209,7 +216,15 @@ def elu(x: Array, alpha: float = 1.0) -> Array:
     [-0.632121, 2.0]
     """
     x = np.asarray(x)
-    return np.where(x > 0, x, float(alpha) * np.expm1(np.minimum(x, 0)))
+    if x.dtype.kind != "f" or not abs(float(alpha)) < float(np.finfo(x.dtype).max):  # finite in x's dtype
+        return np.where(x > 0, x, float(alpha) * np.expm1(np.minimum(x, 0)))
+    # alpha * expm1(min(x, 0)) is +0 where x > 0, and max(x, -0.0) is -0.0 where x <= 0: their
+    # sum is the branch taken for every x (-0.0 + -0.0 keeps the sign of a zero), without a mask
+    out: Array = np.minimum(x, 0)
+    np.expm1(out, out=out)
+    out *= float(alpha)
+    out += np.maximum(x, -0.0)
+    return out
 
 
 # Beyond these |z| erf(z) is ±1 and erfc(z) is 0 or 2 in float64; clipping to them keeps z*z finite.

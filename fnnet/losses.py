@@ -29,6 +29,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable
@@ -51,6 +52,7 @@ __all__ = [
     "huber",
     "time_softmax_cross_entropy",
     "loss_value",
+    "scored_targets",
 ]
 
 CROSS_ENTROPY_DELTA = 1e-7
@@ -190,6 +192,24 @@ def _narrow(grad: Array, dtype: np.dtype[Any]) -> Array:
     """The gradient in the input's ``dtype`` (a no-op unless the input was widened by :func:`_wide`);
     a float16 gradient entry beyond 65504 becomes ``inf``, as float16 arithmetic would give it."""
     return grad if grad.dtype == dtype else grad.astype(dtype)
+
+
+def _shifted(x: Array) -> Array:
+    """``x - max(x)`` over the last axis, the exponent of the log-softmax, as a fresh array.
+
+    A row whose maximum is ``+inf`` (or every entry ``-inf``) takes the limit of
+    :func:`fnnet.functions.log_softmax`: 0 on the entries equal to the maximum and ``-inf``
+    elsewhere, so a row of one ``+inf`` is certain of that class (loss 0 and gradient 0 when it is
+    the target, loss ``+inf`` when not) and ``inf - inf`` never makes a NaN. Other rows are
+    ``x - max(x)`` as they are.
+    """
+    m = x.max(axis=-1, keepdims=True)
+    # Σ m² is finite unless a row maximum is infinite (or NaN, or beyond the square root of the
+    # dtype's largest number): those few cases take the general form, the same bits on finite rows
+    if not math.isfinite(np.vdot(m, m)):
+        return F._shifted(x)
+    z: Array = x - m
+    return z
 
 
 # --- losses --------------------------------------------------------------------------------------
@@ -340,6 +360,11 @@ def softmax_cross_entropy(logits: Array, t: Any, *, grad: bool = True) -> tuple[
     """Softmax followed by cross-entropy, fused (the book's SoftmaxWithLoss): ``E = -Σ t log p / N``
     with ``p = softmax(logits)``, computed through the stable log-softmax.
 
+    Infinite logits give the limits of :func:`fnnet.functions.log_softmax`: a row whose ``+inf``
+    entries include its target costs ``log`` of their count (0 for one) with a zero gradient, a
+    row whose target is not among them costs ``+inf`` (a training step then raises
+    :class:`fnnet.train.NonFiniteLossError`); no ``inf - inf`` NaN, no warning.
+
     Args:
         logits: class scores ``(N, K)`` (or ``(K,)``, or ``(..., K)``), floating point.
         t: integer labels ``logits.shape[:-1]`` or one-hot / probability targets of its shape.
@@ -354,6 +379,9 @@ def softmax_cross_entropy(logits: Array, t: Any, *, grad: bool = True) -> tuple[
     >>> value, grad = softmax_cross_entropy(logits, np.array([0, 1]))
     >>> round(value, 4), grad.shape, bool(np.allclose(grad.sum(axis=1), 0.0))
     (0.3185, (2, 3), True)
+    >>> value, grad = softmax_cross_entropy(np.array([[np.inf, 0.0]]), np.array([0]))
+    >>> value, grad.tolist()
+    (0.0, [[0.0, 0.0]])
     """
     fn = "softmax_cross_entropy"
     x_in = _floating(fn, "logits", logits, min_rank=1)
@@ -362,7 +390,7 @@ def softmax_cross_entropy(logits: Array, t: Any, *, grad: bool = True) -> tuple[
     n = _n_rows(fn, x)
     # log p = z - log Σ exp z with z = x - max(x): exp(z) <= 1 never overflows, and log p stays
     # finite even where p itself underflows to 0.
-    z = x - x.max(axis=-1, keepdims=True)
+    z = _shifted(x)
     if labels:
         at = (np.arange(n), ta) if x.ndim == 2 else _label_index(ta)  # 2-D: the common, cheaper index
         picked = float(z[at].sum())
@@ -549,7 +577,7 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
 
     ``E = -Σ_{k: t_k ≠ ignore} log p_k[t_k] / M`` with ``p = softmax(logits)`` over the last axis and
     ``M`` the number of counted tokens. Without ``ignore_index`` this is
-    :func:`softmax_cross_entropy` on the ``N·T`` rows. To train with an ``ignore_index``, pass
+    :func:`softmax_cross_entropy` on the ``N·T`` rows (infinite logits included). To train with an ``ignore_index``, pass
     ``functools.partial(time_softmax_cross_entropy, ignore_index=...)`` as the loss.
 
     Args:
@@ -599,7 +627,7 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
     if m == 0:
         return 0.0, (np.zeros_like(x_in) if grad else None)
     # the stable log-softmax of softmax_cross_entropy: z = x - max(x), log p = z - log Σ exp z
-    z = x2 - x2.max(axis=-1, keepdims=True)
+    z = _shifted(x2)
     picked = float(z[rows, labels].sum())
     e = np.exp(z, out=None if grad else z)
     s = e.sum(axis=-1, keepdims=True)
@@ -649,3 +677,34 @@ def loss_value(loss: Callable[..., tuple[float, Any]], y: Array, t: Any) -> floa
     if _takes_grad_flag(loss):
         return float(loss(y, t, grad=False)[0])
     return float(loss(y, t)[0])
+
+
+def scored_targets(loss: Callable[..., Any], t: Any) -> int | None:
+    """How many of the targets ``t`` a loss that skips some of them scores; None for any other loss.
+
+    :func:`time_softmax_cross_entropy` with an ``ignore_index`` (bound with
+    :func:`functools.partial`, as it is trained) scores the targets that are not ``ignore_index``:
+    its value is the mean over them, and 0 when there are none. Every other loss (also the time
+    loss without ``ignore_index``) scores every sample, and gives None here.
+    :func:`fnnet.train.evaluate` asks this to refuse a set with nothing to score.
+
+    Args:
+        loss: a loss function, possibly inside layers of :func:`functools.partial`.
+        t: the targets, as ``loss`` takes them.
+    Returns:
+        The number of scored targets, or None.
+
+    >>> import functools, numpy as np
+    >>> from fnnet.losses import scored_targets, softmax_cross_entropy, time_softmax_cross_entropy
+    >>> masked = functools.partial(time_softmax_cross_entropy, ignore_index=-1)
+    >>> scored_targets(masked, np.array([[1, 2, -1], [0, -1, -1]])), scored_targets(softmax_cross_entropy, np.zeros(3))
+    (3, None)
+    """
+    keywords: dict[str, Any] = {}
+    while isinstance(loss, functools.partial):
+        keywords = {**loss.keywords, **keywords}  # an outer partial's keyword wins
+        loss = loss.func
+    ignore = keywords.get("ignore_index")
+    if loss is not time_softmax_cross_entropy or ignore is None:
+        return None
+    return int(np.count_nonzero(np.asarray(t) != ignore))

@@ -289,14 +289,18 @@ class _EncoderDecoder(Layer):
         src = self._source(x)
         dec_in = x[:, self.src_len :]
         try:
-            hs_enc, (h_enc, _), enc = _lstm_run("lstm_scan", ep.lstm, ep.embed.w[src], None, None, None, keep=keep)
+            hs_enc, (h_enc, _), enc = _lstm_run(
+                "lstm_scan", ep.lstm, ep.embed.w[src], None, None, None, keep=keep, sequences=self._attention
+            )  # the encoder's states are only attended to (and kept by the scan for the backward)
             peek = h_enc if self._peeky else None
             hd, _, dec = _lstm_run("lstm_scan", dp.lstm, dp.embed.w[dec_in], h_enc, None, peek, keep=keep)
         except ValueError as e:  # name the model, not the kernel (params of mixed shapes or dtypes)
             raise ValueError(f"{kind(self)}: {str(e).split(': ', 1)[-1]}") from None
+        assert hd is not None
         aw, ab = dp.affine
         attn = context = None
         if self._attention:
+            assert hs_enc is not None
             attn = _softmax_last(hd @ hs_enc.transpose(0, 2, 1))  # (N, Tt, Ts)
             context = attn @ hs_enc
             y = context @ aw[:hdim] + hd @ aw[hdim:] + ab
@@ -304,7 +308,7 @@ class _EncoderDecoder(Layer):
             y = hd @ aw[hdim:] + (h_enc @ aw[:hdim] + ab)[:, None, :]
         else:
             y = hd @ aw + ab
-        if enc is None or dec is None:
+        if enc is None or dec is None or hs_enc is None:
             return y, None
         return y, _FwdCache(src, dec_in, enc, hs_enc, dec, hd, attn, context, x.shape, spawn)
 

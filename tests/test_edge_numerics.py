@@ -284,12 +284,14 @@ def test_r2_of_targets_without_spread_is_nan_as_documented() -> None:
     assert np.isnan(r2(np.array([1.0, 2.0]), np.array([3.0, 3.0])))
 
 
-def test_evaluate_of_a_set_that_is_all_padding_names_the_metric() -> None:
+def test_evaluate_of_a_set_that_is_all_padding_names_evaluate() -> None:
     loss = functools.partial(time_softmax_cross_entropy, ignore_index=-1)
     x = np.zeros((4, 3, 5))
     t = np.full((4, 3), -1)
-    with pytest.raises(ValueError, match=r"^token_accuracy: every target equals ignore_index=-1"):
-        evaluate(fnnet.Identity(), None, x, t, loss=loss)
+    no_metrics: dict[str, Any] = {}
+    for metrics in (None, no_metrics):  # the loss alone would be 0.0: refused before any metric runs
+        with pytest.raises(ValueError, match=r"^evaluate: every target equals the loss's ignore_index, so the set has no token to score$"):
+            evaluate(fnnet.Identity(), None, x, t, loss=loss, metrics=metrics)
     t[0, 0] = 2
     assert evaluate(fnnet.Identity(), None, x, t, loss=loss)["acc"] == 0.0  # argmax of zeros is class 0
 

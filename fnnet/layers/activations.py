@@ -55,7 +55,14 @@ class LeakyReLU(_Elementwise):
 
     def _dx(self, cache: Array, dout: Array) -> Array:
         """``dx = where(x > 0, dout, negative_slope * dout)``."""
-        return np.where(cache > 0, dout, float(self.negative_slope) * dout)
+        slope = float(self.negative_slope)
+        if dout.dtype.kind != "f" or not (0 < slope <= 1 and dout.dtype.type(slope) > 0):
+            return np.where(cache > 0, dout, slope * dout)
+        # the factor max(x > 0, slope) is 1 or slope (NaN x: slope), and dout * 1 is dout exactly
+        k = np.greater(cache, 0).astype(dout.dtype)
+        np.fmax(k, slope, out=k)
+        k *= dout
+        return k
 
 
 @attrs.frozen
@@ -83,7 +90,13 @@ class ELU(_Elementwise):
     def _dx(self, cache: Array, dout: Array) -> Array:
         """``dx = dout * where(y > 0, 1, y + alpha)``."""
         y = cache
-        return np.where(y > 0, dout, dout * (y + float(self.alpha)))
+        if self.alpha != 1 or y.dtype != dout.dtype:
+            return np.where(y > 0, dout, dout * (y + float(self.alpha)))
+        # y + 1 <= 1 exactly where y <= 0: the factor min(y, 0) + 1 is 1 where y > 0 and y + 1 elsewhere
+        k = np.minimum(y, 0)
+        k += 1
+        k *= dout
+        return k
 
 
 @attrs.frozen

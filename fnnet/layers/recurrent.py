@@ -14,7 +14,7 @@ Two levels:
   evaluation: running consecutive batches through it is truncated backpropagation through time
   (no gradient flows into the previous batch). ``apply`` (what :func:`fnnet.train.predict` and
   :func:`fnnet.train.evaluate` run) gives ``forward``'s output bit for bit without its cache:
-  :class:`RNN` and :class:`GRU` then hold one step's gates and state besides the output.
+  every layer then holds one step's gates and state besides the output.
 - pure kernels for models that need more than ``dx``: ``*_scan(params, x, h0, ...)`` runs a whole
   sequence and returns the hidden states, the final state and a cache; ``*_scan_backward`` takes
   the gradients of the hidden states and of the final state and returns ``dx``, the gradients of
@@ -615,15 +615,25 @@ def lstm_scan(
     True
     """
     hs, final, cache = _lstm_run("lstm_scan", params, x, h0, c0, x_const, keep=True)
-    assert cache is not None
+    assert hs is not None and cache is not None
     return hs, final, cache
 
 
 def _lstm_run(
-    fn: str, params: LSTMParams, x: Array, h0: Array | None, c0: Array | None, x_const: Array | None, *, keep: bool
-) -> tuple[Array, tuple[Array, Array], LSTMCache | None]:
-    """:func:`lstm_scan`; with ``keep=False`` no cache (None): the gates and cell states of one
-    step overwrite the last's, so an evaluation holds ``(T, N, H)`` arrays, not ``(T, 4, N, H)``."""
+    fn: str,
+    params: LSTMParams,
+    x: Array,
+    h0: Array | None,
+    c0: Array | None,
+    x_const: Array | None,
+    *,
+    keep: bool,
+    sequences: bool = True,
+) -> tuple[Array | None, tuple[Array, Array], LSTMCache | None]:
+    """:func:`lstm_scan`; with ``keep=False`` no cache (None): one step's input row, gates and
+    states overwrite the last's (:func:`_lstm_eval`), so an evaluation holds ``O(N·(D + H))``
+    besides the output, and the hidden states ``(N, T, H)`` only with ``sequences`` (else None is
+    returned for them). Both ways compute the same bits."""
     wx, wh, hdim = _check_params(fn, params, 4)
     k = _check_x_const(fn, x_const, x, wx)
     n, t, d = _check_x(fn, x, wx, k)
@@ -641,6 +651,9 @@ def _lstm_run(
         const = np.matmul(x_const, _gate_major(wx[:k], (0, 1, 2, 3)))  # (4, N, H)
         const[0] *= 0.5
         const[2:] *= 0.5
+    if not keep:
+        hs_eval, final = _lstm_eval(x, w, const, h0, c0, sequences)
+        return hs_eval, final, None
     # zs[s] = [x_{s+1}, 1, h_s] (row T holds only hT): the hidden states are written in place
     zs = np.empty((t + 1, n, d + 1 + hdim), dtype=dtype)
     zs[:t, :, :d] = x.transpose(1, 0, 2)
@@ -682,6 +695,59 @@ def _lstm_run(
     c_last = cs[t if keep else t % 2]
     cache = LSTMCache(zs, cs, gates, tanh_c, x.shape, x_const) if keep else None
     return _batch_major(hs[1:], t, n), (hs[t].copy(), c_last.copy()), cache
+
+
+def _lstm_eval(
+    x: Array, w: Array, const: Array | None, h0: Array | None, c0: Array | None, sequences: bool
+) -> tuple[Array | None, tuple[Array, Array]]:
+    """The steps of :func:`_lstm_run` without a cache: ``(hs or None, (hT, cT))``.
+
+    Each step multiplies its row ``[x_t, 1, h]`` by ``w`` as the scan does, from a buffer of the
+    scan's row layout (``(N, D+1+H)`` with the same strides), so BLAS sees the same operands; two
+    such rows alternate, the step's new ``h`` written into the next one.
+    """
+    n, t, d = x.shape
+    hdim = w.shape[2]
+    dtype = w.dtype
+    zs = np.empty((2, n, d + 1 + hdim), dtype=dtype)  # [x_t, 1, h_t] of this step and the next
+    zs[:, :, d] = 1
+    hs = zs[:, :, d + 1 :]
+    hs[0] = 0 if h0 is None else h0
+    cs = np.empty((2, n, hdim), dtype=dtype)
+    cs[0] = 0 if c0 is None else c0
+    gs = np.empty((4, n, hdim), dtype=dtype)
+    tanh_c = np.empty((n, hdim), dtype=dtype)
+    tmp = np.empty((n, hdim), dtype=dtype)
+    out = np.empty((n, t, hdim), dtype=dtype) if sequences else None
+    for s in range(t):
+        now, nxt = s % 2, (s + 1) % 2
+        z = zs[now]
+        z[:, :d] = x[:, s]
+        if s or h0 is not None:
+            np.matmul(z, w, out=gs)
+        else:
+            np.matmul(z[:, : d + 1], w[:, : d + 1], out=gs)
+        if const is not None:
+            gs += const
+        np.tanh(gs, out=gs)
+        f, g, i, o = gs
+        f *= 0.5
+        f += 0.5
+        io = gs[2:]
+        io *= 0.5
+        io += 0.5
+        c = cs[nxt]
+        if s or c0 is not None:
+            np.multiply(f, cs[now], out=c)  # σ(f) c
+            np.multiply(i, g, out=tmp)  # σ(i) tanh(g)
+            c += tmp
+        else:
+            np.multiply(i, g, out=c)
+        np.tanh(c, out=tanh_c)
+        np.multiply(o, tanh_c, out=hs[nxt])
+        if out is not None:
+            out[:, s] = hs[nxt]
+    return out, (hs[t % 2].copy(), cs[t % 2].copy())
 
 
 @overload
@@ -1179,8 +1245,7 @@ class _Recurrent(Layer):
 
     def apply(self, params: Any, x: Array, *, state: Any = None, ctx: Ctx = EVAL) -> Array:
         """The output alone, ``forward(params, state, x, ctx)[0]`` bit for bit, keeping no cache:
-        :class:`RNN` and :class:`GRU` hold one step's gates and state (and the output), not every
-        step's; an :class:`LSTM` holds every step's hidden state but one step's gates.
+        every layer holds one step's gates and state (and the output), not every step's.
 
         >>> import numpy as np, fnnet
         >>> gru = fnnet.GRU(4, return_sequences=False)
@@ -1326,9 +1391,9 @@ class LSTM(_Recurrent):
         hs, (ht, ct), cache = lstm_scan(params, x, h0, c0)
         return hs, LSTMState(ht, ct), cache
 
-    def _scan_eval(self, params: LSTMParams, x: Array, state: Any) -> tuple[Array, LSTMState]:
+    def _scan_eval(self, params: LSTMParams, x: Array, state: Any) -> tuple[Array | None, LSTMState]:
         h0, c0 = self._h0(state, LSTMState._fields, x, params.wx.dtype)
-        hs, (ht, ct), _ = _lstm_run("lstm_scan", params, x, h0, c0, None, keep=False)
+        hs, (ht, ct), _ = _lstm_run("lstm_scan", params, x, h0, c0, None, keep=False, sequences=self.return_sequences)
         return hs, LSTMState(ht, ct)
 
     def _scan_backward(self, params: LSTMParams, cache: LSTMCache, dhs: Array | None, dhT: Array | None, input_grad: bool) -> tuple[Array, LSTMParams]:

@@ -36,7 +36,7 @@ from fnnet.metrics import Metric, check_metrics, default_metrics
 from fnnet._validate import check_positive_int, is_int, shape_text
 from fnnet.datasets import Augmentation, batches
 from fnnet.layers.base import EVAL, Ctx, Layer
-from fnnet.losses import loss_value, softmax_cross_entropy
+from fnnet.losses import loss_value, scored_targets, softmax_cross_entropy
 from fnnet.optim import GradientTransformation
 from fnnet.random import Key, fold_in, split
 from fnnet.train._progress import Progress
@@ -140,7 +140,9 @@ def evaluate(
 
     The loss and the metrics are computed once on all outputs, so they are those of the whole set
     whatever ``batch_size`` (RMSE and R², and a loss that skips padding tokens, which averages over
-    the tokens it counts). Batches run as in
+    the tokens it scores across the whole set, not batch by batch). A set in which such a loss
+    scores nothing (every target its ``ignore_index``, see :func:`fnnet.losses.scored_targets`) is
+    a ValueError: its loss would be 0, the best any epoch could show. Batches run as in
     :func:`predict`; the result does not depend on ``threads`` (it may on ``batch_size``, in the
     last bits).
 
@@ -169,6 +171,8 @@ def evaluate(
         raise ValueError("evaluate: empty data set")
     if len(t) != n:
         raise ValueError(f"evaluate: x has {n} samples but t has {len(t)}")
+    if scored_targets(loss, t) == 0:
+        raise ValueError("evaluate: every target equals the loss's ignore_index, so the set has no token to score")
     chosen = default_metrics(loss) if metrics is None else dict(metrics)
     y_all = _eval_outputs(model, params, x, state, batch_size, threads, "evaluate")
     result = {"loss": loss_value(loss, y_all, t)}
