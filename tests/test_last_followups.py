@@ -10,10 +10,13 @@
 from __future__ import annotations
 
 import functools
+import importlib
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -161,6 +164,7 @@ def test_the_other_losses_meet_infinite_predictions_without_nan() -> None:
 # --- 2. sets with nothing to score -----------------------------------------------------------------
 
 MASKED = functools.partial(time_softmax_cross_entropy, ignore_index=-1)
+FIT_MODULE = importlib.import_module("fnnet.train.fit")  # fnnet.train.fit is the function
 
 
 def _tokens(seed: int) -> tuple[Array, Array]:
@@ -225,11 +229,19 @@ def test_fit_evaluating_the_training_set_refuses_it_and_trains_on_it_without() -
 def test_fit_refuses_an_epochs_evaluation_sample_with_nothing_to_score() -> None:
     x, t = _tokens(9)
     sparse = np.full_like(t, -1)
-    sparse[5, 1] = 2  # one scored token in six rows: a sample of 2 misses it in some epoch
+    sparse[5, 1] = 2  # one scored token in six rows: a sample of 5 misses it in some epoch
     bar = _Steps()
-    with pytest.raises(ValueError, match=r"^fit: every val target in epoch \d+'s evaluation sample of 2 equals the loss's ignore_index=-1, so that sample has no token to score; raise eval_sample$"):
-        _fit((x, t), progress=bar, val=(x, sparse), eval_sample=2, eval_train=False, epochs=5)
+    kw: dict[str, Any] = {"progress": bar, "val": (x, sparse), "eval_sample": 5, "eval_train": False, "key": fnnet.key(2)}
+    with pytest.raises(ValueError, match=r"^fit: every val target in epoch (\d+)'s evaluation sample of 5 equals the loss's ignore_index=-1, so that sample has no token to score; raise eval_sample$") as info:
+        _fit((x, t), epochs=8, **kw)
     assert bar.steps == 0
+    refused = int(re.findall(r"epoch (\d+)'s", str(info.value))[0])
+    assert refused > 1  # (epoch 5 with this key) so that the epochs before it are tried below
+    # the epoch named is the one whose evaluation would have failed: the epochs before it train
+    assert len(_fit((x, t), epochs=refused - 1, **kw).history.epochs) == refused - 1
+    with mock.patch.object(FIT_MODULE, "_check_scored", lambda *a: None), pytest.raises(ValueError, match=r"^evaluate: "):
+        _fit((x, t), epochs=refused, **kw)
+    assert bar.steps == 3 * (2 * refused - 1)
     # the whole set, evaluated each epoch, has its token
     result = _fit((x, t), progress=bar, val=(x, sparse), eval_train=False)
     assert len(result.history.metric("val_loss")) == 2

@@ -142,9 +142,9 @@ def evaluate(
     whatever ``batch_size`` (RMSE and R², and a loss that skips padding tokens, which averages over
     the tokens it scores across the whole set, not batch by batch). A set in which such a loss
     scores nothing (every target its ``ignore_index``, see :func:`fnnet.losses.scored_targets`) is
-    a ValueError naming that ``ignore_index``: its loss would be 0, the best any epoch could show. Batches run as in
-    :func:`predict`; the result does not depend on ``threads`` (it may on ``batch_size``, in the
-    last bits).
+    a ValueError naming that ``ignore_index``: its loss would be 0, the best any epoch could show.
+    Batches run as in :func:`predict`; the result does not depend on ``threads`` (it may on
+    ``batch_size``, in the last bits).
 
     Args:
         model, params, state: the model, its parameters and its state (BatchNorm statistics).
