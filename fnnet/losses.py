@@ -436,6 +436,11 @@ def binary_cross_entropy_with_logits(z: Array, t: Any, *, grad: bool = True) -> 
     Computed as ``max(z, 0) - z t + log(1 + exp(-|z|))``, the same quantity rearranged so that
     ``exp`` only ever sees non-positive numbers: no overflow, finite for ``|z|`` up to 1e4 and beyond.
 
+    Infinite logits give the limits: ``z = +inf`` with ``t = 1`` (or ``-inf`` with ``t = 0``) is a
+    certain, right prediction, loss 0 and gradient 0; any other target there costs ``+inf`` (a
+    training step then raises :class:`fnnet.train.NonFiniteLossError`) with the finite gradient
+    ``(σ(z) - t) / n``; no ``inf - inf`` NaN, no warning.
+
     Args:
         z: logits, any non-empty shape, floating point.
         t: targets in ``[0, 1]`` (0/1 labels or probabilities) of ``z``'s shape (``(N,)`` against
@@ -450,14 +455,33 @@ def binary_cross_entropy_with_logits(z: Array, t: Any, *, grad: bool = True) -> 
     >>> value, grad = binary_cross_entropy_with_logits(z, np.array([1, 0, 1]))   # targets (N,)
     >>> round(value, 4), grad.shape
     (0.0585, (3, 1))
+    >>> value, grad = binary_cross_entropy_with_logits(np.array([np.inf, -np.inf]), np.array([1, 0]))
+    >>> value, grad.tolist()
+    (0.0, [0.0, 0.0])
     """
     fn = "binary_cross_entropy_with_logits"
     z_in = _floating(fn, "z", z)
     za = _wide(z_in)
     ta = _binary_targets(fn, "z", za, t)
     n = za.size
-    per_element = np.maximum(za, 0) - za * ta + np.log1p(np.exp(-np.abs(za)))
+    # Σ z² is finite unless a logit is infinite (or NaN, or beyond the square root of the dtype's
+    # largest number): only those take the masked form, the same bits on every finite logit
+    if math.isfinite(np.vdot(za, za)):
+        per_element = _logistic_loss(za, ta)
+    else:
+        infinite = np.isinf(za)
+        per_element = _logistic_loss(np.where(infinite, 0, za), ta)
+        # the limit at z = ±inf: 0 when the whole target lies on that side, else (1 - t)·inf or t·inf
+        right = infinite & (ta == (za > 0))
+        per_element[right] = 0
+        per_element[infinite & ~right] = np.inf
     return float(per_element.sum()) / n, (_narrow((F.sigmoid(za) - ta) * (1.0 / n), z_in.dtype) if grad else None)
+
+
+def _logistic_loss(z: Array, t: Array) -> Array:
+    """``-[t log σ(z) + (1 - t) log(1 - σ(z))]`` per element, for finite ``z``."""
+    out: Array = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    return out
 
 
 @overload
@@ -590,7 +614,8 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
         ones, of ``logits``' shape and dtype. When every token is ignored, ``E = 0`` and the
         gradient is zero: a batch of padding only is a training step that changes nothing (a NaN
         would stop :func:`fnnet.train.fit`). :func:`fnnet.metrics.token_accuracy`, which scores a
-        whole set, raises a ValueError there instead.
+        whole set, raises a ValueError there instead, as do :func:`fnnet.train.evaluate` and, before
+        training, :func:`fnnet.train.fit` for a set they evaluate.
 
     >>> import numpy as np
     >>> from fnnet.losses import time_softmax_cross_entropy
@@ -686,7 +711,8 @@ def scored_targets(loss: Callable[..., Any], t: Any) -> int | None:
     :func:`functools.partial`, as it is trained) scores the targets that are not ``ignore_index``:
     its value is the mean over them, and 0 when there are none. Every other loss (also the time
     loss without ``ignore_index``) scores every sample, and gives None here.
-    :func:`fnnet.train.evaluate` asks this to refuse a set with nothing to score.
+    :func:`fnnet.train.evaluate` asks this to refuse a set with nothing to score, and
+    :func:`fnnet.train.fit` to refuse one before training.
 
     Args:
         loss: a loss function, possibly inside layers of :func:`functools.partial`.
@@ -700,11 +726,17 @@ def scored_targets(loss: Callable[..., Any], t: Any) -> int | None:
     >>> scored_targets(masked, np.array([[1, 2, -1], [0, -1, -1]])), scored_targets(softmax_cross_entropy, np.zeros(3))
     (3, None)
     """
+    ignore = _ignored_target(loss)
+    if ignore is None:
+        return None
+    return int(np.count_nonzero(np.asarray(t) != ignore))
+
+
+def _ignored_target(loss: Callable[..., Any]) -> Any:
+    """The ``ignore_index`` that ``loss`` (:func:`time_softmax_cross_entropy` inside layers of
+    :func:`functools.partial`) skips, or None for a loss that scores every target."""
     keywords: dict[str, Any] = {}
     while isinstance(loss, functools.partial):
         keywords = {**loss.keywords, **keywords}  # an outer partial's keyword wins
         loss = loss.func
-    ignore = keywords.get("ignore_index")
-    if loss is not time_softmax_cross_entropy or ignore is None:
-        return None
-    return int(np.count_nonzero(np.asarray(t) != ignore))
+    return keywords.get("ignore_index") if loss is time_softmax_cross_entropy else None

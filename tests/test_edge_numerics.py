@@ -290,7 +290,7 @@ def test_evaluate_of_a_set_that_is_all_padding_names_evaluate() -> None:
     t = np.full((4, 3), -1)
     no_metrics: dict[str, Any] = {}
     for metrics in (None, no_metrics):  # the loss alone would be 0.0: refused before any metric runs
-        with pytest.raises(ValueError, match=r"^evaluate: every target equals the loss's ignore_index, so the set has no token to score$"):
+        with pytest.raises(ValueError, match=r"^evaluate: every target equals the loss's ignore_index=-1, so the set has no token to score$"):
             evaluate(fnnet.Identity(), None, x, t, loss=loss, metrics=metrics)
     t[0, 0] = 2
     assert evaluate(fnnet.Identity(), None, x, t, loss=loss)["acc"] == 0.0  # argmax of zeros is class 0

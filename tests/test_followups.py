@@ -339,11 +339,11 @@ def test_evaluate_weighs_the_tokens_of_the_whole_set_not_the_batches() -> None:
     assert got == masked(y, t)[0]
 
 
-def test_fit_with_a_validation_set_of_padding_only_names_evaluate() -> None:
+def test_fit_refuses_a_validation_set_of_padding_only_before_training() -> None:
     masked = functools.partial(time_softmax_cross_entropy, ignore_index=-1)
     x = rng(7).integers(0, 5, (4, 3))
     t = rng(8).integers(0, 5, (4, 3))
     model = fnnet.serial(fnnet.Embedding(5, 3), fnnet.TimeAffine(5))
-    with pytest.raises(ValueError, match=r"^evaluate: every target equals the loss's ignore_index"):
+    with pytest.raises(ValueError, match=r"^fit: every val target equals the loss's ignore_index=-1"):
         fnnet.fit(model, fnnet.optim.sgd(0.1), (x, t), val=(x, np.full_like(t, -1)), loss=masked, key=fnnet.key(0),
                   epochs=1, batch_size=4, progress="quiet", metrics={})

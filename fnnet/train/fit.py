@@ -36,7 +36,7 @@ from fnnet.metrics import Metric, check_metrics, default_metrics
 from fnnet._validate import check_positive_int, is_int, shape_text
 from fnnet.datasets import Augmentation, batches
 from fnnet.layers.base import EVAL, Ctx, Layer
-from fnnet.losses import loss_value, scored_targets, softmax_cross_entropy
+from fnnet.losses import _ignored_target, loss_value, scored_targets, softmax_cross_entropy
 from fnnet.optim import GradientTransformation
 from fnnet.random import Key, fold_in, split
 from fnnet.train._progress import Progress
@@ -142,9 +142,9 @@ def evaluate(
     whatever ``batch_size`` (RMSE and R², and a loss that skips padding tokens, which averages over
     the tokens it scores across the whole set, not batch by batch). A set in which such a loss
     scores nothing (every target its ``ignore_index``, see :func:`fnnet.losses.scored_targets`) is
-    a ValueError: its loss would be 0, the best any epoch could show. Batches run as in
-    :func:`predict`; the result does not depend on ``threads`` (it may on ``batch_size``, in the
-    last bits).
+    a ValueError naming that ``ignore_index``: its loss would be 0, the best any epoch could show.
+    Batches run as in :func:`predict`; the result does not depend on ``threads`` (it may on
+    ``batch_size``, in the last bits).
 
     Args:
         model, params, state: the model, its parameters and its state (BatchNorm statistics).
@@ -172,7 +172,7 @@ def evaluate(
     if len(t) != n:
         raise ValueError(f"evaluate: x has {n} samples but t has {len(t)}")
     if scored_targets(loss, t) == 0:
-        raise ValueError("evaluate: every target equals the loss's ignore_index, so the set has no token to score")
+        raise ValueError(f"evaluate: {_nothing_to_score(loss, '')}")
     chosen = default_metrics(loss) if metrics is None else dict(metrics)
     y_all = _eval_outputs(model, params, x, state, batch_size, threads, "evaluate")
     result = {"loss": loss_value(loss, y_all, t)}
@@ -290,11 +290,49 @@ def _evaluation_state(fresh: Tree, current: Tree) -> Tree:
     return current
 
 
+def _sample_index(key: Key, size: int, n: int | None) -> Array | None:
+    """The sorted indices of the keyed evaluation sample of ``n`` of ``size`` items; None for all."""
+    if n is None or n >= size:
+        return None
+    idx: Array = np.sort(key.generator().choice(size, n, replace=False))
+    return idx
+
+
 def _sample(key: Key, x: Array, t: Array, n: int | None) -> tuple[Array, Array]:
-    if n is None or n >= len(x):
-        return x, t
-    idx = np.sort(key.generator().choice(len(x), n, replace=False))
-    return x[idx], t[idx]
+    idx = _sample_index(key, len(x), n)
+    return (x, t) if idx is None else (x[idx], t[idx])
+
+
+def _nothing_to_score(loss: LossFn, name: str) -> str:
+    """Why a set (``name``, e.g. ``"val "``, or ``""``) in which ``loss`` scores no target is refused."""
+    return (
+        f"every {name}target equals the loss's ignore_index={_ignored_target(loss)!r}, "
+        f"so the {name}set has no token to score"
+    )
+
+
+def _check_scored(
+    loss: LossFn, sets: list[tuple[str, Any]], eval_key: Key, epochs: range, eval_sample: int | None
+) -> None:
+    """Each set that fit evaluates holds a target that ``loss`` scores, in every epoch's evaluation
+    sample, else a one-line ValueError before training (:func:`evaluate` would refuse it after an
+    epoch). Only a loss that skips targets (an ``ignore_index``) is checked."""
+    if _ignored_target(loss) is None:
+        return
+    for j, (name, data) in enumerate(sets):
+        if data is None:
+            continue
+        ts = data[1]
+        hint = "; pass eval_train=False to train on it without evaluating it" if name == "train" else ""
+        if scored_targets(loss, ts) == 0:
+            raise ValueError(f"fit: {_nothing_to_score(loss, name + ' ')}{hint}")
+        for epoch in epochs if eval_sample is not None and eval_sample < len(ts) else ():
+            idx = _sample_index(fold_in(fold_in(eval_key, epoch), j), len(ts), eval_sample)
+            if scored_targets(loss, ts[idx]) == 0:
+                raise ValueError(
+                    f"fit: every {name} target in epoch {epoch + 1}'s evaluation sample of {eval_sample} equals the "
+                    f"loss's ignore_index={_ignored_target(loss)!r}, so that sample has no token to score; raise eval_sample"
+                )
 
 
 def _augmented(augment: Augmentation, key: Key, xb: Array) -> Array:
@@ -492,7 +530,11 @@ def fit(
         val, test: ``(x, t)`` pairs evaluated after every epoch (``val_loss``, ``val_acc``, ...);
             checked before training (equal lengths, the model takes their first sample); ``eval_train``
             evaluates the training set too (``train_loss``, ``train_acc``); ``eval_sample``
-            evaluates on a keyed random sample of that many items.
+            evaluates on a keyed random sample of that many items. With a loss that skips an
+            ``ignore_index``, a set evaluated with every target ``ignore_index`` (in whole, or in
+            an epoch's sample) is a ValueError before the first step, as :func:`evaluate` would
+            refuse it; training on such a set is fine (its steps' loss is 0) with
+            ``eval_train=False``.
         metrics: ``name -> metric(y, t)`` recorded as ``NAME_<name>`` for each evaluated set;
             default :func:`fnnet.metrics.default_metrics` of ``loss``. Checked against the
             model's output shape before training (accuracy of a one-output model is an error).
@@ -631,6 +673,7 @@ def fit(
     if state is None:
         state = init_train_state(model, optimizer, init_key, tuple(x.shape[1:]))
     _check_takes(model, state, loss, (x, t), [("val", val), ("test", test)])
+    _check_scored(loss, sets, eval_key, range(int(state.epoch), epochs), eval_sample)
     for part in ("params", "opt_state", "model_state"):
         if not all_finite(getattr(state, part)):
             raise ValueError(
