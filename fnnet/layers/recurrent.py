@@ -660,41 +660,58 @@ def _lstm_run(
     zs[t, :, :d] = 0
     zs[:, :, d] = 1
     hs = zs[:, :, d + 1 :]
-    cs = np.empty((t + 1 if keep else 2, n, hdim), dtype=dtype)
+    cs = np.empty((t + 1, n, hdim), dtype=dtype)
     hs[0] = 0 if h0 is None else h0
     cs[0] = 0 if c0 is None else c0
-    gates = np.empty((t if keep else 1, 4, n, hdim), dtype=dtype)
-    tanh_c = np.empty((t if keep else 1, n, hdim), dtype=dtype)
+    gates = np.empty((t, 4, n, hdim), dtype=dtype)
+    tanh_c = np.empty((t, n, hdim), dtype=dtype)
     tmp = np.empty((n, hdim), dtype=dtype)
-    for s in range(t):
-        # step s reads cs[s] and writes gates[s], cs[s + 1], tanh_c[s]; without keep, in rotation
-        at, c_old, c_new = (s, s, s + 1) if keep else (0, s % 2, (s + 1) % 2)
-        gs = gates[at]
-        if s or h0 is not None:
-            np.matmul(zs[s], w, out=gs)
-        else:
-            np.matmul(zs[0, :, : d + 1], w[:, : d + 1], out=gs)
-        if const is not None:
-            gs += const
-        np.tanh(gs, out=gs)
-        f, g, i, o = gs
-        f *= 0.5
-        f += 0.5
-        io = gs[2:]
-        io *= 0.5
-        io += 0.5
-        c = cs[c_new]
-        if s or c0 is not None:
-            np.multiply(f, cs[c_old], out=c)  # σ(f) c
-            np.multiply(i, g, out=tmp)  # σ(i) tanh(g)
-            c += tmp
-        else:
-            np.multiply(i, g, out=c)
-        np.tanh(c, out=tanh_c[at])
-        np.multiply(o, tanh_c[at], out=hs[s + 1])
-    c_last = cs[t if keep else t % 2]
-    cache = LSTMCache(zs, cs, gates, tanh_c, x.shape, x_const) if keep else None
-    return _batch_major(hs[1:], t, n), (hs[t].copy(), c_last.copy()), cache
+    for s in range(t):  # step s reads cs[s] and writes gates[s], cs[s + 1], tanh_c[s]
+        _lstm_step(zs[s], w, d, const, gates[s], cs[s] if s or c0 is not None else None, cs[s + 1],
+                   tanh_c[s], hs[s + 1], tmp, with_h=bool(s) or h0 is not None)  # fmt: skip
+    cache = LSTMCache(zs, cs, gates, tanh_c, x.shape, x_const)
+    return _batch_major(hs[1:], t, n), (hs[t].copy(), cs[t].copy()), cache
+
+
+def _lstm_step(
+    z: Array,
+    w: Array,
+    d: int,
+    const: Array | None,
+    gs: Array,
+    c_old: Array | None,
+    c_new: Array,
+    tanh_c: Array,
+    h_new: Array,
+    tmp: Array,
+    *,
+    with_h: bool,
+) -> None:
+    """One LSTM step in place: the gates ``gs`` ``(4, N, H)`` from the row ``z = [x_t, 1, h]``
+    (without its ``h`` part when ``with_h`` is False: a zero initial state), then ``c_new``,
+    ``tanh_c`` and ``h_new``. ``c_old`` None is a zero cell. The sigmoid gates' columns of ``w``
+    (and of ``const``) are halved, so one tanh gives ``σ(a) = 0.5 + 0.5 tanh(a / 2)`` on f, i, o."""
+    if with_h:
+        np.matmul(z, w, out=gs)
+    else:
+        np.matmul(z[:, : d + 1], w[:, : d + 1], out=gs)
+    if const is not None:
+        gs += const
+    np.tanh(gs, out=gs)
+    f, g, i, o = gs
+    f *= 0.5
+    f += 0.5
+    io = gs[2:]
+    io *= 0.5
+    io += 0.5
+    if c_old is not None:
+        np.multiply(f, c_old, out=c_new)  # σ(f) c
+        np.multiply(i, g, out=tmp)  # σ(i) tanh(g)
+        c_new += tmp
+    else:
+        np.multiply(i, g, out=c_new)
+    np.tanh(c_new, out=tanh_c)
+    np.multiply(o, tanh_c, out=h_new)
 
 
 def _lstm_eval(
@@ -723,28 +740,8 @@ def _lstm_eval(
         now, nxt = s % 2, (s + 1) % 2
         z = zs[now]
         z[:, :d] = x[:, s]
-        if s or h0 is not None:
-            np.matmul(z, w, out=gs)
-        else:
-            np.matmul(z[:, : d + 1], w[:, : d + 1], out=gs)
-        if const is not None:
-            gs += const
-        np.tanh(gs, out=gs)
-        f, g, i, o = gs
-        f *= 0.5
-        f += 0.5
-        io = gs[2:]
-        io *= 0.5
-        io += 0.5
-        c = cs[nxt]
-        if s or c0 is not None:
-            np.multiply(f, cs[now], out=c)  # σ(f) c
-            np.multiply(i, g, out=tmp)  # σ(i) tanh(g)
-            c += tmp
-        else:
-            np.multiply(i, g, out=c)
-        np.tanh(c, out=tanh_c)
-        np.multiply(o, tanh_c, out=hs[nxt])
+        _lstm_step(z, w, d, const, gs, cs[now] if s or c0 is not None else None, cs[nxt], tanh_c, hs[nxt], tmp,
+                   with_h=bool(s) or h0 is not None)  # fmt: skip
         if out is not None:
             out[:, s] = hs[nxt]
     return out, (hs[t % 2].copy(), cs[t % 2].copy())
