@@ -9,9 +9,10 @@ from __future__ import annotations
 import io
 import pwd
 import tracemalloc
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import pytest
@@ -255,3 +256,17 @@ def peak_bytes(fn: Callable[[], Any]) -> int:
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+FLOATS = [np.float16, np.float32, np.float64]
+"""The float dtypes a numerics test runs through."""
+FLOAT_WIDTH: dict[Any, Literal[16, 32, 64]] = {np.float16: 16, np.float32: 32, np.float64: 64}
+"""Each of :data:`FLOATS` by its width in bits (for hypothesis' ``floats(width=...)``)."""
+
+
+@contextmanager
+def strict_floats() -> Iterator[None]:
+    """Every warning an error, and every floating point flag but underflow too."""
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        yield

@@ -6,9 +6,8 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, Literal, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import attrs
 import numpy as np
@@ -16,6 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+from _helpers import FLOATS, FLOAT_WIDTH, strict_floats
 
 import fnnet
 from fnnet import functions as F
@@ -28,16 +29,7 @@ from fnnet.train import evaluate
 from fnnet.tree import tree_astype
 from fnnet.typing import Array, Shape
 
-FLOATS = [np.float16, np.float32, np.float64]
 INF = np.inf
-
-
-@contextmanager
-def _strict() -> Iterator[None]:
-    """Every warning an error, and every floating point flag but underflow too."""
-    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
-        warnings.simplefilter("error")
-        yield
 
 
 # --- activations at the infinities -----------------------------------------------------------------
@@ -75,7 +67,7 @@ def test_activation_limits_at_the_infinities(
 ) -> None:
     big = float(np.finfo(dtype).max)
     x = np.array([-INF, INF, np.nan, -big, big, -1000.0, 1000.0], dtype)
-    with _strict():
+    with strict_floats():
         y = fn(x)
     assert y.dtype == dtype, name
     assert y[0] == at_minus and y[1] == at_plus, (name, y.tolist())
@@ -103,7 +95,7 @@ def test_activation_layers_at_the_infinities(
     layer: Layer, y_minus: float, y_plus: float, d_minus: float, d_plus: float, dtype: Any
 ) -> None:
     x = np.array([[-INF, INF, np.nan], [-1e4, 1e4, 0.5]], dtype)
-    with _strict():
+    with strict_floats():
         y, _, cache = layer.forward(None, None, x)
         dx, _ = layer.backward(None, cache, np.ones_like(x))
         applied = layer.apply(None, x)
@@ -144,13 +136,12 @@ def _old_formulas() -> dict[str, Callable[[Array], Array]]:
     }
 
 
-_WIDTH: dict[Any, Literal[16, 32, 64]] = {np.float16: 16, np.float32: 32, np.float64: 64}
 
 
 @st.composite
 def _float_arrays(draw: st.DrawFn) -> Array:
     dtype = draw(st.sampled_from(FLOATS))
-    finite_or_inf = st.floats(width=_WIDTH[dtype], allow_nan=False)  # infinities included
+    finite_or_inf = st.floats(width=FLOAT_WIDTH[dtype], allow_nan=False)  # infinities included
     a: Array = draw(hnp.arrays(dtype, st.integers(1, 24), elements=finite_or_inf | st.sampled_from([-INF, INF])))
     return a
 
@@ -161,7 +152,7 @@ def test_property_infinite_inputs_give_limits_and_finite_ones_the_formula(x: Arr
     finite = np.isfinite(x)
     formulas = _old_formulas()
     for name, fn, at_minus, at_plus in LIMITS:
-        with _strict():
+        with strict_floats():
             y = fn(x)
         assert y.dtype == x.dtype and not np.isnan(y).any(), (name, x.tolist(), y.tolist())
         assert (y[x == -INF] == at_minus).all() and (y[x == INF] == at_plus).all(), (name, x.tolist(), y.tolist())
@@ -171,7 +162,7 @@ def test_property_infinite_inputs_give_limits_and_finite_ones_the_formula(x: Arr
                 want = formulas[name](x[finite])
             np.testing.assert_array_equal(y[finite], want, err_msg=name)  # bit for bit, -0 == 0
     for layer in (GELU(), GELU(approximate=True), SiLU(), Softplus(), ELU(), LeakyReLU()):
-        with _strict():
+        with strict_floats():
             y, _, cache = layer.forward(None, None, x)
             dx, _ = layer.backward(None, cache, np.ones_like(x))
         assert not np.isnan(y).any() and not np.isnan(dx).any(), (layer, x.tolist())
@@ -181,7 +172,7 @@ def test_property_infinite_inputs_give_limits_and_finite_ones_the_formula(x: Arr
 def test_nan_stays_nan_in_every_activation() -> None:
     x = np.array([np.nan, 1.0])
     for name, fn, _, _ in LIMITS:
-        with _strict():
+        with strict_floats():
             y = fn(x)
         assert np.isnan(y[0]) and not np.isnan(y[1]), name
 
@@ -216,7 +207,7 @@ def test_softmax_of_infinite_entries_is_the_limit(dtype: Any) -> None:
         ],
         dtype,
     )
-    with _strict():
+    with strict_floats():
         p, logp = F.softmax(x), F.log_softmax(x)
     assert p.dtype == logp.dtype == dtype
     want = np.array([[1, 0, 0], [0.5, 0.5, 0], [1 / 3] * 3, [0, 0.5, 0.5]])
@@ -226,7 +217,7 @@ def test_softmax_of_infinite_entries_is_the_limit(dtype: Any) -> None:
     assert np.isnan(p[4]).all() and np.isnan(logp[4]).all()
     np.testing.assert_array_equal(p[5], F.softmax(x[5]))
     np.testing.assert_array_equal(logp[5], F.log_softmax(x[5]))
-    with _strict():  # the layer, and its backward through the one-hot row
+    with strict_floats():  # the layer, and its backward through the one-hot row
         y, _, cache = fnnet.Softmax().forward(None, None, x[:4])
         dx, _ = fnnet.Softmax().backward(None, cache, np.ones_like(y))
     np.testing.assert_array_equal(y, p[:4])
@@ -236,7 +227,7 @@ def test_softmax_of_infinite_entries_is_the_limit(dtype: Any) -> None:
 @settings(max_examples=40, deadline=None)
 @given(x=hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 5)), elements=st.sampled_from([-INF, INF, -3.0, 0.0, 2.5, 700.0])))
 def test_property_softmax_rows_with_infinities_are_distributions(x: Array) -> None:
-    with _strict():
+    with strict_floats():
         p, logp = F.softmax(x), F.log_softmax(x)
     np.testing.assert_allclose(p.sum(axis=-1), 1.0, rtol=1e-12)
     with np.errstate(divide="ignore"):

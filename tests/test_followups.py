@@ -16,14 +16,13 @@ from __future__ import annotations
 import functools
 import tracemalloc
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 from unittest import mock
 
 import numpy as np
 import pytest
-from _helpers import assert_bit_identical, rng
+from _helpers import FLOATS, FLOAT_WIDTH, assert_bit_identical, rng, strict_floats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -41,16 +40,7 @@ from fnnet.train import NonFiniteLossError, evaluate, init_train_state, make_tra
 from fnnet.tree import tree_astype
 from fnnet.typing import Array
 
-FLOATS = [np.float16, np.float32, np.float64]
 INF = np.inf
-_WIDTH: dict[Any, Literal[16, 32, 64]] = {np.float16: 16, np.float32: 32, np.float64: 64}
-
-
-@contextmanager
-def _strict() -> Iterator[None]:
-    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
-        warnings.simplefilter("error")
-        yield
 
 
 # --- 1. the softmax losses at infinite logits ----------------------------------------------------
@@ -58,7 +48,7 @@ def _strict() -> Iterator[None]:
 
 def _both(loss: Callable[..., Any], y: Array, t: Any, **kw: Any) -> tuple[float, Array]:
     """``loss(y, t)``, checked to give the value of ``grad=False`` bit for bit, without a warning."""
-    with _strict():
+    with strict_floats():
         value, grad = loss(y, t, **kw)
         alone, none = loss(y, t, grad=False, **kw)
     assert none is None and np.float64(alone).tobytes() == np.float64(value).tobytes()
@@ -121,11 +111,11 @@ def test_a_training_step_on_an_infinite_wrong_logit_raises_non_finite_loss() -> 
     w = np.array([[0.0, 1.0], [0.0, 1.0]], np.float32)
     state = state._replace(params=state.params._replace(w=w, b=np.zeros(2, np.float32)))
     x = np.full((3, 2), 3e38, np.float32)
-    with _strict():
+    with strict_floats():
         new, metrics = step(state, x, np.array([1, 1, 1]))
     assert metrics.loss == 0.0
     assert_bit_identical(new.params, state.params)  # a zero gradient: nothing moves
-    with _strict(), pytest.raises(NonFiniteLossError):
+    with strict_floats(), pytest.raises(NonFiniteLossError):
         step(state, x, np.array([0, 1, 0]))
 
 
@@ -139,7 +129,7 @@ def _plain_shift(x: Array) -> Array:
 def _finite_logits(draw: Any) -> Array:
     dtype = draw(st.sampled_from(FLOATS))
     big = float(np.finfo(dtype).max) / 4  # huge, yet x - max(x) stays finite
-    elements = st.floats(-big, big, width=_WIDTH[dtype]) | st.floats(-30, 30, width=_WIDTH[dtype])
+    elements = st.floats(-big, big, width=FLOAT_WIDTH[dtype]) | st.floats(-30, 30, width=FLOAT_WIDTH[dtype])
     shape = draw(st.sampled_from([(1,), (3, 4), (2, 3, 5), (7, 1)]))
     a: Array = draw(hnp.arrays(dtype, shape, elements=elements))
     return a

@@ -13,14 +13,12 @@ import functools
 import importlib
 import re
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 from unittest import mock
 
 import numpy as np
 import pytest
-from _helpers import assert_bit_identical, rng
+from _helpers import FLOATS, FLOAT_WIDTH, assert_bit_identical, rng, strict_floats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -34,16 +32,7 @@ from fnnet.train import NonFiniteLossError, evaluate, init_train_state, make_tra
 from fnnet.train._progress import Progress
 from fnnet.typing import Array
 
-FLOATS = [np.float16, np.float32, np.float64]
 INF = np.inf
-_WIDTH: dict[Any, Literal[16, 32, 64]] = {np.float16: 16, np.float32: 32, np.float64: 64}
-
-
-@contextmanager
-def _strict() -> Iterator[None]:
-    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
-        warnings.simplefilter("error")
-        yield
 
 
 # --- 1. the logistic loss at infinite logits ------------------------------------------------------
@@ -51,7 +40,7 @@ def _strict() -> Iterator[None]:
 
 def _both(z: Array, t: Any) -> tuple[float, Array]:
     """``bce_logits(z, t)``, checked to give the value of ``grad=False`` bit for bit, without a warning."""
-    with _strict():
+    with strict_floats():
         value, grad = bce_logits(z, t)
         alone, none = bce_logits(z, t, grad=False)
     assert none is None and np.float64(alone).tobytes() == np.float64(value).tobytes()
@@ -96,11 +85,11 @@ def test_a_training_step_takes_a_certain_right_logit_and_raises_on_a_certain_wro
     # the logit 3e38 + 3e38 overflows float32 to +inf: certain of class 1
     state = state._replace(params=state.params._replace(w=np.ones((2, 1), np.float32), b=np.zeros(1, np.float32)))
     x = np.full((3, 2), 3e38, np.float32)
-    with _strict():
+    with strict_floats():
         new, metrics = step(state, x, np.array([1, 1, 1]))
     assert metrics.loss == 0.0
     assert_bit_identical(new.params, state.params)  # a zero gradient: nothing moves
-    with _strict(), pytest.raises(NonFiniteLossError):
+    with strict_floats(), pytest.raises(NonFiniteLossError):
         step(state, x, np.array([1, 0, 1]))
 
 
@@ -119,7 +108,7 @@ def _finite_logits_and_targets(draw: Any) -> tuple[Array, Any]:
     dtype = draw(st.sampled_from(FLOATS))
     fi = np.finfo(dtype)
     # up to the largest finite number, where Σ z² overflows and the masked form is taken
-    elements = st.floats(-float(fi.max), float(fi.max), width=_WIDTH[dtype]) | st.floats(-40, 40, width=_WIDTH[dtype])
+    elements = st.floats(-float(fi.max), float(fi.max), width=FLOAT_WIDTH[dtype]) | st.floats(-40, 40, width=FLOAT_WIDTH[dtype])
     shape = draw(st.sampled_from([(1,), (5,), (4, 1), (2, 3)]))
     z: Array = draw(hnp.arrays(dtype, shape, elements=elements))
     kind = draw(st.sampled_from(["int", "bool", "float", "column"]))
@@ -151,7 +140,7 @@ def test_the_other_losses_meet_infinite_predictions_without_nan() -> None:
     """The regression losses give ``+inf`` for an infinite prediction (a wrong one: targets are
     finite); the probability losses take probabilities in [0, 1], where nothing is infinite."""
     y, t = np.array([[INF], [-INF], [0.5]]), np.array([0.0, 1.0, 0.5])
-    with _strict():
+    with strict_floats():
         for loss in (losses.sum_squared_error, losses.mean_squared_error, losses.huber):
             value, grad = loss(y, t)
             assert value == INF and not np.isnan(grad).any()
