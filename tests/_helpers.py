@@ -270,3 +270,17 @@ def strict_floats() -> Iterator[None]:
     with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
         warnings.simplefilter("error")
         yield
+
+
+def assert_certain_and_right_is_still(step: Any, state: Any, x: Array, right: Array, wrong: Array) -> None:
+    """A train step whose model is certain (an infinite logit) leaves ``state`` as it is, loss 0,
+    for targets it has ``right``, and raises NonFiniteLossError for ``wrong`` ones, with no
+    floating point warning either way."""
+    from fnnet.train import NonFiniteLossError
+
+    with strict_floats():
+        new, metrics = step(state, x, right)
+    assert metrics.loss == 0.0
+    assert_bit_identical(new.params, state.params)  # a zero gradient: nothing moves
+    with strict_floats(), pytest.raises(NonFiniteLossError):
+        step(state, x, wrong)
