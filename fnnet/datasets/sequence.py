@@ -191,11 +191,12 @@ def _code_points(p: Path, raw: bytes) -> Array:
     uint8 (no copy when ASCII), uint16 and uint32 that holds them all.
 
     When ``\\r\\n`` and ``\\n`` line endings are mixed, every ``\\r\\n`` becomes ``\\n`` (as text-mode
-    reading does), so that all lines end alike; a ``\\r`` alone is kept (it is refused later).
+    reading does), so that all lines end alike; a ``\\r`` alone is kept (it is refused later). A
+    ``\\r\\r\\n`` is left as it is: the replacement would make a new ``\\r\\n`` of its stray ``\\r``.
     """
     if raw.isascii():
         crlf = raw.count(b"\r\n")
-        if crlf and crlf != raw.count(b"\n"):
+        if crlf and crlf != raw.count(b"\n") and b"\r\r\n" not in raw:
             raw = raw.replace(b"\r\n", b"\n")
         return np.frombuffer(raw, dtype=np.uint8)
     try:
@@ -205,7 +206,7 @@ def _code_points(p: Path, raw: bytes) -> Array:
         raise FormatError(p, f"line {lineno}", f"not UTF-8 text (byte {e.start})") from None
     del raw  # the caller keeps no reference: the bytes go before the code points are made
     crlf = text.count("\r\n")
-    if crlf and crlf != text.count("\n"):
+    if crlf and crlf != text.count("\n") and "\r\r\n" not in text:
         text = text.replace("\r\n", "\n")
     try:
         return np.frombuffer(text.encode("latin-1"), dtype=np.uint8)
