@@ -931,7 +931,7 @@ def _read_meta_arrays(ar: _Archive, refs: list[_MetaRef]) -> None:
 
         def check(shape: tuple[int, ...], fortran: bool, dtype: np.dtype[Any]) -> tuple[tuple[int, ...], np.dtype[Any]]:
             n = math.prod(shape)
-            if dtype != np.dtype("<f8") or not 1 <= len(shape) <= 2 or n == 0:
+            if dtype != np.dtype("<f8") or not 1 <= len(shape) <= 2 or min(shape) < 1:
                 raise ar.fail(
                     ref.where,
                     f"its .npy header says {_short(_describe(shape, dtype), 120)}; a meta array holds float64 "
