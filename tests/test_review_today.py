@@ -12,6 +12,7 @@ import pytest
 from fnnet.checkpoint import load, read_manifest, save
 from fnnet.datasets.sequence import read_sequence_file
 from fnnet.errors import FormatError
+from fnnet.layers.base import Ctx
 
 
 @pytest.mark.parametrize("text", ["ab_cd\nab_cx\r\r\n", "ab_cé\nab_cx\r\r\n"])
@@ -46,3 +47,10 @@ def test_meta_array_of_negative_dimensions_is_a_format_error(tmp_path: Path, sha
     for read in (read_manifest, lambda p: load(p, {"w": np.zeros(2)})):
         with pytest.raises(FormatError, match=r"meta\.h: its \.npy header says shape"):
             read(bad)
+
+
+def test_ctx_refuses_a_spawn_that_is_not_callable() -> None:
+    # spawn=None (what the LSTM kernels take for "no spawn") used to fail only in a seq2seq
+    # backward, as "'NoneType' object is not callable"
+    with pytest.raises(ValueError, match=r"^Ctx: spawn must be callable .* got NoneType$"):
+        Ctx(True, spawn=None)  # type: ignore[arg-type]
