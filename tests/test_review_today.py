@@ -54,3 +54,8 @@ def test_ctx_refuses_a_spawn_that_is_not_callable() -> None:
     # backward, as "'NoneType' object is not callable"
     with pytest.raises(ValueError, match=r"^Ctx: spawn must be callable .* got NoneType$"):
         Ctx(True, spawn=None)  # type: ignore[arg-type]
+
+
+def test_ctx_refuses_a_batch_sum_that_is_not_callable() -> None:
+    with pytest.raises(ValueError, match=r"^Ctx: batch_sum must be callable .* got NoneType$"):
+        Ctx(True, batch_sum=None)  # type: ignore[arg-type]

@@ -105,6 +105,8 @@ class Ctx:
     ):
         if key is not None and not isinstance(key, Key):
             raise ValueError(f"Ctx: key must be a fnnet.Key or None, got {type(key).__name__}")
+        if not callable(batch_sum):
+            raise ValueError(f"Ctx: batch_sum must be callable (a partial sum to the batch's sum), got {type(batch_sum).__name__}")
         if not callable(spawn):
             raise ValueError(f"Ctx: spawn must be callable (fnnet.layers.base.run_now runs at once), got {type(spawn).__name__}")
         object.__setattr__(self, "train", bool(train))
