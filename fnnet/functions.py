@@ -128,11 +128,14 @@ def _shifted(xw: Array) -> Array:
     holding NaN stays NaN.
     """
     m = xw.max(axis=-1, keepdims=True)
-    inf_rows = np.isinf(m)  # one entry per row: cheap next to the pass over xw
-    if inf_rows.any():
-        top = np.where(xw == m, 0, -np.inf).astype(xw.dtype, copy=False)
-        xw = np.where(inf_rows, top, xw)
-        m = np.where(inf_rows, 0, m).astype(xw.dtype, copy=False)
+    # Σ m² is finite unless a row maximum is infinite (or NaN, or beyond the square root of the
+    # dtype's largest number): one dot product rules out the infinite rows in the common case
+    if not math.isfinite(np.vdot(m, m)):
+        inf_rows = np.isinf(m)
+        if inf_rows.any():
+            top = np.where(xw == m, 0, -np.inf).astype(xw.dtype, copy=False)
+            xw = np.where(inf_rows, top, xw)
+            m = np.where(inf_rows, 0, m).astype(xw.dtype, copy=False)
     z: Array = xw - m
     return z
 

@@ -194,24 +194,6 @@ def _narrow(grad: Array, dtype: np.dtype[Any]) -> Array:
     return grad if grad.dtype == dtype else grad.astype(dtype)
 
 
-def _shifted(x: Array) -> Array:
-    """``x - max(x)`` over the last axis, the exponent of the log-softmax, as a fresh array.
-
-    A row whose maximum is ``+inf`` (or every entry ``-inf``) takes the limit of
-    :func:`fnnet.functions.log_softmax`: 0 on the entries equal to the maximum and ``-inf``
-    elsewhere, so a row of one ``+inf`` is certain of that class (loss 0 and gradient 0 when it is
-    the target, loss ``+inf`` when not) and ``inf - inf`` never makes a NaN. Other rows are
-    ``x - max(x)`` as they are.
-    """
-    m = x.max(axis=-1, keepdims=True)
-    # Σ m² is finite unless a row maximum is infinite (or NaN, or beyond the square root of the
-    # dtype's largest number): those few cases take the general form, the same bits on finite rows
-    if not math.isfinite(np.vdot(m, m)):
-        return F._shifted(x)
-    z: Array = x - m
-    return z
-
-
 # --- losses --------------------------------------------------------------------------------------
 
 
@@ -390,7 +372,7 @@ def softmax_cross_entropy(logits: Array, t: Any, *, grad: bool = True) -> tuple[
     n = _n_rows(fn, x)
     # log p = z - log Σ exp z with z = x - max(x): exp(z) <= 1 never overflows, and log p stays
     # finite even where p itself underflows to 0.
-    z = _shifted(x)
+    z = F._shifted(x)
     if labels:
         at = (np.arange(n), ta) if x.ndim == 2 else _label_index(ta)  # 2-D: the common, cheaper index
         picked = float(z[at].sum())
@@ -652,7 +634,7 @@ def time_softmax_cross_entropy(logits: Array, t: Any, ignore_index: int | None =
     if m == 0:
         return 0.0, (np.zeros_like(x_in) if grad else None)
     # the stable log-softmax of softmax_cross_entropy: z = x - max(x), log p = z - log Σ exp z
-    z = _shifted(x2)
+    z = F._shifted(x2)
     picked = float(z[rows, labels].sum())
     e = np.exp(z, out=None if grad else z)
     s = e.sum(axis=-1, keepdims=True)
