@@ -29,7 +29,6 @@ from hypothesis.extra import numpy as hnp
 
 import fnnet
 from fnnet import functions as F
-from fnnet import losses
 from fnnet.layers import recurrent as R
 from fnnet.layers.activations import ELU, LeakyReLU
 from fnnet.layers.recurrent import LSTM
