@@ -351,21 +351,19 @@ class _EncoderDecoder(Layer):
             daw = hd.reshape(n * t_len, hdim).T @ d2
             dhd = dout @ aw.T
         # The decoder's products over all steps run beside the encoder's scan (cache.spawn).
-        da_dec, dh0, dc0 = _lstm_backward_scan(dp.lstm, cache.dec, dhd)
+        da_dec, dh0, _ = _lstm_backward_scan(dp.lstm, cache.dec, dhd)
         da_sum = None
         if dh_enc is not None:
             da_sum = da_dec.sum(axis=0)  # the peeky input meets every decoder step's gradient
             dh0 = dh0 + da_sum @ dp.lstm.wx[:hdim].T + dh_enc
 
         def decoder_rest() -> tuple[Array, LSTMParams]:
-            dx_dec, _, _, g, _ = _lstm_backward_weights(dp.lstm, cache.dec, da_dec, dh0, dc0, da_sum=da_sum)
+            dx_dec, g, _ = _lstm_backward_weights(dp.lstm, cache.dec, da_dec, da_sum=da_sum)
             return embedding_grad(cache.dec_in, dx_dec, v), g
 
         join_decoder = cache.spawn(decoder_rest)
         da_enc, _, _ = _lstm_backward_scan(ep.lstm, cache.enc, dhs_enc, dh0, state_grad=False)
-        dx_enc, _, _, g_enc, _ = _lstm_backward_weights(
-            ep.lstm, cache.enc, da_enc, dh0, dc0, state_grad=False, spawn=cache.spawn
-        )
+        dx_enc, g_enc, _ = _lstm_backward_weights(ep.lstm, cache.enc, da_enc, spawn=cache.spawn)
         de_e = embedding_grad(cache.src, dx_enc, v)
         de_d, g_dec = join_decoder()
         grads = Seq2seqParams(

@@ -818,12 +818,12 @@ def lstm_scan_backward(
     if const_grad and cache.x_const is None:
         raise ValueError("lstm_scan_backward: const_grad=True needs the cache of a scan with x_const")
     da, dh, dc = _lstm_backward_scan(params, cache, dhs, dhT, dcT, state_grad=state_grad)
-    dx, dh0, dc0, grads, dx_const = _lstm_backward_weights(
-        params, cache, da, dh, dc, input_grad, state_grad=state_grad, const_grad=const_grad
-    )
+    dx, grads, dx_const = _lstm_backward_weights(params, cache, da, input_grad, const_grad=const_grad)
+    if not state_grad:
+        dh = dc = no_input_grad(dh.shape, dh.dtype)
     if dx_const is None:
-        return dx, dh0, dc0, grads
-    return dx, dh0, dc0, grads, dx_const
+        return dx, dh, dc, grads
+    return dx, dh, dc, grads, dx_const
 
 
 def _lstm_backward_scan(
@@ -890,21 +890,18 @@ def _lstm_backward_weights(
     params: LSTMParams,
     cache: LSTMCache,
     da: Array,
-    dh: Array,
-    dc: Array,
     input_grad: bool = True,
     *,
-    state_grad: bool = True,
     const_grad: bool = False,
     da_sum: Array | None = None,
     spawn: Callable[[Callable[[], Array]], Callable[[], Array]] | None = None,
-) -> tuple[Array, Array, Array, LSTMParams, Array | None]:
+) -> tuple[Array, LSTMParams, Array | None]:
     """The rest of :func:`lstm_scan_backward` once :func:`_lstm_backward_scan` has given ``dA``:
     products over all steps at once. ``da_sum``, if given, is ``dA.sum(axis=0)`` (a scan with
     ``x_const``). With ``spawn`` (a :attr:`fnnet.layers.Ctx.spawn`), the weight gradient is taken
     as two products over halves of ``dA``'s columns, the first spawned (the same bits wherever it
-    runs; not always those of the one product). The fifth value is ``dx_const`` with
-    ``const_grad``, else ``None``."""
+    runs; not always those of the one product). Returns ``(dx, grads, dx_const)``, ``dx_const``
+    None without ``const_grad``."""
     fn = "lstm_scan_backward"
     wx = params.wx
     hdim = params.wh.shape[0]
@@ -930,16 +927,14 @@ def _lstm_backward_weights(
             da_sum = da.sum(axis=0)  # (N, 4H): the constant input meets every step's gradient
         dwx = np.concatenate([x_const.T @ da_sum, dwx])
     grads = LSTMParams(dwx, dwh, dw_all[d])
-    if not state_grad:
-        dh = dc = no_input_grad((n, hdim), dtype)
     if input_grad:
         dx = _batch_major(da2 @ wx[k:].T, t, n)
     else:
         dx = no_input_grad((n, t, d), dtype)
     if not const_grad:
-        return dx, dh, dc, grads, None
+        return dx, grads, None
     assert da_sum is not None
-    return dx, dh, dc, grads, da_sum @ wx[:k].T
+    return dx, grads, da_sum @ wx[:k].T
 
 
 # --- GRU -----------------------------------------------------------------------------------------
